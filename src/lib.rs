@@ -1,3 +1,13 @@
+//! punktfunk: low-latency, FEC-protected, encrypted transport of encoded video with an input
+//! back channel, as a GStreamer plugin (`punktfunksink`, `punktfunksrc`) and as a Rust library
+//! ([`session::Session`]) usable without GStreamer.
+//!
+//! Layers, top to bottom: the elements (thin), the [`session`] (one end of a stream), the
+//! sans-IO [`protocol`] and the [`transport`] (UDP, in-memory, impairment).
+
+pub mod protocol;
+pub mod transport;
+
 fn plugin_init(_plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
     Ok(())
 }

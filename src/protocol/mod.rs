@@ -1,0 +1,17 @@
+//! The sans-IO protocol layer: pure state machines fed with bytes and instants.
+//!
+//! Nothing in here reads a clock, touches a socket or knows about GStreamer: every function that
+//! needs the time takes it as an argument, so loss, reordering, timeouts and replay can be tested
+//! exhaustively and deterministically.
+
+pub mod adaptive;
+pub mod control;
+pub mod crypto;
+pub mod fec;
+pub mod handshake;
+pub mod input;
+pub mod pacing;
+pub mod packetizer;
+pub mod reassembler;
+pub mod replay;
+pub mod wire;
