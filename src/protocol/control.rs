@@ -1,0 +1,200 @@
+//! Control messages, both directions, sealed like video: keyframe request, loss report,
+//! ping/pong, stream info (and its updates), bye and input acknowledgements.
+//!
+//! This module only encodes and decodes; deciding when to send them is the session's job.
+//! Decoding never panics and never allocates more than the bytes present (strings are capped).
+
+use super::wire::{Reader, WireError, Writer};
+
+/// Longest caps string we carry. Real H.264/HEVC caps with codec_data are well under 2 KiB.
+pub const MAX_CAPS_LEN: usize = 4096;
+
+/// What the client needs to know about the stream before its first frame.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StreamInfo {
+    /// GStreamer caps string of the encoded stream, e.g.
+    /// `video/x-h264, stream-format=byte-stream, alignment=au, width=1920, height=1080`.
+    pub caps: String,
+    /// Largest datagram the host sends, in bytes.
+    pub mtu: u16,
+    /// FEC scheme id (`wire::FEC_SCHEME_*`).
+    pub fec_scheme: u8,
+    /// Bumped by the host whenever the info changes, so a client can ignore stale updates.
+    pub generation: u32,
+}
+
+impl StreamInfo {
+    pub fn encode(&self, w: &mut Writer<'_>) {
+        w.u32(self.generation)
+            .u16(self.mtu)
+            .u8(self.fec_scheme)
+            .string(&self.caps, MAX_CAPS_LEN);
+    }
+
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let generation = r.u32()?;
+        let mtu = r.u16()?;
+        let fec_scheme = r.u8()?;
+        let caps = r.string(MAX_CAPS_LEN)?;
+        Ok(StreamInfo {
+            caps,
+            mtu,
+            fec_scheme,
+            generation,
+        })
+    }
+}
+
+/// Cumulative counters the client reports to the host about every 100 ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LossReport {
+    /// Datagrams received and authenticated from the host.
+    pub packets_received: u64,
+    /// Datagrams the host sent that never arrived (gaps in the packet numbers).
+    pub packets_lost: u64,
+    /// Data shards rebuilt by FEC.
+    pub packets_recovered: u64,
+    /// Access units that could not be delivered.
+    pub frames_lost: u64,
+    /// Access units delivered whole.
+    pub frames_delivered: u64,
+}
+
+/// One control message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Client → host: please send a keyframe (with parameter sets).
+    KeyframeRequest,
+    /// Client → host: cumulative reception counters.
+    LossReport(LossReport),
+    /// Either way: echo this back. `id` is the sender's clock in microseconds.
+    Ping { id: u64 },
+    /// The echo of a [`Control::Ping`].
+    Pong { id: u64 },
+    /// Host → client: the stream info changed (or is known for the first time).
+    StreamInfo(StreamInfo),
+    /// Either way: this end is leaving. From the host this means end of stream.
+    Bye,
+    /// Host → client: every input event with a sequence number below this has arrived.
+    InputAck { next_expected: u64 },
+}
+
+const T_KEYFRAME: u8 = 1;
+const T_LOSS: u8 = 2;
+const T_PING: u8 = 3;
+const T_PONG: u8 = 4;
+const T_INFO: u8 = 5;
+const T_BYE: u8 = 6;
+const T_ACK: u8 = 7;
+
+impl Control {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = Writer::new(out);
+        match self {
+            Control::KeyframeRequest => {
+                w.u8(T_KEYFRAME);
+            }
+            Control::LossReport(r) => {
+                w.u8(T_LOSS)
+                    .u64(r.packets_received)
+                    .u64(r.packets_lost)
+                    .u64(r.packets_recovered)
+                    .u64(r.frames_lost)
+                    .u64(r.frames_delivered);
+            }
+            Control::Ping { id } => {
+                w.u8(T_PING).u64(*id);
+            }
+            Control::Pong { id } => {
+                w.u8(T_PONG).u64(*id);
+            }
+            Control::StreamInfo(info) => {
+                w.u8(T_INFO);
+                info.encode(&mut w);
+            }
+            Control::Bye => {
+                w.u8(T_BYE);
+            }
+            Control::InputAck { next_expected } => {
+                w.u8(T_ACK).u64(*next_expected);
+            }
+        }
+    }
+
+    /// Decodes one control message that must fill `body` exactly.
+    pub fn decode(body: &[u8]) -> Result<Control, WireError> {
+        let mut r = Reader::new(body);
+        let msg = match r.u8()? {
+            T_KEYFRAME => Control::KeyframeRequest,
+            T_LOSS => Control::LossReport(LossReport {
+                packets_received: r.u64()?,
+                packets_lost: r.u64()?,
+                packets_recovered: r.u64()?,
+                frames_lost: r.u64()?,
+                frames_delivered: r.u64()?,
+            }),
+            T_PING => Control::Ping { id: r.u64()? },
+            T_PONG => Control::Pong { id: r.u64()? },
+            T_INFO => Control::StreamInfo(StreamInfo::decode(&mut r)?),
+            T_BYE => Control::Bye,
+            T_ACK => Control::InputAck {
+                next_expected: r.u64()?,
+            },
+            other => return Err(WireError::UnknownKind(other)),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> Vec<Control> {
+        vec![
+            Control::KeyframeRequest,
+            Control::LossReport(LossReport {
+                packets_received: 1,
+                packets_lost: 2,
+                packets_recovered: 3,
+                frames_lost: 4,
+                frames_delivered: 5,
+            }),
+            Control::Ping { id: 77 },
+            Control::Pong { id: 78 },
+            Control::StreamInfo(StreamInfo {
+                caps: "video/x-h264, stream-format=byte-stream, alignment=au".into(),
+                mtu: 1400,
+                fec_scheme: 1,
+                generation: 9,
+            }),
+            Control::Bye,
+            Control::InputAck { next_expected: 12 },
+        ]
+    }
+
+    #[test]
+    fn roundtrip_every_message() {
+        for m in all() {
+            let mut b = Vec::new();
+            m.encode(&mut b);
+            assert_eq!(Control::decode(&b).unwrap(), m);
+            // Every strict prefix is rejected, never accepted as something else.
+            for cut in 0..b.len() {
+                assert!(Control::decode(&b[..cut]).is_err(), "{m:?} cut at {cut}");
+            }
+            // Trailing garbage is rejected.
+            b.push(0);
+            assert_eq!(Control::decode(&b), Err(WireError::TrailingBytes));
+        }
+    }
+
+    #[test]
+    fn oversized_caps_rejected() {
+        let mut b = vec![T_INFO];
+        Writer::new(&mut b).u32(1).u16(1400).u8(1).u16(60_000);
+        b.extend(std::iter::repeat_n(b'a', 60_000));
+        assert_eq!(Control::decode(&b), Err(WireError::Limit("string length")));
+    }
+}

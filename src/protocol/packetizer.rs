@@ -1,0 +1,330 @@
+//! Host side: one access unit → equal-sized datagrams (data shards, then parity), ready to seal.
+//!
+//! The frame is cut into `n` data shards of equal size (the last zero-padded; the header's
+//! `frame_len` gives the true length back), the shards are grouped into FEC blocks
+//! ([`BlockLayout`]) and each block gets `parity_for(k, fec%)` parity shards. Datagrams are laid
+//! out back to back in one reusable buffer, all the same length, so the transport can hand a
+//! whole run to UDP GSO. Send order is every data shard first, then the parity, so a lossless
+//! frame completes on its last data shard.
+
+use super::crypto::Aead;
+use super::fec::{BlockLayout, FecCoder, FecError, parity_for};
+use super::wire::{FLAG_SEALED, HEADER_LEN, Header, Kind, VIDEO_FLAG_KEYFRAME, VIDEO_HEADER_LEN, VideoHeader};
+
+/// Largest access unit we send or accept: a 64 MiB frame is far beyond any real 8K keyframe,
+/// and the receiver's memory cap must hold at least one whole frame plus parity.
+pub const MAX_FRAME_BYTES: usize = 64 << 20;
+
+/// Why a frame could not be packetized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketizeError {
+    /// An access unit must hold at least one byte.
+    Empty,
+    /// Larger than [`MAX_FRAME_BYTES`].
+    TooLarge,
+    /// The MTU leaves no room for a shard.
+    MtuTooSmall,
+    /// The FEC coder failed.
+    Fec(FecError),
+}
+
+impl std::fmt::Display for PacketizeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PacketizeError::Empty => write!(f, "empty access unit"),
+            PacketizeError::TooLarge => {
+                write!(f, "access unit larger than {MAX_FRAME_BYTES} bytes")
+            }
+            PacketizeError::MtuTooSmall => write!(f, "mtu too small for the headers"),
+            PacketizeError::Fec(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for PacketizeError {}
+
+/// The datagrams of one frame, back to back, all `datagram_len` bytes long.
+#[derive(Default, Clone)]
+pub struct Datagrams {
+    buf: Vec<u8>,
+    datagram_len: usize,
+    count: usize,
+    data_count: usize,
+    shard_size: usize,
+    frame_index: u32,
+    first_packet_number: u64,
+}
+
+impl Datagrams {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Number of datagrams (data + parity).
+    pub fn len(&self) -> usize {
+        self.count
+    }
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+    /// Number of data datagrams (they come first).
+    pub fn data_count(&self) -> usize {
+        self.data_count
+    }
+    /// Length of every datagram.
+    pub fn datagram_len(&self) -> usize {
+        self.datagram_len
+    }
+    pub fn frame_index(&self) -> u32 {
+        self.frame_index
+    }
+    pub fn first_packet_number(&self) -> u64 {
+        self.first_packet_number
+    }
+    /// Total bytes on the wire (UDP payload).
+    pub fn wire_bytes(&self) -> usize {
+        self.count * self.datagram_len
+    }
+    pub fn get(&self, i: usize) -> &[u8] {
+        &self.buf[i * self.datagram_len..(i + 1) * self.datagram_len]
+    }
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> {
+        self.buf[..self.count * self.datagram_len].chunks_exact(self.datagram_len.max(1))
+    }
+    /// Datagrams `range` as one contiguous slice (for GSO-style sends).
+    pub fn contiguous(&self, range: std::ops::Range<usize>) -> &[u8] {
+        &self.buf[range.start * self.datagram_len..range.end * self.datagram_len]
+    }
+}
+
+/// What the session tells the packetizer about a frame.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameParams {
+    pub frame_index: u32,
+    pub keyframe: bool,
+    pub fec_percent: u8,
+    pub session_id: u32,
+    pub first_packet_number: u64,
+    /// Whether datagrams will be sealed (sets the header flag and reserves the tag).
+    pub sealed: bool,
+    pub tag_len: usize,
+}
+
+/// Cuts frames into datagrams. Holds the FEC coder.
+pub struct Packetizer {
+    mtu: usize,
+    coder: Box<dyn FecCoder>,
+}
+
+impl Packetizer {
+    pub fn new(mtu: usize, coder: Box<dyn FecCoder>) -> Self {
+        Packetizer { mtu, coder }
+    }
+
+    pub fn mtu(&self) -> usize {
+        self.mtu
+    }
+
+    pub fn set_mtu(&mut self, mtu: usize) {
+        self.mtu = mtu;
+    }
+
+    /// Largest shard for a datagram of `mtu` bytes with `tag_len` bytes of tag.
+    pub fn max_shard(mtu: usize, tag_len: usize) -> usize {
+        mtu.saturating_sub(HEADER_LEN + VIDEO_HEADER_LEN + tag_len)
+            .min(u16::MAX as usize)
+    }
+
+    /// Writes headers and data shards for `frame` into `out` and zeroes the parity payloads.
+    /// Packet numbers are `first_packet_number + i` in send order.
+    pub fn packetize(
+        &mut self,
+        frame: &[u8],
+        p: &FrameParams,
+        out: &mut Datagrams,
+    ) -> Result<(), PacketizeError> {
+        if frame.is_empty() {
+            return Err(PacketizeError::Empty);
+        }
+        if frame.len() > MAX_FRAME_BYTES {
+            return Err(PacketizeError::TooLarge);
+        }
+        let max_shard = Self::max_shard(self.mtu, p.tag_len);
+        if max_shard < 16 {
+            return Err(PacketizeError::MtuTooSmall);
+        }
+        let n = frame.len().div_ceil(max_shard);
+        let shard = frame.len().div_ceil(n);
+        let layout = BlockLayout::for_shards(n);
+        let parity_total: usize = (0..layout.blocks)
+            .map(|b| parity_for(layout.data_in_block(b), p.fec_percent))
+            .sum();
+        let dlen = HEADER_LEN + VIDEO_HEADER_LEN + shard + p.tag_len;
+        let count = n + parity_total;
+        out.datagram_len = dlen;
+        out.count = count;
+        out.data_count = n;
+        out.shard_size = shard;
+        out.frame_index = p.frame_index;
+        out.first_packet_number = p.first_packet_number;
+        if out.buf.len() < count * dlen {
+            out.buf.resize(count * dlen, 0);
+        }
+
+        let flags = if p.sealed { FLAG_SEALED } else { 0 };
+        let mut vh = VideoHeader {
+            frame_index: p.frame_index,
+            frame_len: frame.len() as u32,
+            shard_size: shard as u16,
+            block_count: layout.blocks as u16,
+            block_index: 0,
+            shard_index: 0,
+            parity: 0,
+            flags: if p.keyframe { VIDEO_FLAG_KEYFRAME } else { 0 },
+            fec_scheme: self.coder.scheme(),
+        };
+        let write_headers = |i: usize, vh: &VideoHeader, buf: &mut [u8]| {
+            let d = &mut buf[i * dlen..(i + 1) * dlen];
+            let h = Header {
+                kind: Kind::Video,
+                flags,
+                session_id: p.session_id,
+                packet_number: p.first_packet_number + i as u64,
+            };
+            let (hdr, rest) = d.split_at_mut(HEADER_LEN);
+            h.encode(hdr.try_into().expect("header slice is HEADER_LEN"));
+            vh.encode(&mut rest[..VIDEO_HEADER_LEN]);
+        };
+
+        // Data shards of every block, in frame order.
+        let mut next_parity = n;
+        for b in 0..layout.blocks {
+            let k = layout.data_in_block(b);
+            let first = layout.first_shard(b);
+            let m = parity_for(k, p.fec_percent);
+            vh.block_index = b as u16;
+            vh.parity = m as u8;
+            for s in 0..k {
+                let i = first + s;
+                vh.shard_index = s as u8;
+                write_headers(i, &vh, &mut out.buf);
+                let src_start = i * shard;
+                let src_end = (src_start + shard).min(frame.len());
+                let dst = &mut out.buf[i * dlen + HEADER_LEN + VIDEO_HEADER_LEN..][..shard];
+                let len = src_end - src_start;
+                dst[..len].copy_from_slice(&frame[src_start..src_end]);
+                dst[len..].fill(0);
+            }
+            for s in 0..m {
+                vh.shard_index = (k + s) as u8;
+                write_headers(next_parity, &vh, &mut out.buf);
+                next_parity += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Computes the parity payloads of the frame in `out` (after [`Packetizer::packetize`]).
+    pub fn encode_parity(&mut self, fec_percent: u8, out: &mut Datagrams) -> Result<(), PacketizeError> {
+        if out.count == out.data_count {
+            return Ok(());
+        }
+        let dlen = out.datagram_len;
+        let off = HEADER_LEN + VIDEO_HEADER_LEN;
+        let shard = out.shard_size;
+        let n = out.data_count;
+        let layout = BlockLayout::for_shards(n);
+        let (data_region, parity_region) = out.buf[..out.count * dlen].split_at_mut(n * dlen);
+        let mut parity_iter = parity_region.chunks_exact_mut(dlen);
+        for b in 0..layout.blocks {
+            let k = layout.data_in_block(b);
+            let first = layout.first_shard(b);
+            let m = parity_for(k, fec_percent);
+            let data: Vec<&[u8]> = (first..first + k)
+                .map(|i| &data_region[i * dlen + off..i * dlen + off + shard])
+                .collect();
+            let mut parity: Vec<&mut [u8]> = parity_iter
+                .by_ref()
+                .take(m)
+                .map(|d| &mut d[off..off + shard])
+                .collect();
+            self.coder
+                .encode(&data, &mut parity)
+                .map_err(PacketizeError::Fec)?;
+        }
+        Ok(())
+    }
+}
+
+/// Seals every datagram of `out` in place with `aead` (the clear header is the AAD).
+pub fn seal_all(out: &mut Datagrams, aead: &dyn Aead) {
+    let tag_len = aead.tag_len();
+    let dlen = out.datagram_len;
+    let first_pn = out.first_packet_number;
+    for (i, d) in out.buf[..out.count * dlen].chunks_exact_mut(dlen).enumerate() {
+        let (hdr, rest) = d.split_at_mut(HEADER_LEN);
+        let body_len = rest.len() - tag_len;
+        let (body, tag) = rest.split_at_mut(body_len);
+        aead.seal(first_pn + i as u64, hdr, body, tag);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::fec::ReedSolomon8;
+
+    fn params(tag_len: usize) -> FrameParams {
+        FrameParams {
+            frame_index: 7,
+            keyframe: true,
+            fec_percent: 20,
+            session_id: 99,
+            first_packet_number: 1000,
+            sealed: tag_len > 0,
+            tag_len,
+        }
+    }
+
+    #[test]
+    fn layout_of_a_frame() {
+        let mut p = Packetizer::new(1400, Box::new(ReedSolomon8::new()));
+        let frame: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        let mut out = Datagrams::new();
+        p.packetize(&frame, &params(16), &mut out).unwrap();
+        p.encode_parity(20, &mut out).unwrap();
+        let max = Packetizer::max_shard(1400, 16);
+        let n = 10_000usize.div_ceil(max);
+        assert_eq!(out.data_count(), n);
+        assert_eq!(out.len(), n + parity_for(n, 20));
+        assert!(out.datagram_len() <= 1400);
+        let mut rebuilt = Vec::new();
+        for (i, d) in out.iter().enumerate() {
+            let (h, body) = Header::decode(d).unwrap();
+            assert_eq!(h.packet_number, 1000 + i as u64);
+            assert!(h.sealed());
+            let (vh, shard) = VideoHeader::decode(&body[..body.len() - 16]).unwrap();
+            assert_eq!(vh.frame_len, 10_000);
+            assert!(vh.keyframe());
+            if i < n {
+                assert_eq!(vh.shard_index as usize, i);
+                rebuilt.extend_from_slice(shard);
+            } else {
+                assert_eq!(vh.shard_index as usize, i);
+            }
+        }
+        rebuilt.truncate(10_000);
+        assert_eq!(rebuilt, frame);
+    }
+
+    #[test]
+    fn refuses_bad_frames() {
+        let mut p = Packetizer::new(1400, Box::new(ReedSolomon8::new()));
+        let mut out = Datagrams::new();
+        assert_eq!(p.packetize(&[], &params(16), &mut out), Err(PacketizeError::Empty));
+        let mut p = Packetizer::new(40, Box::new(ReedSolomon8::new()));
+        assert_eq!(
+            p.packetize(&[1, 2, 3], &params(16), &mut out),
+            Err(PacketizeError::MtuTooSmall)
+        );
+    }
+}

@@ -1,0 +1,598 @@
+//! Client side: video shards → whole access units, in order, as soon as each is recoverable.
+//!
+//! The reassembler is a firewall. Every header field is checked against limits and against the
+//! frame it claims to belong to before a byte is allocated; memory in flight is capped (the
+//! oldest incomplete frames are given up to make room); duplicates, late shards and frames
+//! older than the last delivered one are dropped and counted. A frame that can no longer
+//! complete is given up by a time window after its last shard arrived (Wi-Fi reorders, so index
+//! distance alone would give up frames that are merely late). Frame indices are compared in
+//! wrapping u32 arithmetic.
+//!
+//! Frames leave strictly in index order. A complete frame waits only while an older frame is
+//! still in progress (until that completes or times out); a complete keyframe never waits —
+//! everything older is given up, since the keyframe restarts decoding anyway. There is no
+//! jitter buffer and no timer on the lossless path.
+
+use std::time::{Duration, Instant};
+
+use super::fec::{BlockLayout, FecCoder, MAX_SHARDS_PER_BLOCK};
+use super::packetizer::MAX_FRAME_BYTES;
+use super::wire::{VideoHeader, WireError, seq_diff};
+
+/// Limits and timing of a [`Reassembler`].
+#[derive(Debug, Clone, Copy)]
+pub struct ReassemblerConfig {
+    /// Largest access unit accepted.
+    pub max_frame_bytes: usize,
+    /// Cap on buffer memory for frames in progress (data + parity buffers).
+    pub memory_cap: usize,
+    /// Frames tracked at once; a shard for one more gives up the oldest.
+    pub max_frames_in_flight: usize,
+    /// An incomplete frame with no new shard for this long is given up.
+    pub reorder_window: Duration,
+    /// A frame index this far ahead of the last delivered one is a discontinuity: everything
+    /// in flight is given up and the stream restarts at the new index.
+    pub max_index_jump: u32,
+}
+
+/// Default memory cap: two 64 MiB worst-case frames, or ~1,000 1080p frames.
+pub const DEFAULT_MEMORY_CAP: usize = 2 * MAX_FRAME_BYTES + (4 << 20);
+
+impl Default for ReassemblerConfig {
+    fn default() -> Self {
+        ReassemblerConfig {
+            max_frame_bytes: MAX_FRAME_BYTES,
+            memory_cap: DEFAULT_MEMORY_CAP,
+            max_frames_in_flight: 32,
+            reorder_window: Duration::from_millis(15),
+            max_index_jump: 1 << 16,
+        }
+    }
+}
+
+/// A whole access unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub index: u32,
+    pub keyframe: bool,
+    pub data: Vec<u8>,
+    /// Frames were lost between the previous delivered frame and this one.
+    pub discont: bool,
+    /// Data shards of this frame rebuilt by FEC.
+    pub recovered_shards: u32,
+    /// When its first shard arrived.
+    pub first_seen: Instant,
+}
+
+/// What the reassembler has for the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Frame(Frame),
+    /// `count` frames were given up (first index given).
+    Lost { first_index: u32, count: u32 },
+}
+
+/// Why a shard was not used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// The header is malformed or breaks a limit or contradicts its frame.
+    Invalid(WireError),
+    /// A shard we already have, or one for a block already complete.
+    Duplicate,
+    /// A shard of a frame already delivered or given up.
+    Late,
+    /// No memory left even after giving up older frames.
+    Memory,
+}
+
+/// Counters (cumulative).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReassemblerStats {
+    pub shards_accepted: u64,
+    pub shards_invalid: u64,
+    pub shards_duplicate: u64,
+    pub shards_late: u64,
+    pub shards_recovered: u64,
+    pub frames_delivered: u64,
+    pub frames_lost: u64,
+    pub memory_drops: u64,
+    pub memory_in_use: usize,
+    pub memory_peak: usize,
+}
+
+struct Block {
+    m: u16,
+    received: [u64; 4],
+    data_count: u16,
+    total_count: u16,
+    parity: Vec<u8>,
+    done: bool,
+}
+
+impl Block {
+    fn has(&self, i: usize) -> bool {
+        self.received[i / 64] & (1 << (i % 64)) != 0
+    }
+    fn set(&mut self, i: usize) {
+        self.received[i / 64] |= 1 << (i % 64);
+    }
+}
+
+struct Slot {
+    index: u32,
+    frame_len: u32,
+    shard_size: u16,
+    layout: BlockLayout,
+    keyframe: bool,
+    fec_scheme: u8,
+    data: Vec<u8>,
+    blocks: Vec<Block>,
+    blocks_done: usize,
+    first_seen: Instant,
+    last_activity: Instant,
+    recovered: u32,
+    bytes: usize,
+}
+
+impl Slot {
+    fn complete(&self) -> bool {
+        self.blocks_done == self.blocks.len()
+    }
+}
+
+/// See the module docs.
+pub struct Reassembler {
+    cfg: ReassemblerConfig,
+    coder: Box<dyn FecCoder>,
+    slots: Vec<Slot>,
+    /// Next index to deliver; `None` before the first shard.
+    floor: Option<u32>,
+    out: std::collections::VecDeque<Output>,
+    lost_since_delivery: bool,
+    stats: ReassemblerStats,
+}
+
+impl Reassembler {
+    pub fn new(cfg: ReassemblerConfig, coder: Box<dyn FecCoder>) -> Self {
+        Reassembler {
+            cfg,
+            coder,
+            slots: Vec::new(),
+            floor: None,
+            out: Default::default(),
+            lost_since_delivery: false,
+            stats: ReassemblerStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> ReassemblerStats {
+        self.stats
+    }
+
+    /// Forgets every frame in progress (a new session starts).
+    pub fn reset(&mut self) {
+        self.slots.clear();
+        self.floor = None;
+        self.out.clear();
+        self.lost_since_delivery = false;
+        self.stats.memory_in_use = 0;
+    }
+
+    /// Next output, in order.
+    pub fn poll(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`Reassembler::handle_timeout`] should run next.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter(|s| !s.complete())
+            .map(|s| s.last_activity + self.cfg.reorder_window)
+            .min()
+    }
+
+    /// Gives up frames whose window passed and delivers what that unblocks.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+    }
+
+    /// Takes one opened video body (video header + shard).
+    pub fn push(&mut self, body: &[u8], now: Instant) -> Result<(), Rejected> {
+        let r = self.push_inner(body, now);
+        match r {
+            Ok(()) => self.stats.shards_accepted += 1,
+            Err(Rejected::Invalid(_)) => self.stats.shards_invalid += 1,
+            Err(Rejected::Duplicate) => self.stats.shards_duplicate += 1,
+            Err(Rejected::Late) => self.stats.shards_late += 1,
+            Err(Rejected::Memory) => self.stats.memory_drops += 1,
+        }
+        self.advance(now);
+        r
+    }
+
+    fn push_inner(&mut self, body: &[u8], now: Instant) -> Result<(), Rejected> {
+        let (h, shard) = VideoHeader::decode(body).map_err(Rejected::Invalid)?;
+        let inv = |what| Rejected::Invalid(WireError::Limit(what));
+        // Limits that need no state.
+        if h.frame_len == 0 || h.frame_len as usize > self.cfg.max_frame_bytes {
+            return Err(inv("frame length"));
+        }
+        if h.shard_size == 0 || shard.len() != h.shard_size as usize {
+            return Err(inv("shard size"));
+        }
+        if h.fec_scheme != self.coder.scheme() {
+            return Err(inv("fec scheme"));
+        }
+        let n = (h.frame_len as usize).div_ceil(h.shard_size as usize);
+        let layout = BlockLayout::checked(n, h.block_count as usize).ok_or(inv("block count"))?;
+        let b = h.block_index as usize;
+        if b >= layout.blocks {
+            return Err(inv("block index"));
+        }
+        let k = layout.data_in_block(b);
+        let m = h.parity as usize;
+        if k + m > MAX_SHARDS_PER_BLOCK.min(self.coder.max_shards()) {
+            return Err(inv("parity count"));
+        }
+        let si = h.shard_index as usize;
+        if si >= k + m {
+            return Err(inv("shard index"));
+        }
+
+        // Ordering against what was delivered.
+        if let Some(floor) = self.floor {
+            let d = seq_diff(h.frame_index, floor);
+            if d < 0 {
+                return Err(Rejected::Late);
+            }
+            if d as u32 > self.cfg.max_index_jump {
+                // A discontinuity: restart at this frame.
+                self.give_up_all();
+                self.floor = Some(h.frame_index);
+            }
+        } else {
+            self.floor = Some(h.frame_index);
+        }
+
+        let pos = match self.slots.iter().position(|s| s.index == h.frame_index) {
+            Some(p) => {
+                let s = &self.slots[p];
+                if s.frame_len != h.frame_len
+                    || s.shard_size != h.shard_size
+                    || s.layout != layout
+                    || s.keyframe != h.keyframe()
+                    || s.fec_scheme != h.fec_scheme
+                {
+                    return Err(inv("shard contradicts its frame"));
+                }
+                p
+            }
+            None => self.new_slot(&h, layout, n, now)?,
+        };
+
+        let shard_size = h.shard_size as usize;
+        // Per-block state, allocated lazily for parity only.
+        {
+            let slot = &self.slots[pos];
+            let blk = &slot.blocks[b];
+            if blk.m != u16::MAX && blk.m as usize != m {
+                return Err(inv("parity count differs within block"));
+            }
+            if blk.done || blk.has(si) {
+                return Err(Rejected::Duplicate);
+            }
+        }
+        if si >= k && self.slots[pos].blocks[b].parity.is_empty() {
+            let need = m * shard_size;
+            if !self.make_room(need, pos) {
+                return Err(Rejected::Memory);
+            }
+            // make_room may have removed older slots; find ours again.
+            let pos2 = self
+                .slots
+                .iter()
+                .position(|s| s.index == h.frame_index)
+                .ok_or(Rejected::Memory)?;
+            let slot = &mut self.slots[pos2];
+            slot.blocks[b].parity = vec![0u8; need];
+            slot.bytes += need;
+            self.stats.memory_in_use += need;
+            self.stats.memory_peak = self.stats.memory_peak.max(self.stats.memory_in_use);
+            return self.store(pos2, b, k, m, si, shard, now);
+        }
+        self.store(pos, b, k, m, si, shard, now)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn store(
+        &mut self,
+        pos: usize,
+        b: usize,
+        k: usize,
+        m: usize,
+        si: usize,
+        shard: &[u8],
+        now: Instant,
+    ) -> Result<(), Rejected> {
+        let slot = &mut self.slots[pos];
+        let shard_size = slot.shard_size as usize;
+        let first = slot.layout.first_shard(b);
+        slot.last_activity = now;
+        let blk = &mut slot.blocks[b];
+        blk.m = m as u16;
+        blk.set(si);
+        blk.total_count += 1;
+        if si < k {
+            let off = (first + si) * shard_size;
+            slot.data[off..off + shard_size].copy_from_slice(shard);
+            blk.data_count += 1;
+        } else {
+            let off = (si - k) * shard_size;
+            blk.parity[off..off + shard_size].copy_from_slice(shard);
+        }
+        if blk.data_count as usize == k {
+            blk.done = true;
+        } else if blk.total_count as usize >= k {
+            // Enough shards: rebuild the missing data shards in place.
+            let mut present = [false; MAX_SHARDS_PER_BLOCK];
+            for (i, p) in present.iter_mut().enumerate().take(k + m) {
+                *p = blk.has(i);
+            }
+            let data = &mut slot.data[first * shard_size..(first + k) * shard_size];
+            let missing = k - blk.data_count as usize;
+            let mut views: Vec<&mut [u8]> = data.chunks_exact_mut(shard_size).collect();
+            views.extend(blk.parity.chunks_exact_mut(shard_size));
+            self.coder
+                .reconstruct(k, &mut views, &present[..k + m])
+                .map_err(|_| Rejected::Invalid(WireError::Limit("fec reconstruction")))?;
+            blk.done = true;
+            slot.recovered += missing as u32;
+            self.stats.shards_recovered += missing as u64;
+        }
+        if blk.done {
+            // Parity is no longer needed.
+            let freed = blk.parity.len();
+            blk.parity = Vec::new();
+            slot.bytes -= freed;
+            self.stats.memory_in_use -= freed;
+            slot.blocks_done += 1;
+        }
+        Ok(())
+    }
+
+    fn new_slot(
+        &mut self,
+        h: &VideoHeader,
+        layout: BlockLayout,
+        n: usize,
+        now: Instant,
+    ) -> Result<usize, Rejected> {
+        let bytes = n * h.shard_size as usize;
+        while self.slots.len() >= self.cfg.max_frames_in_flight {
+            if !self.give_up_oldest() {
+                return Err(Rejected::Memory);
+            }
+        }
+        if !self.make_room(bytes, usize::MAX) {
+            return Err(Rejected::Memory);
+        }
+        let blocks = (0..layout.blocks)
+            .map(|_| Block {
+                m: u16::MAX,
+                received: [0; 4],
+                data_count: 0,
+                total_count: 0,
+                parity: Vec::new(),
+                done: false,
+            })
+            .collect();
+        self.slots.push(Slot {
+            index: h.frame_index,
+            frame_len: h.frame_len,
+            shard_size: h.shard_size,
+            layout,
+            keyframe: h.keyframe(),
+            fec_scheme: h.fec_scheme,
+            data: vec![0u8; bytes],
+            blocks,
+            blocks_done: 0,
+            first_seen: now,
+            last_activity: now,
+            recovered: 0,
+            bytes,
+        });
+        self.stats.memory_in_use += bytes;
+        self.stats.memory_peak = self.stats.memory_peak.max(self.stats.memory_in_use);
+        Ok(self.slots.len() - 1)
+    }
+
+    /// Frees memory for `need` more bytes by giving up the oldest frames (never `keep`).
+    fn make_room(&mut self, need: usize, keep: usize) -> bool {
+        if need > self.cfg.memory_cap {
+            return false;
+        }
+        let keep_index = self.slots.get(keep).map(|s| s.index);
+        while self.stats.memory_in_use + need > self.cfg.memory_cap {
+            let oldest = self
+                .slots
+                .iter()
+                .filter(|s| Some(s.index) != keep_index)
+                .min_by_key(|s| seq_diff(s.index, self.floor.unwrap_or(s.index)))
+                .map(|s| s.index);
+            match oldest {
+                Some(i) => self.give_up_through(i),
+                None => return false,
+            }
+        }
+        true
+    }
+
+    fn give_up_oldest(&mut self) -> bool {
+        let oldest = self
+            .slots
+            .iter()
+            .min_by_key(|s| seq_diff(s.index, self.floor.unwrap_or(s.index)))
+            .map(|s| s.index);
+        match oldest {
+            Some(i) => {
+                self.give_up_through(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn remove_slot(&mut self, index: u32) -> Option<Slot> {
+        let p = self.slots.iter().position(|s| s.index == index)?;
+        let s = self.slots.swap_remove(p);
+        self.stats.memory_in_use -= s.bytes;
+        Some(s)
+    }
+
+    fn lost(&mut self, first_index: u32, count: u32) {
+        if count == 0 {
+            return;
+        }
+        self.stats.frames_lost += count as u64;
+        self.lost_since_delivery = true;
+        self.out.push_back(Output::Lost { first_index, count });
+    }
+
+    /// Gives up every frame from the floor through `index` (complete ones are delivered).
+    fn give_up_through(&mut self, index: u32) {
+        let Some(floor) = self.floor else { return };
+        let span = seq_diff(index, floor);
+        if span < 0 {
+            return;
+        }
+        let mut i = floor;
+        let end = index.wrapping_add(1);
+        let mut run_start = None::<u32>;
+        let mut run = 0u32;
+        // Walk only over tracked slots plus the gaps between them, counting gaps at once.
+        let mut tracked: Vec<u32> = self
+            .slots
+            .iter()
+            .map(|s| s.index)
+            .filter(|&s| seq_diff(s, floor) >= 0 && seq_diff(s, index) <= 0)
+            .collect();
+        tracked.sort_by_key(|&s| seq_diff(s, floor));
+        for t in tracked {
+            let gap = t.wrapping_sub(i);
+            if gap > 0 {
+                run_start.get_or_insert(i);
+                run += gap;
+            }
+            let slot = self.remove_slot(t);
+            match slot {
+                Some(s) if s.complete() => {
+                    if let Some(st) = run_start.take() {
+                        self.lost(st, run);
+                        run = 0;
+                    }
+                    self.deliver(s);
+                }
+                _ => {
+                    run_start.get_or_insert(t);
+                    run += 1;
+                }
+            }
+            i = t.wrapping_add(1);
+        }
+        let gap = end.wrapping_sub(i);
+        if gap > 0 {
+            run_start.get_or_insert(i);
+            run += gap;
+        }
+        if let Some(st) = run_start {
+            self.lost(st, run);
+        }
+        self.floor = Some(end);
+    }
+
+    fn give_up_all(&mut self) {
+        let newest = self
+            .slots
+            .iter()
+            .map(|s| s.index)
+            .max_by_key(|&s| seq_diff(s, self.floor.unwrap_or(s)));
+        match newest {
+            Some(n) => self.give_up_through(n),
+            None => {
+                if let Some(f) = self.floor {
+                    self.lost(f, 1);
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, mut s: Slot) {
+        s.data.truncate(s.frame_len as usize);
+        self.stats.frames_delivered += 1;
+        let discont = std::mem::take(&mut self.lost_since_delivery);
+        self.out.push_back(Output::Frame(Frame {
+            index: s.index,
+            keyframe: s.keyframe,
+            data: s.data,
+            discont,
+            recovered_shards: s.recovered,
+            first_seen: s.first_seen,
+        }));
+    }
+
+    /// Delivers what is deliverable, gives up what timed out.
+    fn advance(&mut self, now: Instant) {
+        loop {
+            let Some(floor) = self.floor else { return };
+            // A complete keyframe ahead releases everything before it at once.
+            if let Some(kf) = self
+                .slots
+                .iter()
+                .filter(|s| s.keyframe && s.complete() && s.index != floor)
+                .map(|s| s.index)
+                .min_by_key(|&i| seq_diff(i, floor))
+            {
+                self.give_up_through(kf.wrapping_sub(1));
+                continue;
+            }
+            match self.slots.iter().position(|s| s.index == floor) {
+                Some(p) if self.slots[p].complete() => {
+                    if let Some(s) = self.remove_slot(floor) {
+                        self.deliver(s);
+                    }
+                    self.floor = Some(floor.wrapping_add(1));
+                }
+                Some(p) => {
+                    if now.saturating_duration_since(self.slots[p].last_activity)
+                        >= self.cfg.reorder_window
+                    {
+                        self.give_up_through(floor);
+                    } else {
+                        return;
+                    }
+                }
+                None => {
+                    // Never seen. Give it up once a later frame is complete or has timed out.
+                    let later_ready = self.slots.iter().any(|s| {
+                        s.complete()
+                            || now.saturating_duration_since(s.last_activity)
+                                >= self.cfg.reorder_window
+                    });
+                    if !later_ready {
+                        return;
+                    }
+                    let next = self
+                        .slots
+                        .iter()
+                        .map(|s| s.index)
+                        .min_by_key(|&i| seq_diff(i, floor));
+                    match next {
+                        Some(n) => self.give_up_through(n.wrapping_sub(1)),
+                        None => return,
+                    }
+                }
+            }
+        }
+    }
+}
