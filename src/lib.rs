@@ -6,6 +6,7 @@
 //! sans-IO [`protocol`] and the [`transport`] (UDP, in-memory, impairment).
 
 pub mod protocol;
+pub mod session;
 pub mod transport;
 
 fn plugin_init(_plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {

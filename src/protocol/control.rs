@@ -58,6 +58,8 @@ pub struct LossReport {
     pub frames_lost: u64,
     /// Access units delivered whole.
     pub frames_delivered: u64,
+    /// Generation of the stream info the client holds (0 = none), so the host can resend it.
+    pub info_generation: u32,
 }
 
 /// One control message.
@@ -100,7 +102,8 @@ impl Control {
                     .u64(r.packets_lost)
                     .u64(r.packets_recovered)
                     .u64(r.frames_lost)
-                    .u64(r.frames_delivered);
+                    .u64(r.frames_delivered)
+                    .u32(r.info_generation);
             }
             Control::Ping { id } => {
                 w.u8(T_PING).u64(*id);
@@ -132,6 +135,7 @@ impl Control {
                 packets_recovered: r.u64()?,
                 frames_lost: r.u64()?,
                 frames_delivered: r.u64()?,
+                info_generation: r.u32()?,
             }),
             T_PING => Control::Ping { id: r.u64()? },
             T_PONG => Control::Pong { id: r.u64()? },
@@ -160,6 +164,7 @@ mod tests {
                 packets_recovered: 3,
                 frames_lost: 4,
                 frames_delivered: 5,
+                info_generation: 6,
             }),
             Control::Ping { id: 77 },
             Control::Pong { id: 78 },

@@ -239,7 +239,13 @@ mod tests {
             .collect();
         let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
         let out = a.send(&refs, b.local_addr()).unwrap();
-        assert_eq!(out, SendOutcome { sent: 100, dropped: 0 });
+        assert_eq!(
+            out,
+            SendOutcome {
+                sent: 100,
+                dropped: 0
+            }
+        );
 
         let mut batch = RecvBatch::new(32, 512);
         let mut got = Vec::new();
@@ -266,14 +272,26 @@ mod tests {
         let d = [0u8; 8];
         let dgs: Vec<&[u8]> = vec![&d; 25];
         let out = a.send(&dgs, b.local_addr()).unwrap();
-        assert_eq!(out, SendOutcome { sent: 10, dropped: 15 });
+        assert_eq!(
+            out,
+            SendOutcome {
+                sent: 10,
+                dropped: 15
+            }
+        );
         assert_eq!(a.dropped(), 15);
         assert_eq!(b.pending(), 10);
         let mut batch = RecvBatch::new(64, 16);
         assert_eq!(b.recv(&mut batch, Some(Duration::ZERO)).unwrap(), 10);
         // Room again after draining.
         let out = a.send(&dgs[..3], b.local_addr()).unwrap();
-        assert_eq!(out, SendOutcome { sent: 3, dropped: 0 });
+        assert_eq!(
+            out,
+            SendOutcome {
+                sent: 3,
+                dropped: 0
+            }
+        );
     }
 
     #[test]
@@ -288,7 +306,10 @@ mod tests {
         assert_eq!(b.truncated(), 2);
         // Only oversize datagrams queued: the timeout runs out and 0 comes back.
         a.send(&[&big], b.local_addr()).unwrap();
-        assert_eq!(b.recv(&mut batch, Some(Duration::from_millis(20))).unwrap(), 0);
+        assert_eq!(
+            b.recv(&mut batch, Some(Duration::from_millis(20))).unwrap(),
+            0
+        );
         assert_eq!(b.truncated(), 3);
     }
 
@@ -311,7 +332,10 @@ mod tests {
         let (_a, b) = MemoryTransport::pair();
         let mut batch = RecvBatch::new(4, 64);
         let start = Instant::now();
-        assert_eq!(b.recv(&mut batch, Some(Duration::from_millis(30))).unwrap(), 0);
+        assert_eq!(
+            b.recv(&mut batch, Some(Duration::from_millis(30))).unwrap(),
+            0
+        );
         assert!(start.elapsed() >= Duration::from_millis(30));
         // A huge timeout must not overflow: use a wake to end it.
         b.wake();
@@ -365,7 +389,10 @@ mod tests {
         let out = a.send(&[b"x"], addr(2)).unwrap();
         assert_eq!(out.sent, 1);
         let mut batch = RecvBatch::new(4, 64);
-        assert_eq!(a.recv(&mut batch, Some(Duration::from_millis(10))).unwrap(), 0);
+        assert_eq!(
+            a.recv(&mut batch, Some(Duration::from_millis(10))).unwrap(),
+            0
+        );
     }
 
     #[test]

@@ -95,6 +95,13 @@ impl RecvBatch {
         (&self.buf[start..start + e.len], e.from)
     }
 
+    /// Datagram `i` of the last `recv`, writable (the session opens it in place).
+    pub fn get_mut(&mut self, i: usize) -> (&mut [u8], SocketAddr) {
+        let e = self.entries[i];
+        let start = e.slot * self.slot_size + e.offset;
+        (&mut self.buf[start..start + e.len], e.from)
+    }
+
     /// Forgets the last batch (keeps the memory).
     pub fn clear(&mut self) {
         self.entries.clear();

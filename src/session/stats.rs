@@ -1,0 +1,98 @@
+//! Counters of one session, as returned by [`super::Session::stats`].
+
+use std::net::SocketAddr;
+
+use crate::protocol::handshake::Role;
+
+/// Cumulative counters since the session was created (over all peers it had), plus the state
+/// of the current connection.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Stats {
+    pub role: Option<Role>,
+    pub connected: bool,
+    pub peer: Option<SocketAddr>,
+    pub session_id: u32,
+    /// Smoothed round-trip time in microseconds (0 = not measured yet).
+    pub rtt_us: u64,
+    /// Current FEC parity share in percent (host).
+    pub fec_percent: u8,
+
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    pub packets_received: u64,
+    pub bytes_received: u64,
+    /// Datagrams not sent because the socket buffer was full.
+    pub send_drops: u64,
+    /// Sends the kernel refused (unreachable peer, ...).
+    pub send_errors: u64,
+    pub last_send_error: Option<String>,
+
+    /// Host: frames sealed and sent.
+    pub frames_sent: u64,
+    pub keyframes_sent: u64,
+    /// Host: access-unit bytes sent (before FEC and headers).
+    pub payload_bytes_sent: u64,
+    /// Host: frames dropped because no client was connected.
+    pub frames_dropped_no_peer: u64,
+    /// Client: frames delivered whole.
+    pub frames_received: u64,
+    /// Client: frames given up.
+    pub frames_lost: u64,
+    /// Data shards rebuilt by FEC (client: own count; host: as reported).
+    pub fec_recovered: u64,
+    /// Client: datagrams from the host that never arrived.
+    pub packets_lost: u64,
+    pub(crate) packets_lost_before: u64,
+    pub shards_duplicate: u64,
+    pub shards_late: u64,
+    pub shards_invalid: u64,
+    /// Client: reassembly memory in use and its peak, in bytes.
+    pub memory_in_use: u64,
+    pub memory_peak: u64,
+
+    /// Host: the client's latest loss report.
+    pub peer_packets_received: u64,
+    pub peer_packets_lost: u64,
+    pub peer_frames_lost: u64,
+
+    /// Datagrams refused by the replay window.
+    pub replays_rejected: u64,
+    /// Datagrams or hellos that failed authentication.
+    pub auth_failures: u64,
+    /// Malformed datagrams.
+    pub invalid_datagrams: u64,
+    /// Datagrams for a session id we do not have.
+    pub unknown_session: u64,
+    pub handshakes_sent: u64,
+    pub handshakes_completed: u64,
+    pub handshake_failures: u64,
+    pub rejects_received: u64,
+    pub resets_received: u64,
+    pub byes_received: u64,
+
+    /// Client: keyframe requests sent; host: received.
+    pub keyframe_requests: u64,
+    pub input_sent: u64,
+    pub input_received: u64,
+    pub input_dropped: u64,
+
+    pub send_buffer: u64,
+    pub recv_buffer: u64,
+    pub gso: bool,
+}
+
+impl Stats {
+    /// Loss seen on the video path in percent: the client's own count, or on the host what the
+    /// client last reported.
+    pub fn loss_percent(&self) -> f64 {
+        let (rx, lost) = match self.role {
+            Some(Role::Host) => (self.peer_packets_received, self.peer_packets_lost),
+            _ => (self.packets_received, self.packets_lost),
+        };
+        if rx + lost == 0 {
+            0.0
+        } else {
+            lost as f64 * 100.0 / (rx + lost) as f64
+        }
+    }
+}
