@@ -1,1 +1,3 @@
-fn main() { gst_plugin_version_helper::info() }
+fn main() {
+    gst_plugin_version_helper::info()
+}

@@ -1,20 +1,13 @@
 //! Adaptive FEC: the host's choice of parity share from the client's loss reports.
 //!
 //! This module owns the policy — raise at once when loss appears, lower slowly while the link
-//! is clean, never below the user's `fec-percent` — and the parity count of one Reed-Solomon
-//! block ([`parity_for`]). It never reads a clock (report arrival times are arguments), never
+//! is clean, never below the user's `fec-percent`; the parity count of one block at a given
+//! share is [`super::fec::parity_for`]. It never reads a clock (report arrival times are arguments), never
 //! trusts report order (reports travel over a lossy link and may be lost, duplicated or
 //! reordered) and never encodes anything: the packetizer asks it for a percentage.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-
-/// Most shards in one GF(2^8) Reed-Solomon block (data + parity).
-pub const MAX_SHARDS_PER_BLOCK: usize = 256;
-
-/// Parity shards a block gets at least when FEC is on: one parity shard only covers a single
-/// loss, and losses on real links come in pairs more often than not.
-pub const MIN_PARITY: usize = 2;
 
 /// The span of recent reports the loss fraction is measured over. The client reports about
 /// every 100 ms, so this is about five reports: short enough to react within a frame or two
@@ -196,21 +189,10 @@ impl AdaptiveFec {
     }
 }
 
-/// Parity shards for a block of `k` data shards at `percent` percent:
-/// `max(2, ceil(k · percent / 100))` when `percent > 0` (and `k > 0`), else 0, clamped so that
-/// `k + m ≤ 256` (the most shards a GF(2^8) Reed-Solomon block has).
-pub fn parity_for(k: usize, percent: u8) -> usize {
-    if percent == 0 || k == 0 {
-        return 0;
-    }
-    let m = (k as u128 * percent as u128).div_ceil(100);
-    let m = usize::try_from(m).unwrap_or(usize::MAX).max(MIN_PARITY);
-    m.min(MAX_SHARDS_PER_BLOCK.saturating_sub(k))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::fec::{MAX_SHARDS_PER_BLOCK, parity_for};
     use proptest::prelude::*;
 
     const TICK: Duration = Duration::from_millis(100);

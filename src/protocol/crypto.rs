@@ -31,8 +31,13 @@ pub trait Aead: Send + Sync {
     /// Encrypts `buf` in place and writes the tag into `tag` (`tag_len()` bytes).
     fn seal(&self, packet_number: u64, aad: &[u8], buf: &mut [u8], tag: &mut [u8]);
     /// Decrypts `buf` in place if `tag` authenticates it and `aad`; on failure `buf` is garbage.
-    fn open(&self, packet_number: u64, aad: &[u8], buf: &mut [u8], tag: &[u8])
-    -> Result<(), AuthError>;
+    fn open(
+        &self,
+        packet_number: u64,
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8],
+    ) -> Result<(), AuthError>;
 }
 
 fn nonce(packet_number: u64) -> [u8; 12] {
@@ -98,7 +103,11 @@ impl Aead for PlainAead {
     }
     fn seal(&self, _: u64, _: &[u8], _: &mut [u8], _: &mut [u8]) {}
     fn open(&self, _: u64, _: &[u8], _: &mut [u8], tag: &[u8]) -> Result<(), AuthError> {
-        if tag.is_empty() { Ok(()) } else { Err(AuthError) }
+        if tag.is_empty() {
+            Ok(())
+        } else {
+            Err(AuthError)
+        }
     }
 }
 

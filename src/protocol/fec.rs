@@ -71,7 +71,8 @@ pub fn parity_for(k: usize, percent: u8) -> usize {
     if percent == 0 || k == 0 {
         return 0;
     }
-    let m = (k * percent as usize).div_ceil(100).max(MIN_PARITY);
+    let m = (k as u128 * percent as u128).div_ceil(100);
+    let m = usize::try_from(m).unwrap_or(usize::MAX).max(MIN_PARITY);
     m.min(MAX_SHARDS_PER_BLOCK.saturating_sub(k))
 }
 

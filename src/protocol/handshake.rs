@@ -89,8 +89,11 @@ pub struct HandshakeConfig {
 
 impl HandshakeConfig {
     fn flags(&self) -> u8 {
-        (if self.psk.is_some() { FLAG_PASSPHRASE } else { 0 })
-            | (if self.encrypt { FLAG_ENCRYPT } else { 0 })
+        (if self.psk.is_some() {
+            FLAG_PASSPHRASE
+        } else {
+            0
+        }) | (if self.encrypt { FLAG_ENCRYPT } else { 0 })
     }
 
     fn build(&self, initiator: bool, clear: &[u8]) -> Result<HandshakeState, HandshakeError> {

@@ -9,7 +9,9 @@
 
 use super::crypto::Aead;
 use super::fec::{BlockLayout, FecCoder, FecError, parity_for};
-use super::wire::{FLAG_SEALED, HEADER_LEN, Header, Kind, VIDEO_FLAG_KEYFRAME, VIDEO_HEADER_LEN, VideoHeader};
+use super::wire::{
+    FLAG_SEALED, HEADER_LEN, Header, Kind, VIDEO_FLAG_KEYFRAME, VIDEO_HEADER_LEN, VideoHeader,
+};
 
 /// Largest access unit we send or accept: a 64 MiB frame is far beyond any real 8K keyframe,
 /// and the receiver's memory cap must hold at least one whole frame plus parity.
@@ -224,7 +226,11 @@ impl Packetizer {
     }
 
     /// Computes the parity payloads of the frame in `out` (after [`Packetizer::packetize`]).
-    pub fn encode_parity(&mut self, fec_percent: u8, out: &mut Datagrams) -> Result<(), PacketizeError> {
+    pub fn encode_parity(
+        &mut self,
+        fec_percent: u8,
+        out: &mut Datagrams,
+    ) -> Result<(), PacketizeError> {
         if out.count == out.data_count {
             return Ok(());
         }
@@ -260,7 +266,10 @@ pub fn seal_all(out: &mut Datagrams, aead: &dyn Aead) {
     let tag_len = aead.tag_len();
     let dlen = out.datagram_len;
     let first_pn = out.first_packet_number;
-    for (i, d) in out.buf[..out.count * dlen].chunks_exact_mut(dlen).enumerate() {
+    for (i, d) in out.buf[..out.count * dlen]
+        .chunks_exact_mut(dlen)
+        .enumerate()
+    {
         let (hdr, rest) = d.split_at_mut(HEADER_LEN);
         let body_len = rest.len() - tag_len;
         let (body, tag) = rest.split_at_mut(body_len);
@@ -320,7 +329,10 @@ mod tests {
     fn refuses_bad_frames() {
         let mut p = Packetizer::new(1400, Box::new(ReedSolomon8::new()));
         let mut out = Datagrams::new();
-        assert_eq!(p.packetize(&[], &params(16), &mut out), Err(PacketizeError::Empty));
+        assert_eq!(
+            p.packetize(&[], &params(16), &mut out),
+            Err(PacketizeError::Empty)
+        );
         let mut p = Packetizer::new(40, Box::new(ReedSolomon8::new()));
         assert_eq!(
             p.packetize(&[1, 2, 3], &params(16), &mut out),

@@ -69,7 +69,10 @@ pub struct Frame {
 pub enum Output {
     Frame(Frame),
     /// `count` frames were given up (first index given).
-    Lost { first_index: u32, count: u32 },
+    Lost {
+        first_index: u32,
+        count: u32,
+    },
 }
 
 /// Why a shard was not used.

@@ -137,7 +137,10 @@ mod tests {
         w.commit(10_000);
         assert_eq!(w.check(3), Err(ReplayError::TooOld));
         assert!(w.check(10_000 - 100).is_ok());
-        assert_eq!(w.check(10_001 + MAX_FORWARD_JUMP), Err(ReplayError::TooFarAhead));
+        assert_eq!(
+            w.check(10_001 + MAX_FORWARD_JUMP),
+            Err(ReplayError::TooFarAhead)
+        );
         assert_eq!(w.check(u64::MAX), Err(ReplayError::TooFarAhead));
     }
 

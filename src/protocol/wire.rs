@@ -200,7 +200,8 @@ impl Header {
             return Err(WireError::Limit("header flags"));
         }
         let session_id = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
-        let packet_number = u64::from_be_bytes(buf[8..16].try_into().map_err(|_| WireError::Truncated)?);
+        let packet_number =
+            u64::from_be_bytes(buf[8..16].try_into().map_err(|_| WireError::Truncated)?);
         Ok((
             Header {
                 kind,

@@ -171,6 +171,8 @@ struct Conn {
     first_pn: Option<u64>,
     max_pn: u64,
     received: u64,
+    /// Stream info the peer sent in the handshake, handed out when the session is installed.
+    peer_info: Option<StreamInfo>,
 }
 
 impl Conn {
@@ -195,6 +197,7 @@ impl Conn {
             first_pn: None,
             max_pn: 0,
             received: 0,
+            peer_info: e.peer_info.clone(),
         }
     }
 
@@ -865,13 +868,14 @@ impl Session {
     }
 
     /// A new session with the peer is confirmed: make it current.
-    fn install(&self, st: &mut State, conn: Conn, now: Instant, out: &mut Outbox) {
+    fn install(&self, st: &mut State, mut conn: Conn, now: Instant, out: &mut Outbox) {
         let replaced = st.conn.is_some();
         if replaced {
             self.drop_conn(st, DisconnectReason::Replaced);
         }
         let peer = conn.peer;
         let session_id = conn.session_id;
+        let conn_info = conn.peer_info.take();
         st.conn = Some(conn);
         st.attempt = None;
         st.connecting_since = None;
@@ -889,6 +893,9 @@ impl Session {
             .initial_frame_index
             .unwrap_or_else(random_u32);
         st.events.push_back(Event::Connected { peer, session_id });
+        if let Some(info) = conn_info {
+            self.on_stream_info(st, info);
+        }
         // Confirm to the peer at once (a listener waits for this) and start RTT measurement.
         st.last_ping = now;
         let id = now.duration_since(st.epoch).as_micros() as u64;
@@ -986,9 +993,6 @@ impl Session {
                 d.extend_from_slice(&resp_body);
                 st.last_hello = Some((body.to_vec(), d.clone(), from));
                 out.push(d, from);
-                if let Some(info) = est.peer_info.clone() {
-                    self.on_stream_info(st, info);
-                }
                 st.pending = Some(Conn::new(&est, from, now));
             }
             Err(e) => {
@@ -1030,9 +1034,6 @@ impl Session {
         };
         match attempt.initiator.finish(&buf[HEADER_LEN..]) {
             Ok(est) => {
-                if let Some(info) = est.peer_info.clone() {
-                    self.on_stream_info(st, info);
-                }
                 let conn = Conn::new(&est, peer, now);
                 self.install(st, conn, now, out);
             }

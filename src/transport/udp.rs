@@ -706,13 +706,12 @@ impl Transport for UdpTransport {
         loop {
             match self.recv_ring(batch) {
                 Ok(0) => {
-                    // Everything that came was truncated: look again (EAGAIN leads to a wait).
-                    continue;
+                    // Everything that came was dropped (truncated): keep waiting, but through
+                    // `wait`, so that a wake-up or the deadline still ends a flood of junk.
                 }
                 Ok(n) => return Ok(n),
-                Err(Errno::EAGAIN) => {}
-                Err(Errno::EINTR) => continue,
-                Err(e) if is_stale_icmp_error(e) => continue,
+                Err(Errno::EAGAIN | Errno::EINTR) => {}
+                Err(e) if is_stale_icmp_error(e) => {}
                 Err(e) => return Err(e.into()),
             }
             match self.wait(deadline)? {

@@ -1,0 +1,114 @@
+//! Helpers shared by the session tests.
+#![allow(dead_code)]
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gstpunktfunk::session::{Event, Session};
+use gstpunktfunk::transport::{RecvBatch, SendOutcome, Transport};
+
+/// Pseudo-random frame content, different per seed.
+pub fn frame_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Polls `s` (host or client) until `pred` accepts an event or `limit` passes.
+pub fn wait_for(
+    s: &Session,
+    limit: Duration,
+    mut pred: impl FnMut(&Event) -> bool,
+) -> Option<Event> {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        let ev = match s.role() {
+            gstpunktfunk::protocol::handshake::Role::Host => {
+                s.poll_input(Duration::from_millis(20))
+            }
+            gstpunktfunk::protocol::handshake::Role::Client => {
+                s.poll_frame(Duration::from_millis(20))
+            }
+        };
+        if let Ok(Some(ev)) = ev
+            && pred(&ev)
+        {
+            return Some(ev);
+        }
+    }
+    None
+}
+
+/// Runs `s`'s poll loop on a thread until `stop` is set, so its timers and handshakes run.
+pub fn pump(
+    s: Session,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<Event>> {
+    std::thread::spawn(move || {
+        let mut evs = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let r = match s.role() {
+                gstpunktfunk::protocol::handshake::Role::Host => {
+                    s.poll_input(Duration::from_millis(10))
+                }
+                gstpunktfunk::protocol::handshake::Role::Client => {
+                    s.poll_frame(Duration::from_millis(10))
+                }
+            };
+            match r {
+                Ok(Some(ev)) => evs.push(ev),
+                Ok(None) => {}
+                Err(_) => break,
+            }
+        }
+        evs
+    })
+}
+
+/// A transport wrapper that records every datagram it sends, so tests can replay them.
+pub struct Recorder<T: Transport> {
+    pub inner: Arc<T>,
+    pub sent: Arc<Mutex<Vec<(Vec<u8>, SocketAddr)>>>,
+}
+
+impl<T: Transport> Recorder<T> {
+    pub fn new(inner: Arc<T>) -> (Self, Arc<Mutex<Vec<(Vec<u8>, SocketAddr)>>>) {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        (
+            Recorder {
+                inner,
+                sent: sent.clone(),
+            },
+            sent,
+        )
+    }
+}
+
+impl<T: Transport> Transport for Recorder<T> {
+    fn send(&self, datagrams: &[&[u8]], to: SocketAddr) -> io::Result<SendOutcome> {
+        {
+            let mut s = self.sent.lock().unwrap();
+            for d in datagrams {
+                s.push((d.to_vec(), to));
+            }
+        }
+        self.inner.send(datagrams, to)
+    }
+    fn recv(&self, batch: &mut RecvBatch, timeout: Option<Duration>) -> io::Result<usize> {
+        self.inner.recv(batch, timeout)
+    }
+    fn wake(&self) {
+        self.inner.wake()
+    }
+    fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr()
+    }
+}
