@@ -71,7 +71,10 @@ fn frames_arrive_byte_exact_and_stream_info_first() {
                 );
                 got.push(f)
             }
-            Some(Event::StreamInfo(i)) => panic!("stream info twice: {i:?}"),
+            Some(Event::StreamInfo(i)) => {
+                assert!(info.is_none(), "stream info twice: {i:?}");
+                info = Some(i);
+            }
             _ => {}
         }
     }

@@ -243,19 +243,24 @@ impl Outbox {
 }
 
 struct Attempt {
+    id: u32,
     initiator: Initiator,
     sent_at: Instant,
 }
+
+/// Handshake attempts (caller) and unconfirmed sessions (listener) kept at once, so that a
+/// late answer to an earlier retry still completes instead of racing the newer one.
+const MAX_ATTEMPTS: usize = 4;
 
 /// Protocol state of one session (behind the mutex).
 struct State {
     conn: Option<Conn>,
     /// Listener: established but not yet confirmed by an authenticated datagram.
-    pending: Option<Conn>,
+    pending: Vec<Conn>,
     /// Listener: the last hello and our answer, to answer duplicates identically.
     last_hello: Option<(Vec<u8>, Vec<u8>, SocketAddr)>,
     /// Caller: the handshake in flight.
-    attempt: Option<Attempt>,
+    attempts: Vec<Attempt>,
     /// Caller: when we started trying to connect (for ConnectTimeout).
     connecting_since: Option<Instant>,
     connect_timeout_reported: bool,
@@ -336,9 +341,9 @@ impl Session {
         }
         let state = State {
             conn: None,
-            pending: None,
+            pending: Vec::new(),
             last_hello: None,
-            attempt: None,
+            attempts: Vec::new(),
             connecting_since: None,
             connect_timeout_reported: false,
             last_reject: None,
@@ -659,7 +664,7 @@ impl Session {
                 send_control(&mut st, &Control::Bye, &mut out);
             }
             st.conn = None;
-            st.pending = None;
+            st.pending.clear();
         }
         let r = self.flush(out);
         self.wake();
@@ -748,11 +753,8 @@ impl Session {
         {
             self.drop_conn(st, DisconnectReason::Timeout);
         }
-        if let Some(p) = st.pending.as_ref()
-            && now.saturating_duration_since(p.last_rx) >= cfg.timeout
-        {
-            st.pending = None;
-        }
+        st.pending
+            .retain(|p| now.saturating_duration_since(p.last_rx) < cfg.timeout);
         // Caller: (re)connect.
         if cfg.mode == Mode::Caller && st.conn.is_none() {
             let since = *st.connecting_since.get_or_insert(now);
@@ -761,13 +763,13 @@ impl Session {
                 st.events.push_back(Event::ConnectTimeout);
             }
             let due = st
-                .attempt
-                .as_ref()
+                .attempts
+                .last()
                 .is_none_or(|a| now.duration_since(a.sent_at) >= cfg.handshake_retry);
             if due {
                 self.start_attempt(st, now, out);
             }
-            if let Some(a) = st.attempt.as_ref() {
+            if let Some(a) = st.attempts.last() {
                 next = next.min(a.sent_at + cfg.handshake_retry);
             }
             return next;
@@ -844,7 +846,11 @@ impl Session {
                 d.extend_from_slice(&body);
                 out.push(d, peer);
                 st.stats.handshakes_sent += 1;
-                st.attempt = Some(Attempt {
+                if st.attempts.len() == MAX_ATTEMPTS {
+                    st.attempts.remove(0);
+                }
+                st.attempts.push(Attempt {
+                    id: attempt_id,
                     initiator,
                     sent_at: now,
                 });
@@ -861,7 +867,7 @@ impl Session {
             st.events.push_back(Event::Disconnected { reason });
             st.reassembler.reset();
             st.input_rx = InputReceiver::new();
-            st.attempt = None;
+            st.attempts.clear();
             st.connecting_since = None;
             st.connect_timeout_reported = false;
         }
@@ -877,7 +883,7 @@ impl Session {
         let session_id = conn.session_id;
         let conn_info = conn.peer_info.take();
         st.conn = Some(conn);
-        st.attempt = None;
+        st.attempts.clear();
         st.connecting_since = None;
         st.connect_timeout_reported = false;
         st.last_reject = None;
@@ -993,7 +999,10 @@ impl Session {
                 d.extend_from_slice(&resp_body);
                 st.last_hello = Some((body.to_vec(), d.clone(), from));
                 out.push(d, from);
-                st.pending = Some(Conn::new(&est, from, now));
+                if st.pending.len() == MAX_ATTEMPTS {
+                    st.pending.remove(0);
+                }
+                st.pending.push(Conn::new(&est, from, now));
             }
             Err(e) => {
                 st.stats.handshake_failures += 1;
@@ -1026,9 +1035,14 @@ impl Session {
         if self.inner.cfg.mode != Mode::Caller || st.conn.is_some() {
             return;
         }
-        let Some(attempt) = st.attempt.take() else {
+        let Ok((h, _)) = Header::decode(buf) else {
             return;
         };
+        let Some(pos) = st.attempts.iter().position(|a| a.id == h.session_id) else {
+            st.stats.handshake_failures += 1;
+            return;
+        };
+        let attempt = st.attempts.remove(pos);
         let Some(peer) = self.inner.cfg.peer else {
             return;
         };
@@ -1068,12 +1082,14 @@ impl Session {
             .conn
             .as_ref()
             .is_some_and(|c| c.session_id == h.session_id);
-        let in_pending = !in_conn
-            && st
-                .pending
-                .as_ref()
-                .is_some_and(|c| c.session_id == h.session_id);
-        if !in_conn && !in_pending {
+        let pending_pos = if in_conn {
+            None
+        } else {
+            st.pending
+                .iter()
+                .position(|c| c.session_id == h.session_id)
+        };
+        if !in_conn && pending_pos.is_none() {
             st.stats.unknown_session += 1;
             // Tell a caller whose session we do not know to start again (rate-limited).
             if self.inner.cfg.mode == Mode::Listener
@@ -1092,10 +1108,9 @@ impl Session {
             }
             return;
         }
-        let conn = if in_conn {
-            st.conn.as_mut()
-        } else {
-            st.pending.as_mut()
+        let conn = match pending_pos {
+            None => st.conn.as_mut(),
+            Some(p) => st.pending.get_mut(p),
         };
         let Some(conn) = conn else { return };
         if h.sealed() != conn.encrypt {
@@ -1129,10 +1144,11 @@ impl Session {
         if conn.first_pn.is_none_or(|f| h.packet_number < f) {
             conn.first_pn = Some(h.packet_number);
         }
-        if in_pending {
-            if let Some(p) = st.pending.take() {
-                self.install(st, p, now, out);
-            }
+        if let Some(p) = pending_pos {
+            // Confirmed: this one becomes the session, the other candidates are dropped.
+            let conn = st.pending.swap_remove(p);
+            st.pending.clear();
+            self.install(st, conn, now, out);
         }
         let body = &buf[HEADER_LEN..body_end];
         match (h.kind, self.inner.cfg.role) {
