@@ -51,6 +51,8 @@ const BYE_COPIES: usize = 3;
 const MIN_RTO: Duration = Duration::from_millis(5);
 const MAX_RTO: Duration = Duration::from_millis(500);
 const INITIAL_RTO: Duration = Duration::from_millis(50);
+/// Receive batches drained without waiting before timers run (64 datagrams each).
+const MAX_DRAIN_BATCHES: usize = 16;
 
 /// Errors of the session API.
 #[derive(Debug)]
@@ -693,6 +695,17 @@ impl Session {
     fn poll_event(&self, timeout: Duration) -> Result<Option<Event>> {
         let deadline = Instant::now() + timeout;
         loop {
+            // Drain what already waits in the socket before running timers: a receiver that
+            // was descheduled must not give up a frame whose shards sit in its own buffer.
+            // Bounded, so that a flood cannot starve the timers.
+            if !lock(&self.inner.state).events.is_empty() {
+                return Ok(lock(&self.inner.state).events.pop_front());
+            }
+            for _ in 0..MAX_DRAIN_BATCHES {
+                if self.receive(Some(Duration::ZERO))? == 0 {
+                    break;
+                }
+            }
             let now = Instant::now();
             let (next, closed) = {
                 let mut out = Outbox::default();
@@ -715,29 +728,34 @@ impl Session {
                 return Ok(None);
             }
             let wait = next.min(deadline).saturating_duration_since(now);
-            let mut ring = lock(&self.inner.ring);
-            let n = self.inner.transport.recv(&mut ring, Some(wait))?;
-            if n == 0 {
-                // Timeout or wake-up: a wake-up ends the poll so the caller can look around.
-                if Instant::now() < next.min(deadline) {
-                    return Ok(None);
-                }
-                continue;
+            if self.receive(Some(wait))? == 0 && Instant::now() < next.min(deadline) {
+                // A wake-up ends the poll so the caller can look around.
+                return Ok(None);
             }
-            let now = Instant::now();
-            let mut out = Outbox::default();
-            {
-                let mut st = lock(&self.inner.state);
-                for i in 0..ring.len() {
-                    let (buf, from) = ring.get_mut(i);
-                    st.stats.packets_received += 1;
-                    st.stats.bytes_received += buf.len() as u64;
-                    self.on_datagram(&mut st, buf, from, now, &mut out);
-                }
-            }
-            drop(ring);
-            self.flush(out)?;
         }
+    }
+
+    /// One receive call into the ring, processed. Returns the number of datagrams.
+    fn receive(&self, wait: Option<Duration>) -> Result<usize> {
+        let mut ring = lock(&self.inner.ring);
+        let n = self.inner.transport.recv(&mut ring, wait)?;
+        if n == 0 {
+            return Ok(0);
+        }
+        let now = Instant::now();
+        let mut out = Outbox::default();
+        {
+            let mut st = lock(&self.inner.state);
+            for i in 0..ring.len() {
+                let (buf, from) = ring.get_mut(i);
+                st.stats.packets_received += 1;
+                st.stats.bytes_received += buf.len() as u64;
+                self.on_datagram(&mut st, buf, from, now, &mut out);
+            }
+        }
+        drop(ring);
+        self.flush(out)?;
+        Ok(n)
     }
 
     /// Runs every timer that is due; returns when the next one is.
