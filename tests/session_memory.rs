@@ -197,9 +197,11 @@ fn replayed_video_control_and_input_are_rejected_and_counted() {
         host.submit_frame(&frame_bytes(5000, i), true).unwrap();
     }
     let mut frames = 0;
-    while let Some(_) = wait_for(&client, Duration::from_millis(300), |e| {
+    while wait_for(&client, Duration::from_millis(300), |e| {
         matches!(e, Event::Frame(_))
-    }) {
+    })
+    .is_some()
+    {
         frames += 1;
     }
     assert_eq!(frames, 3);
@@ -221,9 +223,11 @@ fn replayed_video_control_and_input_are_rejected_and_counted() {
         })
         .unwrap();
     let mut inputs = 0;
-    while let Some(_) = wait_for(&host, Duration::from_millis(300), |e| {
+    while wait_for(&host, Duration::from_millis(300), |e| {
         matches!(e, Event::Input(_))
-    }) {
+    })
+    .is_some()
+    {
         inputs += 1;
     }
     assert_eq!(inputs, 2);

@@ -84,8 +84,16 @@ fn stream_through_loss(n: u32, loss: LossModel, seed: u64) -> (u32, u64) {
                 Ok(Some(Event::Frame(f))) => {
                     let i = u32::from_be_bytes([f.data[0], f.data[1], f.data[2], f.data[3]]);
                     let base = *first.get_or_insert(f.index.wrapping_sub(i));
-                    assert_eq!(f.index.wrapping_sub(base), i, "frame index and content agree");
-                    assert_eq!(f.data, indexed_frame(i, frame_len_for(i)), "frame {i} byte-exact");
+                    assert_eq!(
+                        f.index.wrapping_sub(base),
+                        i,
+                        "frame index and content agree"
+                    );
+                    assert_eq!(
+                        f.data,
+                        indexed_frame(i, frame_len_for(i)),
+                        "frame {i} byte-exact"
+                    );
                     ok += 1;
                     prog.store(i, Ordering::Release);
                     if i == n - 1 {
@@ -115,7 +123,8 @@ fn stream_through_loss(n: u32, loss: LossModel, seed: u64) -> (u32, u64) {
             }
             std::thread::yield_now();
         }
-        host.submit_frame(&indexed_frame(i, frame_len_for(i)), i % 300 == 0).unwrap();
+        host.submit_frame(&indexed_frame(i, frame_len_for(i)), i % 300 == 0)
+            .unwrap();
     }
     // Let the tail arrive (or be given up) — the client ends on the last frame or when told.
     let end = Instant::now() + Duration::from_secs(2);
@@ -189,7 +198,13 @@ fn input_at_20_percent_loss_both_ways_arrives_in_order_exactly_once() {
         }
     }
     // Nothing more may follow (no duplicates).
-    assert!(wait_for(&host, Duration::from_millis(300), |e| matches!(e, Event::Input(_))).is_none());
+    assert!(
+        wait_for(&host, Duration::from_millis(300), |e| matches!(
+            e,
+            Event::Input(_)
+        ))
+        .is_none()
+    );
     stop.store(true, Ordering::Relaxed);
     cp.join().unwrap();
     assert_eq!(got.len(), sent.len());
@@ -266,7 +281,7 @@ fn hostile_datagrams_never_break_the_stream() {
             x ^= x << 17;
             let len = (x % 1500) as usize;
             let mut d: Vec<u8> = (0..len).map(|i| (x >> (i % 56)) as u8).collect();
-            if sent % 3 == 0 && d.len() >= 16 {
+            if sent.is_multiple_of(3) && d.len() >= 16 {
                 d[0] = 1; // version
                 d[1] = [16u8, 17, 18, 1, 2, 3, 4][(x % 7) as usize];
                 d[2] = 0;
@@ -282,7 +297,8 @@ fn hostile_datagrams_never_break_the_stream() {
     let hp = pump(host.clone(), hstop.clone());
     let mut got = 0;
     for i in 0..200u32 {
-        host.submit_frame(&indexed_frame(i, 20_000), i % 50 == 0).unwrap();
+        host.submit_frame(&indexed_frame(i, 20_000), i % 50 == 0)
+            .unwrap();
         while let Ok(Some(ev)) = client.poll_frame(Duration::from_millis(2)) {
             if let Event::Frame(f) = ev {
                 let idx = u32::from_be_bytes([f.data[0], f.data[1], f.data[2], f.data[3]]);
@@ -303,7 +319,10 @@ fn hostile_datagrams_never_break_the_stream() {
     hp.join().unwrap();
     let s = client.stats();
     eprintln!("junk sent {junk}, frames {got}, stats {s:?}");
-    assert!(got >= 180, "stream kept flowing under a junk flood: {got}/200");
+    assert!(
+        got >= 180,
+        "stream kept flowing under a junk flood: {got}/200"
+    );
     assert!(s.invalid_datagrams + s.auth_failures + s.unknown_session + s.replays_rejected > 0);
     assert!(s.memory_peak <= gstpunktfunk::protocol::reassembler::DEFAULT_MEMORY_CAP as u64);
     assert!(client.is_connected());

@@ -1103,9 +1103,7 @@ impl Session {
         let pending_pos = if in_conn {
             None
         } else {
-            st.pending
-                .iter()
-                .position(|c| c.session_id == h.session_id)
+            st.pending.iter().position(|c| c.session_id == h.session_id)
         };
         if !in_conn && pending_pos.is_none() {
             st.stats.unknown_session += 1;

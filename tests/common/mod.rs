@@ -73,14 +73,17 @@ pub fn pump(
     })
 }
 
+/// Datagrams a [`Recorder`] saw, with their destinations.
+pub type Sent = Arc<Mutex<Vec<(Vec<u8>, SocketAddr)>>>;
+
 /// A transport wrapper that records every datagram it sends, so tests can replay them.
 pub struct Recorder<T: Transport> {
     pub inner: Arc<T>,
-    pub sent: Arc<Mutex<Vec<(Vec<u8>, SocketAddr)>>>,
+    pub sent: Sent,
 }
 
 impl<T: Transport> Recorder<T> {
-    pub fn new(inner: Arc<T>) -> (Self, Arc<Mutex<Vec<(Vec<u8>, SocketAddr)>>>) {
+    pub fn new(inner: Arc<T>) -> (Self, Sent) {
         let sent = Arc::new(Mutex::new(Vec::new()));
         (
             Recorder {
