@@ -131,7 +131,9 @@ fn main() {
         o.width, o.height, o.fps, o.fec, o.passphrase
     ))
     .unwrap_or_else(|e| {
-        eprintln!("demo: cannot build the host pipeline (are gstreamer1.0-plugins-ugly installed?): {e}");
+        eprintln!(
+            "demo: cannot build the host pipeline (are gstreamer1.0-plugins-ugly installed?): {e}"
+        );
         std::process::exit(1)
     })
     .downcast::<gst::Pipeline>()
@@ -188,7 +190,9 @@ fn main() {
         if o.hevc { "HEVC" } else { "H.264" },
         relay.addr(),
         o.loss * 100.0,
-        o.burst.map(|b| format!(", bursts of {b}")).unwrap_or_default(),
+        o.burst
+            .map(|b| format!(", bursts of {b}"))
+            .unwrap_or_default(),
         if o.window { "window" } else { "fakesink" },
     );
     let start = Instant::now();
@@ -201,7 +205,12 @@ fn main() {
                 while let Some(msg) = bus.pop() {
                     match msg.view() {
                         gst::MessageView::Error(e) => {
-                            eprintln!("demo: error from {:?}: {} ({:?})", e.src().map(|s| s.path_string()), e.error(), e.debug());
+                            eprintln!(
+                                "demo: error from {:?}: {} ({:?})",
+                                e.src().map(|s| s.path_string()),
+                                e.error(),
+                                e.debug()
+                            );
                             failed = true;
                         }
                         gst::MessageView::Warning(w) => {
@@ -248,9 +257,21 @@ fn main() {
     println!("frames decoded        {dec_n}");
     println!("frames lost           {}", stat(&cs, "frames-lost"));
     println!("shards FEC-recovered  {}", stat(&cs, "fec-recovered"));
-    println!("datagrams dropped by the relay {} of {} ({:.2} %)", d.dropped, d.sent, if d.sent > 0 { d.dropped as f64 * 100.0 / d.sent as f64 } else { 0.0 });
+    println!(
+        "datagrams dropped by the relay {} of {} ({:.2} %)",
+        d.dropped,
+        d.sent,
+        if d.sent > 0 {
+            d.dropped as f64 * 100.0 / d.sent as f64
+        } else {
+            0.0
+        }
+    );
     println!("keyframe requests     {}", stat(&cs, "keyframe-requests"));
-    println!("client EOS            {}", if got_eos { "yes" } else { "no" });
+    println!(
+        "client EOS            {}",
+        if got_eos { "yes" } else { "no" }
+    );
     if failed || dec_n == 0 {
         std::process::exit(1);
     }

@@ -112,7 +112,9 @@ fn main() {
             "relay: down sent {} dropped {} | up sent {} dropped {}",
             d.sent, d.dropped, u.sent, u.dropped
         );
-        if a.seconds.is_some_and(|s| start.elapsed() >= Duration::from_secs(s)) {
+        if a.seconds
+            .is_some_and(|s| start.elapsed() >= Duration::from_secs(s))
+        {
             break;
         }
     }

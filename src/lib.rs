@@ -5,12 +5,18 @@
 //! Layers, top to bottom: the elements (thin), the [`session`] (one end of a stream), the
 //! sans-IO [`protocol`] and the [`transport`] (UDP, in-memory, impairment).
 
+pub mod common;
 pub mod protocol;
 pub mod relay;
 pub mod session;
+pub mod sink;
+pub mod src;
 pub mod transport;
 
-fn plugin_init(_plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
+    common::mark_plugin_api();
+    sink::register(plugin)?;
+    src::register(plugin)?;
     Ok(())
 }
 
