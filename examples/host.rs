@@ -48,10 +48,9 @@ fn main() {
     if pipeline.set_state(gst::State::Playing).is_err() {
         if let Some(msg) =
             bus.timed_pop_filtered(gst::ClockTime::from_seconds(1), &[gst::MessageType::Error])
+            && let gst::MessageView::Error(e) = msg.view()
         {
-            if let gst::MessageView::Error(e) = msg.view() {
-                eprintln!("host: {}", e.error());
-            }
+            eprintln!("host: {}", e.error());
         }
         std::process::exit(1);
     }

@@ -280,7 +280,6 @@ struct State {
     pacer: Pacer,
     input_rx: InputReceiver,
     stream_info: Option<StreamInfo>,
-    client_info_generation: u32,
     // Client.
     reassembler: Reassembler,
     input_tx: InputSender,
@@ -361,7 +360,6 @@ impl Session {
             pacer: Pacer::new(config.pacing),
             input_rx: InputReceiver::new(),
             stream_info,
-            client_info_generation: 0,
             reassembler: Reassembler::new(config.reassembler, Box::new(ReedSolomon8::new())),
             input_tx: InputSender::new(config.input_queue),
             last_loss_report: now,
@@ -910,7 +908,6 @@ impl Session {
         st.input_rx = InputReceiver::new();
         st.input_tx = InputSender::new(self.inner.cfg.input_queue);
         st.info_generation = 0;
-        st.client_info_generation = 0;
         st.frame_index = self
             .inner
             .cfg
@@ -1218,17 +1215,12 @@ impl Session {
                 st.stats.peer_packets_received = r.packets_received;
                 st.stats.peer_frames_lost = r.frames_lost;
                 st.stats.fec_recovered = r.packets_recovered;
-                // Resend the stream info until the client holds the current generation.
+                // Resend the stream info until the client holds the current generation (a
+                // lost update is repeated at the loss-report rate, ~10 per second).
                 if let Some(info) = st.stream_info.clone()
                     && r.info_generation != info.generation
-                    && st.client_info_generation != r.info_generation
                 {
-                    st.client_info_generation = r.info_generation;
                     send_control(st, &Control::StreamInfo(info), out);
-                } else if let Some(info) = st.stream_info.as_ref()
-                    && r.info_generation == info.generation
-                {
-                    st.client_info_generation = r.info_generation;
                 }
                 st.events.push_back(Event::LossReport(r));
             }
