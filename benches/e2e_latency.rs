@@ -28,7 +28,7 @@ const RATE: u64 = 1_000_000_000;
 fn frame(i: u32) -> Vec<u8> {
     // No zero bytes, so no Annex-B start codes: the sink finds no parameter sets to cache or
     // prepend, and what arrives must equal what was sent.
-    let len = if i % FPS as u32 == 0 {
+    let len = if i.is_multiple_of(FPS as u32) {
         300_000
     } else {
         90_000 + (i as usize * 7919) % 20_000
@@ -43,8 +43,8 @@ fn frame(i: u32) -> Vec<u8> {
         })
         .collect();
     // The index in base-128 digits with the top bit set: never a zero byte.
-    for k in 0..4 {
-        f[k] = ((i >> (7 * (3 - k))) & 0x7f) as u8 | 0x80;
+    for (k, b) in f.iter_mut().take(4).enumerate() {
+        *b = ((i >> (7 * (3 - k))) & 0x7f) as u8 | 0x80;
     }
     f
 }
@@ -174,7 +174,7 @@ fn run(loss: f64, frames: u32) -> Row {
             std::thread::sleep(w);
         }
         let mut f = frame(i);
-        let key = i % FPS as u32 == 0;
+        let key = i.is_multiple_of(FPS as u32);
         wire.insert(i, wire_time(f.len()));
         if key {
             f[4] = 0x65; // cosmetic: looks like an IDR NAL header byte
