@@ -125,7 +125,7 @@ fn main() {
         )
     };
     let host = gst::parse::launch(&format!(
-        "videotestsrc is-live=true pattern=ball ! video/x-raw,width={},height={},framerate={}/1 \
+        "videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width={},height={},framerate={}/1 \
          ! timeoverlay ! {enc} ! {caps} ! punktfunksink name=sink port=0 fec-percent={} \
          passphrase={}",
         o.width, o.height, o.fps, o.fec, o.passphrase

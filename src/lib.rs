@@ -15,6 +15,15 @@ pub mod transport;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
     common::mark_plugin_api();
+    // Encoders put `multiview-flags=(GstVideoMultiviewFlagsSet)...` into their caps. libgstvideo
+    // registers that GType lazily, and a client process whose only other elements are, say,
+    // h264parse ! nvh264dec may not have done so when punktfunksrc parses the host's caps
+    // string — the parse then fails. Registering it here makes the parse independent of
+    // whichever other plugins happen to be loaded (seen on an NVDEC-only client).
+    // SAFETY: a plain GType getter with no arguments; safe to call after gst::init.
+    unsafe {
+        gst_video::ffi::gst_video_multiview_flagset_get_type();
+    }
     sink::register(plugin)?;
     src::register(plugin)?;
     Ok(())
