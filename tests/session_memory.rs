@@ -449,3 +449,20 @@ fn keyframe_requests_are_throttled_and_arrive() {
     assert!(wait_for(&host, LONG, |e| matches!(e, Event::KeyframeRequest)).is_some());
     assert_eq!(host.stats().keyframe_requests, 1);
 }
+
+#[test]
+fn ring_and_aes_gcm_backends_interoperate_in_a_session() {
+    let (a, b) = MemoryTransport::pair();
+    let (mut hc, cc) = configs(Some("pw"));
+    hc.aead = gstpunktfunk::protocol::crypto::AeadBackend::Ring;
+    let host = Session::new(hc, a).unwrap();
+    let client = Session::new(cc, b).unwrap();
+    connect(&host, &client);
+    let frame = frame_bytes(40_000, 5);
+    host.submit_frame(&frame, true).unwrap();
+    match wait_for(&client, LONG, |e| matches!(e, Event::Frame(_))) {
+        Some(Event::Frame(f)) => assert_eq!(f.data, frame),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(client.stats().auth_failures, 0);
+}

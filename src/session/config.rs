@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::protocol::adaptive::FecMode;
 use crate::protocol::control::StreamInfo;
+use crate::protocol::crypto::AeadBackend;
 use crate::protocol::handshake::Role;
 use crate::protocol::pacing::PacingConfig;
 use crate::protocol::reassembler::ReassemblerConfig;
@@ -32,6 +33,8 @@ pub struct Config {
     pub passphrase: Option<String>,
     /// `false` sends plaintext (refused together with a passphrase).
     pub encrypt: bool,
+    /// Which AES-256-GCM implementation seals and opens media (wire-identical).
+    pub aead: AeadBackend,
     /// Parity share of every FEC block, in percent (0 = no FEC).
     pub fec_percent: u8,
     pub fec_mode: FecMode,
@@ -68,6 +71,7 @@ impl Config {
             peer: None,
             passphrase: None,
             encrypt: true,
+            aead: AeadBackend::default(),
             fec_percent: 20,
             fec_mode: FecMode::Fixed,
             mtu: DEFAULT_MTU,

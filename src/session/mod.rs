@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::protocol::adaptive::AdaptiveFec;
 use crate::protocol::control::{Control, LossReport, StreamInfo};
-use crate::protocol::crypto::{Aead, AesGcmAead, PlainAead};
+use crate::protocol::crypto::{Aead, AeadBackend, PlainAead};
 use crate::protocol::fec::ReedSolomon8;
 use crate::protocol::handshake::{
     self, Established, HandshakeConfig, HandshakeError, Initiator, Psk, Role,
@@ -178,12 +178,9 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(e: &Established, peer: SocketAddr, now: Instant) -> Conn {
+    fn new(e: &Established, peer: SocketAddr, now: Instant, aead: AeadBackend) -> Conn {
         let (seal, open): (Arc<dyn Aead>, Box<dyn Aead>) = if e.encrypt {
-            (
-                Arc::new(AesGcmAead::new(&e.send_key)),
-                Box::new(AesGcmAead::new(&e.recv_key)),
-            )
+            (Arc::from(aead.make(&e.send_key)), aead.make(&e.recv_key))
         } else {
             (Arc::new(PlainAead), Box::new(PlainAead))
         };
@@ -1017,7 +1014,7 @@ impl Session {
                 if st.pending.len() == MAX_ATTEMPTS {
                     st.pending.remove(0);
                 }
-                st.pending.push(Conn::new(&est, from, now));
+                st.pending.push(Conn::new(&est, from, now, self.inner.cfg.aead));
             }
             Err(e) => {
                 st.stats.handshake_failures += 1;
@@ -1063,7 +1060,7 @@ impl Session {
         };
         match attempt.initiator.finish(&buf[HEADER_LEN..]) {
             Ok(est) => {
-                let conn = Conn::new(&est, peer, now);
+                let conn = Conn::new(&est, peer, now, self.inner.cfg.aead);
                 self.install(st, conn, now, out);
             }
             Err(e) => {
