@@ -48,7 +48,11 @@ fn bodies(mut data: &[u8]) {
             }
             Err(_) => {
                 assert_eq!(got, 0, "a malformed body delivered events");
-                assert_eq!(rx.next_expected(), before_next, "a malformed body moved the ack");
+                assert_eq!(
+                    rx.next_expected(),
+                    before_next,
+                    "a malformed body moved the ack"
+                );
                 assert_eq!(rx.buffered(), before_buffered);
             }
         }

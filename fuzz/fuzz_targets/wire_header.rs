@@ -15,7 +15,11 @@ fn check_video(buf: &[u8]) {
             assert_eq!(shard.len(), buf.len() - VIDEO_HEADER_LEN);
             let mut out = [0u8; VIDEO_HEADER_LEN];
             v.encode(&mut out);
-            assert_eq!(out[..], buf[..VIDEO_HEADER_LEN], "video header re-encodes differently");
+            assert_eq!(
+                out[..],
+                buf[..VIDEO_HEADER_LEN],
+                "video header re-encodes differently"
+            );
             let _ = v.keyframe();
         }
         Err(_) => assert!(buf.len() < VIDEO_HEADER_LEN),
@@ -27,7 +31,11 @@ fuzz_target!(|data: &[u8]| {
         Ok((h, rest)) => {
             assert!(data.len() >= HEADER_LEN && data.len() <= MAX_DATAGRAM_BYTES);
             assert_eq!(rest.len(), data.len() - HEADER_LEN);
-            assert_eq!(h.to_bytes()[..], data[..HEADER_LEN], "header re-encodes differently");
+            assert_eq!(
+                h.to_bytes()[..],
+                data[..HEADER_LEN],
+                "header re-encodes differently"
+            );
             assert_eq!(Kind::from_u8(h.kind as u8), Ok(h.kind));
             let _ = (h.sealed(), h.kind.is_session());
             // An opened video body starts with the shard header; a Reject carries a reason.
@@ -46,7 +54,9 @@ fuzz_target!(|data: &[u8]| {
                     || data.len() > MAX_DATAGRAM_BYTES
                     || Kind::from_u8(data[1]).is_err()
                     || data[0] != gstpunktfunk::protocol::wire::VERSION
-                    || u16::from_be_bytes([data[2], data[3]]) & !gstpunktfunk::protocol::wire::FLAG_SEALED != 0
+                    || u16::from_be_bytes([data[2], data[3]])
+                        & !gstpunktfunk::protocol::wire::FLAG_SEALED
+                        != 0
             );
         }
     }
