@@ -1014,7 +1014,8 @@ impl Session {
                 if st.pending.len() == MAX_ATTEMPTS {
                     st.pending.remove(0);
                 }
-                st.pending.push(Conn::new(&est, from, now, self.inner.cfg.aead));
+                st.pending
+                    .push(Conn::new(&est, from, now, self.inner.cfg.aead));
             }
             Err(e) => {
                 st.stats.handshake_failures += 1;
