@@ -931,3 +931,72 @@ fn src_resumes_after_pause() {
     drop(h);
     drop(pump);
 }
+
+#[test]
+fn src_renegotiates_caps_on_a_stream_info_update() {
+    init();
+    let host = Session::new(Config::host_listener(), udp("127.0.0.1:0")).expect("host");
+    host.set_stream_info(H264_CAPS).expect("stream info");
+    let port = host.local_addr().port();
+    let pump = Pump::new(host.clone());
+    let mut h = Harness::new("punktfunksrc");
+    h.element()
+        .expect("element")
+        .set_property("port", u32::from(port));
+    h.play();
+    pump.wait_for("connected", |e| matches!(e, Event::Connected { .. }));
+    let key = [
+        &nal(0x67, 10, 1)[..],
+        &nal(0x68, 4, 2),
+        &nal(0x65, 5_000, 3),
+    ]
+    .concat();
+    host.submit_frame(&key, true)
+        .expect("send")
+        .expect("client");
+    let b1 = h.pull().expect("first buffer");
+    assert_eq!(b1.map_readable().expect("map").as_slice(), &key[..]);
+    let caps_of = |h: &mut Harness| {
+        let mut last = None;
+        while let Some(ev) = h.try_pull_event() {
+            if let gst::EventView::Caps(c) = ev.view() {
+                last = Some(c.caps_owned());
+            }
+        }
+        last
+    };
+    let first = caps_of(&mut h).expect("caps before the first buffer");
+    assert_eq!(
+        first.structure(0).unwrap().get::<i32>("width").unwrap(),
+        320
+    );
+
+    // The host's encoder changes resolution: new stream info, then a keyframe.
+    const NEW: &str = "video/x-h264, stream-format=(string)byte-stream, alignment=(string)au, width=(int)640, height=(int)480, framerate=(fraction)30/1";
+    host.set_stream_info(NEW).expect("update");
+    let key2 = [
+        &nal(0x67, 12, 5)[..],
+        &nal(0x68, 4, 6),
+        &nal(0x65, 8_000, 7),
+    ]
+    .concat();
+    // The update and the frame travel separately; send keyframes until one arrives after the
+    // new caps (a frame may overtake the update on a real network).
+    let end = Instant::now() + WAIT;
+    let mut renegotiated = None;
+    while renegotiated.is_none() && Instant::now() < end {
+        host.submit_frame(&key2, true)
+            .expect("send")
+            .expect("client");
+        if let Some(b) = h.try_pull() {
+            assert_eq!(b.map_readable().expect("map").as_slice(), &key2[..]);
+            renegotiated = caps_of(&mut h);
+        }
+    }
+    let caps = renegotiated.expect("new caps pushed before a buffer of the new stream");
+    let s = caps.structure(0).unwrap();
+    assert_eq!(s.get::<i32>("width").unwrap(), 640);
+    assert_eq!(s.get::<i32>("height").unwrap(), 480);
+    drop(h);
+    drop(pump);
+}
