@@ -46,7 +46,7 @@ const RESET_QUIET: Duration = Duration::from_millis(100);
 /// At most this many Reset hints a second from a listener.
 const RESET_RATE: Duration = Duration::from_millis(50);
 /// Bye is sent this many times (it is not retransmitted).
-const BYE_COPIES: usize = 3;
+const BYE_COPIES: usize = 5;
 /// Bounds on the input retransmission timeout derived from the RTT.
 const MIN_RTO: Duration = Duration::from_millis(5);
 const MAX_RTO: Duration = Duration::from_millis(500);
