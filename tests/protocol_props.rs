@@ -1,7 +1,11 @@
 //! Property tests of the sans-IO protocol: FEC recovery within the parity budget, the
 //! reassembler as a firewall against hostile shards, and frame index wrap-around.
 
+mod common;
+
 use std::time::{Duration, Instant};
+
+use common::frame_bytes;
 
 use gstpunktfunk::protocol::crypto::PlainAead;
 use gstpunktfunk::protocol::fec::{BlockLayout, ReedSolomon8, parity_for};
@@ -31,18 +35,6 @@ fn packetize(frame: &[u8], index: u32, fec: u8, mtu: usize) -> Datagrams {
 /// The opened body (video header + shard) of datagram `i`.
 fn body(d: &Datagrams, i: usize) -> &[u8] {
     &d.get(i)[HEADER_LEN..]
-}
-
-fn frame_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// For each datagram, whether it is dropped: per block, at most `m` of its `k + m` shards.
