@@ -98,6 +98,17 @@ impl Datagrams {
     }
 }
 
+/// How one frame is cut (see [`Packetizer::plan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    pub data_shards: usize,
+    /// Bytes per shard.
+    pub shard: usize,
+    pub layout: BlockLayout,
+    /// Datagrams in all, data and parity.
+    pub count: usize,
+}
+
 /// What the session tells the packetizer about a frame.
 #[derive(Debug, Clone, Copy)]
 pub struct FrameParams {
@@ -136,6 +147,37 @@ impl Packetizer {
             .min(u16::MAX as usize)
     }
 
+    /// How a frame of `len` bytes will be cut, without touching any bytes (the session uses
+    /// it to reserve packet numbers before packetizing outside its lock).
+    pub fn plan(
+        &self,
+        len: usize,
+        fec_percent: u8,
+        tag_len: usize,
+    ) -> Result<Plan, PacketizeError> {
+        if len == 0 {
+            return Err(PacketizeError::Empty);
+        }
+        if len > MAX_FRAME_BYTES {
+            return Err(PacketizeError::TooLarge);
+        }
+        let max_shard = Self::max_shard(self.mtu, tag_len);
+        if max_shard < 16 {
+            return Err(PacketizeError::MtuTooSmall);
+        }
+        let n = len.div_ceil(max_shard);
+        let layout = BlockLayout::for_shards(n);
+        let parity_total: usize = (0..layout.blocks)
+            .map(|b| parity_for(layout.data_in_block(b), fec_percent))
+            .sum();
+        Ok(Plan {
+            data_shards: n,
+            shard: len.div_ceil(n),
+            layout,
+            count: n + parity_total,
+        })
+    }
+
     /// Writes headers and data shards for `frame` into `out` and zeroes the parity payloads.
     /// Packet numbers are `first_packet_number + i` in send order.
     pub fn packetize(
@@ -144,24 +186,13 @@ impl Packetizer {
         p: &FrameParams,
         out: &mut Datagrams,
     ) -> Result<(), PacketizeError> {
-        if frame.is_empty() {
-            return Err(PacketizeError::Empty);
-        }
-        if frame.len() > MAX_FRAME_BYTES {
-            return Err(PacketizeError::TooLarge);
-        }
-        let max_shard = Self::max_shard(self.mtu, p.tag_len);
-        if max_shard < 16 {
-            return Err(PacketizeError::MtuTooSmall);
-        }
-        let n = frame.len().div_ceil(max_shard);
-        let shard = frame.len().div_ceil(n);
-        let layout = BlockLayout::for_shards(n);
-        let parity_total: usize = (0..layout.blocks)
-            .map(|b| parity_for(layout.data_in_block(b), p.fec_percent))
-            .sum();
+        let Plan {
+            data_shards: n,
+            shard,
+            layout,
+            count,
+        } = self.plan(frame.len(), p.fec_percent, p.tag_len)?;
         let dlen = HEADER_LEN + VIDEO_HEADER_LEN + shard + p.tag_len;
-        let count = n + parity_total;
         out.datagram_len = dlen;
         out.count = count;
         out.data_count = n;

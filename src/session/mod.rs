@@ -271,7 +271,6 @@ struct State {
     last_ping: Instant,
     srtt: Option<Duration>,
     // Host.
-    packetizer: Packetizer,
     frame_index: u32,
     fec: AdaptiveFec,
     pacer: Pacer,
@@ -293,6 +292,8 @@ struct Inner {
     transport: Box<dyn Transport>,
     state: Mutex<State>,
     ring: Mutex<RecvBatch>,
+    /// Host: cuts and FEC-encodes frames, outside the state lock.
+    packetizer: Mutex<Packetizer>,
     local_addr: SocketAddr,
     info: TransportInfo,
 }
@@ -351,7 +352,6 @@ impl Session {
             epoch: now,
             last_ping: now,
             srtt: None,
-            packetizer: Packetizer::new(config.mtu, Box::new(ReedSolomon8::new())),
             frame_index: 0,
             fec: AdaptiveFec::new(config.fec_mode, config.fec_percent, 100),
             pacer: Pacer::new(config.pacing),
@@ -372,6 +372,7 @@ impl Session {
         let info = transport.info();
         let slot = config.mtu.max(2048);
         let ring = RecvBatch::new(config.recv_batch, slot);
+        let packetizer = Packetizer::new(config.mtu, Box::new(ReedSolomon8::new()));
         Ok(Session {
             inner: Arc::new(Inner {
                 cfg: config,
@@ -379,6 +380,7 @@ impl Session {
                 transport: Box::new(transport),
                 state: Mutex::new(state),
                 ring: Mutex::new(ring),
+                packetizer: Mutex::new(packetizer),
                 local_addr,
                 info,
             }),
@@ -489,46 +491,50 @@ impl Session {
     ) -> Result<Option<SealedFrame>> {
         self.require(Role::Host, "seal_frame is for the host")?;
         let now = Instant::now();
-        let mut st = lock(&self.inner.state);
-        if st.closed {
-            return Err(Error::Closed);
-        }
-        let Some(conn) = st.conn.as_mut() else {
-            st.stats.frames_dropped_no_peer += 1;
-            return Ok(None);
+        // Frames are cut one at a time; the state lock is held only to reserve packet numbers,
+        // so the receive thread is never kept waiting by packetizing, FEC or sealing.
+        let mut packetizer = lock(&self.inner.packetizer);
+        let (params, seal, peer) = {
+            let mut st = lock(&self.inner.state);
+            if st.closed {
+                return Err(Error::Closed);
+            }
+            let fec_percent = st.fec.percent();
+            let frame_index = st.frame_index;
+            let Some(conn) = st.conn.as_mut() else {
+                st.stats.frames_dropped_no_peer += 1;
+                return Ok(None);
+            };
+            let seal = conn.seal.clone();
+            let plan = packetizer
+                .plan(data.len(), fec_percent, seal.tag_len())
+                .map_err(Error::Packetize)?;
+            let params = FrameParams {
+                frame_index,
+                keyframe,
+                fec_percent,
+                session_id: conn.session_id,
+                first_packet_number: conn.next_pn,
+                sealed: conn.encrypt,
+                tag_len: seal.tag_len(),
+            };
+            conn.next_pn += plan.count as u64;
+            let peer = conn.peer;
+            st.frame_index = st.frame_index.wrapping_add(1);
+            st.pacer.observe_frame(data.len(), now);
+            st.stats.frames_sent += 1;
+            if keyframe {
+                st.stats.keyframes_sent += 1;
+            }
+            (params, seal, peer)
         };
-        let seal = conn.seal.clone();
-        let peer = conn.peer;
-        let encrypt = conn.encrypt;
-        let session_id = conn.session_id;
-        let fec_percent = st.fec.percent();
-        let params = FrameParams {
-            frame_index: st.frame_index,
-            keyframe,
-            fec_percent,
-            session_id,
-            first_packet_number: st.conn.as_ref().map_or(0, |c| c.next_pn),
-            sealed: encrypt,
-            tag_len: seal.tag_len(),
-        };
-        st.packetizer
+        packetizer
             .packetize(data, &params, &mut buf)
             .map_err(Error::Packetize)?;
-        if let Some(c) = st.conn.as_mut() {
-            c.next_pn += buf.len() as u64;
-        }
-        st.frame_index = st.frame_index.wrapping_add(1);
-        st.pacer.observe_frame(data.len(), now);
-        // FEC and sealing are the expensive part; take the coder out of the lock? The coder
-        // lives in the packetizer, so parity is computed here; sealing runs unlocked below.
-        st.packetizer
-            .encode_parity(fec_percent, &mut buf)
+        packetizer
+            .encode_parity(params.fec_percent, &mut buf)
             .map_err(Error::Packetize)?;
-        st.stats.frames_sent += 1;
-        if keyframe {
-            st.stats.keyframes_sent += 1;
-        }
-        drop(st);
+        drop(packetizer);
         seal_all(&mut buf, &*seal);
         Ok(Some(SealedFrame {
             datagrams: buf,
