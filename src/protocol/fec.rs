@@ -6,7 +6,7 @@
 //! layout from the frame length, shard size and block count alone, so no per-block table
 //! travels on the wire. This module never allocates per shard: coders are cached per `(k, m)`.
 
-use reed_solomon_erasure::galois_8::ReedSolomon;
+use reed_solomon_erasure::galois_8::{self, ReedSolomon};
 
 use super::wire::FEC_SCHEME_RS8;
 
@@ -125,8 +125,37 @@ impl BlockLayout {
 
 /// Reed-Solomon over GF(2^8) (`reed-solomon-erasure`, SIMD-accelerated), with a small cache of
 /// coders per `(k, m)` since building one inverts a matrix.
+///
+/// Encoding goes through the crate. Recovery does not: the crate inverts a `k × k` decode matrix
+/// for every new loss pattern (its cache only hits when the pattern repeats, which random loss
+/// almost never does). Since the code is systematic (parity = `A · data`, `A` the `m × k` parity
+/// part of the crate's encoding matrix), `e` missing data shards can instead be solved from `e`
+/// present parity shards with an `e × e` system: subtract the present data's share from each
+/// chosen parity shard (the syndrome), then multiply by the inverse of `A[P][M]` (chosen parity
+/// rows × missing data columns). That costs `O(e³ + e·k·shard_len)` instead of `O(k³ + …)`.
+/// Should that submatrix ever be singular (it is not for an MDS code), the crate's own path
+/// rebuilds the block.
 pub struct ReedSolomon8 {
-    cache: Vec<((usize, usize), ReedSolomon)>,
+    cache: Vec<CoderEntry>,
+    /// Reused between calls: missing data indices.
+    missing: Vec<usize>,
+    /// Reused between calls: the parity shards chosen to solve for the missing data.
+    chosen: Vec<usize>,
+    /// Reused between calls: the `e × 2e` augmented matrix of the Gauss-Jordan inversion.
+    aug: Vec<u8>,
+    /// Reused between calls: one syndrome per chosen parity shard, `e × shard_len` bytes.
+    syndromes: Vec<u8>,
+    /// Times the fast path found a singular system and fell back to the crate's decoder.
+    fallbacks: u64,
+}
+
+struct CoderEntry {
+    k: usize,
+    m: usize,
+    rs: ReedSolomon,
+    /// The `m × k` parity part of the encoding matrix, row-major; empty until the first
+    /// reconstruction with this `(k, m)` needs it.
+    parity_matrix: Vec<u8>,
 }
 
 /// Coders kept per `ReedSolomon8`. Frames of one stream use few distinct `(k, m)` pairs.
@@ -140,14 +169,28 @@ impl Default for ReedSolomon8 {
 
 impl ReedSolomon8 {
     pub fn new() -> Self {
-        ReedSolomon8 { cache: Vec::new() }
+        ReedSolomon8 {
+            cache: Vec::new(),
+            missing: Vec::new(),
+            chosen: Vec::new(),
+            aug: Vec::new(),
+            syndromes: Vec::new(),
+            fallbacks: 0,
+        }
     }
 
-    fn coder(&mut self, k: usize, m: usize) -> Result<&ReedSolomon, FecError> {
+    /// Times recovery fell back to the crate's full `k × k` decoder because the `e × e` system
+    /// was singular (never expected for this code).
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks
+    }
+
+    /// Moves the coder for `(k, m)` to the front of the cache, building it if needed.
+    fn coder_entry(&mut self, k: usize, m: usize) -> Result<&mut CoderEntry, FecError> {
         if k == 0 || m == 0 || k + m > MAX_SHARDS_PER_BLOCK {
             return Err(FecError::BadParameters);
         }
-        if let Some(pos) = self.cache.iter().position(|(km, _)| *km == (k, m)) {
+        if let Some(pos) = self.cache.iter().position(|e| (e.k, e.m) == (k, m)) {
             // Move to the front so that the least recently used coder is evicted last.
             if pos != 0 {
                 let e = self.cache.remove(pos);
@@ -158,10 +201,97 @@ impl ReedSolomon8 {
             if self.cache.len() == CODER_CACHE {
                 self.cache.pop();
             }
-            self.cache.insert(0, ((k, m), rs));
+            self.cache.insert(
+                0,
+                CoderEntry {
+                    k,
+                    m,
+                    rs,
+                    parity_matrix: Vec::new(),
+                },
+            );
         }
-        Ok(&self.cache[0].1)
+        Ok(&mut self.cache[0])
     }
+}
+
+impl CoderEntry {
+    /// The parity part `A` of the encoding matrix (`m × k`, row-major), read off the crate's own
+    /// encoder: with data shard `j` set to the unit vector `e_j` (length `k`), byte `j` of parity
+    /// shard `p` is `A[p][j]`.
+    fn parity_matrix(&mut self) -> Result<&[u8], FecError> {
+        if self.parity_matrix.is_empty() {
+            let (k, m) = (self.k, self.m);
+            let mut data = vec![0u8; k * k];
+            for j in 0..k {
+                data[j * k + j] = 1;
+            }
+            let mut parity = vec![0u8; m * k];
+            let d: Vec<&[u8]> = data.chunks_exact(k).collect();
+            let mut p: Vec<&mut [u8]> = parity.chunks_exact_mut(k).collect();
+            self.rs
+                .encode_sep(&d, &mut p)
+                .map_err(|_| FecError::Coder)?;
+            self.parity_matrix = parity;
+        }
+        Ok(&self.parity_matrix)
+    }
+}
+
+/// The crate's own recovery (inverts a `k × k` matrix per new loss pattern).
+fn reconstruct_with_crate(
+    rs: &ReedSolomon,
+    shards: &mut [&mut [u8]],
+    present: &[bool],
+) -> Result<(), FecError> {
+    let mut view: Vec<(&mut [u8], bool)> = shards
+        .iter_mut()
+        .zip(present)
+        .map(|(s, p)| (&mut **s, *p))
+        .collect();
+    rs.reconstruct_data(&mut view).map_err(|_| FecError::Coder)
+}
+
+/// Inverts the `e × e` matrix held in the left half of `aug` (`e` rows of `2e` bytes; the right
+/// half is overwritten) by Gauss-Jordan elimination over GF(2^8). On success the right half
+/// holds the inverse. Returns `false` if the matrix is singular.
+fn invert_in_place(aug: &mut [u8], e: usize) -> bool {
+    let w = 2 * e;
+    for r in 0..e {
+        let row = &mut aug[r * w..(r + 1) * w];
+        row[e..].fill(0);
+        row[e + r] = 1;
+    }
+    for col in 0..e {
+        let Some(pivot) = (col..e).find(|&r| aug[r * w + col] != 0) else {
+            return false;
+        };
+        if pivot != col {
+            for c in 0..w {
+                aug.swap(pivot * w + c, col * w + c);
+            }
+        }
+        // Columns left of `col` are already zero in the pivot row: only `col..2e` changes.
+        let scale = galois_8::div(1, aug[col * w + col]);
+        for v in &mut aug[col * w + col..(col + 1) * w] {
+            *v = galois_8::mul(*v, scale);
+        }
+        for r in 0..e {
+            let f = aug[r * w + col];
+            if r == col || f == 0 {
+                continue;
+            }
+            let (src, dst) = if col < r {
+                let (lo, hi) = aug.split_at_mut(r * w);
+                (&lo[col * w..(col + 1) * w], &mut hi[..w])
+            } else {
+                let (lo, hi) = aug.split_at_mut(col * w);
+                (&hi[..w], &mut lo[r * w..(r + 1) * w])
+            };
+            galois_8::mul_slice_xor(f, &src[col..], &mut dst[col..]);
+        }
+    }
+    true
 }
 
 impl FecCoder for ReedSolomon8 {
@@ -174,8 +304,11 @@ impl FecCoder for ReedSolomon8 {
     }
 
     fn encode(&mut self, data: &[&[u8]], parity: &mut [&mut [u8]]) -> Result<(), FecError> {
-        let rs = self.coder(data.len(), parity.len())?;
-        rs.encode_sep(data, parity).map_err(|_| FecError::Coder)
+        let entry = self.coder_entry(data.len(), parity.len())?;
+        entry
+            .rs
+            .encode_sep(data, parity)
+            .map_err(|_| FecError::Coder)
     }
 
     fn reconstruct(
@@ -191,19 +324,333 @@ impl FecCoder for ReedSolomon8 {
             return Err(FecError::TooFewShards);
         }
         let m = shards.len() - k;
-        let rs = self.coder(k, m)?;
-        let mut view: Vec<(&mut [u8], bool)> = shards
-            .iter_mut()
-            .zip(present)
-            .map(|(s, p)| (&mut **s, *p))
-            .collect();
-        rs.reconstruct_data(&mut view).map_err(|_| FecError::Coder)
+        self.coder_entry(k, m)?;
+
+        // The same checks as the crate's decoder: present shards non-empty and of one length,
+        // missing data shards of that length too (missing parity buffers are not looked at).
+        let mut len = None;
+        for (s, _) in shards.iter().zip(present).filter(|(_, p)| **p) {
+            match len {
+                None if s.is_empty() => return Err(FecError::Coder),
+                None => len = Some(s.len()),
+                Some(l) if l != s.len() => return Err(FecError::Coder),
+                Some(_) => {}
+            }
+        }
+        let Some(len) = len else {
+            return Err(FecError::TooFewShards);
+        };
+        self.missing.clear();
+        self.missing.extend((0..k).filter(|&i| !present[i]));
+        let e = self.missing.len();
+        if e == 0 {
+            return Ok(());
+        }
+        if self.missing.iter().any(|&i| shards[i].len() != len) {
+            return Err(FecError::Coder);
+        }
+        // The first `e` present parity shards: the same ones the crate's decoder would use, so
+        // that even inconsistent input gives the same bytes as before.
+        self.chosen.clear();
+        self.chosen
+            .extend((k..k + m).filter(|&i| present[i]).take(e));
+        debug_assert_eq!(self.chosen.len(), e);
+
+        let ReedSolomon8 {
+            cache,
+            missing,
+            chosen,
+            aug,
+            syndromes,
+            fallbacks,
+        } = self;
+        let entry = &mut cache[0];
+        let a = entry.parity_matrix()?;
+
+        // A[P][M] beside room for its inverse.
+        aug.clear();
+        aug.resize(2 * e * e, 0);
+        for (r, &p) in chosen.iter().enumerate() {
+            let row = &a[(p - k) * k..(p - k + 1) * k];
+            for (c, &j) in missing.iter().enumerate() {
+                aug[r * 2 * e + c] = row[j];
+            }
+        }
+        if !invert_in_place(aug, e) {
+            *fallbacks += 1;
+            return reconstruct_with_crate(&entry.rs, shards, present);
+        }
+
+        // Syndromes: s_p = parity_p − Σ_{j present} A[p][j] · data_j (subtraction is XOR).
+        syndromes.clear();
+        syndromes.resize(e * len, 0);
+        for (s, &p) in syndromes.chunks_exact_mut(len).zip(chosen.iter()) {
+            s.copy_from_slice(&shards[p][..]);
+        }
+        for j in (0..k).filter(|&j| present[j]) {
+            let data = &shards[j][..];
+            for (s, &p) in syndromes.chunks_exact_mut(len).zip(chosen.iter()) {
+                let c = a[(p - k) * k + j];
+                if c != 0 {
+                    galois_8::mul_slice_xor(c, data, s);
+                }
+            }
+        }
+
+        // x_i = Σ_r inv[i][r] · s_r.
+        for (i, &dst) in missing.iter().enumerate() {
+            let inv_row = &aug[i * 2 * e + e..(i + 1) * 2 * e];
+            let out = &mut shards[dst][..];
+            let mut written = false;
+            for (&c, s) in inv_row.iter().zip(syndromes.chunks_exact(len)) {
+                if c == 0 {
+                    continue;
+                }
+                if written {
+                    galois_8::mul_slice_xor(c, s, out);
+                } else {
+                    galois_8::mul_slice(c, s, out);
+                    written = true;
+                }
+            }
+            if !written {
+                // An invertible matrix has no zero row; kept for robustness.
+                out.fill(0);
+            }
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Small deterministic generator (xorshift64*), so that failures reproduce.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Encodes `k` random data shards of `len` bytes with `m` parity shards.
+    fn encoded_block(
+        rs: &mut ReedSolomon8,
+        k: usize,
+        m: usize,
+        len: usize,
+        seed: u64,
+    ) -> Vec<Vec<u8>> {
+        let mut rng = Rng(seed | 1);
+        let data: Vec<Vec<u8>> = (0..k)
+            .map(|_| (0..len).map(|_| rng.next() as u8).collect())
+            .collect();
+        let mut parity = vec![vec![0u8; len]; m];
+        {
+            let d: Vec<&[u8]> = data.iter().map(|v| v.as_slice()).collect();
+            let mut p: Vec<&mut [u8]> = parity.iter_mut().map(|v| v.as_mut_slice()).collect();
+            rs.encode(&d, &mut p).unwrap();
+        }
+        data.into_iter().chain(parity).collect()
+    }
+
+    /// Drops the shards not in `present` (filling them with junk), rebuilds the block with the
+    /// fast path and with the crate's decoder, and checks both against the original.
+    fn check_pattern(rs: &mut ReedSolomon8, k: usize, block: &[Vec<u8>], present: &[bool]) {
+        let mut fast: Vec<Vec<u8>> = block.to_vec();
+        for (s, p) in fast.iter_mut().zip(present) {
+            if !p {
+                s.fill(0xa5);
+            }
+        }
+        let mut old = fast.clone();
+        let mut view: Vec<&mut [u8]> = fast.iter_mut().map(|v| v.as_mut_slice()).collect();
+        rs.reconstruct(k, &mut view, present).unwrap();
+        let crate_rs = ReedSolomon::new(k, block.len() - k).unwrap();
+        let mut view: Vec<&mut [u8]> = old.iter_mut().map(|v| v.as_mut_slice()).collect();
+        reconstruct_with_crate(&crate_rs, &mut view, present).unwrap();
+        for i in 0..k {
+            assert_eq!(fast[i], block[i], "k {k} shard {i} present {present:?}");
+            assert_eq!(fast[i], old[i], "k {k} shard {i} present {present:?}");
+        }
+    }
+
+    /// A random loss pattern over data and parity shards with at most `m` losses.
+    fn random_present(rng: &mut Rng, k: usize, m: usize) -> Vec<bool> {
+        let mut present = vec![true; k + m];
+        let losses = rng.below(m + 1);
+        for _ in 0..losses {
+            present[rng.below(k + m)] = false;
+        }
+        // Bias towards data losses, the case that needs solving.
+        if rng.below(2) == 0 {
+            let extra = rng.below(m + 1);
+            for _ in 0..extra {
+                let i = rng.below(k);
+                if present.iter().filter(|p| !**p).count() < m {
+                    present[i] = false;
+                }
+            }
+        }
+        present
+    }
+
+    #[test]
+    fn parity_matrix_matches_encoder() {
+        let mut rs = ReedSolomon8::new();
+        for &(k, m) in &[(1, 2), (5, 3), (78, 16), (128, 64), (200, 56)] {
+            let block = encoded_block(&mut rs, k, m, 33, k as u64 * 131 + m as u64);
+            let a = rs
+                .coder_entry(k, m)
+                .unwrap()
+                .parity_matrix()
+                .unwrap()
+                .to_vec();
+            assert_eq!(a.len(), k * m);
+            for p in 0..m {
+                for (b, &want) in block[k + p].iter().enumerate() {
+                    let mut acc = 0u8;
+                    for (j, shard) in block[..k].iter().enumerate() {
+                        acc ^= galois_8::mul(a[p * k + j], shard[b]);
+                    }
+                    assert_eq!(acc, want);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fast_path_matches_crate_for_many_shapes() {
+        let mut rs = ReedSolomon8::new();
+        let mut rng = Rng(0x5eed_f00d);
+        let mut ks: Vec<usize> = (1..=16).collect();
+        ks.extend([17, 31, 32, 33, 47, 63, 64, 65, 77, 78, 96, 100, 127, 128]);
+        for &k in &ks {
+            let max_m = 64.min(MAX_SHARDS_PER_BLOCK - k);
+            let mut ms = vec![2, 3, max_m];
+            ms.push(2 + rng.below(max_m - 1));
+            ms.push(2 + rng.below(max_m - 1));
+            for &m in &ms {
+                let len = 1 + rng.below(80);
+                let block = encoded_block(&mut rs, k, m, len, rng.next());
+                for _ in 0..4 {
+                    let present = random_present(&mut rng, k, m);
+                    check_pattern(&mut rs, k, &block, &present);
+                }
+                // The whole parity budget spent on data shards.
+                let mut present = vec![true; k + m];
+                let mut lost = 0;
+                while lost < m.min(k) {
+                    let i = rng.below(k);
+                    if present[i] {
+                        present[i] = false;
+                        lost += 1;
+                    }
+                }
+                check_pattern(&mut rs, k, &block, &present);
+            }
+        }
+        assert_eq!(rs.fallbacks(), 0);
+    }
+
+    #[test]
+    fn large_blocks_full_budget() {
+        // k + m up to 256 (the GF(2^8) limit), every data shard that parity can cover lost.
+        let mut rs = ReedSolomon8::new();
+        let mut rng = Rng(77);
+        for &(k, m) in &[(128, 128), (200, 56), (250, 6), (1, 255), (56, 200)] {
+            let block = encoded_block(&mut rs, k, m, 17, rng.next());
+            for _ in 0..3 {
+                let mut present = vec![true; k + m];
+                let mut lost = 0;
+                while lost < m.min(k) {
+                    let i = rng.below(k + m);
+                    if present[i] {
+                        present[i] = false;
+                        lost += 1;
+                    }
+                }
+                check_pattern(&mut rs, k, &block, &present);
+            }
+        }
+        assert_eq!(rs.fallbacks(), 0);
+    }
+
+    #[test]
+    fn singular_system_falls_back_to_crate() {
+        let mut rs = ReedSolomon8::new();
+        let (k, m) = (10, 4);
+        let block = encoded_block(&mut rs, k, m, 40, 9);
+        let mut present = vec![true; k + m];
+        present[2] = false;
+        present[7] = false;
+        // Build the cached matrix, then zero the row of the first present parity shard: the
+        // 2 × 2 system becomes singular and the crate's decoder must take over.
+        check_pattern(&mut rs, k, &block, &present);
+        assert_eq!(rs.fallbacks(), 0);
+        let entry = rs.coder_entry(k, m).unwrap();
+        entry.parity_matrix().unwrap();
+        entry.parity_matrix[..k].fill(0);
+        check_pattern(&mut rs, k, &block, &present);
+        assert_eq!(rs.fallbacks(), 1);
+    }
+
+    #[test]
+    fn shard_length_errors_match_crate() {
+        let mut rs = ReedSolomon8::new();
+        let (k, m) = (4, 2);
+        let mut block = encoded_block(&mut rs, k, m, 8, 3);
+        let present = [false, true, true, true, true, true];
+        // A present shard of another length.
+        block[3].push(0);
+        let mut view: Vec<&mut [u8]> = block.iter_mut().map(|v| v.as_mut_slice()).collect();
+        assert_eq!(rs.reconstruct(k, &mut view, &present), Err(FecError::Coder));
+        // A missing data shard of another length.
+        let mut block = encoded_block(&mut rs, k, m, 8, 3);
+        block[0].pop();
+        let mut view: Vec<&mut [u8]> = block.iter_mut().map(|v| v.as_mut_slice()).collect();
+        assert_eq!(rs.reconstruct(k, &mut view, &present), Err(FecError::Coder));
+        // Empty shards.
+        let mut block = vec![Vec::new(); k + m];
+        let mut view: Vec<&mut [u8]> = block.iter_mut().map(|v| v.as_mut_slice()).collect();
+        assert_eq!(rs.reconstruct(k, &mut view, &present), Err(FecError::Coder));
+        // A missing parity shard's buffer is not looked at.
+        let mut block = encoded_block(&mut rs, k, m, 8, 3);
+        block[5].clear();
+        let present = [false, true, true, true, true, false];
+        let mut view: Vec<&mut [u8]> = block.iter_mut().map(|v| v.as_mut_slice()).collect();
+        rs.reconstruct(k, &mut view, &present).unwrap();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn fast_path_equals_crate(
+            k in 1usize..=128,
+            m_pick in 0usize..1000,
+            seed in any::<u64>(),
+            len in 1usize..300,
+        ) {
+            let max_m = 64.min(MAX_SHARDS_PER_BLOCK - k);
+            let m = 2 + m_pick % (max_m - 1);
+            let mut rs = ReedSolomon8::new();
+            let block = encoded_block(&mut rs, k, m, len, seed);
+            let mut rng = Rng(seed | 1);
+            let present = random_present(&mut rng, k, m);
+            check_pattern(&mut rs, k, &block, &present);
+            prop_assert_eq!(rs.fallbacks(), 0);
+        }
+    }
 
     #[test]
     fn parity_rule() {
