@@ -10,4 +10,6 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
-cargo test --locked
+# Unit, property, session, element and pipeline tests (doc tests: none; benches have their own
+# commands in docs/BENCHMARKS.md).
+cargo test --locked --lib --bins --tests --examples
