@@ -10,6 +10,10 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
-# Unit, property, session, element and pipeline tests (doc tests: none; benches have their own
-# commands in docs/BENCHMARKS.md).
-cargo test --locked --lib --bins --tests --examples
+# Unit, property, session, element and pipeline tests (no doc tests; examples and benches are
+# compiled by clippy above, and the benches have their own commands in docs/BENCHMARKS.md).
+log=$(mktemp)
+cargo test --locked --lib --tests 2>&1 | tee "$log"
+totals=$(awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } } END { printf "%d passed, %d failed", p, f }' "$log")
+rm -f "$log"
+echo "$totals"
