@@ -166,7 +166,10 @@ impl Pacer {
     /// The rate a frame of `frame_bytes` would be paced at, in bits per second (never 0).
     pub fn effective_rate_bps(&self, frame_bytes: usize) -> u64 {
         if self.cfg.rate_bps > 0 {
-            return self.cfg.rate_bps;
+            // An explicit rate is honoured unless it would keep the sender busy past the next
+            // frame: the streaming thread must never block beyond one frame interval.
+            let to_fit_interval = (frame_bytes as f64 * 8.0 / self.interval_secs()).ceil() as u64;
+            return self.cfg.rate_bps.max(to_fit_interval);
         }
         let window_s = self.cfg.spread() * self.interval_secs();
         // Float to int casts saturate; the ceil keeps the frame inside its window.
@@ -411,7 +414,9 @@ mod tests {
     #[test]
     fn total_spread_is_bytes_over_rate() {
         let now = Instant::now();
-        for rate in [50_000_000u64, 1_000_000_000, 10_000_000_000] {
+        // Rates at which a 420 kB frame fits one frame interval (an explicit rate is raised
+        // only when it would not).
+        for rate in [250_000_000u64, 1_000_000_000, 10_000_000_000] {
             let mut p = Pacer::new(PacingConfig {
                 rate_bps: rate,
                 ..Default::default()
@@ -451,16 +456,36 @@ mod tests {
     fn explicit_rate_is_respected_even_below_the_auto_floor_and_the_spread() {
         let now = Instant::now();
         let mut p = Pacer::new(PacingConfig {
-            rate_bps: 10_000_000,
+            rate_bps: 100_000_000,
             ..Default::default()
         });
         for i in 0..120 {
             p.observe_frame(500_000, now + DEFAULT_FRAME_INTERVAL * i);
         }
-        assert_eq!(p.effective_rate_bps(5_000_000), 10_000_000);
+        // 100 kB at 100 Mbit/s takes 8 ms: beyond the spread (half of 16.7 ms), within the
+        // interval, so the explicit rate stands.
+        assert_eq!(p.effective_rate_bps(100_000), 100_000_000);
         let s = p.schedule(100_000, 100, now);
-        assert_eq!(s.rate_bps(), 10_000_000);
-        assert_eq!(s.end() - now, Duration::from_millis(80));
+        assert_eq!(s.rate_bps(), 100_000_000);
+        assert_eq!(s.end() - now, Duration::from_millis(8));
+    }
+
+    #[test]
+    fn explicit_rate_never_spreads_a_frame_beyond_its_interval() {
+        let now = Instant::now();
+        let mut p = Pacer::new(PacingConfig {
+            rate_bps: 10_000_000,
+            ..Default::default()
+        });
+        for i in 0..120 {
+            p.observe_frame(100_000, now + DEFAULT_FRAME_INTERVAL * i);
+        }
+        // 300 kB at 10 Mbit/s would take 240 ms; it is raised to fit one frame interval.
+        let s = p.schedule(300_000, 220, now);
+        assert!(s.rate_bps() > 10_000_000);
+        assert!(s.end() - now <= p.frame_interval() + Duration::from_micros(1));
+        // A small frame keeps the explicit rate.
+        assert_eq!(p.effective_rate_bps(10_000), 10_000_000);
     }
 
     #[test]
@@ -584,13 +609,14 @@ mod tests {
         assert_eq!(chunks[9].1 - now, Duration::from_millis(9));
         assert_eq!(s.end() - now, Duration::from_millis(10));
 
-        // An absurd plan stays finite.
+        // An absurd plan stays finite (the rate is raised to fit the frame interval, and the
+        // offset is capped).
         let mut p = Pacer::new(PacingConfig {
             rate_bps: 1,
             ..Default::default()
         });
         let s = p.schedule(usize::MAX, usize::MAX, now);
-        assert_eq!(s.end() - now, MAX_OFFSET);
+        assert!(s.end() - now <= MAX_OFFSET);
         assert_eq!(s.chunks().next(), Some((0..32, now)));
     }
 
@@ -641,7 +667,13 @@ mod tests {
             let s = p.schedule(bytes, count, t);
             prop_assert!(s.rate_bps() > 0);
             if rate > 0 {
-                prop_assert_eq!(s.rate_bps(), rate);
+                prop_assert!(s.rate_bps() >= rate);
+                // Raised only when needed to fit the frame into one frame interval.
+                let fit = (bytes as f64 * 8.0 / p.frame_interval().as_secs_f64()).ceil() as u64;
+                if fit < rate / 2 {
+                    prop_assert_eq!(s.rate_bps(), rate);
+                }
+                prop_assert!((s.end() - t).as_secs_f64() <= p.frame_interval().as_secs_f64() + 1e-8);
             } else {
                 prop_assert!(s.rate_bps() >= floor);
                 // The frame fits its share of the interval.

@@ -331,7 +331,7 @@ impl ObjectImpl for PunktfunkSink {
                 glib::ParamSpecUInt64::builder("pacing-rate")
                     .nick("Pacing rate")
                     .blurb(
-                        "Sending rate after a frame's initial burst, in bits per second (0 = automatic, the default: a frame is spread over half its frame interval, at least 200 Mbit/s)",
+                        "Sending rate after a frame's initial burst, in bits per second (0 = automatic, the default: a frame is spread over half its frame interval, at least 200 Mbit/s). A rate too low to send a frame within one frame interval is raised for that frame, so the streaming thread never blocks longer than a frame interval",
                     )
                     .default_value(DEFAULT_PACING_RATE)
                     .mutable_ready()
