@@ -8,9 +8,7 @@
 //! columns subtract each frame's own wire time: when the pacer releases its last datagram (all
 //! data and parity), computed with the same pacer the sink uses. Latency statistics skip the
 //! first second (warm-up: caps, the first Reed-Solomon coder per (k, m), fresh pages); the
-//! delivery column counts every frame the sink sent (its `frames-sent`: appsrc's very last
-//! buffer reaches the sink pad but is not rendered before the pipeline stops, so the sink's own
-//! count is the honest denominator).
+//! delivery column counts every frame the sink sent (its `frames-sent`).
 //!
 //! Run: `cargo bench --bench e2e_latency` (add `-- --frames N` to change the frames per row).
 
@@ -203,15 +201,14 @@ fn run(loss: f64, frames: u32, fec_mode: &str) -> Row {
             break;
         }
     }
-    // EOS pushes out what appsrc still queues (and makes the sink say bye).
+    // EOS follows the last frame through the sink (which says bye), and the src ends with EOS
+    // after the last frame it delivers: wait for that, not for counts (appsrc may still hold
+    // the last buffer when the loop above ends).
     let _ = appsrc.end_of_stream();
-    // Let the last frames land.
-    let end = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < end
-        && pushed.lock().expect("lock").len() < rendered.lock().expect("lock").len()
-    {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let _ = client
+        .bus()
+        .expect("bus")
+        .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Eos]);
     let hs: gst::Structure = sink.property("stats");
     let sent_by_sink = hs.get::<u64>("frames-sent").unwrap_or(0) as u32;
     if std::env::var_os("E2E_DEBUG").is_some() {
@@ -264,7 +261,7 @@ fn run(loss: f64, frames: u32, fec_mode: &str) -> Row {
         );
         let missing: Vec<u32> = (0..frames).filter(|i| !pushed.contains_key(i)).collect();
         eprintln!(
-            "missing: {missing:?}, rendered {} of {frames}, last rendered has 599: {}",
+            "missing: {missing:?}, rendered {} of {frames}, last frame rendered: {}",
             rendered.len(),
             rendered.contains_key(&(frames - 1))
         );
