@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 /// of a burst, long enough that one lost report does not read as a clean link.
 pub const LOSS_WINDOW: Duration = Duration::from_millis(500);
 
+/// Granularity of the share actually used for packetizing (see [`AdaptiveFec::wire_percent`]).
+pub const ADAPTIVE_STEP: u8 = 5;
+
 /// The share is lowered by at most one percentage point per this much time of clean reports.
 pub const LOWER_STEP_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -111,6 +114,20 @@ impl AdaptiveFec {
             FecMode::Fixed => self.base,
             FecMode::Adaptive => self.percent,
         }
+    }
+
+    /// The share to packetize with: [`AdaptiveFec::percent`] rounded up to a multiple of
+    /// [`ADAPTIVE_STEP`] when the controller is above its base. Every distinct share gives
+    /// blocks a new `(k, m)`, and each new pair costs a Reed-Solomon coder build (a matrix
+    /// inversion, milliseconds for large blocks) on both ends; steps keep the pairs few, so a
+    /// share that moves point by point does not stall keyframes. Never below `percent()`,
+    /// never above the maximum.
+    pub fn wire_percent(&self) -> u8 {
+        let p = self.percent();
+        if self.mode == FecMode::Fixed || p <= self.base {
+            return p;
+        }
+        (p.div_ceil(ADAPTIVE_STEP) * ADAPTIVE_STEP).clamp(p, self.max)
     }
 
     /// Loss fraction over the report window, if the window holds any packets.
@@ -485,5 +502,35 @@ mod tests {
                 prev = p;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod wire_percent_tests {
+    use super::{AdaptiveFec, FecMode};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn wire_percent_moves_in_steps_above_the_base() {
+        let t = Instant::now();
+        let mut f = AdaptiveFec::new(FecMode::Adaptive, 20, 100);
+        assert_eq!(f.wire_percent(), 20, "the base is used as it is");
+        // 1 lost in 100: the controller asks for ceil(3 + 5) = 8 < base: stays at 20.
+        f.on_loss_report(99, 1, t);
+        assert_eq!(f.wire_percent(), 20);
+        // 11 % loss in the window: the controller moves above the base, the wire share is the
+        // next multiple of 5 at or above it.
+        f.on_loss_report(99 + 89, 1 + 11, t + Duration::from_millis(100));
+        let p = f.percent();
+        assert!(p > 20);
+        assert_eq!(f.wire_percent(), p.div_ceil(5) * 5);
+        assert!(f.wire_percent() >= p && f.wire_percent() - p < 5);
+        // Never above the maximum.
+        let mut g = AdaptiveFec::new(FecMode::Adaptive, 20, 37);
+        g.on_loss_report(50, 50, t);
+        assert_eq!(g.percent(), 37);
+        assert_eq!(g.wire_percent(), 37);
+        // Fixed mode is the base, unrounded.
+        assert_eq!(AdaptiveFec::new(FecMode::Fixed, 23, 100).wire_percent(), 23);
     }
 }

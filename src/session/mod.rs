@@ -431,7 +431,7 @@ impl Session {
         s.peer = st.conn.as_ref().map(|c| c.peer);
         s.session_id = st.conn.as_ref().map_or(0, |c| c.session_id);
         s.rtt_us = st.srtt.map_or(0, |r| r.as_micros() as u64);
-        s.fec_percent = st.fec.percent();
+        s.fec_percent = st.fec.wire_percent();
         let r = st.reassembler.stats();
         if self.inner.cfg.role == Role::Client {
             s.frames_received = r.frames_delivered;
@@ -499,7 +499,7 @@ impl Session {
             if st.closed {
                 return Err(Error::Closed);
             }
-            let fec_percent = st.fec.percent();
+            let fec_percent = st.fec.wire_percent();
             let frame_index = st.frame_index;
             let Some(conn) = st.conn.as_mut() else {
                 st.stats.frames_dropped_no_peer += 1;
