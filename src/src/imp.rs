@@ -244,13 +244,7 @@ impl PunktfunkSrc {
             Event::Frame(f) => Ok(self.on_frame(session, f, settings)),
             Event::FramesLost { count } => {
                 gst::debug!(CAT, imp = self, "{count} frame(s) lost");
-                {
-                    let mut stream = lock(&self.stream);
-                    stream.discont = true;
-                    if settings.wait_for_keyframe {
-                        stream.waiting_keyframe = true;
-                    }
-                }
+                self.mark_discont(settings.wait_for_keyframe);
                 if settings.request_keyframe {
                     self.request_keyframe(session, "loss");
                 }
@@ -307,14 +301,8 @@ impl PunktfunkSrc {
                     imp = self,
                     "connected to {peer} (session {session_id:08x})"
                 );
-                {
-                    // A new session (first or after a restart of either side) starts afresh.
-                    let mut stream = lock(&self.stream);
-                    stream.discont = true;
-                    if settings.wait_for_keyframe {
-                        stream.waiting_keyframe = true;
-                    }
-                }
+                // A new session (first or after a restart of either side) starts afresh.
+                self.mark_discont(settings.wait_for_keyframe);
                 self.post_element_message(
                     gst::Structure::builder(PEER_CONNECTED_NAME)
                         .field("peer", peer.to_string())
@@ -326,13 +314,7 @@ impl PunktfunkSrc {
             Event::Disconnected { reason } => {
                 let reason = common::disconnect_reason(reason);
                 gst::info!(CAT, imp = self, "host gone ({reason})");
-                {
-                    let mut stream = lock(&self.stream);
-                    stream.discont = true;
-                    if settings.wait_for_keyframe {
-                        stream.waiting_keyframe = true;
-                    }
-                }
+                self.mark_discont(settings.wait_for_keyframe);
                 self.post_element_message(
                     gst::Structure::builder(PEER_DISCONNECTED_NAME)
                         .field("reason", reason)
@@ -376,6 +358,16 @@ impl PunktfunkSrc {
                 gst::trace!(CAT, imp = self, "ignoring {other:?}");
                 Ok(None)
             }
+        }
+    }
+
+    /// The next buffer carries DISCONT, and with `wait_for_keyframe` deltas are dropped until a
+    /// keyframe (after a loss, a new session or a lost peer).
+    fn mark_discont(&self, wait_for_keyframe: bool) {
+        let mut stream = lock(&self.stream);
+        stream.discont = true;
+        if wait_for_keyframe {
+            stream.waiting_keyframe = true;
         }
     }
 
