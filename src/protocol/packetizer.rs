@@ -133,14 +133,6 @@ impl Packetizer {
         Packetizer { mtu, coder }
     }
 
-    pub fn mtu(&self) -> usize {
-        self.mtu
-    }
-
-    pub fn set_mtu(&mut self, mtu: usize) {
-        self.mtu = mtu;
-    }
-
     /// Largest shard for a datagram of `mtu` bytes with `tag_len` bytes of tag.
     pub fn max_shard(mtu: usize, tag_len: usize) -> usize {
         mtu.saturating_sub(HEADER_LEN + VIDEO_HEADER_LEN + tag_len)
