@@ -5,6 +5,7 @@
 //! exhaustively and deterministically.
 
 pub mod adaptive;
+pub mod clock;
 pub mod control;
 pub mod crypto;
 pub mod fec;
@@ -14,4 +15,5 @@ pub mod pacing;
 pub mod packetizer;
 pub mod reassembler;
 pub mod replay;
+pub mod timing;
 pub mod wire;
