@@ -6,6 +6,7 @@
 //! sans-IO [`protocol`] and the [`transport`] (UDP, in-memory, impairment).
 
 pub mod common;
+pub(crate) mod encoder;
 pub mod protocol;
 pub mod relay;
 pub mod session;
