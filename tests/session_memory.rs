@@ -11,7 +11,7 @@ use common::{Recorder, frame_bytes, pump, wait_for};
 use gstpunktfunk::protocol::handshake::Role;
 use gstpunktfunk::protocol::input::InputEvent;
 use gstpunktfunk::protocol::wire::{Header, Kind, RejectReason};
-use gstpunktfunk::session::{Config, Error, Event, Mode, Session};
+use gstpunktfunk::session::{Config, Error, Event, HandshakeFailure, Mode, Session};
 use gstpunktfunk::transport::memory::MemoryTransport;
 
 const LONG: Duration = Duration::from_secs(10);
@@ -167,7 +167,13 @@ fn wrong_passphrase_yields_no_session_and_a_clear_reason() {
     );
     stop.store(true, Ordering::Relaxed);
     let host_events = hp.join().unwrap();
-    assert!(host_events.iter().any(|e| matches!(e, Event::HandshakeFailed { reason, .. } if reason.contains("wrong passphrase"))));
+    assert!(
+        host_events
+            .iter()
+            .any(|e| matches!(e, Event::HandshakeFailed { reason, .. }
+        if *reason == HandshakeFailure::Refused(RejectReason::BadPassphrase)
+            && reason.to_string().contains("wrong passphrase")))
+    );
     assert!(
         !host_events
             .iter()
