@@ -252,7 +252,7 @@ impl Session {
             return;
         }
         let (mut sent, mut bytes, mut dropped) = (0, 0, 0);
-        let mut error = None;
+        let mut errors = Vec::new();
         for t in &out {
             match self.inner.transport.send(&[&t.contents], t.destination) {
                 Ok(o) => {
@@ -260,12 +260,12 @@ impl Session {
                     bytes += o.sent * t.contents.len();
                     dropped += o.dropped;
                 }
-                Err(e) => error = Some(e.to_string()),
+                Err(e) => errors.push(e.to_string()),
             }
         }
         let mut c = lock(&self.inner.conn);
         c.record_sent(sent, bytes, dropped);
-        if let Some(e) = error {
+        for e in errors {
             c.record_send_error(e);
         }
     }

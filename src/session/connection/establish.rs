@@ -36,7 +36,6 @@ pub(super) const RESET_RATE: Duration = Duration::from_millis(50);
 pub(super) struct Attempt {
     pub(super) id: u32,
     initiator: Initiator,
-    pub(super) sent_at: Instant,
 }
 
 /// The last hello a listener answered, and the answer.
@@ -121,6 +120,10 @@ impl Connection {
             return;
         };
         let attempt = self.attempts.remove(pos);
+        if self.attempts.is_empty() {
+            // Nothing left in flight: try again at once.
+            self.next_attempt = None;
+        }
         let Some(peer) = self.cfg.peer else {
             return;
         };
@@ -240,6 +243,8 @@ impl Connection {
             Role::Host => self.host.stream_info.clone(),
             Role::Client => None,
         };
+        // Also after a failure, so a broken start is retried at the retry rate, not in a spin.
+        self.next_attempt = Some(now + self.cfg.handshake_retry);
         match Initiator::start(&self.hs, info.as_ref()) {
             Ok((initiator, body)) => {
                 let id = self.ids.next_u32();
@@ -249,11 +254,7 @@ impl Connection {
                 if self.attempts.len() == MAX_ATTEMPTS {
                     self.attempts.remove(0);
                 }
-                self.attempts.push(Attempt {
-                    id,
-                    initiator,
-                    sent_at: now,
-                });
+                self.attempts.push(Attempt { id, initiator });
             }
             Err(_) => self.stats.handshake_failures += 1,
         }
@@ -267,6 +268,7 @@ impl Connection {
             self.client.reassembler.reset();
             self.host.input_rx = InputReceiver::new();
             self.attempts.clear();
+            self.next_attempt = None;
             self.connecting_since = (self.cfg.mode == Mode::Caller).then_some(now);
             self.connect_timeout_reported = false;
         }
@@ -282,6 +284,7 @@ impl Connection {
         let peer_info = link.peer_info.take();
         self.link = Some(link);
         self.attempts.clear();
+        self.next_attempt = None;
         self.connecting_since = None;
         self.connect_timeout_reported = false;
         self.last_reject = None;

@@ -190,6 +190,8 @@ pub struct Connection {
     last_hello: Option<LastHello>,
     /// Caller: handshakes in flight, oldest first.
     attempts: Vec<Attempt>,
+    /// Caller: when the next hello is due (`None`: at once).
+    next_attempt: Option<Instant>,
     /// Caller without a session: since when it tries (for `ConnectTimeout`).
     connecting_since: Option<Instant>,
     connect_timeout_reported: bool,
@@ -242,6 +244,7 @@ impl Connection {
             pending: Vec::new(),
             last_hello: None,
             attempts: Vec::new(),
+            next_attempt: None,
             connecting_since: (config.mode == Mode::Caller).then_some(now),
             connect_timeout_reported: false,
             last_reject: None,

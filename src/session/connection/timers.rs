@@ -41,12 +41,7 @@ impl Connection {
             if !self.connect_timeout_reported {
                 next = earliest(next, since + cfg.timeout);
             }
-            return earliest(
-                next,
-                self.attempts
-                    .last()
-                    .map_or(since, |a| a.sent_at + cfg.handshake_retry),
-            );
+            return earliest(next, self.next_attempt.unwrap_or(since));
         }
         let Some(link) = self.link.as_ref() else {
             return next;
@@ -88,12 +83,7 @@ impl Connection {
                 self.connect_timeout_reported = true;
                 self.events.push_back(Event::ConnectTimeout);
             }
-            let retry = self.cfg.handshake_retry;
-            if self
-                .attempts
-                .last()
-                .is_none_or(|a| now.saturating_duration_since(a.sent_at) >= retry)
-            {
+            if self.next_attempt.is_none_or(|t| now >= t) {
                 self.start_attempt(now);
             }
             return;
