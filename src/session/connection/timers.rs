@@ -136,3 +136,56 @@ impl Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::protocol::wire::{Header, Kind};
+    use crate::session::Config;
+
+    fn caller(now: Instant) -> Connection {
+        let mut cfg = Config::client_caller(SocketAddr::from(([127, 0, 0, 1], 9)));
+        cfg.rng_seed = Some(5);
+        Connection::new(cfg, now).unwrap()
+    }
+
+    #[test]
+    fn a_caller_says_hello_at_its_first_timeout_and_retries_at_the_retry_rate() {
+        let t0 = Instant::now();
+        let mut c = caller(t0);
+        assert_eq!(c.poll_timeout(), Some(t0));
+        c.handle_timeout(t0);
+        let hello = c.poll_transmit().expect("hello");
+        assert_eq!(
+            Header::decode(&hello.contents).unwrap().0.kind,
+            Kind::HandshakeInit
+        );
+        assert!(c.poll_transmit().is_none());
+        let retry = c.config().handshake_retry;
+        assert_eq!(c.poll_timeout(), Some(t0 + retry));
+        // Early: nothing; on time: the next hello.
+        c.handle_timeout(t0 + retry - Duration::from_millis(1));
+        assert!(c.poll_transmit().is_none());
+        c.handle_timeout(t0 + retry);
+        assert!(c.poll_transmit().is_some());
+        assert_eq!(c.stats().handshakes_sent, 2);
+    }
+
+    #[test]
+    fn a_closed_connection_has_no_timer_and_ignores_datagrams() {
+        let t0 = Instant::now();
+        let mut c = caller(t0);
+        c.handle_timeout(t0);
+        while c.poll_transmit().is_some() {}
+        c.close();
+        assert_eq!(c.poll_timeout(), None);
+        let mut junk = vec![1u8, 2, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 9];
+        c.handle_datagram(t0, SocketAddr::from(([127, 0, 0, 1], 9)), &mut junk);
+        c.handle_timeout(t0 + Duration::from_secs(60));
+        assert!(c.poll_transmit().is_none());
+        assert!(c.poll_event().is_none());
+        assert_eq!(c.stats().handshake_failures, 0);
+    }
+}
