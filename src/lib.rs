@@ -12,6 +12,7 @@ pub mod relay;
 pub mod session;
 pub mod sink;
 pub mod src;
+pub(crate) mod sync;
 pub mod transport;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {

@@ -1,57 +1,87 @@
-//! Whole datagrams from the network into a [`Session`], host or client, before and after a
-//! session is established: the session must count and drop what it cannot use and never panic,
+//! Whole datagrams from the network into a session's [`Connection`], host or client, before and
+//! after a session is established: it must count and drop what it cannot use and never panic,
 //! and its reassembly memory stays under the cap.
 //!
-//! Two sessions run over an in-memory transport pair; the fuzz bytes are sent from the peer's
-//! end of the pair into the target's inbox, and the target is polled. First byte:
-//! bit 0 target is the host (else the client), bit 1 connect the two sessions first,
+//! Two connections run on virtual time (no wall clock, no sockets): a base instant is taken
+//! once and the clock only moves when the input says so. Transmits between the two are
+//! delivered losslessly; the fuzz bytes arrive at the target as if from its peer's address.
+//! First byte: bit 0 target is the host (else the client), bit 1 connect the two first,
 //! bit 2 plaintext media (`encrypt=false`, so bytes reach the decoders behind the AEAD),
-//! bit 3 the host is the caller (else the listener), bit 4 both seal with `ring` (else `aes-gcm`).
-//! Then records `[ctl][len: u16 le][bytes]`; `ctl` bit 0 writes the live session id into the
-//! bytes (offset 4), bit 1 a fresh packet number (offset 8), bit 2 polls after this record,
-//! bit 3 turns the record into genuine traffic from the peer session instead: for a client
-//! target the host seals the bytes as a frame (bit 4: keyframe) and its datagrams are injected,
-//! datagram `i` dropped where bit `i % 3` of `ctl >> 5` is set; for a host target the client
-//! sends the bytes' input events and asks for a keyframe.
+//! bit 3 the host is the caller (else the listener), bit 4 both seal with `ring` (else
+//! `aes-gcm`). Then records `[ctl][len: u16 le][bytes]`; `ctl` bit 0 writes the live session id
+//! into the bytes (offset 4), bit 1 a fresh packet number (offset 8), bit 2 delivers what both
+//! sent and advances the clock by `1 + 16 * (ctl >> 5)` ms, running due timers, bit 3 turns the
+//! record into genuine traffic from the peer instead: for a client target the host seals the
+//! bytes as a frame (bit 4: keyframe) and its datagrams are injected, datagram `i` dropped where
+//! bit `i % 3` of `ctl >> 5` is set; for a host target the client sends the bytes' input events
+//! and asks for a keyframe.
 
 #![no_main]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gstpunktfunk::protocol::crypto::AeadBackend;
+use gstpunktfunk::protocol::fec::ReedSolomon8;
 use gstpunktfunk::protocol::handshake::Role;
 use gstpunktfunk::protocol::input::InputEvent;
+use gstpunktfunk::protocol::packetizer::{Datagrams, Packetizer};
 use gstpunktfunk::protocol::reassembler::DEFAULT_MEMORY_CAP;
 use gstpunktfunk::protocol::wire::Reader;
-use gstpunktfunk::session::{Config, Mode, Session};
-use gstpunktfunk::transport::Transport;
-use gstpunktfunk::transport::memory::MemoryTransport;
+use gstpunktfunk::session::{Config, Connection, Mode};
 use libfuzzer_sys::fuzz_target;
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-fn poll_once(s: &Session) -> bool {
-    let r = match s.role() {
-        Role::Host => s.poll_input(Duration::ZERO),
-        Role::Client => s.poll_frame(Duration::ZERO),
-    };
-    matches!(r, Ok(Some(_)))
+/// The two ends: `a` at 127.0.0.1:1 (the listener), `b` at 127.0.0.1:2 (the caller).
+struct Pair {
+    now: Instant,
+    a: Connection,
+    b: Connection,
 }
 
-/// Polls with a zero timeout until the session's inbox is empty and no event is left (bounded).
-/// A zero-timeout poll drains what waits in the transport, runs the timers and never blocks.
-fn drain(s: &Session, inbox: &MemoryTransport) {
-    for _ in 0..4096 {
-        if !poll_once(s) && inbox.pending() == 0 {
-            break;
+impl Pair {
+    /// Delivers everything both sides sent (and what that provokes, bounded), then runs
+    /// the timers due at `now`.
+    fn deliver(&mut self) {
+        for _ in 0..64 {
+            let mut moved = false;
+            while let Some(t) = self.a.poll_transmit() {
+                moved = true;
+                let mut d = t.contents;
+                if t.destination == addr(2) {
+                    self.b.handle_datagram(self.now, addr(1), &mut d);
+                }
+            }
+            while let Some(t) = self.b.poll_transmit() {
+                moved = true;
+                let mut d = t.contents;
+                if t.destination == addr(1) {
+                    self.a.handle_datagram(self.now, addr(2), &mut d);
+                }
+            }
+            for c in [&mut self.a, &mut self.b] {
+                if c.poll_timeout().is_some_and(|t| t <= self.now) {
+                    c.handle_timeout(self.now);
+                    moved = true;
+                }
+                while c.poll_event().is_some() {}
+            }
+            if !moved {
+                break;
+            }
+        }
+        for c in [&self.a, &self.b] {
+            assert!(c.stats().memory_in_use <= DEFAULT_MEMORY_CAP as u64);
         }
     }
-    let st = s.stats();
-    assert!(st.memory_in_use <= DEFAULT_MEMORY_CAP as u64);
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.deliver();
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -68,18 +98,10 @@ fuzz_target!(|data: &[u8]| {
         AeadBackend::AesGcm
     };
 
-    // End `a` is 127.0.0.1:1 (the listener's), `b` is 127.0.0.1:2 (the caller's).
-    let (a, b) = MemoryTransport::pair();
-    let (a, b) = (Arc::new(a), Arc::new(b));
     let (host_mode, client_mode) = if host_calls {
         (Mode::Caller, Mode::Listener)
     } else {
         (Mode::Listener, Mode::Caller)
-    };
-    let (host_end, client_end) = if host_calls {
-        (b.clone(), a.clone())
-    } else {
-        (a.clone(), b.clone())
     };
     let mut hc = Config::new(Role::Host, host_mode);
     let mut cc = Config::new(Role::Client, client_mode);
@@ -88,72 +110,78 @@ fuzz_target!(|data: &[u8]| {
     } else {
         cc.peer = Some(addr(1));
     }
-    hc.encrypt = !plaintext;
-    cc.encrypt = !plaintext;
-    hc.aead = aead;
-    cc.aead = aead;
+    for c in [&mut hc, &mut cc] {
+        c.encrypt = !plaintext;
+        c.aead = aead;
+    }
+    hc.rng_seed = Some(1);
+    cc.rng_seed = Some(2);
     hc.stream_info = Some(gstpunktfunk::protocol::control::StreamInfo {
         caps: "video/x-h264, stream-format=byte-stream, alignment=au".into(),
         ..Default::default()
     });
     hc.initial_frame_index = Some(0);
-    let Ok(host) = Session::new(hc, host_end.clone()) else {
+    let mtu = hc.mtu;
+    let now = Instant::now();
+    let (Ok(host), Ok(client)) = (Connection::new(hc, now), Connection::new(cc, now)) else {
         return;
     };
-    let Ok(client) = Session::new(cc, client_end.clone()) else {
-        return;
+    let (a, b) = if host_calls {
+        (client, host)
+    } else {
+        (host, client)
     };
+    let mut pair = Pair { now, a, b };
+    let target_is_a = target_host != host_calls;
 
     if connect {
         for _ in 0..16 {
-            // The caller first, so its hello is waiting when the listener polls.
-            let (first, second, fe, se) = if host_calls {
-                (&host, &client, &host_end, &client_end)
-            } else {
-                (&client, &host, &client_end, &host_end)
-            };
-            drain(first, fe);
-            drain(second, se);
-            if host.is_connected() && client.is_connected() {
+            pair.advance(Duration::from_millis(1));
+            if pair.a.is_connected() && pair.b.is_connected() {
                 break;
             }
         }
         assert!(
-            host.is_connected() && client.is_connected(),
-            "the sessions did not connect over a lossless pair"
+            pair.a.is_connected() && pair.b.is_connected(),
+            "the connections did not connect over a lossless pair"
         );
     }
 
-    let (target, target_end, peer, peer_end) = if target_host {
-        (&host, &host_end, &client, &client_end)
-    } else {
-        (&client, &client_end, &host, &host_end)
-    };
-    let target_addr = target_end.local_addr();
+    let mut packetizer = Packetizer::new(mtu, Box::new(ReedSolomon8::new()));
     let mut pn = 1u64 << 24;
-
     while rest.len() >= 3 {
         let ctl = rest[0];
         let len = usize::from(u16::from_le_bytes([rest[1], rest[2]])).min(rest.len() - 3);
         let bytes = &rest[3..3 + len];
         rest = &rest[3 + len..];
+        let now = pair.now;
+        let (target, peer, from) = if target_is_a {
+            (&mut pair.a, &mut pair.b, addr(2))
+        } else {
+            (&mut pair.b, &mut pair.a, addr(1))
+        };
 
         if ctl & 8 != 0 {
             if target_host {
                 // Genuine traffic from the client: input events and a keyframe request.
                 let mut r = Reader::new(bytes);
                 while let Ok(ev) = InputEvent::decode(&mut r) {
-                    let _ = client.send_input(ev);
+                    let _ = peer.send_input(now, ev);
                 }
-                let _ = client.request_keyframe();
-            } else if let Ok(Some(frame)) = host.seal_frame(bytes, ctl & 0x10 != 0) {
-                let d = frame.datagrams();
-                let drops = ctl >> 5;
-                let kept: Vec<&[u8]> = (0..d.len())
-                    .filter(|i| drops >> (i % 3) & 1 == 0)
-                    .map(|i| d.get(i))
-                    .collect();
-                let _ = peer_end.send(&kept, target_addr);
+                let _ = peer.request_keyframe(now);
+            } else if let Ok(Some(ticket)) =
+                peer.begin_frame(now, &packetizer, bytes.len(), ctl & 0x10 != 0)
+            {
+                let mut buf = Datagrams::new();
+                if ticket.packetize(&mut packetizer, bytes, &mut buf).is_ok() {
+                    let frame = ticket.seal(buf);
+                    let d = frame.datagrams();
+                    let drops = ctl >> 5;
+                    for i in (0..d.len()).filter(|i| drops >> (i % 3) & 1 == 0) {
+                        let mut x = d.get(i).to_vec();
+                        target.handle_datagram(now, from, &mut x);
+                    }
+                }
             }
         } else {
             let mut d = bytes.to_vec();
@@ -165,13 +193,14 @@ fuzz_target!(|data: &[u8]| {
                 d[8..16].copy_from_slice(&pn.to_be_bytes());
                 pn += 1;
             }
-            let _ = peer_end.send(&[&d], target_addr);
+            target.handle_datagram(now, from, &mut d);
         }
         if ctl & 4 != 0 {
-            drain(target, target_end);
+            pair.advance(Duration::from_millis(1 + 16 * u64::from(ctl >> 5)));
         }
     }
-    drain(target, target_end);
-    // The peer reads the target's answers too; it must survive them.
-    drain(peer, peer_end);
+    // Let the timers give up what cannot complete; both sides read each other's answers.
+    pair.deliver();
+    pair.advance(Duration::from_secs(1));
+    pair.advance(Duration::from_secs(5));
 });

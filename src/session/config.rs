@@ -22,7 +22,7 @@ pub enum Mode {
     Caller,
 }
 
-/// Configuration of a [`super::Session`].
+/// Configuration of a [`super::Session`] (and of its [`super::Connection`]).
 #[derive(Debug, Clone)]
 pub struct Config {
     pub role: Role,
@@ -60,6 +60,9 @@ pub struct Config {
     pub input_queue: usize,
     /// Datagrams per receive call (ring slots).
     pub recv_batch: usize,
+    /// Seeds the attempt ids and first frame indices (reproducible tests); `None` draws them
+    /// from the OS. Keys are always fresh OS randomness.
+    pub rng_seed: Option<u64>,
 }
 
 impl Config {
@@ -86,6 +89,7 @@ impl Config {
             initial_frame_index: None,
             input_queue: 4096,
             recv_batch: 64,
+            rng_seed: None,
         }
     }
 

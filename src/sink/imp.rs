@@ -259,11 +259,8 @@ impl PunktfunkSink {
                 );
             }
             Event::HandshakeFailed { from, reason } => {
-                // The session words reasons from the caller's side; say it from ours.
-                let reason = reason
-                    .strip_prefix("the peer rejected our handshake: ")
-                    .map(str::to_owned)
-                    .unwrap_or(reason);
+                // Worded from the listener's side (see `HandshakeFailure`'s Display).
+                let reason = reason.to_string();
                 gst::info!(CAT, imp = self, "handshake from {from} refused: {reason}");
                 let now = Instant::now();
                 let repeat = last_warning.as_ref().is_some_and(|(t, a, r)| {

@@ -1,6 +1,8 @@
 //! Helpers shared by the session tests.
 #![allow(dead_code)]
 
+pub mod sim;
+
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

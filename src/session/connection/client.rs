@@ -1,0 +1,118 @@
+//! The client's side: video in (reassembly), stream info, reliable input out, loss reports and
+//! keyframe requests.
+//!
+//! What the client measures and tells the host lives here: the loss report today; a loss model,
+//! repair requests for blocks that cannot be rebuilt and per-frame arrival timing for bandwidth
+//! estimation are its natural neighbours. Must never: deliver a frame twice, or send input
+//! outside the current session.
+
+use std::time::Instant;
+
+use crate::protocol::control::{Control, LossReport, StreamInfo};
+use crate::protocol::handshake::Role;
+use crate::protocol::input::InputEvent;
+use crate::protocol::reassembler::Output;
+use crate::protocol::wire::{HEADER_LEN, Kind, TAG_LEN};
+
+use super::{Connection, Error, Event, Result};
+
+/// Input datagrams sent per call at most; the rest follows on the next timer.
+const MAX_INPUT_DATAGRAMS_PER_CALL: usize = 8;
+
+impl Connection {
+    /// Client: queues an input event for reliable, ordered delivery and sends what is due at
+    /// once (also without a session: it waits for the next one). `Err(InvalidArg)` when the
+    /// queue is full (counted), `Err(Closed)` after [`Connection::close`].
+    pub fn send_input(&mut self, now: Instant, ev: InputEvent) -> Result<()> {
+        self.require(Role::Client, "send_input is for the client")?;
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        if self.client.input_tx.push(ev).is_err() {
+            self.stats.input_dropped += 1;
+            return Err(Error::InvalidArg("input queue full"));
+        }
+        self.stats.input_sent += 1;
+        self.transmit_input(now);
+        Ok(())
+    }
+
+    /// Client: asks the host for a keyframe, at most once per
+    /// `Config::keyframe_request_interval`. Returns whether a request went out.
+    pub fn request_keyframe(&mut self, now: Instant) -> Result<bool> {
+        self.require(Role::Client, "request_keyframe is for the client")?;
+        let due = self
+            .client
+            .last_keyframe_request
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.cfg.keyframe_request_interval);
+        if !due || self.link.is_none() {
+            return Ok(false);
+        }
+        self.client.last_keyframe_request = Some(now);
+        self.stats.keyframe_requests += 1;
+        self.send_control(&Control::KeyframeRequest);
+        Ok(true)
+    }
+
+    pub(super) fn on_video(&mut self, body: &[u8], now: Instant) {
+        // Rejections are counted by the reassembler itself.
+        let _ = self.client.reassembler.push(body, now);
+        self.drain_reassembler();
+    }
+
+    pub(super) fn on_stream_info(&mut self, info: StreamInfo) {
+        if self.cfg.role != Role::Client || info.generation <= self.client.info_generation {
+            return;
+        }
+        self.client.info_generation = info.generation;
+        self.events.push_back(Event::StreamInfo(info));
+    }
+
+    pub(super) fn drain_reassembler(&mut self) {
+        while let Some(o) = self.client.reassembler.poll() {
+            self.events.push_back(match o {
+                Output::Frame(f) => Event::Frame(f),
+                Output::Lost { count, .. } => Event::FramesLost { count },
+            });
+        }
+    }
+
+    pub(super) fn loss_report(&self) -> LossReport {
+        let r = self.client.reassembler.stats();
+        let (received, lost) = self
+            .link
+            .as_ref()
+            .map_or((0, 0), |l| (l.received, l.packets_lost()));
+        LossReport {
+            packets_received: received,
+            packets_lost: lost,
+            packets_recovered: r.shards_recovered,
+            frames_lost: r.frames_lost,
+            frames_delivered: r.frames_delivered,
+            info_generation: self.client.info_generation,
+        }
+    }
+
+    /// Sends input bodies that are due (new events, or retransmissions after the RTO).
+    pub(super) fn transmit_input(&mut self, now: Instant) {
+        let rto = self.rto();
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        let max = self.cfg.mtu - HEADER_LEN - TAG_LEN;
+        for _ in 0..MAX_INPUT_DATAGRAMS_PER_CALL {
+            if !self
+                .client
+                .input_tx
+                .poll_transmit(now, rto, max, &mut self.scratch)
+            {
+                break;
+            }
+            let d = link.seal_datagram(Kind::Input, &self.scratch);
+            self.transmits.push_back(super::Transmit {
+                destination: link.peer,
+                contents: d,
+            });
+        }
+    }
+}

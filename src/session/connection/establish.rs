@@ -1,0 +1,312 @@
+//! Establishment: hellos and responses, duplicate hellos, rejects, resets, confirmation of a
+//! pending session, and installing or dropping the current one.
+//!
+//! A caller keeps up to [`MAX_ATTEMPTS`] handshakes in flight so a late answer to an earlier
+//! retry still completes instead of racing the newer one. A listener keeps as many established
+//! but unconfirmed sessions ("pending") and makes one current when the first authenticated
+//! datagram of it arrives; the caller confirms at once with a ping. A listener tells a caller
+//! whose session it does not know (it restarted) to start again with a clear, rate-limited
+//! Reset; a caller believes one only after [`RESET_QUIET`] without an authenticated datagram.
+//!
+//! This is where handshake hardening goes (cookies, per-source limits, path validation).
+//! Must never: let an unauthenticated datagram replace a live session, or answer a hello with
+//! more than one datagram.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use crate::protocol::handshake::{self, HandshakeError, Initiator, Role};
+use crate::protocol::input::{InputReceiver, InputSender};
+use crate::protocol::wire::{HEADER_LEN, Header, Kind, RejectReason};
+
+use super::link::{Link, OpenError};
+use super::{Connection, DisconnectReason, Event, Mode, body_of};
+use crate::protocol::control::Control;
+
+/// Handshake attempts (caller) and unconfirmed sessions (listener) kept at once.
+pub(super) const MAX_ATTEMPTS: usize = 4;
+/// A caller accepts a clear Reset hint only after this long without an authenticated datagram,
+/// so a forged Reset cannot break a live session.
+pub(super) const RESET_QUIET: Duration = Duration::from_millis(100);
+/// At most one Reset hint per this interval from a listener.
+pub(super) const RESET_RATE: Duration = Duration::from_millis(50);
+
+/// A caller's handshake in flight.
+pub(super) struct Attempt {
+    pub(super) id: u32,
+    initiator: Initiator,
+}
+
+/// The last hello a listener answered, and the answer.
+pub(super) struct LastHello {
+    hello: Vec<u8>,
+    response: Vec<u8>,
+    from: SocketAddr,
+}
+
+fn clear_datagram(kind: Kind, session_id: u32, body: &[u8]) -> Vec<u8> {
+    let h = Header {
+        kind,
+        flags: 0,
+        session_id,
+        packet_number: 0,
+    };
+    let mut d = h.to_bytes().to_vec();
+    d.extend_from_slice(body);
+    d
+}
+
+impl Connection {
+    pub(super) fn on_hello(&mut self, h: &Header, buf: &[u8], from: SocketAddr, now: Instant) {
+        if self.cfg.mode != Mode::Listener {
+            self.stats.invalid_datagrams += 1;
+            return;
+        }
+        let body = body_of(buf);
+        if let Some(last) = self.last_hello.as_ref()
+            && last.from == from
+            && last.hello == body
+        {
+            // A duplicate of the hello we answered: answer the same way.
+            let d = last.response.clone();
+            self.queue(d, from);
+            return;
+        }
+        let info = match self.cfg.role {
+            Role::Host => self.host.stream_info.clone(),
+            Role::Client => None,
+        };
+        match handshake::respond(&self.hs, body, info.as_ref()) {
+            Ok((est, resp_body)) => {
+                let d = clear_datagram(Kind::HandshakeResponse, h.session_id, &resp_body);
+                self.last_hello = Some(LastHello {
+                    hello: body.to_vec(),
+                    response: d.clone(),
+                    from,
+                });
+                self.queue(d, from);
+                if self.pending.len() == MAX_ATTEMPTS {
+                    self.pending.remove(0);
+                }
+                self.pending.push(Link::new(&est, from, now, self.cfg.aead));
+            }
+            Err(e) => {
+                self.stats.handshake_failures += 1;
+                if matches!(
+                    e,
+                    HandshakeError::Auth | HandshakeError::Refused(RejectReason::BadPassphrase)
+                ) {
+                    self.stats.auth_failures += 1;
+                }
+                self.events.push_back(Event::HandshakeFailed {
+                    from,
+                    reason: e.into(),
+                });
+                if let HandshakeError::Refused(reason) = e {
+                    let d = clear_datagram(Kind::Reject, h.session_id, &[reason as u8]);
+                    self.queue(d, from);
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_response(&mut self, h: &Header, buf: &[u8], now: Instant) {
+        if self.cfg.mode != Mode::Caller || self.link.is_some() {
+            return;
+        }
+        let Some(pos) = self.attempts.iter().position(|a| a.id == h.session_id) else {
+            self.stats.handshake_failures += 1;
+            return;
+        };
+        let attempt = self.attempts.remove(pos);
+        if self.attempts.is_empty() {
+            // Nothing left in flight: try again at once.
+            self.next_attempt = None;
+        }
+        let Some(peer) = self.cfg.peer else {
+            return;
+        };
+        match attempt.initiator.finish(body_of(buf)) {
+            Ok(est) => {
+                let link = Link::new(&est, peer, now, self.cfg.aead);
+                self.install(link, now);
+            }
+            Err(e) => {
+                // A stale response to an earlier attempt, or a forgery; keep trying.
+                self.stats.handshake_failures += 1;
+                if e == HandshakeError::Auth {
+                    self.stats.auth_failures += 1;
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_reject(&mut self, buf: &[u8]) {
+        if self.cfg.mode == Mode::Caller
+            && self.link.is_none()
+            && let Some(&b) = buf.get(HEADER_LEN)
+            && let Ok(reason) = RejectReason::from_u8(b)
+            && self.last_reject != Some(reason)
+        {
+            self.last_reject = Some(reason);
+            self.stats.rejects_received += 1;
+            self.events.push_back(Event::Rejected { reason });
+        }
+    }
+
+    pub(super) fn on_reset(&mut self, h: &Header, now: Instant) {
+        if self.cfg.mode == Mode::Caller
+            && let Some(l) = self.link.as_ref()
+            && l.session_id == h.session_id
+            && now.saturating_duration_since(l.last_rx) >= RESET_QUIET
+        {
+            self.stats.resets_received += 1;
+            self.drop_link(DisconnectReason::Replaced, now);
+            self.start_attempt(now);
+        }
+    }
+
+    /// Finds the session of a Video/Control/Input datagram, opens it, and confirms a pending
+    /// session by it. Returns the body's range in `buf`, or `None` (counted) when unusable.
+    pub(super) fn open_session_datagram(
+        &mut self,
+        h: &Header,
+        buf: &mut [u8],
+        from: SocketAddr,
+        now: Instant,
+    ) -> Option<Range<usize>> {
+        let in_link = self
+            .link
+            .as_ref()
+            .is_some_and(|l| l.session_id == h.session_id);
+        let pending_pos = if in_link {
+            None
+        } else {
+            self.pending
+                .iter()
+                .position(|l| l.session_id == h.session_id)
+        };
+        let link = match pending_pos {
+            Some(p) => self.pending.get_mut(p),
+            None if in_link => self.link.as_mut(),
+            None => {
+                self.on_unknown_session(h, from, now);
+                return None;
+            }
+        };
+        let link = link?;
+        let body = match link.open_datagram(h, buf, from, now) {
+            Ok(body) => body,
+            Err(OpenError::Invalid) => {
+                self.stats.invalid_datagrams += 1;
+                return None;
+            }
+            Err(OpenError::Replay) => {
+                self.stats.replays_rejected += 1;
+                return None;
+            }
+            Err(OpenError::Auth) => {
+                self.stats.auth_failures += 1;
+                return None;
+            }
+        };
+        if let Some(p) = pending_pos {
+            // Confirmed: this one becomes the session, the other candidates are dropped.
+            let link = self.pending.swap_remove(p);
+            self.pending.clear();
+            self.install(link, now);
+        }
+        Some(body)
+    }
+
+    fn on_unknown_session(&mut self, h: &Header, from: SocketAddr, now: Instant) {
+        self.stats.unknown_session += 1;
+        // Tell a caller whose session we do not know to start again (rate-limited).
+        if self.cfg.mode == Mode::Listener
+            && self
+                .last_reset_sent
+                .is_none_or(|t| now.saturating_duration_since(t) >= RESET_RATE)
+        {
+            self.last_reset_sent = Some(now);
+            let d = clear_datagram(Kind::Reset, h.session_id, &[]);
+            self.queue(d, from);
+        }
+    }
+
+    /// Caller: sends a new hello (keeping older attempts alive).
+    pub(super) fn start_attempt(&mut self, now: Instant) {
+        let Some(peer) = self.cfg.peer else {
+            return;
+        };
+        let info = match self.cfg.role {
+            Role::Host => self.host.stream_info.clone(),
+            Role::Client => None,
+        };
+        // Also after a failure, so a broken start is retried at the retry rate, not in a spin.
+        self.next_attempt = Some(now + self.cfg.handshake_retry);
+        match Initiator::start(&self.hs, info.as_ref()) {
+            Ok((initiator, body)) => {
+                let id = self.ids.next_u32();
+                let d = clear_datagram(Kind::HandshakeInit, id, &body);
+                self.queue(d, peer);
+                self.stats.handshakes_sent += 1;
+                if self.attempts.len() == MAX_ATTEMPTS {
+                    self.attempts.remove(0);
+                }
+                self.attempts.push(Attempt { id, initiator });
+            }
+            Err(_) => self.stats.handshake_failures += 1,
+        }
+    }
+
+    /// Ends the current session (if any) for `reason`; a caller starts trying again.
+    pub(super) fn drop_link(&mut self, reason: DisconnectReason, now: Instant) {
+        if let Some(l) = self.link.take() {
+            self.stats.packets_lost_before += l.packets_lost();
+            self.events.push_back(Event::Disconnected { reason });
+            self.client.reassembler.reset();
+            self.host.input_rx = InputReceiver::new();
+            self.attempts.clear();
+            self.next_attempt = None;
+            self.connecting_since = (self.cfg.mode == Mode::Caller).then_some(now);
+            self.connect_timeout_reported = false;
+        }
+    }
+
+    /// A new session with the peer is confirmed: make it current.
+    pub(super) fn install(&mut self, mut link: Link, now: Instant) {
+        if self.link.is_some() {
+            self.drop_link(DisconnectReason::Replaced, now);
+        }
+        let peer = link.peer;
+        let session_id = link.session_id;
+        let peer_info = link.peer_info.take();
+        self.link = Some(link);
+        self.attempts.clear();
+        self.next_attempt = None;
+        self.connecting_since = None;
+        self.connect_timeout_reported = false;
+        self.last_reject = None;
+        self.stats.handshakes_completed += 1;
+        self.client.reassembler.reset();
+        self.client.input_tx = InputSender::new(self.cfg.input_queue);
+        self.client.info_generation = 0;
+        self.host.input_rx = InputReceiver::new();
+        self.host.frame_index = match self.cfg.initial_frame_index {
+            Some(i) => i,
+            None => self.ids.next_u32(),
+        };
+        self.events.push_back(Event::Connected { peer, session_id });
+        if let Some(info) = peer_info {
+            self.on_stream_info(info);
+        }
+        // Confirm to the peer at once (a listener waits for this) and start RTT measurement.
+        self.send_ping(now);
+        if self.cfg.role == Role::Host
+            && let Some(info) = self.host.stream_info.clone()
+        {
+            self.send_control(&Control::StreamInfo(info));
+        }
+    }
+}

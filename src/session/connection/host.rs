@@ -1,0 +1,222 @@
+//! The host's side: frames out, stream info, and what the client sends back (input, keyframe
+//! requests, loss reports).
+//!
+//! A frame is split in two so the driver's lock is held only briefly: [`Connection::begin_frame`]
+//! reserves the frame index and the frame's packet numbers under the lock; the returned
+//! [`FrameTicket`] then packetizes, FEC-encodes and seals outside it, so the receive thread is
+//! never kept waiting by frame work. Repair answers (new parity for a block the client could
+//! not rebuild) and the reaction to bandwidth feedback belong here.
+//!
+//! Must never: hand out a packet number twice under one key, or seal while holding the
+//! connection (the ticket carries its own handle on the sealing key).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::protocol::control::{Control, LossReport, StreamInfo};
+use crate::protocol::crypto::Aead;
+use crate::protocol::handshake::Role;
+use crate::protocol::pacing::Schedule;
+use crate::protocol::packetizer::{Datagrams, FrameParams, PacketizeError, Packetizer, seal_all};
+use crate::protocol::wire::FEC_SCHEME_RS8;
+
+use super::{Connection, Error, Event, Result};
+
+/// A frame's reserved place in the stream: its index, packet numbers and sealing key. Turn
+/// it into datagrams with [`FrameTicket::packetize`] and [`FrameTicket::seal`], outside any
+/// lock that the receive path takes.
+pub struct FrameTicket {
+    params: FrameParams,
+    seal: Arc<dyn Aead>,
+    peer: SocketAddr,
+    payload_bytes: usize,
+}
+
+impl FrameTicket {
+    pub fn params(&self) -> &FrameParams {
+        &self.params
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Cuts `data` into `buf` and computes the parity. `packetizer` must be the one the
+    /// ticket was planned with, and `data` the same length.
+    pub fn packetize(
+        &self,
+        packetizer: &mut Packetizer,
+        data: &[u8],
+        buf: &mut Datagrams,
+    ) -> std::result::Result<(), PacketizeError> {
+        packetizer.packetize(data, &self.params, buf)?;
+        packetizer.encode_parity(self.params.fec_percent, buf)
+    }
+
+    /// Seals the packetized datagrams in place (the costly part; needs no lock).
+    pub fn seal(self, mut buf: Datagrams) -> SealedFrame {
+        seal_all(&mut buf, &*self.seal);
+        SealedFrame {
+            datagrams: buf,
+            peer: self.peer,
+            keyframe: self.params.keyframe,
+            payload_bytes: self.payload_bytes,
+        }
+    }
+}
+
+/// A frame sealed and ready to send (see [`crate::session::Session::seal_frame`]).
+pub struct SealedFrame {
+    datagrams: Datagrams,
+    peer: SocketAddr,
+    keyframe: bool,
+    payload_bytes: usize,
+}
+
+impl SealedFrame {
+    pub fn datagrams(&self) -> &Datagrams {
+        &self.datagrams
+    }
+    pub fn keyframe(&self) -> bool {
+        self.keyframe
+    }
+    pub fn payload_bytes(&self) -> usize {
+        self.payload_bytes
+    }
+    /// Where the datagrams go (the peer when the frame was reserved).
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+    /// Gives the datagram buffer back for reuse.
+    pub fn into_buffer(self) -> Datagrams {
+        self.datagrams
+    }
+}
+
+impl Connection {
+    /// Host: reserves the next frame (`len` bytes, cut by `packetizer`) at `now`: its index and
+    /// packet numbers. `Ok(None)` when no client is connected (counted as dropped);
+    /// `Err(Closed)` after [`Connection::close`]; `Err(Packetize)` when the frame cannot be cut
+    /// (empty, too large). Call it under the driver's lock and do the rest with the ticket
+    /// outside it.
+    pub fn begin_frame(
+        &mut self,
+        now: Instant,
+        packetizer: &Packetizer,
+        len: usize,
+        keyframe: bool,
+    ) -> Result<Option<FrameTicket>> {
+        self.require(Role::Host, "seal_frame is for the host")?;
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        let fec_percent = self.host.fec.wire_percent();
+        let frame_index = self.host.frame_index;
+        let Some(link) = self.link.as_mut() else {
+            self.stats.frames_dropped_no_peer += 1;
+            return Ok(None);
+        };
+        let seal = link.seal.clone();
+        let plan = packetizer
+            .plan(len, fec_percent, seal.tag_len())
+            .map_err(Error::Packetize)?;
+        let params = FrameParams {
+            frame_index,
+            keyframe,
+            fec_percent,
+            session_id: link.session_id,
+            first_packet_number: link.next_pn,
+            sealed: link.encrypt,
+            tag_len: seal.tag_len(),
+        };
+        link.next_pn += plan.count as u64;
+        let peer = link.peer;
+        self.host.frame_index = frame_index.wrapping_add(1);
+        self.host.pacer.observe_frame(len, now);
+        self.stats.frames_sent += 1;
+        if keyframe {
+            self.stats.keyframes_sent += 1;
+        }
+        Ok(Some(FrameTicket {
+            params,
+            seal,
+            peer,
+            payload_bytes: len,
+        }))
+    }
+
+    /// Host: when the datagrams of a frame (`count` datagrams, `wire_bytes` in all) go out,
+    /// starting at `now`. The driver sleeps between the chunks.
+    pub fn pacing_schedule(&mut self, wire_bytes: usize, count: usize, now: Instant) -> Schedule {
+        self.host.pacer.schedule(wire_bytes, count, now)
+    }
+
+    /// Host: the driver reports the access-unit bytes of a frame it sent.
+    pub fn record_payload_sent(&mut self, bytes: usize) {
+        self.stats.payload_bytes_sent += bytes as u64;
+    }
+
+    /// Host: sets (or changes) the stream info; a connected client gets it at once (and again
+    /// with every loss report that shows an older generation).
+    pub fn set_stream_info(&mut self, caps: &str) -> Result<()> {
+        self.require(Role::Host, "set_stream_info is for the host")?;
+        if self
+            .host
+            .stream_info
+            .as_ref()
+            .is_some_and(|i| i.caps == caps)
+        {
+            return Ok(());
+        }
+        let generation = self.host.stream_info.as_ref().map_or(0, |i| i.generation) + 1;
+        let info = StreamInfo {
+            caps: caps.to_owned(),
+            mtu: self.cfg.mtu as u16,
+            fec_scheme: FEC_SCHEME_RS8,
+            generation,
+        };
+        self.host.stream_info = Some(info.clone());
+        self.send_control(&Control::StreamInfo(info));
+        Ok(())
+    }
+
+    pub(super) fn on_input(&mut self, body: &[u8]) {
+        let Connection {
+            host: super::HostState { input_rx, .. },
+            events,
+            ..
+        } = self;
+        match input_rx.on_body(body, &mut |ev| events.push_back(Event::Input(ev))) {
+            Ok(n) => {
+                self.stats.input_received += n as u64;
+                let next_expected = self.host.input_rx.next_expected();
+                self.send_control(&Control::InputAck { next_expected });
+            }
+            Err(_) => self.stats.invalid_datagrams += 1,
+        }
+    }
+
+    pub(super) fn on_keyframe_request(&mut self) {
+        self.stats.keyframe_requests += 1;
+        self.events.push_back(Event::KeyframeRequest);
+    }
+
+    pub(super) fn on_loss_report(&mut self, r: LossReport, now: Instant) {
+        self.host
+            .fec
+            .on_loss_report(r.packets_received, r.packets_lost, now);
+        self.stats.peer_packets_lost = r.packets_lost;
+        self.stats.peer_packets_received = r.packets_received;
+        self.stats.peer_frames_lost = r.frames_lost;
+        self.stats.fec_recovered = r.packets_recovered;
+        // Resend the stream info until the client holds the current generation (a lost update
+        // is repeated at the loss-report rate, ~10 per second).
+        if let Some(info) = self.host.stream_info.clone()
+            && r.info_generation != info.generation
+        {
+            self.send_control(&Control::StreamInfo(info));
+        }
+        self.events.push_back(Event::LossReport(r));
+    }
+}

@@ -1,0 +1,138 @@
+//! One established cryptographic session with the peer: its keys, packet numbers, replay
+//! window, the peer's address and the reception counters behind loss reports.
+//!
+//! Owns sealing of single datagrams (control, input) and opening of every session datagram.
+//! Frames are sealed outside the connection with the shared sealing key (see
+//! [`super::FrameTicket`]). Must never open a datagram whose packet number the replay window
+//! refuses, nor commit one that failed to authenticate.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::protocol::control::StreamInfo;
+use crate::protocol::crypto::{Aead, AeadBackend, PlainAead};
+use crate::protocol::handshake::Established;
+use crate::protocol::replay::ReplayWindow;
+use crate::protocol::wire::{FLAG_SEALED, HEADER_LEN, Header, Kind};
+
+pub(super) struct Link {
+    pub(super) session_id: u32,
+    /// Shared with frames being sealed outside the connection.
+    pub(super) seal: Arc<dyn Aead>,
+    open: Box<dyn Aead>,
+    pub(super) next_pn: u64,
+    replay: ReplayWindow,
+    pub(super) peer: SocketAddr,
+    /// Last authenticated datagram from the peer (peer timeout, Reset quiet time).
+    pub(super) last_rx: Instant,
+    pub(super) encrypt: bool,
+    /// Packet numbers seen, for loss accounting (meaningful on the client).
+    first_pn: Option<u64>,
+    max_pn: u64,
+    pub(super) received: u64,
+    /// Stream info the peer sent in the handshake, handed out when the session is installed.
+    pub(super) peer_info: Option<StreamInfo>,
+}
+
+/// Why a session datagram was not opened.
+pub(super) enum OpenError {
+    /// Sealed flag disagrees with the session, or too short for a tag.
+    Invalid,
+    Replay,
+    Auth,
+}
+
+impl Link {
+    pub(super) fn new(e: &Established, peer: SocketAddr, now: Instant, aead: AeadBackend) -> Link {
+        let (seal, open): (Arc<dyn Aead>, Box<dyn Aead>) = if e.encrypt {
+            (Arc::from(aead.make(&e.send_key)), aead.make(&e.recv_key))
+        } else {
+            (Arc::new(PlainAead), Box::new(PlainAead))
+        };
+        Link {
+            session_id: e.session_id,
+            seal,
+            open,
+            next_pn: 0,
+            replay: ReplayWindow::new(),
+            peer,
+            last_rx: now,
+            encrypt: e.encrypt,
+            first_pn: None,
+            max_pn: 0,
+            received: 0,
+            peer_info: e.peer_info.clone(),
+        }
+    }
+
+    /// Datagrams of the peer that never arrived (gaps in its packet numbers).
+    pub(super) fn packets_lost(&self) -> u64 {
+        match self.first_pn {
+            Some(f) => (self.max_pn - f + 1).saturating_sub(self.received),
+            None => 0,
+        }
+    }
+
+    /// Builds a sealed datagram of `kind` with `body`, taking the next packet number.
+    pub(super) fn seal_datagram(&mut self, kind: Kind, body: &[u8]) -> Vec<u8> {
+        let pn = self.next_pn;
+        self.next_pn += 1;
+        let h = Header {
+            kind,
+            flags: if self.encrypt { FLAG_SEALED } else { 0 },
+            session_id: self.session_id,
+            packet_number: pn,
+        };
+        let tag_len = self.seal.tag_len();
+        let mut d = Vec::with_capacity(HEADER_LEN + body.len() + tag_len);
+        d.extend_from_slice(&h.to_bytes());
+        d.extend_from_slice(body);
+        d.resize(HEADER_LEN + body.len() + tag_len, 0);
+        let (hdr, rest) = d.split_at_mut(HEADER_LEN);
+        let (b, tag) = rest.split_at_mut(body.len());
+        self.seal.seal(pn, hdr, b, tag);
+        d
+    }
+
+    /// Checks and opens `buf` (header `h`) in place; on success the datagram counts as
+    /// received at `now` from `from` and the body's range in `buf` is returned.
+    pub(super) fn open_datagram(
+        &mut self,
+        h: &Header,
+        buf: &mut [u8],
+        from: SocketAddr,
+        now: Instant,
+    ) -> Result<Range<usize>, OpenError> {
+        if h.sealed() != self.encrypt {
+            return Err(OpenError::Invalid);
+        }
+        // Plausibility first: a replay costs no AEAD work.
+        if self.replay.check(h.packet_number).is_err() {
+            return Err(OpenError::Replay);
+        }
+        let tag_len = self.open.tag_len();
+        if buf.len() < HEADER_LEN + tag_len {
+            return Err(OpenError::Invalid);
+        }
+        let body_end = buf.len() - tag_len;
+        let (hdr, rest) = buf.split_at_mut(HEADER_LEN);
+        let (body, tag) = rest.split_at_mut(body_end - HEADER_LEN);
+        if self.open.open(h.packet_number, hdr, body, tag).is_err() {
+            return Err(OpenError::Auth);
+        }
+        self.replay.commit(h.packet_number);
+        self.last_rx = now;
+        // Authenticated: the peer may have moved (NAT rebinding); follow it.
+        if self.encrypt {
+            self.peer = from;
+        }
+        self.received += 1;
+        self.max_pn = self.max_pn.max(h.packet_number);
+        if self.first_pn.is_none_or(|f| h.packet_number < f) {
+            self.first_pn = Some(h.packet_number);
+        }
+        Ok(HEADER_LEN..body_end)
+    }
+}

@@ -1,0 +1,463 @@
+//! The session's state machine, sans-IO: one end of a stream as a value fed with datagrams and
+//! instants, in the style of quinn-proto's `Connection` and str0m's `Rtc`.
+//!
+//! A [`Connection`] owns connection establishment (Noise handshake attempts, pending
+//! confirmations, duplicate hellos, rejects and resets), keep-alive and RTT, the peer timeout,
+//! restarts of either side, loss reports, stream-info updates and their resend, reliable input,
+//! the keyframe-request throttle, bye, and the counters in [`Stats`]. It never reads a clock,
+//! touches a socket, spawns a thread or sleeps: every method that needs the time takes `now`,
+//! and everything it wants sent comes out of [`Connection::poll_transmit`]. So handshakes,
+//! restarts, timeouts and loss can be tested on virtual time, thousands of virtual seconds in
+//! milliseconds, and fuzzed without a wall clock.
+//!
+//! The driver ([`super::Session`]) calls, in a loop:
+//! 1. [`Connection::handle_datagram`] for every datagram received (drain what waits first),
+//! 2. [`Connection::handle_timeout`] once [`Connection::poll_timeout`] has passed,
+//! 3. [`Connection::poll_transmit`] until `None`, sending each [`Transmit`],
+//! 4. [`Connection::poll_event`] until `None`, handing each [`Event`] to the user,
+//!
+//! and additionally the entry points of its role: the host reserves a frame with
+//! [`Connection::begin_frame`] (cheap, under the driver's lock) and cuts, FEC-encodes and seals
+//! it with the returned [`FrameTicket`] outside that lock; the client calls
+//! [`Connection::send_input`] and [`Connection::request_keyframe`].
+//!
+//! Where things live: `establish` (hellos, responses, rejects, resets, confirmation, install
+//! and drop of a session), `link` (one established cryptographic session: keys, packet
+//! numbers, replay window), `host` (frames, stream info, what the client reports), `client`
+//! (video in, input out, loss reports, keyframe requests), `timers` (timeout, keep-alive, RTT,
+//! retries), `ids` (attempt ids and frame indices, seedable). New session-level features go
+//! beside their role: repair requests and loss-model or bandwidth feedback into `client` (what
+//! is measured and sent) and `host` (what is done with it), path validation and cookies into
+//! `establish`, new periodic work into `timers`.
+//!
+//! Must never: read the clock, block, allocate without bound on untrusted input, or panic on
+//! bytes from the network (every datagram is checked, counted and dropped if unusable).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::protocol::adaptive::AdaptiveFec;
+use crate::protocol::control::{Control, LossReport, StreamInfo};
+use crate::protocol::fec::ReedSolomon8;
+use crate::protocol::handshake::{HandshakeConfig, HandshakeError, Psk, Role};
+use crate::protocol::input::{InputEvent, InputReceiver, InputSender};
+use crate::protocol::pacing::Pacer;
+use crate::protocol::reassembler::{Frame, Reassembler};
+use crate::protocol::wire::{FEC_SCHEME_RS8, HEADER_LEN, Header, Kind, RejectReason, WireError};
+
+use super::{Config, Error, Mode, Result, Stats};
+
+mod client;
+mod establish;
+mod host;
+mod ids;
+mod link;
+mod timers;
+
+pub use host::{FrameTicket, SealedFrame};
+
+use establish::{Attempt, LastHello};
+use ids::Ids;
+use link::Link;
+
+/// Bye is sent this many times (it is not retransmitted).
+const BYE_COPIES: usize = 5;
+
+/// Why a peer went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// Nothing heard for `Config::timeout`.
+    Timeout,
+    /// The peer said bye.
+    Bye,
+    /// The peer restarted or another peer took over.
+    Replaced,
+}
+
+/// Why a listener refused a hello (see [`Event::HandshakeFailed`]). Its `Display` words the
+/// reason from the listener's side, ready for a log line or an element warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// Refused for a reason the caller was told in a Reject.
+    Refused(RejectReason),
+    /// The hello did not authenticate (forged or tampered; without a passphrase on our side).
+    Unauthenticated,
+    /// The hello was malformed.
+    Malformed(WireError),
+    /// The crypto library failed (should not happen).
+    Internal,
+}
+
+impl From<HandshakeError> for HandshakeFailure {
+    fn from(e: HandshakeError) -> Self {
+        match e {
+            HandshakeError::Refused(r) => HandshakeFailure::Refused(r),
+            HandshakeError::Auth => HandshakeFailure::Unauthenticated,
+            HandshakeError::Wire(w) => HandshakeFailure::Malformed(w),
+            HandshakeError::Internal => HandshakeFailure::Internal,
+        }
+    }
+}
+
+impl std::fmt::Display for HandshakeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HandshakeFailure::Refused(r) => f.write_str(match r {
+                RejectReason::BadPassphrase => "wrong passphrase",
+                RejectReason::PassphraseMismatch => {
+                    "one side has a passphrase and the other has none"
+                }
+                RejectReason::EncryptMismatch => "one side has encrypt=false and the other not",
+                RejectReason::RoleMismatch => "both ends are senders or both are receivers",
+                RejectReason::Busy => "it already serves another peer",
+            }),
+            HandshakeFailure::Unauthenticated => f.write_str("handshake failed to authenticate"),
+            HandshakeFailure::Malformed(e) => write!(f, "malformed handshake: {e}"),
+            HandshakeFailure::Internal => f.write_str("handshake crypto error"),
+        }
+    }
+}
+
+/// What a connection has to tell its user.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A session with a peer is up (also after a restart of either side).
+    Connected { peer: SocketAddr, session_id: u32 },
+    /// The peer is gone.
+    Disconnected { reason: DisconnectReason },
+    /// Caller: the listener refused our hello (a clear hint; retries go on).
+    Rejected { reason: RejectReason },
+    /// Listener: a hello was refused (wrong passphrase, mismatched settings), with the reason.
+    HandshakeFailed {
+        from: SocketAddr,
+        reason: HandshakeFailure,
+    },
+    /// Caller: no session after `Config::timeout` of trying (retries go on).
+    ConnectTimeout,
+    /// Client: a whole access unit.
+    Frame(Frame),
+    /// Client: frames given up (the next frame will carry `discont`).
+    FramesLost { count: u32 },
+    /// Client: stream info, first or updated.
+    StreamInfo(StreamInfo),
+    /// Client: the host ended the stream.
+    EndOfStream,
+    /// Host: an input event from the client, in order, exactly once.
+    Input(InputEvent),
+    /// Host: the client asks for a keyframe.
+    KeyframeRequest,
+    /// Host: the client's latest reception counters.
+    LossReport(LossReport),
+}
+
+/// One datagram to send (from [`Connection::poll_transmit`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub destination: SocketAddr,
+    pub contents: Vec<u8>,
+}
+
+/// Host-only state.
+struct HostState {
+    frame_index: u32,
+    fec: AdaptiveFec,
+    pacer: Pacer,
+    input_rx: InputReceiver,
+    stream_info: Option<StreamInfo>,
+}
+
+/// Client-only state.
+struct ClientState {
+    reassembler: Reassembler,
+    input_tx: InputSender,
+    last_loss_report: Instant,
+    last_keyframe_request: Option<Instant>,
+    /// Generation of the stream info handed out last (0 = none).
+    info_generation: u32,
+}
+
+/// One end of a stream, sans-IO. See the module docs.
+pub struct Connection {
+    cfg: Config,
+    hs: HandshakeConfig,
+    ids: Ids,
+    /// The established, confirmed session.
+    link: Option<Link>,
+    /// Listener: established but not yet confirmed by an authenticated datagram.
+    pending: Vec<Link>,
+    /// Listener: the last hello and our answer, to answer duplicates identically.
+    last_hello: Option<LastHello>,
+    /// Caller: handshakes in flight, oldest first.
+    attempts: Vec<Attempt>,
+    /// Caller: when the next hello is due (`None`: at once).
+    next_attempt: Option<Instant>,
+    /// Caller without a session: since when it tries (for `ConnectTimeout`).
+    connecting_since: Option<Instant>,
+    connect_timeout_reported: bool,
+    last_reject: Option<RejectReason>,
+    last_reset_sent: Option<Instant>,
+    events: VecDeque<Event>,
+    transmits: VecDeque<Transmit>,
+    closed: bool,
+    /// Creation time; ping ids are microseconds since it.
+    epoch: Instant,
+    last_ping: Instant,
+    srtt: Option<Duration>,
+    host: HostState,
+    client: ClientState,
+    stats: Stats,
+    /// Reused encoding buffer for control and input bodies.
+    scratch: Vec<u8>,
+}
+
+impl Connection {
+    /// Creates one end of a stream at `now`. A caller sends its first hello from the first
+    /// [`Connection::handle_timeout`] (its [`Connection::poll_timeout`] is `now`); a listener
+    /// waits for a hello. With `config.rng_seed` set, attempt ids and frame indices come from
+    /// that seed (deterministic tests), else from the OS.
+    ///
+    /// Derives the passphrase key (PBKDF2, tens of milliseconds): create connections off any
+    /// latency-critical path.
+    pub fn new(config: Config, now: Instant) -> Result<Connection> {
+        config.validate()?;
+        let psk = config
+            .passphrase
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .map(Psk::from_passphrase);
+        let hs = HandshakeConfig {
+            role: config.role,
+            psk,
+            encrypt: config.encrypt,
+        };
+        let mut stream_info = config.stream_info.clone();
+        if let Some(i) = stream_info.as_mut() {
+            i.generation = i.generation.max(1);
+            i.mtu = config.mtu as u16;
+            i.fec_scheme = FEC_SCHEME_RS8;
+        }
+        Ok(Connection {
+            ids: Ids::new(config.rng_seed),
+            hs,
+            link: None,
+            pending: Vec::new(),
+            last_hello: None,
+            attempts: Vec::new(),
+            next_attempt: None,
+            connecting_since: (config.mode == Mode::Caller).then_some(now),
+            connect_timeout_reported: false,
+            last_reject: None,
+            last_reset_sent: None,
+            events: VecDeque::new(),
+            transmits: VecDeque::new(),
+            closed: false,
+            epoch: now,
+            last_ping: now,
+            srtt: None,
+            host: HostState {
+                frame_index: 0,
+                fec: AdaptiveFec::new(config.fec_mode, config.fec_percent, 100),
+                pacer: Pacer::new(config.pacing),
+                input_rx: InputReceiver::new(),
+                stream_info,
+            },
+            client: ClientState {
+                reassembler: Reassembler::new(config.reassembler, Box::new(ReedSolomon8::new())),
+                input_tx: InputSender::new(config.input_queue),
+                last_loss_report: now,
+                last_keyframe_request: None,
+                info_generation: 0,
+            },
+            stats: Stats {
+                role: Some(config.role),
+                ..Stats::default()
+            },
+            scratch: Vec::new(),
+            cfg: config,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn role(&self) -> Role {
+        self.cfg.role
+    }
+
+    /// Whether a session with a peer is established.
+    pub fn is_connected(&self) -> bool {
+        self.link.is_some()
+    }
+
+    /// Whether [`Connection::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The current peer, if connected.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.link.as_ref().map(|l| l.peer)
+    }
+
+    /// Processes one datagram received from `from` at `now`. `buf` is opened in place. Call it
+    /// for every datagram the transport delivers, before [`Connection::handle_timeout`] for the
+    /// same instant (so a receiver that was descheduled does not give up on shards waiting in
+    /// its buffer); then poll transmits and events.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, buf: &mut [u8]) {
+        self.stats.packets_received += 1;
+        self.stats.bytes_received += buf.len() as u64;
+        if self.closed {
+            return;
+        }
+        let Ok((h, _)) = Header::decode(buf) else {
+            self.stats.invalid_datagrams += 1;
+            return;
+        };
+        match h.kind {
+            Kind::HandshakeInit => self.on_hello(&h, buf, from, now),
+            Kind::HandshakeResponse => self.on_response(&h, buf, now),
+            Kind::Reject => self.on_reject(buf),
+            Kind::Reset => self.on_reset(&h, now),
+            Kind::Video | Kind::Control | Kind::Input => {
+                self.on_session_datagram(&h, buf, from, now)
+            }
+        }
+    }
+
+    /// The next datagram to send, if any. Call it until `None` after every other call.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the user, if any. Call it until `None` after every other call.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Says bye to the peer (the host's bye ends the client's stream) and stops: from now on
+    /// every datagram is ignored, no timer runs and no event is produced. Idempotent.
+    pub fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        for _ in 0..BYE_COPIES {
+            self.send_control(&Control::Bye);
+        }
+        self.link = None;
+        self.pending.clear();
+    }
+
+    /// Counters and connection state. Transport facts (socket buffers, GSO) are the driver's.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        s.connected = self.link.is_some();
+        s.peer = self.peer();
+        s.session_id = self.link.as_ref().map_or(0, |l| l.session_id);
+        s.rtt_us = self.srtt.map_or(0, |r| r.as_micros() as u64);
+        s.fec_percent = self.host.fec.wire_percent();
+        if self.cfg.role == Role::Client {
+            let r = self.client.reassembler.stats();
+            s.frames_received = r.frames_delivered;
+            s.frames_lost = r.frames_lost;
+            s.fec_recovered = r.shards_recovered;
+            s.shards_duplicate = r.shards_duplicate;
+            s.shards_late = r.shards_late;
+            s.shards_invalid = r.shards_invalid;
+            s.memory_in_use = r.memory_in_use as u64;
+            s.memory_peak = r.memory_peak as u64;
+            if let Some(l) = self.link.as_ref() {
+                s.packets_lost = s.packets_lost_before + l.packets_lost();
+            }
+        }
+        s
+    }
+
+    /// The driver reports what the transport did with transmits or a frame's datagrams:
+    /// `sent` datagrams of `bytes` bytes in all went out, `dropped` were refused for a full
+    /// buffer.
+    pub fn record_sent(&mut self, sent: usize, bytes: usize, dropped: usize) {
+        self.stats.packets_sent += sent as u64;
+        self.stats.bytes_sent += bytes as u64;
+        self.stats.send_drops += dropped as u64;
+    }
+
+    /// The driver reports a send the transport refused (unreachable peer, ...).
+    pub fn record_send_error(&mut self, error: String) {
+        self.stats.send_errors += 1;
+        self.stats.last_send_error = Some(error);
+    }
+
+    fn require(&self, role: Role, what: &'static str) -> Result<()> {
+        if self.cfg.role == role {
+            Ok(())
+        } else {
+            Err(Error::InvalidArg(what))
+        }
+    }
+
+    fn queue(&mut self, contents: Vec<u8>, destination: SocketAddr) {
+        self.transmits.push_back(Transmit {
+            destination,
+            contents,
+        });
+    }
+
+    /// Seals `c` in the current session and queues it (nothing without a session).
+    fn send_control(&mut self, c: &Control) {
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        self.scratch.clear();
+        c.encode(&mut self.scratch);
+        let d = link.seal_datagram(Kind::Control, &self.scratch);
+        let to = link.peer;
+        self.queue(d, to);
+    }
+
+    /// A datagram of an established (or pending) session: open, check, route.
+    fn on_session_datagram(&mut self, h: &Header, buf: &mut [u8], from: SocketAddr, now: Instant) {
+        let Some(body) = self.open_session_datagram(h, buf, from, now) else {
+            return;
+        };
+        let body = &buf[body];
+        match (h.kind, self.cfg.role) {
+            (Kind::Video, Role::Client) => self.on_video(body, now),
+            (Kind::Control, _) => match Control::decode(body) {
+                Ok(c) => self.on_control(c, now),
+                Err(_) => self.stats.invalid_datagrams += 1,
+            },
+            (Kind::Input, Role::Host) => self.on_input(body),
+            _ => self.stats.invalid_datagrams += 1,
+        }
+    }
+
+    fn on_control(&mut self, c: Control, now: Instant) {
+        let role = self.cfg.role;
+        match c {
+            Control::Ping { id } => self.send_control(&Control::Pong { id }),
+            Control::Pong { id } => self.on_pong(id, now),
+            Control::KeyframeRequest if role == Role::Host => self.on_keyframe_request(),
+            Control::LossReport(r) if role == Role::Host => self.on_loss_report(r, now),
+            Control::StreamInfo(info) if role == Role::Client => self.on_stream_info(info),
+            Control::InputAck { next_expected } if role == Role::Client => {
+                self.client.input_tx.on_ack(next_expected)
+            }
+            Control::Bye => {
+                self.stats.byes_received += 1;
+                if role == Role::Client {
+                    self.events.push_back(Event::EndOfStream);
+                }
+                self.drop_link(DisconnectReason::Bye, now);
+            }
+            _ => self.stats.invalid_datagrams += 1,
+        }
+    }
+}
+
+/// Where a header's body starts (the rest of a handshake datagram).
+fn body_of(buf: &[u8]) -> &[u8] {
+    buf.get(HEADER_LEN..).unwrap_or(&[])
+}

@@ -1,0 +1,191 @@
+//! Time-driven work: the peer timeout, a caller's handshake retries and connect timeout,
+//! keep-alive pings and the RTT they measure, the client's loss reports, input retransmission
+//! and the reassembler's give-up window.
+//!
+//! [`Connection::poll_timeout`] and [`Connection::handle_timeout`] must agree: every deadline
+//! the first reports is one the second acts on, so a driver that sleeps until the reported
+//! instant never misses work and never spins. New periodic work (feedback reports, repair
+//! deadlines, path probes) adds its deadline to both.
+
+use std::time::{Duration, Instant};
+
+use crate::protocol::control::Control;
+use crate::protocol::handshake::Role;
+
+use super::{Connection, DisconnectReason, Event, Mode};
+
+/// Bounds on the input retransmission timeout derived from the RTT.
+const MIN_RTO: Duration = Duration::from_millis(5);
+const MAX_RTO: Duration = Duration::from_millis(500);
+const INITIAL_RTO: Duration = Duration::from_millis(50);
+
+fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
+    Some(a.map_or(b, |a| a.min(b)))
+}
+
+impl Connection {
+    /// When [`Connection::handle_timeout`] next has work; `None` when nothing is scheduled
+    /// (a listener without a peer, or closed). May lie in the past: then call it at once.
+    /// Ask again after every other call.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed {
+            return None;
+        }
+        let cfg = &self.cfg;
+        let mut next = None;
+        for p in &self.pending {
+            next = earliest(next, p.last_rx + cfg.timeout);
+        }
+        if cfg.mode == Mode::Caller && self.link.is_none() {
+            let since = self.connecting_since.unwrap_or(self.epoch);
+            if !self.connect_timeout_reported {
+                next = earliest(next, since + cfg.timeout);
+            }
+            return earliest(next, self.next_attempt.unwrap_or(since));
+        }
+        let Some(link) = self.link.as_ref() else {
+            return next;
+        };
+        next = earliest(next, link.last_rx + cfg.timeout);
+        next = earliest(next, self.last_ping + cfg.keepalive);
+        if cfg.role == Role::Client {
+            next = earliest(
+                next,
+                self.client.last_loss_report + cfg.loss_report_interval,
+            );
+            if let Some(t) = self.client.input_tx.next_timeout(self.rto()) {
+                next = earliest(next, t);
+            }
+            if let Some(t) = self.client.reassembler.next_timeout() {
+                next = earliest(next, t);
+            }
+        }
+        next
+    }
+
+    /// Runs every timer due at `now`. Call it when [`Connection::poll_timeout`] has passed
+    /// (calling it earlier is harmless), after handling the datagrams that arrived by `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.closed {
+            return;
+        }
+        let timeout = self.cfg.timeout;
+        if let Some(l) = self.link.as_ref()
+            && now.saturating_duration_since(l.last_rx) >= timeout
+        {
+            self.drop_link(DisconnectReason::Timeout, now);
+        }
+        self.pending
+            .retain(|p| now.saturating_duration_since(p.last_rx) < timeout);
+        if self.cfg.mode == Mode::Caller && self.link.is_none() {
+            let since = *self.connecting_since.get_or_insert(now);
+            if !self.connect_timeout_reported && now.saturating_duration_since(since) >= timeout {
+                self.connect_timeout_reported = true;
+                self.events.push_back(Event::ConnectTimeout);
+            }
+            if self.next_attempt.is_none_or(|t| now >= t) {
+                self.start_attempt(now);
+            }
+            return;
+        }
+        if self.link.is_none() {
+            return;
+        }
+        if now.saturating_duration_since(self.last_ping) >= self.cfg.keepalive {
+            self.send_ping(now);
+        }
+        if self.cfg.role == Role::Client {
+            if now.saturating_duration_since(self.client.last_loss_report)
+                >= self.cfg.loss_report_interval
+            {
+                self.client.last_loss_report = now;
+                let report = self.loss_report();
+                self.send_control(&Control::LossReport(report));
+            }
+            self.transmit_input(now);
+            self.client.reassembler.handle_timeout(now);
+            self.drain_reassembler();
+        }
+    }
+
+    /// Sends a ping whose id is its send time, for the RTT (and as keep-alive).
+    pub(super) fn send_ping(&mut self, now: Instant) {
+        self.last_ping = now;
+        let id = now.saturating_duration_since(self.epoch).as_micros() as u64;
+        self.send_control(&Control::Ping { id });
+    }
+
+    pub(super) fn on_pong(&mut self, id: u64, now: Instant) {
+        let Some(sent) = self.epoch.checked_add(Duration::from_micros(id)) else {
+            return;
+        };
+        if sent <= now {
+            let sample = now - sent;
+            self.srtt = Some(match self.srtt {
+                Some(s) => (s * 7 + sample) / 8,
+                None => sample,
+            });
+        }
+    }
+
+    /// Input retransmission timeout from the smoothed RTT.
+    pub(super) fn rto(&self) -> Duration {
+        match self.srtt {
+            Some(s) => (s + s / 4 + Duration::from_millis(2)).clamp(MIN_RTO, MAX_RTO),
+            None => INITIAL_RTO,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::protocol::wire::{Header, Kind};
+    use crate::session::Config;
+
+    fn caller(now: Instant) -> Connection {
+        let mut cfg = Config::client_caller(SocketAddr::from(([127, 0, 0, 1], 9)));
+        cfg.rng_seed = Some(5);
+        Connection::new(cfg, now).unwrap()
+    }
+
+    #[test]
+    fn a_caller_says_hello_at_its_first_timeout_and_retries_at_the_retry_rate() {
+        let t0 = Instant::now();
+        let mut c = caller(t0);
+        assert_eq!(c.poll_timeout(), Some(t0));
+        c.handle_timeout(t0);
+        let hello = c.poll_transmit().expect("hello");
+        assert_eq!(
+            Header::decode(&hello.contents).unwrap().0.kind,
+            Kind::HandshakeInit
+        );
+        assert!(c.poll_transmit().is_none());
+        let retry = c.config().handshake_retry;
+        assert_eq!(c.poll_timeout(), Some(t0 + retry));
+        // Early: nothing; on time: the next hello.
+        c.handle_timeout(t0 + retry - Duration::from_millis(1));
+        assert!(c.poll_transmit().is_none());
+        c.handle_timeout(t0 + retry);
+        assert!(c.poll_transmit().is_some());
+        assert_eq!(c.stats().handshakes_sent, 2);
+    }
+
+    #[test]
+    fn a_closed_connection_has_no_timer_and_ignores_datagrams() {
+        let t0 = Instant::now();
+        let mut c = caller(t0);
+        c.handle_timeout(t0);
+        while c.poll_transmit().is_some() {}
+        c.close();
+        assert_eq!(c.poll_timeout(), None);
+        let mut junk = vec![1u8, 2, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 9];
+        c.handle_datagram(t0, SocketAddr::from(([127, 0, 0, 1], 9)), &mut junk);
+        c.handle_timeout(t0 + Duration::from_secs(60));
+        assert!(c.poll_transmit().is_none());
+        assert!(c.poll_event().is_none());
+        assert_eq!(c.stats().handshake_failures, 0);
+    }
+}

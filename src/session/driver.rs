@@ -1,0 +1,336 @@
+//! The driver: a [`Connection`] over a [`Transport`], with the clock, the threads' locks, the
+//! receive ring, the packetizer and the pacing sleeps.
+//!
+//! Owns everything the connection must not: reading `Instant::now()`, blocking in receive,
+//! sleeping between pacing chunks, sending on the socket. Must never hold the connection's lock
+//! while sending, sleeping, blocking in receive, packetizing or sealing, and must drain what
+//! waits in the socket before running timers (a receiver that was descheduled must not give up
+//! a frame whose shards sit in its own buffer).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::protocol::fec::ReedSolomon8;
+use crate::protocol::handshake::Role;
+use crate::protocol::input::InputEvent;
+use crate::protocol::packetizer::{Datagrams, Packetizer};
+use crate::sync::lock;
+use crate::transport::{RecvBatch, Transport, TransportInfo};
+
+use super::connection::{Connection, Event, SealedFrame, Transmit};
+use super::{Config, Error, Result, Stats};
+
+/// Receive batches drained without waiting before timers run (64 datagrams each). Bounded, so
+/// that a flood cannot starve the timers.
+const MAX_DRAIN_BATCHES: usize = 16;
+
+/// What [`Session::send_sealed`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SendReport {
+    pub sent: usize,
+    pub dropped: usize,
+}
+
+struct Inner {
+    role: Role,
+    cfg: Config,
+    transport: Box<dyn Transport>,
+    conn: Mutex<Connection>,
+    ring: Mutex<RecvBatch>,
+    /// Host: cuts and FEC-encodes frames, outside the connection's lock.
+    packetizer: Mutex<Packetizer>,
+    local_addr: SocketAddr,
+    info: TransportInfo,
+}
+
+/// One end of a stream. See the module docs of [`crate::session`].
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+impl Session {
+    /// Creates a session over `transport` (already bound). Callers start their handshake on
+    /// the first poll; listeners wait for a hello.
+    pub fn new(config: Config, transport: impl Transport + 'static) -> Result<Session> {
+        let conn = Connection::new(config.clone(), Instant::now())?;
+        let local_addr = transport.local_addr();
+        let info = transport.info();
+        let ring = RecvBatch::new(config.recv_batch, config.mtu.max(2048));
+        let packetizer = Packetizer::new(config.mtu, Box::new(ReedSolomon8::new()));
+        Ok(Session {
+            inner: Arc::new(Inner {
+                role: config.role,
+                cfg: config,
+                transport: Box::new(transport),
+                conn: Mutex::new(conn),
+                ring: Mutex::new(ring),
+                packetizer: Mutex::new(packetizer),
+                local_addr,
+                info,
+            }),
+        })
+    }
+
+    pub fn role(&self) -> Role {
+        self.inner.role
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.cfg
+    }
+
+    /// The bound local address (port 0 reads back the real port).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// Whether a session with a peer is established.
+    pub fn is_connected(&self) -> bool {
+        lock(&self.inner.conn).is_connected()
+    }
+
+    /// The current peer, if connected.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        lock(&self.inner.conn).peer()
+    }
+
+    /// Makes a blocked poll return at once.
+    pub fn wake(&self) {
+        self.inner.transport.wake();
+    }
+
+    fn require(&self, role: Role, what: &'static str) -> Result<()> {
+        if self.inner.role == role {
+            Ok(())
+        } else {
+            Err(Error::InvalidArg(what))
+        }
+    }
+
+    /// Counters and rates.
+    pub fn stats(&self) -> Stats {
+        let mut s = lock(&self.inner.conn).stats();
+        s.send_buffer = self.inner.info.send_buffer as u64;
+        s.recv_buffer = self.inner.info.recv_buffer as u64;
+        s.gso = self.inner.info.gso;
+        s
+    }
+
+    /// Runs `f` on the connection and sends what it queued, after the lock is released.
+    fn with_conn<T>(&self, f: impl FnOnce(&mut Connection, Instant) -> Result<T>) -> Result<T> {
+        let (r, out) = {
+            let mut c = lock(&self.inner.conn);
+            let r = f(&mut c, Instant::now());
+            (r, drain_transmits(&mut c))
+        };
+        self.flush(out);
+        r
+    }
+
+    // ----- host -----
+
+    /// Host: sets (or changes) the stream info; a connected client gets it at once.
+    pub fn set_stream_info(&self, caps: &str) -> Result<()> {
+        self.with_conn(|c, _| c.set_stream_info(caps))
+    }
+
+    /// Host: packetizes, FEC-protects and seals a frame without sending it. `None` when no
+    /// client is connected (the frame is counted as dropped).
+    pub fn seal_frame(&self, data: &[u8], keyframe: bool) -> Result<Option<SealedFrame>> {
+        self.seal_frame_into(data, keyframe, Datagrams::new())
+    }
+
+    /// Like [`Session::seal_frame`], reusing a buffer from [`SealedFrame::into_buffer`].
+    pub fn seal_frame_into(
+        &self,
+        data: &[u8],
+        keyframe: bool,
+        mut buf: Datagrams,
+    ) -> Result<Option<SealedFrame>> {
+        self.require(Role::Host, "seal_frame is for the host")?;
+        let now = Instant::now();
+        // Frames are cut one at a time; the connection's lock is held only to reserve packet
+        // numbers, so the receive thread is never kept waiting by packetizing, FEC or sealing.
+        let mut packetizer = lock(&self.inner.packetizer);
+        let ticket = lock(&self.inner.conn).begin_frame(now, &packetizer, data.len(), keyframe)?;
+        let Some(ticket) = ticket else {
+            return Ok(None);
+        };
+        ticket
+            .packetize(&mut packetizer, data, &mut buf)
+            .map_err(Error::Packetize)?;
+        drop(packetizer);
+        Ok(Some(ticket.seal(buf)))
+    }
+
+    /// Host: sends a sealed frame, paced: a small burst at once, then chunks spread over part
+    /// of the frame interval. Returns when the last chunk is handed to the transport.
+    pub fn send_sealed(&self, frame: &SealedFrame) -> Result<SendReport> {
+        self.require(Role::Host, "send_sealed is for the host")?;
+        let d = frame.datagrams();
+        let schedule =
+            lock(&self.inner.conn).pacing_schedule(d.wire_bytes(), d.len(), Instant::now());
+        let mut report = SendReport::default();
+        let mut refs: Vec<&[u8]> = Vec::with_capacity(64);
+        for (range, at) in schedule.chunks() {
+            let wait = at.saturating_duration_since(Instant::now());
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
+            refs.clear();
+            refs.extend(range.map(|i| d.get(i)));
+            match self.inner.transport.send(&refs, frame.peer()) {
+                Ok(o) => {
+                    report.sent += o.sent;
+                    report.dropped += o.dropped;
+                }
+                Err(e) => {
+                    // A refused or unreachable peer is not fatal for a stream: count and go on.
+                    report.dropped += refs.len();
+                    lock(&self.inner.conn).record_send_error(e.to_string());
+                }
+            }
+        }
+        let mut c = lock(&self.inner.conn);
+        c.record_sent(report.sent, report.sent * d.datagram_len(), report.dropped);
+        c.record_payload_sent(frame.payload_bytes());
+        Ok(report)
+    }
+
+    /// Host: seal and send in one go. `Ok(None)` when no client is connected.
+    pub fn submit_frame(&self, data: &[u8], keyframe: bool) -> Result<Option<SendReport>> {
+        match self.seal_frame(data, keyframe)? {
+            Some(f) => self.send_sealed(&f).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Host: waits up to `timeout` for the next event (input, keyframe request, peer changes),
+    /// running the protocol's timers meanwhile.
+    pub fn poll_input(&self, timeout: Duration) -> Result<Option<Event>> {
+        self.require(Role::Host, "poll_input is for the host")?;
+        self.poll_event(timeout)
+    }
+
+    // ----- client -----
+
+    /// Client: waits up to `timeout` for the next event (frames, stream info, losses, EOS).
+    pub fn poll_frame(&self, timeout: Duration) -> Result<Option<Event>> {
+        self.require(Role::Client, "poll_frame is for the client")?;
+        self.poll_event(timeout)
+    }
+
+    /// Client: queues an input event for reliable, ordered delivery and sends it at once.
+    pub fn send_input(&self, ev: InputEvent) -> Result<()> {
+        self.with_conn(|c, now| c.send_input(now, ev))
+    }
+
+    /// Client: asks the host for a keyframe, at most once per `keyframe_request_interval`.
+    /// Returns whether a request went out.
+    pub fn request_keyframe(&self) -> Result<bool> {
+        self.with_conn(|c, now| c.request_keyframe(now))
+    }
+
+    // ----- both -----
+
+    /// Says bye to the peer (the host's bye ends the client's stream) and stops the session.
+    pub fn close(&self) -> Result<()> {
+        self.with_conn(|c, _| {
+            c.close();
+            Ok(())
+        })?;
+        self.wake();
+        Ok(())
+    }
+
+    /// Sends `out` one datagram at a time and records the outcome. Send errors are counted,
+    /// not returned: a refused peer is not fatal for a stream.
+    fn flush(&self, out: Vec<Transmit>) {
+        if out.is_empty() {
+            return;
+        }
+        let (mut sent, mut bytes, mut dropped) = (0, 0, 0);
+        let mut errors = Vec::new();
+        for t in &out {
+            match self.inner.transport.send(&[&t.contents], t.destination) {
+                Ok(o) => {
+                    sent += o.sent;
+                    bytes += o.sent * t.contents.len();
+                    dropped += o.dropped;
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        let mut c = lock(&self.inner.conn);
+        c.record_sent(sent, bytes, dropped);
+        for e in errors {
+            c.record_send_error(e);
+        }
+    }
+
+    fn poll_event(&self, timeout: Duration) -> Result<Option<Event>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(ev) = lock(&self.inner.conn).poll_event() {
+                return Ok(Some(ev));
+            }
+            // Drain what already waits in the socket before running timers (bounded).
+            for _ in 0..MAX_DRAIN_BATCHES {
+                if self.receive(Some(Duration::ZERO))? == 0 {
+                    break;
+                }
+            }
+            let now = Instant::now();
+            let (ev, next, closed, out) = {
+                let mut c = lock(&self.inner.conn);
+                c.handle_timeout(now);
+                let ev = c.poll_event();
+                (ev, c.poll_timeout(), c.is_closed(), drain_transmits(&mut c))
+            };
+            self.flush(out);
+            if ev.is_some() {
+                return Ok(ev);
+            }
+            if closed {
+                return Err(Error::Closed);
+            }
+            if now >= deadline {
+                return Ok(None);
+            }
+            let until = next.map_or(deadline, |n| n.min(deadline));
+            if self.receive(Some(until.saturating_duration_since(now)))? == 0
+                && Instant::now() < until
+            {
+                // A wake-up ends the poll so the caller can look around.
+                return Ok(None);
+            }
+        }
+    }
+
+    /// One receive call into the ring, processed. Returns the number of datagrams.
+    fn receive(&self, wait: Option<Duration>) -> Result<usize> {
+        let mut ring = lock(&self.inner.ring);
+        let n = self.inner.transport.recv(&mut ring, wait)?;
+        if n == 0 {
+            return Ok(0);
+        }
+        let now = Instant::now();
+        let out = {
+            let mut c = lock(&self.inner.conn);
+            for i in 0..ring.len() {
+                let (buf, from) = ring.get_mut(i);
+                c.handle_datagram(now, from, buf);
+            }
+            drain_transmits(&mut c)
+        };
+        drop(ring);
+        self.flush(out);
+        Ok(n)
+    }
+}
+
+fn drain_transmits(c: &mut Connection) -> Vec<Transmit> {
+    std::iter::from_fn(|| c.poll_transmit()).collect()
+}

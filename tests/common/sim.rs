@@ -1,0 +1,313 @@
+//! A simulated network for [`Connection`]s on virtual time.
+//!
+//! Each node is one connection at an address. What a node sends goes through its outbound link
+//! (a fixed delay, seeded iid loss, and an optional script that drops chosen datagrams) and is
+//! delivered to the node at the destination address, if one is up there. The clock jumps
+//! straight to the next delivery or the earliest `poll_timeout`, so thousands of virtual seconds
+//! run in milliseconds, and a run is the same every time (seeded loss, seeded ids).
+//!
+//! At each instant the simulator delivers every datagram due first, then runs the timers that
+//! are due (the driver's drain-before-timers order), then collects transmits and events.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use gstpunktfunk::protocol::fec::ReedSolomon8;
+use gstpunktfunk::protocol::packetizer::{Datagrams, Packetizer};
+use gstpunktfunk::session::{Config, Connection, Event};
+
+/// Steps after which a run is considered stuck (a timer that never moves on).
+const MAX_STEPS: u64 = 50_000_000;
+
+/// A script that decides to drop a datagram: `(sender index, bytes) -> drop?`.
+pub type DropScript = Box<dyn FnMut(usize, &[u8]) -> bool>;
+
+/// One direction of a node's path: everything it sends.
+pub struct LinkConfig {
+    pub delay: Duration,
+    /// Probability that a datagram is lost (seeded).
+    pub loss: f64,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig {
+            delay: Duration::from_millis(1),
+            loss: 0.0,
+        }
+    }
+}
+
+pub struct Node {
+    pub conn: Connection,
+    pub addr: SocketAddr,
+    /// Down: receives nothing, runs no timers (a crashed process).
+    pub up: bool,
+    pub link: LinkConfig,
+    /// Every event the connection produced, in order (tests take from it).
+    pub events: Vec<Event>,
+    packetizer: Packetizer,
+}
+
+struct InFlight {
+    at: Instant,
+    seq: u64,
+    from: SocketAddr,
+    to: SocketAddr,
+    bytes: Vec<u8>,
+}
+
+impl PartialEq for InFlight {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for InFlight {}
+impl PartialOrd for InFlight {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for InFlight {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+/// One datagram a node sent (before the link decided its fate).
+#[derive(Clone, Debug)]
+pub struct Sent {
+    pub from: usize,
+    pub to: SocketAddr,
+    pub bytes: Vec<u8>,
+}
+
+pub struct Sim {
+    pub now: Instant,
+    pub start: Instant,
+    pub nodes: Vec<Node>,
+    in_flight: BinaryHeap<Reverse<InFlight>>,
+    seq: u64,
+    rng: u64,
+    /// Every datagram sent by any node, in order.
+    pub sent: Vec<Sent>,
+    pub drop_script: Option<DropScript>,
+    pub steps: u64,
+}
+
+pub fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, 1], port))
+}
+
+impl Sim {
+    pub fn new(seed: u64) -> Sim {
+        let now = Instant::now();
+        Sim {
+            now,
+            start: now,
+            nodes: Vec::new(),
+            in_flight: BinaryHeap::new(),
+            seq: 0,
+            rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            sent: Vec::new(),
+            drop_script: None,
+            steps: 0,
+        }
+    }
+
+    /// Virtual time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    /// Adds a node at `addr` running a connection of `cfg` created now; returns its index.
+    pub fn add(&mut self, addr: SocketAddr, cfg: Config) -> usize {
+        let mtu = cfg.mtu;
+        let conn = Connection::new(cfg, self.now).expect("valid config");
+        self.nodes.push(Node {
+            conn,
+            addr,
+            up: true,
+            link: LinkConfig::default(),
+            events: Vec::new(),
+            packetizer: Packetizer::new(mtu, Box::new(ReedSolomon8::new())),
+        });
+        self.nodes.len() - 1
+    }
+
+    /// Replaces node `i`'s connection with a fresh one (a restart on the same address).
+    pub fn restart(&mut self, i: usize, cfg: Config) {
+        let n = &mut self.nodes[i];
+        n.packetizer = Packetizer::new(cfg.mtu, Box::new(ReedSolomon8::new()));
+        n.conn = Connection::new(cfg, self.now).expect("valid config");
+        n.events.clear();
+        n.up = true;
+    }
+
+    fn random(&mut self) -> f64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Puts a datagram from node `from` on its link, leaving at `depart`.
+    fn launch(&mut self, from: usize, to: SocketAddr, bytes: Vec<u8>, depart: Instant) {
+        self.sent.push(Sent {
+            from,
+            to,
+            bytes: bytes.clone(),
+        });
+        let loss = self.nodes[from].link.loss;
+        if loss > 0.0 && self.random() < loss {
+            return;
+        }
+        if let Some(script) = self.drop_script.as_mut()
+            && script(from, &bytes)
+        {
+            return;
+        }
+        let at = depart + self.nodes[from].link.delay;
+        self.inject_at(at, self.nodes[from].addr, to, bytes);
+    }
+
+    /// Delivers `bytes` as if sent from `from` to `to`, arriving at `at` (replays, forgeries).
+    pub fn inject_at(&mut self, at: Instant, from: SocketAddr, to: SocketAddr, bytes: Vec<u8>) {
+        self.seq += 1;
+        self.in_flight.push(Reverse(InFlight {
+            at,
+            seq: self.seq,
+            from,
+            to,
+            bytes,
+        }));
+    }
+
+    /// Collects every node's transmits onto the links, and its events.
+    fn collect(&mut self) {
+        for i in 0..self.nodes.len() {
+            while let Some(t) = self.nodes[i].conn.poll_transmit() {
+                let len = t.contents.len();
+                self.nodes[i].conn.record_sent(1, len, 0);
+                let now = self.now;
+                self.launch(i, t.destination, t.contents, now);
+            }
+            while let Some(ev) = self.nodes[i].conn.poll_event() {
+                self.nodes[i].events.push(ev);
+            }
+        }
+    }
+
+    fn next_time(&self) -> Option<Instant> {
+        let mut next = self.in_flight.peek().map(|Reverse(f)| f.at);
+        for n in self.nodes.iter().filter(|n| n.up) {
+            if let Some(t) = n.conn.poll_timeout() {
+                next = Some(next.map_or(t, |x| x.min(t)));
+            }
+        }
+        next
+    }
+
+    /// Advances to the next instant with work, but not beyond `limit`. Returns false when
+    /// nothing is scheduled before `limit` (the clock is then at `limit`).
+    fn step(&mut self, limit: Instant) -> bool {
+        self.steps += 1;
+        assert!(
+            self.steps < MAX_STEPS,
+            "simulation stuck at {:?}",
+            self.elapsed()
+        );
+        self.collect();
+        let Some(t) = self.next_time().filter(|t| *t <= limit) else {
+            self.now = self.now.max(limit);
+            return false;
+        };
+        self.now = self.now.max(t);
+        while self
+            .in_flight
+            .peek()
+            .is_some_and(|Reverse(f)| f.at <= self.now)
+        {
+            let Reverse(mut f) = self.in_flight.pop().expect("peeked");
+            let now = self.now;
+            if let Some(n) = self.nodes.iter_mut().find(|n| n.up && n.addr == f.to) {
+                n.conn.handle_datagram(now, f.from, &mut f.bytes);
+            }
+        }
+        let now = self.now;
+        for n in self.nodes.iter_mut().filter(|n| n.up) {
+            if n.conn.poll_timeout().is_some_and(|t| t <= now) {
+                n.conn.handle_timeout(now);
+            }
+        }
+        self.collect();
+        true
+    }
+
+    /// Runs for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.step(end) {}
+    }
+
+    /// Runs until `pred` holds (checked after every step) or `limit` of virtual time passes;
+    /// returns whether `pred` held.
+    pub fn run_until(&mut self, limit: Duration, mut pred: impl FnMut(&mut Sim) -> bool) -> bool {
+        let end = self.now + limit;
+        loop {
+            self.collect();
+            if pred(self) {
+                return true;
+            }
+            if !self.step(end) {
+                return pred(self);
+            }
+        }
+    }
+
+    /// Host node `i`: reserves, packetizes and seals a frame now, and puts its datagrams on
+    /// the link at their paced release times. Returns the datagram count, `None` without a
+    /// peer.
+    pub fn send_frame(&mut self, i: usize, data: &[u8], keyframe: bool) -> Option<usize> {
+        let now = self.now;
+        let n = &mut self.nodes[i];
+        let ticket = n
+            .conn
+            .begin_frame(now, &n.packetizer, data.len(), keyframe)
+            .expect("frame accepted")?;
+        let mut buf = Datagrams::new();
+        ticket
+            .packetize(&mut n.packetizer, data, &mut buf)
+            .expect("packetize");
+        let frame = ticket.seal(buf);
+        let d = frame.datagrams();
+        let schedule = n.conn.pacing_schedule(d.wire_bytes(), d.len(), now);
+        n.conn.record_sent(d.len(), d.wire_bytes(), 0);
+        n.conn.record_payload_sent(data.len());
+        let to = frame.peer();
+        let count = d.len();
+        let out: Vec<(Instant, Vec<u8>)> = (0..count)
+            .map(|k| (schedule.release_of(k), d.get(k).to_vec()))
+            .collect();
+        for (at, bytes) in out {
+            self.launch(i, to, bytes, at.max(now));
+        }
+        Some(count)
+    }
+
+    /// Takes the events node `i` produced so far.
+    pub fn take_events(&mut self, i: usize) -> Vec<Event> {
+        std::mem::take(&mut self.nodes[i].events)
+    }
+
+    pub fn conn(&mut self, i: usize) -> &mut Connection {
+        &mut self.nodes[i].conn
+    }
+
+    /// Whether node `i`'s events so far contain one that `pred` accepts.
+    pub fn saw(&self, i: usize, pred: impl Fn(&Event) -> bool) -> bool {
+        self.nodes[i].events.iter().any(pred)
+    }
+}
