@@ -279,7 +279,7 @@ impl Relay {
 /// Receives on one socket and pushes what it may forward into the emulator.
 fn receive_loop(sh: &Shared, socket: usize) {
     let pair = socket / 2;
-    let is_front = socket % 2 == 0;
+    let is_front = socket.is_multiple_of(2);
     let rx = &sh.sockets[socket];
     let mut batch = RecvBatch::new(64, 65_536);
     while !sh.stop.load(Ordering::Relaxed) {
@@ -513,10 +513,10 @@ mod tests {
         assert_eq!(relay.addrs().len(), 2);
         // Each client says hello until one gets through the 50 % up loss.
         let mut backs = Vec::new();
-        for i in 0..2 {
+        for (i, client) in clients.iter().enumerate() {
             let mut got = Vec::new();
             while got.is_empty() {
-                clients[i].send(&[b"hi"], relay.addrs()[i]).expect("send");
+                client.send(&[b"hi"], relay.addrs()[i]).expect("send");
                 let mut batch = RecvBatch::new(8, 64);
                 let n = servers[i]
                     .recv(&mut batch, Some(Duration::from_millis(200)))
@@ -553,7 +553,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(2));
         }
         let mut total_dropped = 0;
-        for i in 0..2 {
+        for (i, client) in clients.iter().enumerate() {
             let s = relay.flow_stats(i).expect("pair");
             assert!(s.down.queue_dropped > 0, "pair {i}: {s:?}");
             // The hellos went through the up direction's 50 % loss: the first that arrived ended
@@ -561,7 +561,7 @@ mod tests {
             assert!(s.up.delivered >= 1);
             assert_eq!(s.up.lost + s.up.delivered, s.up.offered);
             total_dropped += s.down.queue_dropped;
-            let got = receive_until(&clients[i], |g| g.len() as u64 == s.down.delivered);
+            let got = receive_until(client, |g| g.len() as u64 == s.down.delivered);
             // Only this pair's datagrams, in order, byte-exact.
             let mut last = None;
             for (d, from) in &got {

@@ -456,6 +456,9 @@ impl<P: Clone> Netem<P> {
     pub fn poll(&mut self, now: Instant) -> Option<Delivery<P>> {
         let now = now.max(self.last_now);
         self.last_now = now;
+        for l in &mut self.links {
+            l.drain(now);
+        }
         self.expire_holds(now);
         if self.ready.peek().is_none_or(|Reverse(e)| e.at > now) {
             return None;

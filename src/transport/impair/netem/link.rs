@@ -140,7 +140,7 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
         .parse()
         .map_err(|_| format!("bad rate `{t}` (bits/s, e.g. `12M`, `800k`, `1.5G`)"))?;
     let bps = v * mult;
-    if !bps.is_finite() || bps < 0.0 || bps > 1e13 {
+    if !bps.is_finite() || !(0.0..=1e13).contains(&bps) {
         return Err(format!("rate `{t}` out of range (0 to 10T bits/s)"));
     }
     Ok(bps.round() as u64)
@@ -166,7 +166,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("bad time `{t}` (e.g. `10s`, `500ms`, `0`)"))?;
     let secs = v * scale;
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(format!("time `{t}` out of range"));
     }
     Ok(Duration::from_secs_f64(secs))
@@ -216,7 +216,7 @@ pub struct LinkStats {
     pub forwarded_wire_bytes: u64,
     /// Packets dropped because the queue was full.
     pub dropped: u64,
-    /// Wire bytes queued after the last arrival.
+    /// Wire bytes queued (not yet fully left) as of the emulator's last push or poll.
     pub queued_bytes: usize,
     /// Most wire bytes ever queued.
     pub max_queued_bytes: usize,
@@ -252,7 +252,7 @@ impl Link {
     }
 
     /// Forgets the packets that have left by `now`.
-    fn drain(&mut self, now: Instant) {
+    pub(crate) fn drain(&mut self, now: Instant) {
         while let Some(&(dep, bytes)) = self.queue.front() {
             if dep > now {
                 break;
