@@ -336,6 +336,7 @@ fn send_loop(sh: &Shared) {
         }
         let now = Instant::now();
         while let Some(d) = core.net.poll(now) {
+            // Flows were added down, up per pair: flow 2i and 2i + 1 belong to pair i.
             due.push((d.flow.index() / 2, d.payload));
         }
         if !due.is_empty() {
