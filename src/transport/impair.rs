@@ -1,32 +1,40 @@
 //! A seeded network-impairment wrapper around any [`Transport`], for tests and benchmarks.
 //!
-//! This module owns [`Impaired`], [`ImpairConfig`], [`LossModel`] and [`ImpairStats`]. The
-//! impairments act on the *send* path of the wrapped transport: each datagram handed to
-//! [`Transport::send`] may be lost (independently or in Gilbert-Elliott bursts), duplicated,
-//! held back so that later datagrams overtake it (reordering), and delayed by a fixed amount.
-//! All random decisions come from a small self-contained PRNG (xoshiro256** seeded through
-//! splitmix64), so a given seed and send sequence always produce the same loss, duplication and
-//! reordering decisions.
+//! This module owns [`Impaired`], [`ImpairConfig`] and [`ImpairStats`], and, in [`netem`], the
+//! sans-IO network emulator they are built on (loss models, delay, jitter, reordering,
+//! duplication, a rate-limited drop-tail bottleneck with a rate schedule, trace-driven loss).
+//! The UDP relay ([`crate::relay`]) uses the same emulator. It must never be needed by the
+//! shipped streaming path: it is a test tool.
 //!
-//! A held-back datagram goes out after `reorder_depth` later datagrams have gone out, or at the
-//! latest [`MAX_HOLD`] after it was held, whichever comes first. The time-based releases and the
-//! fixed delay are carried out by one small timer thread per wrapper (started only when the
-//! configuration reorders or delays); it sleeps on a condition variable until the next deadline
-//! and exits when the wrapper is dropped (datagrams still held or delayed then are discarded).
-//! Receiving, waking, the local address and the transport info pass straight through.
+//! The impairments act on the *send* path of the wrapped transport: each datagram handed to
+//! [`Transport::send`] enters the emulator (one flow, through its own bottleneck when
+//! [`ImpairConfig::bottleneck`] is set) and goes to the inner transport when the emulator
+//! releases it. There is no timer thread: datagrams that are due go out whenever the wrapper is
+//! used — on every `send`, on every `recv` (a blocking `recv` waits no longer than the next due
+//! delivery, sends it, and goes on waiting), and on [`Impaired::drive`]. A session always has a
+//! thread in `recv`, so delayed datagrams leave on time; a test that only sends calls `drive`.
+//! Datagrams still inside the emulator when the wrapper is dropped are discarded.
+//!
+//! Receiving, the local address and the transport info pass straight through.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::{RecvBatch, SendOutcome, Transport, TransportInfo};
 
-/// The longest a reordered datagram is held back before it is released anyway.
-pub const MAX_HOLD: Duration = Duration::from_millis(5);
+pub mod netem;
+
+pub use netem::{
+    BottleneckConfig, DEFAULT_MAX_HOLD, LinkStats, LossModel, LossTrace, PathConfig, QueueLimit,
+    RateSchedule, TraceError,
+};
+use netem::{FlowId, LinkId, Netem};
+
+/// The longest a reordered datagram is held back by default ([`ImpairConfig::reorder_max_hold`]).
+pub const MAX_HOLD: Duration = DEFAULT_MAX_HOLD;
 
 /// Datagrams handed to the inner transport per call at most.
 const CHUNK: usize = 64;
@@ -34,80 +42,8 @@ const CHUNK: usize = 64;
 /// Most spare buffers kept for reuse.
 const MAX_FREE_BUFFERS: usize = 4096;
 
-/// How datagrams are lost.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub enum LossModel {
-    /// Nothing is lost.
-    #[default]
-    None,
-    /// Each datagram is lost independently with this probability.
-    Iid(f64),
-    /// A two-state Markov chain: in the good state a datagram is lost with `loss_good`, in the bad
-    /// state with `loss_bad`; after each datagram the state flips with the given probability.
-    GilbertElliott {
-        p_good_to_bad: f64,
-        p_bad_to_good: f64,
-        loss_good: f64,
-        loss_bad: f64,
-    },
-}
-
-impl LossModel {
-    /// A burst model with average loss `loss_rate` (0..1) in bursts of `mean_burst_len`
-    /// consecutive datagrams on average (≥ 1): every datagram in the bad state is lost, none in
-    /// the good state, `p_bad_to_good = 1 / mean_burst_len` and `p_good_to_bad` is chosen so that
-    /// the stationary loss equals `loss_rate`. Inputs out of range are clamped (a loss rate too
-    /// high for the burst length saturates `p_good_to_bad` at 1); NaN counts as 0 loss / burst 1.
-    pub fn bursts(loss_rate: f64, mean_burst_len: f64) -> Self {
-        let loss = if loss_rate.is_nan() {
-            0.0
-        } else {
-            loss_rate.clamp(0.0, 1.0)
-        };
-        let burst = if mean_burst_len.is_nan() {
-            1.0
-        } else {
-            mean_burst_len.max(1.0)
-        };
-        let (p_good_to_bad, p_bad_to_good) = if loss >= 1.0 {
-            (1.0, 0.0)
-        } else {
-            let p_bg = 1.0 / burst;
-            ((loss * p_bg / (1.0 - loss)).min(1.0), p_bg)
-        };
-        LossModel::GilbertElliott {
-            p_good_to_bad,
-            p_bad_to_good,
-            loss_good: 0.0,
-            loss_bad: 1.0,
-        }
-    }
-
-    /// The long-run fraction of datagrams this model loses.
-    pub fn mean_loss(&self) -> f64 {
-        match *self {
-            LossModel::None => 0.0,
-            LossModel::Iid(p) => clamp_prob(p),
-            LossModel::GilbertElliott {
-                p_good_to_bad,
-                p_bad_to_good,
-                loss_good,
-                loss_bad,
-            } => {
-                let (gb, bg) = (clamp_prob(p_good_to_bad), clamp_prob(p_bad_to_good));
-                let bad = if gb + bg > 0.0 { gb / (gb + bg) } else { 0.0 };
-                bad * clamp_prob(loss_bad) + (1.0 - bad) * clamp_prob(loss_good)
-            }
-        }
-    }
-}
-
-fn clamp_prob(p: f64) -> f64 {
-    if p.is_nan() { 0.0 } else { p.clamp(0.0, 1.0) }
-}
-
 /// What to do to the datagrams sent through an [`Impaired`] transport.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ImpairConfig {
     /// Seed of the random decisions.
     pub seed: u64,
@@ -116,23 +52,48 @@ pub struct ImpairConfig {
     /// Probability that a datagram is held back (and so overtaken by later ones).
     pub reorder: f64,
     /// A held-back datagram is released after this many later datagrams went out (or after
-    /// [`MAX_HOLD`]).
+    /// `reorder_max_hold`).
     pub reorder_depth: usize,
+    /// The longest a held-back datagram waits ([`MAX_HOLD`] by default).
+    pub reorder_max_hold: Duration,
     /// Probability that a datagram is sent twice.
     pub duplicate: f64,
     /// Fixed extra one-way delay of every datagram.
     pub delay: Duration,
+    /// Each datagram's delay varies uniformly within `delay ± jitter` (order is kept).
+    pub jitter: Duration,
+    /// A rate-limited drop-tail bottleneck in front of the delay (none by default).
+    pub bottleneck: Option<BottleneckConfig>,
 }
 
 impl Default for ImpairConfig {
     fn default() -> Self {
+        let path = PathConfig::default();
         ImpairConfig {
             seed: 0,
-            loss: LossModel::None,
-            reorder: 0.0,
-            reorder_depth: 3,
-            duplicate: 0.0,
-            delay: Duration::ZERO,
+            loss: path.loss,
+            reorder: path.reorder,
+            reorder_depth: path.reorder_depth,
+            reorder_max_hold: path.reorder_max_hold,
+            duplicate: path.duplicate,
+            delay: path.delay,
+            jitter: path.jitter,
+            bottleneck: None,
+        }
+    }
+}
+
+impl ImpairConfig {
+    /// The per-flow part of this configuration, as the emulator takes it.
+    pub fn path(&self) -> PathConfig {
+        PathConfig {
+            loss: self.loss.clone(),
+            delay: self.delay,
+            jitter: self.jitter,
+            reorder: self.reorder,
+            reorder_depth: self.reorder_depth,
+            reorder_max_hold: self.reorder_max_hold,
+            duplicate: self.duplicate,
         }
     }
 }
@@ -144,473 +105,230 @@ pub struct ImpairStats {
     pub sent: u64,
     /// Datagrams lost by the loss model.
     pub dropped: u64,
-    /// Extra copies sent.
+    /// Extra copies made.
     pub duplicated: u64,
     /// Datagrams (copies included) held back for reordering.
     pub reordered: u64,
+    /// Datagrams (copies included) dropped by the bottleneck's full queue.
+    pub queue_dropped: u64,
+    /// Datagrams dropped because the emulator held its maximum already.
+    pub overflow: u64,
+    /// Datagrams (copies included) that left the emulator towards the inner transport.
+    pub delivered: u64,
 }
 
-/// xoshiro256** seeded through splitmix64.
-#[derive(Debug, Clone)]
-struct Rng {
-    s: [u64; 4],
-}
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        let mut x = seed;
-        let mut next = || {
-            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = x;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
-        Rng {
-            s: [next(), next(), next(), next()],
-        }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = self.s[1] << 17;
-        self.s[2] ^= self.s[0];
-        self.s[3] ^= self.s[1];
-        self.s[1] ^= self.s[2];
-        self.s[0] ^= self.s[3];
-        self.s[2] ^= t;
-        self.s[3] = self.s[3].rotate_left(45);
-        result
-    }
-
-    /// Uniform in [0, 1).
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// True with probability `p`; draws nothing when `p` is 0 (or NaN) or ≥ 1.
-    fn chance(&mut self, p: f64) -> bool {
-        if p.is_nan() || p <= 0.0 {
-            false
-        } else if p >= 1.0 {
-            true
-        } else {
-            self.next_f64() < p
+impl From<netem::FlowStats> for ImpairStats {
+    fn from(s: netem::FlowStats) -> Self {
+        ImpairStats {
+            sent: s.offered,
+            dropped: s.lost,
+            duplicated: s.duplicated,
+            reordered: s.reordered,
+            queue_dropped: s.queue_dropped,
+            overflow: s.overflow,
+            delivered: s.delivered,
         }
     }
 }
 
-struct Held {
+/// A datagram inside the emulator.
+#[derive(Clone)]
+struct Out {
     buf: Vec<u8>,
     to: SocketAddr,
-    /// Released once `State::emitted` reaches this.
-    release_at: u64,
-    deadline: Instant,
-}
-
-struct Delayed {
-    buf: Vec<u8>,
-    to: SocketAddr,
-    due: Instant,
 }
 
 struct State {
-    rng: Rng,
-    /// Gilbert-Elliott: in the bad state.
-    bad: bool,
-    /// Datagrams that have gone out (or into the delay line) so far.
-    emitted: u64,
-    held: VecDeque<Held>,
-    delayed: VecDeque<Delayed>,
+    net: Netem<Out>,
+    flow: FlowId,
+    link: Option<LinkId>,
+    /// Until when a `recv` is blocked in the inner transport (to wake it for an earlier due
+    /// delivery); `None` when no `recv` is blocked.
+    recv_until: Option<Instant>,
+    /// Deliveries taken from the emulator, about to be sent.
+    due: Vec<Out>,
     free: Vec<Vec<u8>>,
-    /// When the timer thread will next look; `None` = it waits for a notification.
-    thread_wake: Option<Instant>,
-    shutdown: bool,
 }
 
-impl State {
-    fn take_buf(&mut self, d: &[u8]) -> Vec<u8> {
-        let mut buf = self.free.pop().unwrap_or_default();
-        buf.clear();
-        buf.extend_from_slice(d);
-        buf
-    }
-
-    fn recycle(&mut self, buf: Vec<u8>) {
-        if self.free.len() < MAX_FREE_BUFFERS {
-            self.free.push(buf);
-        }
-    }
-
-    fn lose(&mut self, model: &LossModel) -> bool {
-        match *model {
-            LossModel::None => false,
-            LossModel::Iid(p) => self.rng.chance(p),
-            LossModel::GilbertElliott {
-                p_good_to_bad,
-                p_bad_to_good,
-                loss_good,
-                loss_bad,
-            } => {
-                let lost = if self.bad {
-                    self.rng.chance(loss_bad)
-                } else {
-                    self.rng.chance(loss_good)
-                };
-                if self.bad {
-                    if self.rng.chance(p_bad_to_good) {
-                        self.bad = false;
-                    }
-                } else if self.rng.chance(p_good_to_bad) {
-                    self.bad = true;
-                }
-                lost
-            }
-        }
-    }
-}
-
-#[derive(Default)]
-struct Counters {
-    sent: AtomicU64,
-    dropped: AtomicU64,
-    duplicated: AtomicU64,
-    reordered: AtomicU64,
-}
-
-struct Shared<T> {
+/// A transport whose sends are impaired. See the module docs.
+pub struct Impaired<T: Transport> {
     inner: T,
     config: ImpairConfig,
     state: Mutex<State>,
-    cv: Condvar,
-    counters: Counters,
+    /// [`Transport::wake`] was called (as opposed to an internal wake-up for a due delivery).
+    woken: AtomicBool,
 }
 
-/// The caller's datagrams waiting to go to the inner transport in one call.
-struct Pending<'a> {
-    batch: [&'a [u8]; CHUNK],
-    n: usize,
-    to: SocketAddr,
-    /// Datagrams the inner transport reported dropped during this call.
-    inner_dropped: usize,
-}
+impl<T: Transport> Impaired<T> {
+    /// Wraps `inner`. (Returns a `Result` for compatibility; it no longer fails: there is no
+    /// timer thread to start.)
+    pub fn new(inner: T, config: ImpairConfig) -> io::Result<Self> {
+        let mut net = Netem::new(Instant::now());
+        let link = config.bottleneck.clone().map(|b| net.add_link(b));
+        let flow = net.add_flow(config.path(), config.seed, link);
+        Ok(Impaired {
+            inner,
+            config,
+            state: Mutex::new(State {
+                net,
+                flow,
+                link,
+                recv_until: None,
+                due: Vec::new(),
+                free: Vec::new(),
+            }),
+            woken: AtomicBool::new(false),
+        })
+    }
 
-impl<T: Transport> Shared<T> {
+    /// The wrapped transport.
+    pub fn inner(&self) -> &T {
+        &self.inner
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ImpairConfig {
+        &self.config
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Tells the timer thread about a new deadline if it would otherwise sleep past it.
-    fn schedule(&self, st: &mut State, deadline: Instant) {
-        if st.thread_wake.is_none_or(|w| deadline < w) {
-            st.thread_wake = Some(deadline);
-            self.cv.notify_one();
-        }
+    /// Counters so far.
+    pub fn stats(&self) -> ImpairStats {
+        let st = self.lock();
+        st.net.flow_stats(st.flow).into()
     }
 
-    fn flush(&self, p: &mut Pending<'_>) -> io::Result<()> {
-        if p.n > 0 {
-            let out = self.inner.send(&p.batch[..p.n], p.to)?;
-            p.inner_dropped += out.dropped;
-            p.n = 0;
-        }
-        Ok(())
+    /// The bottleneck's counters, if there is one.
+    pub fn link_stats(&self) -> Option<LinkStats> {
+        let st = self.lock();
+        st.link.map(|l| st.net.link_stats(l))
     }
 
-    /// One of the caller's datagrams goes out (or into the delay line).
-    fn emit_borrowed<'a>(
-        &self,
-        st: &mut State,
-        p: &mut Pending<'a>,
-        d: &'a [u8],
-        now: Instant,
-    ) -> io::Result<()> {
-        if self.config.delay.is_zero() {
-            if p.n == CHUNK {
-                self.flush(p)?;
+    /// Sends what is due now; returns when the next datagram is due (`None`: nothing waits).
+    /// Only needed when nobody calls `send` or `recv` on the wrapper for a while.
+    pub fn drive(&self) -> io::Result<Option<Instant>> {
+        let mut st = self.lock();
+        self.flush_due(&mut st, Instant::now())?;
+        Ok(st.net.poll_timeout())
+    }
+
+    /// Hands every delivery due at `now` to the inner transport, in order, in batches to the
+    /// same address. Returns the datagrams the inner transport reported dropped.
+    fn flush_due(&self, st: &mut State, now: Instant) -> io::Result<usize> {
+        let mut due = std::mem::take(&mut st.due);
+        while let Some(d) = st.net.poll(now) {
+            due.push(d.payload);
+        }
+        let mut dropped = 0;
+        let mut result = Ok(());
+        let mut i = 0;
+        while i < due.len() && result.is_ok() {
+            let to = due[i].to;
+            let mut refs: [&[u8]; CHUNK] = [&[][..]; CHUNK];
+            let mut n = 0;
+            while i + n < due.len() && n < CHUNK && due[i + n].to == to {
+                refs[n] = &due[i + n].buf;
+                n += 1;
             }
-            p.batch[p.n] = d;
-            p.n += 1;
-        } else {
-            let buf = st.take_buf(d);
-            self.delay_line(st, buf, p.to, now);
+            match self.inner.send(&refs[..n], to) {
+                Ok(o) => dropped += o.dropped,
+                Err(e) => result = Err(e),
+            }
+            i += n;
         }
-        st.emitted += 1;
-        self.release_by_count(st, Some(p), now)
-    }
-
-    fn delay_line(&self, st: &mut State, buf: Vec<u8>, to: SocketAddr, now: Instant) {
-        // An absurd delay that overflows `Instant` is clamped to about a year.
-        let due = now
-            .checked_add(self.config.delay)
-            .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
-            .unwrap_or(now);
-        st.delayed.push_back(Delayed { buf, to, due });
-        self.schedule(st, due);
-    }
-
-    /// A copied datagram (a released held-back one) goes out (or into the delay line), after
-    /// whatever the caller queued before it.
-    fn emit_owned(
-        &self,
-        st: &mut State,
-        pending: Option<&mut Pending<'_>>,
-        buf: Vec<u8>,
-        to: SocketAddr,
-        now: Instant,
-    ) -> io::Result<()> {
-        st.emitted += 1;
-        if self.config.delay.is_zero() {
-            let res = match pending {
-                Some(p) => self.flush(p).and_then(|()| {
-                    let out = self.inner.send(&[&buf], to)?;
-                    p.inner_dropped += out.dropped;
-                    Ok(())
-                }),
-                None => self.inner.send(&[&buf], to).map(|_| ()),
-            };
-            st.recycle(buf);
-            res
-        } else {
-            self.delay_line(st, buf, to, now);
-            Ok(())
-        }
-    }
-
-    /// Releases the held-back datagrams whose count of later datagrams is reached.
-    fn release_by_count(
-        &self,
-        st: &mut State,
-        mut pending: Option<&mut Pending<'_>>,
-        now: Instant,
-    ) -> io::Result<()> {
-        while st.held.front().is_some_and(|h| h.release_at <= st.emitted) {
-            if let Some(h) = st.held.pop_front() {
-                self.emit_owned(st, pending.as_deref_mut(), h.buf, h.to, now)?;
+        for d in due.drain(..) {
+            if st.free.len() < MAX_FREE_BUFFERS {
+                st.free.push(d.buf);
             }
         }
-        Ok(())
+        st.due = due;
+        result.map(|()| dropped)
     }
+}
 
+impl<T: Transport> Transport for Impaired<T> {
+    /// Puts the datagrams into the emulator and hands what is due to the inner transport. The
+    /// outcome's `dropped` counts only datagrams the inner transport reported dropped during
+    /// this call (the emulator's losses look sent to the caller, as on a real network; see
+    /// [`Impaired::stats`]).
     fn send(&self, datagrams: &[&[u8]], to: SocketAddr) -> io::Result<SendOutcome> {
-        let cfg = &self.config;
         let mut st = self.lock();
         let now = Instant::now();
-        let mut p = Pending {
-            batch: [&[][..]; CHUNK],
-            n: 0,
-            to,
-            inner_dropped: 0,
-        };
-        let (mut lost, mut dups, mut held) = (0u64, 0u64, 0u64);
-        let mut result = Ok(());
-        'outer: for &d in datagrams {
-            if st.lose(&cfg.loss) {
-                lost += 1;
-                continue;
-            }
-            let copies = if st.rng.chance(cfg.duplicate) {
-                dups += 1;
-                2
-            } else {
-                1
-            };
-            for _ in 0..copies {
-                if st.rng.chance(cfg.reorder) {
-                    held += 1;
-                    let buf = st.take_buf(d);
-                    let deadline = now + MAX_HOLD;
-                    let release_at = st.emitted.saturating_add(cfg.reorder_depth as u64);
-                    st.held.push_back(Held {
-                        buf,
-                        to,
-                        release_at,
-                        deadline,
-                    });
-                    self.schedule(&mut st, deadline);
-                } else if let Err(e) = self.emit_borrowed(&mut st, &mut p, d, now) {
-                    result = Err(e);
-                    break 'outer;
-                }
-            }
+        for &d in datagrams {
+            let mut buf = st.free.pop().unwrap_or_default();
+            buf.clear();
+            buf.extend_from_slice(d);
+            let flow = st.flow;
+            st.net.push(now, flow, d.len(), Out { buf, to });
         }
-        if result.is_ok() {
-            result = self.flush(&mut p);
+        let dropped = self.flush_due(&mut st, now)?.min(datagrams.len());
+        // A `recv` blocked past the next due delivery must come back to send it.
+        if let (Some(until), Some(next)) = (st.recv_until, st.net.poll_timeout())
+            && next < until
+        {
+            st.recv_until = Some(next);
+            self.inner.wake();
         }
-        drop(st);
-        let c = &self.counters;
-        c.sent.fetch_add(datagrams.len() as u64, Ordering::Relaxed);
-        c.dropped.fetch_add(lost, Ordering::Relaxed);
-        c.duplicated.fetch_add(dups, Ordering::Relaxed);
-        c.reordered.fetch_add(held, Ordering::Relaxed);
-        result?;
-        let dropped = p.inner_dropped.min(datagrams.len());
         Ok(SendOutcome {
             sent: datagrams.len() - dropped,
             dropped,
         })
     }
 
-    /// The timer thread: releases held-back datagrams at their deadline and sends delayed ones
-    /// when due; sleeps until the next deadline or a notification.
-    fn run(&self) {
-        let mut due: Vec<Delayed> = Vec::new();
-        let mut st = self.lock();
-        loop {
-            if st.shutdown {
-                return;
-            }
-            let now = Instant::now();
-            while st.held.front().is_some_and(|h| h.deadline <= now) {
-                if let Some(h) = st.held.pop_front() {
-                    // Errors here have nobody to go to; the datagram is simply lost.
-                    let _ = self.emit_owned(&mut st, None, h.buf, h.to, now);
-                    let _ = self.release_by_count(&mut st, None, now);
-                }
-            }
-            while st.delayed.front().is_some_and(|d| d.due <= now) {
-                if let Some(d) = st.delayed.pop_front() {
-                    due.push(d);
-                }
-            }
-            let mut i = 0;
-            while i < due.len() {
-                let to = due[i].to;
-                let mut refs: [&[u8]; CHUNK] = [&[][..]; CHUNK];
-                let mut n = 0;
-                while i + n < due.len() && n < CHUNK && due[i + n].to == to {
-                    refs[n] = &due[i + n].buf;
-                    n += 1;
-                }
-                let _ = self.inner.send(&refs[..n], to);
-                i += n;
-            }
-            for d in due.drain(..) {
-                st.recycle(d.buf);
-            }
-
-            let next = match (st.held.front(), st.delayed.front()) {
-                (Some(h), Some(d)) => Some(h.deadline.min(d.due)),
-                (Some(h), None) => Some(h.deadline),
-                (None, Some(d)) => Some(d.due),
-                (None, None) => None,
-            };
-            st.thread_wake = next;
-            match next {
-                None => st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner()),
-                Some(t) => {
-                    let now = Instant::now();
-                    if t > now {
-                        st = self
-                            .cv
-                            .wait_timeout(st, t - now)
-                            .unwrap_or_else(|e| e.into_inner())
-                            .0;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// A transport whose sends are impaired. See the module docs.
-pub struct Impaired<T: Transport> {
-    shared: Arc<Shared<T>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl<T: Transport + 'static> Impaired<T> {
-    /// Wraps `inner`. Starts the timer thread when `config` reorders or delays; fails only if
-    /// that thread cannot be started.
-    pub fn new(inner: T, config: ImpairConfig) -> io::Result<Self> {
-        let shared = Arc::new(Shared {
-            inner,
-            config,
-            state: Mutex::new(State {
-                rng: Rng::new(config.seed),
-                bad: false,
-                emitted: 0,
-                held: VecDeque::new(),
-                delayed: VecDeque::new(),
-                free: Vec::new(),
-                thread_wake: None,
-                shutdown: false,
-            }),
-            cv: Condvar::new(),
-            counters: Counters::default(),
-        });
-        let needs_thread = clamp_prob(config.reorder) > 0.0 || !config.delay.is_zero();
-        let thread = if needs_thread {
-            let sh = shared.clone();
-            Some(
-                std::thread::Builder::new()
-                    .name("punktfunk-impair".into())
-                    .spawn(move || sh.run())?,
-            )
-        } else {
-            None
-        };
-        Ok(Impaired { shared, thread })
-    }
-}
-
-impl<T: Transport> Impaired<T> {
-    /// The wrapped transport.
-    pub fn inner(&self) -> &T {
-        &self.shared.inner
-    }
-
-    /// The configuration in force.
-    pub fn config(&self) -> &ImpairConfig {
-        &self.shared.config
-    }
-
-    /// Counters so far.
-    pub fn stats(&self) -> ImpairStats {
-        let c = &self.shared.counters;
-        ImpairStats {
-            sent: c.sent.load(Ordering::Relaxed),
-            dropped: c.dropped.load(Ordering::Relaxed),
-            duplicated: c.duplicated.load(Ordering::Relaxed),
-            reordered: c.reordered.load(Ordering::Relaxed),
-        }
-    }
-}
-
-impl<T: Transport> Drop for Impaired<T> {
-    fn drop(&mut self) {
-        if let Some(h) = self.thread.take() {
-            self.shared.lock().shutdown = true;
-            self.shared.cv.notify_all();
-            let _ = h.join();
-        }
-    }
-}
-
-impl<T: Transport> Transport for Impaired<T> {
-    /// Applies the impairments and hands what survives to the inner transport. The outcome's
-    /// `dropped` counts only datagrams the inner transport reported dropped (the loss model's
-    /// losses look sent to the caller, as on a real network; see [`Impaired::stats`]).
-    fn send(&self, datagrams: &[&[u8]], to: SocketAddr) -> io::Result<SendOutcome> {
-        self.shared.send(datagrams, to)
-    }
-
+    /// Receives from the inner transport; while waiting, sends the impaired datagrams as they
+    /// fall due.
     fn recv(&self, batch: &mut RecvBatch, timeout: Option<Duration>) -> io::Result<usize> {
-        self.shared.inner.recv(batch, timeout)
+        let start = Instant::now();
+        let deadline = timeout.map(|t| start.checked_add(t).unwrap_or(start + t.min(YEAR)));
+        loop {
+            let now = Instant::now();
+            let until = {
+                let mut st = self.lock();
+                self.flush_due(&mut st, now)?;
+                let until = match (deadline, st.net.poll_timeout()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                st.recv_until = Some(until.unwrap_or(now + YEAR));
+                until
+            };
+            let wait = until.map(|u| u.saturating_duration_since(now));
+            let n = self.inner.recv(batch, wait);
+            self.lock().recv_until = None;
+            let n = n?;
+            if n > 0 {
+                return Ok(n);
+            }
+            if self.woken.swap(false, Ordering::AcqRel) {
+                return Ok(0);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                let mut st = self.lock();
+                self.flush_due(&mut st, Instant::now())?;
+                return Ok(0);
+            }
+        }
     }
 
     fn wake(&self) {
-        self.shared.inner.wake()
+        self.woken.store(true, Ordering::Release);
+        self.inner.wake()
     }
 
     fn local_addr(&self) -> SocketAddr {
-        self.shared.inner.local_addr()
+        self.inner.local_addr()
     }
 
     fn info(&self) -> TransportInfo {
-        self.shared.inner.info()
+        self.inner.info()
     }
 }
+
+/// A wait long enough to stand for "forever".
+const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
 
 #[cfg(test)]
 mod tests {
@@ -632,8 +350,38 @@ mod tests {
         i
     }
 
+    /// Receives at `b` until `expected` datagrams arrived, driving `imp` (nobody else does).
+    fn collect(imp: &Impaired<MemoryTransport>, b: &MemoryTransport, expected: usize) -> Vec<u32> {
+        let mut got = Vec::with_capacity(expected);
+        let mut batch = RecvBatch::new(256, 16);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while got.len() < expected {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {expected} arrived",
+                got.len()
+            );
+            let next = imp.drive().unwrap();
+            let wait = next
+                .map_or(Duration::from_millis(200), |t| {
+                    t.saturating_duration_since(Instant::now())
+                })
+                .min(Duration::from_millis(200));
+            let k = b.recv(&mut batch, Some(wait)).unwrap();
+            for i in 0..k {
+                let (d, from) = batch.get(i);
+                assert_eq!(from, imp.local_addr());
+                got.push(parse(d));
+            }
+        }
+        // Nothing beyond the expected arrives.
+        assert_eq!(imp.drive().unwrap(), None);
+        assert_eq!(b.recv(&mut batch, Some(Duration::ZERO)).unwrap(), 0);
+        got
+    }
+
     /// Sends `n` sequence-numbered datagrams in calls of `chunk` through an impaired end and
-    /// returns the sequence numbers in arrival order (waiting until `expected(stats)` arrived).
+    /// returns the sequence numbers in arrival order.
     fn run(cfg: ImpairConfig, n: u32, chunk: usize) -> (Vec<u32>, ImpairStats) {
         let (a, b) = MemoryTransport::pair_with_capacity(1 << 20);
         let to = b.local_addr();
@@ -644,48 +392,12 @@ mod tests {
             let out = imp.send(&refs, to).unwrap();
             assert_eq!(out.sent, refs.len());
         }
+        let s = imp.stats();
+        let expected = (s.sent - s.dropped - s.queue_dropped + s.duplicated) as usize;
+        let got = collect(&imp, &b, expected);
         let stats = imp.stats();
-        let expected = (stats.sent - stats.dropped + stats.duplicated) as usize;
-        let mut got = Vec::with_capacity(expected);
-        let mut batch = RecvBatch::new(256, 16);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while got.len() < expected {
-            assert!(
-                Instant::now() < deadline,
-                "only {} of {expected} arrived",
-                got.len()
-            );
-            let k = b
-                .recv(&mut batch, Some(Duration::from_millis(200)))
-                .unwrap();
-            for i in 0..k {
-                let (d, from) = batch.get(i);
-                assert_eq!(from, imp.local_addr());
-                got.push(parse(d));
-            }
-        }
-        // Nothing beyond the expected arrives.
-        assert_eq!(
-            b.recv(&mut batch, Some(Duration::from_millis(20))).unwrap(),
-            0
-        );
+        assert_eq!(stats.delivered as usize, got.len());
         (got, stats)
-    }
-
-    #[test]
-    fn prng_is_seeded_and_uniformish() {
-        let mut a = Rng::new(42);
-        let mut b = Rng::new(42);
-        let mut c = Rng::new(43);
-        let xs: Vec<u64> = (0..8).map(|_| a.next_u64()).collect();
-        let ys: Vec<u64> = (0..8).map(|_| b.next_u64()).collect();
-        let zs: Vec<u64> = (0..8).map(|_| c.next_u64()).collect();
-        assert_eq!(xs, ys);
-        assert_ne!(xs, zs);
-        let mut r = Rng::new(7);
-        let mean = (0..100_000).map(|_| r.next_f64()).sum::<f64>() / 100_000.0;
-        assert!((mean - 0.5).abs() < 0.01, "mean {mean}");
-        assert!(!r.chance(0.0) && !r.chance(f64::NAN) && r.chance(1.0));
     }
 
     #[test]
@@ -696,6 +408,7 @@ mod tests {
             stats,
             ImpairStats {
                 sent: 1000,
+                delivered: 1000,
                 ..Default::default()
             }
         );
@@ -717,66 +430,30 @@ mod tests {
         assert!(got.windows(2).all(|w| w[0] < w[1]));
     }
 
-    /// Mean loss and mean burst length of the loss pattern seen by the receiver.
-    fn loss_pattern(got: &[u32], n: u32) -> (f64, f64) {
+    #[test]
+    fn gilbert_elliott_bursts_reach_the_receiver() {
+        let n = 100_000u32;
+        let (got, stats) = run(
+            ImpairConfig {
+                seed: 11,
+                loss: LossModel::bursts(0.03, 3.0),
+                ..Default::default()
+            },
+            n,
+            2000,
+        );
         let mut arrived = vec![false; n as usize];
-        for &i in got {
+        for &i in &got {
             arrived[i as usize] = true;
         }
         let lost = arrived.iter().filter(|a| !**a).count();
-        let mut bursts = 0;
-        let mut prev_lost = false;
-        for a in &arrived {
-            if !*a && !prev_lost {
-                bursts += 1;
-            }
-            prev_lost = !*a;
-        }
-        (lost as f64 / n as f64, lost as f64 / bursts.max(1) as f64)
-    }
-
-    #[test]
-    fn gilbert_elliott_bursts_match_requested_rate_and_length() {
-        for (rate, burst, seed) in [(0.03, 3.0, 11u64), (0.10, 5.0, 12), (0.05, 1.0, 13)] {
-            let model = LossModel::bursts(rate, burst);
-            assert!((model.mean_loss() - rate).abs() < 1e-12);
-            let cfg = ImpairConfig {
-                seed,
-                loss: model,
-                ..Default::default()
-            };
-            let n = 200_000;
-            let (got, stats) = run(cfg, n, 2000);
-            let (loss, mean_burst) = loss_pattern(&got, n);
-            assert_eq!(stats.dropped as usize, n as usize - got.len());
-            assert!(
-                (loss - rate).abs() < rate * 0.15,
-                "rate {rate} burst {burst}: measured loss {loss}"
-            );
-            assert!(
-                (mean_burst - burst).abs() < burst * 0.1 + 0.05,
-                "rate {rate} burst {burst}: measured mean burst {mean_burst}"
-            );
-        }
-    }
-
-    #[test]
-    fn bursts_constructor_edges_do_not_panic() {
-        for (r, b) in [
-            (0.0, 3.0),
-            (1.0, 3.0),
-            (2.0, 0.0),
-            (-1.0, -1.0),
-            (f64::NAN, f64::NAN),
-            (0.9, 1.0),
-            (0.5, f64::INFINITY),
-        ] {
-            let m = LossModel::bursts(r, b);
-            let l = m.mean_loss();
-            assert!((0.0..=1.0).contains(&l), "{r} {b} -> {l}");
-        }
-        assert_eq!(LossModel::bursts(1.0, 3.0).mean_loss(), 1.0);
-        assert_eq!(LossModel::bursts(0.0, 3.0).mean_loss(), 0.0);
+        let bursts = (0..n as usize)
+            .filter(|&i| !arrived[i] && (i == 0 || arrived[i - 1]))
+            .count();
+        assert_eq!(lost as u64, stats.dropped);
+        let (rate, burst) = (lost as f64 / n as f64, lost as f64 / bursts as f64);
+        assert!((rate - 0.03).abs() < 0.005, "{rate}");
+        assert!((burst - 3.0).abs() < 0.3, "{burst}");
     }
 
     #[test]
@@ -787,8 +464,8 @@ mod tests {
             duplicate: 0.02,
             ..Default::default()
         };
-        let (a, sa) = run(cfg, 20_000, 37);
-        let (b, sb) = run(cfg, 20_000, 37);
+        let (a, sa) = run(cfg.clone(), 20_000, 37);
+        let (b, sb) = run(cfg.clone(), 20_000, 37);
         assert_eq!(a, b);
         assert_eq!(sa, sb);
         let (c, _) = run(ImpairConfig { seed: 100, ..cfg }, 20_000, 37);
@@ -811,7 +488,6 @@ mod tests {
         assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "each exactly once");
         let inversions = got.windows(2).filter(|w| w[0] > w[1]).count();
         assert!(inversions > 500, "only {inversions} inversions");
-        // Displacement is bounded by the depth as long as releases happen by count.
         for (pos, &seq) in got.iter().enumerate() {
             let displaced = pos as i64 - seq as i64;
             assert!(displaced.abs() <= 100, "datagram {seq} at {pos}");
@@ -819,19 +495,33 @@ mod tests {
     }
 
     #[test]
-    fn held_back_datagrams_are_released_by_time() {
-        // Everything is held back and nothing follows: only the timer can release them.
-        let cfg = ImpairConfig {
-            seed: 3,
-            reorder: 1.0,
-            reorder_depth: 1000,
-            ..Default::default()
-        };
-        let start = Instant::now();
-        let (got, stats) = run(cfg, 10, 10);
-        assert_eq!(stats.reordered, 10);
+    fn held_back_datagrams_are_released_by_a_waiting_recv() {
+        // Everything is held back and nothing follows: only the hold's deadline releases them,
+        // and only a call on the wrapper can act on it — here a recv that has nothing to read.
+        let (a, b) = MemoryTransport::pair();
+        let to = b.local_addr();
+        let imp = Impaired::new(
+            a,
+            ImpairConfig {
+                seed: 3,
+                reorder: 1.0,
+                reorder_depth: 1000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let payloads: Vec<[u8; 8]> = (0..10).map(seq_payload).collect();
+        let refs: Vec<&[u8]> = payloads.iter().map(|p| &p[..]).collect();
+        imp.send(&refs, to).unwrap();
+        assert_eq!(imp.stats().reordered, 10);
+        let mut batch = RecvBatch::new(16, 16);
+        assert_eq!(b.recv(&mut batch, Some(Duration::ZERO)).unwrap(), 0);
+        // Returns at its timeout (nothing comes in), having sent the held datagrams on the way.
+        let mut own = RecvBatch::new(4, 16);
+        assert_eq!(imp.recv(&mut own, Some(4 * MAX_HOLD)).unwrap(), 0);
+        let k = b.recv(&mut batch, Some(Duration::ZERO)).unwrap();
+        let got: Vec<u32> = (0..k).map(|i| parse(batch.get(i).0)).collect();
         assert_eq!(got, (0..10).collect::<Vec<_>>());
-        assert!(start.elapsed() >= MAX_HOLD);
     }
 
     #[test]
@@ -857,77 +547,96 @@ mod tests {
     }
 
     #[test]
-    fn delay_delays_and_keeps_order() {
+    fn a_blocked_recv_sends_delayed_datagrams_when_due() {
         let delay = Duration::from_millis(40);
         let (a, b) = MemoryTransport::pair();
         let to = b.local_addr();
-        let imp = Impaired::new(
-            a,
-            ImpairConfig {
-                delay,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let imp = std::sync::Arc::new(
+            Impaired::new(
+                a,
+                ImpairConfig {
+                    delay,
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+        );
+        // The session's receive thread: blocked in recv with a long timeout, no traffic in.
+        let rx = {
+            let imp = imp.clone();
+            std::thread::spawn(move || {
+                let mut own = RecvBatch::new(4, 16);
+                imp.recv(&mut own, Some(Duration::from_secs(30))).unwrap()
+            })
+        };
         let mut batch = RecvBatch::new(64, 16);
         let start = Instant::now();
         for i in 0..5u32 {
             imp.send(&[&seq_payload(i)], to).unwrap();
         }
-        // Nothing can be there yet (the delay line only releases after `delay`).
         assert_eq!(b.recv(&mut batch, Some(Duration::ZERO)).unwrap(), 0);
         let mut got = Vec::new();
+        // Arrives long before the blocked recv's 30 s timeout, which is the point.
         while got.len() < 5 {
-            assert!(start.elapsed() < Duration::from_secs(10));
+            assert!(start.elapsed() < Duration::from_secs(20), "{got:?}");
             let k = b.recv(&mut batch, Some(Duration::from_secs(1))).unwrap();
             if k > 0 && got.is_empty() {
-                assert!(
-                    start.elapsed() >= delay,
-                    "arrived after {:?}",
-                    start.elapsed()
-                );
+                assert!(start.elapsed() >= delay, "after {:?}", start.elapsed());
             }
             for i in 0..k {
                 got.push(parse(batch.get(i).0));
             }
         }
         assert_eq!(got, vec![0, 1, 2, 3, 4]);
+        // An outside wake ends the blocked recv with 0.
+        imp.wake();
+        assert_eq!(rx.join().unwrap(), 0);
     }
 
     #[test]
-    fn delay_with_reorder_and_drop_exits_thread() {
+    fn bottleneck_drops_tail_and_paces_what_it_keeps() {
         let (a, b) = MemoryTransport::pair();
         let to = b.local_addr();
         let imp = Impaired::new(
             a,
             ImpairConfig {
-                seed: 1,
-                delay: Duration::from_millis(5),
-                reorder: 0.3,
+                bottleneck: Some(BottleneckConfig {
+                    overhead_bytes: 0,
+                    ..BottleneckConfig::new(80_000_000).with_queue(QueueLimit::Bytes(50_000))
+                }),
                 ..Default::default()
             },
         )
         .unwrap();
-        let payloads: Vec<[u8; 8]> = (0..200).map(seq_payload).collect();
+        let payloads: Vec<Vec<u8>> = (0..100u32)
+            .map(|i| {
+                let mut p = vec![0u8; 1250];
+                p[..8].copy_from_slice(&seq_payload(i));
+                p
+            })
+            .collect();
         let refs: Vec<&[u8]> = payloads.iter().map(|p| &p[..]).collect();
+        // One call, one `now`: 40 packets of 1250 bytes fill the 50,000-byte queue.
         imp.send(&refs, to).unwrap();
-        let mut batch = RecvBatch::new(64, 16);
+        let s = imp.stats();
+        assert_eq!((s.queue_dropped, s.dropped), (60, 0));
+        let l = imp.link_stats().unwrap();
+        assert_eq!(
+            (l.forwarded, l.dropped, l.max_queued_bytes),
+            (40, 60, 50_000)
+        );
         let mut got = Vec::new();
+        let mut batch = RecvBatch::new(64, 2048);
         let start = Instant::now();
-        while got.len() < 200 {
-            assert!(start.elapsed() < Duration::from_secs(10));
-            let k = b
-                .recv(&mut batch, Some(Duration::from_millis(200)))
-                .unwrap();
-            for i in 0..k {
-                got.push(parse(batch.get(i).0));
-            }
+        while got.len() < 40 {
+            assert!(start.elapsed() < Duration::from_secs(20));
+            imp.drive().unwrap();
+            let k = b.recv(&mut batch, Some(Duration::from_millis(1))).unwrap();
+            got.extend((0..k).map(|i| parse(&batch.get(i).0[..8])));
         }
-        got.sort_unstable();
-        assert_eq!(got, (0..200).collect::<Vec<_>>());
-        // Dropping joins the timer thread; with datagrams still queued it must not hang.
-        imp.send(&refs, to).unwrap();
-        drop(imp);
+        assert_eq!(got, (0..40).collect::<Vec<_>>());
+        // 50,000 bytes at 10 bytes/µs take 5 ms to leave.
+        assert!(start.elapsed() >= Duration::from_millis(4));
     }
 
     #[test]
