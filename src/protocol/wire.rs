@@ -72,6 +72,12 @@ impl fmt::Display for WireError {
 
 impl std::error::Error for WireError {}
 
+/// Kind byte of a CookieReply (listener → caller, clear: the header and a 16-byte cookie, see
+/// [`super::cookie`]). A constant rather than a [`Kind`] variant for now, so that code matching
+/// exhaustively on `Kind` keeps compiling until the connection handles it; [`Header::decode`]
+/// refuses it like any unknown kind, and [`super::cookie::decode_reply`] reads it.
+pub const KIND_COOKIE_REPLY: u8 = 5;
+
 /// Datagram kinds (second byte of the clear header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
