@@ -88,6 +88,12 @@ pub const HELLO_DATAGRAM_LEN: usize = HEADER_LEN + HELLO_BODY_LEN;
 pub const RESPONSE_BODY_MAX: usize =
     4 + SPAKE2_MSG_LEN + NOISE_KEY_LEN + RESPONSE_PAYLOAD_LEN + NOISE_TAG_LEN;
 
+// No answer is larger than the hello it answers (amplification ≤ 1×): the response, a
+// CookieReply, a Reject (header + 1 byte).
+const _: () = assert!(HEADER_LEN + RESPONSE_BODY_MAX <= HELLO_DATAGRAM_LEN);
+const _: () = assert!(super::cookie::COOKIE_REPLY_LEN <= HELLO_DATAGRAM_LEN);
+const _: () = assert!(HEADER_LEN < HELLO_DATAGRAM_LEN);
+
 /// How far a hello's timestamp may be from the listener's clock (either way). Machines that
 /// stream to each other are expected to run NTP; a minute leaves room for a clock that is not
 /// disciplined but was set by hand. Replays inside the window are refused by [`Responder`]'s
@@ -693,7 +699,6 @@ fn respond_inner(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::cookie::COOKIE_REPLY_LEN;
     use crate::protocol::crypto::AeadBackend;
 
     const NOW: u64 = 1_700_000_000_000;
@@ -906,12 +911,10 @@ mod tests {
                 .respond(&hello, NOW)
                 .unwrap();
             assert!(resp.len() <= RESPONSE_BODY_MAX);
-            assert!(RESPONSE_BODY_MAX < HELLO_BODY_LEN);
             assert!(HEADER_LEN + resp.len() <= HELLO_DATAGRAM_LEN);
             init.finish(&resp).unwrap();
         }
-        assert!(COOKIE_REPLY_LEN <= HELLO_DATAGRAM_LEN);
-        assert!(HEADER_LEN + 1 <= HELLO_DATAGRAM_LEN, "a Reject");
+        // The other answers are checked at compile time (see the `const` assertions).
     }
 
     #[test]
