@@ -122,7 +122,8 @@ impl Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum RejectReason {
-    /// The hello did not authenticate: the passphrases differ.
+    /// Retired with handshake version 2: a listener cannot detect a wrong passphrase (the PAKE
+    /// leaves nothing to check in the hello), so it never sends this. Still decoded.
     BadPassphrase = 1,
     /// One side has a passphrase and the other has none.
     PassphraseMismatch = 2,
