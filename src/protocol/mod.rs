@@ -7,12 +7,15 @@
 pub mod adaptive;
 pub mod clock;
 pub mod control;
+pub mod cookie;
 pub mod crypto;
 pub mod fec;
 pub mod handshake;
 pub mod input;
 pub mod pacing;
 pub mod packetizer;
+pub mod path;
+pub mod ratelimit;
 pub mod reassembler;
 pub mod replay;
 pub mod timing;

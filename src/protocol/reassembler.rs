@@ -143,6 +143,11 @@ impl Slot {
     }
 }
 
+/// Memory a frame's state takes besides its shard buffers: the slot and one `Block` per block.
+fn slot_bookkeeping_bytes(blocks: usize) -> usize {
+    std::mem::size_of::<Slot>() + blocks * std::mem::size_of::<Block>()
+}
+
 /// See the module docs.
 pub struct Reassembler {
     cfg: ReassemblerConfig,
@@ -371,7 +376,10 @@ impl Reassembler {
         n: usize,
         now: Instant,
     ) -> Result<usize, Rejected> {
-        let bytes = n * h.shard_size as usize;
+        // The block bookkeeping counts against the cap too: a frame of tiny shards can claim
+        // 65,535 blocks, whose state would otherwise be megabytes the cap never saw.
+        let data_bytes = n * h.shard_size as usize;
+        let bytes = data_bytes + slot_bookkeeping_bytes(layout.blocks);
         while self.slots.len() >= self.cfg.max_frames_in_flight {
             if !self.give_up_oldest() {
                 return Err(Rejected::Memory);
@@ -397,7 +405,7 @@ impl Reassembler {
             layout,
             keyframe: h.keyframe(),
             fec_scheme: h.fec_scheme,
-            data: vec![0u8; bytes],
+            data: vec![0u8; data_bytes],
             blocks,
             blocks_done: 0,
             first_seen: now,
@@ -597,5 +605,64 @@ impl Reassembler {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+    use crate::protocol::fec::ReedSolomon8;
+    use crate::protocol::wire::{FEC_SCHEME_RS8, VIDEO_HEADER_LEN};
+
+    /// Issue 9 finding 7: a flood of first shards of frames made of many tiny blocks. Each
+    /// claims 65,535 one-byte blocks of 1 data + 1 parity shard: 64 KiB of data but megabytes
+    /// of block state. The state is counted, so memory in use (and the real heap behind it)
+    /// never exceeds the cap.
+    #[test]
+    fn tiny_block_flood_cannot_exceed_the_memory_cap() {
+        let cap = 8 << 20;
+        let cfg = ReassemblerConfig {
+            memory_cap: cap,
+            ..ReassemblerConfig::default()
+        };
+        let mut r = Reassembler::new(cfg, Box::new(ReedSolomon8::new()));
+        let now = Instant::now();
+        let per_frame = slot_bookkeeping_bytes(65_535) + 65_535;
+        assert!(
+            per_frame > 2 << 20,
+            "block state dwarfs the data: {per_frame}"
+        );
+        for i in 0..200u32 {
+            let h = VideoHeader {
+                frame_index: i,
+                frame_len: 65_535,
+                shard_size: 1,
+                block_count: 65_535,
+                block_index: (i % 65_535) as u16,
+                shard_index: 0,
+                parity: 1,
+                flags: 0,
+                fec_scheme: FEC_SCHEME_RS8,
+            };
+            let mut body = [0u8; VIDEO_HEADER_LEN + 1];
+            h.encode(&mut body);
+            let _ = r.push(&body, now);
+            let s = r.stats();
+            assert!(s.memory_in_use <= cap, "{} > {cap}", s.memory_in_use);
+            // What is counted is what is held.
+            let held: usize = r
+                .slots
+                .iter()
+                .map(|s| {
+                    s.data.len()
+                        + s.blocks.iter().map(|b| b.parity.len()).sum::<usize>()
+                        + slot_bookkeeping_bytes(s.blocks.len())
+                })
+                .sum();
+            assert_eq!(held, s.memory_in_use);
+        }
+        assert!(r.slots.len() <= cap / per_frame);
+        r.reset();
+        assert_eq!(r.stats().memory_in_use, 0);
     }
 }

@@ -72,6 +72,12 @@ impl fmt::Display for WireError {
 
 impl std::error::Error for WireError {}
 
+/// Kind byte of a CookieReply (listener → caller, clear: the header and a 16-byte cookie, see
+/// [`super::cookie`]). A constant rather than a [`Kind`] variant for now, so that code matching
+/// exhaustively on `Kind` keeps compiling until the connection handles it; [`Header::decode`]
+/// refuses it like any unknown kind, and [`super::cookie::decode_reply`] reads it.
+pub const KIND_COOKIE_REPLY: u8 = 5;
+
 /// Datagram kinds (second byte of the clear header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -116,7 +122,8 @@ impl Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum RejectReason {
-    /// The hello did not authenticate: the passphrases differ.
+    /// Retired with handshake version 2: a listener cannot detect a wrong passphrase (the PAKE
+    /// leaves nothing to check in the hello), so it never sends this. Still decoded.
     BadPassphrase = 1,
     /// One side has a passphrase and the other has none.
     PassphraseMismatch = 2,
