@@ -185,20 +185,16 @@ fn wrong_passphrase_yields_no_session_and_a_clear_reason() {
             .is_none(),
         "no client to send to"
     );
+    // The listener cannot tell a wrong passphrase from a right one (SPAKE2: nothing to test
+    // offline or online but by completing the exchange); it never confirms a session.
     let host_events = sim.take_events(HOST);
-    assert!(
-        host_events
-            .iter()
-            .any(|e| matches!(e, Event::HandshakeFailed { reason, .. }
-        if *reason == HandshakeFailure::Refused(RejectReason::BadPassphrase)
-            && reason.to_string().contains("wrong passphrase")))
-    );
     assert_eq!(
         count(&host_events, |e| matches!(e, Event::Connected { .. })),
         0
     );
+    let cs = sim.conn(CLIENT).stats();
+    assert!(cs.auth_failures >= 1 && cs.handshake_failures >= 1);
     let hs = sim.conn(HOST).stats();
-    assert!(hs.auth_failures >= 1 && hs.handshake_failures >= 1);
     assert_eq!(hs.handshakes_completed, 0);
     assert_eq!(hs.frames_dropped_no_peer, 1);
     let cs = sim.conn(CLIENT).stats();

@@ -120,10 +120,6 @@ impl Connection {
             return;
         };
         let attempt = self.attempts.remove(pos);
-        if self.attempts.is_empty() {
-            // Nothing left in flight: try again at once.
-            self.next_attempt = None;
-        }
         let Some(peer) = self.cfg.peer else {
             return;
         };
@@ -131,6 +127,18 @@ impl Connection {
             Ok(est) => {
                 let link = Link::new(&est, peer, now, self.cfg.aead);
                 self.install(link, now);
+            }
+            Err(HandshakeError::KeyConfirmation) => {
+                // The listener's answer does not confirm our key: its passphrase differs from
+                // ours (the PAKE tells nobody else). Report once; retries go on.
+                self.stats.handshake_failures += 1;
+                self.stats.auth_failures += 1;
+                self.stats.rejects_received += 1;
+                let reason = RejectReason::BadPassphrase;
+                if self.last_reject != Some(reason) {
+                    self.last_reject = Some(reason);
+                    self.events.push_back(Event::Rejected { reason });
+                }
             }
             Err(e) => {
                 // A stale response to an earlier attempt, or a forgery; keep trying.

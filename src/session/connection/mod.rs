@@ -87,6 +87,10 @@ pub enum HandshakeFailure {
     Malformed(WireError),
     /// The crypto library failed (should not happen).
     Internal,
+    /// The hello was too old, from the future, or a replay of one already answered.
+    Stale,
+    /// The peer's key confirmation failed: the passphrases differ.
+    WrongPassphrase,
 }
 
 impl From<HandshakeError> for HandshakeFailure {
@@ -96,6 +100,8 @@ impl From<HandshakeError> for HandshakeFailure {
             HandshakeError::Auth => HandshakeFailure::Unauthenticated,
             HandshakeError::Wire(w) => HandshakeFailure::Malformed(w),
             HandshakeError::Internal => HandshakeFailure::Internal,
+            HandshakeError::Stale => HandshakeFailure::Stale,
+            HandshakeError::KeyConfirmation => HandshakeFailure::WrongPassphrase,
         }
     }
 }
@@ -115,6 +121,8 @@ impl std::fmt::Display for HandshakeFailure {
             HandshakeFailure::Unauthenticated => f.write_str("handshake failed to authenticate"),
             HandshakeFailure::Malformed(e) => write!(f, "malformed handshake: {e}"),
             HandshakeFailure::Internal => f.write_str("handshake crypto error"),
+            HandshakeFailure::Stale => f.write_str("stale or replayed hello"),
+            HandshakeFailure::WrongPassphrase => f.write_str("wrong passphrase"),
         }
     }
 }
