@@ -19,9 +19,7 @@ use gstpunktfunk::protocol::handshake::Role;
 use gstpunktfunk::protocol::input::InputEvent;
 use gstpunktfunk::protocol::reassembler::Frame;
 use gstpunktfunk::protocol::wire::{Header, Kind, RejectReason};
-use gstpunktfunk::session::{
-    Config, DisconnectReason, Error, Event, HandshakeFailure, Mode, Session,
-};
+use gstpunktfunk::session::{Config, DisconnectReason, Error, Event, Mode, Session};
 use gstpunktfunk::transport::memory::MemoryTransport;
 
 const LONG: Duration = Duration::from_secs(10);
