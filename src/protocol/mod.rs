@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod fec;
 pub mod handshake;
 pub mod input;
+pub mod lossmodel;
 pub mod pacing;
 pub mod packetizer;
 pub mod reassembler;
