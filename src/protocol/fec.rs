@@ -92,6 +92,48 @@ pub fn parity_for(k: usize, percent: u8) -> usize {
     m.min(MAX_SHARDS_PER_BLOCK.saturating_sub(k))
 }
 
+/// Parity shards per block size: entry `k` is the `m` a block of `k` data shards gets. The
+/// packetizer takes one per frame, so blocks of different `k` get different `m` (the
+/// target-driven controller fills it from the loss model; fixed and adaptive shares are
+/// [`ParityTable::from_percent`]). Copying it is 257 bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ParityTable {
+    m: [u8; MAX_SHARDS_PER_BLOCK + 1],
+}
+
+impl std::fmt::Debug for ParityTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pick: Vec<(usize, u8)> = [1, 2, 4, 8, 16, 32, 64, 78, 128]
+            .iter()
+            .map(|&k| (k, self.m[k]))
+            .collect();
+        f.debug_struct("ParityTable").field("k_m", &pick).finish()
+    }
+}
+
+impl ParityTable {
+    /// Every block size at `percent` FEC ([`parity_for`]).
+    pub fn from_percent(percent: u8) -> Self {
+        let mut m = [0u8; MAX_SHARDS_PER_BLOCK + 1];
+        for (k, v) in m.iter_mut().enumerate() {
+            *v = parity_for(k, percent) as u8;
+        }
+        ParityTable { m }
+    }
+
+    /// Parity shards for a block of `k` data shards (0 for `k` = 0 or beyond GF(2^8)).
+    pub fn parity(&self, k: usize) -> usize {
+        self.m.get(k).map_or(0, |&m| m as usize)
+    }
+
+    /// Sets the parity of block size `k`, clamped so that `k + m ≤ 256`.
+    pub fn set(&mut self, k: usize, m: usize) {
+        if let Some(v) = self.m.get_mut(k) {
+            *v = m.min(MAX_SHARDS_PER_BLOCK.saturating_sub(k)) as u8;
+        }
+    }
+}
+
 /// How a frame's data shards fall into blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockLayout {

@@ -14,5 +14,6 @@ pub mod lossmodel;
 pub mod pacing;
 pub mod packetizer;
 pub mod reassembler;
+pub mod repair;
 pub mod replay;
 pub mod wire;
