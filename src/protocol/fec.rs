@@ -738,7 +738,7 @@ mod tests {
             Err(FecError::BadParameters)
         );
         // Unequal lengths.
-        let mut short = vec![0u8; 63];
+        let mut short = [0u8; 63];
         assert_eq!(
             rs.encode_rows(&data, m, &mut [&mut short[..]]),
             Err(FecError::Coder)

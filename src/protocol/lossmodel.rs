@@ -826,7 +826,7 @@ mod tests {
         // One lossy second, then clean seconds: the window forgets the loss.
         for i in 0..40 {
             for _ in 0..200 {
-                if i >= 10 || pn % 10 != 0 {
+                if i >= 10 || !pn.is_multiple_of(10) {
                     e.on_packet(pn, t);
                 }
                 pn += 1;

@@ -420,6 +420,8 @@ impl Reassembler {
                 .position(|s| s.index == h.frame_index)
                 .ok_or(Rejected::Memory)?;
             let slot = &mut self.slots[pos2];
+            // Exact, so the accounted bytes are the allocated bytes.
+            slot.blocks[b].parity.reserve_exact(need);
             slot.blocks[b].parity.resize(want, 0);
             slot.bytes += need;
             self.stats.memory_in_use += need;

@@ -14,6 +14,18 @@
 //! message limits; it never reads a clock, never sends (it fills a [`Datagrams`] the session
 //! seals and sends like any frame) and never trusts a request (unknown frames, blocks and
 //! counts are refused before any work).
+//!
+//! Driving it (the Connection's few calls):
+//! - host, per frame: `packetize_with` + `encode_recorded_parity`, then
+//!   [`RepairHistory::record`] **before** `seal_all` (sealing encrypts the shards in place);
+//! - host, on `Control::RepairRequest`: [`RepairHistory::answer`] with the next packet number,
+//!   advance the packet number by the shards written, `seal_all`, send; send
+//!   `Control::RepairUnavailable` when the answer carries one;
+//! - client, after each push or timeout: for each `Reassembler::incomplete` frame,
+//!   `Reassembler::missing`; ask at once for blocks with `short_now > 0` (or `short_if_no_more`
+//!   once the frame stalled), minus repair already requested; `Reassembler::set_deadline` on
+//!   the frame; on `RepairUnavailable`, move the deadline to now; a frame given up sends the
+//!   keyframe request.
 
 use std::collections::VecDeque;
 
@@ -283,9 +295,14 @@ impl RepairHistory {
         let shard = d.shard_size();
         let bytes = n * shard;
         // A frame index seen again (a new session reuses indices) replaces the old one.
-        if let Some(p) = self.frames.iter().position(|f| f.index == d.frame_index()) {
-            if let Some(f) = self.frames.remove(p) {
-                self.bytes -= f.data.len();
+        if let Some(f) = self
+            .frames
+            .iter()
+            .position(|f| f.index == d.frame_index())
+            .and_then(|p| self.frames.remove(p))
+        {
+            self.bytes -= f.data.len();
+            if self.spare.len() < 4 {
                 self.spare.push(f.data);
             }
         }
