@@ -506,6 +506,40 @@ fn summary() {
         );
     }
     println!();
+    println!("FEC encode of one block, crate encoder vs ReedSolomon8 (same run), CPU time");
+    for (k, m) in [(78usize, 16usize), (64, 13)] {
+        let len = Packetizer::max_shard(DEFAULT_MTU, TAG_LEN);
+        let data: Vec<Vec<u8>> = (0..k).map(|i| frame(len + i)[i..].to_vec()).collect();
+        let d: Vec<&[u8]> = data.iter().map(|v| v.as_slice()).collect();
+        let mut parity = vec![vec![0u8; len]; m];
+        let rs = reed_solomon_erasure::galois_8::ReedSolomon::new(k, m).expect("coder");
+        let (crate_cpu, _) = median_ns(
+            || {
+                let mut p: Vec<&mut [u8]> = parity.iter_mut().map(|v| v.as_mut_slice()).collect();
+                rs.encode_sep(&d, &mut p).expect("encode");
+            },
+            ITERS,
+            ROUNDS,
+        );
+        let mut ours = ReedSolomon8::new();
+        let (ours_cpu, _) = median_ns(
+            || {
+                let mut p: Vec<&mut [u8]> = parity.iter_mut().map(|v| v.as_mut_slice()).collect();
+                gstpunktfunk::protocol::fec::FecCoder::encode(&mut ours, &d, &mut p)
+                    .expect("encode");
+            },
+            ITERS,
+            ROUNDS,
+        );
+        println!(
+            "  k {k:>3} m {m:>2}: crate {:>8.0} ns/block ({:.1} ns/data shard); ReedSolomon8 {:>8.0} ns/block ({:.1} ns/data shard)",
+            crate_cpu,
+            crate_cpu / k as f64,
+            ours_cpu,
+            ours_cpu / k as f64
+        );
+    }
+    println!();
     println!(
         "FEC recovery in the reassembler (data shards dropped, rebuilt from parity), CPU time"
     );
