@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use gstpunktfunk::protocol::crypto::{Aead, AeadBackend};
-use gstpunktfunk::protocol::fec::{BlockLayout, ReedSolomon8, parity_for};
+use gstpunktfunk::protocol::fec::{BlockLayout, ReedSolomon8, parity_for, parity_rows};
 use gstpunktfunk::protocol::handshake::Role;
 use gstpunktfunk::protocol::packetizer::{Datagrams, FrameParams, Packetizer, seal_all};
 use gstpunktfunk::protocol::reassembler::{Output, Reassembler, ReassemblerConfig};
@@ -322,6 +322,40 @@ fn bench_host(c: &mut Criterion) {
     }
 }
 
+/// Building a coder for a new `(k, m)`: the crate's constructor (Vandermonde matrix times the
+/// inverse of its top `k × k`, as the previous coder cache did for every new pair) against the
+/// closed-form rows `ReedSolomon8` derives (`fec.rs`).
+fn coder_build_ns(k: usize, m: usize) -> ((f64, f64), (f64, f64)) {
+    let before = median_ns(
+        || {
+            black_box(reed_solomon_erasure::galois_8::ReedSolomon::new(k, m).expect("coder"));
+        },
+        20,
+        9,
+    );
+    let after = median_ns(
+        || {
+            black_box(parity_rows(k, m).expect("rows"));
+        },
+        20,
+        9,
+    );
+    (before, after)
+}
+
+fn bench_coder_build(c: &mut Criterion) {
+    let mut g = c.benchmark_group("coder_build");
+    for (k, m) in [(32, 4), (128, 32)] {
+        g.bench_function(format!("crate_new/{k}_{m}"), |b| {
+            b.iter(|| reed_solomon_erasure::galois_8::ReedSolomon::new(k, m).expect("coder"))
+        });
+        g.bench_function(format!("derived_rows/{k}_{m}"), |b| {
+            b.iter(|| parity_rows(k, m).expect("rows"))
+        });
+    }
+    g.finish();
+}
+
 fn bench_recovery(c: &mut Criterion) {
     for case in cases() {
         for pattern in [Pattern::Random, Pattern::Fixed] {
@@ -460,6 +494,52 @@ fn summary() {
         );
     }
     println!();
+    println!("Coder build for a new (k, m), CPU time (wall clock in brackets)");
+    for (k, m) in [(32, 4), (78, 16), (128, 32)] {
+        let ((bc, bw), (ac, aw)) = coder_build_ns(k, m);
+        println!(
+            "  k {k:>3} m {m:>2}: crate ReedSolomon::new {:>9.1} µs ({:.1}); derived rows {:>7.1} µs ({:.1})",
+            bc / 1e3,
+            bw / 1e3,
+            ac / 1e3,
+            aw / 1e3
+        );
+    }
+    println!();
+    println!("FEC encode of one block, crate encoder vs ReedSolomon8 (same run), CPU time");
+    for (k, m) in [(78usize, 16usize), (64, 13)] {
+        let len = Packetizer::max_shard(DEFAULT_MTU, TAG_LEN);
+        let data: Vec<Vec<u8>> = (0..k).map(|i| frame(len + i)[i..].to_vec()).collect();
+        let d: Vec<&[u8]> = data.iter().map(|v| v.as_slice()).collect();
+        let mut parity = vec![vec![0u8; len]; m];
+        let rs = reed_solomon_erasure::galois_8::ReedSolomon::new(k, m).expect("coder");
+        let (crate_cpu, _) = median_ns(
+            || {
+                let mut p: Vec<&mut [u8]> = parity.iter_mut().map(|v| v.as_mut_slice()).collect();
+                rs.encode_sep(&d, &mut p).expect("encode");
+            },
+            ITERS,
+            ROUNDS,
+        );
+        let mut ours = ReedSolomon8::new();
+        let (ours_cpu, _) = median_ns(
+            || {
+                let mut p: Vec<&mut [u8]> = parity.iter_mut().map(|v| v.as_mut_slice()).collect();
+                gstpunktfunk::protocol::fec::FecCoder::encode(&mut ours, &d, &mut p)
+                    .expect("encode");
+            },
+            ITERS,
+            ROUNDS,
+        );
+        println!(
+            "  k {k:>3} m {m:>2}: crate {:>8.0} ns/block ({:.1} ns/data shard); ReedSolomon8 {:>8.0} ns/block ({:.1} ns/data shard)",
+            crate_cpu,
+            crate_cpu / k as f64,
+            ours_cpu,
+            ours_cpu / k as f64
+        );
+    }
+    println!();
     println!(
         "FEC recovery in the reassembler (data shards dropped, rebuilt from parity), CPU time"
     );
@@ -514,6 +594,7 @@ fn main() {
         .configure_from_args();
     bench_host(&mut c);
     bench_recovery(&mut c);
+    bench_coder_build(&mut c);
     c.final_summary();
     // `cargo bench` passes --bench; `cargo test --benches` runs each benchmark once instead.
     if std::env::args().any(|a| a == "--bench") {

@@ -307,3 +307,235 @@ fn memory_cap_gives_up_oldest() {
     }
     assert!(r.stats().frames_lost >= 6);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Repair: new parity rows from the host's history, used by the reassembler byte-exact.
+
+use gstpunktfunk::protocol::fec::ParityTable;
+use gstpunktfunk::protocol::reassembler::BlockNeed;
+use gstpunktfunk::protocol::repair::{
+    RepairConfig, RepairHistory, RepairItem, RepairParams, RepairRequest,
+};
+
+/// A history whose budget never binds (the tests below ask for much more than a share).
+fn generous_history() -> RepairHistory {
+    RepairHistory::new(RepairConfig {
+        budget_share: 1000.0,
+        budget_cap: 64 << 20,
+        ..RepairConfig::default()
+    })
+}
+
+fn repair_params() -> RepairParams {
+    RepairParams {
+        session_id: 1,
+        first_packet_number: 1 << 40,
+        sealed: false,
+        tag_len: 0,
+    }
+}
+
+/// Per block: (datagram indices of its shards, k, m).
+fn blocks_of(d: &Datagrams) -> Vec<(Vec<usize>, usize, usize)> {
+    let mut out: Vec<(Vec<usize>, usize, usize)> = Vec::new();
+    for i in 0..d.len() {
+        let (vh, _) = VideoHeader::decode(body(d, i)).unwrap();
+        let b = vh.block_index as usize;
+        if out.len() <= b {
+            out.resize(b + 1, (Vec::new(), 0, vh.parity as usize));
+        }
+        out[b].0.push(i);
+    }
+    let layout = BlockLayout::for_shards(d.data_count());
+    for (b, blk) in out.iter_mut().enumerate() {
+        blk.1 = layout.data_in_block(b);
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Any loss pattern with at most m + e losses per block recovers the frame byte-exact once
+    /// e repair shards per block arrive (new rows, in any order with the rest).
+    #[test]
+    fn repair_recovers_any_pattern_within_parity_plus_repair(
+        len in 1usize..400_000, fec in 0u8..=40, e in 1usize..=8,
+        picks in proptest::collection::vec(any::<u64>(), 16..64), seed in any::<u64>(),
+        repair_first in any::<bool>(),
+    ) {
+        let frame = frame_bytes(len, seed);
+        let mut p = Packetizer::new(1400, Box::new(ReedSolomon8::new()));
+        let mut d = Datagrams::new();
+        let params = FrameParams {
+            frame_index: 77, keyframe: false, fec_percent: fec, session_id: 1,
+            first_packet_number: 0, sealed: false, tag_len: 0,
+        };
+        p.packetize_with(&frame, &params, &ParityTable::from_percent(fec), &mut d).unwrap();
+        p.encode_recorded_parity(&mut d).unwrap();
+        let mut history = generous_history();
+        history.record(&d);
+
+        // Drop up to m + e shards of each block (data or parity), chosen by the picks.
+        let mut drop = vec![false; d.len()];
+        let mut pick = picks.iter().cycle();
+        let blocks = blocks_of(&d);
+        for (members, _k, m) in &blocks {
+            let mut members = members.clone();
+            let n_drop = (*pick.next().unwrap() as usize % (m + e + 1)).min(members.len());
+            for j in 0..n_drop {
+                let r = (*pick.next().unwrap() as usize) % (members.len() - j);
+                let last = members.len() - 1 - j;
+                members.swap(r, last);
+                drop[members[last]] = true;
+            }
+        }
+        let items: Vec<RepairItem> = (0..blocks.len().min(16))
+            .map(|b| RepairItem { block: b as u16, needed: e as u8 })
+            .collect();
+        prop_assume!(blocks.len() <= 16);
+        let req = RepairRequest::new(77, items).unwrap();
+        let mut rep = Datagrams::new();
+        let mut coder = ReedSolomon8::new();
+        let a = history.answer(&req, &mut coder, &repair_params(), &mut rep).unwrap();
+        prop_assert_eq!(a.shards, e * blocks.len());
+        prop_assert!(a.unavailable.is_none());
+        seal_all(&mut rep, &PlainAead);
+
+        let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
+        let now = Instant::now();
+        let push_repair = |r: &mut Reassembler| {
+            for i in 0..rep.len() {
+                let _ = r.push(&rep.get(i)[HEADER_LEN..], now);
+            }
+        };
+        if repair_first {
+            push_repair(&mut r);
+        }
+        for i in (0..d.len()).filter(|&i| !drop[i]) {
+            let _ = r.push(body(&d, i), now);
+        }
+        if !repair_first {
+            push_repair(&mut r);
+        }
+        match r.poll() {
+            Some(Output::Frame(f)) => prop_assert_eq!(f.data, frame),
+            other => prop_assert!(false, "frame not delivered: {:?}", other),
+        }
+        prop_assert_eq!(r.stats().shards_invalid, 0);
+    }
+}
+
+#[test]
+fn repair_index_limit_is_checked_before_allocation() {
+    let frame = frame_bytes(20_000, 9);
+    let d = packetize(&frame, 3, 20, 1400);
+    let (vh, shard) = VideoHeader::decode(body(&d, 0)).unwrap();
+    let k = d.data_count();
+    let m = parity_for(k, 20);
+    let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
+    let now = Instant::now();
+    let limit = k + m + gstpunktfunk::protocol::repair::MAX_REPAIR_ROWS;
+    for si in [limit, 255] {
+        let mut b = vec![0u8; VIDEO_HEADER_LEN + shard.len()];
+        VideoHeader {
+            shard_index: si as u8,
+            parity: m as u8,
+            ..vh
+        }
+        .encode(&mut b);
+        assert!(r.push(&b, now).is_err(), "index {si}");
+    }
+    assert_eq!(r.stats().memory_in_use, 0);
+    assert_eq!(r.stats().shards_invalid, 2);
+}
+
+#[test]
+fn missing_reports_what_each_block_lacks() {
+    let frame = frame_bytes(30_000, 4);
+    let d = packetize(&frame, 8, 10, 1400);
+    let k = d.data_count();
+    let m = parity_for(k, 10);
+    let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
+    let now = Instant::now();
+    // Lose m + 2 data shards in the middle; the rest of the data arrives, parity not yet.
+    let lost = 3..3 + m + 2;
+    for i in (0..k).filter(|i| !lost.contains(i)) {
+        r.push(body(&d, i), now).unwrap();
+    }
+    let mut needs: Vec<BlockNeed> = Vec::new();
+    let f = r.missing(8, &mut needs).unwrap();
+    assert_eq!(f.index, 8);
+    assert_eq!(needs.len(), 1);
+    let n = needs[0];
+    assert_eq!(n.k as usize, k);
+    assert_eq!(n.parity, Some(m as u8));
+    assert_eq!(n.received as usize, k - m - 2);
+    // The m parity shards may still come: 2 short now, m + 2 if nothing more arrives.
+    assert_eq!(n.short_now, 2);
+    assert_eq!(n.short_if_no_more as usize, m + 2);
+    assert_eq!(r.incomplete(), vec![8]);
+    assert!(r.missing(9, &mut needs).is_none());
+}
+
+#[test]
+fn deadline_keeps_a_frame_for_repair_and_gives_it_up_when_it_passes() {
+    let frame = frame_bytes(30_000, 5);
+    let d = packetize(&frame, 20, 10, 1400);
+    let k = d.data_count();
+    let m = parity_for(k, 10);
+    let mut history = generous_history();
+    history.record(&d);
+    let cfg = ReassemblerConfig::default();
+    let t0 = Instant::now();
+
+    // Within the deadline: past the reorder window, still kept; the repair completes it.
+    let mut r = Reassembler::new(cfg, Box::new(ReedSolomon8::new()));
+    for i in (m + 1)..d.len() {
+        r.push(body(&d, i), t0).unwrap();
+    }
+    assert!(r.set_deadline(20, t0 + Duration::from_millis(40)));
+    assert_eq!(r.next_timeout(), Some(t0 + Duration::from_millis(40)));
+    r.handle_timeout(t0 + cfg.reorder_window + Duration::from_millis(5));
+    assert!(r.poll().is_none(), "given up before its deadline");
+    let req = RepairRequest::new(
+        20,
+        vec![RepairItem {
+            block: 0,
+            needed: 1,
+        }],
+    )
+    .unwrap();
+    let mut rep = Datagrams::new();
+    history
+        .answer(&req, &mut ReedSolomon8::new(), &repair_params(), &mut rep)
+        .unwrap();
+    r.push(&rep.get(0)[HEADER_LEN..], t0 + Duration::from_millis(30))
+        .unwrap();
+    match r.poll() {
+        Some(Output::Frame(f)) => assert_eq!(f.data, frame),
+        other => panic!("{other:?}"),
+    }
+
+    // Past the deadline: given up at the deadline, a late repair is counted late.
+    let mut r = Reassembler::new(cfg, Box::new(ReedSolomon8::new()));
+    for i in (m + 1)..d.len() {
+        r.push(body(&d, i), t0).unwrap();
+    }
+    let deadline = t0 + Duration::from_millis(25);
+    assert!(r.set_deadline(20, deadline));
+    r.handle_timeout(deadline - Duration::from_millis(1));
+    assert!(r.poll().is_none());
+    r.handle_timeout(deadline);
+    assert_eq!(
+        r.poll(),
+        Some(Output::Lost {
+            first_index: 20,
+            count: 1
+        })
+    );
+    let _ = r.push(&rep.get(0)[HEADER_LEN..], deadline);
+    assert_eq!(r.stats().shards_late, 1);
+    // A deadline for a frame not in flight is refused.
+    assert!(!r.set_deadline(20, deadline));
+}

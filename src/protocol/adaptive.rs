@@ -1,13 +1,21 @@
-//! Adaptive FEC: the host's choice of parity share from the client's loss reports.
+//! The host's FEC controller: how much parity each block gets, from the client's reports.
+//!
+//! Three modes ([`FecMode`]): `Fixed` (the user's `fec-percent`), `Adaptive` (a share raised
+//! from the loss fraction of [`Control::LossReport`](super::control::Control)s) and `Target`
+//! (per block size, the least parity that keeps the probability that a block cannot be rebuilt
+//! under a target, from the client's loss model — see [`TargetConfig`] and `docs/PROTOCOL.md`
+//! §9). Every mode yields a [`ParityTable`] (`m` per block size `k`) for the packetizer.
 //!
 //! This module owns the policy — raise at once when loss appears, lower slowly while the link
-//! is clean, never below the user's `fec-percent`; the parity count of one block at a given
-//! share is [`super::fec::parity_for`]. It never reads a clock (report arrival times are arguments), never
-//! trusts report order (reports travel over a lossy link and may be lost, duplicated or
-//! reordered) and never encodes anything: the packetizer asks it for a percentage.
+//! is clean, stay within the floor and ceiling. It never reads a clock (report arrival times
+//! are arguments), never trusts report order (reports travel over a lossy link and may be lost,
+//! duplicated or reordered) and never encodes anything.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+use super::fec::{MAX_DATA_SHARDS_PER_BLOCK, MAX_SHARDS_PER_BLOCK, MIN_PARITY, ParityTable};
+use super::lossmodel::{FailureTable, GilbertElliott, LossModelReport};
 
 /// The span of recent reports the loss fraction is measured over. The client reports about
 /// every 100 ms, so this is about five reports: short enough to react within a frame or two
@@ -34,6 +42,86 @@ pub enum FecMode {
     Fixed,
     /// The user's `fec-percent` as a floor, raised from loss reports.
     Adaptive,
+    /// Per block size, the least parity that keeps a block's failure probability under
+    /// [`TargetConfig::target`] under the client's loss model, within a floor and a ceiling.
+    /// Until the first model arrives, `fec-percent` (as `Fixed`).
+    Target,
+}
+
+/// Settings of [`FecMode::Target`].
+///
+/// Defaults and why:
+/// - `target` 1e-4 per block: at 60 frames a second of one or two blocks, about one frame in
+///   two minutes needs repair (or, past its deadline, a keyframe).
+/// - floor: at least [`MIN_PARITY`] shards and 5 % of the block. With no loss in the model the
+///   block still survives two losses (a sudden change is then usually covered until the next
+///   report raises the parity, ~100 ms later) and the wire overhead on a clean link is 2/k for
+///   blocks of up to 40 shards, 5 % above: ≤ 10 % for every frame of 20 shards (27 kB) or
+///   more — a 720p x264 frame at 20 Mbit/s (42 kB, 32 shards: 6.3 %), a 1080p60 50 Mbit/s frame
+///   (104 kB, 78 shards: 2.6 %). Smaller frames pay more (a one-datagram frame sends three
+///   datagrams), which matters little in bytes since such streams are a few Mbit/s.
+/// - ceiling: 100 % of the block, but at least 8 shards, so tiny frames can reach the target
+///   even at 20 % loss (a one-shard frame needs 5 parity shards for 1e-4 at 20 % iid) while a
+///   large block never more than doubles.
+/// - rises at once; falls only after `hold` without a raise, then by a quarter of the gap to
+///   what the model asks (at least one shard) per `decay_interval`: from 20 % to the floor of a
+///   78-shard block in about 3.5 s.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TargetConfig {
+    pub target: f64,
+    pub floor_percent: u8,
+    pub floor_shards: u8,
+    pub ceiling_percent: u16,
+    pub ceiling_shards: u8,
+    pub hold: Duration,
+    pub decay_interval: Duration,
+}
+
+impl Default for TargetConfig {
+    fn default() -> Self {
+        TargetConfig {
+            target: 1e-4,
+            floor_percent: 5,
+            floor_shards: MIN_PARITY as u8,
+            ceiling_percent: 100,
+            ceiling_shards: 8,
+            hold: Duration::from_secs(1),
+            decay_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+impl TargetConfig {
+    /// Least parity for a block of `k` data shards.
+    pub fn floor(&self, k: usize) -> usize {
+        let m = (k * self.floor_percent as usize)
+            .div_ceil(100)
+            .max(self.floor_shards as usize);
+        m.min(MAX_SHARDS_PER_BLOCK.saturating_sub(k))
+    }
+
+    /// Most parity for a block of `k` data shards (never below the floor).
+    pub fn ceiling(&self, k: usize) -> usize {
+        let m = (k * self.ceiling_percent as usize)
+            .div_ceil(100)
+            .max(self.ceiling_shards as usize)
+            .max(self.floor(k));
+        m.min(MAX_SHARDS_PER_BLOCK.saturating_sub(k))
+    }
+
+    /// For every block size, the least `m` in `[floor, ceiling]` whose failure probability is
+    /// at most the target under every model in `tables` (the ceiling if none is).
+    pub fn demand(&self, tables: &[FailureTable]) -> ParityTable {
+        let mut t = ParityTable::from_percent(0);
+        for k in 1..MAX_SHARDS_PER_BLOCK {
+            let (lo, hi) = (self.floor(k), self.ceiling(k));
+            let m = (lo..=hi)
+                .find(|&m| tables.iter().all(|f| f.block_failure(k, m) <= self.target))
+                .unwrap_or(hi);
+            t.set(k, m);
+        }
+        t
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +151,14 @@ pub struct AdaptiveFec {
     window: VecDeque<Sample>,
     /// When the current run of clean reports started, or the share was last lowered.
     clean_since: Option<Instant>,
+    /// Parity per block size, current for every mode.
+    table: ParityTable,
+    target_cfg: TargetConfig,
+    /// Target mode: what the newest model asks for.
+    demand: Option<ParityTable>,
+    /// Target mode: when any block size's parity last rose, and last fell.
+    last_raise: Option<Instant>,
+    last_decay: Option<Instant>,
 }
 
 /// Percent of parity that a loss of `lost` out of `total` packets calls for (0 for no loss).
@@ -93,7 +189,97 @@ impl AdaptiveFec {
             last: None,
             window: VecDeque::new(),
             clean_since: None,
+            table: ParityTable::from_percent(base_percent),
+            target_cfg: TargetConfig::default(),
+            demand: None,
+            last_raise: None,
+            last_decay: None,
         }
+    }
+
+    /// Target mode with these settings (the defaults otherwise).
+    pub fn with_target(mut self, cfg: TargetConfig) -> Self {
+        self.target_cfg = cfg;
+        self
+    }
+
+    pub fn target_config(&self) -> &TargetConfig {
+        &self.target_cfg
+    }
+
+    /// Parity for each block size, to packetize the next frame with
+    /// ([`Packetizer::plan_with`](super::packetizer::Packetizer::plan_with)).
+    pub fn parity_table(&self) -> &ParityTable {
+        &self.table
+    }
+
+    /// Parity for a block of `k` data shards now.
+    pub fn block_parity(&self, k: usize) -> usize {
+        self.table.parity(k)
+    }
+
+    /// Feeds one loss model report (target mode; ignored otherwise). Raises the parity of
+    /// every block size whose demand went up at once; lowers it slowly (see [`TargetConfig`]).
+    /// Planned against the worse of the window's model and the latest interval's, so a change
+    /// shows within one report. Reports should be fed in the order they were sent (the
+    /// session drops a model report older than the newest one it used).
+    pub fn on_loss_model(&mut self, report: &LossModelReport, now: Instant) {
+        if self.mode != FecMode::Target {
+            return;
+        }
+        let models: Vec<GilbertElliott> = [&report.window, &report.recent]
+            .into_iter()
+            .filter_map(GilbertElliott::from_counts)
+            .collect();
+        if models.is_empty() {
+            return;
+        }
+        let tables: Vec<FailureTable> = models
+            .iter()
+            .map(|g| FailureTable::new(g, MAX_SHARDS_PER_BLOCK))
+            .collect();
+        let demand = self.target_cfg.demand(&tables);
+        let mut raised = false;
+        for k in 1..MAX_SHARDS_PER_BLOCK {
+            let (cur, want) = (self.table.parity(k), demand.parity(k));
+            if want > cur {
+                self.table.set(k, want);
+                raised |= want > cur;
+            }
+        }
+        self.demand = Some(demand);
+        if raised {
+            self.last_raise = Some(now);
+            return;
+        }
+        let held = self
+            .last_raise
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.target_cfg.hold);
+        let due = self
+            .last_decay
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.target_cfg.decay_interval);
+        if !(held && due) {
+            return;
+        }
+        let Some(demand) = &self.demand else { return };
+        let mut lowered = false;
+        for k in 1..MAX_SHARDS_PER_BLOCK {
+            let (cur, want) = (self.table.parity(k), demand.parity(k));
+            if cur > want {
+                let step = ((cur - want) / 4).max(1);
+                self.table.set(k, cur - step);
+                lowered = true;
+            }
+        }
+        if lowered {
+            self.last_decay = Some(now);
+        }
+    }
+
+    /// The share of the largest block size, in percent (for stats).
+    fn target_percent(&self) -> u8 {
+        let k = MAX_DATA_SHARDS_PER_BLOCK;
+        (self.table.parity(k) * 100).div_ceil(k).min(255) as u8
     }
 
     pub fn mode(&self) -> FecMode {
@@ -113,6 +299,7 @@ impl AdaptiveFec {
         match self.mode {
             FecMode::Fixed => self.base,
             FecMode::Adaptive => self.percent,
+            FecMode::Target => self.target_percent(),
         }
     }
 
@@ -124,7 +311,7 @@ impl AdaptiveFec {
     /// never above the maximum.
     pub fn wire_percent(&self) -> u8 {
         let p = self.percent();
-        if self.mode == FecMode::Fixed || p <= self.base {
+        if self.mode != FecMode::Adaptive || p <= self.base {
             return p;
         }
         (p.div_ceil(ADAPTIVE_STEP) * ADAPTIVE_STEP).clamp(p, self.max)
@@ -146,6 +333,15 @@ impl AdaptiveFec {
     /// session started; a report whose counters went backwards (reordered or stale) is
     /// ignored, and so is one that adds nothing (a duplicate, or no traffic).
     pub fn on_loss_report(&mut self, packets_received: u64, packets_lost: u64, now: Instant) {
+        let before = self.wire_percent();
+        self.adaptive_report(packets_received, packets_lost, now);
+        let after = self.wire_percent();
+        if self.mode == FecMode::Adaptive && after != before {
+            self.table = ParityTable::from_percent(after);
+        }
+    }
+
+    fn adaptive_report(&mut self, packets_received: u64, packets_lost: u64, now: Instant) {
         let (d_received, d_lost) = match self.last {
             None => (packets_received, packets_lost),
             Some((r, l)) => {
@@ -159,7 +355,7 @@ impl AdaptiveFec {
         if d_received == 0 && d_lost == 0 {
             return;
         }
-        if self.mode == FecMode::Fixed {
+        if self.mode != FecMode::Adaptive {
             return;
         }
 
@@ -532,5 +728,259 @@ mod wire_percent_tests {
         assert_eq!(g.wire_percent(), 37);
         // Fixed mode is the base, unrounded.
         assert_eq!(AdaptiveFec::new(FecMode::Fixed, 23, 100).wire_percent(), 23);
+    }
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::*;
+    use crate::protocol::lossmodel::{LossCounts, binomial_tail};
+    use proptest::prelude::*;
+
+    const TICK: Duration = Duration::from_millis(100);
+
+    fn report(window: LossCounts, recent: LossCounts) -> LossModelReport {
+        let mut burst_hist = [0; 8];
+        burst_hist[0] = window.bursts;
+        LossModelReport {
+            window_ms: 1000,
+            recent,
+            window,
+            burst_hist,
+        }
+    }
+
+    fn counts(packets: u32, lost: u32, bursts: u32) -> LossCounts {
+        LossCounts {
+            packets,
+            lost,
+            bursts,
+        }
+    }
+
+    /// Counts whose Gilbert fit is exactly iid loss `q` (p = q, r = 1 − q).
+    fn iid_counts(q_permille: u32) -> LossCounts {
+        let packets = 100_000;
+        let lost = packets / 1000 * q_permille;
+        let bursts = lost / 1000 * (1000 - q_permille);
+        counts(packets, lost, bursts)
+    }
+
+    fn target() -> AdaptiveFec {
+        AdaptiveFec::new(FecMode::Target, 20, 100)
+    }
+
+    #[test]
+    fn iid_choice_is_the_least_parity_under_the_binomial_tail() {
+        for q in [10u32, 50, 100, 200] {
+            // Base 0: the first report raises every block size straight to what it asks.
+            let mut f = AdaptiveFec::new(FecMode::Target, 0, 100);
+            let c = iid_counts(q);
+            f.on_loss_model(&report(c, c), Instant::now());
+            let cfg = *f.target_config();
+            let qf = f64::from(q) / 1000.0;
+            for k in [1usize, 2, 5, 10, 20, 32, 64, 78, 100, 128] {
+                let m = f.block_parity(k);
+                assert!(
+                    m >= cfg.floor(k) && m <= cfg.ceiling(k),
+                    "q {q} k {k} m {m}"
+                );
+                let fail = binomial_tail(k + m, qf, m);
+                if m < cfg.ceiling(k) {
+                    assert!(
+                        fail <= cfg.target * (1.0 + 1e-9),
+                        "q {q} k {k} m {m}: {fail}"
+                    );
+                }
+                if m > cfg.floor(k) {
+                    let less = binomial_tail(k + m - 1, qf, m - 1);
+                    assert!(
+                        less > cfg.target,
+                        "q {q} k {k}: m {m} not the least ({less})"
+                    );
+                }
+            }
+        }
+        // Some figures (checked with an independent exact binomial sum): at 10 % iid a 32-shard
+        // block needs 13 parity shards, a 128-shard block 31; at 20 % a one-shard frame 5.
+        let mut f = target();
+        let c = iid_counts(100);
+        f.on_loss_model(&report(c, c), Instant::now());
+        assert_eq!(f.block_parity(32), 13);
+        assert_eq!(f.block_parity(128), 31);
+        let mut f = target();
+        let c = iid_counts(200);
+        f.on_loss_model(&report(c, c), Instant::now());
+        assert_eq!(f.block_parity(1), 5);
+    }
+
+    /// Block failure of `(k, m)` under the Gilbert chain, by seeded Monte Carlo.
+    fn monte_carlo(p: f64, r: f64, k: usize, m: usize, trials: u32) -> f64 {
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let mut unit = || {
+            s ^= s >> 12;
+            s ^= s << 25;
+            s ^= s >> 27;
+            (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let pb = p / (p + r);
+        let mut fails = 0u32;
+        for _ in 0..trials {
+            let mut bad = unit() < pb;
+            let mut lost = 0;
+            for _ in 0..k + m {
+                lost += usize::from(bad);
+                bad = if bad { unit() >= r } else { unit() < p };
+            }
+            fails += u32::from(lost > m);
+        }
+        f64::from(fails) / f64::from(trials)
+    }
+
+    #[test]
+    fn burst_choice_holds_the_target_by_monte_carlo() {
+        // The path: enter 1 %, leave 30 %. Counts with exactly that fit.
+        let c = counts(31_000, 1_000, 300);
+        let mut f = target();
+        f.on_loss_model(&report(c, c), Instant::now());
+        let k = 32;
+        let m = f.block_parity(k);
+        let cfg = *f.target_config();
+        assert!(m > cfg.floor(k) && m < cfg.ceiling(k), "m {m}");
+        // The choice is the least m within the target by the exact tail…
+        let exact = FailureTable::new(&GilbertElliott::from_counts(&c).unwrap(), 256);
+        assert!(exact.block_failure(k, m) <= cfg.target);
+        assert!(exact.block_failure(k, m - 1) > cfg.target);
+        // …and a simulation of the chain agrees with that tail at m and m − 1 (4 standard
+        // errors).
+        let trials = 2_000_000;
+        for mm in [m - 1, m] {
+            let mc = monte_carlo(0.01, 0.3, k, mm, trials);
+            let want = exact.block_failure(k, mm);
+            let se = (want / f64::from(trials)).sqrt();
+            assert!(
+                (mc - want).abs() <= 4.0 * se,
+                "k {k} m {mm}: {mc} vs {want}"
+            );
+        }
+        // Long geometric bursts dominate: a 32-shard block needs 27 parity shards for 1e-4.
+        assert_eq!(m, 27);
+        // Bursts need far more parity than iid loss of the same rate.
+        let mut g = target();
+        let iid = iid_counts(32);
+        g.on_loss_model(&report(iid, iid), Instant::now());
+        assert!(g.block_parity(k) < m);
+    }
+
+    #[test]
+    fn rises_within_one_report_and_falls_slowly_to_the_floor() {
+        let mut f = target();
+        let cfg = *f.target_config();
+        let mut now = Instant::now();
+        let clean = counts(2_000, 0, 0);
+        // Clean: settles from 20 % to the floor within 5 s.
+        let ks = [32usize, 78, 128];
+        let mut settled_at = None;
+        for i in 0..50 {
+            now += TICK;
+            f.on_loss_model(&report(clean, counts(200, 0, 0)), now);
+            if settled_at.is_none() && ks.iter().all(|&k| f.block_parity(k) == cfg.floor(k)) {
+                settled_at = Some(i + 1);
+            }
+        }
+        let settled = settled_at.expect("settles at the floor");
+        assert!(settled * 100 <= 5_000, "took {settled} reports");
+        // At the floor, a 720p (32 shards) and a 1080p (78 shards) frame carry ≤ 10 % parity.
+        assert!(f.block_parity(32) * 10 <= 32);
+        assert!(f.block_parity(78) * 10 <= 78);
+        // 10 % loss appears in the latest interval only: one report raises to what it asks.
+        now += TICK;
+        let recent = counts(200, 20, 18);
+        let mut window = clean;
+        window.packets += 200;
+        window.lost += 20;
+        window.bursts += 18;
+        f.on_loss_model(&report(window, recent), now);
+        let raised: Vec<usize> = ks.iter().map(|&k| f.block_parity(k)).collect();
+        let tables = [FailureTable::new(
+            &GilbertElliott::from_counts(&recent).unwrap(),
+            256,
+        )];
+        let want = cfg.demand(&tables);
+        for (&k, &m) in ks.iter().zip(&raised) {
+            assert!(m >= want.parity(k), "k {k}");
+            assert!(m > cfg.floor(k));
+        }
+        // Clean again: nothing falls during the hold, then at most a quarter of the gap (at
+        // least one shard) per decay interval.
+        let raised_at = now;
+        let mut prev = raised.clone();
+        let mut last_fall = None::<Instant>;
+        for _ in 0..100 {
+            now += TICK;
+            f.on_loss_model(&report(clean, counts(200, 0, 0)), now);
+            let cur: Vec<usize> = ks.iter().map(|&k| f.block_parity(k)).collect();
+            if cur != prev {
+                assert!(now.duration_since(raised_at) >= cfg.hold);
+                if let Some(t) = last_fall {
+                    assert!(now.duration_since(t) >= cfg.decay_interval);
+                }
+                last_fall = Some(now);
+                for (i, &k) in ks.iter().enumerate() {
+                    assert!(cur[i] <= prev[i]);
+                    let gap = prev[i] - cfg.floor(k);
+                    assert!(prev[i] - cur[i] <= (gap / 4).max(1), "k {k}");
+                }
+            }
+            prev = cur;
+        }
+        assert!(ks.iter().all(|&k| f.block_parity(k) == cfg.floor(k)));
+    }
+
+    #[test]
+    fn other_modes_ignore_models_and_target_ignores_plain_reports() {
+        let c = iid_counts(100);
+        for mode in [FecMode::Fixed, FecMode::Adaptive] {
+            let mut f = AdaptiveFec::new(mode, 20, 100);
+            f.on_loss_model(&report(c, c), Instant::now());
+            assert_eq!(f.parity_table(), &ParityTable::from_percent(20));
+        }
+        let mut f = target();
+        f.on_loss_report(900, 100, Instant::now());
+        assert_eq!(f.parity_table(), &ParityTable::from_percent(20));
+        // Adaptive keeps its table in step with its share.
+        let mut f = AdaptiveFec::new(FecMode::Adaptive, 20, 100);
+        f.on_loss_report(900, 100, Instant::now());
+        assert_eq!(
+            f.parity_table(),
+            &ParityTable::from_percent(f.wire_percent())
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Any report stream keeps every block size within its floor and ceiling (after the
+        /// first report) and within GF(2^8).
+        #[test]
+        fn prop_parity_stays_within_floor_and_ceiling(
+            reports in proptest::collection::vec(
+                (1u32..5_000, 0u32..1000, 0u32..1000, 0u64..400), 1..30),
+        ) {
+            let mut f = target();
+            let cfg = *f.target_config();
+            let mut now = Instant::now();
+            for (packets, lost_pm, burst_pm, gap) in reports {
+                now += Duration::from_millis(gap);
+                let lost = packets / 1000 * lost_pm;
+                let bursts = (lost / 1000 * burst_pm).min(packets - lost + 1);
+                let c = counts(packets, lost, bursts);
+                f.on_loss_model(&report(c, c), now);
+                for k in 1..MAX_SHARDS_PER_BLOCK {
+                    let m = f.block_parity(k);
+                    prop_assert!(m >= cfg.floor(k) && m <= cfg.ceiling(k), "k {} m {}", k, m);
+                    prop_assert!(k + m <= MAX_SHARDS_PER_BLOCK);
+                }
+            }
+        }
     }
 }

@@ -1,9 +1,12 @@
 //! Control messages, both directions, sealed like video: keyframe request, loss report,
-//! ping/pong, stream info (and its updates), bye and input acknowledgements.
+//! ping/pong, stream info (and its updates), bye, input acknowledgements, and the loss model
+//! and repair messages (their bodies are laid out in `lossmodel` and `repair`).
 //!
 //! This module only encodes and decodes; deciding when to send them is the session's job.
 //! Decoding never panics and never allocates more than the bytes present (strings are capped).
 
+use super::lossmodel::LossModelReport;
+use super::repair::{RepairRequest, RepairUnavailable};
 use super::wire::{Reader, WireError, Writer};
 
 /// Longest caps string we carry. Real H.264/HEVC caps with codec_data are well under 2 KiB.
@@ -79,6 +82,13 @@ pub enum Control {
     Bye,
     /// Host → client: every input event with a sequence number below this has arrived.
     InputAck { next_expected: u64 },
+    /// Client → host: the loss model over a sliding window (`lossmodel`), every report
+    /// interval next to [`Control::LossReport`].
+    LossModel(LossModelReport),
+    /// Client → host: new parity for blocks of a frame that cannot be rebuilt (`repair`).
+    RepairRequest(RepairRequest),
+    /// Host → client: a repair request cannot be answered (frame no longer held, budget spent).
+    RepairUnavailable(RepairUnavailable),
 }
 
 const T_KEYFRAME: u8 = 1;
@@ -88,6 +98,10 @@ const T_PONG: u8 = 4;
 const T_INFO: u8 = 5;
 const T_BYE: u8 = 6;
 const T_ACK: u8 = 7;
+// Loss model and repair: types from 16 up, so other additions below 16 do not collide.
+const T_LOSS_MODEL: u8 = 16;
+const T_REPAIR_REQUEST: u8 = 17;
+const T_REPAIR_UNAVAILABLE: u8 = 18;
 
 impl Control {
     pub fn encode(&self, out: &mut Vec<u8>) {
@@ -121,6 +135,18 @@ impl Control {
             Control::InputAck { next_expected } => {
                 w.u8(T_ACK).u64(*next_expected);
             }
+            Control::LossModel(m) => {
+                w.u8(T_LOSS_MODEL);
+                m.encode(&mut w);
+            }
+            Control::RepairRequest(r) => {
+                w.u8(T_REPAIR_REQUEST);
+                r.encode(&mut w);
+            }
+            Control::RepairUnavailable(u) => {
+                w.u8(T_REPAIR_UNAVAILABLE);
+                u.encode(&mut w);
+            }
         }
     }
 
@@ -144,6 +170,9 @@ impl Control {
             T_ACK => Control::InputAck {
                 next_expected: r.u64()?,
             },
+            T_LOSS_MODEL => Control::LossModel(LossModelReport::decode(&mut r)?),
+            T_REPAIR_REQUEST => Control::RepairRequest(RepairRequest::decode(&mut r)?),
+            T_REPAIR_UNAVAILABLE => Control::RepairUnavailable(RepairUnavailable::decode(&mut r)?),
             other => return Err(WireError::UnknownKind(other)),
         };
         r.finish()?;
@@ -154,6 +183,8 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::lossmodel::LossCounts;
+    use crate::protocol::repair::{RepairItem, UnavailableReason};
 
     fn all() -> Vec<Control> {
         vec![
@@ -176,6 +207,40 @@ mod tests {
             }),
             Control::Bye,
             Control::InputAck { next_expected: 12 },
+            Control::LossModel(LossModelReport {
+                window_ms: 1000,
+                recent: LossCounts {
+                    packets: 190,
+                    lost: 7,
+                    bursts: 2,
+                },
+                window: LossCounts {
+                    packets: 1900,
+                    lost: 61,
+                    bursts: 19,
+                },
+                burst_hist: [6, 5, 4, 2, 1, 1, 0, 0],
+            }),
+            Control::RepairRequest(
+                RepairRequest::new(
+                    0xfffe_0001,
+                    vec![
+                        RepairItem {
+                            block: 0,
+                            needed: 3,
+                        },
+                        RepairItem {
+                            block: 2,
+                            needed: 1,
+                        },
+                    ],
+                )
+                .unwrap(),
+            ),
+            Control::RepairUnavailable(RepairUnavailable {
+                frame_index: 5,
+                reason: UnavailableReason::NotHeld,
+            }),
         ]
     }
 

@@ -55,6 +55,22 @@ pub trait FecCoder: Send {
     fn max_shards(&self) -> usize;
     /// Computes `parity.len()` parity shards from `data`.
     fn encode(&mut self, data: &[&[u8]], parity: &mut [&mut [u8]]) -> Result<(), FecError>;
+    /// Computes parity shards `first_row … first_row + out.len() − 1` of `data` (shard indices
+    /// `k + first_row …` of the block). Repair uses it to send rows beyond a block's original
+    /// `m`: new parity, never copies. A scheme whose rows for `(k, m)` are not a prefix of
+    /// those for `(k, m' > m)` cannot repair and keeps this default.
+    fn encode_rows(
+        &mut self,
+        data: &[&[u8]],
+        first_row: usize,
+        out: &mut [&mut [u8]],
+    ) -> Result<(), FecError> {
+        if first_row == 0 {
+            self.encode(data, out)
+        } else {
+            Err(FecError::BadParameters)
+        }
+    }
     /// Rebuilds the missing data shards in place. `shards` holds all `k + m` shard buffers,
     /// `present[i]` says whether shard `i` arrived. Parity shards are not rebuilt.
     fn reconstruct(
@@ -74,6 +90,48 @@ pub fn parity_for(k: usize, percent: u8) -> usize {
     let m = (k as u128 * percent as u128).div_ceil(100);
     let m = usize::try_from(m).unwrap_or(usize::MAX).max(MIN_PARITY);
     m.min(MAX_SHARDS_PER_BLOCK.saturating_sub(k))
+}
+
+/// Parity shards per block size: entry `k` is the `m` a block of `k` data shards gets. The
+/// packetizer takes one per frame, so blocks of different `k` get different `m` (the
+/// target-driven controller fills it from the loss model; fixed and adaptive shares are
+/// [`ParityTable::from_percent`]). Copying it is 257 bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ParityTable {
+    m: [u8; MAX_SHARDS_PER_BLOCK + 1],
+}
+
+impl std::fmt::Debug for ParityTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pick: Vec<(usize, u8)> = [1, 2, 4, 8, 16, 32, 64, 78, 128]
+            .iter()
+            .map(|&k| (k, self.m[k]))
+            .collect();
+        f.debug_struct("ParityTable").field("k_m", &pick).finish()
+    }
+}
+
+impl ParityTable {
+    /// Every block size at `percent` FEC ([`parity_for`]).
+    pub fn from_percent(percent: u8) -> Self {
+        let mut m = [0u8; MAX_SHARDS_PER_BLOCK + 1];
+        for (k, v) in m.iter_mut().enumerate() {
+            *v = parity_for(k, percent) as u8;
+        }
+        ParityTable { m }
+    }
+
+    /// Parity shards for a block of `k` data shards (0 for `k` = 0 or beyond GF(2^8)).
+    pub fn parity(&self, k: usize) -> usize {
+        self.m.get(k).map_or(0, |&m| m as usize)
+    }
+
+    /// Sets the parity of block size `k`, clamped so that `k + m ≤ 256`.
+    pub fn set(&mut self, k: usize, m: usize) {
+        if let Some(v) = self.m.get_mut(k) {
+            *v = m.min(MAX_SHARDS_PER_BLOCK.saturating_sub(k)) as u8;
+        }
+    }
 }
 
 /// How a frame's data shards fall into blocks.
@@ -123,20 +181,34 @@ impl BlockLayout {
     }
 }
 
-/// Reed-Solomon over GF(2^8) (`reed-solomon-erasure`, SIMD-accelerated), with a small cache of
-/// coders per `(k, m)` since building one inverts a matrix.
+/// Reed-Solomon over GF(2^8), byte-compatible with `reed-solomon-erasure` (scheme 1 on the
+/// wire), with the parity matrix derived in closed form instead of by matrix inversion.
 ///
-/// Encoding goes through the crate. Recovery does not: the crate inverts a `k × k` decode matrix
-/// for every new loss pattern (its cache only hits when the pattern repeats, which random loss
-/// almost never does). Since the code is systematic (parity = `A · data`, `A` the `m × k` parity
-/// part of the crate's encoding matrix), `e` missing data shards can instead be solved from `e`
-/// present parity shards with an `e × e` system: subtract the present data's share from each
-/// chosen parity shard (the syndrome), then multiply by the inverse of `A[P][M]` (chosen parity
-/// rows × missing data columns). That costs `O(e³ + e·k·shard_len)` instead of `O(k³ + …)`.
-/// Should that submatrix ever be singular (it is not for an MDS code), the crate's own path
-/// rebuilds the block.
+/// The crate's encoding matrix is `V · V_top⁻¹`, with `V[r][c] = r^c` the Vandermonde matrix of
+/// the `k + m` points `0, 1, …, k + m − 1` and `V_top` its first `k` rows. Row `x` of that
+/// product is the vector `c` with `Σ_j c_j · j^col = x^col` for every `col < k`: the Lagrange
+/// basis over the nodes `0 … k − 1` evaluated at `x`,
+/// `A[x][j] = L_j(x) = Π_{l≠j} (x − l) / (j − l)` (subtraction is XOR). Two consequences:
+///
+/// - a row depends on `k` and its own index only, so the rows of `(k, m)` are a prefix of the
+///   rows of `(k, m')` for every `m' > m` (tested against the crate). One table per `k`
+///   serves every `m`, and repair shards (rows `m … m + e − 1` of an already-sent block) are
+///   just further rows of it;
+/// - a row costs `O(k)` once the `k` denominators `Π_{l≠j} (j − l)` are known (`O(k²)` once
+///   per `k`): a `(128, 32)` table takes microseconds where the crate's constructor inverts a
+///   `128 × 128` matrix (milliseconds). No frame waits for a coder when `(k, m)` changes.
+///
+/// Encoding multiplies the rows with the SIMD `galois_8` slice kernels (the same ones the crate
+/// uses). Recovery does not invert a `k × k` decode matrix per loss pattern either: since the
+/// code is systematic (parity = `A · data`), `e` missing data shards are solved from `e` present
+/// parity shards with an `e × e` system: subtract the present data's share from each chosen
+/// parity shard (the syndrome), then multiply by the inverse of `A[P][M]` (chosen parity rows ×
+/// missing data columns). That costs `O(e³ + e·k·shard_len)` instead of `O(k³ + …)`. Should that
+/// submatrix ever be singular (it is not for an MDS code), the crate's own decoder rebuilds the
+/// block.
 pub struct ReedSolomon8 {
-    cache: Vec<CoderEntry>,
+    /// Row tables per `k`, most recently used first.
+    cache: Vec<RowTable>,
     /// Reused between calls: missing data indices.
     missing: Vec<usize>,
     /// Reused between calls: the parity shards chosen to solve for the missing data.
@@ -149,17 +221,69 @@ pub struct ReedSolomon8 {
     fallbacks: u64,
 }
 
-struct CoderEntry {
+/// The parity rows of the encoding matrix for one `k`, built as far as used so far.
+struct RowTable {
     k: usize,
-    m: usize,
-    rs: ReedSolomon,
-    /// The `m × k` parity part of the encoding matrix, row-major; empty until the first
-    /// reconstruction with this `(k, m)` needs it.
-    parity_matrix: Vec<u8>,
+    /// `1 / Π_{l≠j} (j ⊕ l)` for every node `j < k`.
+    denom_inv: Vec<u8>,
+    /// Parity rows `0 … rows − 1` (row `p` is matrix row `k + p`), `k` bytes each.
+    rows: Vec<u8>,
 }
 
-/// Coders kept per `ReedSolomon8`. Frames of one stream use few distinct `(k, m)` pairs.
-const CODER_CACHE: usize = 32;
+impl RowTable {
+    fn new(k: usize) -> Self {
+        let denom_inv = (0..k)
+            .map(|j| {
+                let d = (0..k)
+                    .filter(|&l| l != j)
+                    .fold(1u8, |acc, l| galois_8::mul(acc, (j ^ l) as u8));
+                galois_8::div(1, d)
+            })
+            .collect();
+        RowTable {
+            k,
+            denom_inv,
+            rows: Vec::new(),
+        }
+    }
+
+    fn built(&self) -> usize {
+        self.rows.len() / self.k.max(1)
+    }
+
+    /// Makes sure parity rows `0 … m − 1` exist (`k + m ≤ 256` checked by the caller).
+    fn ensure(&mut self, m: usize) {
+        let k = self.k;
+        for p in self.built()..m {
+            let x = k + p;
+            // N(x) = Π_l (x ⊕ l); x ≥ k > l, so no factor is zero.
+            let n = (0..k).fold(1u8, |acc, l| galois_8::mul(acc, (x ^ l) as u8));
+            for j in 0..k {
+                let lj = galois_8::mul(galois_8::div(n, (x ^ j) as u8), self.denom_inv[j]);
+                self.rows.push(lj);
+            }
+        }
+    }
+
+    fn row(&self, p: usize) -> &[u8] {
+        &self.rows[p * self.k..(p + 1) * self.k]
+    }
+}
+
+/// The parity part (`m × k`, row-major) of the encoding matrix of `(k, m)`, as
+/// [`ReedSolomon8`] derives it. Exposed for tests and benchmarks (coder build time).
+pub fn parity_rows(k: usize, m: usize) -> Result<Vec<u8>, FecError> {
+    if k == 0 || k + m > MAX_SHARDS_PER_BLOCK {
+        return Err(FecError::BadParameters);
+    }
+    let mut t = RowTable::new(k);
+    t.ensure(m);
+    Ok(t.rows)
+}
+
+/// Row tables kept per `ReedSolomon8`. Each holds at most `k · (256 − k) ≤ 16 KiB`, so the
+/// cache stays under 1 MiB even when a hostile peer cycles through every `k`.
+const CODER_CACHE: usize = 64;
 
 impl Default for ReedSolomon8 {
     fn default() -> Self {
@@ -185,65 +309,43 @@ impl ReedSolomon8 {
         self.fallbacks
     }
 
-    /// Moves the coder for `(k, m)` to the front of the cache, building it if needed.
-    fn coder_entry(&mut self, k: usize, m: usize) -> Result<&mut CoderEntry, FecError> {
-        if k == 0 || m == 0 || k + m > MAX_SHARDS_PER_BLOCK {
+    /// Builds the rows for `(k, m)` ahead of use (e.g. for the block sizes a stream is about to
+    /// use); a later encode or recovery with any `m' ≤ m` for this `k` does no matrix work.
+    pub fn prepare(&mut self, k: usize, m: usize) -> Result<(), FecError> {
+        self.table(k, m).map(|_| ())
+    }
+
+    /// Moves the row table for `k` to the front of the cache (building it if needed) and makes
+    /// sure it holds at least `m` parity rows.
+    fn table(&mut self, k: usize, m: usize) -> Result<&mut RowTable, FecError> {
+        if k == 0 || k + m > MAX_SHARDS_PER_BLOCK {
             return Err(FecError::BadParameters);
         }
-        if let Some(pos) = self.cache.iter().position(|e| (e.k, e.m) == (k, m)) {
-            // Move to the front so that the least recently used coder is evicted last.
+        if let Some(pos) = self.cache.iter().position(|e| e.k == k) {
+            // Move to the front so that the least recently used table is evicted first.
             if pos != 0 {
                 let e = self.cache.remove(pos);
                 self.cache.insert(0, e);
             }
         } else {
-            let rs = ReedSolomon::new(k, m).map_err(|_| FecError::BadParameters)?;
             if self.cache.len() == CODER_CACHE {
                 self.cache.pop();
             }
-            self.cache.insert(
-                0,
-                CoderEntry {
-                    k,
-                    m,
-                    rs,
-                    parity_matrix: Vec::new(),
-                },
-            );
+            self.cache.insert(0, RowTable::new(k));
         }
-        Ok(&mut self.cache[0])
+        let t = &mut self.cache[0];
+        t.ensure(m);
+        Ok(t)
     }
 }
 
-impl CoderEntry {
-    /// The parity part `A` of the encoding matrix (`m × k`, row-major), read off the crate's own
-    /// encoder: with data shard `j` set to the unit vector `e_j` (length `k`), byte `j` of parity
-    /// shard `p` is `A[p][j]`.
-    fn parity_matrix(&mut self) -> Result<&[u8], FecError> {
-        if self.parity_matrix.is_empty() {
-            let (k, m) = (self.k, self.m);
-            let mut data = vec![0u8; k * k];
-            for j in 0..k {
-                data[j * k + j] = 1;
-            }
-            let mut parity = vec![0u8; m * k];
-            let d: Vec<&[u8]> = data.chunks_exact(k).collect();
-            let mut p: Vec<&mut [u8]> = parity.chunks_exact_mut(k).collect();
-            self.rs
-                .encode_sep(&d, &mut p)
-                .map_err(|_| FecError::Coder)?;
-            self.parity_matrix = parity;
-        }
-        Ok(&self.parity_matrix)
-    }
-}
-
-/// The crate's own recovery (inverts a `k × k` matrix per new loss pattern).
+/// The crate's own recovery (inverts a `k × k` matrix), the fallback of the fast path.
 fn reconstruct_with_crate(
-    rs: &ReedSolomon,
+    k: usize,
     shards: &mut [&mut [u8]],
     present: &[bool],
 ) -> Result<(), FecError> {
+    let rs = ReedSolomon::new(k, shards.len() - k).map_err(|_| FecError::BadParameters)?;
     let mut view: Vec<(&mut [u8], bool)> = shards
         .iter_mut()
         .zip(present)
@@ -294,6 +396,18 @@ fn invert_in_place(aug: &mut [u8], e: usize) -> bool {
     true
 }
 
+/// Shard lengths for encoding: every shard non-empty and of one length.
+fn check_lengths(data: &[&[u8]], out: &[&mut [u8]]) -> Result<(), FecError> {
+    let len = data
+        .first()
+        .map(|d| d.len())
+        .ok_or(FecError::BadParameters)?;
+    if len == 0 || data.iter().any(|d| d.len() != len) || out.iter().any(|p| p.len() != len) {
+        return Err(FecError::Coder);
+    }
+    Ok(())
+}
+
 impl FecCoder for ReedSolomon8 {
     fn scheme(&self) -> u8 {
         FEC_SCHEME_RS8
@@ -304,11 +418,36 @@ impl FecCoder for ReedSolomon8 {
     }
 
     fn encode(&mut self, data: &[&[u8]], parity: &mut [&mut [u8]]) -> Result<(), FecError> {
-        let entry = self.coder_entry(data.len(), parity.len())?;
-        entry
-            .rs
-            .encode_sep(data, parity)
-            .map_err(|_| FecError::Coder)
+        if parity.is_empty() {
+            return Err(FecError::BadParameters);
+        }
+        self.encode_rows(data, 0, parity)
+    }
+
+    fn encode_rows(
+        &mut self,
+        data: &[&[u8]],
+        first_row: usize,
+        out: &mut [&mut [u8]],
+    ) -> Result<(), FecError> {
+        let k = data.len();
+        let end = first_row
+            .checked_add(out.len())
+            .ok_or(FecError::BadParameters)?;
+        let t = self.table(k, end)?;
+        check_lengths(data, out)?;
+        // Data shard outer, parity row inner: each data shard is read from memory once.
+        for (j, d) in data.iter().enumerate() {
+            for (r, o) in out.iter_mut().enumerate() {
+                let c = t.rows[(first_row + r) * k + j];
+                if j == 0 {
+                    galois_8::mul_slice(c, d, o);
+                } else if c != 0 {
+                    galois_8::mul_slice_xor(c, d, o);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn reconstruct(
@@ -324,7 +463,9 @@ impl FecCoder for ReedSolomon8 {
             return Err(FecError::TooFewShards);
         }
         let m = shards.len() - k;
-        self.coder_entry(k, m)?;
+        if k + m > MAX_SHARDS_PER_BLOCK {
+            return Err(FecError::BadParameters);
+        }
 
         // The same checks as the crate's decoder: present shards non-empty and of one length,
         // missing data shards of that length too (missing parity buffers are not looked at).
@@ -350,11 +491,13 @@ impl FecCoder for ReedSolomon8 {
             return Err(FecError::Coder);
         }
         // The first `e` present parity shards: the same ones the crate's decoder would use, so
-        // that even inconsistent input gives the same bytes as before.
+        // that even inconsistent input gives the same bytes as the crate.
         self.chosen.clear();
         self.chosen
             .extend((k..k + m).filter(|&i| present[i]).take(e));
         debug_assert_eq!(self.chosen.len(), e);
+        let rows_needed = self.chosen.last().map_or(0, |&p| p - k + 1);
+        self.table(k, rows_needed)?;
 
         let ReedSolomon8 {
             cache,
@@ -364,21 +507,20 @@ impl FecCoder for ReedSolomon8 {
             syndromes,
             fallbacks,
         } = self;
-        let entry = &mut cache[0];
-        let a = entry.parity_matrix()?;
+        let t = &cache[0];
 
         // A[P][M] beside room for its inverse.
         aug.clear();
         aug.resize(2 * e * e, 0);
         for (r, &p) in chosen.iter().enumerate() {
-            let row = &a[(p - k) * k..(p - k + 1) * k];
+            let row = t.row(p - k);
             for (c, &j) in missing.iter().enumerate() {
                 aug[r * 2 * e + c] = row[j];
             }
         }
         if !invert_in_place(aug, e) {
             *fallbacks += 1;
-            return reconstruct_with_crate(&entry.rs, shards, present);
+            return reconstruct_with_crate(k, shards, present);
         }
 
         // Syndromes: s_p = parity_p − Σ_{j present} A[p][j] · data_j (subtraction is XOR).
@@ -390,7 +532,7 @@ impl FecCoder for ReedSolomon8 {
         for j in (0..k).filter(|&j| present[j]) {
             let data = &shards[j][..];
             for (s, &p) in syndromes.chunks_exact_mut(len).zip(chosen.iter()) {
-                let c = a[(p - k) * k + j];
+                let c = t.row(p - k)[j];
                 if c != 0 {
                     galois_8::mul_slice_xor(c, data, s);
                 }
@@ -476,9 +618,8 @@ mod tests {
         let mut old = fast.clone();
         let mut view: Vec<&mut [u8]> = fast.iter_mut().map(|v| v.as_mut_slice()).collect();
         rs.reconstruct(k, &mut view, present).unwrap();
-        let crate_rs = ReedSolomon::new(k, block.len() - k).unwrap();
         let mut view: Vec<&mut [u8]> = old.iter_mut().map(|v| v.as_mut_slice()).collect();
-        reconstruct_with_crate(&crate_rs, &mut view, present).unwrap();
+        reconstruct_with_crate(k, &mut view, present).unwrap();
         for i in 0..k {
             assert_eq!(fast[i], block[i], "k {k} shard {i} present {present:?}");
             assert_eq!(fast[i], old[i], "k {k} shard {i} present {present:?}");
@@ -505,17 +646,111 @@ mod tests {
         present
     }
 
+    /// The parity part of the crate's own encoding matrix for `(k, m)`, read off its encoder:
+    /// with data shard `j` set to the unit vector `e_j`, byte `j` of parity shard `p` is
+    /// `A[p][j]`.
+    fn crate_matrix(k: usize, m: usize) -> Vec<u8> {
+        let rs = ReedSolomon::new(k, m).unwrap();
+        let mut data = vec![0u8; k * k];
+        for j in 0..k {
+            data[j * k + j] = 1;
+        }
+        let mut parity = vec![0u8; m * k];
+        let d: Vec<&[u8]> = data.chunks_exact(k).collect();
+        let mut p: Vec<&mut [u8]> = parity.chunks_exact_mut(k).collect();
+        rs.encode_sep(&d, &mut p).unwrap();
+        parity
+    }
+
+    #[test]
+    fn derived_rows_equal_the_crates_matrix_and_are_prefixes() {
+        let shapes = [
+            (1, 2),
+            (1, 255),
+            (2, 2),
+            (5, 3),
+            (10, 40),
+            (32, 2),
+            (78, 16),
+            (128, 32),
+            (128, 128),
+            (200, 56),
+            (250, 6),
+            (255, 1),
+        ];
+        for &(k, m) in &shapes {
+            let ours = parity_rows(k, m).unwrap();
+            assert_eq!(ours, crate_matrix(k, m), "k {k} m {m}");
+            // The property repair and the per-k cache rely on, checked on the crate itself:
+            // the rows of (k, m) are the first rows of (k, m') for every m' > m.
+            for m_small in [1, m / 2, m - 1] {
+                if m_small >= 1 && m_small < m {
+                    assert_eq!(
+                        crate_matrix(k, m_small),
+                        ours[..m_small * k],
+                        "k {k} m {m_small}"
+                    );
+                }
+            }
+        }
+        assert_eq!(parity_rows(0, 2), Err(FecError::BadParameters));
+        assert_eq!(parity_rows(200, 57), Err(FecError::BadParameters));
+    }
+
+    #[test]
+    fn encode_is_byte_identical_to_the_crate() {
+        let mut rs = ReedSolomon8::new();
+        let mut rng = Rng(0xc0de);
+        for &(k, m) in &[
+            (1, 2),
+            (3, 2),
+            (32, 2),
+            (78, 16),
+            (128, 26),
+            (128, 128),
+            (240, 16),
+        ] {
+            let block = encoded_block(&mut rs, k, m, 1 + rng.below(200), rng.next());
+            let len = block[0].len();
+            let crate_rs = ReedSolomon::new(k, m).unwrap();
+            let mut parity = vec![vec![0u8; len]; m];
+            let d: Vec<&[u8]> = block[..k].iter().map(|v| v.as_slice()).collect();
+            let mut p: Vec<&mut [u8]> = parity.iter_mut().map(|v| v.as_mut_slice()).collect();
+            crate_rs.encode_sep(&d, &mut p).unwrap();
+            assert_eq!(parity, block[k..], "k {k} m {m}");
+        }
+    }
+
+    #[test]
+    fn encode_rows_continues_the_parity_sequence() {
+        let mut rs = ReedSolomon8::new();
+        let (k, m, e) = (40, 6, 9);
+        let full = encoded_block(&mut rs, k, m + e, 64, 5);
+        let data: Vec<&[u8]> = full[..k].iter().map(|v| v.as_slice()).collect();
+        let mut extra = vec![vec![0xffu8; 64]; e];
+        let mut out: Vec<&mut [u8]> = extra.iter_mut().map(|v| v.as_mut_slice()).collect();
+        rs.encode_rows(&data, m, &mut out).unwrap();
+        assert_eq!(extra, full[k + m..]);
+        // Out of range: the block would pass 256 shards.
+        let mut out: Vec<&mut [u8]> = extra.iter_mut().map(|v| v.as_mut_slice()).collect();
+        assert_eq!(
+            rs.encode_rows(&data, 256 - k - 1, &mut out),
+            Err(FecError::BadParameters)
+        );
+        // Unequal lengths.
+        let mut short = [0u8; 63];
+        assert_eq!(
+            rs.encode_rows(&data, m, &mut [&mut short[..]]),
+            Err(FecError::Coder)
+        );
+    }
+
     #[test]
     fn parity_matrix_matches_encoder() {
         let mut rs = ReedSolomon8::new();
         for &(k, m) in &[(1, 2), (5, 3), (78, 16), (128, 64), (200, 56)] {
             let block = encoded_block(&mut rs, k, m, 33, k as u64 * 131 + m as u64);
-            let a = rs
-                .coder_entry(k, m)
-                .unwrap()
-                .parity_matrix()
-                .unwrap()
-                .to_vec();
+            let a = parity_rows(k, m).unwrap();
             assert_eq!(a.len(), k * m);
             for p in 0..m {
                 for (b, &want) in block[k + p].iter().enumerate() {
@@ -598,9 +833,8 @@ mod tests {
         // 2 × 2 system becomes singular and the crate's decoder must take over.
         check_pattern(&mut rs, k, &block, &present);
         assert_eq!(rs.fallbacks(), 0);
-        let entry = rs.coder_entry(k, m).unwrap();
-        entry.parity_matrix().unwrap();
-        entry.parity_matrix[..k].fill(0);
+        let t = rs.table(k, m).unwrap();
+        t.rows[..k].fill(0);
         check_pattern(&mut rs, k, &block, &present);
         assert_eq!(rs.fallbacks(), 1);
     }

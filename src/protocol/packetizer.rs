@@ -2,13 +2,14 @@
 //!
 //! The frame is cut into `n` data shards of equal size (the last zero-padded; the header's
 //! `frame_len` gives the true length back), the shards are grouped into FEC blocks
-//! ([`BlockLayout`]) and each block gets `parity_for(k, fec%)` parity shards. Datagrams are laid
+//! ([`BlockLayout`]) and each block gets the parity a [`ParityTable`] names for its size (from the
+//! FEC controller; `parity_for(k, fec%)` for a fixed share). Datagrams are laid
 //! out back to back in one reusable buffer, all the same length, so the transport can hand a
 //! whole run to UDP GSO. Send order is every data shard first, then the parity, so a lossless
 //! frame completes on its last data shard.
 
 use super::crypto::Aead;
-use super::fec::{BlockLayout, FecCoder, FecError, parity_for};
+use super::fec::{BlockLayout, FecCoder, FecError, ParityTable};
 use super::wire::{
     FLAG_SEALED, HEADER_LEN, Header, Kind, VIDEO_FLAG_KEYFRAME, VIDEO_HEADER_LEN, VideoHeader,
 };
@@ -55,6 +56,10 @@ pub struct Datagrams {
     shard_size: usize,
     frame_index: u32,
     first_packet_number: u64,
+    frame_len: usize,
+    keyframe: bool,
+    /// Parity shards of each block, as packetized (what [`Packetizer::encode_parity`] fills).
+    block_parity: Vec<u8>,
 }
 
 impl Datagrams {
@@ -95,6 +100,49 @@ impl Datagrams {
     /// Datagrams `range` as one contiguous slice (for GSO-style sends).
     pub fn contiguous(&self, range: std::ops::Range<usize>) -> &[u8] {
         &self.buf[range.start * self.datagram_len..range.end * self.datagram_len]
+    }
+    /// Bytes per shard.
+    pub fn shard_size(&self) -> usize {
+        self.shard_size
+    }
+    /// Length of the access unit these datagrams carry.
+    pub fn frame_len(&self) -> usize {
+        self.frame_len
+    }
+    pub fn keyframe(&self) -> bool {
+        self.keyframe
+    }
+    /// Parity shards of each block of the frame, in block order.
+    pub fn block_parity(&self) -> &[u8] {
+        &self.block_parity
+    }
+    /// The payload of data shard `i` (`i < data_count()`), padding included.
+    pub fn data_shard(&self, i: usize) -> &[u8] {
+        let off = i * self.datagram_len + HEADER_LEN + VIDEO_HEADER_LEN;
+        &self.buf[off..off + self.shard_size]
+    }
+
+    /// Makes room for `count` datagrams of `datagram_len` bytes (reusing the buffer) and
+    /// describes them; the caller writes every datagram in full.
+    pub(crate) fn prepare(
+        &mut self,
+        count: usize,
+        datagram_len: usize,
+        shard_size: usize,
+        frame_index: u32,
+        first_packet_number: u64,
+    ) -> &mut [u8] {
+        self.datagram_len = datagram_len;
+        self.count = count;
+        self.data_count = 0;
+        self.shard_size = shard_size;
+        self.frame_index = frame_index;
+        self.first_packet_number = first_packet_number;
+        self.block_parity.clear();
+        if self.buf.len() < count * datagram_len {
+            self.buf.resize(count * datagram_len, 0);
+        }
+        &mut self.buf[..count * datagram_len]
     }
 }
 
@@ -139,12 +187,23 @@ impl Packetizer {
             .min(u16::MAX as usize)
     }
 
-    /// How a frame of `len` bytes will be cut, without touching any bytes (the session uses
-    /// it to reserve packet numbers before packetizing outside its lock).
+    /// How a frame of `len` bytes will be cut at `fec_percent` for every block, without
+    /// touching any bytes (the session uses it to reserve packet numbers before packetizing
+    /// outside its lock).
     pub fn plan(
         &self,
         len: usize,
         fec_percent: u8,
+        tag_len: usize,
+    ) -> Result<Plan, PacketizeError> {
+        self.plan_with(len, &ParityTable::from_percent(fec_percent), tag_len)
+    }
+
+    /// Like [`Packetizer::plan`], with each block's parity from `parity`.
+    pub fn plan_with(
+        &self,
+        len: usize,
+        parity: &ParityTable,
         tag_len: usize,
     ) -> Result<Plan, PacketizeError> {
         if len == 0 {
@@ -160,7 +219,7 @@ impl Packetizer {
         let n = len.div_ceil(max_shard);
         let layout = BlockLayout::for_shards(n);
         let parity_total: usize = (0..layout.blocks)
-            .map(|b| parity_for(layout.data_in_block(b), fec_percent))
+            .map(|b| parity.parity(layout.data_in_block(b)))
             .sum();
         Ok(Plan {
             data_shards: n,
@@ -172,10 +231,24 @@ impl Packetizer {
 
     /// Writes headers and data shards for `frame` into `out` and zeroes the parity payloads.
     /// Packet numbers are `first_packet_number + i` in send order.
+    /// Every block gets `parity_for(k, p.fec_percent)` parity shards.
     pub fn packetize(
         &mut self,
         frame: &[u8],
         p: &FrameParams,
+        out: &mut Datagrams,
+    ) -> Result<(), PacketizeError> {
+        self.packetize_with(frame, p, &ParityTable::from_percent(p.fec_percent), out)
+    }
+
+    /// Like [`Packetizer::packetize`], with each block's parity from `parity` (the
+    /// `fec_percent` of `p` is not used). `parity` must be the table given to
+    /// [`Packetizer::plan_with`] when packet numbers were reserved.
+    pub fn packetize_with(
+        &mut self,
+        frame: &[u8],
+        p: &FrameParams,
+        parity: &ParityTable,
         out: &mut Datagrams,
     ) -> Result<(), PacketizeError> {
         let Plan {
@@ -183,7 +256,7 @@ impl Packetizer {
             shard,
             layout,
             count,
-        } = self.plan(frame.len(), p.fec_percent, p.tag_len)?;
+        } = self.plan_with(frame.len(), parity, p.tag_len)?;
         let dlen = HEADER_LEN + VIDEO_HEADER_LEN + shard + p.tag_len;
         out.datagram_len = dlen;
         out.count = count;
@@ -191,6 +264,9 @@ impl Packetizer {
         out.shard_size = shard;
         out.frame_index = p.frame_index;
         out.first_packet_number = p.first_packet_number;
+        out.frame_len = frame.len();
+        out.keyframe = p.keyframe;
+        out.block_parity.clear();
         if out.buf.len() < count * dlen {
             out.buf.resize(count * dlen, 0);
         }
@@ -225,7 +301,8 @@ impl Packetizer {
         for b in 0..layout.blocks {
             let k = layout.data_in_block(b);
             let first = layout.first_shard(b);
-            let m = parity_for(k, p.fec_percent);
+            let m = parity.parity(k);
+            out.block_parity.push(m as u8);
             vh.block_index = b as u16;
             vh.parity = m as u8;
             for s in 0..k {
@@ -248,12 +325,20 @@ impl Packetizer {
         Ok(())
     }
 
-    /// Computes the parity payloads of the frame in `out` (after [`Packetizer::packetize`]).
+    /// Computes the parity payloads of the frame in `out` (after [`Packetizer::packetize`]),
+    /// with the parity counts recorded when it was packetized (`_fec_percent` is kept for the
+    /// callers of the fixed-share API and not used).
     pub fn encode_parity(
         &mut self,
-        fec_percent: u8,
+        _fec_percent: u8,
         out: &mut Datagrams,
     ) -> Result<(), PacketizeError> {
+        self.encode_recorded_parity(out)
+    }
+
+    /// Computes the parity payloads of the frame in `out` with the parity counts recorded by
+    /// [`Packetizer::packetize_with`].
+    pub fn encode_recorded_parity(&mut self, out: &mut Datagrams) -> Result<(), PacketizeError> {
         if out.count == out.data_count {
             return Ok(());
         }
@@ -267,7 +352,10 @@ impl Packetizer {
         for b in 0..layout.blocks {
             let k = layout.data_in_block(b);
             let first = layout.first_shard(b);
-            let m = parity_for(k, fec_percent);
+            let m = out.block_parity.get(b).map_or(0, |&m| m as usize);
+            if m == 0 {
+                continue;
+            }
             let data: Vec<&[u8]> = (first..first + k)
                 .map(|i| &data_region[i * dlen + off..i * dlen + off + shard])
                 .collect();
@@ -303,7 +391,7 @@ pub fn seal_all(out: &mut Datagrams, aead: &dyn Aead) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::fec::ReedSolomon8;
+    use crate::protocol::fec::{ReedSolomon8, parity_for};
 
     fn params(tag_len: usize) -> FrameParams {
         FrameParams {

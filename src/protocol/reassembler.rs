@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::fec::{BlockLayout, FecCoder, MAX_SHARDS_PER_BLOCK};
 use super::packetizer::MAX_FRAME_BYTES;
+use super::repair::MAX_REPAIR_ROWS;
 use super::wire::{VideoHeader, WireError, seq_diff};
 
 /// Limits and timing of a [`Reassembler`].
@@ -88,6 +89,33 @@ pub enum Rejected {
     Memory,
 }
 
+/// One incomplete block of a frame (see [`Reassembler::missing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockNeed {
+    pub block: u16,
+    /// Data shards of the block.
+    pub k: u16,
+    /// Parity shards the host sent with it (`None` before any shard of the block arrived).
+    pub parity: Option<u8>,
+    /// Shards received (data, parity and repair).
+    pub received: u16,
+    /// Shards lacking even if everything above the highest received index still arrives.
+    pub short_now: u16,
+    /// Shards lacking if nothing more arrives.
+    pub short_if_no_more: u16,
+}
+
+/// An incomplete frame in flight (see [`Reassembler::missing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameNeed {
+    pub index: u32,
+    pub keyframe: bool,
+    pub first_seen: Instant,
+    /// When its newest shard arrived.
+    pub last_activity: Instant,
+    pub deadline: Option<Instant>,
+}
+
 /// Counters (cumulative).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ReassemblerStats {
@@ -108,8 +136,12 @@ struct Block {
     received: [u64; 4],
     data_count: u16,
     total_count: u16,
+    /// Parity shards, original and repair (index `k + i` at `i · shard_size`); grows to the
+    /// highest parity index received.
     parity: Vec<u8>,
     done: bool,
+    /// Highest shard index received (`u16::MAX` before the first).
+    highest: u16,
 }
 
 impl Block {
@@ -135,6 +167,9 @@ struct Slot {
     last_activity: Instant,
     recovered: u32,
     bytes: usize,
+    /// Set by [`Reassembler::set_deadline`]: give up at this instant instead of by the
+    /// reorder window.
+    deadline: Option<Instant>,
 }
 
 impl Slot {
@@ -196,8 +231,88 @@ impl Reassembler {
         self.slots
             .iter()
             .filter(|s| !s.complete())
-            .map(|s| s.last_activity + self.cfg.reorder_window)
+            .map(|s| self.give_up_at(s))
             .min()
+    }
+
+    /// When an incomplete frame is given up: its deadline if one was set, otherwise the
+    /// reorder window after its last shard.
+    fn give_up_at(&self, s: &Slot) -> Instant {
+        s.deadline
+            .unwrap_or(s.last_activity + self.cfg.reorder_window)
+    }
+
+    /// Sets the instant at which frame `index`, if still incomplete, is given up, in place of
+    /// the reorder window (so that a frame waiting for repair is kept past the window, and one
+    /// past its usefulness is dropped at once). Returns `false` if the frame is not in flight
+    /// (never seen, delivered or given up). Call [`Reassembler::handle_timeout`] after moving
+    /// a deadline into the past.
+    pub fn set_deadline(&mut self, index: u32, at: Instant) -> bool {
+        match self.slots.iter_mut().find(|s| s.index == index) {
+            Some(s) => {
+                s.deadline = Some(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Indices of the frames in flight that are not complete yet, oldest first.
+    pub fn incomplete(&self) -> Vec<u32> {
+        let floor = self.floor.unwrap_or(0);
+        let mut v: Vec<u32> = self
+            .slots
+            .iter()
+            .filter(|s| !s.complete())
+            .map(|s| s.index)
+            .collect();
+        v.sort_by_key(|&i| seq_diff(i, floor));
+        v
+    }
+
+    /// What frame `index` still lacks, block by block (complete blocks are left out), into
+    /// `out`. `None` if the frame is not in flight.
+    ///
+    /// For each block, `short_now` is how many shards it lacks even if every shard it has not
+    /// seen *above its highest received index* still arrives (shards below it that are missing
+    /// are taken as lost: a frame is sent in index order, so only reordering brings them
+    /// back). When `short_now > 0` the block cannot complete from what is in flight and the
+    /// client should ask for repair at once; `short_if_no_more` is what it lacks if nothing
+    /// more arrives (use it once the frame's shards stopped coming). Repair shards already
+    /// requested but not yet arrived are not counted; the caller knows them.
+    pub fn missing(&self, index: u32, out: &mut Vec<BlockNeed>) -> Option<FrameNeed> {
+        let s = self.slots.iter().find(|s| s.index == index)?;
+        out.clear();
+        for (b, blk) in s.blocks.iter().enumerate() {
+            if blk.done {
+                continue;
+            }
+            let k = s.layout.data_in_block(b);
+            let received = blk.total_count as usize;
+            let short_if_no_more = k.saturating_sub(received);
+            let short_now = if blk.highest == u16::MAX || blk.m == u16::MAX {
+                0
+            } else {
+                let sent = k + blk.m as usize;
+                let still_coming = sent.saturating_sub(blk.highest as usize + 1);
+                k.saturating_sub(received + still_coming)
+            };
+            out.push(BlockNeed {
+                block: b as u16,
+                k: k as u16,
+                parity: (blk.m != u16::MAX).then_some(blk.m as u8),
+                received: received as u16,
+                short_now: short_now as u16,
+                short_if_no_more: short_if_no_more as u16,
+            });
+        }
+        Some(FrameNeed {
+            index: s.index,
+            keyframe: s.keyframe,
+            first_seen: s.first_seen,
+            last_activity: s.last_activity,
+            deadline: s.deadline,
+        })
     }
 
     /// Gives up frames whose window passed and delivers what that unblocks.
@@ -244,7 +359,11 @@ impl Reassembler {
             return Err(inv("parity count"));
         }
         let si = h.shard_index as usize;
-        if si >= k + m {
+        // Data, parity, then up to MAX_REPAIR_ROWS repair rows (never past the field's size).
+        let index_limit = (k + m + MAX_REPAIR_ROWS)
+            .min(MAX_SHARDS_PER_BLOCK)
+            .min(self.coder.max_shards());
+        if si >= index_limit {
             return Err(inv("shard index"));
         }
 
@@ -291,8 +410,11 @@ impl Reassembler {
                 return Err(Rejected::Duplicate);
             }
         }
-        if si >= k && self.slots[pos].blocks[b].parity.is_empty() {
-            let need = m * shard_size;
+        let parity_len = self.slots[pos].blocks[b].parity.len();
+        if si >= k && parity_len < (si - k + 1) * shard_size {
+            // First parity of the block (room for its m shards), or a repair shard beyond.
+            let want = m.max(si - k + 1) * shard_size;
+            let need = want - parity_len;
             if !self.make_room(need, pos) {
                 return Err(Rejected::Memory);
             }
@@ -303,7 +425,9 @@ impl Reassembler {
                 .position(|s| s.index == h.frame_index)
                 .ok_or(Rejected::Memory)?;
             let slot = &mut self.slots[pos2];
-            slot.blocks[b].parity = vec![0u8; need];
+            // Exact, so the accounted bytes are the allocated bytes.
+            slot.blocks[b].parity.reserve_exact(need);
+            slot.blocks[b].parity.resize(want, 0);
             slot.bytes += need;
             self.stats.memory_in_use += need;
             self.stats.memory_peak = self.stats.memory_peak.max(self.stats.memory_in_use);
@@ -330,6 +454,9 @@ impl Reassembler {
         let blk = &mut slot.blocks[b];
         blk.m = m as u16;
         blk.set(si);
+        if blk.highest == u16::MAX || si as u16 > blk.highest {
+            blk.highest = si as u16;
+        }
         blk.total_count += 1;
         if si < k {
             let off = (first + si) * shard_size;
@@ -343,8 +470,10 @@ impl Reassembler {
             blk.done = true;
         } else if blk.total_count as usize >= k {
             // Enough shards: rebuild the missing data shards in place.
+            // Original and repair parity alike: every index the parity buffer covers.
+            let total = k + blk.parity.len() / shard_size;
             let mut present = [false; MAX_SHARDS_PER_BLOCK];
-            for (i, p) in present.iter_mut().enumerate().take(k + m) {
+            for (i, p) in present.iter_mut().enumerate().take(total) {
                 *p = blk.has(i);
             }
             let data = &mut slot.data[first * shard_size..(first + k) * shard_size];
@@ -352,7 +481,7 @@ impl Reassembler {
             let mut views: Vec<&mut [u8]> = data.chunks_exact_mut(shard_size).collect();
             views.extend(blk.parity.chunks_exact_mut(shard_size));
             self.coder
-                .reconstruct(k, &mut views, &present[..k + m])
+                .reconstruct(k, &mut views, &present[..total])
                 .map_err(|_| Rejected::Invalid(WireError::Limit("fec reconstruction")))?;
             blk.done = true;
             slot.recovered += missing as u32;
@@ -396,6 +525,7 @@ impl Reassembler {
                 total_count: 0,
                 parity: Vec::new(),
                 done: false,
+                highest: u16::MAX,
             })
             .collect();
         self.slots.push(Slot {
@@ -412,6 +542,7 @@ impl Reassembler {
             last_activity: now,
             recovered: 0,
             bytes,
+            deadline: None,
         });
         self.stats.memory_in_use += bytes;
         self.stats.memory_peak = self.stats.memory_peak.max(self.stats.memory_in_use);
@@ -575,9 +706,7 @@ impl Reassembler {
                     self.floor = Some(floor.wrapping_add(1));
                 }
                 Some(p) => {
-                    if now.saturating_duration_since(self.slots[p].last_activity)
-                        >= self.cfg.reorder_window
-                    {
+                    if now >= self.give_up_at(&self.slots[p]) {
                         self.give_up_through(floor);
                     } else {
                         return;

@@ -1,0 +1,892 @@
+//! The loss model: what the client measures about datagram loss, the report it sends, and the
+//! tail probabilities the host plans parity with.
+//!
+//! - [`LossEstimator`] (client) turns the sequence of authenticated packet numbers from the host
+//!   into a finalized received/lost sequence (tolerating reordering by count and by time) and
+//!   counts, per report interval, datagrams, losses and loss runs ("bursts"), plus a run-length
+//!   histogram. A sliding window of the last [`WINDOW_REPORTS`] intervals makes the
+//!   [`LossModelReport`] the client sends (control type `LossModel`, `docs/PROTOCOL.md` §5.2).
+//! - [`GilbertElliott`] is the two-state burst model fitted from those counts (simple Gilbert
+//!   fit: the good state never loses, the bad state always does; `p` = good→bad, `r` =
+//!   bad→good per datagram), and [`FailureTable`] computes, exactly by dynamic programming over
+//!   (state, losses), the probability that a block of `k` data and `m` parity shards loses more
+//!   than `m` — for every `(k, m)` of GF(2^8) in one pass. [`binomial_tail`] is the iid case.
+//!
+//! This module never reads a clock (instants are arguments), never trusts the report it decodes
+//! (every count is checked against the others) and never allocates per packet.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::fec::MAX_SHARDS_PER_BLOCK;
+use super::wire::{Reader, WireError, Writer};
+
+/// Report intervals in the sliding window. With the client's report every ~100 ms this is
+/// about one second: long enough to see a few bursts at a few percent loss on a 20 Mbit/s
+/// stream, short enough to forget a change within a second.
+pub const WINDOW_REPORTS: usize = 10;
+
+/// Buckets of the loss-run histogram: runs of 1, 2, 3, 4, 5–8, 9–16, 17–32 and ≥ 33 datagrams.
+pub const BURST_BUCKETS: usize = 8;
+
+/// Upper bounds (inclusive) of the histogram buckets; the last bucket is open.
+const BURST_BUCKET_MAX: [u32; BURST_BUCKETS - 1] = [1, 2, 3, 4, 8, 16, 32];
+
+/// Bucket index of a loss run of `len ≥ 1` datagrams.
+pub fn burst_bucket(len: u32) -> usize {
+    BURST_BUCKET_MAX
+        .iter()
+        .position(|&max| len <= max)
+        .unwrap_or(BURST_BUCKETS - 1)
+}
+
+/// Counts over one span of finalized packet numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LossCounts {
+    /// Packet numbers finalized (received or lost).
+    pub packets: u32,
+    /// Of those, lost.
+    pub lost: u32,
+    /// Loss runs that started in the span (a run is a maximal sequence of lost numbers).
+    pub bursts: u32,
+}
+
+impl LossCounts {
+    fn add(&mut self, o: &LossCounts) {
+        self.packets = self.packets.saturating_add(o.packets);
+        self.lost = self.lost.saturating_add(o.lost);
+        self.bursts = self.bursts.saturating_add(o.bursts);
+    }
+
+    fn encode(&self, w: &mut Writer<'_>) {
+        w.u32(self.packets).u32(self.lost).u32(self.bursts);
+    }
+
+    /// Decodes and checks consistency: `lost ≤ packets`, `bursts ≤ lost`, and at most one run
+    /// more than there are received packets to separate runs.
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let c = LossCounts {
+            packets: r.u32()?,
+            lost: r.u32()?,
+            bursts: r.u32()?,
+        };
+        if c.lost > c.packets || c.bursts > c.lost || c.bursts > c.packets - c.lost + 1 {
+            return Err(WireError::Limit("loss counts"));
+        }
+        Ok(c)
+    }
+
+    /// Loss fraction, if any packets were counted.
+    pub fn loss_rate(&self) -> Option<f64> {
+        (self.packets > 0).then(|| f64::from(self.lost) / f64::from(self.packets))
+    }
+}
+
+/// The client's loss model report (control type `LossModel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LossModelReport {
+    /// Milliseconds the window covers (saturating).
+    pub window_ms: u16,
+    /// Counts since the previous report.
+    pub recent: LossCounts,
+    /// Counts over the window (the recent interval included).
+    pub window: LossCounts,
+    /// Loss runs in the window by length (see [`BURST_BUCKETS`]); sums to `window.bursts`.
+    pub burst_hist: [u32; BURST_BUCKETS],
+}
+
+/// Encoded size of a [`LossModelReport`] (without the control type byte).
+pub const LOSS_MODEL_LEN: usize = 2 + 12 + 12 + 4 * BURST_BUCKETS;
+
+impl LossModelReport {
+    pub fn encode(&self, w: &mut Writer<'_>) {
+        w.u16(self.window_ms);
+        self.recent.encode(w);
+        self.window.encode(w);
+        for b in self.burst_hist {
+            w.u32(b);
+        }
+    }
+
+    /// Decodes a report; every count is checked against the others (the recent interval is
+    /// part of the window, the histogram sums to the window's runs).
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let window_ms = r.u16()?;
+        let recent = LossCounts::decode(r)?;
+        let window = LossCounts::decode(r)?;
+        let mut burst_hist = [0u32; BURST_BUCKETS];
+        for b in &mut burst_hist {
+            *b = r.u32()?;
+        }
+        if recent.packets > window.packets
+            || recent.lost > window.lost
+            || recent.bursts > window.bursts
+        {
+            return Err(WireError::Limit("recent counts exceed the window"));
+        }
+        let sum = burst_hist
+            .iter()
+            .try_fold(0u32, |a, &b| a.checked_add(b))
+            .ok_or(WireError::Limit("burst histogram"))?;
+        if sum != window.bursts {
+            return Err(WireError::Limit("burst histogram"));
+        }
+        Ok(LossModelReport {
+            window_ms,
+            recent,
+            window,
+            burst_hist,
+        })
+    }
+}
+
+/// Settings of a [`LossEstimator`].
+#[derive(Debug, Clone, Copy)]
+pub struct EstimatorConfig {
+    /// A missing packet number is declared lost once this many higher numbers arrived…
+    pub reorder_packets: u64,
+    /// …or once this long has passed since the first higher number arrived.
+    pub reorder_time: Duration,
+}
+
+impl Default for EstimatorConfig {
+    fn default() -> Self {
+        EstimatorConfig {
+            // Wi-Fi aggregation reorders within a few dozen datagrams and a few ms; the
+            // reassembler's own reorder window is 15 ms.
+            reorder_packets: 64,
+            reorder_time: Duration::from_millis(15),
+        }
+    }
+}
+
+/// Cumulative counters of a [`LossEstimator`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EstimatorStats {
+    /// Packet numbers finalized as received.
+    pub received: u64,
+    /// Packet numbers finalized as lost.
+    pub lost: u64,
+    /// Packets that arrived after being declared lost (counted lost anyway).
+    pub late: u64,
+    /// Packets seen twice.
+    pub duplicates: u64,
+    /// Jumps beyond [`MAX_GAP`]: the sequence restarted without counting the gap.
+    pub discontinuities: u64,
+}
+
+/// Pending packet numbers kept at most; beyond this the oldest are finalized at once.
+const MAX_PENDING: usize = 4096;
+
+/// A jump ahead larger than this is not counted as loss (it is a restart of the sequence, e.g.
+/// after a long outage that the session handles on its own).
+pub const MAX_GAP: u64 = 1 << 16;
+
+/// Arrival checkpoints kept for the time rule.
+const MAX_CHECKPOINTS: usize = 64;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Interval {
+    counts: LossCounts,
+    hist: [u32; BURST_BUCKETS],
+    start: Option<Instant>,
+}
+
+/// Client-side loss estimator (see the module docs). Feed it every authenticated packet
+/// number from the host with [`LossEstimator::on_packet`]; call
+/// [`LossEstimator::report`] every report interval.
+#[derive(Debug, Clone)]
+pub struct LossEstimator {
+    cfg: EstimatorConfig,
+    /// Every number below this is finalized.
+    next_final: Option<u64>,
+    /// Received flags of `next_final ..= highest`.
+    pending: VecDeque<bool>,
+    /// (highest number at that time, arrival) whenever the highest number advanced.
+    checkpoints: VecDeque<(u64, Instant)>,
+    in_burst: bool,
+    run_len: u32,
+    current: Interval,
+    closed: VecDeque<Interval>,
+    stats: EstimatorStats,
+}
+
+impl Default for LossEstimator {
+    fn default() -> Self {
+        Self::new(EstimatorConfig::default())
+    }
+}
+
+impl LossEstimator {
+    pub fn new(cfg: EstimatorConfig) -> Self {
+        LossEstimator {
+            cfg,
+            next_final: None,
+            pending: VecDeque::new(),
+            checkpoints: VecDeque::new(),
+            in_burst: false,
+            run_len: 0,
+            current: Interval::default(),
+            closed: VecDeque::new(),
+            stats: EstimatorStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> EstimatorStats {
+        self.stats
+    }
+
+    /// Forgets everything (a new session starts; packet numbers restart).
+    pub fn reset(&mut self) {
+        *self = Self::new(self.cfg);
+    }
+
+    /// One authenticated packet number from the host arrived at `now`.
+    pub fn on_packet(&mut self, pn: u64, now: Instant) {
+        if self.current.start.is_none() {
+            self.current.start = Some(now);
+        }
+        let Some(base) = self.next_final else {
+            self.next_final = Some(pn);
+            self.pending.push_back(true);
+            self.checkpoints.push_back((pn, now));
+            return;
+        };
+        if pn < base {
+            self.stats.late += 1;
+            return;
+        }
+        let off = pn - base;
+        let len = self.pending.len() as u64;
+        if off < len {
+            let slot = &mut self.pending[off as usize];
+            if *slot {
+                self.stats.duplicates += 1;
+            }
+            *slot = true;
+        } else {
+            let gap = off - len;
+            if gap > MAX_GAP {
+                // A restart: finalize what is pending by the usual rules, then start over.
+                self.finalize_all();
+                self.stats.discontinuities += 1;
+                self.next_final = Some(pn);
+                self.pending.clear();
+                self.pending.push_back(true);
+                self.checkpoints.clear();
+                self.checkpoints.push_back((pn, now));
+                return;
+            }
+            for _ in 0..gap {
+                self.pending.push_back(false);
+                if self.pending.len() > MAX_PENDING {
+                    self.finalize_one();
+                }
+            }
+            self.pending.push_back(true);
+            if self.pending.len() > MAX_PENDING {
+                self.finalize_one();
+            }
+            if self.checkpoints.len() == MAX_CHECKPOINTS {
+                self.checkpoints.pop_front();
+            }
+            self.checkpoints.push_back((pn, now));
+        }
+        self.finalize(now);
+    }
+
+    /// Finalizes what the reorder rules allow at `now`.
+    fn finalize(&mut self, now: Instant) {
+        let Some(base) = self.next_final else { return };
+        if self.pending.is_empty() {
+            self.checkpoints.clear();
+            return;
+        }
+        let highest = base + self.pending.len() as u64 - 1;
+        // Count rule: everything at least `reorder_packets` below the highest.
+        let mut until = highest.checked_sub(self.cfg.reorder_packets);
+        // Time rule: numbers below a checkpoint that is older than `reorder_time`.
+        while let Some(&(pn, at)) = self.checkpoints.front() {
+            if now.saturating_duration_since(at) >= self.cfg.reorder_time {
+                until = until.max(Some(pn));
+                self.checkpoints.pop_front();
+            } else {
+                break;
+            }
+        }
+        // The checkpoint's own number arrived, so it is final too (`<=`).
+        let Some(until) = until else { return };
+        while self.next_final.is_some_and(|b| b <= until) && !self.pending.is_empty() {
+            self.finalize_one();
+        }
+    }
+
+    fn finalize_all(&mut self) {
+        while !self.pending.is_empty() {
+            self.finalize_one();
+        }
+    }
+
+    fn finalize_one(&mut self) {
+        let Some(received) = self.pending.pop_front() else {
+            return;
+        };
+        if let Some(b) = self.next_final.as_mut() {
+            *b += 1;
+        }
+        let c = &mut self.current.counts;
+        c.packets = c.packets.saturating_add(1);
+        if received {
+            self.stats.received += 1;
+            if self.in_burst {
+                self.in_burst = false;
+                self.current.hist[burst_bucket(self.run_len)] += 1;
+            }
+        } else {
+            self.stats.lost += 1;
+            c.lost = c.lost.saturating_add(1);
+            if !self.in_burst {
+                self.in_burst = true;
+                self.run_len = 0;
+                c.bursts = c.bursts.saturating_add(1);
+            }
+            self.run_len = self.run_len.saturating_add(1);
+        }
+    }
+
+    /// Closes the current interval and returns the report to send. A loss run still open
+    /// at the end of the window is counted in the histogram at its length so far.
+    pub fn report(&mut self, now: Instant) -> LossModelReport {
+        self.finalize(now);
+        let mut cur = std::mem::take(&mut self.current);
+        cur.start.get_or_insert(now);
+        let recent = cur.counts;
+        if self.closed.len() == WINDOW_REPORTS - 1 {
+            self.closed.pop_front();
+        }
+        self.closed.push_back(cur);
+        self.current.start = Some(now);
+        let mut window = LossCounts::default();
+        let mut burst_hist = [0u32; BURST_BUCKETS];
+        for i in &self.closed {
+            window.add(&i.counts);
+            for (h, v) in burst_hist.iter_mut().zip(i.hist) {
+                *h = h.saturating_add(v);
+            }
+        }
+        if self.in_burst {
+            let b = &mut burst_hist[burst_bucket(self.run_len)];
+            *b = b.saturating_add(1);
+        }
+        // Runs that started before the window but ended in it are in the histogram, not in
+        // `bursts`: keep the report consistent by counting what the histogram holds.
+        let hist_sum = burst_hist.iter().fold(0u32, |a, &b| a.saturating_add(b));
+        let received = window.packets - window.lost;
+        window.bursts = hist_sum.min(window.lost).min(received.saturating_add(1));
+        if hist_sum != window.bursts {
+            // Only at the window's edge (a run whose losses fell out of the window) or on
+            // saturation; drop the histogram rather than send counts that contradict it.
+            burst_hist = [0; BURST_BUCKETS];
+            window.bursts = 0;
+        }
+        let window_ms = self
+            .closed
+            .front()
+            .and_then(|i| i.start)
+            .map_or(0, |s| now.saturating_duration_since(s).as_millis())
+            .min(u16::MAX as u128) as u16;
+        LossModelReport {
+            window_ms,
+            recent: LossCounts {
+                bursts: recent.bursts.min(window.bursts),
+                ..recent
+            },
+            window,
+            burst_hist,
+        }
+    }
+}
+
+/// A two-state Gilbert-Elliott loss model per datagram: in the good state a datagram is lost
+/// with probability `loss_good`, in the bad state with `loss_bad`; between datagrams the chain
+/// moves good→bad with probability `p` and bad→good with `r`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GilbertElliott {
+    pub p: f64,
+    pub r: f64,
+    pub loss_good: f64,
+    pub loss_bad: f64,
+}
+
+impl GilbertElliott {
+    /// Independent loss with probability `q` (a chain that forgets its state).
+    pub fn iid(q: f64) -> Self {
+        let q = q.clamp(0.0, 1.0);
+        GilbertElliott {
+            p: q,
+            r: 1.0 - q,
+            loss_good: 0.0,
+            loss_bad: 1.0,
+        }
+    }
+
+    /// The simple Gilbert fit of counts: `p = runs / received`, `r = runs / lost` (maximum
+    /// likelihood for a chain whose bad state always loses). `None` without packets. No loss
+    /// at all gives the lossless model (the controller's floor is the cushion for a change).
+    pub fn from_counts(c: &LossCounts) -> Option<Self> {
+        if c.packets == 0 {
+            return None;
+        }
+        let received = f64::from(c.packets - c.lost.min(c.packets));
+        let lost = f64::from(c.lost);
+        if c.lost == 0 {
+            return Some(Self::iid(0.0));
+        }
+        let runs = f64::from(c.bursts.max(1));
+        let p = if received > 0.0 {
+            (runs / received).min(1.0)
+        } else {
+            1.0
+        };
+        let r = (runs / lost).min(1.0);
+        Some(GilbertElliott {
+            p,
+            r,
+            loss_good: 0.0,
+            loss_bad: 1.0,
+        })
+    }
+
+    /// Probability of the bad state in the steady state.
+    pub fn bad_share(&self) -> f64 {
+        if self.p + self.r <= 0.0 {
+            0.0
+        } else {
+            self.p / (self.p + self.r)
+        }
+    }
+
+    /// Long-run loss rate.
+    pub fn loss_rate(&self) -> f64 {
+        let b = self.bad_share();
+        (1.0 - b) * self.loss_good + b * self.loss_bad
+    }
+
+    /// Mean length of a stay in the bad state, in datagrams.
+    pub fn mean_burst(&self) -> f64 {
+        if self.r <= 0.0 {
+            f64::INFINITY
+        } else {
+            1.0 / self.r
+        }
+    }
+}
+
+/// `P(X > m)` for `X ~ Binomial(n, q)`, summed from the top term down (small terms first, so a
+/// tail of 1e-12 keeps its precision).
+pub fn binomial_tail(n: usize, q: f64, m: usize) -> f64 {
+    if m >= n {
+        return 0.0;
+    }
+    if q <= 0.0 {
+        return 0.0;
+    }
+    if q >= 1.0 {
+        return 1.0;
+    }
+    // log C(n, j) by a running sum, so no factorial overflows.
+    let (lq, lnq) = (q.ln(), (1.0 - q).ln());
+    let mut log_c = vec![0.0f64; n + 1];
+    for j in 1..=n {
+        log_c[j] = log_c[j - 1] + ((n - j + 1) as f64).ln() - (j as f64).ln();
+    }
+    (m + 1..=n)
+        .rev()
+        .map(|j| (log_c[j] + j as f64 * lq + (n - j) as f64 * lnq).exp())
+        .sum()
+}
+
+/// For one loss model, `P(more than m of the first n datagrams are lost)` for every
+/// `n ≤ 256` and `m < n`, computed exactly by dynamic programming over (state, losses) from the
+/// chain's steady state. A block of `k` data and `m` parity shards cannot be rebuilt exactly
+/// when more than `m` of its `k + m` shards are lost, so its failure probability is
+/// `tail(k + m, m)`.
+///
+/// The block's shards are taken as consecutive datagrams. On the wire a frame sends all data
+/// shards first and the parity after, so a block's parity follows its data with the other
+/// blocks' shards in between; treating them as adjacent is the pessimistic case for bursts.
+pub struct FailureTable {
+    /// Row `n` holds `tail(n, m)` for `m = 0 … n − 1` (row-major triangle).
+    tails: Vec<f64>,
+}
+
+fn tri(n: usize) -> usize {
+    n * (n - 1) / 2
+}
+
+impl FailureTable {
+    /// Runs the DP for `model` up to `max_n ≤ 256` datagrams.
+    pub fn new(model: &GilbertElliott, max_n: usize) -> Self {
+        let max_n = max_n.min(MAX_SHARDS_PER_BLOCK);
+        let p = model.p.clamp(0.0, 1.0);
+        let r = model.r.clamp(0.0, 1.0);
+        let (eg, eb) = (
+            model.loss_good.clamp(0.0, 1.0),
+            model.loss_bad.clamp(0.0, 1.0),
+        );
+        let pb = model.bad_share();
+        // g[l], b[l]: P(next datagram's state is good / bad, l losses so far).
+        let mut g = vec![0.0f64; max_n + 2];
+        let mut b = vec![0.0f64; max_n + 2];
+        g[0] = 1.0 - pb;
+        b[0] = pb;
+        let mut tails = vec![0.0f64; tri(max_n + 1)];
+        let mut ng = vec![0.0f64; max_n + 2];
+        let mut nb = vec![0.0f64; max_n + 2];
+        for n in 1..=max_n {
+            ng.iter_mut().for_each(|v| *v = 0.0);
+            nb.iter_mut().for_each(|v| *v = 0.0);
+            for l in 0..n {
+                let (gl, bl) = (g[l], b[l]);
+                if gl == 0.0 && bl == 0.0 {
+                    continue;
+                }
+                // This datagram: lost or not, by its state; then the state moves on.
+                let g_kept = gl * (1.0 - eg);
+                let g_lost = gl * eg;
+                let b_kept = bl * (1.0 - eb);
+                let b_lost = bl * eb;
+                ng[l] += g_kept * (1.0 - p) + b_kept * r;
+                nb[l] += g_kept * p + b_kept * (1.0 - r);
+                ng[l + 1] += g_lost * (1.0 - p) + b_lost * r;
+                nb[l + 1] += g_lost * p + b_lost * (1.0 - r);
+            }
+            std::mem::swap(&mut g, &mut ng);
+            std::mem::swap(&mut b, &mut nb);
+            // Suffix sums from the top: tail(n, m) = Σ_{l > m} P(l losses in n).
+            let row = &mut tails[tri(n)..tri(n) + n];
+            let mut acc = 0.0;
+            for m in (0..n).rev() {
+                acc += g[m + 1] + b[m + 1];
+                row[m] = acc.min(1.0);
+            }
+        }
+        FailureTable { tails }
+    }
+
+    /// `P(more than m of n consecutive datagrams lost)`; 0 for `m ≥ n`.
+    pub fn tail(&self, n: usize, m: usize) -> f64 {
+        if m >= n || n == 0 || tri(n + 1) > self.tails.len() {
+            return 0.0;
+        }
+        self.tails[tri(n) + m]
+    }
+
+    /// Failure probability of a block of `k` data and `m` parity shards.
+    pub fn block_failure(&self, k: usize, m: usize) -> f64 {
+        self.tail(k + m, m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// xorshift64*, seeded, so Monte Carlo runs reproduce.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn unit(&mut self) -> f64 {
+            (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    fn brute_force_tail(model: &GilbertElliott, n: usize, m: usize) -> f64 {
+        // Every state sequence and every loss pattern given it: 4^n terms.
+        let pb = model.bad_share();
+        let mut total = 0.0;
+        for states in 0u32..(1 << n) {
+            let mut ps = if states & 1 == 1 { pb } else { 1.0 - pb };
+            for t in 1..n {
+                let (prev, cur) = ((states >> (t - 1)) & 1, (states >> t) & 1);
+                ps *= match (prev, cur) {
+                    (0, 0) => 1.0 - model.p,
+                    (0, 1) => model.p,
+                    (1, 0) => model.r,
+                    _ => 1.0 - model.r,
+                };
+            }
+            for losses in 0u32..(1 << n) {
+                if (losses.count_ones() as usize) <= m {
+                    continue;
+                }
+                let mut pl = ps;
+                for t in 0..n {
+                    let e = if (states >> t) & 1 == 1 {
+                        model.loss_bad
+                    } else {
+                        model.loss_good
+                    };
+                    pl *= if (losses >> t) & 1 == 1 { e } else { 1.0 - e };
+                }
+                total += pl;
+            }
+        }
+        total
+    }
+
+    #[test]
+    fn dp_equals_brute_force_for_small_n() {
+        let models = [
+            GilbertElliott {
+                p: 0.01,
+                r: 0.3,
+                loss_good: 0.0,
+                loss_bad: 1.0,
+            },
+            GilbertElliott {
+                p: 0.2,
+                r: 0.5,
+                loss_good: 0.05,
+                loss_bad: 0.7,
+            },
+            GilbertElliott::iid(0.1),
+        ];
+        for model in &models {
+            let t = FailureTable::new(model, 8);
+            for n in 1..=7 {
+                for m in 0..n {
+                    let want = brute_force_tail(model, n, m);
+                    let got = t.tail(n, m);
+                    assert!(
+                        (got - want).abs() <= 1e-12 + 1e-9 * want,
+                        "{model:?} n {n} m {m}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn iid_chain_equals_the_binomial_tail() {
+        for q in [0.001, 0.05, 0.1, 0.2, 0.5] {
+            let t = FailureTable::new(&GilbertElliott::iid(q), 256);
+            for &(k, m) in &[(1, 2), (10, 2), (32, 4), (78, 16), (128, 26), (128, 128)] {
+                let want = binomial_tail(k + m, q, m);
+                let got = t.block_failure(k, m);
+                assert!(
+                    (got - want).abs() <= 1e-15 + 1e-9 * want,
+                    "q {q} k {k} m {m}: {got} vs {want}"
+                );
+            }
+        }
+        // The figures in docs/PROTOCOL.md §4.
+        assert!((binomial_tail(12, 0.05, 2) - 2.0e-2).abs() < 1e-3);
+        assert!((binomial_tail(154, 0.1, 26) - 2.8e-3).abs() < 1e-4);
+    }
+
+    #[test]
+    fn dp_agrees_with_monte_carlo() {
+        // The path: enter 1 %, leave 30 % (3.2 % loss, mean burst 3.3).
+        let model = GilbertElliott {
+            p: 0.01,
+            r: 0.3,
+            loss_good: 0.0,
+            loss_bad: 1.0,
+        };
+        let t = FailureTable::new(&model, 256);
+        let mut rng = Rng(0x1234_5678);
+        for &(k, m) in &[(32, 2), (32, 4), (78, 6)] {
+            let n = k + m;
+            let trials = 200_000;
+            let mut fails = 0u32;
+            for _ in 0..trials {
+                let mut bad = rng.unit() < model.bad_share();
+                let mut lost = 0;
+                for _ in 0..n {
+                    if bad {
+                        lost += 1;
+                    }
+                    bad = if bad {
+                        rng.unit() >= model.r
+                    } else {
+                        rng.unit() < model.p
+                    };
+                }
+                if lost > m {
+                    fails += 1;
+                }
+            }
+            let mc = f64::from(fails) / f64::from(trials);
+            let exact = t.block_failure(k, m);
+            // Five standard errors of the Monte Carlo estimate.
+            let se = (exact * (1.0 - exact) / f64::from(trials)).sqrt();
+            assert!(
+                (mc - exact).abs() <= 5.0 * se,
+                "k {k} m {m}: monte carlo {mc} vs exact {exact} (se {se})"
+            );
+        }
+    }
+
+    #[test]
+    fn gilbert_fit_reads_rate_and_burst_length() {
+        let c = LossCounts {
+            packets: 10_000,
+            lost: 320,
+            bursts: 97,
+        };
+        let g = GilbertElliott::from_counts(&c).unwrap();
+        assert!((g.loss_rate() - 0.032).abs() < 1e-9);
+        assert!((g.mean_burst() - 320.0 / 97.0).abs() < 1e-9);
+        assert_eq!(GilbertElliott::from_counts(&LossCounts::default()), None);
+        let clean = GilbertElliott::from_counts(&LossCounts {
+            packets: 50,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(clean.loss_rate(), 0.0);
+        // Everything lost.
+        let all = GilbertElliott::from_counts(&LossCounts {
+            packets: 5,
+            lost: 5,
+            bursts: 1,
+        })
+        .unwrap();
+        assert!(all.loss_rate() > 0.8);
+    }
+
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    #[test]
+    fn estimator_counts_losses_and_runs() {
+        let mut e = LossEstimator::default();
+        let t = t0();
+        // 0..1000 with runs lost: {10}, {20,21,22}, {500..=509}.
+        let lost = |pn: u64| pn == 10 || (20..=22).contains(&pn) || (500..=509).contains(&pn);
+        for pn in 0..1000 {
+            if !lost(pn) {
+                e.on_packet(pn, t);
+            }
+        }
+        let r = e.report(t + Duration::from_millis(100));
+        assert_eq!(r.recent, r.window);
+        assert_eq!(r.window.lost, 14);
+        assert_eq!(r.window.bursts, 3);
+        assert_eq!(r.window.packets, 1000);
+        assert_eq!(r.burst_hist, [1, 0, 1, 0, 0, 1, 0, 0]);
+        let mut b = Vec::new();
+        r.encode(&mut Writer::new(&mut b));
+        assert_eq!(b.len(), LOSS_MODEL_LEN);
+        assert_eq!(LossModelReport::decode(&mut Reader::new(&b)), Ok(r));
+    }
+
+    #[test]
+    fn estimator_tolerates_reordering_by_count_and_time() {
+        let mut e = LossEstimator::default();
+        let t = t0();
+        for pn in 0..100u64 {
+            if pn != 50 {
+                e.on_packet(pn, t);
+            }
+        }
+        // 50 arrives late but within 64 numbers and 15 ms: not lost.
+        e.on_packet(50, t + Duration::from_millis(5));
+        for pn in 100..200 {
+            e.on_packet(pn, t + Duration::from_millis(6));
+        }
+        let r = e.report(t + Duration::from_millis(30));
+        assert_eq!(r.window.lost, 0);
+        assert_eq!(r.window.packets, 200);
+        // A gap older than the time rule is lost even with few packets after it.
+        let mut e = LossEstimator::default();
+        e.on_packet(0, t);
+        e.on_packet(2, t);
+        let r = e.report(t + Duration::from_millis(1));
+        assert_eq!(r.window.lost, 0, "still within the reorder time");
+        let r = e.report(t + Duration::from_millis(20));
+        assert_eq!(r.window.lost, 1);
+        // Arriving after that is late, not double counted.
+        e.on_packet(1, t + Duration::from_millis(21));
+        assert_eq!(e.stats().late, 1);
+        assert_eq!(e.stats().lost, 1);
+    }
+
+    #[test]
+    fn estimator_window_slides_and_memory_is_bounded() {
+        let mut e = LossEstimator::default();
+        let mut t = t0();
+        let mut pn = 0u64;
+        // One lossy second, then clean seconds: the window forgets the loss.
+        for i in 0..40 {
+            for _ in 0..200 {
+                if i >= 10 || !pn.is_multiple_of(10) {
+                    e.on_packet(pn, t);
+                }
+                pn += 1;
+            }
+            t += Duration::from_millis(100);
+            let r = e.report(t);
+            if i < 10 {
+                assert!(r.window.lost > 0);
+            }
+            if i >= 21 {
+                assert_eq!(r.window.lost, 0, "report {i}");
+            }
+            assert!(r.window_ms <= 1100);
+        }
+        // A huge jump is a restart, not 10^9 losses, and pending stays bounded.
+        e.on_packet(pn + 1_000_000_000, t);
+        assert_eq!(e.stats().discontinuities, 1);
+        e.on_packet(pn + 1_000_000_000 + 60_000, t);
+        assert!(e.pending.len() <= MAX_PENDING);
+    }
+
+    #[test]
+    fn decode_rejects_inconsistent_reports() {
+        let good = LossModelReport {
+            window_ms: 1000,
+            recent: LossCounts {
+                packets: 100,
+                lost: 3,
+                bursts: 1,
+            },
+            window: LossCounts {
+                packets: 1000,
+                lost: 30,
+                bursts: 10,
+            },
+            burst_hist: [5, 3, 1, 1, 0, 0, 0, 0],
+        };
+        let enc = |r: &LossModelReport| {
+            let mut b = Vec::new();
+            r.encode(&mut Writer::new(&mut b));
+            b
+        };
+        assert_eq!(
+            LossModelReport::decode(&mut Reader::new(&enc(&good))),
+            Ok(good)
+        );
+        let mut bad = good;
+        bad.window.lost = 1001;
+        assert!(LossModelReport::decode(&mut Reader::new(&enc(&bad))).is_err());
+        let mut bad = good;
+        bad.burst_hist[7] = 1;
+        assert!(LossModelReport::decode(&mut Reader::new(&enc(&bad))).is_err());
+        let mut bad = good;
+        bad.recent.packets = 1001;
+        assert!(LossModelReport::decode(&mut Reader::new(&enc(&bad))).is_err());
+        let mut bad = good;
+        bad.window.bursts = 31;
+        assert!(LossModelReport::decode(&mut Reader::new(&enc(&bad))).is_err());
+        let mut bad = good;
+        bad.burst_hist = [u32::MAX, 11, 0, 0, 0, 0, 0, 0];
+        assert!(LossModelReport::decode(&mut Reader::new(&enc(&bad))).is_err());
+    }
+}

@@ -1,0 +1,720 @@
+//! Deadline-bounded repair: the request and answer messages, and the host's bounded history of
+//! recent frames from which it computes **new** parity for a block that the client could not
+//! rebuild.
+//!
+//! A block sent with `k` data and `m` parity shards uses rows `0 … m − 1` of the Reed-Solomon
+//! parity matrix; its repair shards are rows `m, m + 1, …` (shard indices `k + m …`), which the
+//! coder derives as further rows of the same matrix ([`FecCoder::encode_rows`]). They are never
+//! copies of sent shards, so any `k` of everything that arrived rebuild the block. Each block
+//! gets at most [`MAX_REPAIR_ROWS`] repair rows in all (and never past 256 shards), every request
+//! gets rows not sent before, and the host spends at most a share of its media bytes on repair
+//! ([`RepairConfig::budget_share`]).
+//!
+//! This module owns the history's memory bound (bytes and frames, oldest evicted first) and the
+//! message limits; it never reads a clock, never sends (it fills a [`Datagrams`] the session
+//! seals and sends like any frame) and never trusts a request (unknown frames, blocks and
+//! counts are refused before any work).
+//!
+//! Driving it (the Connection's few calls):
+//! - host, per frame: `packetize_with` + `encode_recorded_parity`, then
+//!   [`RepairHistory::record`] **before** `seal_all` (sealing encrypts the shards in place);
+//! - host, on `Control::RepairRequest`: [`RepairHistory::answer`] with the next packet number,
+//!   advance the packet number by the shards written, `seal_all`, send; send
+//!   `Control::RepairUnavailable` when the answer carries one;
+//! - client, after each push or timeout: for each `Reassembler::incomplete` frame,
+//!   `Reassembler::missing`; ask at once for blocks with `short_now > 0` (or `short_if_no_more`
+//!   once the frame stalled), minus repair already requested; `Reassembler::set_deadline` on
+//!   the frame; on `RepairUnavailable`, move the deadline to now; a frame given up sends the
+//!   keyframe request.
+
+use std::collections::VecDeque;
+
+use super::fec::{BlockLayout, FecCoder, FecError, MAX_SHARDS_PER_BLOCK};
+use super::packetizer::Datagrams;
+use super::wire::{
+    FLAG_SEALED, HEADER_LEN, Header, Kind, Reader, VIDEO_FLAG_KEYFRAME, VIDEO_HEADER_LEN,
+    VideoHeader, WireError, Writer,
+};
+
+/// Repair rows a block may get beyond its original parity, in all. The reassembler accepts
+/// shard indices below `min(256, k + m + MAX_REPAIR_ROWS)`.
+pub const MAX_REPAIR_ROWS: usize = 64;
+
+/// Blocks one request may name (a frame of 16 blocks is 2,048 data shards, ~2.7 MB).
+pub const MAX_REPAIR_ITEMS: usize = 16;
+
+/// One block of a [`RepairRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepairItem {
+    /// Block index within the frame.
+    pub block: u16,
+    /// New parity shards wanted (1 … [`MAX_REPAIR_ROWS`]).
+    pub needed: u8,
+}
+
+/// Client → host: new parity for blocks of one frame.
+///
+/// Wire (after the control type): `frame_index u32`, `count u8` (1 … 16), then `count` items
+/// of `block u16`, `needed u8`, blocks strictly increasing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairRequest {
+    pub frame_index: u32,
+    items: Vec<RepairItem>,
+}
+
+impl RepairRequest {
+    /// A request, if it keeps the limits (1 … 16 items, blocks strictly increasing, each
+    /// `needed` in 1 … [`MAX_REPAIR_ROWS`]).
+    pub fn new(frame_index: u32, items: Vec<RepairItem>) -> Option<Self> {
+        let ok = !items.is_empty()
+            && items.len() <= MAX_REPAIR_ITEMS
+            && items
+                .iter()
+                .all(|i| i.needed >= 1 && i.needed as usize <= MAX_REPAIR_ROWS)
+            && items.windows(2).all(|w| w[0].block < w[1].block);
+        ok.then_some(RepairRequest { frame_index, items })
+    }
+
+    pub fn items(&self) -> &[RepairItem] {
+        &self.items
+    }
+
+    pub fn encode(&self, w: &mut Writer<'_>) {
+        w.u32(self.frame_index).u8(self.items.len() as u8);
+        for i in &self.items {
+            w.u16(i.block).u8(i.needed);
+        }
+    }
+
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let frame_index = r.u32()?;
+        let count = r.u8()? as usize;
+        if count == 0 || count > MAX_REPAIR_ITEMS {
+            return Err(WireError::Limit("repair item count"));
+        }
+        // Checked before allocating: the items must all be present.
+        if r.remaining() < count * 3 {
+            return Err(WireError::Truncated);
+        }
+        let mut items = Vec::with_capacity(count);
+        for _ in 0..count {
+            items.push(RepairItem {
+                block: r.u16()?,
+                needed: r.u8()?,
+            });
+        }
+        RepairRequest::new(frame_index, items).ok_or(WireError::Limit("repair items"))
+    }
+}
+
+/// Why a request got no (or not all) repair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum UnavailableReason {
+    /// The frame left the history (too old) or was never sent.
+    NotHeld = 1,
+    /// The repair budget (share of the stream) is spent for now.
+    Budget = 2,
+    /// The blocks named already got all the repair rows they may have.
+    RowsExhausted = 3,
+}
+
+/// Host → client: nothing more will come for this frame's request; fall back now (keyframe
+/// request) instead of waiting for the deadline.
+///
+/// Wire (after the control type): `frame_index u32`, `reason u8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepairUnavailable {
+    pub frame_index: u32,
+    pub reason: UnavailableReason,
+}
+
+impl RepairUnavailable {
+    pub fn encode(&self, w: &mut Writer<'_>) {
+        w.u32(self.frame_index).u8(self.reason as u8);
+    }
+
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let frame_index = r.u32()?;
+        let reason = match r.u8()? {
+            1 => UnavailableReason::NotHeld,
+            2 => UnavailableReason::Budget,
+            3 => UnavailableReason::RowsExhausted,
+            other => return Err(WireError::UnknownKind(other)),
+        };
+        Ok(RepairUnavailable {
+            frame_index,
+            reason,
+        })
+    }
+}
+
+/// Bounds of a [`RepairHistory`].
+#[derive(Debug, Clone, Copy)]
+pub struct RepairConfig {
+    /// Frames kept at most.
+    pub max_frames: usize,
+    /// Bytes of shard data kept at most (a frame larger than this alone is not kept).
+    pub max_bytes: usize,
+    /// Repair bytes allowed per media byte sent (the budget refills with each recorded frame).
+    pub budget_share: f64,
+    /// Most repair bytes that can be saved up.
+    pub budget_cap: usize,
+}
+
+impl Default for RepairConfig {
+    fn default() -> Self {
+        RepairConfig {
+            // The deadline is about an RTT plus a frame interval (a few frames at 60 fps); 32
+            // frames also cover a 240 fps stream or a slow path.
+            max_frames: 32,
+            // Two 1080p keyframes (~1 MB) and a few dozen P-frames fit easily.
+            max_bytes: 16 << 20,
+            // Repair may add at most a quarter of the media rate on average…
+            budget_share: 0.25,
+            // …with bursts of up to 2 MiB (one large keyframe's worth of repair).
+            budget_cap: 2 << 20,
+        }
+    }
+}
+
+/// Counters of a [`RepairHistory`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RepairStats {
+    pub requests: u64,
+    /// Repair shards produced.
+    pub shards_sent: u64,
+    /// Repair bytes produced (datagram payload, unsealed size).
+    pub bytes_sent: u64,
+    pub refused_not_held: u64,
+    pub refused_budget: u64,
+    pub refused_rows: u64,
+    pub frames_evicted: u64,
+}
+
+struct HeldFrame {
+    index: u32,
+    frame_len: usize,
+    shard_size: usize,
+    keyframe: bool,
+    layout: BlockLayout,
+    /// Original parity per block.
+    parity: Vec<u8>,
+    /// Repair rows already sent per block.
+    repaired: Vec<u8>,
+    /// `n × shard_size` bytes: the data shards, padded.
+    data: Vec<u8>,
+}
+
+/// What [`RepairHistory::answer`] put in the datagrams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepairAnswer {
+    /// Repair datagrams written (0: nothing, see `unavailable`).
+    pub shards: usize,
+    /// Set when part or all of the request could not be served: send it to the client.
+    pub unavailable: Option<RepairUnavailable>,
+}
+
+/// How repair datagrams are framed (as the frame's own datagrams are).
+#[derive(Debug, Clone, Copy)]
+pub struct RepairParams {
+    pub session_id: u32,
+    pub first_packet_number: u64,
+    pub sealed: bool,
+    pub tag_len: usize,
+}
+
+/// The host's bounded history of recent frames' data shards (see the module docs).
+pub struct RepairHistory {
+    cfg: RepairConfig,
+    frames: VecDeque<HeldFrame>,
+    bytes: usize,
+    budget: f64,
+    /// Evicted buffers kept for reuse, so recording allocates nothing in steady state.
+    spare: Vec<Vec<u8>>,
+    stats: RepairStats,
+}
+
+impl RepairHistory {
+    pub fn new(cfg: RepairConfig) -> Self {
+        RepairHistory {
+            cfg,
+            frames: VecDeque::new(),
+            bytes: 0,
+            budget: 0.0,
+            spare: Vec::new(),
+            stats: RepairStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> RepairStats {
+        self.stats
+    }
+
+    /// Bytes of shard data held now (never above `max_bytes`).
+    pub fn bytes_held(&self) -> usize {
+        self.bytes
+    }
+
+    /// Frames held now (never above `max_frames`).
+    pub fn frames_held(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Repair bytes that may be sent now.
+    pub fn budget(&self) -> usize {
+        self.budget as usize
+    }
+
+    /// Forgets every frame (a new session starts).
+    pub fn clear(&mut self) {
+        while let Some(f) = self.frames.pop_front() {
+            self.spare.push(f.data);
+        }
+        self.spare.truncate(4);
+        self.bytes = 0;
+        self.budget = 0.0;
+    }
+
+    fn evict_oldest(&mut self) {
+        if let Some(f) = self.frames.pop_front() {
+            self.bytes -= f.data.len();
+            self.stats.frames_evicted += 1;
+            if self.spare.len() < 4 {
+                self.spare.push(f.data);
+            }
+        }
+    }
+
+    /// Keeps the data shards of a frame just packetized (`d`, after the packetizer filled it)
+    /// and credits the repair budget with its share of the frame's wire bytes.
+    pub fn record(&mut self, d: &Datagrams) {
+        self.budget = (self.budget + d.wire_bytes() as f64 * self.cfg.budget_share)
+            .min(self.cfg.budget_cap as f64);
+        let n = d.data_count();
+        let shard = d.shard_size();
+        let bytes = n * shard;
+        // A frame index seen again (a new session reuses indices) replaces the old one.
+        if let Some(f) = self
+            .frames
+            .iter()
+            .position(|f| f.index == d.frame_index())
+            .and_then(|p| self.frames.remove(p))
+        {
+            self.bytes -= f.data.len();
+            if self.spare.len() < 4 {
+                self.spare.push(f.data);
+            }
+        }
+        if n == 0 || bytes > self.cfg.max_bytes || self.cfg.max_frames == 0 {
+            return;
+        }
+        while self.frames.len() >= self.cfg.max_frames || self.bytes + bytes > self.cfg.max_bytes {
+            self.evict_oldest();
+        }
+        let mut data = self.spare.pop().unwrap_or_default();
+        data.clear();
+        data.reserve(bytes);
+        for i in 0..n {
+            data.extend_from_slice(d.data_shard(i));
+        }
+        let layout = BlockLayout::for_shards(n);
+        self.bytes += data.len();
+        self.frames.push_back(HeldFrame {
+            index: d.frame_index(),
+            frame_len: d.frame_len(),
+            shard_size: shard,
+            keyframe: d.keyframe(),
+            layout,
+            parity: d.block_parity().to_vec(),
+            repaired: vec![0; layout.blocks],
+            data,
+        });
+    }
+
+    /// Answers `req`: writes new parity datagrams for the blocks it names into `out`
+    /// (framed with `params`, packet numbers from `params.first_packet_number`, not yet
+    /// sealed) and says whether anything could not be served. Rows already sent for a block
+    /// are never sent again; each block is capped at [`MAX_REPAIR_ROWS`] and 256 shards; the
+    /// budget caps the total.
+    pub fn answer(
+        &mut self,
+        req: &RepairRequest,
+        coder: &mut dyn FecCoder,
+        params: &RepairParams,
+        out: &mut Datagrams,
+    ) -> Result<RepairAnswer, FecError> {
+        self.stats.requests += 1;
+        let unavailable = |reason| RepairUnavailable {
+            frame_index: req.frame_index,
+            reason,
+        };
+        let Some(pos) = self.frames.iter().position(|f| f.index == req.frame_index) else {
+            self.stats.refused_not_held += 1;
+            out.prepare(0, 0, 0, req.frame_index, params.first_packet_number);
+            return Ok(RepairAnswer {
+                shards: 0,
+                unavailable: Some(unavailable(UnavailableReason::NotHeld)),
+            });
+        };
+        let f = &self.frames[pos];
+        let dlen = HEADER_LEN + VIDEO_HEADER_LEN + f.shard_size + params.tag_len;
+
+        // What each item gets: rows left for the block, then the budget.
+        let mut plan: [(usize, usize, usize); MAX_REPAIR_ITEMS] = [(0, 0, 0); MAX_REPAIR_ITEMS];
+        let mut total = 0usize;
+        let mut short = None;
+        let mut budget_rows = (self.budget / dlen as f64) as usize;
+        for (slot, item) in plan.iter_mut().zip(req.items()) {
+            let b = item.block as usize;
+            if b >= f.layout.blocks {
+                short.get_or_insert(UnavailableReason::NotHeld);
+                continue;
+            }
+            let k = f.layout.data_in_block(b);
+            let m = f.parity[b] as usize;
+            let done = f.repaired[b] as usize;
+            let rows_left = MAX_REPAIR_ROWS
+                .saturating_sub(done)
+                .min(MAX_SHARDS_PER_BLOCK.saturating_sub(k + m + done));
+            let mut give = (item.needed as usize).min(rows_left);
+            if give < item.needed as usize {
+                short.get_or_insert(UnavailableReason::RowsExhausted);
+            }
+            if give > budget_rows {
+                give = budget_rows;
+                short = Some(UnavailableReason::Budget);
+            }
+            budget_rows -= give;
+            *slot = (b, m + done, give);
+            total += give;
+        }
+        match short {
+            Some(UnavailableReason::Budget) => self.stats.refused_budget += 1,
+            Some(UnavailableReason::RowsExhausted) => self.stats.refused_rows += 1,
+            Some(UnavailableReason::NotHeld) => self.stats.refused_not_held += 1,
+            None => {}
+        }
+
+        let buf = out.prepare(
+            total,
+            dlen,
+            f.shard_size,
+            f.index,
+            params.first_packet_number,
+        );
+        let flags = if params.sealed { FLAG_SEALED } else { 0 };
+        let mut i = 0usize;
+        for &(b, first_row, give) in plan.iter().take(req.items().len()) {
+            if give == 0 {
+                continue;
+            }
+            let k = f.layout.data_in_block(b);
+            let first = f.layout.first_shard(b);
+            let vh = VideoHeader {
+                frame_index: f.index,
+                frame_len: f.frame_len as u32,
+                shard_size: f.shard_size as u16,
+                block_count: f.layout.blocks as u16,
+                block_index: b as u16,
+                shard_index: 0,
+                parity: f.parity[b],
+                flags: if f.keyframe { VIDEO_FLAG_KEYFRAME } else { 0 },
+                fec_scheme: coder.scheme(),
+            };
+            let region = &mut buf[i * dlen..(i + give) * dlen];
+            for (r, d) in region.chunks_exact_mut(dlen).enumerate() {
+                let h = Header {
+                    kind: Kind::Video,
+                    flags,
+                    session_id: params.session_id,
+                    packet_number: params.first_packet_number + (i + r) as u64,
+                };
+                let (hdr, rest) = d.split_at_mut(HEADER_LEN);
+                h.encode(hdr.try_into().expect("header slice is HEADER_LEN"));
+                let vh = VideoHeader {
+                    shard_index: (k + first_row + r) as u8,
+                    ..vh
+                };
+                vh.encode(&mut rest[..VIDEO_HEADER_LEN]);
+            }
+            let data: Vec<&[u8]> = f.data[first * f.shard_size..(first + k) * f.shard_size]
+                .chunks_exact(f.shard_size)
+                .collect();
+            let off = HEADER_LEN + VIDEO_HEADER_LEN;
+            let mut outs: Vec<&mut [u8]> = region
+                .chunks_exact_mut(dlen)
+                .map(|d| &mut d[off..off + f.shard_size])
+                .collect();
+            coder.encode_rows(&data, first_row, &mut outs)?;
+            i += give;
+        }
+        let f = &mut self.frames[pos];
+        for &(b, _, give) in plan.iter().take(req.items().len()) {
+            if give > 0 {
+                f.repaired[b] += give as u8;
+            }
+        }
+        let bytes = total * dlen;
+        self.budget -= bytes as f64;
+        self.stats.shards_sent += total as u64;
+        self.stats.bytes_sent += bytes as u64;
+        Ok(RepairAnswer {
+            shards: total,
+            unavailable: short.map(unavailable),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::crypto::PlainAead;
+    use crate::protocol::fec::{ParityTable, ReedSolomon8};
+    use crate::protocol::packetizer::{FrameParams, Packetizer, seal_all};
+    use crate::protocol::reassembler::{Output, Reassembler, ReassemblerConfig};
+    use std::time::Instant;
+
+    fn frame(len: usize, seed: u32) -> Vec<u8> {
+        (0..len as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) ^ seed) as u8)
+            .collect()
+    }
+
+    fn sent(data: &[u8], index: u32, pct: u8) -> Datagrams {
+        let mut p = Packetizer::new(1400, Box::new(ReedSolomon8::new()));
+        let mut out = Datagrams::new();
+        let params = FrameParams {
+            frame_index: index,
+            keyframe: false,
+            fec_percent: pct,
+            session_id: 7,
+            first_packet_number: 0,
+            sealed: false,
+            tag_len: 0,
+        };
+        p.packetize_with(data, &params, &ParityTable::from_percent(pct), &mut out)
+            .unwrap();
+        p.encode_recorded_parity(&mut out).unwrap();
+        seal_all(&mut out, &PlainAead);
+        out
+    }
+
+    fn params() -> RepairParams {
+        RepairParams {
+            session_id: 7,
+            first_packet_number: 10_000,
+            sealed: false,
+            tag_len: 0,
+        }
+    }
+
+    fn request(index: u32, items: &[(u16, u8)]) -> RepairRequest {
+        RepairRequest::new(
+            index,
+            items
+                .iter()
+                .map(|&(block, needed)| RepairItem { block, needed })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn repair_rows_are_new_parity_and_rebuild_the_frame() {
+        let data = frame(40_000, 1);
+        let d = sent(&data, 5, 10);
+        let n = d.data_count();
+        let m = d.block_parity()[0] as usize;
+        let mut h = RepairHistory::new(RepairConfig::default());
+        h.record(&d);
+        // Lose m + 3 data shards: the block cannot be rebuilt from what was sent.
+        let lost: Vec<usize> = (0..m + 3).map(|i| i * 2).collect();
+        let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
+        let now = Instant::now();
+        for (i, dg) in d.iter().enumerate() {
+            if !lost.contains(&i) {
+                r.push(&dg[HEADER_LEN..], now).unwrap();
+            }
+        }
+        assert!(r.poll().is_none());
+        let mut out = Datagrams::new();
+        let mut coder = ReedSolomon8::new();
+        let a = h
+            .answer(&request(5, &[(0, 3)]), &mut coder, &params(), &mut out)
+            .unwrap();
+        assert_eq!(
+            a,
+            RepairAnswer {
+                shards: 3,
+                unavailable: None
+            }
+        );
+        seal_all(&mut out, &PlainAead);
+        for (j, dg) in out.iter().enumerate() {
+            let (hd, body) = Header::decode(dg).unwrap();
+            assert_eq!(hd.packet_number, 10_000 + j as u64);
+            let (vh, shard) = VideoHeader::decode(body).unwrap();
+            assert_eq!(vh.shard_index as usize, n + m + j);
+            assert_eq!(vh.parity as usize, m);
+            // Not a copy of any sent shard.
+            assert!(
+                d.iter()
+                    .all(|s| &s[HEADER_LEN + VIDEO_HEADER_LEN..] != shard)
+            );
+            r.push(body, now).unwrap();
+        }
+        match r.poll() {
+            Some(Output::Frame(f)) => assert_eq!(f.data, data),
+            other => panic!("{other:?}"),
+        }
+        // A second request gets further rows, never the same ones.
+        let a = h
+            .answer(&request(5, &[(0, 2)]), &mut coder, &params(), &mut out)
+            .unwrap();
+        assert_eq!(a.shards, 2);
+        let (vh, _) = VideoHeader::decode(&out.get(0)[HEADER_LEN..]).unwrap();
+        assert_eq!(vh.shard_index as usize, n + m + 3);
+        assert_eq!(h.stats().shards_sent, 5);
+    }
+
+    #[test]
+    fn unknown_frames_blocks_and_exhausted_rows_are_refused() {
+        let d = sent(&frame(5_000, 2), 9, 20);
+        // A budget that never binds here.
+        let mut h = RepairHistory::new(RepairConfig {
+            budget_share: 1000.0,
+            ..RepairConfig::default()
+        });
+        h.record(&d);
+        let mut out = Datagrams::new();
+        let mut c = ReedSolomon8::new();
+        let a = h
+            .answer(&request(8, &[(0, 1)]), &mut c, &params(), &mut out)
+            .unwrap();
+        assert_eq!(a.shards, 0);
+        assert_eq!(a.unavailable.unwrap().reason, UnavailableReason::NotHeld);
+        let a = h
+            .answer(&request(9, &[(0, 1), (1, 1)]), &mut c, &params(), &mut out)
+            .unwrap();
+        assert_eq!(a.shards, 1);
+        assert_eq!(a.unavailable.unwrap().reason, UnavailableReason::NotHeld);
+        // Rows run out at MAX_REPAIR_ROWS for the block.
+        let mut sent_rows = 1;
+        while sent_rows < MAX_REPAIR_ROWS {
+            let a = h
+                .answer(&request(9, &[(0, 64)]), &mut c, &params(), &mut out)
+                .unwrap();
+            sent_rows += a.shards;
+            assert!(a.shards > 0);
+        }
+        assert_eq!(sent_rows, MAX_REPAIR_ROWS);
+        let a = h
+            .answer(&request(9, &[(0, 1)]), &mut c, &params(), &mut out)
+            .unwrap();
+        assert_eq!(a.shards, 0);
+        assert_eq!(
+            a.unavailable.unwrap().reason,
+            UnavailableReason::RowsExhausted
+        );
+    }
+
+    #[test]
+    fn budget_bounds_repair_to_a_share_of_the_stream() {
+        let cfg = RepairConfig {
+            budget_share: 0.1,
+            ..RepairConfig::default()
+        };
+        let mut h = RepairHistory::new(cfg);
+        let mut c = ReedSolomon8::new();
+        let mut out = Datagrams::new();
+        let mut media = 0u64;
+        for i in 0..50u32 {
+            let d = sent(&frame(30_000, i), i, 10);
+            media += d.wire_bytes() as u64;
+            h.record(&d);
+            // Ask for far more than the budget every frame.
+            let _ = h
+                .answer(&request(i, &[(0, 64)]), &mut c, &params(), &mut out)
+                .unwrap();
+        }
+        let spent = h.stats().bytes_sent;
+        assert!(spent > 0);
+        assert!(
+            spent as f64 <= 0.1 * media as f64,
+            "repair {spent} of media {media}"
+        );
+        assert!(h.stats().refused_budget > 0);
+    }
+
+    #[test]
+    fn history_memory_is_bounded_and_evicts_oldest() {
+        let cfg = RepairConfig {
+            max_frames: 8,
+            max_bytes: 100_000,
+            ..RepairConfig::default()
+        };
+        let mut h = RepairHistory::new(cfg);
+        for i in 0..200u32 {
+            let len = 1_000 + (i as usize * 7919) % 40_000;
+            h.record(&sent(&frame(len, i), i, 20));
+            assert!(h.frames_held() <= 8);
+            assert!(h.bytes_held() <= 100_000);
+            // The newest frame is always held; older ones go first.
+            assert_eq!(h.frames.back().map(|f| f.index), Some(i));
+            let idx: Vec<u32> = h.frames.iter().map(|f| f.index).collect();
+            assert!(idx.windows(2).all(|w| w[0] < w[1]));
+        }
+        assert!(h.stats().frames_evicted >= 190);
+        // A frame larger than the whole bound is not kept (and evicts nothing).
+        let before = h.frames_held();
+        h.record(&sent(&frame(200_000, 1), 1000, 20));
+        assert_eq!(h.frames_held(), before);
+    }
+
+    #[test]
+    fn request_codec_limits() {
+        let enc = |r: &RepairRequest| {
+            let mut b = Vec::new();
+            r.encode(&mut Writer::new(&mut b));
+            b
+        };
+        let r = request(3, &[(0, 1), (5, 64)]);
+        assert_eq!(RepairRequest::decode(&mut Reader::new(&enc(&r))), Ok(r));
+        assert!(RepairRequest::new(1, vec![]).is_none());
+        assert!(
+            RepairRequest::new(
+                1,
+                vec![RepairItem {
+                    block: 0,
+                    needed: 65
+                }]
+            )
+            .is_none()
+        );
+        assert!(
+            RepairRequest::new(
+                1,
+                vec![
+                    RepairItem {
+                        block: 2,
+                        needed: 1
+                    },
+                    RepairItem {
+                        block: 2,
+                        needed: 1
+                    }
+                ]
+            )
+            .is_none()
+        );
+        // Count beyond the limit, count with missing items, zero needed.
+        assert!(RepairRequest::decode(&mut Reader::new(&[0, 0, 0, 1, 17])).is_err());
+        assert_eq!(
+            RepairRequest::decode(&mut Reader::new(&[0, 0, 0, 1, 2, 0, 0, 1])),
+            Err(WireError::Truncated)
+        );
+        assert!(RepairRequest::decode(&mut Reader::new(&[0, 0, 0, 1, 1, 0, 0, 0])).is_err());
+        assert!(RepairUnavailable::decode(&mut Reader::new(&[0, 0, 0, 1, 9])).is_err());
+    }
+}
