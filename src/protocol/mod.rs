@@ -5,6 +5,7 @@
 //! exhaustively and deterministically.
 
 pub mod adaptive;
+pub mod annexb;
 pub mod control;
 pub mod crypto;
 pub mod fec;
