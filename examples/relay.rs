@@ -3,7 +3,7 @@
 //! forwards to `--upstream` (the listener, usually the sink) and back, impairing both ways.
 //!
 //! ```text
-//! cargo run --release --example relay -- --listen 127.0.0.1:7700 --upstream 127.0.0.1:7600 \
+//! cargo run --release --features testing --example relay -- --listen 127.0.0.1:7700 --upstream 127.0.0.1:7600 \
 //!     --loss 0.05 [--burst 3] [--reorder 0.01] [--duplicate 0.001] [--delay-ms 5] \
 //!     [--up-loss 0.05] [--seed 1] [--seconds 60]
 //! ```

@@ -9,8 +9,8 @@
 //!
 //! Cargo features:
 //! - `gst` (default): the GStreamer elements and the plugin entry points
-//!   ([`plugin_register_static`]). Without it the crate builds no GStreamer crate at all.
-//! - `testing`: test tools — [`relay`] (a UDP relay with impairment), `transport::impair` and
+//!   (`plugin_register_static`). Without it the crate builds no GStreamer crate at all.
+//! - `testing`: test tools — `relay` (a UDP relay with impairment), `transport::impair` and
 //!   `transport::memory`. Never part of the default build, so the plugin (`.so`) ships none of it.
 
 #[cfg(feature = "gst")]

@@ -229,3 +229,103 @@ pub(crate) fn input_from_structure(s: &gst::StructureRef) -> Result<InputEvent, 
     };
     Ok(ev)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_kind() -> Vec<InputEvent> {
+        vec![
+            InputEvent::Key {
+                pressed: true,
+                key: "a".into(),
+                keycode: 38,
+                modifiers: 1,
+            },
+            InputEvent::MouseMove { x: 1.5, y: 2.0 },
+            InputEvent::MouseMoveRelative { dx: -3.0, dy: 4.0 },
+            InputEvent::MouseButton {
+                button: 3,
+                pressed: false,
+                x: 5.0,
+                y: 6.0,
+                modifiers: 0,
+            },
+            InputEvent::Scroll {
+                x: 1.0,
+                y: 2.0,
+                dx: 0.0,
+                dy: -1.0,
+                modifiers: 4,
+            },
+            InputEvent::Touch {
+                id: 7,
+                phase: TouchPhase::Motion,
+                x: 10.0,
+                y: 11.0,
+                pressure: 0.5,
+            },
+            InputEvent::TouchFrame,
+            InputEvent::GamepadButton {
+                pad: 1,
+                button: 2,
+                pressed: true,
+                value: 1.0,
+            },
+            InputEvent::GamepadAxis {
+                pad: 0,
+                axis: 5,
+                value: -0.25,
+            },
+            InputEvent::GamepadConnected {
+                pad: 3,
+                connected: false,
+            },
+        ]
+    }
+
+    #[test]
+    fn every_event_survives_the_structure_round_trip() {
+        gst::init().expect("gst init");
+        for ev in every_kind() {
+            let s = input_structure(&ev);
+            assert_eq!(s.name(), INPUT_NAME);
+            assert_eq!(input_from_structure(&s).as_ref(), Ok(&ev), "{s}");
+        }
+    }
+
+    #[test]
+    fn a_wrong_field_is_named_not_a_panic() {
+        gst::init().expect("gst init");
+        let parse = |text: &str| {
+            let s: gst::Structure = text.parse().expect("structure");
+            input_from_structure(&s)
+        };
+        assert_eq!(
+            parse("x, type=mouse-move, x=1.0"),
+            Err("field 'y' is missing".into())
+        );
+        assert_eq!(
+            parse("x, type=gamepad-axis, pad=300, axis=1, value=0.5"),
+            Err("field 'pad' is out of range".into())
+        );
+        assert_eq!(
+            parse("x, type=key-press, key=a, keycode=-1"),
+            Err("field 'keycode' must not be negative".into())
+        );
+        assert_eq!(
+            parse("x, type=teleport"),
+            Err("unknown input type 'teleport'".into())
+        );
+        // Press/release types imply `pressed`.
+        assert_eq!(
+            parse("x, type=key-release, key=b"),
+            Ok(InputEvent::Key {
+                pressed: false,
+                key: "b".into(),
+                keycode: 0,
+                modifiers: 0,
+            })
+        );
+    }
+}
