@@ -5,14 +5,14 @@
 //!
 //! ```text
 //! # 12 Mbit/s bottleneck with a 50 ms queue, stepping 12 → 30 → 8 → 30 Mbit/s:
-//! cargo run --release --example relay -- --listen 127.0.0.1:7700 --upstream 127.0.0.1:7600 \
+//! cargo run --release --features testing --example relay -- --listen 127.0.0.1:7700 --upstream 127.0.0.1:7600 \
 //!     --rate-schedule 0:12M,10s:30M,20s:8M,30s:30M --queue-ms 50
 //! # Two streams through one 20 Mbit/s bottleneck:
-//! cargo run --release --example relay -- --pair 127.0.0.1:7700,127.0.0.1:7600 \
+//! cargo run --release --features testing --example relay -- --pair 127.0.0.1:7700,127.0.0.1:7600 \
 //!     --pair 127.0.0.1:7701,127.0.0.1:7601 --rate 20M
 //! # Gilbert-Elliott bursts (enter 1 %, leave 30 %), or a recorded trace:
-//! cargo run --release --example relay -- --upstream 127.0.0.1:7600 --ge 0.01,0.3
-//! cargo run --release --example relay -- --upstream 127.0.0.1:7600 --trace docs/traces/wifi-bursts.trace
+//! cargo run --release --features testing --example relay -- --upstream 127.0.0.1:7600 --ge 0.01,0.3
+//! cargo run --release --features testing --example relay -- --upstream 127.0.0.1:7600 --trace docs/traces/wifi-bursts.trace
 //! ```
 
 use std::net::SocketAddr;

@@ -6,4 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 if [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
-cargo run --release --locked --example demo -- "$@"
+# The demo runs the stream through the impairment relay, a test tool behind the `testing`
+# feature (the plugin itself is built without it).
+cargo run --release --locked --features testing --example demo -- "$@"

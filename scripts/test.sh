@@ -7,13 +7,15 @@ if [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo clippy (all features, and the library without GStreamer)"
+cargo clippy --all-targets --all-features --locked -- -D warnings
+cargo clippy --lib --no-default-features --locked -- -D warnings
 echo "== cargo test"
 # Unit, property, session, element and pipeline tests (no doc tests; examples and benches are
 # compiled by clippy above, and the benches have their own commands in docs/BENCHMARKS.md).
+# --all-features: the session and pipeline tests use the test tools behind `testing`.
 log=$(mktemp)
-cargo test --locked --lib --tests 2>&1 | tee "$log"
+cargo test --locked --all-features --lib --tests 2>&1 | tee "$log"
 totals=$(awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } } END { printf "%d passed, %d failed", p, f }' "$log")
 rm -f "$log"
 echo "$totals"

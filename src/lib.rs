@@ -2,40 +2,41 @@
 //! back channel, as a GStreamer plugin (`punktfunksink`, `punktfunksrc`) and as a Rust library
 //! ([`session::Session`]) usable without GStreamer.
 //!
-//! Layers, top to bottom: the elements (thin), the [`session`] (one end of a stream), the
-//! sans-IO [`protocol`] and the [`transport`] (UDP, in-memory, impairment).
+//! Layers, top to bottom: the elements (thin, private to the crate, behind the default `gst`
+//! feature), the [`session`] (one end of a stream), the sans-IO [`protocol`] and the
+//! [`transport`] (UDP; the in-memory pair and the impairment wrapper behind the `testing`
+//! feature). `docs/ARCHITECTURE.md` has the whole picture.
+//!
+//! Cargo features:
+//! - `gst` (default): the GStreamer elements and the plugin entry points
+//!   (`plugin_register_static`). Without it the crate builds no GStreamer crate at all.
+//! - `testing`: test tools — `relay` (a UDP relay with impairment), `transport::impair` and
+//!   `transport::memory`. Never part of the default build, so the plugin (`.so`) ships none of it.
 
-pub mod common;
-pub(crate) mod encoder;
+#[cfg(feature = "gst")]
+mod element;
 pub mod protocol;
+#[cfg(feature = "testing")]
 pub mod relay;
 pub mod session;
-pub mod sink;
-pub mod src;
 pub(crate) mod sync;
 pub mod transport;
 
+#[cfg(feature = "gst")]
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
-    common::mark_plugin_api();
-    // Encoders put `multiview-flags=(GstVideoMultiviewFlagsSet)...` into their caps. libgstvideo
-    // registers that GType lazily, and a client process whose only other elements are, say,
-    // h264parse ! nvh264dec may not have done so when punktfunksrc parses the host's caps
-    // string — the parse then fails. Registering it here makes the parse independent of
-    // whichever other plugins happen to be loaded (seen on an NVDEC-only client).
-    // SAFETY: a plain GType getter with no arguments; safe to call after gst::init.
-    unsafe {
-        gst_video::ffi::gst_video_multiview_flagset_get_type();
-    }
-    sink::register(plugin)?;
-    src::register(plugin)?;
-    Ok(())
+    element::register(plugin)
 }
 
+#[cfg(feature = "gst")]
 gst::plugin_define!(
     punktfunk,
     env!("CARGO_PKG_DESCRIPTION"),
     plugin_init,
     concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    // The crate is "MIT OR Apache-2.0" (Cargo.toml). GStreamer refuses to load a plugin whose
+    // licence is not one of the names it knows (LGPL, GPL, QPL, GPL/QPL, MPL, BSD, MIT/X11,
+    // Proprietary, unknown); Apache-2.0 is not among them, and a recipient may take the crate
+    // under MIT alone, so the right name of the two is "MIT/X11".
     "MIT/X11",
     env!("CARGO_PKG_NAME"),
     env!("CARGO_PKG_NAME"),

@@ -6,7 +6,8 @@
 //! unrecoverable loss heals through the keyframe loop without a broken frame reaching the
 //! decoder; Navigation events and gamepad signals reach the host; host EOS ends the client;
 //! client and host restarts recover; a wrong passphrase delivers nothing; play/stop cycles leak
-//! nothing; `playbin` opens `punktfunk://` URIs.
+//! nothing; `playbin` opens `punktfunk://` URIs; a host chain and a client chain share one
+//! pipeline with default properties.
 //!
 //! Synchronisation is on real signals only — bus messages, pad probes and the first blocked
 //! buffer, all through channels with timeouts — never on sleeps. The tests run one at a time
@@ -657,6 +658,49 @@ fn eos_on_the_host_ends_the_client_with_eos() {
     eprintln!("client EOS {:.1?} after the host's EOS", t.elapsed());
     client.assert_no_errors();
     host.assert_no_errors();
+}
+
+// ----- 4b. host and client in one pipeline, default properties -----
+
+/// A host chain and a client chain side by side in one pipeline, every punktfunk property at
+/// its default (but the listener's loopback address and its free port): the pipeline reaches
+/// PLAYING and frames decode. With BaseSink's defaults (`sync=true`, `async=true`) this
+/// deadlocked — the sink waited in preroll while the client chain's sink waited for a frame the
+/// sink held (issue 6); the client's `fakesink` here keeps its own defaults (`sync=true`) as
+/// an application's video sink would.
+#[test]
+fn host_and_client_in_one_pipeline_play_with_default_properties() {
+    let _serial = serial();
+    let pipe = Pipe::launch(
+        "loopback",
+        &format!(
+            "{host} punktfunksrc name=src ! {parse} ! {dec} ! fakesink name=out",
+            host = host_desc(&H264, "", 30, "", ""),
+            parse = H264.parse,
+            dec = H264.dec,
+        ),
+    );
+    let sink = pipe.el("sink");
+    let src = pipe.el("src");
+    // The src calls the port the sink bound, as notify::port announces it from the sink's
+    // start() — before the src starts, since a bin starts its sinks first.
+    let called = src.downgrade();
+    sink.connect_notify(Some("port"), move |sink, _| {
+        let port = sink.property::<u32>("port");
+        if let (Some(src), true) = (called.upgrade(), port != 0) {
+            src.set_property("port", port);
+        }
+    });
+    let decoded = Tap::buffers(&pad(&pipe.el("out"), "sink"), false, "decoded frames");
+    pipe.play();
+    let timeout = gst::ClockTime::try_from(WAIT).expect("a clock time");
+    let (reached, state, _) = pipe.pipeline.state(timeout);
+    assert!(reached.is_ok(), "state change failed: {:?}", pipe.errors());
+    assert_eq!(state, gst::State::Playing, "the pipeline reaches PLAYING");
+    assert_eq!(src.property::<u32>("port"), u32::from(bound_port(&sink)));
+    decoded.wait_len(30, WAIT);
+    assert!(stat(&src, "frames-received") >= 30);
+    pipe.assert_no_errors();
 }
 
 // ----- 5. restarts -----

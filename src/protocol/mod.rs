@@ -5,6 +5,7 @@
 //! exhaustively and deterministically.
 
 pub mod adaptive;
+pub mod annexb;
 pub mod clock;
 pub mod control;
 pub mod cookie;

@@ -13,7 +13,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+#[cfg(feature = "testing")]
 pub mod impair;
+#[cfg(feature = "testing")]
 pub mod memory;
 pub mod udp;
 

@@ -35,8 +35,8 @@ use std::mem;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -46,6 +46,7 @@ use nix::sys::socket::{
 };
 
 use super::{RecvBatch, SendOutcome, Transport, TransportInfo};
+use crate::sync::lock;
 
 /// Messages per `sendmmsg` call at most.
 pub const MAX_BATCH: usize = 64;
@@ -356,10 +357,6 @@ pub struct UdpTransport {
     gro_buffers: AtomicU64,
     recv_state: Mutex<RecvState>,
     send_state: Mutex<SendState>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl UdpTransport {

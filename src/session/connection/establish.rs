@@ -21,7 +21,7 @@ use crate::protocol::input::{InputReceiver, InputSender};
 use crate::protocol::wire::{HEADER_LEN, Header, Kind, RejectReason};
 
 use super::link::{Link, OpenError};
-use super::{Connection, DisconnectReason, Event, Mode, body_of};
+use super::{Connection, DisconnectReason, Event, HandshakeFailure, Mode, body_of};
 use crate::protocol::control::Control;
 
 /// Handshake attempts (caller) and unconfirmed sessions (listener) kept at once.
@@ -58,6 +58,23 @@ fn clear_datagram(kind: Kind, session_id: u32, body: &[u8]) -> Vec<u8> {
 }
 
 impl Connection {
+    /// A listener's answered hello was never confirmed by the caller's first sealed datagram.
+    /// With a passphrase that is what a wrong one looks like from here (the PAKE lets the
+    /// listener learn nothing else); without one, only loss does it. Reported so the user of
+    /// the listener gets a reason, never sent to the peer.
+    pub(super) fn unconfirmed(&mut self, from: SocketAddr) {
+        self.stats.handshake_failures += 1;
+        if self.hs.psk.is_some() {
+            self.stats.auth_failures += 1;
+        }
+        self.events.push_back(Event::HandshakeFailed {
+            from,
+            reason: HandshakeFailure::Unconfirmed {
+                passphrase: self.hs.psk.is_some(),
+            },
+        });
+    }
+
     pub(super) fn on_hello(&mut self, h: &Header, buf: &[u8], from: SocketAddr, now: Instant) {
         if self.cfg.mode != Mode::Listener {
             self.stats.invalid_datagrams += 1;
@@ -87,7 +104,8 @@ impl Connection {
                 });
                 self.queue(d, from);
                 if self.pending.len() == MAX_ATTEMPTS {
-                    self.pending.remove(0);
+                    let stale = self.pending.remove(0);
+                    self.unconfirmed(stale.peer);
                 }
                 self.pending.push(Link::new(&est, from, now, self.cfg.aead));
             }

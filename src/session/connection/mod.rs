@@ -91,6 +91,9 @@ pub enum HandshakeFailure {
     Stale,
     /// The peer's key confirmation failed: the passphrases differ.
     WrongPassphrase,
+    /// We answered a hello but the caller never confirmed the session. With a passphrase set
+    /// this is what a wrong passphrase looks like from the listener's side.
+    Unconfirmed { passphrase: bool },
 }
 
 impl From<HandshakeError> for HandshakeFailure {
@@ -123,6 +126,13 @@ impl std::fmt::Display for HandshakeFailure {
             HandshakeFailure::Internal => f.write_str("handshake crypto error"),
             HandshakeFailure::Stale => f.write_str("stale or replayed hello"),
             HandshakeFailure::WrongPassphrase => f.write_str("wrong passphrase"),
+            HandshakeFailure::Unconfirmed { passphrase: true } => f.write_str(
+                "the caller never confirmed the session: most likely a wrong passphrase \
+                 (or its datagrams are lost)",
+            ),
+            HandshakeFailure::Unconfirmed { passphrase: false } => {
+                f.write_str("the caller never confirmed the session (its datagrams are lost)")
+            }
         }
     }
 }

@@ -75,8 +75,17 @@ impl Connection {
         {
             self.drop_link(DisconnectReason::Timeout, now);
         }
-        self.pending
-            .retain(|p| now.saturating_duration_since(p.last_rx) < timeout);
+        let mut expired = Vec::new();
+        self.pending.retain(|p| {
+            let keep = now.saturating_duration_since(p.last_rx) < timeout;
+            if !keep {
+                expired.push(p.peer);
+            }
+            keep
+        });
+        for from in expired {
+            self.unconfirmed(from);
+        }
         if self.cfg.mode == Mode::Caller && self.link.is_none() {
             let since = *self.connecting_since.get_or_insert(now);
             if !self.connect_timeout_reported && now.saturating_duration_since(since) >= timeout {

@@ -4,22 +4,12 @@
 //! to the host as input events. Also a URI handler for `punktfunk://[passphrase@]host:port`.
 
 use gst::glib;
-use gst::prelude::*;
 
 mod imp;
 
 glib::wrapper! {
     /// The receiving element. See the module docs and the properties.
-    pub struct PunktfunkSrc(ObjectSubclass<imp::PunktfunkSrc>)
+    pub(crate) struct PunktfunkSrc(ObjectSubclass<imp::PunktfunkSrc>)
         @extends gst_base::PushSrc, gst_base::BaseSrc, gst::Element, gst::Object,
         @implements gst::URIHandler;
-}
-
-pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    gst::Element::register(
-        Some(plugin),
-        "punktfunksrc",
-        gst::Rank::NONE,
-        PunktfunkSrc::static_type(),
-    )
 }

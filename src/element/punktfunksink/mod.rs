@@ -4,21 +4,11 @@
 //! and `punktfunk-input` element messages.
 
 use gst::glib;
-use gst::prelude::*;
 
 mod imp;
 
 glib::wrapper! {
     /// The sending element. See the module docs and the properties.
-    pub struct PunktfunkSink(ObjectSubclass<imp::PunktfunkSink>)
+    pub(crate) struct PunktfunkSink(ObjectSubclass<imp::PunktfunkSink>)
         @extends gst_base::BaseSink, gst::Element, gst::Object;
-}
-
-pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    gst::Element::register(
-        Some(plugin),
-        "punktfunksink",
-        gst::Rank::NONE,
-        PunktfunkSink::static_type(),
-    )
 }

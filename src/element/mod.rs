@@ -1,0 +1,105 @@
+//! The GStreamer elements, `punktfunksink` and `punktfunksrc`, and what they share.
+//!
+//! The elements translate and nothing more (see `docs/ARCHITECTURE.md`): caps ↔ stream info,
+//! buffers ↔ frames, `ForceKeyUnit` ↔ keyframe requests, Navigation events ↔ input events,
+//! properties ↔ [`crate::session::Config`], counters ↔ the `stats` structure. The shared parts
+//! live here, one module per concern, so neither element copies the other:
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`settings`] | the common properties, their defaults and values |
+//! | [`net`] | name resolution, endpoints, binding with errors a person can act on |
+//! | [`session_slot`] | the running session, `stats` after stop, the bound port read back |
+//! | [`peer`] | peer connected / gone / refused messages, the rate-limited handshake warning |
+//! | [`stats`] | the `punktfunk-stats` structure and when it is posted |
+//! | [`caps`] | pad templates, codec of caps |
+//! | [`uri`] | `punktfunk://` URIs |
+//! | [`navigation`], [`input_message`] | input events ↔ Navigation events and `punktfunk-input` |
+//!
+//! Everything here is private to the crate: the public API of the elements is their
+//! properties, signals and messages. Nothing in this module tree may be used by the session,
+//! protocol or transport layers (they build without GStreamer); GStreamer-free logic such as
+//! Annex-B parameter sets lives in [`crate::protocol`].
+
+use crate::sync::lock;
+use gst::glib;
+use gst::prelude::*;
+
+/// The `GstObjectImpl` and `ElementImpl` of a punktfunk element: its metadata, and one
+/// always-present pad named `$pad` in `$direction` with [`caps::stream_caps`]. A macro, as the
+/// metadata and templates must be statics of each element's own `ElementImpl`.
+macro_rules! impl_element_class {
+    ($imp:ty, $long_name:literal, $classification:literal, $description:literal, $pad:literal, $direction:expr) => {
+        impl gst::subclass::prelude::GstObjectImpl for $imp {}
+
+        impl gst::subclass::prelude::ElementImpl for $imp {
+            fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+                static METADATA: std::sync::LazyLock<gst::subclass::ElementMetadata> =
+                    std::sync::LazyLock::new(|| {
+                        gst::subclass::ElementMetadata::new(
+                            $long_name,
+                            $classification,
+                            $description,
+                            "punktfunk developers",
+                        )
+                    });
+                Some(&*METADATA)
+            }
+
+            fn pad_templates() -> &'static [gst::PadTemplate] {
+                static TEMPLATES: std::sync::LazyLock<Vec<gst::PadTemplate>> =
+                    std::sync::LazyLock::new(|| {
+                        $crate::element::caps::pad_templates($pad, $direction)
+                    });
+                TEMPLATES.as_ref()
+            }
+        }
+    };
+}
+
+mod caps;
+pub(crate) mod encoder;
+mod input_message;
+mod navigation;
+mod net;
+mod peer;
+mod properties;
+mod punktfunksink;
+mod punktfunksrc;
+mod session_slot;
+mod settings;
+mod stats;
+mod uri;
+
+/// Longest single wait of the thread that polls a session (the sink's receive thread, the
+/// src's `create`); it bounds how late a changed `stats-interval` takes effect.
+const POLL_SLICE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The debug category of an element (`GST_DEBUG=punktfunksink:6`).
+fn debug_category(name: &str, description: &str) -> gst::DebugCategory {
+    gst::DebugCategory::new(name, gst::DebugColorFlags::empty(), Some(description))
+}
+
+/// Registers both elements and the types gst-inspect documents.
+pub(crate) fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    settings::mark_plugin_api();
+    // Encoders put `multiview-flags=(GstVideoMultiviewFlagsSet)...` into their caps. libgstvideo
+    // registers that GType lazily, and a client process whose only other elements are, say,
+    // h264parse ! nvh264dec may not have done so when punktfunksrc parses the host's caps
+    // string — the parse then fails. Registering it here makes the parse independent of
+    // whichever other plugins happen to be loaded (seen on an NVDEC-only client).
+    // SAFETY: a plain GType getter with no arguments; safe to call after gst::init.
+    unsafe {
+        gst_video::ffi::gst_video_multiview_flagset_get_type();
+    }
+    register_element::<punktfunksink::PunktfunkSink>(plugin, "punktfunksink")?;
+    register_element::<punktfunksrc::PunktfunkSrc>(plugin, "punktfunksrc")?;
+    Ok(())
+}
+
+fn register_element<T: StaticType>(
+    plugin: &gst::Plugin,
+    name: &str,
+) -> Result<(), glib::BoolError> {
+    gst::Element::register(Some(plugin), name, gst::Rank::NONE, T::static_type())
+}

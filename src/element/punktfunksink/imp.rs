@@ -1,0 +1,395 @@
+//! `punktfunksink` implementation: a `BaseSink` that hands each access unit to a host
+//! [`Session`] and runs a receive thread for what the client sends back.
+//!
+//! Threads: the streaming thread runs `render` (seal + paced send, bounded by the frame
+//! interval); the receive thread blocks in [`Session::poll_input`] so keyframe requests and
+//! input are handled at once even when no frame flows, and posts the periodic stats. No element
+//! mutex is held while either blocks: both work on a clone of the [`Session`].
+//!
+//! Latency: `sync=false` and `async=false` by default (set in `constructed`, both still
+//! settable). A live network sender sends each access unit the moment it arrives — the receiver
+//! has no jitter buffer that a clock wait here could feed — and does not hold state changes on
+//! preroll, so a host chain and a client chain can share one pipeline.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::prelude::*;
+
+use crate::element::caps::codec_of;
+use crate::element::input_message::input_structure;
+use crate::element::navigation::input_to_navigation;
+use crate::element::peer::{PeerChange, PeerEvents, post_element_message};
+use crate::element::properties::{self, Core};
+use crate::element::settings::{DEFAULT_STATS_INTERVAL_MS, SinkSettings};
+use crate::element::stats::{StatsTicker, stats_structure};
+use crate::element::{POLL_SLICE, debug_category, lock};
+use crate::protocol::annexb::{Codec, ParameterSets};
+use crate::protocol::pacing::PacingConfig;
+use crate::session::{self, Event, Session};
+use crate::transport::udp::UdpOptions;
+
+static CAT: LazyLock<gst::DebugCategory> =
+    LazyLock::new(|| debug_category("punktfunksink", "punktfunk sender"));
+
+/// The receive thread between `start` and `stop`.
+struct Receiver {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+/// What only the streaming thread touches (caps and parameter-set cache).
+#[derive(Default)]
+struct Stream {
+    codec: Option<Codec>,
+    params: ParameterSets,
+    /// Reused buffer for a keyframe with the cached parameter sets prepended.
+    scratch: Vec<u8>,
+}
+
+pub(crate) struct PunktfunkSink {
+    core: Core<SinkSettings>,
+    receiver: Mutex<Option<Receiver>>,
+    stream: Mutex<Stream>,
+    /// `stats-interval` as the receive thread reads it (changeable while playing).
+    stats_interval: Arc<AtomicU32>,
+}
+
+impl Default for PunktfunkSink {
+    fn default() -> Self {
+        PunktfunkSink {
+            core: Core::new(*CAT),
+            receiver: Mutex::new(None),
+            stream: Mutex::new(Stream::default()),
+            stats_interval: Arc::new(AtomicU32::new(DEFAULT_STATS_INTERVAL_MS)),
+        }
+    }
+}
+
+/// The receive thread: control and input from the client, peer changes, periodic stats.
+fn receive_loop(
+    element: glib::WeakRef<super::PunktfunkSink>,
+    session: Session,
+    stop: Arc<AtomicBool>,
+    stats_interval: Arc<AtomicU32>,
+    mut peer: PeerEvents,
+) {
+    let mut ticker = StatsTicker::default();
+    while !stop.load(Ordering::Acquire) {
+        let timeout = ticker.wait(
+            Instant::now(),
+            stats_interval.load(Ordering::Relaxed),
+            POLL_SLICE,
+        );
+        let polled = session.poll_input(timeout);
+        let Some(element) = element.upgrade() else {
+            break;
+        };
+        match polled {
+            Ok(Some(ev)) => element.imp().on_event(ev, &mut peer),
+            Ok(None) => {}
+            Err(session::Error::Closed) => {
+                gst::debug!(CAT, obj = element, "session closed, receive thread ends");
+                break;
+            }
+            Err(e) => {
+                // Not expected from a bound UDP socket; keep serving but do not spin.
+                gst::warning!(CAT, obj = element, "receive error: {e}");
+                std::thread::park_timeout(Duration::from_millis(10));
+            }
+        }
+        if ticker.due(Instant::now(), stats_interval.load(Ordering::Relaxed)) {
+            let port = u32::from(session.local_addr().port());
+            let s = stats_structure(&session.stats(), port);
+            post_element_message(element.upcast_ref(), s);
+        }
+    }
+}
+
+impl PunktfunkSink {
+    fn request_keyframe_upstream(&self) {
+        let ev = gst_video::UpstreamForceKeyUnitEvent::builder()
+            .all_headers(true)
+            .build();
+        let pushed = self.obj().sink_pad().push_event(ev);
+        gst::debug!(
+            CAT,
+            imp = self,
+            "ForceKeyUnit sent upstream (handled: {pushed})"
+        );
+    }
+
+    fn on_event(&self, ev: Event, peer: &mut PeerEvents) {
+        let ev = match peer.handle(self.obj().upcast_ref(), ev) {
+            Ok(PeerChange::Up) => {
+                // A new client cannot decode before the next keyframe: ask for one now.
+                self.request_keyframe_upstream();
+                return;
+            }
+            Ok(_) => return,
+            Err(ev) => ev,
+        };
+        match ev {
+            Event::KeyframeRequest => {
+                gst::debug!(CAT, imp = self, "client asks for a keyframe");
+                self.request_keyframe_upstream();
+            }
+            Event::Input(input) => {
+                gst::log!(CAT, imp = self, "input {input:?}");
+                post_element_message(self.obj().upcast_ref(), input_structure(&input));
+                if let Some(nav) = input_to_navigation(&input) {
+                    let handled = self.obj().sink_pad().push_event(nav);
+                    gst::log!(
+                        CAT,
+                        imp = self,
+                        "navigation event upstream (handled: {handled})"
+                    );
+                }
+            }
+            other => {
+                gst::trace!(CAT, imp = self, "event {other:?}");
+            }
+        }
+    }
+
+    /// Stops and joins the receive thread, if one runs.
+    fn stop_receiver(&self) {
+        let Some(receiver) = lock(&self.receiver).take() else {
+            return;
+        };
+        receiver.stop.store(true, Ordering::Release);
+        if let Some(session) = self.core.slot.session() {
+            session.wake();
+        }
+        receiver.thread.thread().unpark();
+        if receiver.thread.join().is_err() {
+            gst::error!(CAT, imp = self, "receive thread panicked");
+        }
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for PunktfunkSink {
+    const NAME: &'static str = "GstPunktfunkSink";
+    type Type = super::PunktfunkSink;
+    type ParentType = gst_base::BaseSink;
+}
+
+impl ObjectImpl for PunktfunkSink {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(properties::sink);
+        PROPERTIES.as_ref()
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        // Send each access unit as soon as it arrives and never hold a state change on preroll
+        // (see the module docs and the README's "Latency and defaults").
+        obj.set_sync(false);
+        obj.set_async(false);
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        self.core
+            .set_property(self.obj().upcast_ref(), value, pspec);
+        let interval = lock(&self.core.settings).common.stats_interval_ms;
+        self.stats_interval.store(interval, Ordering::Relaxed);
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        self.core.property(pspec)
+    }
+}
+
+impl_element_class!(
+    PunktfunkSink,
+    "punktfunk sender",
+    "Sink/Network",
+    "Sends H.264/H.265 access units over UDP with low latency, FEC, pacing and encryption; turns the receiver's keyframe requests and input into upstream events",
+    "sink",
+    gst::PadDirection::Sink
+);
+
+impl BaseSinkImpl for PunktfunkSink {
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.core.settings();
+        gst::debug!(CAT, imp = self, "starting with {settings:?}");
+        let opts = UdpOptions {
+            dscp: settings.own.dscp.min(63) as u8,
+            ..UdpOptions::default()
+        };
+        let session = self.core.slot.open(
+            self.obj().upcast_ref(),
+            *CAT,
+            &settings.common,
+            |config| {
+                config.fec_percent = settings.own.fec_percent.min(100) as u8;
+                config.fec_mode = settings.own.fec_mode.into();
+                config.mtu = settings.own.mtu as usize;
+                config.pacing = PacingConfig {
+                    rate_bps: settings.own.pacing_rate,
+                    ..PacingConfig::default()
+                };
+            },
+            &opts,
+        )?;
+
+        *lock(&self.stream) = Stream::default();
+        self.stats_interval
+            .store(settings.common.stats_interval_ms, Ordering::Relaxed);
+        let stop = Arc::new(AtomicBool::new(false));
+        let spawned = {
+            let weak = self.obj().downgrade();
+            let stop = stop.clone();
+            let interval = self.stats_interval.clone();
+            let peer = PeerEvents::new(*CAT, &settings.common);
+            std::thread::Builder::new()
+                .name("punktfunksink-rx".into())
+                .spawn(move || receive_loop(weak, session, stop, interval, peer))
+        };
+        let thread = match spawned {
+            Ok(t) => t,
+            Err(e) => {
+                self.core.slot.close(self.obj().upcast_ref());
+                return Err(gst::error_msg!(
+                    gst::CoreError::Thread,
+                    ("Could not start the receive thread: {e}")
+                ));
+            }
+        };
+        *lock(&self.receiver) = Some(Receiver { stop, thread });
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.stop_receiver();
+        // Dropping the last clone of the session closes the socket. No bye here: a sink that
+        // restarts is a host restart, which the client rides out; EOS says bye.
+        self.core.slot.close(self.obj().upcast_ref());
+        lock(&self.stream).params.clear();
+        gst::debug!(CAT, imp = self, "stopped");
+        Ok(())
+    }
+
+    fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let codec =
+            codec_of(caps).ok_or_else(|| gst::loggable_error!(CAT, "unsupported caps {caps}"))?;
+        let session = self
+            .core
+            .slot
+            .session()
+            .ok_or_else(|| gst::loggable_error!(CAT, "caps before start"))?;
+        {
+            let mut stream = lock(&self.stream);
+            if stream.codec != Some(codec) {
+                stream.params.clear();
+            }
+            stream.codec = Some(codec);
+        }
+        gst::debug!(CAT, imp = self, "stream caps {caps}");
+        session
+            .set_stream_info(&caps.to_string())
+            .map_err(|e| gst::loggable_error!(CAT, "cannot announce stream info: {e}"))?;
+        Ok(())
+    }
+
+    fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let Some(session) = self.core.slot.session() else {
+            gst::element_imp_error!(self, gst::CoreError::Failed, ("Not started"));
+            return Err(gst::FlowError::Error);
+        };
+        let map = buffer.map_readable().map_err(|_| {
+            gst::element_imp_error!(self, gst::CoreError::Failed, ("Failed to map buffer"));
+            gst::FlowError::Error
+        })?;
+        let data = map.as_slice();
+        if data.is_empty() {
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+
+        let mut stream = lock(&self.stream);
+        let Stream {
+            codec,
+            params,
+            scratch,
+        } = &mut *stream;
+        let Some(codec) = *codec else {
+            gst::element_imp_error!(self, gst::CoreError::Negotiation, ("No caps set"));
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        let frame: &[u8] = match params.observe(codec, data, keyframe) {
+            Some(prefix) => {
+                gst::log!(
+                    CAT,
+                    imp = self,
+                    "keyframe without parameter sets: prepending {} cached bytes",
+                    prefix.len()
+                );
+                scratch.clear();
+                scratch.extend_from_slice(prefix);
+                scratch.extend_from_slice(data);
+                scratch
+            }
+            None => data,
+        };
+
+        match session.submit_frame(frame, keyframe) {
+            Ok(Some(report)) => {
+                gst::trace!(
+                    CAT,
+                    imp = self,
+                    "frame of {} bytes (key: {keyframe}): {} datagrams sent, {} dropped",
+                    frame.len(),
+                    report.sent,
+                    report.dropped
+                );
+            }
+            Ok(None) => {
+                gst::trace!(CAT, imp = self, "no client: frame not sent");
+            }
+            Err(session::Error::Io(e)) => {
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::Write,
+                    ("Could not send a frame: {e}")
+                );
+            }
+            Err(session::Error::Packetize(e)) => {
+                gst::element_imp_warning!(
+                    self,
+                    gst::StreamError::Encode,
+                    ("Dropped a frame of {} bytes: {e}", frame.len())
+                );
+            }
+            Err(session::Error::Closed) => {
+                // After EOS said bye; nothing more is sent.
+                gst::debug!(CAT, imp = self, "session closed: frame not sent");
+            }
+            Err(e @ session::Error::InvalidArg(_)) => {
+                gst::element_imp_error!(self, gst::CoreError::Failed, ("{e}"));
+                return Err(gst::FlowError::Error);
+            }
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::Eos(_) = event.view()
+            && let Some(session) = self.core.slot.session()
+        {
+            gst::info!(CAT, imp = self, "EOS: saying bye to the client");
+            if let Err(e) = session.close() {
+                gst::warning!(CAT, imp = self, "bye failed: {e}");
+            }
+        }
+        self.parent_event(event)
+    }
+}

@@ -1,0 +1,146 @@
+//! The `punktfunk-stats` structure (property `stats` and the periodic element message) and the
+//! schedule of those messages.
+//!
+//! Owns: the field names and types of `punktfunk-stats` (a user-facing contract: fields may be
+//! added, never renamed) and [`StatsTicker`]. Must never: block, or post a burst of catch-up
+//! messages after a stall.
+
+use std::time::{Duration, Instant};
+
+use crate::protocol::handshake::Role;
+use crate::session::Stats;
+
+/// Name of the stats structure (property `stats` and the periodic element message).
+pub(crate) const STATS_NAME: &str = "punktfunk-stats";
+
+/// The `stats` structure (`punktfunk-stats`) of a session's counters.
+pub(crate) fn stats_structure(s: &Stats, bound_port: u32) -> gst::Structure {
+    let role = match s.role {
+        Some(Role::Host) => "host",
+        Some(Role::Client) => "client",
+        None => "none",
+    };
+    gst::Structure::builder(STATS_NAME)
+        .field("role", role)
+        .field("connected", s.connected)
+        .field("peer", s.peer.map(|p| p.to_string()).unwrap_or_default())
+        .field("session-id", s.session_id)
+        .field("bound-port", bound_port)
+        .field("rtt-us", s.rtt_us)
+        .field("fec-percent", u32::from(s.fec_percent))
+        .field("loss-percent", s.loss_percent())
+        .field("packets-sent", s.packets_sent)
+        .field("bytes-sent", s.bytes_sent)
+        .field("packets-received", s.packets_received)
+        .field("bytes-received", s.bytes_received)
+        .field("send-drops", s.send_drops)
+        .field("send-errors", s.send_errors)
+        .field("frames-sent", s.frames_sent)
+        .field("keyframes-sent", s.keyframes_sent)
+        .field("payload-bytes-sent", s.payload_bytes_sent)
+        .field("frames-dropped-no-peer", s.frames_dropped_no_peer)
+        .field("frames-received", s.frames_received)
+        .field("frames-lost", s.frames_lost)
+        .field("fec-recovered", s.fec_recovered)
+        .field("packets-lost", s.packets_lost)
+        .field("shards-duplicate", s.shards_duplicate)
+        .field("shards-late", s.shards_late)
+        .field("shards-invalid", s.shards_invalid)
+        .field("memory-in-use", s.memory_in_use)
+        .field("memory-peak", s.memory_peak)
+        .field("peer-packets-received", s.peer_packets_received)
+        .field("peer-packets-lost", s.peer_packets_lost)
+        .field("peer-frames-lost", s.peer_frames_lost)
+        .field("replays-rejected", s.replays_rejected)
+        .field("auth-failures", s.auth_failures)
+        .field("invalid-datagrams", s.invalid_datagrams)
+        .field("unknown-session", s.unknown_session)
+        .field("handshakes-sent", s.handshakes_sent)
+        .field("handshakes-completed", s.handshakes_completed)
+        .field("handshake-failures", s.handshake_failures)
+        .field("rejects-received", s.rejects_received)
+        .field("resets-received", s.resets_received)
+        .field("byes-received", s.byes_received)
+        .field("keyframe-requests", s.keyframe_requests)
+        .field("input-sent", s.input_sent)
+        .field("input-received", s.input_received)
+        .field("input-dropped", s.input_dropped)
+        .field("send-buffer", s.send_buffer)
+        .field("recv-buffer", s.recv_buffer)
+        .field("gso", s.gso)
+        .build()
+}
+
+/// When the next `punktfunk-stats` message is due. The thread that polls the session (the
+/// sink's receive thread, the src's streaming thread) asks [`StatsTicker::wait`] how long it may
+/// block, then [`StatsTicker::due`] whether to post. `stats-interval` may change at any time;
+/// 0 switches the messages off.
+#[derive(Debug, Default)]
+pub(crate) struct StatsTicker {
+    next: Option<Instant>,
+}
+
+impl StatsTicker {
+    /// How long the caller may block before the next message is due: at most `slice`.
+    pub(crate) fn wait(&mut self, now: Instant, interval_ms: u32, slice: Duration) -> Duration {
+        if interval_ms == 0 {
+            self.next = None;
+            return slice;
+        }
+        let next = *self
+            .next
+            .get_or_insert(now + Duration::from_millis(interval_ms.into()));
+        slice.min(next.saturating_duration_since(now))
+    }
+
+    /// Whether a message is due at `now`; if so, schedules the next one. After a stall longer
+    /// than the interval the next one is an interval from now, not a burst of missed ones.
+    pub(crate) fn due(&mut self, now: Instant, interval_ms: u32) -> bool {
+        if interval_ms == 0 {
+            self.next = None;
+            return false;
+        }
+        let interval = Duration::from_millis(interval_ms.into());
+        let next = *self.next.get_or_insert(now + interval);
+        if now < next {
+            return false;
+        }
+        let mut following = next + interval;
+        if following <= now {
+            following = now + interval;
+        }
+        self.next = Some(following);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SLICE: Duration = Duration::from_millis(100);
+
+    #[test]
+    fn ticker_posts_once_per_interval_and_never_catches_up() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut t = StatsTicker::default();
+        assert_eq!(t.wait(t0, 0, SLICE), SLICE);
+        assert!(!t.due(t0, 0));
+        // The first message is one interval after the messages were switched on.
+        assert_eq!(t.wait(t0, 250, SLICE), SLICE);
+        assert_eq!(t.wait(ms(200), 250, SLICE), Duration::from_millis(50));
+        assert!(!t.due(ms(249), 250));
+        assert!(t.due(ms(250), 250));
+        assert!(!t.due(ms(250), 250));
+        assert!(t.due(ms(500), 250));
+        // A stall of several intervals gives one message, then the rhythm resumes from then.
+        assert!(t.due(ms(2000), 250));
+        assert!(!t.due(ms(2100), 250));
+        assert!(t.due(ms(2250), 250));
+        // Off again: nothing is due, and the schedule restarts when switched on.
+        assert!(!t.due(ms(3000), 0));
+        assert!(!t.due(ms(3000), 250));
+        assert!(t.due(ms(3250), 250));
+    }
+}
