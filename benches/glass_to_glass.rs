@@ -169,12 +169,20 @@ fn main() {
         let t = Instant::now();
         let row = g2g::run_row(&spec);
         let s = report::summarize(&row);
+        let lag =
+            report::Percentiles::of(row.measured().iter().map(|f| f.source_lag_ms()).collect());
         eprintln!(
-            "{name}: {} measured, {} arrived, {} shown, decoded p50 {} ms{} ({:.1} s)",
+            "{name}: {} measured, {} arrived, {} shown, decoded p50 {} ms, source lag p50 {} ms, \
+             relay dropped {}/{} towards the listener, {}/{} towards the caller{} ({:.1} s)",
             s.measured,
             s.arrived,
             s.shown,
             s.decoded.map_or("–".into(), |p| format!("{:.1}", p.p50)),
+            lag.map_or("–".into(), |p| format!("{:.1}", p.p50)),
+            row.relay.0.dropped,
+            row.relay.0.sent,
+            row.relay.1.dropped,
+            row.relay.1.sent,
             row.error
                 .as_ref()
                 .map_or(String::new(), |e| format!(", error: {e}")),

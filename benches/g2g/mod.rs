@@ -333,6 +333,12 @@ pub struct FrameRecord {
 }
 
 impl FrameRecord {
+    /// How much later than its PTS the source pushed the picture: zero when the machine keeps
+    /// up, a backlog when the source and encoder thread is starved of CPU.
+    pub fn source_lag_ms(&self) -> f64 {
+        self.capture_ns.saturating_sub(self.pts_ns) as f64 / 1e6
+    }
+
     pub fn encoded_ms(&self) -> f64 {
         self.encoded_ns.saturating_sub(self.capture_ns) as f64 / 1e6
     }
