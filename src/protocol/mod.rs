@@ -5,8 +5,10 @@
 //! exhaustively and deterministically.
 
 pub mod adaptive;
+pub mod bwe;
 pub mod control;
 pub mod crypto;
+pub mod feedback;
 pub mod fec;
 pub mod handshake;
 pub mod input;
