@@ -6,11 +6,13 @@
 
 pub mod adaptive;
 pub mod annexb;
+pub mod bwe;
 pub mod clock;
 pub mod control;
 pub mod cookie;
 pub mod crypto;
 pub mod fec;
+pub mod feedback;
 pub mod handshake;
 pub mod input;
 pub mod lossmodel;

@@ -1,0 +1,1687 @@
+//! Bandwidth estimation on the host: how fast the path takes our datagrams, from the client's
+//! [`Feedback`].
+//!
+//! This module owns the estimate and the control law that moves it; it turns the host's record
+//! of each frame's send times and the client's arrival reports into a target bitrate for the
+//! encoder, a pacing rate and a state. It never reads a clock (every method takes `now`), never
+//! sends, never touches the encoder, and never trusts feedback beyond the frames it sent:
+//! reports for unknown or already reported frames are ignored, and memory is bounded.
+//!
+//! # Signals
+//!
+//! - **Queue delay.** For every reported frame, the one-way delay of its first datagram
+//!   (client arrival − host send; the clocks' offset is unknown but constant) minus its minimum
+//!   over the last [`MIN_DELAY_WINDOW`] of arrivals. The first datagram of a frame waits only
+//!   behind what earlier frames (or other flows) left in the bottleneck, so this is the
+//!   *standing* queue; a frame's own serialization does not count. The minimum over the last
+//!   [`STANDING_WINDOW`] filters jitter (a sample can only be too high, never too low). The
+//!   2 s baseline is short on purpose: two streams at the same frame rate keep a fixed phase
+//!   for minutes, and the one whose frames arrive just after the other's waits behind the other
+//!   frame every time; a short baseline absorbs that constant wait, which draining would not
+//!   remove anyway.
+//! - **Delay gradient.** The least-squares slope of that queue delay over the arrival times of
+//!   the last [`TREND_SAMPLES`] frames (a trendline filter, as GCC). The slope is the ratio by
+//!   which the input exceeds the bottleneck rate: +0.1 means 10 % too fast. Over-use is a
+//!   standing queue above [`QUEUE_HIGH`], or a queue above [`QUEUE_LOW`] that grows faster than
+//!   [`SLOPE_OVERUSE`]; under-use a queue that shrinks that fast.
+//! - **Loss.** The host knows how many datagrams each frame had; the client reports how many
+//!   arrived. Loss over the last [`LOSS_WINDOW`] counts as congestion only beyond the *loss
+//!   budget*: half the parity share actually sent (what FEC repairs without strain), and at
+//!   least [`LOSS_FLOOR`]. Loss from a full drop-tail queue comes with a queue delay near the
+//!   queue's length and is caught by the delay signal first; loss that FEC repairs is not
+//!   congestion.
+//! - **Delivery rate.** Bytes that arrived over the last [`DELIVERY_WINDOW`] of arrival time
+//!   divided by that span (BBR's delivery rate). While a queue stands, the bottleneck is busy
+//!   and this is its rate (our share of it, when shared).
+//!
+//! # States and the control law
+//!
+//! The estimate `E` is in wire bits per second (datagram bytes, parity and headers included).
+//!
+//! - [`BweState::Startup`]: no congestion seen yet; `E` grows ×[`MULTIPLICATIVE_GAIN`] per
+//!   response time (one RTT + [`RESPONSE_MARGIN`], at least [`MIN_RESPONSE_TIME`]: 100 ms on a
+//!   LAN, so ×2.2 a second: 8 → 20 Mbit/s in 1.2 s).
+//! - [`BweState::Drain`]: over-use. `E` drops at once to `g × D` (`D` the delivery rate,
+//!   `g = clamp(1 − q / DRAIN_TIME, 0.5, DRAIN_GAIN)`): below what the bottleneck delivers, so
+//!   the queue `q` empties within about [`DRAIN_TIME`], as BBR's drain. `D` becomes the
+//!   *capacity* estimate. If the queue still does not shrink a response time later, it cuts
+//!   again from a fresh `D` (the capacity kept falling). It leaves when the standing queue is
+//!   below [`QUEUE_LOW`].
+//! - [`BweState::Hold`]: for one response time after a drain; while a queue above
+//!   [`QUEUE_LOW`] (standing, or in the two newest frames) grows faster than `HOLD_SLOPE`
+//!   (0.5 %) or shrinks faster than [`SLOPE_OVERUSE`]; and while loss exceeds the budget (then,
+//!   at most once per loss window and only when no delay cut came in the last loss window +
+//!   response time, `E ×= 1 − loss / 2` as GCC's loss controller: loss that came with a full
+//!   queue was already answered by the drain). `E` stays.
+//! - [`BweState::Increase`]: the queue is empty (or small and not growing). Up to
+//!   [`NEAR_CAPACITY`] × the capacity estimate, `E` grows additively by [`ADDITIVE_STEP_BPS`]
+//!   per response time — a third of that between [`SLOW_NEAR_CAPACITY`] and
+//!   [`SLOW_ABOVE_CAPACITY`] × the capacity, where the queue built last time. An equal
+//!   absolute step for every flow makes flows sharing a bottleneck converge to equal shares
+//!   under the multiplicative drains, as AIMD. Beyond it the capacity has probably risen and
+//!   `E` grows multiplicatively as in startup. After a rise from 12 to 30 Mbit/s, a 20 Mbit/s
+//!   stream is back at its maximum in about 3.5 s (test: `follows_capacity_steps_12_30_8_30`).
+//!
+//! The capacity estimate is the delivery rate at the last over-use, divided by `1 − loss` for
+//! loss within the budget (datagrams lost after the bottleneck did cross it).
+//!
+//! `E` never grows beyond [`APP_LIMITED_GAIN`] × the highest recent delivery rate (an encoder
+//! that sends less than its budget must not let the estimate run away), and is bounded so the
+//! media bitrate stays within the configured minimum and maximum.
+//!
+//! # Outputs
+//!
+//! [`Estimate::target_bitrate_bps`] is the encoder's budget: `E` × the media share of what was
+//! actually sent (frame bytes ÷ datagram bytes over the last [`MEDIA_SHARE_FRAMES`] frames), so
+//! FEC parity, repair and headers fit inside the estimate. [`Estimate::pacing_rate_bps`] is
+//! `E` × [`PACING_GAIN`]. A drop of the target by [`LARGE_DROP`] or more within
+//! [`LARGE_DROP_WINDOW`] is reported once as [`BweEvent::LargeDrop`], with the number of frames
+//! known lost in that window so the caller asks the encoder for a keyframe only when the
+//! client really lost pictures.
+//!
+//! No feedback for [`FEEDBACK_TIMEOUT`] while frames are sent halves `E` (once per timeout): the
+//! path or the client went silent, and sending on at full rate into it only fills a queue.
+//!
+//! # Measured (tests below, on a simulated bottleneck: drop-tail queue of 50 ms, 10 ms each way,
+//! frames ±10 % around the target at 60 fps, 20 % parity, the real [`super::pacing::Pacer`])
+//!
+//! - 12 Mbit/s, starting at 20: 95 % of the path used; p99 of the queue a frame's first
+//!   datagram waits behind under 10 ms (median 0) over 16 seeds; every frame decodable from 2 s.
+//! - 12 → 30 → 8 → 30 Mbit/s: back at 20 Mbit/s ≈ 3.5 s after each rise; below 8 Mbit/s
+//!   ≈ 0.2 s after the fall (frames flow again within 0.5 s; the fall is one `LargeDrop`).
+//! - Two flows, 20 Mbit/s: within 30 % of each other 55 s after the second joins, for frame
+//!   phases a quarter, half and three quarters of an interval apart. **Known weakness:** with
+//!   frames in lockstep (same instants) the flow whose frames queue behind the other's converges
+//!   slower: within 50 % over 16 seeds.
+//! - 5 % iid loss with 20 % parity: the maximum is reached and held on an open path; a 12 Mbit/s
+//!   bottleneck is used as without loss, with p99 queue under 15 ms.
+//!
+//! Not modelled yet: keyframes many times a P-frame (they queue behind themselves and read as
+//! over-use), cross traffic that fills queues (a loss-based TCP flow wins against any
+//! delay-based controller), Wi-Fi aggregation (bursty delivery inflates the delivery rate).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::feedback::Feedback;
+use super::wire::seq_diff;
+
+/// Span of arrival time over which the minimum one-way delay is kept (as BBR's min RTT
+/// window): long enough to see an empty queue between drains, short enough to follow a route
+/// change and to keep clock drift between the two ends (≈ 50 ppm → 0.5 ms) negligible.
+pub const MIN_DELAY_WINDOW: Duration = Duration::from_secs(2);
+
+/// The minimum is kept in this many buckets of arrival time.
+const MIN_DELAY_BUCKETS: usize = 10;
+
+/// The standing queue is the minimum queue delay over this much of recent arrivals.
+pub const STANDING_WINDOW: Duration = Duration::from_millis(100);
+
+/// Frames in the trendline (delay gradient) fit.
+pub const TREND_SAMPLES: usize = 20;
+
+/// Below this standing queue the queue counts as empty.
+pub const QUEUE_LOW: Duration = Duration::from_millis(2);
+
+/// A standing queue above this is over-use whatever its trend.
+pub const QUEUE_HIGH: Duration = Duration::from_millis(3);
+
+/// Queue growth (seconds of delay per second) above which a queue over [`QUEUE_LOW`] is over-use.
+pub const SLOPE_OVERUSE: f64 = 0.02;
+
+/// Delivery rate window (arrival time on the client).
+pub const DELIVERY_WINDOW: Duration = Duration::from_millis(100);
+
+/// A delivery rate needs at least this span of arrivals to count (a single frame's burst
+/// says nothing about the path's rate over time).
+const DELIVERY_MIN_SPAN: Duration = Duration::from_millis(20);
+
+/// Loss is measured over this window of feedback.
+pub const LOSS_WINDOW: Duration = Duration::from_millis(500);
+
+/// Loss below this fraction is never congestion (as GCC's 2 %).
+pub const LOSS_FLOOR: f64 = 0.02;
+
+/// The loss budget is this fraction of the parity share sent.
+pub const LOSS_BUDGET_OF_PARITY: f64 = 0.5;
+
+/// Fewest datagrams in the loss window before a loss fraction is trusted.
+const LOSS_MIN_DATAGRAMS: u64 = 50;
+
+/// Most the estimate is cut to on over-use, relative to the delivery rate.
+pub const DRAIN_GAIN: f64 = 0.85;
+
+/// A drain aims to empty the queue within about this long.
+pub const DRAIN_TIME: Duration = Duration::from_millis(250);
+
+/// Growth per response time while far from the capacity estimate.
+pub const MULTIPLICATIVE_GAIN: f64 = 1.08;
+
+/// Growth per response time near the capacity estimate, in wire bits per second.
+pub const ADDITIVE_STEP_BPS: f64 = 150_000.0;
+
+/// Between this multiple of the capacity estimate and [`NEAR_CAPACITY`] the additive step is
+/// scaled by [`SLOW_STEP_FACTOR`]: the queue builds slowly where it built last time.
+pub const SLOW_NEAR_CAPACITY: f64 = 0.95;
+
+/// See [`SLOW_NEAR_CAPACITY`]. Beyond this multiple the queue did not build where it did last
+/// time: the capacity has probably grown, and the step is whole again.
+pub const SLOW_ABOVE_CAPACITY: f64 = 1.02;
+
+/// See [`SLOW_NEAR_CAPACITY`].
+pub const SLOW_STEP_FACTOR: f64 = 0.33;
+
+/// Increase stops while the smallest queue delay of this many newest frames is above
+/// [`QUEUE_LOW`] and the queue grows faster than [`HOLD_SLOPE`] (a faster, noisier look
+/// than the standing queue; the slope condition keeps another flow's frame bursts, which
+/// come and go, from blocking our increase).
+const RECENT_SAMPLES: usize = 2;
+
+/// See [`RECENT_SAMPLES`].
+const HOLD_SLOPE: f64 = 0.005;
+
+/// Below this multiple of the capacity estimate growth is additive.
+pub const NEAR_CAPACITY: f64 = 1.05;
+
+/// The estimate does not grow beyond this multiple of the highest recent delivery rate.
+pub const APP_LIMITED_GAIN: f64 = 1.5;
+
+/// Pacing rate relative to the estimate: a frame at full budget leaves within about two
+/// thirds of its interval, and the bottleneck never sees more than a third of a frame queued
+/// by our own pacing.
+pub const PACING_GAIN: f64 = 1.5;
+
+/// The shortest response time, and the one used before an RTT is known.
+pub const MIN_RESPONSE_TIME: Duration = Duration::from_millis(100);
+
+/// Response time = RTT + this (the feedback interval, the standing window and a margin).
+pub const RESPONSE_MARGIN: Duration = Duration::from_millis(80);
+
+/// Longest response time.
+const MAX_RESPONSE_TIME: Duration = Duration::from_secs(1);
+
+/// No feedback for this long while sending halves the estimate.
+pub const FEEDBACK_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A target drop of at least this fraction within [`LARGE_DROP_WINDOW`] is a large drop.
+pub const LARGE_DROP: f64 = 0.4;
+
+/// See [`LARGE_DROP`].
+pub const LARGE_DROP_WINDOW: Duration = Duration::from_secs(1);
+
+/// The media share is measured over this many recent frames.
+pub const MEDIA_SHARE_FRAMES: usize = 60;
+
+/// Frames whose send record is kept for matching feedback: 17 s at 60 fps, 4 s at 240 fps.
+pub const MAX_RECORDS: usize = 1024;
+
+/// Bounds of the small windows (memory only; their time spans bound them in practice).
+const MAX_DELIVERIES: usize = 256;
+const MAX_LOSS_ENTRIES: usize = 1024;
+const MAX_RATE_SAMPLES: usize = 256;
+
+/// Configuration, in media (encoder) bits per second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BweConfig {
+    /// The target bitrate never goes below this.
+    pub min_bitrate_bps: u64,
+    /// Nor above this (the bitrate the user configured).
+    pub max_bitrate_bps: u64,
+    /// Target before any feedback.
+    pub start_bitrate_bps: u64,
+    /// Media share of the wire bytes assumed before a frame was sent (1 / (1 + FEC share),
+    /// less headers).
+    pub initial_media_share: f64,
+}
+
+impl Default for BweConfig {
+    fn default() -> Self {
+        BweConfig {
+            min_bitrate_bps: 500_000,
+            max_bitrate_bps: 20_000_000,
+            start_bitrate_bps: 8_000_000,
+            initial_media_share: 0.8,
+        }
+    }
+}
+
+/// What the estimator is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BweState {
+    /// No congestion seen yet: multiplicative increase.
+    Startup,
+    /// The queue is empty: additive increase near the last capacity, multiplicative beyond.
+    Increase,
+    /// Holding the rate: right after a drain, while a queue stands or drains, or while loss
+    /// exceeds the FEC budget.
+    Hold,
+    /// Over-use: below the delivery rate until the queue is empty.
+    Drain,
+}
+
+/// The delay detector's verdict on the latest feedback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DelaySignal {
+    Underuse,
+    Normal,
+    Overuse,
+}
+
+/// A snapshot of the estimator (for stats and the element message).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    pub state: BweState,
+    pub signal: DelaySignal,
+    /// What the path carries, wire bits per second (datagram bytes incl. parity and headers).
+    pub estimate_bps: u64,
+    /// The encoder's budget, media bits per second, within the configured bounds.
+    pub target_bitrate_bps: u64,
+    /// The pacer's rate, bits per second.
+    pub pacing_rate_bps: u64,
+    /// Standing queue delay.
+    pub queue_delay: Duration,
+    /// Queue delay gradient (s/s).
+    pub delay_slope: f64,
+    /// Latest delivery rate, wire bits per second (0 = not yet known).
+    pub delivery_rate_bps: u64,
+    /// Delivery rate at the last over-use (0 = none yet).
+    pub capacity_bps: u64,
+    /// Loss fraction over the loss window.
+    pub loss: f64,
+    /// Loss fraction that is not congestion (what the parity sent repairs).
+    pub loss_budget: f64,
+    /// Media bytes ÷ wire bytes of recent frames.
+    pub media_share: f64,
+}
+
+/// Something the caller should act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BweEvent {
+    /// The target fell by [`LARGE_DROP`] or more within [`LARGE_DROP_WINDOW`].
+    LargeDrop {
+        from_bps: u64,
+        to_bps: u64,
+        /// Frames known lost (fewer datagrams arrived than the frame had data shards) in the
+        /// window. Ask for a keyframe only when this is not 0.
+        frames_lost: u64,
+    },
+}
+
+/// What the host sent for one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentFrame {
+    /// When the first datagram was handed to the socket.
+    pub first_send: Instant,
+    /// When the last one was.
+    pub last_send: Instant,
+    /// Datagrams, data and parity.
+    pub datagrams: u32,
+    /// Of which data shards.
+    pub data_datagrams: u32,
+    /// Bytes of all datagrams (UDP payloads).
+    pub wire_bytes: u64,
+    /// Bytes of the access unit.
+    pub media_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    sent: SentFrame,
+    acked: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LossEntry {
+    at: Instant,
+    sent: u64,
+    lost: i64,
+    parity: u64,
+}
+
+/// The host's estimator for one session. See the module docs for the control law.
+///
+/// Call [`BandwidthEstimator::on_frame_sent`] for every frame, [`BandwidthEstimator::on_feedback`]
+/// for every feedback message, [`BandwidthEstimator::set_rtt`] when an RTT sample arrives and
+/// [`BandwidthEstimator::handle_timeout`] at [`BandwidthEstimator::poll_timeout`]; read
+/// [`BandwidthEstimator::estimate`] and drain [`BandwidthEstimator::poll_event`] after each.
+#[derive(Debug, Clone)]
+pub struct BandwidthEstimator {
+    cfg: BweConfig,
+    epoch: Instant,
+    records: VecDeque<Record>,
+    /// Frame index of `records[0]`.
+    records_base: u32,
+    /// Per-second buckets of client arrival time: (bucket, minimum one-way delay µs).
+    min_owd: VecDeque<(i64, i64)>,
+    /// (client arrival µs, queue delay µs) of recent frames.
+    samples: VecDeque<(i64, i64)>,
+    /// (first arrival µs, last arrival µs, bytes) of recent frames.
+    deliveries: VecDeque<(i64, i64, u64)>,
+    /// Recent delivery rates (host time, bps), for the app-limited cap.
+    delivery_rates: VecDeque<(Instant, f64)>,
+    delivery_rate: Option<f64>,
+    losses: VecDeque<LossEntry>,
+    lost_frames: VecDeque<Instant>,
+
+    estimate: f64,
+    state: BweState,
+    signal: DelaySignal,
+    queue_us: i64,
+    slope: f64,
+    capacity: Option<f64>,
+    state_since: Instant,
+    last_update: Option<Instant>,
+    last_cut: Option<Instant>,
+    last_loss_cut: Option<Instant>,
+    last_feedback: Option<Instant>,
+    last_sent: Option<Instant>,
+    last_starve_cut: Option<Instant>,
+    sending_since: Option<Instant>,
+    rtt: Option<Duration>,
+
+    recent_targets: VecDeque<(Instant, u64)>,
+    last_target: u64,
+    drop_active: bool,
+    events: VecDeque<BweEvent>,
+}
+
+fn micros(d: Duration) -> i64 {
+    d.as_micros().min(i64::MAX as u128) as i64
+}
+
+impl BandwidthEstimator {
+    pub fn new(cfg: BweConfig, now: Instant) -> Self {
+        let mut cfg = cfg;
+        cfg.max_bitrate_bps = cfg.max_bitrate_bps.max(1);
+        cfg.min_bitrate_bps = cfg.min_bitrate_bps.clamp(1, cfg.max_bitrate_bps);
+        cfg.start_bitrate_bps = cfg
+            .start_bitrate_bps
+            .clamp(cfg.min_bitrate_bps, cfg.max_bitrate_bps);
+        if !(cfg.initial_media_share.is_finite()
+            && cfg.initial_media_share > 0.0
+            && cfg.initial_media_share <= 1.0)
+        {
+            cfg.initial_media_share = BweConfig::default().initial_media_share;
+        }
+        let estimate = cfg.start_bitrate_bps as f64 / cfg.initial_media_share;
+        BandwidthEstimator {
+            cfg,
+            epoch: now,
+            records: VecDeque::new(),
+            records_base: 0,
+            min_owd: VecDeque::new(),
+            samples: VecDeque::new(),
+            deliveries: VecDeque::new(),
+            delivery_rates: VecDeque::new(),
+            delivery_rate: None,
+            losses: VecDeque::new(),
+            lost_frames: VecDeque::new(),
+            estimate,
+            state: BweState::Startup,
+            signal: DelaySignal::Normal,
+            queue_us: 0,
+            slope: 0.0,
+            capacity: None,
+            state_since: now,
+            last_update: None,
+            last_cut: None,
+            last_loss_cut: None,
+            last_feedback: None,
+            last_sent: None,
+            last_starve_cut: None,
+            sending_since: None,
+            rtt: None,
+            recent_targets: VecDeque::new(),
+            last_target: cfg.start_bitrate_bps,
+            drop_active: false,
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn config(&self) -> &BweConfig {
+        &self.cfg
+    }
+
+    /// Records what was sent for frame `frame_index` (frames are numbered +1 each; a jump
+    /// forgets the older records).
+    pub fn on_frame_sent(&mut self, frame_index: u32, sent: SentFrame, now: Instant) {
+        let next = self.records_base.wrapping_add(self.records.len() as u32);
+        if self.records.is_empty() || frame_index != next {
+            self.records.clear();
+            self.records_base = frame_index;
+        }
+        if self.records.len() >= MAX_RECORDS {
+            self.records.pop_front();
+            self.records_base = self.records_base.wrapping_add(1);
+        }
+        self.records.push_back(Record { sent, acked: false });
+        // A new run of sending (the first frame, or after a pause longer than the feedback
+        // timeout) starts the feedback deadline afresh: a pause is not starvation.
+        if self
+            .last_sent
+            .is_none_or(|t| now.saturating_duration_since(t) >= FEEDBACK_TIMEOUT)
+        {
+            self.sending_since = Some(now);
+        }
+        self.last_sent = Some(now);
+    }
+
+    /// The latest RTT sample (from ping/pong); it sets the response time.
+    pub fn set_rtt(&mut self, rtt: Duration) {
+        self.rtt = Some(rtt);
+    }
+
+    fn response_time(&self) -> Duration {
+        self.rtt
+            .map_or(MIN_RESPONSE_TIME, |r| r.saturating_add(RESPONSE_MARGIN))
+            .clamp(MIN_RESPONSE_TIME, MAX_RESPONSE_TIME)
+    }
+
+    fn media_share(&self) -> f64 {
+        let (media, wire) =
+            self.records
+                .iter()
+                .rev()
+                .take(MEDIA_SHARE_FRAMES)
+                .fold((0u64, 0u64), |(m, w), r| {
+                    (
+                        m.saturating_add(r.sent.media_bytes.min(r.sent.wire_bytes)),
+                        w.saturating_add(r.sent.wire_bytes),
+                    )
+                });
+        if wire == 0 || media == 0 {
+            self.cfg.initial_media_share
+        } else {
+            media as f64 / wire as f64
+        }
+    }
+
+    fn bounds(&self) -> (f64, f64) {
+        let share = self.media_share();
+        (
+            self.cfg.min_bitrate_bps as f64 / share,
+            self.cfg.max_bitrate_bps as f64 / share,
+        )
+    }
+
+    fn record_mut(&mut self, index: u32) -> Option<&mut Record> {
+        let d = seq_diff(index, self.records_base);
+        if d < 0 {
+            return None;
+        }
+        self.records.get_mut(d as usize)
+    }
+
+    /// (loss fraction, loss budget) over the loss window.
+    fn loss(&self) -> (f64, f64) {
+        let (mut sent, mut lost, mut parity) = (0u64, 0i64, 0u64);
+        for e in &self.losses {
+            sent += e.sent;
+            lost += e.lost;
+            parity += e.parity;
+        }
+        if sent < LOSS_MIN_DATAGRAMS {
+            return (0.0, LOSS_FLOOR);
+        }
+        let loss = lost.max(0) as f64 / sent as f64;
+        let budget = (LOSS_BUDGET_OF_PARITY * parity as f64 / sent as f64).max(LOSS_FLOOR);
+        (loss.min(1.0), budget)
+    }
+
+    /// Takes one feedback message received at `now`.
+    pub fn on_feedback(&mut self, fb: &Feedback, now: Instant) {
+        self.last_feedback = Some(now);
+        if fb.late > 0 {
+            self.push_loss(LossEntry {
+                at: now,
+                sent: 0,
+                lost: -(fb.late as i64),
+                parity: 0,
+            });
+        }
+        let mut any = false;
+        for i in 0..fb.frames.len() {
+            let index = fb.frame_index(i);
+            let epoch = self.epoch;
+            let Some(rec) = self.record_mut(index) else {
+                continue;
+            };
+            if rec.acked {
+                continue;
+            }
+            rec.acked = true;
+            let sent = rec.sent;
+            let f = fb.frames[i];
+            any = true;
+            self.push_loss(LossEntry {
+                at: now,
+                sent: sent.datagrams as u64,
+                lost: sent.datagrams.saturating_sub(f.received) as i64,
+                parity: sent.datagrams.saturating_sub(sent.data_datagrams) as u64,
+            });
+            if f.received < sent.data_datagrams {
+                if self.lost_frames.len() >= MAX_LOSS_ENTRIES {
+                    self.lost_frames.pop_front();
+                }
+                self.lost_frames.push_back(now);
+            }
+            if let Some((first, last)) = fb.arrival_us(i) {
+                let send_us = micros(sent.first_send.saturating_duration_since(epoch));
+                self.on_arrival(first, first.saturating_sub(send_us), last, f.bytes);
+            }
+        }
+        self.expire(now);
+        if any {
+            self.update_delivery_rate(now);
+            self.control(now);
+        }
+    }
+
+    fn push_loss(&mut self, e: LossEntry) {
+        if self.losses.len() >= MAX_LOSS_ENTRIES {
+            self.losses.pop_front();
+        }
+        self.losses.push_back(e);
+    }
+
+    fn on_arrival(&mut self, first_us: i64, owd_us: i64, last_us: i64, bytes: u64) {
+        // Windowed minimum of the one-way delay, in per-second buckets of arrival time.
+        let buckets = MIN_DELAY_BUCKETS as i64;
+        let bucket = first_us.div_euclid((micros(MIN_DELAY_WINDOW) / buckets).max(1));
+        match self.min_owd.back_mut() {
+            Some((b, m)) if *b == bucket => *m = (*m).min(owd_us),
+            Some((b, _)) if *b > bucket => {
+                if let Some(e) = self.min_owd.iter_mut().find(|(b, _)| *b == bucket) {
+                    e.1 = e.1.min(owd_us);
+                }
+            }
+            _ => self.min_owd.push_back((bucket, owd_us)),
+        }
+        while self
+            .min_owd
+            .front()
+            .is_some_and(|(b, _)| *b <= bucket - buckets)
+        {
+            self.min_owd.pop_front();
+        }
+        let min = self
+            .min_owd
+            .iter()
+            .map(|(_, m)| *m)
+            .min()
+            .unwrap_or(owd_us)
+            .min(owd_us);
+        if self.samples.len() >= TREND_SAMPLES {
+            self.samples.pop_front();
+        }
+        self.samples
+            .push_back((first_us, owd_us.saturating_sub(min)));
+
+        if self.deliveries.len() >= MAX_DELIVERIES {
+            self.deliveries.pop_front();
+        }
+        self.deliveries.push_back((first_us, last_us, bytes));
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while self
+            .losses
+            .front()
+            .is_some_and(|e| now.saturating_duration_since(e.at) > LOSS_WINDOW)
+        {
+            self.losses.pop_front();
+        }
+        while self
+            .lost_frames
+            .front()
+            .is_some_and(|at| now.saturating_duration_since(*at) > LARGE_DROP_WINDOW)
+        {
+            self.lost_frames.pop_front();
+        }
+        while self
+            .delivery_rates
+            .front()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) > LARGE_DROP_WINDOW)
+        {
+            self.delivery_rates.pop_front();
+        }
+        if let Some(newest) = self.deliveries.iter().map(|d| d.1).max() {
+            let keep = micros(DELIVERY_WINDOW) * 4;
+            while self
+                .deliveries
+                .front()
+                .is_some_and(|d| d.1 < newest.saturating_sub(keep))
+            {
+                self.deliveries.pop_front();
+            }
+        }
+    }
+
+    fn update_delivery_rate(&mut self, now: Instant) {
+        let Some(newest) = self.deliveries.iter().map(|d| d.1).max() else {
+            return;
+        };
+        let from = newest.saturating_sub(micros(DELIVERY_WINDOW));
+        let (mut bytes, mut start, mut n) = (0u64, i64::MAX, 0);
+        for d in self.deliveries.iter().filter(|d| d.0 >= from) {
+            bytes += d.2;
+            start = start.min(d.0);
+            n += 1;
+        }
+        let span = newest.saturating_sub(start);
+        if n < 2 || span < micros(DELIVERY_MIN_SPAN) {
+            return;
+        }
+        let rate = bytes as f64 * 8e6 / span as f64;
+        self.delivery_rate = Some(rate);
+        if self.delivery_rates.len() >= MAX_RATE_SAMPLES {
+            self.delivery_rates.pop_front();
+        }
+        self.delivery_rates.push_back((now, rate));
+    }
+
+    /// Standing queue (µs) and its slope.
+    fn delay_signal(&self) -> (i64, i64, f64) {
+        let Some(&(newest, _)) = self.samples.back() else {
+            return (0, 0, 0.0);
+        };
+        let recent = self
+            .samples
+            .iter()
+            .rev()
+            .take(RECENT_SAMPLES)
+            .map(|s| s.1)
+            .min()
+            .unwrap_or(0)
+            .max(0);
+        let from = newest.saturating_sub(micros(STANDING_WINDOW));
+        let standing = self
+            .samples
+            .iter()
+            .rev()
+            .take_while(|s| s.0 >= from)
+            .map(|s| s.1)
+            .min()
+            .unwrap_or(0)
+            .max(0);
+        let n = self.samples.len();
+        if n < 5 {
+            return (standing, recent, 0.0);
+        }
+        let x0 = self.samples[0].0;
+        let (mut sx, mut sy) = (0.0, 0.0);
+        for s in &self.samples {
+            sx += (s.0 - x0) as f64;
+            sy += s.1 as f64;
+        }
+        let (mx, my) = (sx / n as f64, sy / n as f64);
+        let (mut sxy, mut sxx) = (0.0, 0.0);
+        for s in &self.samples {
+            let dx = (s.0 - x0) as f64 - mx;
+            sxy += dx * (s.1 as f64 - my);
+            sxx += dx * dx;
+        }
+        // Fewer than 20 ms of arrivals: no trend to speak of.
+        let slope = if sxx > 0.0 && (self.samples[n - 1].0 - x0) >= 20_000 {
+            sxy / sxx
+        } else {
+            0.0
+        };
+        (standing, recent, slope)
+    }
+
+    fn set_state(&mut self, s: BweState, now: Instant) {
+        if self.state != s {
+            self.state = s;
+            self.state_since = now;
+        }
+    }
+
+    fn control(&mut self, now: Instant) {
+        let rt = self.response_time();
+        let dt = self
+            .last_update
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+            .min(rt);
+        self.last_update = Some(now);
+        let (q, recent, slope) = self.delay_signal();
+        self.queue_us = q;
+        self.slope = slope;
+        let q_low = micros(QUEUE_LOW);
+        let overuse = q > micros(QUEUE_HIGH) || (q > q_low && slope > SLOPE_OVERUSE);
+        let underuse = q > q_low && slope < -SLOPE_OVERUSE;
+        self.signal = if overuse {
+            DelaySignal::Overuse
+        } else if underuse {
+            DelaySignal::Underuse
+        } else {
+            DelaySignal::Normal
+        };
+        let (loss, budget) = self.loss();
+        let since_cut = self
+            .last_cut
+            .map_or(Duration::MAX, |t| now.saturating_duration_since(t));
+
+        if overuse {
+            // Cut on entering over-use, and again if a response time later the queue still
+            // does not shrink (the capacity kept falling, or the first cut used a stale rate).
+            if self.state != BweState::Drain || (since_cut >= rt && slope > -SLOPE_OVERUSE / 2.0) {
+                let d = self.delivery_rate.unwrap_or(self.estimate);
+                let gain = (1.0 - q as f64 / micros(DRAIN_TIME) as f64).clamp(0.5, DRAIN_GAIN);
+                // Datagrams lost within the FEC budget most likely crossed the bottleneck
+                // before they were lost: the capacity marker counts them, the cut does not.
+                self.capacity = Some(d / (1.0 - loss.min(budget)));
+                self.estimate = self.estimate.min(gain * d);
+                self.last_cut = Some(now);
+                self.set_state(BweState::Drain, now);
+            }
+        } else if self.state == BweState::Drain {
+            if q < q_low {
+                self.set_state(BweState::Hold, now);
+            }
+        } else if loss > budget {
+            // Loss that came with a queue (a full drop-tail queue) was answered by the drain;
+            // only loss without a recent delay cut is cut for again.
+            let due = self
+                .last_loss_cut
+                .is_none_or(|t| now.saturating_duration_since(t) >= LOSS_WINDOW)
+                && since_cut >= LOSS_WINDOW + rt;
+            if due {
+                self.estimate *= 1.0 - 0.5 * loss;
+                self.last_loss_cut = Some(now);
+            }
+            self.set_state(BweState::Hold, now);
+        } else if (q.max(recent) >= q_low && slope > HOLD_SLOPE) || underuse {
+            self.set_state(BweState::Hold, now);
+        } else if self.state == BweState::Hold
+            && now.saturating_duration_since(self.state_since) < rt
+        {
+            // Let the path settle after a drain before probing again.
+        } else {
+            let app_limit = self
+                .delivery_rates
+                .iter()
+                .map(|r| r.1)
+                .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))))
+                .map(|max| max * APP_LIMITED_GAIN);
+            let frac = dt.as_secs_f64() / rt.as_secs_f64();
+            let near = self
+                .capacity
+                .is_some_and(|c| self.estimate < c * NEAR_CAPACITY);
+            let very_near = self.capacity.is_some_and(|c| {
+                self.estimate > c * SLOW_NEAR_CAPACITY && self.estimate < c * SLOW_ABOVE_CAPACITY
+            });
+            let grown = if near {
+                let step = if very_near {
+                    ADDITIVE_STEP_BPS * SLOW_STEP_FACTOR
+                } else {
+                    ADDITIVE_STEP_BPS
+                };
+                self.estimate + step * frac
+            } else {
+                self.estimate * MULTIPLICATIVE_GAIN.powf(frac)
+            };
+            if app_limit.is_none_or(|l| grown <= l) {
+                self.estimate = grown;
+            } else if let Some(l) = app_limit {
+                self.estimate = self.estimate.max(l.min(grown));
+            }
+            let s = if self.capacity.is_none() {
+                BweState::Startup
+            } else {
+                BweState::Increase
+            };
+            self.set_state(s, now);
+        }
+        self.after_change(now);
+    }
+
+    fn after_change(&mut self, now: Instant) {
+        let (lo, hi) = self.bounds();
+        self.estimate = self.estimate.clamp(lo, hi);
+        let target = self.estimate().target_bitrate_bps;
+        while self
+            .recent_targets
+            .front()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) > LARGE_DROP_WINDOW)
+        {
+            self.recent_targets.pop_front();
+        }
+        // The target that stood until now counts as of now, so a drop is measured from it
+        // however long it stood.
+        for t in [self.last_target, target] {
+            if self.recent_targets.len() >= MAX_RATE_SAMPLES {
+                self.recent_targets.pop_front();
+            }
+            self.recent_targets.push_back((now, t));
+        }
+        self.last_target = target;
+        let reference = self
+            .recent_targets
+            .iter()
+            .map(|t| t.1)
+            .max()
+            .unwrap_or(target);
+        let dropped = (target as f64) <= (1.0 - LARGE_DROP) * reference as f64;
+        if dropped && !self.drop_active {
+            self.events.push_back(BweEvent::LargeDrop {
+                from_bps: reference,
+                to_bps: target,
+                frames_lost: self.lost_frames.len() as u64,
+            });
+        }
+        self.drop_active = dropped;
+    }
+
+    /// Start of the current feedback deadline: the newest of the last feedback, the last
+    /// starvation cut and the start of the current run of sending.
+    fn deadline_from(&self) -> Instant {
+        let mut from = self.last_feedback.unwrap_or(self.epoch);
+        for t in [self.last_starve_cut, self.sending_since]
+            .into_iter()
+            .flatten()
+        {
+            from = from.max(t);
+        }
+        from
+    }
+
+    /// When to call [`BandwidthEstimator::handle_timeout`] next; `None` while no frame was sent
+    /// since the deadline started.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let sent = self.last_sent?;
+        let from = self.deadline_from();
+        (sent >= from).then_some(from + FEEDBACK_TIMEOUT)
+    }
+
+    /// Halves the estimate when no feedback arrived for [`FEEDBACK_TIMEOUT`] while frames were
+    /// sent (once per timeout).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(sent) = self.last_sent else { return };
+        let from = self.deadline_from();
+        if now.saturating_duration_since(from) < FEEDBACK_TIMEOUT || sent < from {
+            return;
+        }
+        self.estimate *= 0.5;
+        self.last_starve_cut = Some(now);
+        self.last_cut = Some(now);
+        self.set_state(BweState::Drain, now);
+        self.after_change(now);
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<BweEvent> {
+        self.events.pop_front()
+    }
+
+    /// The current estimate and its outputs.
+    pub fn estimate(&self) -> Estimate {
+        let share = self.media_share();
+        let (lo, hi) = self.bounds();
+        let e = self.estimate.clamp(lo, hi);
+        let target = ((e * share) as u64).clamp(self.cfg.min_bitrate_bps, self.cfg.max_bitrate_bps);
+        let (loss, loss_budget) = self.loss();
+        Estimate {
+            state: self.state,
+            signal: self.signal,
+            estimate_bps: e as u64,
+            target_bitrate_bps: target,
+            pacing_rate_bps: ((e * PACING_GAIN) as u64).max(1),
+            queue_delay: Duration::from_micros(self.queue_us.max(0) as u64),
+            delay_slope: self.slope,
+            delivery_rate_bps: self.delivery_rate.map_or(0, |d| d as u64),
+            capacity_bps: self.capacity.map_or(0, |c| c as u64),
+            loss,
+            loss_budget,
+            media_share: share,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::feedback::FeedbackBuilder;
+    use crate::protocol::pacing::{Pacer, PacingConfig};
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+
+    /// A small network simulator on virtual time: senders driven by their estimators, one
+    /// FIFO bottleneck with a drop-tail queue and a rate schedule, fixed propagation delay both
+    /// ways, optional iid loss after the bottleneck, and clients building real feedback that
+    /// travels as encoded bytes.
+    mod sim {
+        use super::*;
+
+        pub const FRAME_NS: u64 = 16_666_667;
+        /// Shard bytes at the default MTU, and the per-datagram headers + tag.
+        const SHARD_MAX: u64 = 1350;
+        const OVERHEAD: u64 = 50;
+
+        pub struct Rng(u64);
+        impl Rng {
+            pub fn new(seed: u64) -> Self {
+                Rng(seed)
+            }
+            pub fn next(&mut self) -> u64 {
+                // splitmix64
+                self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = self.0;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                z ^ (z >> 31)
+            }
+            pub fn f64(&mut self) -> f64 {
+                (self.next() >> 11) as f64 / (1u64 << 53) as f64
+            }
+        }
+
+        #[derive(Clone, Debug)]
+        pub struct Link {
+            /// (from ns, rate bps), sorted by time; the first entry must be at 0.
+            pub schedule: Vec<(u64, u64)>,
+            /// Drop-tail queue length, as time at the current rate.
+            pub queue_ns: u64,
+            /// One-way propagation delay, each direction.
+            pub delay_ns: u64,
+            /// iid loss after the bottleneck (not congestion).
+            pub loss: f64,
+        }
+
+        impl Link {
+            pub fn fixed(rate_bps: u64) -> Self {
+                Link {
+                    schedule: vec![(0, rate_bps)],
+                    queue_ns: 50_000_000,
+                    delay_ns: 10_000_000,
+                    loss: 0.0,
+                }
+            }
+            fn rate(&self, t: u64) -> u64 {
+                self.schedule
+                    .iter()
+                    .rev()
+                    .find(|(at, _)| *at <= t)
+                    .map_or(self.schedule[0].1, |e| e.1)
+            }
+        }
+
+        pub struct FlowCfg {
+            pub start_ns: u64,
+            pub bwe: BweConfig,
+            pub fec_percent: u64,
+        }
+
+        #[derive(Clone, Debug, Default)]
+        pub struct FrameStat {
+            pub gen_ns: u64,
+            pub media_bytes: u64,
+            pub wire_bytes: u64,
+            pub data: u32,
+            pub received: u32,
+            /// Time the frame's first datagram waited in the bottleneck queue.
+            pub first_wait_ns: u64,
+            pub target_bps: u64,
+            pub estimate_bps: u64,
+        }
+
+        pub struct Flow {
+            pub cfg: FlowCfg,
+            pub est: BandwidthEstimator,
+            fb: FeedbackBuilder,
+            pub frames: Vec<FrameStat>,
+            poll_at: Option<u64>,
+            pub feedback_bytes: u64,
+            pub feedback_msgs: u64,
+            pub events: Vec<(u64, BweEvent)>,
+        }
+
+        #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+        enum Ev {
+            Frame(usize),
+            Datagram {
+                flow: usize,
+                frame: u32,
+                first: bool,
+                bytes: u64,
+            },
+            Arrive {
+                flow: usize,
+                frame: u32,
+                bytes: u64,
+            },
+            Poll(usize),
+            Feedback(usize, Vec<u8>),
+        }
+
+        pub struct Sim {
+            t0: Instant,
+            pub link: Link,
+            busy_until: u64,
+            pub flows: Vec<Flow>,
+            heap: BinaryHeap<Reverse<(u64, u64, Ev)>>,
+            seq: u64,
+            rng: Rng,
+            pub drop_times: Vec<u64>,
+        }
+
+        impl Sim {
+            pub fn new(link: Link, flows: Vec<FlowCfg>, seed: u64) -> Sim {
+                let t0 = Instant::now();
+                let mut sim = Sim {
+                    t0,
+                    link,
+                    busy_until: 0,
+                    flows: Vec::new(),
+                    heap: BinaryHeap::new(),
+                    seq: 0,
+                    rng: Rng::new(seed),
+                    drop_times: Vec::new(),
+                };
+                for (i, cfg) in flows.into_iter().enumerate() {
+                    let start = t0 + Duration::from_nanos(cfg.start_ns);
+                    let mut est = BandwidthEstimator::new(cfg.bwe, start);
+                    est.set_rtt(Duration::from_nanos(2 * sim.link.delay_ns));
+                    sim.push(cfg.start_ns, Ev::Frame(i));
+                    sim.flows.push(Flow {
+                        cfg,
+                        est,
+                        fb: FeedbackBuilder::new(start),
+                        frames: Vec::new(),
+                        poll_at: None,
+                        feedback_bytes: 0,
+                        feedback_msgs: 0,
+                        events: Vec::new(),
+                    });
+                }
+                sim
+            }
+
+            fn at(&self, ns: u64) -> Instant {
+                self.t0 + Duration::from_nanos(ns)
+            }
+
+            fn ns(&self, t: Instant) -> u64 {
+                t.saturating_duration_since(self.t0).as_nanos() as u64
+            }
+
+            fn push(&mut self, t: u64, ev: Ev) {
+                self.seq += 1;
+                self.heap.push(Reverse((t, self.seq, ev)));
+            }
+
+            pub fn run(&mut self, until_ns: u64) {
+                while let Some(Reverse((t, _, _))) = self.heap.peek() {
+                    if *t > until_ns {
+                        break;
+                    }
+                    let Some(Reverse((t, _, ev))) = self.heap.pop() else {
+                        break;
+                    };
+                    self.step(t, ev);
+                }
+            }
+
+            fn step(&mut self, t: u64, ev: Ev) {
+                let now = self.at(t);
+                match ev {
+                    Ev::Frame(f) => {
+                        self.send_frame(f, t);
+                        self.push(t + FRAME_NS, Ev::Frame(f));
+                    }
+                    Ev::Datagram {
+                        flow,
+                        frame,
+                        first,
+                        bytes,
+                    } => {
+                        let rate = self.link.rate(t);
+                        let backlog = self.busy_until.saturating_sub(t);
+                        if first {
+                            self.flows[flow].frames[frame as usize].first_wait_ns = backlog;
+                        }
+                        if backlog > self.link.queue_ns {
+                            self.drop_times.push(t);
+                            return;
+                        }
+                        let tx = bytes * 8 * 1_000_000_000 / rate.max(1);
+                        self.busy_until = self.busy_until.max(t) + tx;
+                        if self.rng.f64() < self.link.loss {
+                            return;
+                        }
+                        let at = self.busy_until + self.link.delay_ns;
+                        self.push(at, Ev::Arrive { flow, frame, bytes });
+                    }
+                    Ev::Arrive { flow, frame, bytes } => {
+                        let fl = &mut self.flows[flow];
+                        fl.frames[frame as usize].received += 1;
+                        fl.fb.on_datagram(frame, bytes as usize, now);
+                        self.poll(flow, t);
+                    }
+                    Ev::Poll(flow) => {
+                        if self.flows[flow].poll_at == Some(t) {
+                            self.flows[flow].poll_at = None;
+                        }
+                        self.poll(flow, t);
+                    }
+                    Ev::Feedback(flow, bytes) => {
+                        let fb = Feedback::decode(&bytes).expect("feedback decodes");
+                        let fl = &mut self.flows[flow];
+                        fl.est.on_feedback(&fb, now);
+                        while let Some(e) = fl.est.poll_event() {
+                            fl.events.push((t, e));
+                        }
+                    }
+                }
+            }
+
+            fn poll(&mut self, flow: usize, t: u64) {
+                let now = self.at(t);
+                let mut out = Vec::new();
+                while let Some(fb) = self.flows[flow].fb.poll_feedback(now) {
+                    let mut b = Vec::new();
+                    fb.encode(&mut b);
+                    out.push(b);
+                }
+                for b in out {
+                    let fl = &mut self.flows[flow];
+                    fl.feedback_bytes += b.len() as u64;
+                    fl.feedback_msgs += 1;
+                    // The reverse path is uncongested: only the propagation delay.
+                    self.push(t + self.link.delay_ns, Ev::Feedback(flow, b));
+                }
+                if let Some(at) = self.flows[flow].fb.poll_timeout(now) {
+                    let at = self.ns(at).max(t + 1_000);
+                    let fl = &mut self.flows[flow];
+                    if fl.poll_at.is_none_or(|p| at < p) {
+                        fl.poll_at = Some(at);
+                        self.push(at, Ev::Poll(flow));
+                    }
+                }
+            }
+
+            fn send_frame(&mut self, f: usize, t: u64) {
+                let now = self.at(t);
+                let jitter = 0.9 + 0.2 * self.rng.f64();
+                let fl = &mut self.flows[f];
+                fl.est.handle_timeout(now);
+                while let Some(e) = fl.est.poll_event() {
+                    fl.events.push((t, e));
+                }
+                let e = fl.est.estimate();
+                let media = ((e.target_bitrate_bps as f64 / 8.0 / 60.0 * jitter) as u64).max(200);
+                let n = media.div_ceil(SHARD_MAX);
+                let shard = media.div_ceil(n);
+                let m = if fl.cfg.fec_percent > 0 {
+                    (n * fl.cfg.fec_percent).div_ceil(100).max(2)
+                } else {
+                    0
+                };
+                let dsize = shard + OVERHEAD;
+                let total = n + m;
+                let wire = total * dsize;
+                let sched = Pacer::new(PacingConfig {
+                    rate_bps: e.pacing_rate_bps,
+                    ..Default::default()
+                })
+                .schedule(wire as usize, total as usize, now);
+                let index = fl.frames.len() as u32;
+                fl.est.on_frame_sent(
+                    index,
+                    SentFrame {
+                        first_send: sched.release_of(0),
+                        last_send: sched.release_of(total as usize - 1),
+                        datagrams: total as u32,
+                        data_datagrams: n as u32,
+                        wire_bytes: wire,
+                        media_bytes: media,
+                    },
+                    now,
+                );
+                fl.frames.push(FrameStat {
+                    gen_ns: t,
+                    media_bytes: media,
+                    wire_bytes: wire,
+                    data: n as u32,
+                    received: 0,
+                    first_wait_ns: 0,
+                    target_bps: e.target_bitrate_bps,
+                    estimate_bps: e.estimate_bps,
+                });
+                for i in 0..total as usize {
+                    let at = self.ns(sched.release_of(i));
+                    self.push(
+                        at,
+                        Ev::Datagram {
+                            flow: f,
+                            frame: index,
+                            first: i == 0,
+                            bytes: dsize,
+                        },
+                    );
+                }
+            }
+        }
+
+        impl Flow {
+            pub fn window(&self, from_s: f64, to_s: f64) -> impl Iterator<Item = &FrameStat> {
+                let (a, b) = ((from_s * 1e9) as u64, (to_s * 1e9) as u64);
+                self.frames
+                    .iter()
+                    .filter(move |f| f.gen_ns >= a && f.gen_ns < b)
+            }
+            /// Media bits per second of the frames generated in the window.
+            pub fn media_rate(&self, from_s: f64, to_s: f64) -> f64 {
+                let bytes: u64 = self.window(from_s, to_s).map(|f| f.media_bytes).sum();
+                bytes as f64 * 8.0 / (to_s - from_s)
+            }
+            pub fn wire_rate(&self, from_s: f64, to_s: f64) -> f64 {
+                let bytes: u64 = self.window(from_s, to_s).map(|f| f.wire_bytes).sum();
+                bytes as f64 * 8.0 / (to_s - from_s)
+            }
+            /// Fraction of frames with enough datagrams to decode (RS is MDS: any `n` of them).
+            pub fn decodable(&self, from_s: f64, to_s: f64) -> f64 {
+                let (mut ok, mut all) = (0, 0);
+                for f in self.window(from_s, to_s) {
+                    all += 1;
+                    ok += (f.received >= f.data) as u32;
+                }
+                ok as f64 / all.max(1) as f64
+            }
+            /// p-quantile of the first datagrams' queue wait, ms.
+            pub fn queue_ms(&self, from_s: f64, to_s: f64, p: f64) -> f64 {
+                let mut w: Vec<u64> = self.window(from_s, to_s).map(|f| f.first_wait_ns).collect();
+                w.sort_unstable();
+                if w.is_empty() {
+                    return 0.0;
+                }
+                let i = ((w.len() as f64 - 1.0) * p).round() as usize;
+                w[i] as f64 / 1e6
+            }
+            /// First time at or after `from_s` when the target reaches `bps`.
+            pub fn reaches(&self, from_s: f64, bps: u64) -> Option<f64> {
+                self.window(from_s, f64::MAX / 2e9)
+                    .find(|f| f.target_bps >= bps)
+                    .map(|f| f.gen_ns as f64 / 1e9)
+            }
+            /// First time at or after `from_s` when the wire estimate is below `bps`.
+            pub fn below(&self, from_s: f64, bps: u64) -> Option<f64> {
+                self.window(from_s, f64::MAX / 2e9)
+                    .find(|f| f.estimate_bps < bps)
+                    .map(|f| f.gen_ns as f64 / 1e9)
+            }
+            pub fn trace(&self, step_s: f64, to_s: f64) -> String {
+                let mut s = String::new();
+                let mut t = 0.0;
+                while t < to_s {
+                    s += &format!(
+                        "{t:5.1}s media {:5.2} wire {:5.2} q99 {:5.1}ms ok {:.3} | ",
+                        self.media_rate(t, t + step_s) / 1e6,
+                        self.wire_rate(t, t + step_s) / 1e6,
+                        self.queue_ms(t, t + step_s, 0.99),
+                        self.decodable(t, t + step_s),
+                    );
+                    t += step_s;
+                    s += "\n";
+                }
+                s
+            }
+        }
+    }
+
+    use sim::*;
+
+    fn flow(start_s: f64, start_bps: u64, max_bps: u64, fec: u64) -> FlowCfg {
+        FlowCfg {
+            start_ns: (start_s * 1e9) as u64,
+            bwe: BweConfig {
+                min_bitrate_bps: 500_000,
+                max_bitrate_bps: max_bps,
+                start_bitrate_bps: start_bps,
+                initial_media_share: 0.8,
+            },
+            fec_percent: fec,
+        }
+    }
+
+    /// `BWE_SEED` overrides the simulator's seed, for robustness sweeps
+    /// (`for s in $(seq 1 16); do BWE_SEED=$s cargo test --lib protocol::bwe; done`).
+    fn run(link: Link, flows: Vec<FlowCfg>, secs: f64) -> Sim {
+        let seed = std::env::var("BWE_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(7);
+        let mut sim = Sim::new(link, flows, seed);
+        sim.run((secs * 1e9) as u64);
+        sim
+    }
+
+    fn drops_between(sim: &Sim, from_s: f64, to_s: f64) -> usize {
+        let (a, b) = ((from_s * 1e9) as u64, (to_s * 1e9) as u64);
+        sim.drop_times
+            .iter()
+            .filter(|t| **t >= a && **t < b)
+            .count()
+    }
+
+    #[test]
+    fn converges_under_a_12_mbit_bottleneck_without_standing_queue() {
+        // The case: the user asked for 20 Mbit/s, the path takes 12, queue 50 ms.
+        let sim = run(
+            Link::fixed(12_000_000),
+            vec![flow(0.0, 20_000_000, 20_000_000, 20)],
+            30.0,
+        );
+        let f = &sim.flows[0];
+        let trace = f.trace(1.0, 30.0);
+        // Every picture from 2 s on (the last half second is still in flight at the end).
+        assert!(f.decodable(2.0, 29.5) >= 0.99, "{trace}");
+        // No standing queue: what a frame waits behind earlier frames.
+        let q99 = f.queue_ms(5.0, 29.5, 0.99);
+        let q50 = f.queue_ms(5.0, 29.5, 0.5);
+        assert!(q99 < 10.0 && q50 < 1.0, "q50 {q50} q99 {q99}\n{trace}");
+        // Little loss after convergence, and most of the path used.
+        assert!(drops_between(&sim, 2.0, 30.0) < 20, "{trace}");
+        let wire = f.wire_rate(5.0, 29.5);
+        assert!((0.85 * 12e6..12e6).contains(&wire), "wire {wire}\n{trace}");
+        // Parity and headers fit inside the estimate: media is the wire rate × media share.
+        let media = f.media_rate(5.0, 29.5);
+        assert!(media < 0.82 * wire && media > 0.7 * wire, "{media} {wire}");
+        // The feedback is a small share of the reverse path: ≈ 1 kB/s of bodies.
+        assert!(f.feedback_msgs as f64 / 30.0 < 45.0);
+        assert!((f.feedback_bytes as f64 / 30.0) < 1_200.0);
+    }
+
+    #[test]
+    fn follows_capacity_steps_12_30_8_30() {
+        let s = 1_000_000_000;
+        let link = Link {
+            schedule: vec![
+                (0, 12_000_000),
+                (10 * s, 30_000_000),
+                (20 * s, 8_000_000),
+                (30 * s, 30_000_000),
+            ],
+            ..Link::fixed(0)
+        };
+        let sim = run(link, vec![flow(0.0, 20_000_000, 20_000_000, 20)], 40.0);
+        let f = &sim.flows[0];
+        let trace = f.trace(0.5, 40.0);
+        // Back at the configured 20 Mbit/s within 5 s of each rise.
+        let up1 = f.reaches(10.0, 19_500_000).unwrap_or(f64::MAX);
+        let up2 = f.reaches(30.0, 19_500_000).unwrap_or(f64::MAX);
+        assert!(up1 < 15.0 && up2 < 35.0, "{up1} {up2}\n{trace}");
+        // Never above it.
+        assert!(f.frames.iter().all(|fr| fr.target_bps <= 20_000_000));
+        // Below the new capacity within 1 s of the fall, pictures flowing again within 1 s.
+        let down = f.below(20.0, 8_000_000).unwrap_or(f64::MAX);
+        assert!(down < 21.0, "{down}\n{trace}");
+        assert!(f.decodable(21.0, 30.0) >= 0.99, "{trace}");
+        assert!(f.queue_ms(22.0, 30.0, 0.99) < 15.0, "{trace}");
+        // The fall is reported as a large drop, with the frames it cost.
+        let drop = f
+            .events
+            .iter()
+            .find(|(t, _)| (20e9 as u64..21e9 as u64).contains(t));
+        match drop {
+            Some((
+                _,
+                BweEvent::LargeDrop {
+                    from_bps,
+                    to_bps,
+                    frames_lost,
+                },
+            )) => {
+                assert!(*from_bps >= 19_000_000 && *to_bps < 8_000_000);
+                assert!(*frames_lost > 0);
+            }
+            None => panic!("no large drop: {:?}", f.events),
+        }
+    }
+
+    fn two_flows_share(second_start_s: f64, tolerance: f64) {
+        let sim = run(
+            Link::fixed(20_000_000),
+            vec![
+                flow(0.0, 20_000_000, 20_000_000, 20),
+                flow(second_start_s, 8_000_000, 20_000_000, 20),
+            ],
+            90.0,
+        );
+        let a = sim.flows[0].wire_rate(60.0, 89.5);
+        let b = sim.flows[1].wire_rate(60.0, 89.5);
+        let trace = format!(
+            "{}\n{}",
+            sim.flows[0].trace(5.0, 90.0),
+            sim.flows[1].trace(5.0, 90.0)
+        );
+        assert!((a - b).abs() <= tolerance * a.max(b), "{a} vs {b}\n{trace}");
+        assert!(a + b > 0.8 * 20e6 && a + b < 20e6, "{a} + {b}");
+        for f in &sim.flows {
+            assert!(f.decodable(second_start_s + 2.0, 89.5) >= 0.99, "{trace}");
+        }
+    }
+
+    #[test]
+    fn two_flows_through_one_bottleneck_get_within_30_percent() {
+        // The second flow joins 5 s in, its frames a quarter, half and three quarters of a
+        // frame interval after the first's.
+        for phase in [0.25, 0.5, 0.75] {
+            two_flows_share(5.0 + phase * FRAME_NS as f64 / 1e9, 0.3);
+        }
+    }
+
+    #[test]
+    fn two_flows_with_frames_in_lockstep_still_share() {
+        // Frames of both flows leave at the same instants: one flow's first datagram always
+        // waits behind the other's whole frame, which reads as queue to it alone. The
+        // estimator's slope condition and short delay baseline keep this from starving it,
+        // but convergence is slower (known weakness, see the module docs).
+        two_flows_share(5.0, 0.5);
+    }
+
+    #[test]
+    fn random_loss_repaired_by_fec_does_not_collapse_the_estimate() {
+        // 5 % iid loss, 20 % parity: an open path reaches and holds the maximum ...
+        let sim = run(
+            Link {
+                loss: 0.05,
+                ..Link::fixed(40_000_000)
+            },
+            vec![flow(0.0, 8_000_000, 20_000_000, 20)],
+            20.0,
+        );
+        let f = &sim.flows[0];
+        assert!(
+            f.reaches(0.0, 19_500_000).is_some_and(|t| t < 3.0),
+            "{}",
+            f.trace(1.0, 20.0)
+        );
+        assert!(f.window(3.0, 19.5).all(|fr| fr.target_bps >= 19_000_000));
+        let e = f.est.estimate();
+        assert!(e.loss > 0.03 && e.loss < e.loss_budget, "{e:?}");
+        // ... and a 12 Mbit/s bottleneck is used as well as without the loss.
+        let sim = run(
+            Link {
+                loss: 0.05,
+                ..Link::fixed(12_000_000)
+            },
+            vec![flow(0.0, 8_000_000, 20_000_000, 20)],
+            20.0,
+        );
+        let f = &sim.flows[0];
+        let wire = f.wire_rate(5.0, 19.5);
+        assert!(wire > 0.85 * 12e6, "{wire}\n{}", f.trace(1.0, 20.0));
+        // Lost first datagrams make the queue signal noisier: a little more queue than on a
+        // clean path.
+        let q99 = f.queue_ms(5.0, 19.5, 0.99);
+        assert!(q99 < 15.0, "{q99}\n{}", f.trace(1.0, 20.0));
+    }
+
+    fn sent(t: Instant, datagrams: u32, data: u32) -> SentFrame {
+        SentFrame {
+            first_send: t,
+            last_send: t,
+            datagrams,
+            data_datagrams: data,
+            wire_bytes: datagrams as u64 * 1400,
+            media_bytes: data as u64 * 1350,
+        }
+    }
+
+    fn fb_for(base: u32, frames: &[(u32, i64)], base_time_us: u64) -> Feedback {
+        Feedback {
+            seq: 0,
+            base_frame: base,
+            base_time_us,
+            late: 0,
+            frames: frames
+                .iter()
+                .map(
+                    |&(received, off)| crate::protocol::feedback::FrameFeedback {
+                        received,
+                        bytes: received as u64 * 1400,
+                        first_offset_us: off,
+                        span_us: if received > 0 { 1000 } else { 0 },
+                    },
+                )
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn starts_at_the_start_bitrate_and_respects_the_bounds() {
+        let t0 = Instant::now();
+        let cfg = BweConfig {
+            min_bitrate_bps: 1_000_000,
+            max_bitrate_bps: 5_000_000,
+            start_bitrate_bps: 50_000_000,
+            initial_media_share: 2.0,
+        };
+        let est = BandwidthEstimator::new(cfg, t0);
+        let e = est.estimate();
+        assert_eq!(e.state, BweState::Startup);
+        assert_eq!(e.target_bitrate_bps, 5_000_000);
+        assert_eq!(est.config().initial_media_share, 0.8);
+        assert_eq!(e.estimate_bps, 6_250_000);
+        assert_eq!(e.pacing_rate_bps, 9_375_000);
+        // A silent path halves it every FEEDBACK_TIMEOUT, never below the minimum.
+        let mut est = est;
+        let mut t = t0;
+        for i in 0..200u32 {
+            t = t0 + Duration::from_millis(16 * i as u64);
+            est.on_frame_sent(i, sent(t, 10, 8), t);
+            if est.poll_timeout().is_some_and(|at| at <= t) {
+                est.handle_timeout(t);
+            }
+        }
+        let e = est.estimate();
+        assert_eq!(e.target_bitrate_bps, 1_000_000, "{e:?}");
+        assert_eq!(e.state, BweState::Drain);
+        assert!(t > t0 + FEEDBACK_TIMEOUT * 3);
+    }
+
+    #[test]
+    fn a_pause_in_sending_is_not_starvation() {
+        let t0 = Instant::now();
+        let mut est = BandwidthEstimator::new(BweConfig::default(), t0);
+        est.on_frame_sent(0, sent(t0, 10, 8), t0);
+        est.on_feedback(
+            &fb_for(0, &[(10, 0)], 5_000),
+            t0 + Duration::from_millis(20),
+        );
+        let before = est.estimate().target_bitrate_bps;
+        // Ten seconds later the stream resumes: no cut for the silence.
+        let t1 = t0 + Duration::from_secs(10);
+        est.on_frame_sent(1, sent(t1, 10, 8), t1);
+        assert_eq!(est.poll_timeout(), Some(t1 + FEEDBACK_TIMEOUT));
+        est.handle_timeout(t1 + Duration::from_millis(100));
+        assert_eq!(est.estimate().target_bitrate_bps, before);
+        // But silence after it is.
+        est.handle_timeout(t1 + FEEDBACK_TIMEOUT);
+        assert!(est.estimate().target_bitrate_bps < before);
+        // Once per timeout.
+        let after = est.estimate().target_bitrate_bps;
+        est.handle_timeout(t1 + FEEDBACK_TIMEOUT + Duration::from_millis(1));
+        assert_eq!(est.estimate().target_bitrate_bps, after);
+    }
+
+    #[test]
+    fn feedback_for_unknown_or_already_reported_frames_is_ignored() {
+        let t0 = Instant::now();
+        let mut est = BandwidthEstimator::new(BweConfig::default(), t0);
+        for i in 0..10u32 {
+            let t = t0 + Duration::from_millis(16 * i as u64);
+            est.on_frame_sent(100 + i, sent(t, 10, 8), t);
+        }
+        let now = t0 + Duration::from_millis(200);
+        // Frames the host never sent (before, after, wrapped): nothing changes.
+        let e0 = est.estimate();
+        for base in [0, 99 - 31, 110, u32::MAX - 3, 1 << 31] {
+            est.on_feedback(&fb_for(base, &[(0, 0); 32], 0), now);
+        }
+        assert_eq!(est.estimate(), e0);
+        assert!(est.losses.is_empty());
+        // A report of frame 100 counts once, however often it is repeated.
+        let fb = fb_for(100, &[(7, 0)], 10_000);
+        est.on_feedback(&fb, now);
+        est.on_feedback(&fb, now);
+        assert_eq!(est.losses.len(), 1);
+        assert_eq!(est.losses[0].lost, 3);
+        assert_eq!(est.lost_frames.len(), 1);
+        // Memory stays bounded under a flood of records.
+        for i in 0..5_000u32 {
+            est.on_frame_sent(110 + i, sent(now, 1, 1), now);
+        }
+        assert!(est.records.len() <= MAX_RECORDS);
+    }
+
+    #[test]
+    fn large_drop_asks_for_a_keyframe_only_when_frames_were_lost() {
+        for lose in [false, true] {
+            let t0 = Instant::now();
+            let mut est = BandwidthEstimator::new(
+                BweConfig {
+                    start_bitrate_bps: 20_000_000,
+                    ..BweConfig::default()
+                },
+                t0,
+            );
+            est.set_rtt(Duration::from_millis(20));
+            // Frames 0..10 arrive with a queue that grows by 8 ms a frame: the path has
+            // suddenly become much slower. With `lose`, frame 5 loses half its datagrams.
+            let mut rows = Vec::new();
+            for i in 0..10u32 {
+                let t = t0 + Duration::from_micros(16_667 * i as u64);
+                est.on_frame_sent(i, sent(t, 30, 25), t);
+                let received = if lose && i == 5 { 15 } else { 30 };
+                rows.push((received, (16_667 + 8_000) * i as i64));
+            }
+            let now = t0 + Duration::from_millis(250);
+            let mut fb = fb_for(0, &rows, 1_000);
+            // Delivery: 300 datagrams over 10 frames at the slow rate.
+            for f in &mut fb.frames {
+                f.span_us = 20_000;
+            }
+            est.on_feedback(&fb, now);
+            let e = est.estimate();
+            assert_eq!(e.state, BweState::Drain, "{e:?}");
+            assert_eq!(e.signal, DelaySignal::Overuse);
+            assert!(e.queue_delay > QUEUE_HIGH);
+            assert!(e.target_bitrate_bps < 12_000_000, "{e:?}");
+            match est.poll_event() {
+                Some(BweEvent::LargeDrop {
+                    from_bps,
+                    to_bps,
+                    frames_lost,
+                }) => {
+                    assert_eq!(from_bps, 20_000_000);
+                    assert_eq!(to_bps, e.target_bitrate_bps);
+                    assert_eq!(frames_lost, lose as u64);
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(est.poll_event(), None);
+        }
+    }
+}
