@@ -129,6 +129,7 @@ impl Connection {
             first_packet_number: link.next_pn,
             sealed: link.encrypt,
             tag_len: seal.tag_len(),
+            timing: Default::default(),
         };
         link.next_pn += plan.count as u64;
         let peer = link.peer;
