@@ -54,8 +54,10 @@ mod host;
 mod ids;
 mod link;
 mod timers;
+mod timing;
 
 pub use host::{FrameTicket, SealedFrame};
+pub use timing::{DEFAULT_ANCHOR_US, FRAME_AGE_SPAN, FrameTimingIn};
 
 use establish::{Attempt, LastHello};
 use ids::Ids;
@@ -218,7 +220,7 @@ pub struct Connection {
     events: VecDeque<Event>,
     transmits: VecDeque<Transmit>,
     closed: bool,
-    /// Creation time; ping ids are microseconds since it.
+    /// Creation time.
     epoch: Instant,
     last_ping: Instant,
     srtt: Option<Duration>,
@@ -227,6 +229,8 @@ pub struct Connection {
     stats: Stats,
     /// Reused encoding buffer for control and input bodies.
     scratch: Vec<u8>,
+    // Frame timing (issue 6): host clock, clock offset, frame ages.
+    timing: timing::TimingState,
 }
 
 impl Connection {
@@ -292,6 +296,7 @@ impl Connection {
                 ..Stats::default()
             },
             scratch: Vec::new(),
+            timing: timing::TimingState::new(now),
             cfg: config,
         })
     }
@@ -390,6 +395,7 @@ impl Connection {
                 s.packets_lost = s.packets_lost_before + l.packets_lost();
             }
         }
+        self.timing_stats(&mut s);
         s
     }
 
@@ -455,8 +461,8 @@ impl Connection {
     fn on_control(&mut self, c: Control, now: Instant) {
         let role = self.cfg.role;
         match c {
-            Control::Ping { id } => self.send_control(&Control::Pong { id }),
-            Control::Pong { id } => self.on_pong(id, now),
+            Control::Ping { t1 } => self.on_ping(t1, now),
+            Control::Pong { t1, t2, t3 } => self.on_pong(t1, t2, t3, now),
             Control::KeyframeRequest if role == Role::Host => self.on_keyframe_request(),
             Control::LossReport(r) if role == Role::Host => self.on_loss_report(r, now),
             Control::StreamInfo(info) if role == Role::Client => self.on_stream_info(info),
