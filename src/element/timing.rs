@@ -69,7 +69,8 @@ pub(crate) fn attach_host_timestamp(buffer: &mut gst::BufferRef, t: &FrameTiming
         return;
     }
     let caps = gst::Caps::new_empty_simple(HOST_TIMESTAMP_CAPS);
-    let duration = (t.duration_us != 0).then(|| gst::ClockTime::from_useconds(t.duration_us.into()));
+    let duration =
+        (t.duration_us != 0).then(|| gst::ClockTime::from_useconds(t.duration_us.into()));
     gst::ReferenceTimestampMeta::add(
         buffer,
         &caps,
