@@ -116,7 +116,7 @@ fn a_frame_completed_by_parity_shows_its_fec_wait_and_the_parts_add_up() {
             return false;
         }
         video += 1;
-        (video - 1) % per_frame == 0
+        (video - 1).is_multiple_of(per_frame)
     }));
     let s = stream(&mut sim, len, 30);
     assert!(s.fec_recovered >= 30, "{}", s.fec_recovered);
