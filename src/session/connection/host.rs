@@ -136,7 +136,7 @@ impl Connection {
             .plan(len, fec_percent, seal.tag_len())
             .map_err(Error::Packetize)?;
         let datagram_len = HEADER_LEN + VIDEO_HEADER_LEN + plan.shard + seal.tag_len();
-        let params = FrameParams {
+        let mut params = FrameParams {
             frame_index,
             keyframe,
             fec_percent,
@@ -150,7 +150,6 @@ impl Connection {
         let peer = link.peer;
         self.host.frame_index = frame_index.wrapping_add(1);
         self.host.pacer.observe_frame(len, now);
-        let mut params = params;
         params.timing = self.frame_timing(
             now,
             timing,
