@@ -69,6 +69,7 @@ fn wire_time(len: usize, fec_percent: u8) -> Duration {
         first_packet_number: 0,
         sealed: true,
         tag_len: TAG_LEN,
+        timing: Default::default(),
     };
     let _ = p.packetize(&vec![1u8; len], &params, &mut d);
     let now = Instant::now();

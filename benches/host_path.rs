@@ -84,6 +84,7 @@ fn params(frame_index: u32, first_packet_number: u64) -> FrameParams {
         first_packet_number,
         sealed: true,
         tag_len: TAG_LEN,
+        timing: Default::default(),
     }
 }
 

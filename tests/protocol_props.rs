@@ -25,6 +25,7 @@ fn packetize(frame: &[u8], index: u32, fec: u8, mtu: usize) -> Datagrams {
         first_packet_number: 0,
         sealed: false,
         tag_len: 0,
+        timing: Default::default(),
     };
     p.packetize(frame, &params, &mut out).unwrap();
     p.encode_parity(fec, &mut out).unwrap();
@@ -136,6 +137,65 @@ fn recovery_counts_rebuilt_shards() {
 }
 
 #[test]
+fn a_frame_carries_its_timing_and_the_arrival_of_its_last_data_shard() {
+    use gstpunktfunk::protocol::timing::FrameTiming;
+    let timing = FrameTiming {
+        capture_us: 9_000_000,
+        duration_us: 16_667,
+        render_offset_us: 4_000,
+        send_span_us: 120,
+    };
+    let frame = frame_bytes(20_000, 5);
+    let mut p = Packetizer::new(1400, Box::new(ReedSolomon8::new()));
+    let mut d = Datagrams::new();
+    let params = FrameParams {
+        frame_index: 1,
+        keyframe: true,
+        fec_percent: 20,
+        session_id: 1,
+        first_packet_number: 0,
+        sealed: false,
+        tag_len: 0,
+        timing,
+    };
+    p.packetize(&frame, &params, &mut d).unwrap();
+    p.encode_parity(20, &mut d).unwrap();
+    let k = d.data_count();
+    let t0 = Instant::now();
+    let at = |i: usize| t0 + Duration::from_micros(100 * i as u64);
+    let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
+    // Data shard 0 is lost: the frame completes on the first parity shard, after the last data
+    // shard.
+    for i in 1..=k {
+        let _ = r.push(body(&d, i), at(i));
+    }
+    match r.poll() {
+        Some(Output::Frame(f)) => {
+            assert_eq!(f.data, frame);
+            assert_eq!(f.timing, timing);
+            assert_eq!(f.last_data_at, at(k - 1));
+            assert_eq!(f.complete_at, at(k));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A shard whose timing contradicts its frame is refused.
+    let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
+    r.push(body(&d, 0), t0).unwrap();
+    let (vh, shard) = VideoHeader::decode(body(&d, 1)).unwrap();
+    let mut b = vec![0u8; VIDEO_HEADER_LEN + shard.len()];
+    VideoHeader {
+        timing: FrameTiming {
+            capture_us: 1,
+            ..timing
+        },
+        ..vh
+    }
+    .encode(&mut b);
+    b[VIDEO_HEADER_LEN..].copy_from_slice(shard);
+    assert!(r.push(&b, t0).is_err());
+}
+
+#[test]
 fn beyond_budget_is_lost_by_time_window() {
     let frame = frame_bytes(20_000, 5);
     let d = packetize(&frame, 7, 20, 1400);
@@ -226,6 +286,7 @@ fn frames_leave_in_order_and_a_keyframe_jumps_the_queue() {
             first_packet_number: 0,
             sealed: false,
             tag_len: 0,
+            timing: Default::default(),
         },
         &mut kf,
     )
@@ -268,7 +329,7 @@ proptest! {
             let mut b = vec![0u8; VIDEO_HEADER_LEN + len];
             VideoHeader { frame_index: fi % 8, frame_len: fl % (6 << 20), shard_size: ss,
                 block_count: bc % 8, block_index: bi % 8, shard_index: si, parity: par,
-                flags, fec_scheme: 1 }.encode(&mut b);
+                flags, fec_scheme: 1, timing: Default::default() }.encode(&mut b);
             let _ = r.push(&b, now);
             prop_assert!(r.stats().memory_in_use <= cfg.memory_cap);
             now += Duration::from_millis(1);
@@ -370,6 +431,7 @@ proptest! {
         let params = FrameParams {
             frame_index: 77, keyframe: false, fec_percent: fec, session_id: 1,
             first_packet_number: 0, sealed: false, tag_len: 0,
+            timing: Default::default(),
         };
         p.packetize_with(&frame, &params, &ParityTable::from_percent(fec), &mut d).unwrap();
         p.encode_recorded_parity(&mut d).unwrap();

@@ -365,6 +365,33 @@ pub struct RowResult {
     pub error: Option<String>,
     /// Relay counters: (towards the listener, towards the caller).
     pub relay: (ImpairStats, ImpairStats),
+    /// punktfunk rows: the frame age `punktfunksrc` reports in `stats`, read when the last
+    /// measured frame arrived.
+    pub src_frame_age: Option<SrcFrameAge>,
+}
+
+/// `punktfunksrc`'s own frame-age report (issue 6): capture (host PTS) → complete, over the
+/// frames it delivered in the second before the newest.
+#[derive(Debug, Clone, Copy)]
+pub struct SrcFrameAge {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub frames: u64,
+    /// Arrival (running time) of the frame at which the stats were read; the window is the
+    /// second before it.
+    pub read_at_ns: u64,
+}
+
+/// Reads the frame-age fields of a `punktfunksrc`'s `stats`.
+fn src_frame_age(src: &gst::Element, read_at_ns: u64) -> Option<SrcFrameAge> {
+    let s = src.property::<gst::Structure>("stats");
+    let us = |f: &str| s.get::<u64>(f).ok();
+    Some(SrcFrameAge {
+        p50_ms: us("frame-age-p50-us")? as f64 / 1e3,
+        p99_ms: us("frame-age-p99-us")? as f64 / 1e3,
+        frames: us("frame-age-frames")?,
+        read_at_ns,
+    })
 }
 
 impl RowResult {
@@ -403,6 +430,8 @@ struct Recorder {
     newest_decoded: Option<u32>,
     /// Running time the last frame was encoded (for the tail deadline).
     all_encoded_at: Option<Instant>,
+    /// The src's frame-age report (punktfunk rows), read once the last measured frame arrived.
+    src_frame_age: Option<SrcFrameAge>,
 }
 
 impl Recorder {
@@ -540,6 +569,7 @@ pub fn run_row(spec: &RowSpec) -> RowResult {
         frames: Vec::new(),
         error: None,
         relay: Default::default(),
+        src_frame_age: None,
     };
     match drive_row(spec, &shared, &mut result) {
         Ok(()) => {}
@@ -563,6 +593,7 @@ pub fn run_row(spec: &RowSpec) -> RowResult {
         }
     }
     result.frames = rec.frames.iter().map(|f| f.record.clone()).collect();
+    result.src_frame_age = rec.src_frame_age;
     result
 }
 
@@ -741,6 +772,13 @@ fn install_probes(
     // Arrival: what the receiver emits, cut into NAL units.
     let s = shared.clone();
     let whole_aus = spec.transport.emits_access_units();
+    let last_measured = (spec.warmup + spec.frames) as usize - 1;
+    // punktfunksrc: its stats are read in this probe, on the thread that drives its session,
+    // so the report covers exactly the frames delivered up to the last measured one.
+    let src = arrival
+        .factory()
+        .is_some_and(|f| f.name() == "punktfunksrc");
+    let src_element = arrival.downgrade();
     pad(arrival, "src")?.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
         let Some(buffer) = info.buffer() else {
             return gst::PadProbeReturn::Ok;
@@ -763,6 +801,15 @@ fn install_probes(
         }
         for (fp, at) in done {
             rec.arrived(fp, at);
+        }
+        if src
+            && rec.src_frame_age.is_none()
+            && let Some(at) = rec
+                .frames
+                .get(last_measured)
+                .and_then(|f| f.record.arrival_ns)
+        {
+            rec.src_frame_age = src_element.upgrade().and_then(|e| src_frame_age(&e, at));
         }
         gst::PadProbeReturn::Ok
     });

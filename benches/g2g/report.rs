@@ -50,6 +50,9 @@ pub struct Summary {
     pub arrival: Option<Percentiles>,
     pub decoded: Option<Percentiles>,
     pub first_shown: Option<u32>,
+    /// punktfunk: (the src's reported frame age p50/p99 and its frame count, the harness's
+    /// PTS → arrival p50/p99 over the same second of frames), ms.
+    pub src_age: Option<((f64, f64, u64), Option<Percentiles>)>,
 }
 
 pub fn summarize(row: &RowResult) -> Summary {
@@ -64,6 +67,35 @@ pub fn summarize(row: &RowResult) -> Summary {
         arrival: Percentiles::of(arrival),
         decoded: Percentiles::of(decoded),
         first_shown: row.first_shown(),
+        src_age: row.src_frame_age.map(|a| {
+            // The frames the src's window covered (arrived in the second before the read),
+            // measured as the src measures: from the PTS (the host's capture time on the
+            // wire), not from when the source pushed the picture (they differ by the source
+            // lag of a busy machine).
+            let window: Vec<f64> = m
+                .iter()
+                .filter_map(|f| {
+                    let t = f.arrival_ns?;
+                    (t <= a.read_at_ns && a.read_at_ns - t <= 1_000_000_000)
+                        .then(|| t.saturating_sub(f.pts_ns) as f64 / 1e6)
+                })
+                .collect();
+            ((a.p50_ms, a.p99_ms, a.frames), Percentiles::of(window))
+        }),
+    }
+}
+
+/// `src p50 / p99 (harness p50 / p99), n frames` for punktfunk rows.
+fn src_age_cell(a: Option<((f64, f64, u64), Option<Percentiles>)>) -> String {
+    match a {
+        Some(((p50, p99, n), Some(h))) => {
+            format!(
+                "{p50:.1} / {p99:.1} ({:.1} / {:.1}), {n} frames",
+                h.p50, h.p99
+            )
+        }
+        Some(((p50, p99, n), None)) => format!("{p50:.1} / {p99:.1}, {n} frames"),
+        None => "–".into(),
     }
 }
 
@@ -92,8 +124,9 @@ pub fn markdown(rows: &[RowResult]) -> String {
     s.push_str(
         "| transport | codec | loss | capture → arrival, ms<br>p50 / p90 / p99 / max \
          | capture → decoded, ms<br>p50 / p90 / p99 / max | arrived | shown | first picture \
-         | encode, ms<br>p50 / p99 |\n\
-         |---|---|---|---|---|---:|---:|---:|---:|\n",
+         | encode, ms<br>p50 / p99 \
+         | src frame age, ms<br>p50 / p99 (harness PTS → arrival, same frames) |\n\
+         |---|---|---|---|---|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let sm = summarize(r);
@@ -103,7 +136,7 @@ pub fn markdown(rows: &[RowResult]) -> String {
         }
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.spec.transport.label(),
             r.spec.codec.label(),
             r.spec.path.label(),
@@ -115,6 +148,7 @@ pub fn markdown(rows: &[RowResult]) -> String {
                 .map_or("never".into(), |i| format!("frame {i}")),
             sm.encoded
                 .map_or("–".into(), |p| format!("{:.1} / {:.1}", p.p50, p.p99)),
+            src_age_cell(sm.src_age),
         );
     }
     s

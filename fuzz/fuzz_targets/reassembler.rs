@@ -257,6 +257,7 @@ fn genuine(mut inp: Input<'_>, corrupt: bool) {
             first_packet_number: pn,
             sealed: false,
             tag_len: 0,
+            timing: Default::default(),
         };
         if packetizer.packetize(&data, &params, &mut out).is_err()
             || packetizer.encode_parity(fec_percent, &mut out).is_err()

@@ -58,6 +58,7 @@ fuzz_target!(|data: &[u8]| {
                 first_packet_number: 0,
                 sealed: false,
                 tag_len: 0,
+                timing: Default::default(),
             };
             p.packetize_with(&frame, &fp, &ParityTable::from_percent(10), &mut d)
                 .expect("packetize");

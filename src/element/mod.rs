@@ -15,6 +15,7 @@
 //! | [`caps`] | pad templates, codec of caps |
 //! | [`uri`] | `punktfunk://` URIs |
 //! | [`navigation`], [`input_message`] | input events ↔ Navigation events and `punktfunk-input` |
+//! | [`timing`] | capture time → host clock, the host-timestamp meta, frame-age stats fields |
 //!
 //! Everything here is private to the crate: the public API of the elements is their
 //! properties, signals and messages. Nothing in this module tree may be used by the session,
@@ -69,6 +70,7 @@ mod punktfunksrc;
 mod session_slot;
 mod settings;
 mod stats;
+mod timing;
 mod uri;
 
 /// Longest single wait of the thread that polls a session (the sink's receive thread, the

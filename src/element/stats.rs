@@ -20,7 +20,7 @@ pub(crate) fn stats_structure(s: &Stats, bound_port: u32) -> gst::Structure {
         Some(Role::Client) => "client",
         None => "none",
     };
-    gst::Structure::builder(STATS_NAME)
+    let mut st = gst::Structure::builder(STATS_NAME)
         .field("role", role)
         .field("connected", s.connected)
         .field("peer", s.peer.map(|p| p.to_string()).unwrap_or_default())
@@ -68,7 +68,10 @@ pub(crate) fn stats_structure(s: &Stats, bound_port: u32) -> gst::Structure {
         .field("send-buffer", s.send_buffer)
         .field("recv-buffer", s.recv_buffer)
         .field("gso", s.gso)
-        .build()
+        .build();
+    // Frame timing (issue 6).
+    crate::element::timing::add_timing_fields(&mut st, s);
+    st
 }
 
 /// When the next `punktfunk-stats` message is due. The thread that polls the session (the

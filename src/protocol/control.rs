@@ -72,10 +72,11 @@ pub enum Control {
     KeyframeRequest,
     /// Client → host: cumulative reception counters.
     LossReport(LossReport),
-    /// Either way: echo this back. `id` is the sender's clock in microseconds.
-    Ping { id: u64 },
-    /// The echo of a [`Control::Ping`].
-    Pong { id: u64 },
+    /// Either way: echo this back. `t1` is the sender's host clock (monotonic µs) at sending.
+    Ping { t1: u64 },
+    /// The answer to a [`Control::Ping`]: its `t1`, and the answerer's clock when the ping
+    /// arrived (`t2`) and when this left (`t3`) — NTP's timestamps (`clock`).
+    Pong { t1: u64, t2: u64, t3: u64 },
     /// Host → client: the stream info changed (or is known for the first time).
     StreamInfo(StreamInfo),
     /// Either way: this end is leaving. From the host this means end of stream.
@@ -119,11 +120,11 @@ impl Control {
                     .u64(r.frames_delivered)
                     .u32(r.info_generation);
             }
-            Control::Ping { id } => {
-                w.u8(T_PING).u64(*id);
+            Control::Ping { t1 } => {
+                w.u8(T_PING).u64(*t1);
             }
-            Control::Pong { id } => {
-                w.u8(T_PONG).u64(*id);
+            Control::Pong { t1, t2, t3 } => {
+                w.u8(T_PONG).u64(*t1).u64(*t2).u64(*t3);
             }
             Control::StreamInfo(info) => {
                 w.u8(T_INFO);
@@ -163,8 +164,12 @@ impl Control {
                 frames_delivered: r.u64()?,
                 info_generation: r.u32()?,
             }),
-            T_PING => Control::Ping { id: r.u64()? },
-            T_PONG => Control::Pong { id: r.u64()? },
+            T_PING => Control::Ping { t1: r.u64()? },
+            T_PONG => Control::Pong {
+                t1: r.u64()?,
+                t2: r.u64()?,
+                t3: r.u64()?,
+            },
             T_INFO => Control::StreamInfo(StreamInfo::decode(&mut r)?),
             T_BYE => Control::Bye,
             T_ACK => Control::InputAck {
@@ -197,8 +202,12 @@ mod tests {
                 frames_delivered: 5,
                 info_generation: 6,
             }),
-            Control::Ping { id: 77 },
-            Control::Pong { id: 78 },
+            Control::Ping { t1: 77 },
+            Control::Pong {
+                t1: 78,
+                t2: 1 << 40,
+                t3: (1 << 40) + 9,
+            },
             Control::StreamInfo(StreamInfo {
                 caps: "video/x-h264, stream-format=byte-stream, alignment=au".into(),
                 mtu: 1400,

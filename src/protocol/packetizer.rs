@@ -10,6 +10,7 @@
 
 use super::crypto::Aead;
 use super::fec::{BlockLayout, FecCoder, FecError, ParityTable};
+use super::timing::FrameTiming;
 use super::wire::{
     FLAG_SEALED, HEADER_LEN, Header, Kind, VIDEO_FLAG_KEYFRAME, VIDEO_HEADER_LEN, VideoHeader,
 };
@@ -58,6 +59,7 @@ pub struct Datagrams {
     first_packet_number: u64,
     frame_len: usize,
     keyframe: bool,
+    timing: FrameTiming,
     /// Parity shards of each block, as packetized (what [`Packetizer::encode_parity`] fills).
     block_parity: Vec<u8>,
 }
@@ -111,6 +113,10 @@ impl Datagrams {
     }
     pub fn keyframe(&self) -> bool {
         self.keyframe
+    }
+    /// The frame timing every shard header carries.
+    pub fn timing(&self) -> FrameTiming {
+        self.timing
     }
     /// Parity shards of each block of the frame, in block order.
     pub fn block_parity(&self) -> &[u8] {
@@ -168,6 +174,8 @@ pub struct FrameParams {
     /// Whether datagrams will be sealed (sets the header flag and reserves the tag).
     pub sealed: bool,
     pub tag_len: usize,
+    /// Capture time, duration, render offset and send span (host clock), in every shard.
+    pub timing: FrameTiming,
 }
 
 /// Cuts frames into datagrams. Holds the FEC coder.
@@ -266,6 +274,7 @@ impl Packetizer {
         out.first_packet_number = p.first_packet_number;
         out.frame_len = frame.len();
         out.keyframe = p.keyframe;
+        out.timing = p.timing;
         out.block_parity.clear();
         if out.buf.len() < count * dlen {
             out.buf.resize(count * dlen, 0);
@@ -282,6 +291,7 @@ impl Packetizer {
             parity: 0,
             flags: if p.keyframe { VIDEO_FLAG_KEYFRAME } else { 0 },
             fec_scheme: self.coder.scheme(),
+            timing: p.timing,
         };
         let write_headers = |i: usize, vh: &VideoHeader, buf: &mut [u8]| {
             let d = &mut buf[i * dlen..(i + 1) * dlen];
@@ -402,6 +412,12 @@ mod tests {
             first_packet_number: 1000,
             sealed: tag_len > 0,
             tag_len,
+            timing: FrameTiming {
+                capture_us: 5_000_000,
+                duration_us: 16_667,
+                render_offset_us: 7_000,
+                send_span_us: 300,
+            },
         }
     }
 
@@ -425,6 +441,11 @@ mod tests {
             let (vh, shard) = VideoHeader::decode(&body[..body.len() - 16]).unwrap();
             assert_eq!(vh.frame_len, 10_000);
             assert!(vh.keyframe());
+            assert_eq!(
+                vh.timing,
+                params(16).timing,
+                "every shard carries the timing"
+            );
             if i < n {
                 assert_eq!(vh.shard_index as usize, i);
                 rebuilt.extend_from_slice(shard);

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use super::fec::{BlockLayout, FecCoder, MAX_SHARDS_PER_BLOCK};
 use super::packetizer::MAX_FRAME_BYTES;
 use super::repair::MAX_REPAIR_ROWS;
+use super::timing::FrameTiming;
 use super::wire::{VideoHeader, WireError, seq_diff};
 
 /// Limits and timing of a [`Reassembler`].
@@ -63,6 +64,14 @@ pub struct Frame {
     pub recovered_shards: u32,
     /// When its first shard arrived.
     pub first_seen: Instant,
+    /// The host's timing of the frame (from its shard headers).
+    pub timing: FrameTiming,
+    /// When the last data shard that arrived before the frame completed arrived (the first
+    /// shard's arrival if parity alone rebuilt every data shard).
+    pub last_data_at: Instant,
+    /// When the frame could be delivered whole: its completion, or later when an older frame
+    /// held it back.
+    pub complete_at: Instant,
 }
 
 /// What the reassembler has for the session.
@@ -160,11 +169,14 @@ struct Slot {
     layout: BlockLayout,
     keyframe: bool,
     fec_scheme: u8,
+    timing: FrameTiming,
     data: Vec<u8>,
     blocks: Vec<Block>,
     blocks_done: usize,
     first_seen: Instant,
     last_activity: Instant,
+    /// Arrival of the newest data shard.
+    last_data_at: Instant,
     recovered: u32,
     bytes: usize,
     /// Set by [`Reassembler::set_deadline`]: give up at this instant instead of by the
@@ -192,6 +204,8 @@ pub struct Reassembler {
     floor: Option<u32>,
     out: std::collections::VecDeque<Output>,
     lost_since_delivery: bool,
+    /// The instant of the call in progress (what a frame delivered now is stamped with).
+    now: Option<Instant>,
     stats: ReassemblerStats,
 }
 
@@ -204,6 +218,7 @@ impl Reassembler {
             floor: None,
             out: Default::default(),
             lost_since_delivery: false,
+            now: None,
             stats: ReassemblerStats::default(),
         }
     }
@@ -317,11 +332,13 @@ impl Reassembler {
 
     /// Gives up frames whose window passed and delivers what that unblocks.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = Some(now);
         self.advance(now);
     }
 
     /// Takes one opened video body (video header + shard).
     pub fn push(&mut self, body: &[u8], now: Instant) -> Result<(), Rejected> {
+        self.now = Some(now);
         let r = self.push_inner(body, now);
         match r {
             Ok(()) => self.stats.shards_accepted += 1,
@@ -390,6 +407,7 @@ impl Reassembler {
                     || s.layout != layout
                     || s.keyframe != h.keyframe()
                     || s.fec_scheme != h.fec_scheme
+                    || s.timing != h.timing
                 {
                     return Err(inv("shard contradicts its frame"));
                 }
@@ -462,6 +480,7 @@ impl Reassembler {
             let off = (first + si) * shard_size;
             slot.data[off..off + shard_size].copy_from_slice(shard);
             blk.data_count += 1;
+            slot.last_data_at = now;
         } else {
             let off = (si - k) * shard_size;
             blk.parity[off..off + shard_size].copy_from_slice(shard);
@@ -535,11 +554,13 @@ impl Reassembler {
             layout,
             keyframe: h.keyframe(),
             fec_scheme: h.fec_scheme,
+            timing: h.timing,
             data: vec![0u8; data_bytes],
             blocks,
             blocks_done: 0,
             first_seen: now,
             last_activity: now,
+            last_data_at: now,
             recovered: 0,
             bytes,
             deadline: None,
@@ -680,6 +701,9 @@ impl Reassembler {
             discont,
             recovered_shards: s.recovered,
             first_seen: s.first_seen,
+            timing: s.timing,
+            last_data_at: s.last_data_at,
+            complete_at: self.now.unwrap_or(s.last_activity).max(s.last_activity),
         }));
     }
 
@@ -772,6 +796,7 @@ mod memory_tests {
                 parity: 1,
                 flags: 0,
                 fec_scheme: FEC_SCHEME_RS8,
+                timing: Default::default(),
             };
             let mut body = [0u8; VIDEO_HEADER_LEN + 1];
             h.encode(&mut body);

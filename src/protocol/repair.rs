@@ -31,6 +31,7 @@ use std::collections::VecDeque;
 
 use super::fec::{BlockLayout, FecCoder, FecError, MAX_SHARDS_PER_BLOCK};
 use super::packetizer::Datagrams;
+use super::timing::FrameTiming;
 use super::wire::{
     FLAG_SEALED, HEADER_LEN, Header, Kind, Reader, VIDEO_FLAG_KEYFRAME, VIDEO_HEADER_LEN,
     VideoHeader, WireError, Writer,
@@ -197,6 +198,8 @@ struct HeldFrame {
     frame_len: usize,
     shard_size: usize,
     keyframe: bool,
+    /// Repair shards carry the frame's timing like its original shards.
+    timing: FrameTiming,
     layout: BlockLayout,
     /// Original parity per block.
     parity: Vec<u8>,
@@ -325,6 +328,7 @@ impl RepairHistory {
             frame_len: d.frame_len(),
             shard_size: shard,
             keyframe: d.keyframe(),
+            timing: d.timing(),
             layout,
             parity: d.block_parity().to_vec(),
             repaired: vec![0; layout.blocks],
@@ -421,6 +425,7 @@ impl RepairHistory {
                 parity: f.parity[b],
                 flags: if f.keyframe { VIDEO_FLAG_KEYFRAME } else { 0 },
                 fec_scheme: coder.scheme(),
+                timing: f.timing,
             };
             let region = &mut buf[i * dlen..(i + give) * dlen];
             for (r, d) in region.chunks_exact_mut(dlen).enumerate() {
@@ -492,6 +497,7 @@ mod tests {
             first_packet_number: 0,
             sealed: false,
             tag_len: 0,
+            timing: Default::default(),
         };
         p.packetize_with(data, &params, &ParityTable::from_percent(pct), &mut out)
             .unwrap();

@@ -7,7 +7,7 @@
 //! [`super::clock::ClockOffset`] into an [`AgeSample`] per delivered frame:
 //!
 //! ```text
-//! capture ──encode──▶ render ──host──▶ last shard sent ──network──▶ last data shard ──fec──▶ complete
+//! capture ──encode──▶ render ──host──▶ last data sent ──network──▶ last data shard ──fec──▶ complete
 //!         (encoder,           (sink: FEC, seal,            (wire, queues,          (waiting for
 //!          pipeline)           pacing)                      reorder, repair)         parity)
 //! ```
@@ -28,8 +28,8 @@ pub struct FrameTiming {
     pub duration_us: u32,
     /// capture → the sink had the access unit (the encoder's and pipeline's share).
     pub render_offset_us: u32,
-    /// render → the scheduled send time of the frame's last datagram (the sink's share: FEC,
-    /// sealing, pacing).
+    /// render → the scheduled send time of the frame's last data datagram (the sink's share:
+    /// FEC, sealing, pacing; parity follows the data, a lossless frame completes without it).
     pub send_span_us: u32,
 }
 
@@ -61,7 +61,7 @@ impl FrameTiming {
             .saturating_add(u64::from(self.render_offset_us))
     }
 
-    /// Host clock time the last datagram was scheduled to leave.
+    /// Host clock time the last data datagram was scheduled to leave.
     pub fn last_sent_us(&self) -> u64 {
         self.render_us()
             .saturating_add(u64::from(self.send_span_us))

@@ -7,14 +7,18 @@
 
 use std::fmt;
 
-/// Protocol version carried in the first byte of every datagram.
-pub const VERSION: u8 = 1;
+use super::timing::{FRAME_TIMING_LEN, FrameTiming};
+
+/// Protocol version carried in the first byte of every datagram. Version 2: handshake v2
+/// (SPAKE2 + NNpsk2) and the frame timing in every video shard header.
+pub const VERSION: u8 = 2;
 
 /// Size of the clear header that starts every datagram (and is the AEAD's associated data).
 pub const HEADER_LEN: usize = 16;
 
-/// Size of the video shard header inside the sealed part of a video datagram.
-pub const VIDEO_HEADER_LEN: usize = 18;
+/// Size of the video shard header inside the sealed part of a video datagram: 18 bytes of
+/// shard layout, then the frame's [`FrameTiming`] (20 bytes).
+pub const VIDEO_HEADER_LEN: usize = 18 + FRAME_TIMING_LEN;
 
 /// AES-GCM tag length; a sealed datagram carries it after the ciphertext.
 pub const TAG_LEN: usize = 16;
@@ -246,6 +250,8 @@ pub struct VideoHeader {
     pub flags: u8,
     /// FEC scheme (`FEC_SCHEME_*`).
     pub fec_scheme: u8,
+    /// When the host captured and sent the frame (the same in every shard of a frame).
+    pub timing: FrameTiming,
 }
 
 impl VideoHeader {
@@ -259,6 +265,7 @@ impl VideoHeader {
         out[15] = self.parity;
         out[16] = self.flags;
         out[17] = self.fec_scheme;
+        self.timing.encode(&mut out[18..VIDEO_HEADER_LEN]);
     }
 
     /// Parses the shard header; returns it and the shard bytes. Only the layout is checked
@@ -277,6 +284,7 @@ impl VideoHeader {
             parity: buf[15],
             flags: buf[16],
             fec_scheme: buf[17],
+            timing: FrameTiming::decode(&buf[18..VIDEO_HEADER_LEN]).ok_or(WireError::Truncated)?,
         };
         Ok((h, &buf[VIDEO_HEADER_LEN..]))
     }
@@ -483,6 +491,12 @@ mod tests {
             parity: 9,
             flags: VIDEO_FLAG_KEYFRAME,
             fec_scheme: FEC_SCHEME_RS8,
+            timing: FrameTiming {
+                capture_us: 0x0102_0304_0506_0708,
+                duration_us: 16_667,
+                render_offset_us: 9_001,
+                send_span_us: 250,
+            },
         };
         let mut b = [0u8; VIDEO_HEADER_LEN + 2];
         v.encode(&mut b);

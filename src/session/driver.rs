@@ -18,7 +18,7 @@ use crate::protocol::packetizer::{Datagrams, Packetizer};
 use crate::sync::lock;
 use crate::transport::{RecvBatch, Transport, TransportInfo};
 
-use super::connection::{Connection, Event, SealedFrame, Transmit};
+use super::connection::{Connection, Event, FrameTimingIn, SealedFrame, Transmit};
 use super::{Config, Error, Result, Stats};
 
 /// Receive batches drained without waiting before timers run (64 datagrams each). Bounded, so
@@ -54,7 +54,11 @@ impl Session {
     /// Creates a session over `transport` (already bound). Callers start their handshake on
     /// the first poll; listeners wait for a hello.
     pub fn new(config: Config, transport: impl Transport + 'static) -> Result<Session> {
-        let conn = Connection::new(config.clone(), Instant::now())?;
+        let mut conn = Connection::new(config.clone(), Instant::now())?;
+        // The host clock: CLOCK_MONOTONIC and `Instant` sampled together (on Linux the same
+        // clock, so the mapping is exact to the sampling gap, tens of nanoseconds).
+        let (at, mono_us) = (Instant::now(), monotonic_us());
+        conn.set_host_clock(at, mono_us);
         let local_addr = transport.local_addr();
         let info = transport.info();
         let ring = RecvBatch::new(config.recv_batch, config.mtu.max(2048));
@@ -137,9 +141,27 @@ impl Session {
     }
 
     /// Host: packetizes, FEC-protects and seals a frame without sending it. `None` when no
-    /// client is connected (the frame is counted as dropped).
+    /// client is connected (the frame is counted as dropped). The frame counts as captured now
+    /// (see [`Session::seal_frame_timed`]).
     pub fn seal_frame(&self, data: &[u8], keyframe: bool) -> Result<Option<SealedFrame>> {
         self.seal_frame_into(data, keyframe, Datagrams::new())
+    }
+
+    /// Like [`Session::seal_frame`], with the frame's capture time (host clock: microseconds of
+    /// `CLOCK_MONOTONIC`, see [`Session::host_clock_us`]) and duration, which travel with the
+    /// frame so the client can tell its age. Now is the frame's render time.
+    pub fn seal_frame_timed(
+        &self,
+        data: &[u8],
+        keyframe: bool,
+        timing: FrameTimingIn,
+    ) -> Result<Option<SealedFrame>> {
+        self.seal_timed_into(data, keyframe, timing, Datagrams::new())
+    }
+
+    /// The host clock (microseconds of `CLOCK_MONOTONIC`) at `t`, as frames and pings carry it.
+    pub fn host_clock_us(&self, t: Instant) -> u64 {
+        lock(&self.inner.conn).host_clock_us(t)
     }
 
     /// Like [`Session::seal_frame`], reusing a buffer from [`SealedFrame::into_buffer`].
@@ -147,6 +169,17 @@ impl Session {
         &self,
         data: &[u8],
         keyframe: bool,
+        buf: Datagrams,
+    ) -> Result<Option<SealedFrame>> {
+        self.seal_timed_into(data, keyframe, FrameTimingIn::default(), buf)
+    }
+
+    /// Like [`Session::seal_frame_timed`], reusing a buffer from [`SealedFrame::into_buffer`].
+    pub fn seal_timed_into(
+        &self,
+        data: &[u8],
+        keyframe: bool,
+        timing: FrameTimingIn,
         mut buf: Datagrams,
     ) -> Result<Option<SealedFrame>> {
         self.require(Role::Host, "seal_frame is for the host")?;
@@ -154,7 +187,13 @@ impl Session {
         // Frames are cut one at a time; the connection's lock is held only to reserve packet
         // numbers, so the receive thread is never kept waiting by packetizing, FEC or sealing.
         let mut packetizer = lock(&self.inner.packetizer);
-        let ticket = lock(&self.inner.conn).begin_frame(now, &packetizer, data.len(), keyframe)?;
+        let ticket = lock(&self.inner.conn).begin_frame_timed(
+            now,
+            &packetizer,
+            data.len(),
+            keyframe,
+            timing,
+        )?;
         let Some(ticket) = ticket else {
             return Ok(None);
         };
@@ -201,7 +240,17 @@ impl Session {
 
     /// Host: seal and send in one go. `Ok(None)` when no client is connected.
     pub fn submit_frame(&self, data: &[u8], keyframe: bool) -> Result<Option<SendReport>> {
-        match self.seal_frame(data, keyframe)? {
+        self.submit_frame_timed(data, keyframe, FrameTimingIn::default())
+    }
+
+    /// Host: [`Session::seal_frame_timed`] and send in one go.
+    pub fn submit_frame_timed(
+        &self,
+        data: &[u8],
+        keyframe: bool,
+        timing: FrameTimingIn,
+    ) -> Result<Option<SendReport>> {
+        match self.seal_frame_timed(data, keyframe, timing)? {
             Some(f) => self.send_sealed(&f).map(Some),
             None => Ok(None),
         }
@@ -329,6 +378,22 @@ impl Session {
         self.flush(out);
         Ok(n)
     }
+}
+
+/// `CLOCK_MONOTONIC` now, in microseconds: the host clock that frame timing and pings carry.
+pub fn monotonic_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC is always available on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000)
+        .saturating_add(ts.tv_nsec as u64 / 1_000)
 }
 
 fn drain_transmits(c: &mut Connection) -> Vec<Transmit> {

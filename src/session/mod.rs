@@ -30,9 +30,10 @@ mod stats;
 
 pub use config::{Config, Mode};
 pub use connection::{
-    Connection, DisconnectReason, Event, FrameTicket, HandshakeFailure, SealedFrame, Transmit,
+    Connection, DisconnectReason, Event, FrameTicket, FrameTimingIn, HandshakeFailure, SealedFrame,
+    Transmit,
 };
-pub use driver::{SendReport, Session};
+pub use driver::{SendReport, Session, monotonic_us};
 pub use stats::Stats;
 
 /// Errors of the session API (the connection returns the same type; it never produces `Io`).

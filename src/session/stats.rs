@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use crate::protocol::handshake::Role;
+use crate::protocol::timing::AgeSummary;
 
 /// Cumulative counters since the session was created (over all peers it had), plus the state
 /// of the current connection.
@@ -79,6 +80,16 @@ pub struct Stats {
     pub send_buffer: u64,
     pub recv_buffer: u64,
     pub gso: bool,
+
+    // Frame timing (issue 6).
+    /// Client: frame age at arrival and its parts (p50/p99, µs) over the frames delivered in
+    /// the last second ([`super::connection::FRAME_AGE_SPAN`]) before the newest one; all 0
+    /// before the clock offset is known.
+    pub frame_age: AgeSummary,
+    /// Client: the host's clock minus ours in µs (`None` before the first pong of a session).
+    pub clock_offset_us: Option<i64>,
+    /// Client: the bound on the offset's error (half the RTT of its exchange), µs.
+    pub clock_offset_uncertainty_us: Option<u64>,
 }
 
 impl Stats {

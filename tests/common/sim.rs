@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use gstpunktfunk::protocol::fec::ReedSolomon8;
 use gstpunktfunk::protocol::packetizer::{Datagrams, Packetizer};
-use gstpunktfunk::session::{Config, Connection, Event};
+use gstpunktfunk::session::{Config, Connection, Event, FrameTimingIn};
 
 /// Steps after which a run is considered stuck (a timer that never moves on).
 const MAX_STEPS: u64 = 50_000_000;
@@ -271,11 +271,22 @@ impl Sim {
     /// the link at their paced release times. Returns the datagram count, `None` without a
     /// peer.
     pub fn send_frame(&mut self, i: usize, data: &[u8], keyframe: bool) -> Option<usize> {
+        self.send_frame_timed(i, data, keyframe, FrameTimingIn::default())
+    }
+
+    /// [`Sim::send_frame`] with the frame's capture time and duration.
+    pub fn send_frame_timed(
+        &mut self,
+        i: usize,
+        data: &[u8],
+        keyframe: bool,
+        timing: FrameTimingIn,
+    ) -> Option<usize> {
         let now = self.now;
         let n = &mut self.nodes[i];
         let ticket = n
             .conn
-            .begin_frame(now, &n.packetizer, data.len(), keyframe)
+            .begin_frame_timed(now, &n.packetizer, data.len(), keyframe, timing)
             .expect("frame accepted")?;
         let mut buf = Datagrams::new();
         ticket

@@ -29,6 +29,7 @@ use crate::element::peer::{PeerChange, PeerEvents, post_element_message};
 use crate::element::properties::{self, Core};
 use crate::element::settings::{DEFAULT_STATS_INTERVAL_MS, SinkSettings};
 use crate::element::stats::{StatsTicker, stats_structure};
+use crate::element::timing::capture_timing;
 use crate::element::{POLL_SLICE, debug_category, lock};
 use crate::protocol::annexb::{Codec, ParameterSets};
 use crate::protocol::pacing::PacingConfig;
@@ -341,7 +342,8 @@ impl BaseSinkImpl for PunktfunkSink {
             None => data,
         };
 
-        match session.submit_frame(frame, keyframe) {
+        let timing = capture_timing(self.obj().upcast_ref(), buffer);
+        match session.submit_frame_timed(frame, keyframe, timing) {
             Ok(Some(report)) => {
                 gst::trace!(
                     CAT,

@@ -23,6 +23,7 @@ use crate::element::peer::{PeerChange, PeerEvents, post_element_message};
 use crate::element::properties::{self, Core};
 use crate::element::settings::{ConnectionMode, SrcSettings};
 use crate::element::stats::StatsTicker;
+use crate::element::timing::attach_host_timestamp;
 use crate::element::uri::{PunktfunkUri, URI_SCHEME};
 use crate::element::{POLL_SLICE, debug_category, lock};
 use crate::protocol::input::InputEvent;
@@ -252,10 +253,12 @@ impl PunktfunkSrc {
 
         let keyframe = f.keyframe;
         let len = f.data.len();
+        let timing = f.timing;
         let mut buffer = gst::Buffer::from_mut_slice(f.data);
         {
             let b = buffer.make_mut();
             b.set_pts(self.running_time_now());
+            attach_host_timestamp(b, &timing);
             let mut flags = gst::BufferFlags::empty();
             if !keyframe {
                 flags |= gst::BufferFlags::DELTA_UNIT;

@@ -70,6 +70,9 @@ impl Connection {
 
     pub(super) fn drain_reassembler(&mut self) {
         while let Some(o) = self.client.reassembler.poll() {
+            if let Output::Frame(f) = &o {
+                self.record_frame_age(f);
+            }
             self.events.push_back(match o {
                 Output::Frame(f) => Event::Frame(f),
                 Output::Lost { count, .. } => Event::FramesLost { count },

@@ -327,7 +327,9 @@ impl Connection {
         if let Some(info) = peer_info {
             self.on_stream_info(info);
         }
-        // Confirm to the peer at once (a listener waits for this) and start RTT measurement.
+        // Confirm to the peer at once (a listener waits for this) and start RTT measurement
+        // and, with it, a fresh clock offset (the peer may be another host).
+        self.reset_clock_offset();
         self.send_ping(now);
         if self.cfg.role == Role::Host
             && let Some(info) = self.host.stream_info.clone()

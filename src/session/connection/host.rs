@@ -19,9 +19,9 @@ use crate::protocol::crypto::Aead;
 use crate::protocol::handshake::Role;
 use crate::protocol::pacing::Schedule;
 use crate::protocol::packetizer::{Datagrams, FrameParams, PacketizeError, Packetizer, seal_all};
-use crate::protocol::wire::FEC_SCHEME_RS8;
+use crate::protocol::wire::{FEC_SCHEME_RS8, HEADER_LEN, VIDEO_HEADER_LEN};
 
-use super::{Connection, Error, Event, Result};
+use super::{Connection, Error, Event, FrameTimingIn, Result};
 
 /// A frame's reserved place in the stream: its index, packet numbers and sealing key. Turn
 /// it into datagrams with [`FrameTicket::packetize`] and [`FrameTicket::seal`], outside any
@@ -107,6 +107,20 @@ impl Connection {
         len: usize,
         keyframe: bool,
     ) -> Result<Option<FrameTicket>> {
+        self.begin_frame_timed(now, packetizer, len, keyframe, FrameTimingIn::default())
+    }
+
+    /// Like [`Connection::begin_frame`], with what the caller knows of the frame's timing
+    /// (capture time in the host clock, duration); `now` is the frame's render time. Every
+    /// shard of the frame carries the resulting [`crate::protocol::timing::FrameTiming`].
+    pub fn begin_frame_timed(
+        &mut self,
+        now: Instant,
+        packetizer: &Packetizer,
+        len: usize,
+        keyframe: bool,
+        timing: FrameTimingIn,
+    ) -> Result<Option<FrameTicket>> {
         self.require(Role::Host, "seal_frame is for the host")?;
         if self.closed {
             return Err(Error::Closed);
@@ -121,7 +135,8 @@ impl Connection {
         let plan = packetizer
             .plan(len, fec_percent, seal.tag_len())
             .map_err(Error::Packetize)?;
-        let params = FrameParams {
+        let datagram_len = HEADER_LEN + VIDEO_HEADER_LEN + plan.shard + seal.tag_len();
+        let mut params = FrameParams {
             frame_index,
             keyframe,
             fec_percent,
@@ -129,11 +144,18 @@ impl Connection {
             first_packet_number: link.next_pn,
             sealed: link.encrypt,
             tag_len: seal.tag_len(),
+            timing: Default::default(),
         };
         link.next_pn += plan.count as u64;
         let peer = link.peer;
         self.host.frame_index = frame_index.wrapping_add(1);
         self.host.pacer.observe_frame(len, now);
+        params.timing = self.frame_timing(
+            now,
+            timing,
+            plan.count * datagram_len,
+            (plan.count, plan.data_shards),
+        );
         self.stats.frames_sent += 1;
         if keyframe {
             self.stats.keyframes_sent += 1;

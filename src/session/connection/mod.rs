@@ -25,8 +25,9 @@
 //! and drop of a session), `link` (one established cryptographic session: keys, packet
 //! numbers, replay window), `host` (frames, stream info, what the client reports), `client`
 //! (video in, input out, loss reports, keyframe requests), `timers` (timeout, keep-alive, RTT,
-//! retries), `ids` (attempt ids and frame indices, seedable). New session-level features go
-//! beside their role: repair requests and loss-model or bandwidth feedback into `client` (what
+//! retries), `ids` (attempt ids and frame indices, seedable), `timing` (the host clock, the
+//! frame timing the host writes, the NTP-style clock offset and the client's frame ages). New
+//! session-level features go beside their role: repair requests and loss-model or bandwidth feedback into `client` (what
 //! is measured and sent) and `host` (what is done with it), path validation and cookies into
 //! `establish`, new periodic work into `timers`.
 //!
@@ -54,8 +55,10 @@ mod host;
 mod ids;
 mod link;
 mod timers;
+mod timing;
 
 pub use host::{FrameTicket, SealedFrame};
+pub use timing::{DEFAULT_ANCHOR_US, FRAME_AGE_SPAN, FrameTimingIn};
 
 use establish::{Attempt, LastHello};
 use ids::Ids;
@@ -218,7 +221,7 @@ pub struct Connection {
     events: VecDeque<Event>,
     transmits: VecDeque<Transmit>,
     closed: bool,
-    /// Creation time; ping ids are microseconds since it.
+    /// Creation time.
     epoch: Instant,
     last_ping: Instant,
     srtt: Option<Duration>,
@@ -227,6 +230,8 @@ pub struct Connection {
     stats: Stats,
     /// Reused encoding buffer for control and input bodies.
     scratch: Vec<u8>,
+    // Frame timing (issue 6): host clock, clock offset, frame ages.
+    timing: timing::TimingState,
 }
 
 impl Connection {
@@ -292,6 +297,7 @@ impl Connection {
                 ..Stats::default()
             },
             scratch: Vec::new(),
+            timing: timing::TimingState::new(now),
             cfg: config,
         })
     }
@@ -390,6 +396,7 @@ impl Connection {
                 s.packets_lost = s.packets_lost_before + l.packets_lost();
             }
         }
+        self.timing_stats(&mut s);
         s
     }
 
@@ -455,8 +462,8 @@ impl Connection {
     fn on_control(&mut self, c: Control, now: Instant) {
         let role = self.cfg.role;
         match c {
-            Control::Ping { id } => self.send_control(&Control::Pong { id }),
-            Control::Pong { id } => self.on_pong(id, now),
+            Control::Ping { t1 } => self.on_ping(t1, now),
+            Control::Pong { t1, t2, t3 } => self.on_pong(t1, t2, t3, now),
             Control::KeyframeRequest if role == Role::Host => self.on_keyframe_request(),
             Control::LossReport(r) if role == Role::Host => self.on_loss_report(r, now),
             Control::StreamInfo(info) if role == Role::Client => self.on_stream_info(info),

@@ -117,24 +117,12 @@ impl Connection {
         }
     }
 
-    /// Sends a ping whose id is its send time, for the RTT (and as keep-alive).
+    /// Sends a ping carrying its send time in the host clock, for the RTT and the clock offset
+    /// (and as keep-alive); the pong is handled in `timing`.
     pub(super) fn send_ping(&mut self, now: Instant) {
         self.last_ping = now;
-        let id = now.saturating_duration_since(self.epoch).as_micros() as u64;
-        self.send_control(&Control::Ping { id });
-    }
-
-    pub(super) fn on_pong(&mut self, id: u64, now: Instant) {
-        let Some(sent) = self.epoch.checked_add(Duration::from_micros(id)) else {
-            return;
-        };
-        if sent <= now {
-            let sample = now - sent;
-            self.srtt = Some(match self.srtt {
-                Some(s) => (s * 7 + sample) / 8,
-                None => sample,
-            });
-        }
+        let t1 = self.host_clock_us(now);
+        self.send_control(&Control::Ping { t1 });
     }
 
     /// Input retransmission timeout from the smoothed RTT.
