@@ -54,8 +54,10 @@ impl Session {
     /// Creates a session over `transport` (already bound). Callers start their handshake on
     /// the first poll; listeners wait for a hello.
     pub fn new(config: Config, transport: impl Transport + 'static) -> Result<Session> {
-        let conn = Connection::new(config.clone(), Instant::now())?;
         let local_addr = transport.local_addr();
+        config.check_exposure(local_addr)?;
+        let conn =
+            Connection::new_at(config.clone(), Instant::now(), std::time::SystemTime::now())?;
         let info = transport.info();
         let ring = RecvBatch::new(config.recv_batch, config.mtu.max(2048));
         let packetizer = Packetizer::new(config.mtu, Box::new(ReedSolomon8::new()));
