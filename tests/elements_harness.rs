@@ -1116,7 +1116,10 @@ fn unauthenticated_listener_on_all_addresses_is_refused_unless_allowed() {
     assert!(!ok, "refused");
     let err = err.expect("an element error");
     assert!(err.matches(gst::ResourceError::NotAuthorized), "{err}");
-    assert!(err.message().contains("allow-unauthenticated=true"), "{err}");
+    assert!(
+        err.message().contains("allow-unauthenticated=true"),
+        "{err}"
+    );
     assert!(err.message().contains("passphrase"), "{err}");
     assert_eq!(start("0.0.0.0", true), (true, None));
     assert_eq!(start("127.0.0.1", false), (true, None));
@@ -1186,7 +1189,10 @@ fn src_survives_a_forged_reject_and_gives_up_only_on_a_sustained_series() {
             _ => {}
         }
     }
-    assert!(warned, "the genuine-looking Reject is reported as a warning");
+    assert!(
+        warned,
+        "the genuine-looking Reject is reported as a warning"
+    );
     // A listener that refuses every hello for over a second: an error. (Short reads: once
     // the src gave up no more hellos come, and the bus is checked between reads.)
     listener
@@ -1194,7 +1200,10 @@ fn src_survives_a_forged_reject_and_gives_up_only_on_a_sustained_series() {
         .expect("timeout");
     let end = Instant::now() + WAIT;
     let err = loop {
-        assert!(Instant::now() < end, "no error after a sustained series of rejects");
+        assert!(
+            Instant::now() < end,
+            "no error after a sustained series of rejects"
+        );
         if let Ok((n, from)) = listener.recv_from(&mut buf) {
             listener
                 .send_to(&reject_for(&buf[..n], 2), from)

@@ -58,7 +58,10 @@ fn connect(sim: &mut Sim) {
 }
 
 fn spoofed(i: u32) -> SocketAddr {
-    SocketAddr::from(([198, 51, (i >> 8) as u8 % 200, i as u8], 40_000 + (i % 1000) as u16))
+    SocketAddr::from((
+        [198, 51, (i >> 8) as u8 % 200, i as u8],
+        40_000 + (i % 1000) as u16,
+    ))
 }
 
 fn hello_datagram(pass: &str, unix_ms: u64, counter: u32, attempt: u32) -> Vec<u8> {
@@ -138,13 +141,24 @@ fn hello_flood_from_many_sources_neither_starves_a_client_nor_amplifies() {
         "connected after {took:?}; host: stale {}, cookies {}, dropped {}, completed {}",
         s.hellos_stale, s.cookies_sent, s.hellos_dropped, s.handshakes_completed
     );
-    assert!(s.hellos_stale >= 1, "replays are refused by the freshness cache");
+    assert!(
+        s.hellos_stale >= 1,
+        "replays are refused by the freshness cache"
+    );
     assert!(s.cookies_sent + s.hellos_dropped > 0, "the gate engaged");
     // No amplification: per spoofed source, bytes sent ≤ bytes received, and no single answer
     // is larger than a hello.
     let mut sent: HashMap<SocketAddr, usize> = HashMap::new();
-    for d in sim.sent.iter().filter(|d| d.from == HOST && d.to != addr(2)) {
-        assert!(d.bytes.len() <= HELLO_DATAGRAM_LEN, "{} bytes", d.bytes.len());
+    for d in sim
+        .sent
+        .iter()
+        .filter(|d| d.from == HOST && d.to != addr(2))
+    {
+        assert!(
+            d.bytes.len() <= HELLO_DATAGRAM_LEN,
+            "{} bytes",
+            d.bytes.len()
+        );
         *sent.entry(d.to).or_default() += d.bytes.len();
     }
     for (to, n) in sent {
@@ -177,7 +191,11 @@ fn no_answer_before_validation_is_larger_than_the_hello() {
             .iter()
             .filter(|d| d.from == HOST)
         {
-            assert!(d.bytes.len() <= hello_len, "{} > {hello_len}", d.bytes.len());
+            assert!(
+                d.bytes.len() <= hello_len,
+                "{} > {hello_len}",
+                d.bytes.len()
+            );
             assert_eq!(d.bytes[1], Kind::HandshakeResponse as u8);
         }
         sim.run_for(Duration::from_millis(10));
@@ -227,11 +245,31 @@ fn a_forged_reject_does_not_stop_the_caller() {
     };
     let at = sim.now;
     // Another address, the right id: ignored. The peer's address, a wrong id: ignored.
-    sim.inject_at(at, addr(66), addr(2), reject(id, RejectReason::PassphraseMismatch));
-    sim.inject_at(at, addr(1), addr(2), reject(id ^ 1, RejectReason::PassphraseMismatch));
+    sim.inject_at(
+        at,
+        addr(66),
+        addr(2),
+        reject(id, RejectReason::PassphraseMismatch),
+    );
+    sim.inject_at(
+        at,
+        addr(1),
+        addr(2),
+        reject(id ^ 1, RejectReason::PassphraseMismatch),
+    );
     // The peer's address, the live id, twice: one hint.
-    sim.inject_at(at, addr(1), addr(2), reject(id, RejectReason::PassphraseMismatch));
-    sim.inject_at(at, addr(1), addr(2), reject(id, RejectReason::PassphraseMismatch));
+    sim.inject_at(
+        at,
+        addr(1),
+        addr(2),
+        reject(id, RejectReason::PassphraseMismatch),
+    );
+    sim.inject_at(
+        at,
+        addr(1),
+        addr(2),
+        reject(id, RejectReason::PassphraseMismatch),
+    );
     let sent_before = sim.conn(0).stats().handshakes_sent;
     sim.run_for(Duration::from_millis(450));
     let s = sim.conn(0).stats();
@@ -254,7 +292,12 @@ fn a_forged_reject_does_not_stop_the_caller() {
             Header::decode(&d.bytes).unwrap().0.session_id
         };
         let at = sim.now;
-        sim.inject_at(at, addr(1), addr(2), reject(id, RejectReason::PassphraseMismatch));
+        sim.inject_at(
+            at,
+            addr(1),
+            addr(2),
+            reject(id, RejectReason::PassphraseMismatch),
+        );
         sim.run_for(Duration::from_millis(200));
         sustained = sim.nodes[0]
             .events
@@ -273,7 +316,10 @@ fn a_forged_reject_does_not_stop_the_caller() {
             count: 5
         })
     );
-    assert!(!sim.conn(0).is_closed(), "the connection itself keeps trying");
+    assert!(
+        !sim.conn(0).is_closed(),
+        "the connection itself keeps trying"
+    );
 }
 
 /// Finding 7: a forged response for a live attempt (its id is in the clear hello) no longer
@@ -303,7 +349,9 @@ fn a_forged_response_keeps_its_attempt() {
         let at = sim.now;
         sim.inject_at(at, addr(1), addr(2), forged);
         assert!(
-            sim.run_until(Duration::from_millis(100), |s| s.conn(CLIENT).is_connected()),
+            sim.run_until(Duration::from_millis(100), |s| s
+                .conn(CLIENT)
+                .is_connected()),
             "pass {pass:?}"
         );
         let s = sim.conn(CLIENT).stats();
@@ -369,14 +417,20 @@ fn a_raced_copy_from_a_spoofed_address_does_not_move_the_stream() {
     let s = sim.conn(HOST).stats();
     assert_eq!(sim.conn(HOST).peer(), Some(addr(2)));
     assert_eq!(s.path_migrations, 0);
-    assert!(s.path_challenges_sent >= 1, "the spoofed address was challenged");
+    assert!(
+        s.path_challenges_sent >= 1,
+        "the spoofed address was challenged"
+    );
     let to_spoof: usize = sim
         .sent
         .iter()
         .filter(|d| d.from == HOST && d.to == spoof)
         .map(|d| d.bytes.len())
         .sum();
-    assert!(to_spoof <= 3 * raced_bytes, "{to_spoof} > 3 × {raced_bytes}");
+    assert!(
+        to_spoof <= 3 * raced_bytes,
+        "{to_spoof} > 3 × {raced_bytes}"
+    );
     // No video ever went to the spoofed address.
     assert!(
         !sim.sent
@@ -401,8 +455,10 @@ fn nat_rebinding_is_followed_after_validation() {
     sim.run_for(Duration::from_millis(100));
     sim.nodes[CLIENT].addr = addr(3);
     let frame = frame_bytes(4_000, 9);
-    assert!(sim.run_until(Duration::from_secs(1), |s| s.conn(HOST).peer()
-        == Some(addr(3))));
+    assert!(
+        sim.run_until(Duration::from_secs(1), |s| s.conn(HOST).peer()
+            == Some(addr(3)))
+    );
     sim.take_events(CLIENT);
     sim.send_frame(HOST, &frame, true);
     sim.run_for(Duration::from_millis(50));
@@ -433,17 +489,19 @@ fn an_8_mb_keyframe_with_concurrent_control_traffic_arrives() {
     for i in 0..20u32 {
         let now = sim.now;
         sim.conn(CLIENT)
-            .send_input(now, InputEvent::MouseMove {
-                x: f64::from(i),
-                y: 1.0,
-            })
+            .send_input(
+                now,
+                InputEvent::MouseMove {
+                    x: f64::from(i),
+                    y: 1.0,
+                },
+            )
             .unwrap();
         sim.run_for(Duration::from_millis(2));
     }
-    assert!(sim.run_until(Duration::from_secs(2), |s| s.saw(CLIENT, |e| matches!(
-        e,
-        Event::Frame(_)
-    ))));
+    assert!(sim.run_until(Duration::from_secs(2), |s| {
+        s.saw(CLIENT, |e| matches!(e, Event::Frame(_)))
+    }));
     let f = sim
         .take_events(CLIENT)
         .into_iter()
@@ -504,10 +562,13 @@ fn host_bounds_input_floods() {
     let total = 3_000u32;
     for i in 0..total {
         sim.conn(CLIENT)
-            .send_input(now, InputEvent::MouseMove {
-                x: f64::from(i),
-                y: 0.0,
-            })
+            .send_input(
+                now,
+                InputEvent::MouseMove {
+                    x: f64::from(i),
+                    y: 0.0,
+                },
+            )
             .unwrap();
     }
     sim.run_for(Duration::from_millis(50));
@@ -538,7 +599,9 @@ fn unauthenticated_listener_is_refused_off_loopback() {
     let lo: SocketAddr = "127.0.0.1:7600".parse().unwrap();
     let lo6: SocketAddr = "[::1]:7600".parse().unwrap();
     let mut h = Config::host_listener();
-    assert!(matches!(h.check_exposure(any), Err(Error::InvalidArg(m)) if m.contains("allow-unauthenticated")));
+    assert!(
+        matches!(h.check_exposure(any), Err(Error::InvalidArg(m)) if m.contains("allow-unauthenticated"))
+    );
     assert!(h.check_exposure(lo).is_ok() && h.check_exposure(lo6).is_ok());
     h.allow_unauthenticated = true;
     assert!(h.check_exposure(any).is_ok());
@@ -546,7 +609,10 @@ fn unauthenticated_listener_is_refused_off_loopback() {
     h.passphrase = Some("x".into());
     assert!(h.check_exposure(any).is_ok());
     h.passphrase = Some(String::new());
-    assert!(h.check_exposure(any).is_err(), "an empty passphrase is none");
+    assert!(
+        h.check_exposure(any).is_err(),
+        "an empty passphrase is none"
+    );
     let c = Config::client_caller(lo);
     assert!(c.check_exposure(any).is_ok());
     // The driver checks it with the transport's bound address.

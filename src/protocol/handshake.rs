@@ -839,6 +839,37 @@ mod tests {
         assert!(sealed_datagram_opens(&h, &c));
     }
 
+    /// Issue 9 finding 7: a forged or garbled response (anyone who saw the hello knows its
+    /// attempt id) no longer consumes the attempt: the real answer still completes it, with
+    /// and without a passphrase.
+    #[test]
+    fn a_failed_response_keeps_the_attempt() {
+        for pass in [None, Some("secret")] {
+            let client = cfg(Role::Client, pass);
+            let (mut init, hello) = hello(&client, NOW, 1);
+            let (h, real) = Responder::new(cfg(Role::Host, pass))
+                .respond(&hello, NOW)
+                .unwrap();
+            // A listener with another passphrase, a flipped byte, junk.
+            let (_, other) = Responder::new(cfg(Role::Host, pass.map(|_| "guess")))
+                .respond(&hello, NOW)
+                .unwrap();
+            let mut flipped = real.clone();
+            *flipped.last_mut().unwrap() ^= 1;
+            // (Without a passphrase another listener's answer is as good as any: NN does not
+            // authenticate the listener.)
+            let mut bad: Vec<&[u8]> = vec![&flipped[..], &real[..10], &[0u8; 3][..]];
+            if pass.is_some() {
+                bad.insert(0, &other[..]);
+            }
+            for b in bad {
+                assert!(init.try_finish(b).is_err());
+            }
+            let c = init.try_finish(&real).unwrap();
+            assert_eq!((c.send_key, c.session_id), (h.recv_key, h.session_id));
+        }
+    }
+
     #[test]
     fn fresh_keys_every_time() {
         let mut host = Responder::new(cfg(Role::Host, Some("secret")));
