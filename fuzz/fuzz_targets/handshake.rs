@@ -149,10 +149,7 @@ fuzz_target!(|data: &[u8]| {
                 *d = *s;
             }
             let hello = init.hello_with_cookie(&Cookie(c));
-            assert_eq!(
-                handshake::peek_hello(&hello).map(|p| p.cookie),
-                Ok(Some(Cookie(c)))
-            );
+            assert_eq!(handshake::peek_hello(&hello).map(|p| p.cookie), Ok(Some(Cookie(c))));
             let (l, resp) = Responder::new(listener)
                 .respond(&hello, NOW)
                 .expect("a hello with a cookie is the same hello");

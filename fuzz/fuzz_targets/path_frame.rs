@@ -49,11 +49,7 @@ fuzz_target!(|data: &[u8]| {
                 let token = challenged.get(&from).copied().unwrap_or([rec[2]; 8]);
                 let before = path.current();
                 if path.on_path_response(from, &token) {
-                    assert_eq!(
-                        challenged.get(&from),
-                        Some(&token),
-                        "moved without its challenge"
-                    );
+                    assert_eq!(challenged.get(&from), Some(&token), "moved without its challenge");
                     assert_ne!(before, from);
                     challenged.clear();
                 }
