@@ -27,8 +27,7 @@ fuzz_target!(|data: &[u8]| {
         max_sources: 64,
         ..RateLimitConfig::default()
     };
-    let mut gate =
-        HandshakeGate::with_cookie_secret(cfg, CookieSecret::with_secret([9; 32], t0), t0);
+    let mut gate = HandshakeGate::with_cookie_secret(cfg, CookieSecret::with_secret([9; 32], t0), t0);
     let mut now = t0;
     let mut last_cookie: Option<(SocketAddr, Cookie)> = None;
     for rec in data.chunks_exact(8) {
