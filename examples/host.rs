@@ -5,6 +5,9 @@
 //! cargo run --release --example host -- [--port 7600] [--passphrase S] [--size 1280x720] \
 //!     [--fps 60] [--bitrate 8000] [--source "videotestsrc is-live=true pattern=ball"]
 //! ```
+//!
+//! Without `--passphrase` it listens on 127.0.0.1 only (an unauthenticated listener on every
+//! address is refused unless `allow-unauthenticated=true`: anyone could watch and type).
 
 use std::time::Duration;
 
@@ -29,13 +32,18 @@ fn main() {
         "{source} ! videoconvert ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 \
          ! x264enc tune=zerolatency speed-preset=ultrafast bitrate={bitrate} key-int-max={gop} \
          ! video/x-h264,stream-format=byte-stream,alignment=au \
-         ! punktfunksink name=sink port={port} passphrase=\"{pass}\" stats-interval=1000",
+         ! punktfunksink name=sink port={port} passphrase=\"{pass}\" {address} stats-interval=1000",
         source = arg("--source", "videotestsrc is-live=true pattern=ball"),
         fps = arg("--fps", "60"),
         bitrate = arg("--bitrate", "8000"),
         gop = 2 * arg("--fps", "60").parse::<u32>().unwrap_or(60),
         port = arg("--port", "7600"),
         pass = arg("--passphrase", ""),
+        address = if arg("--passphrase", "").is_empty() {
+            "address=127.0.0.1"
+        } else {
+            ""
+        },
     );
     let pipeline = match gst::parse::launch(&pipeline) {
         Ok(p) => p,

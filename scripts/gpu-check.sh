@@ -24,14 +24,14 @@ ENC="x264enc tune=zerolatency speed-preset=ultrafast key-int-max=60"
 gst-inspect-1.0 x264enc >/dev/null 2>&1 || ENC="nvh264enc zerolatency=true gop-size=60 ! h264parse config-interval=-1"
 PORT=$((20000 + RANDOM % 20000))
 OUT="${OUT:-.}"
-gst-launch-1.0 -v -e punktfunksrc port=$PORT ! h264parse ! nvh264dec ! identity silent=false ! fakesink \
+gst-launch-1.0 -v -e punktfunksrc port=$PORT passphrase=gpu-check ! h264parse ! nvh264dec ! identity silent=false ! fakesink \
     > "$OUT/client.log" 2>&1 &
 CLIENT=$!
 # A manual check, not a test: give the client (CUDA start-up) time to be listening for the host,
 # so the count is not reduced by frames sent before it joined.
 sleep 3
 gst-launch-1.0 -e videotestsrc num-buffers=300 is-live=true ! video/x-raw,format=I420,width=1280,height=720,framerate=60/1 \
-    ! $ENC ! video/x-h264,stream-format=byte-stream,alignment=au ! punktfunksink port=$PORT \
+    ! $ENC ! video/x-h264,stream-format=byte-stream,alignment=au ! punktfunksink port=$PORT passphrase=gpu-check \
     > "$OUT/host.log" 2>&1
 echo "host exit $?"
 wait $CLIENT

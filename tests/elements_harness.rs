@@ -582,9 +582,14 @@ fn uri_handler() {
 #[test]
 fn sink_sends_frames_and_forwards_client_events() {
     init();
-    let mut h = Harness::new("punktfunksink");
+    // Loopback from the start: the harness may start the element before a property set
+    // afterwards takes effect, and an unauthenticated listener on 0.0.0.0 refuses to start.
+    let sink = gst::ElementFactory::make("punktfunksink")
+        .property("address", "127.0.0.1")
+        .build()
+        .expect("element");
+    let mut h = Harness::with_element(&sink, Some("sink"), None);
     let sink = h.element().expect("element");
-    sink.set_property("address", "127.0.0.1");
     sink.set_property("port", 0u32);
     sink.set_property("sync", false);
     sink.set_property("stats-interval", 50u32);
@@ -1079,4 +1084,138 @@ fn src_renegotiates_caps_on_a_stream_info_update() {
     assert_eq!(s.get::<i32>("height").unwrap(), 480);
     drop(h);
     drop(pump);
+}
+
+// ----- security (issue 9) -----
+
+/// Issue 9, finding 2: a sink listening on 0.0.0.0 without a passphrase refuses to start with
+/// an element error that says what to set; with `allow-unauthenticated=true` it starts, and on
+/// loopback it needs nothing. (Old behaviour: it started, open to anyone.)
+#[test]
+fn unauthenticated_listener_on_all_addresses_is_refused_unless_allowed() {
+    init();
+    let start = |address: &str, allow: bool| {
+        let sink = gst::ElementFactory::make("punktfunksink")
+            .property("address", address)
+            .property("port", 0u32)
+            .property("allow-unauthenticated", allow)
+            .build()
+            .expect("sink");
+        let bus = gst::Bus::new();
+        sink.set_bus(Some(&bus));
+        let r = sink.set_state(gst::State::Ready);
+        let err = bus.iter().find_map(|m| match m.view() {
+            gst::MessageView::Error(e) => Some(e.error()),
+            _ => None,
+        });
+        let _ = sink.set_state(gst::State::Null);
+        sink.set_bus(None);
+        (r.is_ok(), err)
+    };
+    let (ok, err) = start("0.0.0.0", false);
+    assert!(!ok, "refused");
+    let err = err.expect("an element error");
+    assert!(err.matches(gst::ResourceError::NotAuthorized), "{err}");
+    assert!(
+        err.message().contains("allow-unauthenticated=true"),
+        "{err}"
+    );
+    assert!(err.message().contains("passphrase"), "{err}");
+    assert_eq!(start("0.0.0.0", true), (true, None));
+    assert_eq!(start("127.0.0.1", false), (true, None));
+    // The property reads back and defaults to false on both elements.
+    for name in ["punktfunksink", "punktfunksrc"] {
+        let e = gst::ElementFactory::make(name).build().expect("element");
+        assert!(!e.property::<bool>("allow-unauthenticated"));
+    }
+}
+
+fn reject_for(hello: &[u8], reason: u8) -> Vec<u8> {
+    let mut d = hello[..16].to_vec();
+    d[1] = 4; // Reject
+    d.push(reason);
+    d
+}
+
+/// Issue 9, finding 4: a forged Reject does not stop the src. Rejects from another address, or
+/// one genuine-looking Reject for the live attempt, give at most a warning; the src keeps
+/// sending hellos. Only a listener that refuses every hello for over a second ends it with an
+/// error. (Old behaviour: the first 17-byte Reject from anyone was an element error.)
+#[test]
+fn src_survives_a_forged_reject_and_gives_up_only_on_a_sustained_series() {
+    init();
+    let listener = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let forger = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    listener.set_read_timeout(Some(WAIT)).expect("timeout");
+    let port = listener.local_addr().expect("addr").port();
+    let src = gst::ElementFactory::make("punktfunksrc")
+        .property("port", u32::from(port))
+        .property("passphrase", "pw")
+        .build()
+        .expect("src");
+    let sink = gst::ElementFactory::make("fakesink")
+        .build()
+        .expect("fakesink");
+    let pipeline = gst::Pipeline::new();
+    pipeline.add_many([&src, &sink]).expect("add");
+    src.link(&sink).expect("link");
+    let bus = pipeline.bus().expect("bus");
+    pipeline.set_state(gst::State::Playing).expect("playing");
+    let mut buf = [0u8; 2048];
+    let (n, client) = listener.recv_from(&mut buf).expect("a hello");
+    let hello = buf[..n].to_vec();
+    // Forged: from another address (twice), then one from the listener's address.
+    for _ in 0..2 {
+        forger
+            .send_to(&reject_for(&hello, 2), client)
+            .expect("send");
+    }
+    listener
+        .send_to(&reject_for(&hello, 2), client)
+        .expect("send");
+    // The src keeps trying: three more hellos arrive (600 ms of retries).
+    for _ in 0..3 {
+        let (n, _) = listener.recv_from(&mut buf).expect("the src keeps trying");
+        assert_eq!(buf[1], 1, "a hello");
+        assert!(n > 16);
+    }
+    let mut warned = false;
+    while let Some(m) = bus.pop() {
+        match m.view() {
+            gst::MessageView::Error(e) => panic!("the src gave up: {}", e.error()),
+            gst::MessageView::Warning(w) if w.error().message().contains("passphrase") => {
+                warned = true
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        warned,
+        "the genuine-looking Reject is reported as a warning"
+    );
+    // A listener that refuses every hello for over a second: an error. (Short reads: once
+    // the src gave up no more hellos come, and the bus is checked between reads.)
+    listener
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let end = Instant::now() + WAIT;
+    let err = loop {
+        assert!(
+            Instant::now() < end,
+            "no error after a sustained series of rejects"
+        );
+        if let Ok((n, from)) = listener.recv_from(&mut buf) {
+            listener
+                .send_to(&reject_for(&buf[..n], 2), from)
+                .expect("send");
+        }
+        if let Some(m) = bus.pop_filtered(&[gst::MessageType::Error]) {
+            let gst::MessageView::Error(e) = m.view() else {
+                unreachable!()
+            };
+            break e.error();
+        }
+    };
+    assert!(err.matches(gst::ResourceError::NotAuthorized), "{err}");
+    pipeline.set_state(gst::State::Null).expect("null");
 }

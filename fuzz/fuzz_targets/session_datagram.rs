@@ -14,12 +14,18 @@
 //! record into genuine traffic from the peer instead: for a client target the host seals the
 //! bytes as a frame (bit 4: keyframe) and its datagrams are injected, datagram `i` dropped where
 //! bit `i % 3` of `ctl >> 5` is set; for a host target the client sends the bytes' input events
-//! and asks for a keyframe.
+//! and asks for a keyframe. Bit 4 of `ctl` without bit 3: the bytes arrive from a third
+//! address (127.0.0.1:3) instead of the peer's, so hellos from new sources (gate, cookies,
+//! per-source pending), CookieReplies, Rejects and Resets from strangers, and path probes
+//! (a sealed or plaintext datagram from a new address) are reached.
+//!
+//! Both connections take a fixed wall clock with the base instant (`Connection::new_at`), so
+//! hello freshness is deterministic and genuine hellos are fresh.
 
 #![no_main]
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use gstpunktfunk::protocol::crypto::AeadBackend;
 use gstpunktfunk::protocol::fec::ReedSolomon8;
@@ -123,7 +129,11 @@ fuzz_target!(|data: &[u8]| {
     hc.initial_frame_index = Some(0);
     let mtu = hc.mtu;
     let now = Instant::now();
-    let (Ok(host), Ok(client)) = (Connection::new(hc, now), Connection::new(cc, now)) else {
+    let wall = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let (Ok(host), Ok(client)) = (
+        Connection::new_at(hc, now, wall),
+        Connection::new_at(cc, now, wall),
+    ) else {
         return;
     };
     let (a, b) = if host_calls {
@@ -193,6 +203,7 @@ fuzz_target!(|data: &[u8]| {
                 d[8..16].copy_from_slice(&pn.to_be_bytes());
                 pn += 1;
             }
+            let from = if ctl & 0x10 != 0 { addr(3) } else { from };
             target.handle_datagram(now, from, &mut d);
         }
         if ctl & 4 != 0 {

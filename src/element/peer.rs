@@ -115,7 +115,8 @@ impl PeerEvents {
                 self.handshake_failed(element, from, reason, Instant::now());
                 Ok(PeerChange::Unchanged)
             }
-            Event::Rejected { reason } => Ok(rejected(element, reason)),
+            Event::Rejected { reason } => Ok(rejected_once(element, reason)),
+            Event::RejectSustained { reason, count } => Ok(rejected(element, reason, count)),
             Event::ConnectTimeout => {
                 gst::element_warning!(
                     element,
@@ -163,9 +164,24 @@ impl PeerEvents {
     }
 }
 
-/// The listener refused our hello: an error when only a change of settings helps, else a
-/// warning (the session keeps trying).
-fn rejected(element: &gst::Element, reason: RejectReason) -> PeerChange {
+/// One refusal of our hello (a Reject, or a failed key confirmation). Unauthenticated (anyone
+/// who saw the hello could send it), so only a warning: the session keeps trying, and an error
+/// follows only from [`rejected`] after a sustained series (issue 9, finding 4).
+fn rejected_once(element: &gst::Element, reason: RejectReason) -> PeerChange {
+    let describe = reason.describe();
+    gst::element_warning!(
+        element,
+        gst::ResourceError::NotAuthorized,
+        ("{describe}; still trying")
+    );
+    PeerChange::Unchanged
+}
+
+/// The listener kept refusing our hellos for the same reason (`count` times over at least
+/// [`crate::session::REJECT_SERIES_SPAN`]): an error when only a change of settings helps, else
+/// a warning (the session keeps trying).
+fn rejected(element: &gst::Element, reason: RejectReason, count: u32) -> PeerChange {
+    let _ = count;
     let describe = reason.describe();
     match reason {
         RejectReason::BadPassphrase | RejectReason::PassphraseMismatch => {

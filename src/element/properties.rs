@@ -180,6 +180,15 @@ fn common_properties(default_mode: ConnectionMode) -> Vec<glib::ParamSpec> {
             .maximum(u32::from(u16::MAX))
             .read_only()
             .build(),
+        // --- security (issue 9) ---
+        glib::ParamSpecBoolean::builder("allow-unauthenticated")
+            .nick("Allow unauthenticated")
+            .blurb(
+                "listener only: allow listening on an address other than loopback without a passphrase (default false: such a listener refuses to start, because anyone who can reach the port could watch the stream and send input). Loopback listeners and callers never need it",
+            )
+            .default_value(false)
+            .mutable_ready()
+            .build(),
     ]
 }
 

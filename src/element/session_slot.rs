@@ -117,6 +117,8 @@ impl SessionSlot {
         fill(&mut config);
         // Checked before binding, so a setting error never holds a port.
         config.validate().map_err(session_error)?;
+        // Safe by default: refused before binding when the address is known to be exposed.
+        config.check_exposure(ep.bind).map_err(exposure_error)?;
         let transport = bind_transport(ep.bind, opts)?;
         let session = Session::new(config, transport).map_err(session_error)?;
         let local = session.local_addr();
@@ -155,4 +157,13 @@ fn local_port_property(mode: ConnectionMode) -> &'static str {
 fn notify_ports(element: &gst::Element, mode: ConnectionMode) {
     element.notify(local_port_property(mode));
     element.notify("bound-port");
+}
+
+/// A listener that would be open to anyone: an element error that says what to set.
+fn exposure_error(e: crate::session::Error) -> gst::ErrorMessage {
+    let what = match e {
+        crate::session::Error::InvalidArg(w) => w,
+        _ => crate::session::UNAUTHENTICATED_LISTENER,
+    };
+    gst::error_msg!(gst::ResourceError::NotAuthorized, ("{what}"))
 }

@@ -89,6 +89,8 @@ pub(crate) struct CommonSettings {
     pub(crate) encrypt: bool,
     pub(crate) timeout_ms: u32,
     pub(crate) stats_interval_ms: u32,
+    // --- security (issue 9) ---
+    pub(crate) allow_unauthenticated: bool,
 }
 
 impl fmt::Debug for CommonSettings {
@@ -111,6 +113,7 @@ impl fmt::Debug for CommonSettings {
             .field("encrypt", &self.encrypt)
             .field("timeout_ms", &self.timeout_ms)
             .field("stats_interval_ms", &self.stats_interval_ms)
+            .field("allow_unauthenticated", &self.allow_unauthenticated)
             .finish()
     }
 }
@@ -127,6 +130,7 @@ impl CommonSettings {
             encrypt: DEFAULT_ENCRYPT,
             timeout_ms: DEFAULT_TIMEOUT_MS,
             stats_interval_ms: DEFAULT_STATS_INTERVAL_MS,
+            allow_unauthenticated: false,
         }
     }
 
@@ -182,6 +186,7 @@ impl CommonSettings {
             "stats-interval" => {
                 self.stats_interval_ms = value.get().unwrap_or(DEFAULT_STATS_INTERVAL_MS)
             }
+            "allow-unauthenticated" => self.allow_unauthenticated = value.get().unwrap_or(false),
             _ => return false,
         }
         true
@@ -205,6 +210,7 @@ impl CommonSettings {
             "encrypt" => self.encrypt.to_value(),
             "timeout" => self.timeout_ms.to_value(),
             "stats-interval" => self.stats_interval_ms.to_value(),
+            "allow-unauthenticated" => self.allow_unauthenticated.to_value(),
             _ => return None,
         })
     }
@@ -227,6 +233,7 @@ impl CommonSettings {
         };
         c.encrypt = self.encrypt;
         c.timeout = Duration::from_millis(u64::from(self.timeout_ms.max(1)));
+        c.allow_unauthenticated = self.allow_unauthenticated;
         Ok(c)
     }
 

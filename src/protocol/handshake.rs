@@ -381,11 +381,86 @@ pub struct HelloParams {
     pub cookie: Option<Cookie>,
 }
 
+/// A deterministic CSPRNG (SHA-256 in counter mode over a secret seed) that lets the caller
+/// re-create its SPAKE2 state: `spake2` consumes the state on `finish`, and a forged response
+/// must not consume the attempt (issue 9), so the secret scalar is drawn from this instead and
+/// drawn again, identically, for every response tried.
+struct SeedRng {
+    seed: Zeroizing<[u8; 32]>,
+    counter: u64,
+    block: Zeroizing<[u8; 32]>,
+    used: usize,
+}
+
+impl SeedRng {
+    fn new(seed: &[u8; 32]) -> SeedRng {
+        SeedRng {
+            seed: Zeroizing::new(*seed),
+            counter: 0,
+            block: Zeroizing::new([0; 32]),
+            used: 32,
+        }
+    }
+}
+
+impl rand_core::RngCore for SeedRng {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        self.fill_bytes(&mut b);
+        u32::from_le_bytes(b)
+    }
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.fill_bytes(&mut b);
+        u64::from_le_bytes(b)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        use sha2::Digest;
+        for d in dest {
+            if self.used == 32 {
+                let mut h = Sha256::new();
+                h.update(b"punktfunk/2 spake2 scalar");
+                h.update(&self.seed[..]);
+                h.update(self.counter.to_be_bytes());
+                self.block.copy_from_slice(&h.finalize());
+                self.counter += 1;
+                self.used = 0;
+            }
+            *d = self.block[self.used];
+            self.used += 1;
+        }
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl rand_core::CryptoRng for SeedRng {}
+
+/// The caller's SPAKE2 side A, re-creatable from its seed (see [`SeedRng`]).
+struct SpakeA {
+    seed: Zeroizing<[u8; 32]>,
+    nonce: [u8; NONCE_LEN],
+}
+
+impl SpakeA {
+    fn start(&self, cfg: &HandshakeConfig, psk: &Psk) -> (Spake2<Ed25519Group>, Vec<u8>) {
+        let (id_a, id_b) = identities(cfg.role as u8, &self.nonce);
+        Spake2::<Ed25519Group>::start_a_with_rng(
+            &Password::new(&psk.0[..]),
+            &id_a,
+            &id_b,
+            SeedRng::new(&self.seed),
+        )
+    }
+}
+
 /// The caller's side of one handshake attempt.
 pub struct Initiator {
     hs: HandshakeState,
     cfg: HandshakeConfig,
-    spake: Option<Spake2<Ed25519Group>>,
+    spake: Option<SpakeA>,
     /// The hello as sent without a cookie, for [`Initiator::hello_with_cookie`].
     hello: Vec<u8>,
 }
@@ -407,13 +482,17 @@ impl Initiator {
         let mut payload = Zeroizing::new(Vec::with_capacity(hello_payload_len(pake)));
         payload.extend_from_slice(&params.unix_ms.to_be_bytes());
         payload.extend_from_slice(&params.counter.to_be_bytes());
-        let spake = cfg.psk.as_ref().map(|psk| {
-            let (id_a, id_b) = identities(cfg.role as u8, &nonce);
-            let (st, msg_a) =
-                Spake2::<Ed25519Group>::start_a(&Password::new(&psk.0[..]), &id_a, &id_b);
-            payload.extend_from_slice(&msg_a);
-            st
-        });
+        let spake = match cfg.psk.as_ref() {
+            Some(psk) => {
+                let mut seed = Zeroizing::new([0u8; 32]);
+                getrandom::fill(&mut seed[..]).map_err(|_| HandshakeError::Internal)?;
+                let a = SpakeA { seed, nonce };
+                let (_, msg_a) = a.start(cfg, psk);
+                payload.extend_from_slice(&msg_a);
+                Some(a)
+            }
+            None => None,
+        };
         payload.resize(hello_payload_len(pake), 0);
         let mut msg = [0u8; HELLO_BODY_LEN];
         let n = hs
@@ -469,6 +548,13 @@ impl Initiator {
     /// Reads the listener's response body. With a passphrase, a response that does not open is
     /// [`HandshakeError::KeyConfirmation`]: the passphrases differ (or it is forged).
     pub fn finish(mut self, body: &[u8]) -> Result<Established, HandshakeError> {
+        self.try_finish(body)
+    }
+
+    /// [`Initiator::finish`] that keeps the attempt usable when the response fails: a forged
+    /// or garbled response (anyone who saw the hello knows its attempt id) leaves the state as
+    /// it was, so the real answer still completes it. Call it again only after an error.
+    pub fn try_finish(&mut self, body: &[u8]) -> Result<Established, HandshakeError> {
         if body.len() > RESPONSE_BODY_MAX {
             return Err(HandshakeError::Wire(WireError::Limit("response length")));
         }
@@ -491,7 +577,8 @@ impl Initiator {
             return Err(HandshakeError::Refused(RejectReason::RoleMismatch));
         }
         let pake = self.spake.is_some();
-        if let Some(st) = self.spake.take() {
+        if let (Some(a), Some(psk)) = (self.spake.as_ref(), self.cfg.psk.as_ref()) {
+            let (st, _) = a.start(&self.cfg, psk);
             let msg_b = r.bytes(SPAKE2_MSG_LEN)?;
             // A malformed B (not a point, wrong side byte) fails like a wrong key.
             let key = Zeroizing::new(
@@ -750,6 +837,37 @@ mod tests {
         // Key confirmation of the caller at the listener: its first sealed datagram opens.
         assert!(sealed_datagram_opens(&c, &h));
         assert!(sealed_datagram_opens(&h, &c));
+    }
+
+    /// Issue 9 finding 7: a forged or garbled response (anyone who saw the hello knows its
+    /// attempt id) no longer consumes the attempt: the real answer still completes it, with
+    /// and without a passphrase.
+    #[test]
+    fn a_failed_response_keeps_the_attempt() {
+        for pass in [None, Some("secret")] {
+            let client = cfg(Role::Client, pass);
+            let (mut init, hello) = hello(&client, NOW, 1);
+            let (h, real) = Responder::new(cfg(Role::Host, pass))
+                .respond(&hello, NOW)
+                .unwrap();
+            // A listener with another passphrase, a flipped byte, junk.
+            let (_, other) = Responder::new(cfg(Role::Host, pass.map(|_| "guess")))
+                .respond(&hello, NOW)
+                .unwrap();
+            let mut flipped = real.clone();
+            *flipped.last_mut().unwrap() ^= 1;
+            // (Without a passphrase another listener's answer is as good as any: NN does not
+            // authenticate the listener.)
+            let mut bad: Vec<&[u8]> = vec![&flipped[..], &real[..10], &[0u8; 3][..]];
+            if pass.is_some() {
+                bad.insert(0, &other[..]);
+            }
+            for b in bad {
+                assert!(init.try_finish(b).is_err());
+            }
+            let c = init.try_finish(&real).unwrap();
+            assert_eq!((c.send_key, c.session_id), (h.recv_key, h.session_id));
+        }
     }
 
     #[test]

@@ -1,17 +1,21 @@
 //! What a user configures for one end of a stream.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::protocol::adaptive::FecMode;
 use crate::protocol::control::StreamInfo;
 use crate::protocol::crypto::AeadBackend;
 use crate::protocol::handshake::Role;
 use crate::protocol::pacing::PacingConfig;
+use crate::protocol::ratelimit::RateLimitConfig;
 use crate::protocol::reassembler::ReassemblerConfig;
 use crate::protocol::wire::{DEFAULT_MTU, MAX_DATAGRAM_BYTES, MIN_MTU};
 
 use super::Error;
+
+/// Why a listener refuses to start (see [`Config::check_exposure`]).
+pub const UNAUTHENTICATED_LISTENER: &str = "refusing to listen on a non-loopback address without a passphrase: anyone who can reach the port could watch the stream and send input. Set the same passphrase on both ends, listen on 127.0.0.1, or set allow-unauthenticated=true to accept that";
 
 /// Who waits and who calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +67,17 @@ pub struct Config {
     /// Seeds the attempt ids and first frame indices (reproducible tests); `None` draws them
     /// from the OS. Keys are always fresh OS randomness.
     pub rng_seed: Option<u64>,
+    // --- security (issue 9) ---
+    /// Listener: start without a passphrase on an address other than loopback. Off by default:
+    /// such a listener lets anyone who reaches the port receive the stream and send input
+    /// (checked by [`Config::check_exposure`] when the session starts).
+    pub allow_unauthenticated: bool,
+    /// Listener: handshake rate limits and when cookies are asked for.
+    pub rate_limits: RateLimitConfig,
+    /// The wall clock at the instant passed to [`super::Connection::new_at`] (hello freshness
+    /// needs Unix time; the connection itself never reads a clock). `None`: read once when the
+    /// connection is created.
+    pub wall_clock: Option<SystemTime>,
 }
 
 impl Config {
@@ -90,6 +105,9 @@ impl Config {
             input_queue: 4096,
             recv_batch: 64,
             rng_seed: None,
+            allow_unauthenticated: false,
+            rate_limits: RateLimitConfig::default(),
+            wall_clock: None,
         }
     }
 
@@ -121,6 +139,25 @@ impl Config {
         }
         if self.timeout.is_zero() {
             return Err(Error::InvalidArg("timeout must be positive"));
+        }
+        Ok(())
+    }
+
+    /// Whether these settings are unauthenticated (no passphrase).
+    pub fn unauthenticated(&self) -> bool {
+        self.passphrase.as_deref().is_none_or(str::is_empty)
+    }
+
+    /// Safe by default: a listener bound to `bound` that is not a loopback address refuses to
+    /// run without a passphrase unless [`Config::allow_unauthenticated`] is set. Callers and
+    /// loopback listeners always pass.
+    pub fn check_exposure(&self, bound: SocketAddr) -> Result<(), Error> {
+        if self.mode == Mode::Listener
+            && self.unauthenticated()
+            && !self.allow_unauthenticated
+            && !bound.ip().is_loopback()
+        {
+            return Err(Error::InvalidArg(UNAUTHENTICATED_LISTENER));
         }
         Ok(())
     }

@@ -54,12 +54,14 @@ impl Session {
     /// Creates a session over `transport` (already bound). Callers start their handshake on
     /// the first poll; listeners wait for a hello.
     pub fn new(config: Config, transport: impl Transport + 'static) -> Result<Session> {
-        let mut conn = Connection::new(config.clone(), Instant::now())?;
+        let local_addr = transport.local_addr();
+        config.check_exposure(local_addr)?;
+        let mut conn =
+            Connection::new_at(config.clone(), Instant::now(), std::time::SystemTime::now())?;
         // The host clock: CLOCK_MONOTONIC and `Instant` sampled together (on Linux the same
         // clock, so the mapping is exact to the sampling gap, tens of nanoseconds).
         let (at, mono_us) = (Instant::now(), monotonic_us());
         conn.set_host_clock(at, mono_us);
-        let local_addr = transport.local_addr();
         let info = transport.info();
         let ring = RecvBatch::new(config.recv_batch, config.mtu.max(2048));
         let packetizer = Packetizer::new(config.mtu, Box::new(ReedSolomon8::new()));

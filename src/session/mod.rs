@@ -28,10 +28,15 @@ pub mod connection;
 mod driver;
 mod stats;
 
-pub use config::{Config, Mode};
+pub use config::{Config, Mode, UNAUTHENTICATED_LISTENER};
 pub use connection::{
     Connection, DisconnectReason, Event, FrameTicket, FrameTimingIn, HandshakeFailure, SealedFrame,
     Transmit,
+};
+// Security limits (issue 9).
+pub use connection::{
+    INPUT_EVENTS_BURST, INPUT_EVENTS_PER_SECOND, KEYFRAME_REQUEST_MIN_INTERVAL,
+    MAX_INPUT_EVENTS_PER_DATAGRAM, REJECT_SERIES_COUNT, REJECT_SERIES_SPAN,
 };
 pub use driver::{SendReport, Session, monotonic_us};
 pub use stats::Stats;

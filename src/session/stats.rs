@@ -90,6 +90,28 @@ pub struct Stats {
     pub clock_offset_us: Option<i64>,
     /// Client: the bound on the offset's error (half the RTT of its exchange), µs.
     pub clock_offset_uncertainty_us: Option<u64>,
+
+    // --- security (issue 9) ---
+    /// Listener: hellos answered with a CookieReply (under load) / dropped by the rate limits /
+    /// refused as stale or replayed.
+    pub cookies_sent: u64,
+    pub hellos_dropped: u64,
+    pub hellos_stale: u64,
+    /// Caller: CookieReplies taken (hello resent with the cookie).
+    pub cookie_replies_received: u64,
+    /// Caller: Rejects or CookieReplies ignored (wrong address, no live attempt).
+    pub rejects_ignored: u64,
+    /// Resets ignored: a forged token, or an empty Reset while the peer is still heard.
+    pub resets_ignored: u64,
+    /// Path validation: challenges sent, and times the peer's address moved after validation.
+    pub path_challenges_sent: u64,
+    pub path_migrations: u64,
+    /// Host: keyframe requests not acted on (more than one per 100 ms).
+    pub keyframe_requests_throttled: u64,
+    /// Host: input events dropped by the flood limits (per datagram, per second).
+    pub input_throttled: u64,
+    /// Datagrams not sent because sealing failed (a bug; debug builds panic).
+    pub seal_failures: u64,
 }
 
 impl Stats {

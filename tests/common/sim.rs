@@ -12,7 +12,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use gstpunktfunk::protocol::fec::ReedSolomon8;
 use gstpunktfunk::protocol::packetizer::{Datagrams, Packetizer};
@@ -95,6 +95,8 @@ pub struct Sim {
     pub sent: Vec<Sent>,
     pub drop_script: Option<DropScript>,
     pub steps: u64,
+    /// The wall clock at `start` (virtual: moves with `now`, for hello freshness).
+    pub wall_start: SystemTime,
 }
 
 pub fn addr(port: u16) -> SocketAddr {
@@ -114,7 +116,13 @@ impl Sim {
             sent: Vec::new(),
             drop_script: None,
             steps: 0,
+            wall_start: SystemTime::now(),
         }
+    }
+
+    /// The virtual wall clock now.
+    pub fn wall(&self) -> SystemTime {
+        self.wall_start + (self.now - self.start)
     }
 
     /// Virtual time since the start.
@@ -125,7 +133,7 @@ impl Sim {
     /// Adds a node at `addr` running a connection of `cfg` created now; returns its index.
     pub fn add(&mut self, addr: SocketAddr, cfg: Config) -> usize {
         let mtu = cfg.mtu;
-        let conn = Connection::new(cfg, self.now).expect("valid config");
+        let conn = Connection::new_at(cfg, self.now, self.wall()).expect("valid config");
         self.nodes.push(Node {
             conn,
             addr,
@@ -141,7 +149,8 @@ impl Sim {
     pub fn restart(&mut self, i: usize, cfg: Config) {
         let n = &mut self.nodes[i];
         n.packetizer = Packetizer::new(cfg.mtu, Box::new(ReedSolomon8::new()));
-        n.conn = Connection::new(cfg, self.now).expect("valid config");
+        n.conn = Connection::new_at(cfg, self.now, self.wall_start + (self.now - self.start))
+            .expect("valid config");
         n.events.clear();
         n.up = true;
     }

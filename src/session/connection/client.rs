@@ -111,7 +111,10 @@ impl Connection {
             {
                 break;
             }
-            let d = link.seal_datagram(Kind::Input, &self.scratch);
+            let Some(d) = link.seal_datagram(Kind::Input, &self.scratch) else {
+                self.stats.seal_failures += 1;
+                continue;
+            };
             self.transmits.push_back(super::Transmit {
                 destination: link.peer,
                 contents: d,

@@ -6,9 +6,17 @@
 //! but unconfirmed sessions ("pending") and makes one current when the first authenticated
 //! datagram of it arrives; the caller confirms at once with a ping. A listener tells a caller
 //! whose session it does not know (it restarted) to start again with a clear, rate-limited
-//! Reset; a caller believes one only after [`RESET_QUIET`] without an authenticated datagram.
+//! Reset (with the reset token when it retired that session, see below).
 //!
-//! This is where handshake hardening goes (cookies, per-source limits, path validation).
+//! Hardening (issue 9; limits and bookkeeping in `guard`, path validation in `migrate`): the
+//! caller's hellos carry its wall-clock time and a counter (handshake v2, `start_at`); the
+//! listener peeks at a hello's clear bytes, asks its [`HandshakeGate`] (rate limits, cookies
+//! under load) and only then runs the [`Responder`] (freshness window and replay cache before
+//! the PAKE). Every answer before confirmation is no larger than the hello. A caller takes a
+//! response, Reject or CookieReply only from its configured peer for a live attempt; a failed
+//! response keeps the attempt. A Reset is believed at once only with the session's reset token;
+//! an empty one only after [`EMPTY_RESET_QUIET_KEEPALIVES`] keep-alive intervals of silence.
+//!
 //! Must never: let an unauthenticated datagram replace a live session, or answer a hello with
 //! more than one datagram.
 
@@ -16,26 +24,35 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use crate::protocol::handshake::{self, HandshakeError, Initiator, Role};
+use crate::protocol::cookie;
+use crate::protocol::crypto::{RESET_TOKEN_LEN, ResetToken};
+use crate::protocol::handshake::{HandshakeError, HelloParams, Initiator, Role, peek_hello};
 use crate::protocol::input::{InputReceiver, InputSender};
+use crate::protocol::ratelimit::Admission;
 use crate::protocol::wire::{HEADER_LEN, Header, Kind, RejectReason};
 
+use super::guard::{MAX_PENDING, MAX_PENDING_PER_SOURCE};
 use super::link::{Link, OpenError};
 use super::{Connection, DisconnectReason, Event, HandshakeFailure, Mode, body_of};
 use crate::protocol::control::Control;
 
 /// Handshake attempts (caller) and unconfirmed sessions (listener) kept at once.
 pub(super) const MAX_ATTEMPTS: usize = 4;
-/// A caller accepts a clear Reset hint only after this long without an authenticated datagram,
-/// so a forged Reset cannot break a live session.
-pub(super) const RESET_QUIET: Duration = Duration::from_millis(100);
+/// A caller believes an empty (token-less) Reset only after this many keep-alive intervals
+/// without an authenticated datagram: its own keep-alives went unanswered, so the session is
+/// dead already and a forged Reset costs nothing.
+pub(super) const EMPTY_RESET_QUIET_KEEPALIVES: u32 = 2;
 /// At most one Reset hint per this interval from a listener.
 pub(super) const RESET_RATE: Duration = Duration::from_millis(50);
 
 /// A caller's handshake in flight.
 pub(super) struct Attempt {
     pub(super) id: u32,
-    initiator: Initiator,
+    pub(super) initiator: Initiator,
+    /// A CookieReply was taken for it (one per attempt).
+    pub(super) cookie_taken: bool,
+    /// A refusal was counted for it (one per attempt).
+    refused: bool,
 }
 
 /// The last hello a listener answered, and the answer.
@@ -45,7 +62,7 @@ pub(super) struct LastHello {
     from: SocketAddr,
 }
 
-fn clear_datagram(kind: Kind, session_id: u32, body: &[u8]) -> Vec<u8> {
+pub(super) fn clear_datagram(kind: Kind, session_id: u32, body: &[u8]) -> Vec<u8> {
     let h = Header {
         kind,
         flags: 0,
@@ -85,16 +102,45 @@ impl Connection {
             && last.from == from
             && last.hello == body
         {
-            // A duplicate of the hello we answered: answer the same way.
+            // A duplicate of the hello we answered, from the same address: answer the same way
+            // (no larger than the hello, and no new state).
             let d = last.response.clone();
             self.queue(d, from);
             return;
         }
-        let info = match self.cfg.role {
-            Role::Host => self.host.stream_info.clone(),
-            Role::Client => None,
+        // Cheap checks first: layout, then the gate (rate limits, cookies), then the crypto.
+        let peek = match peek_hello(body) {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats.handshake_failures += 1;
+                self.stats.invalid_datagrams += 1;
+                self.events.push_back(Event::HandshakeFailed {
+                    from,
+                    reason: HandshakeFailure::Malformed(e),
+                });
+                return;
+            }
         };
-        match handshake::respond(&self.hs, body, info.as_ref()) {
+        let pending_full = self.pending.len() >= MAX_PENDING;
+        match self
+            .guard
+            .gate
+            .admit(from, peek.cookie.as_ref(), pending_full, now)
+        {
+            Admission::Process => {}
+            Admission::SendCookie(c) => {
+                self.stats.cookies_sent += 1;
+                let d = cookie::encode_reply(h.session_id, &c).to_vec();
+                self.queue(d, from);
+                return;
+            }
+            Admission::Drop => {
+                self.stats.hellos_dropped += 1;
+                return;
+            }
+        }
+        let now_ms = self.unix_ms(now);
+        match self.guard.responder.respond(body, now_ms) {
             Ok((est, resp_body)) => {
                 let d = clear_datagram(Kind::HandshakeResponse, h.session_id, &resp_body);
                 self.last_hello = Some(LastHello {
@@ -103,12 +149,9 @@ impl Connection {
                     from,
                 });
                 self.queue(d, from);
-                if self.pending.len() == MAX_ATTEMPTS {
-                    let stale = self.pending.remove(0);
-                    self.unconfirmed(stale.peer);
-                }
-                self.pending.push(Link::new(&est, from, now, self.cfg.aead));
+                self.add_pending(Link::new(&est, from, now, self.cfg.aead));
             }
+            Err(HandshakeError::Stale) => self.stale_hello(from, now),
             Err(e) => {
                 self.stats.handshake_failures += 1;
                 if matches!(
@@ -122,6 +165,7 @@ impl Connection {
                     reason: e.into(),
                 });
                 if let HandshakeError::Refused(reason) = e {
+                    // 17 bytes against a 192-byte hello: no amplification.
                     let d = clear_datagram(Kind::Reject, h.session_id, &[reason as u8]);
                     self.queue(d, from);
                 }
@@ -129,37 +173,62 @@ impl Connection {
         }
     }
 
-    pub(super) fn on_response(&mut self, h: &Header, buf: &[u8], now: Instant) {
+    /// Listener: keeps an answered session until it is confirmed, at most
+    /// [`MAX_PENDING_PER_SOURCE`] per source address and [`MAX_PENDING`] in all, evicting the
+    /// oldest (of that source first). Only a source's own evictions are reported: a flood from
+    /// many addresses must not flood the user with events.
+    fn add_pending(&mut self, link: Link) {
+        let from = link.peer;
+        let same = self.pending.iter().filter(|p| p.peer == from).count();
+        if same >= MAX_PENDING_PER_SOURCE
+            && let Some(pos) = self.pending.iter().position(|p| p.peer == from)
+        {
+            let stale = self.pending.remove(pos);
+            self.unconfirmed(stale.peer);
+        } else if self.pending.len() >= MAX_PENDING {
+            let stale = self.pending.remove(0);
+            self.stats.handshake_failures += 1;
+            self.retire(&stale);
+        }
+        self.pending.push(link);
+    }
+
+    pub(super) fn on_response(&mut self, h: &Header, buf: &[u8], from: SocketAddr, now: Instant) {
         if self.cfg.mode != Mode::Caller || self.link.is_some() {
             return;
         }
+        let Some(peer) = self.cfg.peer else {
+            return;
+        };
         let Some(pos) = self.attempts.iter().position(|a| a.id == h.session_id) else {
             self.stats.handshake_failures += 1;
             return;
         };
-        let attempt = self.attempts.remove(pos);
-        let Some(peer) = self.cfg.peer else {
+        if from != peer {
+            // Not from where the hello went: a forgery (the attempt id is public).
+            self.stats.rejects_ignored += 1;
             return;
-        };
-        match attempt.initiator.finish(body_of(buf)) {
+        }
+        // A failed response keeps the attempt: the real answer may still come.
+        match self.attempts[pos].initiator.try_finish(body_of(buf)) {
             Ok(est) => {
+                self.attempts.remove(pos);
                 let link = Link::new(&est, peer, now, self.cfg.aead);
                 self.install(link, now);
             }
             Err(HandshakeError::KeyConfirmation) => {
                 // The listener's answer does not confirm our key: its passphrase differs from
-                // ours (the PAKE tells nobody else). Report once; retries go on.
+                // ours (the PAKE tells nobody else), or someone forged it. A hint; only a
+                // sustained series is final (`note_refusal`).
                 self.stats.handshake_failures += 1;
                 self.stats.auth_failures += 1;
-                self.stats.rejects_received += 1;
-                let reason = RejectReason::BadPassphrase;
-                if self.last_reject != Some(reason) {
-                    self.last_reject = Some(reason);
-                    self.events.push_back(Event::Rejected { reason });
+                if !self.attempts[pos].refused {
+                    self.attempts[pos].refused = true;
+                    self.note_refusal(RejectReason::BadPassphrase, now);
                 }
             }
             Err(e) => {
-                // A stale response to an earlier attempt, or a forgery; keep trying.
+                // A garbled response or a forgery; keep trying.
                 self.stats.handshake_failures += 1;
                 if e == HandshakeError::Auth {
                     self.stats.auth_failures += 1;
@@ -168,29 +237,57 @@ impl Connection {
         }
     }
 
-    pub(super) fn on_reject(&mut self, buf: &[u8]) {
-        if self.cfg.mode == Mode::Caller
-            && self.link.is_none()
-            && let Some(&b) = buf.get(HEADER_LEN)
-            && let Ok(reason) = RejectReason::from_u8(b)
-            && self.last_reject != Some(reason)
-        {
-            self.last_reject = Some(reason);
-            self.stats.rejects_received += 1;
-            self.events.push_back(Event::Rejected { reason });
+    /// Caller: a Reject. Unauthenticated, so it counts only from the configured peer for a
+    /// live attempt, once per attempt; it never stops the caller on its own.
+    pub(super) fn on_reject(&mut self, h: &Header, buf: &[u8], from: SocketAddr, now: Instant) {
+        if self.cfg.mode != Mode::Caller || self.link.is_some() {
+            return;
+        }
+        let reason = buf.get(HEADER_LEN).map(|&b| RejectReason::from_u8(b));
+        let pos = self
+            .attempts
+            .iter()
+            .position(|a| a.id == h.session_id && !a.refused);
+        match (reason, pos) {
+            (Some(Ok(reason)), Some(pos)) if self.cfg.peer == Some(from) => {
+                self.attempts[pos].refused = true;
+                self.note_refusal(reason, now);
+            }
+            _ => self.stats.rejects_ignored += 1,
         }
     }
 
-    pub(super) fn on_reset(&mut self, h: &Header, now: Instant) {
-        if self.cfg.mode == Mode::Caller
-            && let Some(l) = self.link.as_ref()
-            && l.session_id == h.session_id
-            && now.saturating_duration_since(l.last_rx) >= RESET_QUIET
-        {
-            self.stats.resets_received += 1;
-            self.drop_link(DisconnectReason::Replaced, now);
-            self.start_attempt(now);
+    /// Caller: a Reset for the current session. With the session's reset token it is believed
+    /// at once; an empty one only from the peer's address after the peer went quiet for
+    /// [`EMPTY_RESET_QUIET_KEEPALIVES`] keep-alive intervals; anything else is ignored.
+    pub(super) fn on_reset(&mut self, h: &Header, buf: &[u8], from: SocketAddr, now: Instant) {
+        if self.cfg.mode != Mode::Caller {
+            return;
         }
+        let Some(l) = self.link.as_ref() else {
+            return;
+        };
+        if l.session_id != h.session_id {
+            return;
+        }
+        let body = body_of(buf);
+        let believed = match body.len() {
+            RESET_TOKEN_LEN => {
+                ResetToken::verify(&l.reset_secret, l.session_id, !l.initiator, body)
+            }
+            0 => {
+                let quiet = self.cfg.keepalive * EMPTY_RESET_QUIET_KEEPALIVES;
+                from == l.peer && now.saturating_duration_since(l.last_rx) >= quiet
+            }
+            _ => false,
+        };
+        if !believed {
+            self.stats.resets_ignored += 1;
+            return;
+        }
+        self.stats.resets_received += 1;
+        self.drop_link(DisconnectReason::Replaced, now);
+        self.start_attempt(now);
     }
 
     /// Finds the session of a Video/Control/Input datagram, opens it, and confirms a pending
@@ -255,7 +352,9 @@ impl Connection {
                 .is_none_or(|t| now.saturating_duration_since(t) >= RESET_RATE)
         {
             self.last_reset_sent = Some(now);
-            let d = clear_datagram(Kind::Reset, h.session_id, &[]);
+            // The token if we retired that session (believed at once), else empty (a hint).
+            let body = self.reset_body(h.session_id);
+            let d = clear_datagram(Kind::Reset, h.session_id, &body);
             self.queue(d, from);
         }
     }
@@ -271,7 +370,13 @@ impl Connection {
         };
         // Also after a failure, so a broken start is retried at the retry rate, not in a spin.
         self.next_attempt = Some(now + self.cfg.handshake_retry);
-        match Initiator::start(&self.hs, info.as_ref()) {
+        let _ = info;
+        let params = HelloParams {
+            unix_ms: self.unix_ms(now),
+            counter: self.guard.next_counter(),
+            cookie: None,
+        };
+        match Initiator::start_at(&self.hs, &params) {
             Ok((initiator, body)) => {
                 let id = self.ids.next_u32();
                 let d = clear_datagram(Kind::HandshakeInit, id, &body);
@@ -280,7 +385,12 @@ impl Connection {
                 if self.attempts.len() == MAX_ATTEMPTS {
                     self.attempts.remove(0);
                 }
-                self.attempts.push(Attempt { id, initiator });
+                self.attempts.push(Attempt {
+                    id,
+                    initiator,
+                    cookie_taken: false,
+                    refused: false,
+                });
             }
             Err(_) => self.stats.handshake_failures += 1,
         }
@@ -289,6 +399,7 @@ impl Connection {
     /// Ends the current session (if any) for `reason`; a caller starts trying again.
     pub(super) fn drop_link(&mut self, reason: DisconnectReason, now: Instant) {
         if let Some(l) = self.link.take() {
+            self.retire(&l);
             self.stats.packets_lost_before += l.packets_lost();
             self.events.push_back(Event::Disconnected { reason });
             self.client.reassembler.reset();
@@ -314,6 +425,7 @@ impl Connection {
         self.connecting_since = None;
         self.connect_timeout_reported = false;
         self.last_reject = None;
+        self.clear_refusals();
         self.stats.handshakes_completed += 1;
         self.client.reassembler.reset();
         self.client.input_tx = InputSender::new(self.cfg.input_queue);

@@ -203,22 +203,6 @@ impl Connection {
         Ok(())
     }
 
-    pub(super) fn on_input(&mut self, body: &[u8]) {
-        let Connection {
-            host: super::HostState { input_rx, .. },
-            events,
-            ..
-        } = self;
-        match input_rx.on_body(body, &mut |ev| events.push_back(Event::Input(ev))) {
-            Ok(n) => {
-                self.stats.input_received += n as u64;
-                let next_expected = self.host.input_rx.next_expected();
-                self.send_control(&Control::InputAck { next_expected });
-            }
-            Err(_) => self.stats.invalid_datagrams += 1,
-        }
-    }
-
     pub(super) fn on_keyframe_request(&mut self) {
         self.stats.keyframe_requests += 1;
         self.events.push_back(Event::KeyframeRequest);

@@ -14,6 +14,7 @@ use std::time::Instant;
 use crate::protocol::control::StreamInfo;
 use crate::protocol::crypto::{Aead, AeadBackend, PlainAead};
 use crate::protocol::handshake::Established;
+use crate::protocol::path::Path;
 use crate::protocol::replay::ReplayWindow;
 use crate::protocol::wire::{FLAG_SEALED, HEADER_LEN, Header, Kind};
 
@@ -34,6 +35,12 @@ pub(super) struct Link {
     pub(super) received: u64,
     /// Stream info the peer sent in the handshake, handed out when the session is installed.
     pub(super) peer_info: Option<StreamInfo>,
+    // --- security (issue 9) ---
+    /// Secret of this session's reset tokens, and whether we were the caller.
+    pub(super) reset_secret: zeroize::Zeroizing<[u8; 32]>,
+    pub(super) initiator: bool,
+    /// The validated address of the peer and any address being probed (see `migrate`).
+    pub(super) path: Path,
 }
 
 /// Why a session datagram was not opened.
@@ -64,6 +71,9 @@ impl Link {
             max_pn: 0,
             received: 0,
             peer_info: e.peer_info.clone(),
+            reset_secret: zeroize::Zeroizing::new(e.reset_secret),
+            initiator: e.initiator,
+            path: Path::new(peer),
         }
     }
 
@@ -75,8 +85,9 @@ impl Link {
         }
     }
 
-    /// Builds a sealed datagram of `kind` with `body`, taking the next packet number.
-    pub(super) fn seal_datagram(&mut self, kind: Kind, body: &[u8]) -> Vec<u8> {
+    /// Builds a sealed datagram of `kind` with `body`, taking the next packet number. `None`
+    /// if sealing failed (a bug: debug builds panic in the AEAD; the caller counts it).
+    pub(super) fn seal_datagram(&mut self, kind: Kind, body: &[u8]) -> Option<Vec<u8>> {
         let pn = self.next_pn;
         self.next_pn += 1;
         let h = Header {
@@ -92,8 +103,7 @@ impl Link {
         d.resize(HEADER_LEN + body.len() + tag_len, 0);
         let (hdr, rest) = d.split_at_mut(HEADER_LEN);
         let (b, tag) = rest.split_at_mut(body.len());
-        self.seal.seal(pn, hdr, b, tag);
-        d
+        self.seal.seal(pn, hdr, b, tag).then_some(d)
     }
 
     /// Checks and opens `buf` (header `h`) in place; on success the datagram counts as
@@ -124,9 +134,11 @@ impl Link {
         }
         self.replay.commit(h.packet_number);
         self.last_rx = now;
-        // Authenticated: the peer may have moved (NAT rebinding); follow it.
+        // Authenticated: the peer may have moved (NAT rebinding). Follow it only once the new
+        // address answered a challenge (`migrate`); only the newest packet number starts one.
         if self.encrypt {
-            self.peer = from;
+            self.path
+                .on_authenticated(from, h.packet_number, buf.len(), now);
         }
         self.received += 1;
         self.max_pn = self.max_pn.max(h.packet_number);

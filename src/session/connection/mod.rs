@@ -36,7 +36,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::protocol::adaptive::AdaptiveFec;
 use crate::protocol::control::{Control, LossReport, StreamInfo};
@@ -45,18 +45,26 @@ use crate::protocol::handshake::{HandshakeConfig, HandshakeError, Psk, Role};
 use crate::protocol::input::{InputEvent, InputReceiver, InputSender};
 use crate::protocol::pacing::Pacer;
 use crate::protocol::reassembler::{Frame, Reassembler};
-use crate::protocol::wire::{FEC_SCHEME_RS8, HEADER_LEN, Header, Kind, RejectReason, WireError};
+use crate::protocol::wire::{
+    FEC_SCHEME_RS8, HEADER_LEN, Header, KIND_COOKIE_REPLY, Kind, RejectReason, WireError,
+};
 
 use super::{Config, Error, Mode, Result, Stats};
 
 mod client;
 mod establish;
+mod guard;
 mod host;
 mod ids;
 mod link;
+mod migrate;
 mod timers;
 mod timing;
 
+pub use guard::{
+    INPUT_EVENTS_BURST, INPUT_EVENTS_PER_SECOND, KEYFRAME_REQUEST_MIN_INTERVAL,
+    MAX_INPUT_EVENTS_PER_DATAGRAM, REJECT_SERIES_COUNT, REJECT_SERIES_SPAN,
+};
 pub use host::{FrameTicket, SealedFrame};
 pub use timing::{DEFAULT_ANCHOR_US, FRAME_AGE_SPAN, FrameTimingIn};
 
@@ -170,6 +178,12 @@ pub enum Event {
     KeyframeRequest,
     /// Host: the client's latest reception counters.
     LossReport(LossReport),
+    // --- security (issue 9) ---
+    /// Caller: the listener kept refusing for the same reason: `count` refusals (each for a
+    /// different live attempt, from the configured peer) over at least
+    /// [`REJECT_SERIES_SPAN`]. A user may give up now; the connection itself keeps trying.
+    /// A single refusal is only [`Event::Rejected`]: it is unauthenticated.
+    RejectSustained { reason: RejectReason, count: u32 },
 }
 
 /// One datagram to send (from [`Connection::poll_transmit`]).
@@ -232,6 +246,8 @@ pub struct Connection {
     scratch: Vec<u8>,
     // Frame timing (issue 6): host clock, clock offset, frame ages.
     timing: timing::TimingState,
+    /// Security state: admission, refusals, retired sessions, throttles (`guard`).
+    guard: guard::Guard,
 }
 
 impl Connection {
@@ -243,6 +259,15 @@ impl Connection {
     /// Derives the passphrase key (PBKDF2, tens of milliseconds): create connections off any
     /// latency-critical path.
     pub fn new(config: Config, now: Instant) -> Result<Connection> {
+        // The one clock read of a connection, only when the user gave no wall clock: see
+        // `Config::wall_clock` and `new_at`.
+        let wall = config.wall_clock.unwrap_or_else(SystemTime::now);
+        Connection::new_at(config, now, wall)
+    }
+
+    /// [`Connection::new`] with the wall clock `wall` that corresponds to `now` (hello
+    /// freshness is checked in Unix time; virtual-time tests pass a virtual wall clock).
+    pub fn new_at(config: Config, now: Instant, wall: SystemTime) -> Result<Connection> {
         config.validate()?;
         let psk = config
             .passphrase
@@ -262,7 +287,7 @@ impl Connection {
         }
         Ok(Connection {
             ids: Ids::new(config.rng_seed),
-            hs,
+            hs: hs.clone(),
             link: None,
             pending: Vec::new(),
             last_hello: None,
@@ -298,6 +323,7 @@ impl Connection {
             },
             scratch: Vec::new(),
             timing: timing::TimingState::new(now),
+            guard: guard::Guard::new(&hs, &config, now, wall),
             cfg: config,
         })
     }
@@ -335,15 +361,19 @@ impl Connection {
         if self.closed {
             return;
         }
+        if buf.get(1) == Some(&KIND_COOKIE_REPLY) {
+            self.on_cookie_reply(buf, from);
+            return;
+        }
         let Ok((h, _)) = Header::decode(buf) else {
             self.stats.invalid_datagrams += 1;
             return;
         };
         match h.kind {
             Kind::HandshakeInit => self.on_hello(&h, buf, from, now),
-            Kind::HandshakeResponse => self.on_response(&h, buf, now),
-            Kind::Reject => self.on_reject(buf),
-            Kind::Reset => self.on_reset(&h, now),
+            Kind::HandshakeResponse => self.on_response(&h, buf, from, now),
+            Kind::Reject => self.on_reject(&h, buf, from, now),
+            Kind::Reset => self.on_reset(&h, buf, from, now),
             Kind::Video | Kind::Control | Kind::Input => {
                 self.on_session_datagram(&h, buf, from, now)
             }
@@ -437,7 +467,10 @@ impl Connection {
         };
         self.scratch.clear();
         c.encode(&mut self.scratch);
-        let d = link.seal_datagram(Kind::Control, &self.scratch);
+        let Some(d) = link.seal_datagram(Kind::Control, &self.scratch) else {
+            self.stats.seal_failures += 1;
+            return;
+        };
         let to = link.peer;
         self.queue(d, to);
     }
@@ -450,13 +483,18 @@ impl Connection {
         let body = &buf[body];
         match (h.kind, self.cfg.role) {
             (Kind::Video, Role::Client) => self.on_video(body, now),
+            (Kind::Control, _) if migrate::is_path_body(body) => {
+                self.on_path_frame(body, from, now)
+            }
             (Kind::Control, _) => match Control::decode(body) {
                 Ok(c) => self.on_control(c, now),
                 Err(_) => self.stats.invalid_datagrams += 1,
             },
-            (Kind::Input, Role::Host) => self.on_input(body),
+            (Kind::Input, Role::Host) => self.on_input_limited(body, now),
             _ => self.stats.invalid_datagrams += 1,
         }
+        // A datagram from a new address may have started a probe: challenge it at once.
+        self.drive_path(now);
     }
 
     fn on_control(&mut self, c: Control, now: Instant) {
@@ -464,7 +502,11 @@ impl Connection {
         match c {
             Control::Ping { t1 } => self.on_ping(t1, now),
             Control::Pong { t1, t2, t3 } => self.on_pong(t1, t2, t3, now),
-            Control::KeyframeRequest if role == Role::Host => self.on_keyframe_request(),
+            Control::KeyframeRequest if role == Role::Host => {
+                if self.keyframe_request_allowed(now) {
+                    self.on_keyframe_request()
+                }
+            }
             Control::LossReport(r) if role == Role::Host => self.on_loss_report(r, now),
             Control::StreamInfo(info) if role == Role::Client => self.on_stream_info(info),
             Control::InputAck { next_expected } if role == Role::Client => {

@@ -48,6 +48,9 @@ impl Connection {
         };
         next = earliest(next, link.last_rx + cfg.timeout);
         next = earliest(next, self.last_ping + cfg.keepalive);
+        if let Some(t) = link.path.poll_timeout() {
+            next = earliest(next, t);
+        }
         if cfg.role == Role::Client {
             next = earliest(
                 next,
@@ -103,6 +106,7 @@ impl Connection {
         if now.saturating_duration_since(self.last_ping) >= self.cfg.keepalive {
             self.send_ping(now);
         }
+        self.drive_path(now);
         if self.cfg.role == Role::Client {
             if now.saturating_duration_since(self.client.last_loss_report)
                 >= self.cfg.loss_report_interval
