@@ -12,6 +12,20 @@
 //!   (`plugin_register_static`). Without it the crate builds no GStreamer crate at all.
 //! - `testing`: test tools — `relay` (a UDP relay with impairment), `transport::impair` and
 //!   `transport::memory`. Never part of the default build, so the plugin (`.so`) ships none of it.
+//!
+//! What is public, and why:
+//! - [`session`]: the library API — `Session` (the driver), `Config`, `Event`, `Stats`, and the
+//!   sans-IO `Connection` for applications that bring their own I/O loop.
+//! - [`transport`]: the `Transport` trait and `UdpTransport` (and, with `testing`, the test
+//!   transports).
+//! - [`protocol`]: the sans-IO building blocks (wire layouts, packetizer, reassembler, FEC,
+//!   handshake, estimators). Public so that property tests, fuzz targets and benchmarks — which
+//!   are separate crates — can drive them directly; they are not a stable API of their own.
+//! - The elements are private: GStreamer users reach them through the plugin.
+//!
+//! `unreachable_pub` keeps everything else private to the crate.
+
+#![warn(unreachable_pub)]
 
 #[cfg(feature = "gst")]
 mod element;

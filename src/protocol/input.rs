@@ -31,16 +31,16 @@ pub const RECEIVE_WINDOW: u64 = 1024;
 
 /// Event type bytes on the wire.
 mod ty {
-    pub const KEY: u8 = 1;
-    pub const MOUSE_MOVE: u8 = 2;
-    pub const MOUSE_MOVE_RELATIVE: u8 = 3;
-    pub const MOUSE_BUTTON: u8 = 4;
-    pub const SCROLL: u8 = 5;
-    pub const TOUCH: u8 = 6;
-    pub const TOUCH_FRAME: u8 = 7;
-    pub const GAMEPAD_BUTTON: u8 = 8;
-    pub const GAMEPAD_AXIS: u8 = 9;
-    pub const GAMEPAD_CONNECTED: u8 = 10;
+    pub(super) const KEY: u8 = 1;
+    pub(super) const MOUSE_MOVE: u8 = 2;
+    pub(super) const MOUSE_MOVE_RELATIVE: u8 = 3;
+    pub(super) const MOUSE_BUTTON: u8 = 4;
+    pub(super) const SCROLL: u8 = 5;
+    pub(super) const TOUCH: u8 = 6;
+    pub(super) const TOUCH_FRAME: u8 = 7;
+    pub(super) const GAMEPAD_BUTTON: u8 = 8;
+    pub(super) const GAMEPAD_AXIS: u8 = 9;
+    pub(super) const GAMEPAD_CONNECTED: u8 = 10;
 }
 
 /// Where a touch point is in its life.
