@@ -953,17 +953,17 @@ mod tests {
     mod sim {
         use super::*;
 
-        pub const FRAME_NS: u64 = 16_666_667;
+        pub(super) const FRAME_NS: u64 = 16_666_667;
         /// Shard bytes at the default MTU, and the per-datagram headers + tag.
         const SHARD_MAX: u64 = 1350;
         const OVERHEAD: u64 = 50;
 
-        pub struct Rng(u64);
+        pub(super) struct Rng(u64);
         impl Rng {
-            pub fn new(seed: u64) -> Self {
+            pub(super) fn new(seed: u64) -> Self {
                 Rng(seed)
             }
-            pub fn next(&mut self) -> u64 {
+            pub(super) fn next(&mut self) -> u64 {
                 // splitmix64
                 self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
                 let mut z = self.0;
@@ -971,13 +971,13 @@ mod tests {
                 z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
                 z ^ (z >> 31)
             }
-            pub fn f64(&mut self) -> f64 {
+            pub(super) fn f64(&mut self) -> f64 {
                 (self.next() >> 11) as f64 / (1u64 << 53) as f64
             }
         }
 
         #[derive(Clone, Debug)]
-        pub struct Link {
+        pub(super) struct Link {
             /// (from ns, rate bps), sorted by time; the first entry must be at 0.
             pub schedule: Vec<(u64, u64)>,
             /// Drop-tail queue length, as time at the current rate.
@@ -989,7 +989,7 @@ mod tests {
         }
 
         impl Link {
-            pub fn fixed(rate_bps: u64) -> Self {
+            pub(super) fn fixed(rate_bps: u64) -> Self {
                 Link {
                     schedule: vec![(0, rate_bps)],
                     queue_ns: 50_000_000,
@@ -1006,14 +1006,14 @@ mod tests {
             }
         }
 
-        pub struct FlowCfg {
+        pub(super) struct FlowCfg {
             pub start_ns: u64,
             pub bwe: BweConfig,
             pub fec_percent: u64,
         }
 
         #[derive(Clone, Debug, Default)]
-        pub struct FrameStat {
+        pub(super) struct FrameStat {
             pub gen_ns: u64,
             pub media_bytes: u64,
             pub wire_bytes: u64,
@@ -1025,7 +1025,7 @@ mod tests {
             pub estimate_bps: u64,
         }
 
-        pub struct Flow {
+        pub(super) struct Flow {
             pub cfg: FlowCfg,
             pub est: BandwidthEstimator,
             fb: FeedbackBuilder,
@@ -1054,7 +1054,7 @@ mod tests {
             Feedback(usize, Vec<u8>),
         }
 
-        pub struct Sim {
+        pub(super) struct Sim {
             t0: Instant,
             pub link: Link,
             busy_until: u64,
@@ -1066,7 +1066,7 @@ mod tests {
         }
 
         impl Sim {
-            pub fn new(link: Link, flows: Vec<FlowCfg>, seed: u64) -> Sim {
+            pub(super) fn new(link: Link, flows: Vec<FlowCfg>, seed: u64) -> Sim {
                 let t0 = Instant::now();
                 let mut sim = Sim {
                     t0,
@@ -1110,7 +1110,7 @@ mod tests {
                 self.heap.push(Reverse((t, self.seq, ev)));
             }
 
-            pub fn run(&mut self, until_ns: u64) {
+            pub(super) fn run(&mut self, until_ns: u64) {
                 while let Some(Reverse((t, _, _))) = self.heap.peek() {
                     if *t > until_ns {
                         break;
@@ -1264,23 +1264,27 @@ mod tests {
         }
 
         impl Flow {
-            pub fn window(&self, from_s: f64, to_s: f64) -> impl Iterator<Item = &FrameStat> {
+            pub(super) fn window(
+                &self,
+                from_s: f64,
+                to_s: f64,
+            ) -> impl Iterator<Item = &FrameStat> {
                 let (a, b) = ((from_s * 1e9) as u64, (to_s * 1e9) as u64);
                 self.frames
                     .iter()
                     .filter(move |f| f.gen_ns >= a && f.gen_ns < b)
             }
             /// Media bits per second of the frames generated in the window.
-            pub fn media_rate(&self, from_s: f64, to_s: f64) -> f64 {
+            pub(super) fn media_rate(&self, from_s: f64, to_s: f64) -> f64 {
                 let bytes: u64 = self.window(from_s, to_s).map(|f| f.media_bytes).sum();
                 bytes as f64 * 8.0 / (to_s - from_s)
             }
-            pub fn wire_rate(&self, from_s: f64, to_s: f64) -> f64 {
+            pub(super) fn wire_rate(&self, from_s: f64, to_s: f64) -> f64 {
                 let bytes: u64 = self.window(from_s, to_s).map(|f| f.wire_bytes).sum();
                 bytes as f64 * 8.0 / (to_s - from_s)
             }
             /// Fraction of frames with enough datagrams to decode (RS is MDS: any `n` of them).
-            pub fn decodable(&self, from_s: f64, to_s: f64) -> f64 {
+            pub(super) fn decodable(&self, from_s: f64, to_s: f64) -> f64 {
                 let (mut ok, mut all) = (0, 0);
                 for f in self.window(from_s, to_s) {
                     all += 1;
@@ -1289,7 +1293,7 @@ mod tests {
                 ok as f64 / all.max(1) as f64
             }
             /// p-quantile of the first datagrams' queue wait, ms.
-            pub fn queue_ms(&self, from_s: f64, to_s: f64, p: f64) -> f64 {
+            pub(super) fn queue_ms(&self, from_s: f64, to_s: f64, p: f64) -> f64 {
                 let mut w: Vec<u64> = self.window(from_s, to_s).map(|f| f.first_wait_ns).collect();
                 w.sort_unstable();
                 if w.is_empty() {
@@ -1299,18 +1303,18 @@ mod tests {
                 w[i] as f64 / 1e6
             }
             /// First time at or after `from_s` when the target reaches `bps`.
-            pub fn reaches(&self, from_s: f64, bps: u64) -> Option<f64> {
+            pub(super) fn reaches(&self, from_s: f64, bps: u64) -> Option<f64> {
                 self.window(from_s, f64::MAX / 2e9)
                     .find(|f| f.target_bps >= bps)
                     .map(|f| f.gen_ns as f64 / 1e9)
             }
             /// First time at or after `from_s` when the wire estimate is below `bps`.
-            pub fn below(&self, from_s: f64, bps: u64) -> Option<f64> {
+            pub(super) fn below(&self, from_s: f64, bps: u64) -> Option<f64> {
                 self.window(from_s, f64::MAX / 2e9)
                     .find(|f| f.estimate_bps < bps)
                     .map(|f| f.gen_ns as f64 / 1e9)
             }
-            pub fn trace(&self, step_s: f64, to_s: f64) -> String {
+            pub(super) fn trace(&self, step_s: f64, to_s: f64) -> String {
                 let mut s = String::new();
                 let mut t = 0.0;
                 while t < to_s {
