@@ -3,12 +3,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::protocol::adaptive::FecMode;
+use crate::protocol::adaptive::{FecMode, TargetConfig};
 use crate::protocol::control::StreamInfo;
 use crate::protocol::crypto::AeadBackend;
 use crate::protocol::handshake::Role;
 use crate::protocol::pacing::PacingConfig;
 use crate::protocol::reassembler::ReassemblerConfig;
+use crate::protocol::repair::RepairConfig;
 use crate::protocol::wire::{DEFAULT_MTU, MAX_DATAGRAM_BYTES, MIN_MTU};
 
 use super::Error;
@@ -63,6 +64,21 @@ pub struct Config {
     /// Seeds the attempt ids and first frame indices (reproducible tests); `None` draws them
     /// from the OS. Keys are always fresh OS randomness.
     pub rng_seed: Option<u64>,
+
+    // Loss resilience (issue 8): FEC by target, deadline-bounded repair, fast connect.
+    /// Host: target, floor and ceiling of [`FecMode::Target`].
+    pub fec_target: TargetConfig,
+    /// Host: bounds of the repair history and the repair budget (share of the stream).
+    pub repair_history: RepairConfig,
+    /// Client: ask the host for new parity when a block cannot be rebuilt.
+    pub repair: bool,
+    /// Client: how long after its first shard a frame may wait for repair before it is given
+    /// up (and a keyframe requested). `None`: derived from the measured RTT and frame
+    /// interval (see `connection::repair`).
+    pub repair_deadline: Option<Duration>,
+    /// Caller: the first handshake retry comes after this; each further one after twice the
+    /// previous wait, up to `handshake_retry`.
+    pub handshake_first_retry: Duration,
 }
 
 impl Config {
@@ -76,7 +92,7 @@ impl Config {
             encrypt: true,
             aead: AeadBackend::default(),
             fec_percent: 20,
-            fec_mode: FecMode::Fixed,
+            fec_mode: FecMode::Target,
             mtu: DEFAULT_MTU,
             pacing: PacingConfig::default(),
             timeout: Duration::from_millis(3000),
@@ -90,6 +106,11 @@ impl Config {
             input_queue: 4096,
             recv_batch: 64,
             rng_seed: None,
+            fec_target: TargetConfig::default(),
+            repair_history: RepairConfig::default(),
+            repair: true,
+            repair_deadline: None,
+            handshake_first_retry: Duration::from_millis(25),
         }
     }
 
