@@ -416,7 +416,7 @@ fn target_sweep() {
     let n = 3000;
     println!("| target | path | delivered | lost | repaired | overhead (parity + repair) |");
     println!("|---|---|---|---|---|---|");
-    for target in [1e-4, 1e-3, 1e-2] {
+    for target in [1e-4, 1e-3, 1e-2, 5e-2, 1e-1] {
         for path in ["0 %", "10 % iid", "20 % iid", "GE 1 %/30 %"] {
             let mut sim = lossy(31, target, |s| match path {
                 "10 % iid" => s.nodes[HOST].link.loss = 0.10,
