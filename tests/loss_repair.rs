@@ -119,13 +119,21 @@ fn parity_rises_within_one_report_of_a_loss_change_and_falls_slowly() {
     // 10 % iid from now: within one report (100 ms) and its delivery, parity is up.
     sim.nodes[HOST].link.loss = 0.10;
     let lossy = stream(&mut sim, Duration::from_secs(2));
-    let first_up = lossy.iter().position(|&m| m >= 5).expect("parity rose");
+    // The first report after the change covers part of an interval: it already raises the
+    // parity above the floor; the following reports complete the picture (10 for a 32-shard
+    // block at 10 % and the default target 1e-2).
+    let first_up = lossy.iter().position(|&m| m > 2).expect("parity rose");
     assert!(
         first_up as u32 * FRAME_INTERVAL <= Duration::from_millis(120),
         "rose after {first_up} frames: {lossy:?}"
     );
     let high = *lossy.last().unwrap();
     assert!(high >= 8, "{lossy:?}");
+    let settled = lossy.iter().position(|&m| m >= 8).unwrap();
+    assert!(
+        settled as u32 * FRAME_INTERVAL <= Duration::from_millis(500),
+        "{lossy:?}"
+    );
     // Clean again: held for a second, then down step by step, back at the floor in seconds.
     sim.nodes[HOST].link.loss = 0.0;
     let after = stream(&mut sim, Duration::from_secs(6));

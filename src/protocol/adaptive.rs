@@ -773,8 +773,12 @@ mod target_tests {
         counts(packets, lost, bursts)
     }
 
+    /// Target mode at 1e-4 (the figures below are for that target, not the default).
     fn target() -> AdaptiveFec {
-        AdaptiveFec::new(FecMode::Target, 20, 100)
+        AdaptiveFec::new(FecMode::Target, 20, 100).with_target(TargetConfig {
+            target: 1e-4,
+            ..TargetConfig::default()
+        })
     }
 
     #[test]

@@ -6,12 +6,15 @@
 //!   [`LossModelReport`] goes out with every loss report (`Control::LossModel`);
 //! - after each video datagram and timer, every incomplete frame is checked
 //!   ([`Reassembler::missing`]): a block that cannot complete from what is in flight
-//!   (`short_now > 0`), or lacks shards once the frame's shards stopped coming for
-//!   [`STALL_AFTER`] (`short_if_no_more`), is asked for at once (`Control::RepairRequest`), minus
+//!   (`short_now > 0`), or lacks shards once the frame's shards stopped coming
+//!   (`short_if_no_more`: [`STALL_AFTER`] without a shard while a newer frame's shards arrive,
+//!   or [`LONG_STALL`] without any), is asked for at once (`Control::RepairRequest`), minus
 //!   what this round already asked for. A round lasts [`Repairs::round`] (about one RTT plus
 //!   margin); after it, what is still missing is asked for again (the host sends new rows);
 //! - each incomplete frame gets a deadline ([`Reassembler::set_deadline`]): first shard +
-//!   frame interval + three rounds, or `Config::repair_deadline`. At the deadline the
+//!   frame interval + three rounds, or `Config::repair_deadline`, but never before the
+//!   reassembler's reorder window after its newest shard (a sender that is slow or was
+//!   descheduled is not given up on while its shards still come). At the deadline the
 //!   reassembler gives it up (`Event::FramesLost`, on which the element requests a keyframe at
 //!   once); a `RepairUnavailable` from the host moves the deadline to now.
 //!
@@ -41,7 +44,7 @@ use crate::protocol::ratelimit::TokenBucket;
 use crate::protocol::reassembler::{BlockNeed, Output};
 use crate::protocol::repair::{
     MAX_REPAIR_ITEMS, MAX_REPAIR_ROWS, RepairConfig, RepairHistory, RepairItem, RepairParams,
-    RepairRequest, RepairUnavailable,
+    RepairRequest, RepairUnavailable, UnavailableReason,
 };
 use crate::protocol::wire::{VideoHeader, seq_diff};
 use crate::sync::lock;
@@ -52,6 +55,12 @@ use super::Connection;
 /// Paced chunks of one frame are well under a millisecond apart at the pacing rates the host
 /// uses (≥ 200 Mbit/s, 16 datagrams a chunk), so 3 ms of silence means the rest was lost.
 pub const STALL_AFTER: Duration = Duration::from_millis(3);
+
+/// Silence after which a frame counts as stalled even if no newer frame shows that its sender
+/// moved on: a sender that is descheduled mid-frame must not make the client ask for (and the
+/// budget pay for) shards that are merely late; a frame whose whole tail was lost waits this
+/// long for its repair.
+pub const LONG_STALL: Duration = Duration::from_millis(8);
 
 /// Frame interval assumed before one is measured (60 fps).
 const DEFAULT_FRAME_INTERVAL: Duration = Duration::from_micros(16_667);
@@ -94,6 +103,8 @@ pub(super) struct Repairs {
     /// Smoothed frame interval from delivered frames, and the last `(index, first_seen)`.
     frame_interval: Option<Duration>,
     last_frame: Option<(u32, Instant)>,
+    /// Index of the newest frame a shard arrived for.
+    newest: Option<u32>,
 }
 
 impl Repairs {
@@ -104,6 +115,7 @@ impl Repairs {
             needs: Vec::new(),
             frame_interval: None,
             last_frame: None,
+            newest: None,
         }
     }
 
@@ -112,6 +124,7 @@ impl Repairs {
         self.estimator.reset();
         self.tracked.clear();
         self.last_frame = None;
+        self.newest = None;
     }
 }
 
@@ -165,6 +178,10 @@ impl Connection {
         let Ok((h, _)) = VideoHeader::decode(body) else {
             return;
         };
+        let newest = &mut self.client.repair.newest;
+        if newest.is_none_or(|n| seq_diff(h.frame_index, n) > 0) {
+            *newest = Some(h.frame_index);
+        }
         let n = (h.frame_len as usize).div_ceil(h.shard_size.max(1) as usize);
         let Some(layout) = BlockLayout::checked(n, h.block_count as usize) else {
             return;
@@ -195,6 +212,14 @@ impl Connection {
             .frame_interval
             .unwrap_or(DEFAULT_FRAME_INTERVAL);
         (fi + self.repair_round() * DEADLINE_ROUNDS).clamp(MIN_DEADLINE, MAX_DEADLINE)
+    }
+
+    /// Whether shards of a frame newer than `index` arrived (its sender moved on).
+    fn frame_passed(&self, index: u32) -> bool {
+        self.client
+            .repair
+            .newest
+            .is_some_and(|n| seq_diff(n, index) > 0)
     }
 
     /// Client: what the reassembler handed out, for the repair accounting.
@@ -230,9 +255,24 @@ impl Connection {
         }
     }
 
-    /// Client: a `RepairUnavailable`: give the frame up now instead of at its deadline.
+    /// Client: a `RepairUnavailable`. When the host no longer holds the frame (or its blocks
+    /// used up their rows) and a block cannot complete from what is in flight, the frame is
+    /// given up now instead of at its deadline. A spent budget refills with every frame, and a
+    /// frame whose shards may still all come (a stall that was only a slow sender) can still
+    /// complete: both wait for the deadline.
     pub(super) fn on_repair_unavailable(&mut self, u: RepairUnavailable, now: Instant) {
-        if self.client.reassembler.set_deadline(u.frame_index, now) {
+        if u.reason == UnavailableReason::Budget {
+            return;
+        }
+        let mut needs = std::mem::take(&mut self.client.repair.needs);
+        let hopeless = self
+            .client
+            .reassembler
+            .missing(u.frame_index, &mut needs)
+            .is_some()
+            && needs.iter().any(|n| n.short_now > 0);
+        self.client.repair.needs = needs;
+        if hopeless && self.client.reassembler.set_deadline(u.frame_index, now) {
             self.client.reassembler.handle_timeout(now);
             self.drain_reassembler();
         }
@@ -254,7 +294,8 @@ impl Connection {
             // frame with no round open (asks what it lacks).
             let at = match t.round_start {
                 Some(s) => s + round,
-                None => f.last_activity + STALL_AFTER,
+                None if self.frame_passed(t.index) => f.last_activity + STALL_AFTER,
+                None => f.last_activity + LONG_STALL,
             };
             if needs.iter().any(|n| n.short_if_no_more > 0) {
                 next = Some(next.map_or(at, |x: Instant| x.min(at)));
@@ -270,6 +311,7 @@ impl Connection {
         }
         let round = self.repair_round();
         let deadline = self.repair_deadline();
+        let reorder_window = self.cfg.reassembler.reorder_window;
         let incomplete = self.client.reassembler.incomplete();
         // Forget frames no longer in flight (delivered or given up without an output seen).
         self.client
@@ -283,14 +325,17 @@ impl Connection {
                 self.client.repair.needs = needs;
                 continue;
             };
+            // The repair deadline, but never before the reorder window after the newest shard
+            // (a slow or descheduled sender is not given up while its shards still come).
+            let give_up = (f.first_seen + deadline).max(f.last_activity + reorder_window);
+            if f.deadline != Some(give_up) {
+                self.client.reassembler.set_deadline(index, give_up);
+            }
             let r = &mut self.client.repair;
+            let newest = r.newest;
             let pos = match r.tracked.iter().position(|t| t.index == index) {
                 Some(p) => p,
                 None => {
-                    // First look at this frame: give it its repair deadline.
-                    self.client
-                        .reassembler
-                        .set_deadline(index, f.first_seen + deadline);
                     r.tracked.push(Tracked {
                         index,
                         round_start: None,
@@ -306,7 +351,9 @@ impl Connection {
                 t.round_start = None;
                 t.asked.clear();
             }
-            let stalled = now.saturating_duration_since(f.last_activity) >= STALL_AFTER;
+            let silent = now.saturating_duration_since(f.last_activity);
+            let passed = newest.is_some_and(|n| seq_diff(n, index) > 0);
+            let stalled = silent >= LONG_STALL || (passed && silent >= STALL_AFTER);
             let mut items = Vec::new();
             for n in &needs {
                 let want = if stalled {
