@@ -319,9 +319,26 @@ fn properties_and_defaults() {
     let m = sink.property_value("fec-mode");
     assert_eq!(
         glib::EnumValue::from_value(&m).expect("enum").1.nick(),
-        "fixed"
+        "target"
     );
-    for name in ["fec-percent", "fec-mode", "mtu", "pacing-rate", "dscp"] {
+    // Loss resilience (issue 8).
+    check_uint(&sink, "fec-floor", 0, 100, 5);
+    check_uint(&sink, "fec-ceiling", 0, 200, 100);
+    check_uint(&src, "repair-deadline", 0, 10_000, 0);
+    assert_eq!(sink.property::<f64>("fec-target"), 0.01);
+    assert_eq!(sink.property::<f64>("repair-share"), 0.25);
+    assert!(src.property::<bool>("repair"));
+    for name in [
+        "fec-percent",
+        "fec-mode",
+        "mtu",
+        "pacing-rate",
+        "dscp",
+        "fec-target",
+        "fec-floor",
+        "fec-ceiling",
+        "repair-share",
+    ] {
         assert!(pspec(&sink, name).flags().contains(ready), "{name}");
     }
 
@@ -731,7 +748,10 @@ fn sink_sends_frames_and_forwards_client_events() {
     assert!(u64_field(&stats, "bytes-sent") > 200_000);
     assert!(u64_field(&stats, "packets-received") > 0);
     assert!(u64_field(&stats, "input-received") >= 3);
-    assert_eq!(stats.get::<u32>("fec-percent").expect("fec"), 20);
+    // fec-mode=target reports the share of the largest block (26 parity of 128 data shards at
+    // the starting fec-percent of 20, rounded up).
+    assert_eq!(stats.get::<u32>("fec-percent").expect("fec"), 21);
+    assert!(u64_field(&stats, "parity-shards-sent") > 0);
 
     // EOS says bye: the client sees the end of the stream.
     assert!(h.push_event(gst::event::Eos::new()));

@@ -199,8 +199,9 @@ fn wrong_passphrase_yields_no_session_and_a_clear_reason() {
     assert!(!cs.connected);
     assert_eq!(cs.frames_received, 0);
     assert!(cs.rejects_received >= 1);
-    // A hello every `handshake_retry` (200 ms) for 4 s.
-    assert_eq!(cs.handshakes_sent, 21);
+    // Hellos at 0, 25, 50, 100 ms (fast connect backs off from `handshake_first_retry`), then
+    // every `handshake_retry` (200 ms) up to 4 s.
+    assert_eq!(cs.handshakes_sent, 24);
 }
 
 #[test]

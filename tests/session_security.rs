@@ -327,7 +327,9 @@ fn a_forged_reject_does_not_stop_the_caller() {
 #[test]
 fn a_forged_response_keeps_its_attempt() {
     for pass in [None, Some("pw")] {
-        let (h, c) = configs(pass);
+        let (h, mut c) = configs(pass);
+        // No fast first retry: the first attempt must be the one that completes.
+        c.handshake_first_retry = c.handshake_retry;
         let mut sim = pair(4, h, c);
         sim.nodes[HOST].link.delay = Duration::from_millis(30);
         sim.run_for(Duration::from_millis(2));

@@ -208,7 +208,7 @@ pub(crate) fn sink() -> Vec<glib::ParamSpec> {
                 glib::ParamSpecEnum::builder_with_default("fec-mode", DEFAULT_FEC_MODE)
                     .nick("FEC mode")
                     .blurb(
-                        "fixed: always fec-percent; adaptive: fec-percent as a floor, raised from the client's loss reports. Default fixed",
+                        "fixed: always fec-percent; adaptive: fec-percent as a floor, raised from the client's loss reports; target: per block, the least parity that keeps the block's failure probability under fec-target, from the client's loss model (fec-percent until the first report). Default target",
                     )
                     .mutable_ready()
                     .build(),
@@ -239,6 +239,45 @@ pub(crate) fn sink() -> Vec<glib::ParamSpec> {
                     .default_value(DEFAULT_DSCP)
                     .mutable_ready()
                     .build(),
+                // Loss resilience (issue 8).
+                glib::ParamSpecDouble::builder("fec-target")
+                    .nick("FEC target")
+                    .blurb(
+                        "fec-mode=target: the largest acceptable probability that a block cannot be rebuilt by FEC (repair covers the rest within the deadline). Default 0.01",
+                    )
+                    .minimum(1e-9)
+                    .maximum(0.5)
+                    .default_value(DEFAULT_FEC_TARGET)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("fec-floor")
+                    .nick("FEC floor")
+                    .blurb(
+                        "fec-mode=target: least parity per block in percent (never below 2 shards). Default 5",
+                    )
+                    .maximum(100)
+                    .default_value(DEFAULT_FEC_FLOOR)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("fec-ceiling")
+                    .nick("FEC ceiling")
+                    .blurb(
+                        "fec-mode=target: most parity per block in percent (never below 8 shards or the floor). Default 100",
+                    )
+                    .maximum(200)
+                    .default_value(DEFAULT_FEC_CEILING)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecDouble::builder("repair-share")
+                    .nick("Repair share")
+                    .blurb(
+                        "Repair bytes allowed per media byte on average (new parity sent when the receiver asks; 0 = no repair). Default 0.25",
+                    )
+                    .minimum(0.0)
+                    .maximum(4.0)
+                    .default_value(DEFAULT_REPAIR_SHARE)
+                    .mutable_ready()
+                    .build(),
     ]);
     props
 }
@@ -262,6 +301,24 @@ pub(crate) fn src() -> Vec<glib::ParamSpec> {
                     )
                     .default_value(DEFAULT_REQUEST_KEYFRAME)
                     .mutable_playing()
+                    .build(),
+                // Loss resilience (issue 8).
+                glib::ParamSpecBoolean::builder("repair")
+                    .nick("Repair")
+                    .blurb(
+                        "Ask the sender for new parity when a frame cannot be rebuilt, until its deadline (default true)",
+                    )
+                    .default_value(DEFAULT_REPAIR)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("repair-deadline")
+                    .nick("Repair deadline")
+                    .blurb(
+                        "How long after its first datagram a frame may wait for repair before it is given up and a keyframe requested, in milliseconds (0 = automatic, the default: one frame interval plus three repair round trips, 10..250 ms)",
+                    )
+                    .maximum(10_000)
+                    .default_value(DEFAULT_REPAIR_DEADLINE_MS)
+                    .mutable_ready()
                     .build(),
     ]);
     props

@@ -65,6 +65,12 @@ pub(crate) enum FecModeSetting {
         nick = "adaptive"
     )]
     Adaptive = 1,
+    // Loss resilience (issue 8).
+    #[enum_value(
+        name = "Target: per block, the least parity that keeps its failure probability under fec-target, from the client's loss model",
+        nick = "target"
+    )]
+    Target = 2,
 }
 
 impl From<FecModeSetting> for crate::protocol::adaptive::FecMode {
@@ -72,6 +78,7 @@ impl From<FecModeSetting> for crate::protocol::adaptive::FecMode {
         match m {
             FecModeSetting::Fixed => Self::Fixed,
             FecModeSetting::Adaptive => Self::Adaptive,
+            FecModeSetting::Target => Self::Target,
         }
     }
 }
@@ -260,11 +267,18 @@ pub(crate) fn mark_plugin_api() {
 }
 
 pub(crate) const DEFAULT_FEC_PERCENT: u32 = 20;
-pub(crate) const DEFAULT_FEC_MODE: FecModeSetting = FecModeSetting::Fixed;
+pub(crate) const DEFAULT_FEC_MODE: FecModeSetting = FecModeSetting::Target;
 pub(crate) const DEFAULT_PACING_RATE: u64 = 0;
 pub(crate) const DEFAULT_DSCP: u32 = 0;
 pub(crate) const DEFAULT_WAIT_FOR_KEYFRAME: bool = true;
 pub(crate) const DEFAULT_REQUEST_KEYFRAME: bool = true;
+// Loss resilience (issue 8): defaults from the session's `Config` (see docs/PROTOCOL.md §9, §10).
+pub(crate) const DEFAULT_FEC_TARGET: f64 = crate::protocol::adaptive::DEFAULT_TARGET;
+pub(crate) const DEFAULT_FEC_FLOOR: u32 = 5;
+pub(crate) const DEFAULT_FEC_CEILING: u32 = 100;
+pub(crate) const DEFAULT_REPAIR_SHARE: f64 = 0.25;
+pub(crate) const DEFAULT_REPAIR: bool = true;
+pub(crate) const DEFAULT_REPAIR_DEADLINE_MS: u32 = 0;
 
 /// An element's own properties, beside the common ones.
 pub(crate) trait OwnSettings: Clone + fmt::Debug + Default {
@@ -319,6 +333,11 @@ pub(crate) struct SinkSettings {
     pub(crate) mtu: u32,
     pub(crate) pacing_rate: u64,
     pub(crate) dscp: u32,
+    // Loss resilience (issue 8).
+    pub(crate) fec_target: f64,
+    pub(crate) fec_floor: u32,
+    pub(crate) fec_ceiling: u32,
+    pub(crate) repair_share: f64,
 }
 
 impl Default for SinkSettings {
@@ -329,6 +348,10 @@ impl Default for SinkSettings {
             mtu: DEFAULT_MTU as u32,
             pacing_rate: DEFAULT_PACING_RATE,
             dscp: DEFAULT_DSCP,
+            fec_target: DEFAULT_FEC_TARGET,
+            fec_floor: DEFAULT_FEC_FLOOR,
+            fec_ceiling: DEFAULT_FEC_CEILING,
+            repair_share: DEFAULT_REPAIR_SHARE,
         }
     }
 }
@@ -345,6 +368,10 @@ impl OwnSettings for SinkSettings {
             "mtu" => self.mtu = value.get().unwrap_or(DEFAULT_MTU as u32),
             "pacing-rate" => self.pacing_rate = value.get().unwrap_or(DEFAULT_PACING_RATE),
             "dscp" => self.dscp = value.get().unwrap_or(DEFAULT_DSCP),
+            "fec-target" => self.fec_target = value.get().unwrap_or(DEFAULT_FEC_TARGET),
+            "fec-floor" => self.fec_floor = value.get().unwrap_or(DEFAULT_FEC_FLOOR),
+            "fec-ceiling" => self.fec_ceiling = value.get().unwrap_or(DEFAULT_FEC_CEILING),
+            "repair-share" => self.repair_share = value.get().unwrap_or(DEFAULT_REPAIR_SHARE),
             _ => return false,
         }
         true
@@ -357,6 +384,10 @@ impl OwnSettings for SinkSettings {
             "mtu" => self.mtu.to_value(),
             "pacing-rate" => self.pacing_rate.to_value(),
             "dscp" => self.dscp.to_value(),
+            "fec-target" => self.fec_target.to_value(),
+            "fec-floor" => self.fec_floor.to_value(),
+            "fec-ceiling" => self.fec_ceiling.to_value(),
+            "repair-share" => self.repair_share.to_value(),
             _ => return None,
         })
     }
@@ -368,6 +399,9 @@ impl OwnSettings for SinkSettings {
 pub(crate) struct SrcSettings {
     pub(crate) wait_for_keyframe: bool,
     pub(crate) request_keyframe: bool,
+    // Loss resilience (issue 8); take effect at the next start.
+    pub(crate) repair: bool,
+    pub(crate) repair_deadline_ms: u32,
 }
 
 impl OwnSettings for SrcSettings {
@@ -379,9 +413,14 @@ impl OwnSettings for SrcSettings {
     fn set(&mut self, name: &str, value: &glib::Value) -> bool {
         // Both default to true (GObject checked the type; the fallback stands in for the
         // impossible).
+        if name == "repair-deadline" {
+            self.repair_deadline_ms = value.get().unwrap_or(DEFAULT_REPAIR_DEADLINE_MS);
+            return true;
+        }
         let flag = match name {
             "wait-for-keyframe" => &mut self.wait_for_keyframe,
             "request-keyframe" => &mut self.request_keyframe,
+            "repair" => &mut self.repair,
             _ => return false,
         };
         *flag = value.get().unwrap_or(true);
@@ -392,6 +431,8 @@ impl OwnSettings for SrcSettings {
         match name {
             "wait-for-keyframe" => Some(self.wait_for_keyframe.to_value()),
             "request-keyframe" => Some(self.request_keyframe.to_value()),
+            "repair" => Some(self.repair.to_value()),
+            "repair-deadline" => Some(self.repair_deadline_ms.to_value()),
             _ => None,
         }
     }
@@ -402,6 +443,8 @@ impl Default for SrcSettings {
         SrcSettings {
             wait_for_keyframe: DEFAULT_WAIT_FOR_KEYFRAME,
             request_keyframe: DEFAULT_REQUEST_KEYFRAME,
+            repair: DEFAULT_REPAIR,
+            repair_deadline_ms: DEFAULT_REPAIR_DEADLINE_MS,
         }
     }
 }

@@ -68,6 +68,16 @@ pub(crate) fn stats_structure(s: &Stats, bound_port: u32) -> gst::Structure {
         .field("send-buffer", s.send_buffer)
         .field("recv-buffer", s.recv_buffer)
         .field("gso", s.gso)
+        // Loss resilience (issue 8).
+        .field("data-shards-sent", s.data_shards_sent)
+        .field("parity-shards-sent", s.parity_shards_sent)
+        .field("repair-requests", s.repair_requests)
+        .field("repair-refused", s.repair_refused)
+        .field("repair-shards", s.repair_shards)
+        .field("repair-bytes", s.repair_bytes)
+        .field("frames-repaired", s.frames_repaired)
+        .field("frames-deadline-lost", s.frames_deadline_lost)
+        .field("loss-models", s.loss_models)
         .build();
     // Frame timing (issue 6).
     crate::element::timing::add_timing_fields(&mut st, s);

@@ -3,13 +3,14 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use crate::protocol::adaptive::FecMode;
+use crate::protocol::adaptive::{FecMode, TargetConfig};
 use crate::protocol::control::StreamInfo;
 use crate::protocol::crypto::AeadBackend;
 use crate::protocol::handshake::Role;
 use crate::protocol::pacing::PacingConfig;
 use crate::protocol::ratelimit::RateLimitConfig;
 use crate::protocol::reassembler::ReassemblerConfig;
+use crate::protocol::repair::RepairConfig;
 use crate::protocol::wire::{DEFAULT_MTU, MAX_DATAGRAM_BYTES, MIN_MTU};
 
 use super::Error;
@@ -78,6 +79,21 @@ pub struct Config {
     /// needs Unix time; the connection itself never reads a clock). `None`: read once when the
     /// connection is created.
     pub wall_clock: Option<SystemTime>,
+
+    // Loss resilience (issue 8): FEC by target, deadline-bounded repair, fast connect.
+    /// Host: target, floor and ceiling of [`FecMode::Target`].
+    pub fec_target: TargetConfig,
+    /// Host: bounds of the repair history and the repair budget (share of the stream).
+    pub repair_history: RepairConfig,
+    /// Client: ask the host for new parity when a block cannot be rebuilt.
+    pub repair: bool,
+    /// Client: how long after its first shard a frame may wait for repair before it is given
+    /// up (and a keyframe requested). `None`: derived from the measured RTT and frame
+    /// interval (see `connection::repair`).
+    pub repair_deadline: Option<Duration>,
+    /// Caller: the first handshake retry comes after this; each further one after twice the
+    /// previous wait, up to `handshake_retry`.
+    pub handshake_first_retry: Duration,
 }
 
 impl Config {
@@ -91,7 +107,7 @@ impl Config {
             encrypt: true,
             aead: AeadBackend::default(),
             fec_percent: 20,
-            fec_mode: FecMode::Fixed,
+            fec_mode: FecMode::Target,
             mtu: DEFAULT_MTU,
             pacing: PacingConfig::default(),
             timeout: Duration::from_millis(3000),
@@ -108,6 +124,11 @@ impl Config {
             allow_unauthenticated: false,
             rate_limits: RateLimitConfig::default(),
             wall_clock: None,
+            fec_target: TargetConfig::default(),
+            repair_history: RepairConfig::default(),
+            repair: true,
+            repair_deadline: None,
+            handshake_first_retry: Duration::from_millis(25),
         }
     }
 

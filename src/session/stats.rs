@@ -112,6 +112,24 @@ pub struct Stats {
     pub input_throttled: u64,
     /// Datagrams not sent because sealing failed (a bug; debug builds panic).
     pub seal_failures: u64,
+
+    // Loss resilience (issue 8).
+    /// Host: data and parity datagrams of frames sent (wire overhead = parity + repair).
+    pub data_shards_sent: u64,
+    pub parity_shards_sent: u64,
+    /// Client: repair requests sent; host: received (authenticated).
+    pub repair_requests: u64,
+    /// Host: requests not (fully) served (rate limit, budget, frame not held, rows used up).
+    pub repair_refused: u64,
+    /// Host: repair datagrams sent and their bytes; client: repair datagrams used.
+    pub repair_shards: u64,
+    pub repair_bytes: u64,
+    /// Client: frames delivered whole after repair was asked for them.
+    pub frames_repaired: u64,
+    /// Client: frames given up at their repair deadline.
+    pub frames_deadline_lost: u64,
+    /// Loss model reports sent (client) or used (host).
+    pub loss_models: u64,
 }
 
 impl Stats {

@@ -234,6 +234,11 @@ impl BaseSinkImpl for PunktfunkSink {
                 config.fec_percent = settings.own.fec_percent.min(100) as u8;
                 config.fec_mode = settings.own.fec_mode.into();
                 config.mtu = settings.own.mtu as usize;
+                // Loss resilience (issue 8).
+                config.fec_target.target = settings.own.fec_target;
+                config.fec_target.floor_percent = settings.own.fec_floor.min(100) as u8;
+                config.fec_target.ceiling_percent = settings.own.fec_ceiling.min(200) as u16;
+                config.repair_history.budget_share = settings.own.repair_share;
                 config.pacing = PacingConfig {
                     rate_bps: settings.own.pacing_rate,
                     ..PacingConfig::default()

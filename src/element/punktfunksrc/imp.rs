@@ -447,7 +447,13 @@ impl BaseSrcImpl for PunktfunkSrc {
             self.obj().upcast_ref(),
             *CAT,
             &settings.common,
-            |_| {},
+            |config| {
+                // Loss resilience (issue 8).
+                config.repair = settings.own.repair;
+                config.repair_deadline = (settings.own.repair_deadline_ms > 0).then(|| {
+                    std::time::Duration::from_millis(settings.own.repair_deadline_ms.into())
+                });
+            },
             &UdpOptions::default(),
         )?;
         *lock(&self.stream) = Stream::new(settings.own.wait_for_keyframe);

@@ -56,8 +56,11 @@ impl Connection {
 
     pub(super) fn on_video(&mut self, body: &[u8], now: Instant) {
         // Rejections are counted by the reassembler itself.
-        let _ = self.client.reassembler.push(body, now);
+        if self.client.reassembler.push(body, now).is_ok() {
+            self.count_repair_shard(body);
+        }
         self.drain_reassembler();
+        self.check_repair(now);
     }
 
     pub(super) fn on_stream_info(&mut self, info: StreamInfo) {
@@ -73,6 +76,7 @@ impl Connection {
             if let Output::Frame(f) = &o {
                 self.record_frame_age(f);
             }
+            self.repair_on_output(&o);
             self.events.push_back(match o {
                 Output::Frame(f) => Event::Frame(f),
                 Output::Lost { count, .. } => Event::FramesLost { count },

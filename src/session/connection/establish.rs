@@ -369,7 +369,15 @@ impl Connection {
             Role::Client => None,
         };
         // Also after a failure, so a broken start is retried at the retry rate, not in a spin.
-        self.next_attempt = Some(now + self.cfg.handshake_retry);
+        // Fast connect under loss (issue 8): the wait doubles from `handshake_first_retry` (it is
+        // the time spent trying so far) up to `handshake_retry`, so a lost hello or answer costs
+        // tens of milliseconds at first, and an absent listener still sees the retry rate.
+        let trying = now.saturating_duration_since(self.connecting_since.unwrap_or(now));
+        let wait = trying.clamp(
+            self.cfg.handshake_first_retry.min(self.cfg.handshake_retry),
+            self.cfg.handshake_retry,
+        );
+        self.next_attempt = Some(now + wait);
         let _ = info;
         let params = HelloParams {
             unix_ms: self.unix_ms(now),
@@ -428,6 +436,8 @@ impl Connection {
         self.clear_refusals();
         self.stats.handshakes_completed += 1;
         self.client.reassembler.reset();
+        self.client.repair.reset();
+        self.host.repair.reset();
         self.client.input_tx = InputSender::new(self.cfg.input_queue);
         self.client.info_generation = 0;
         self.host.input_rx = InputReceiver::new();

@@ -11,15 +11,18 @@
 //! connection (the ticket carries its own handle on the sealing key).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::protocol::control::{Control, LossReport, StreamInfo};
 use crate::protocol::crypto::Aead;
+use crate::protocol::fec::ParityTable;
 use crate::protocol::handshake::Role;
 use crate::protocol::pacing::Schedule;
 use crate::protocol::packetizer::{Datagrams, FrameParams, PacketizeError, Packetizer, seal_all};
+use crate::protocol::repair::RepairHistory;
 use crate::protocol::wire::{FEC_SCHEME_RS8, HEADER_LEN, VIDEO_HEADER_LEN};
+use crate::sync::lock;
 
 use super::{Connection, Error, Event, FrameTimingIn, Result};
 
@@ -31,6 +34,10 @@ pub struct FrameTicket {
     seal: Arc<dyn Aead>,
     peer: SocketAddr,
     payload_bytes: usize,
+    /// Parity per block size, as planned when the packet numbers were reserved.
+    parity: ParityTable,
+    /// Where the data shards are kept for repair (recorded before sealing).
+    history: Arc<Mutex<RepairHistory>>,
 }
 
 impl FrameTicket {
@@ -42,16 +49,19 @@ impl FrameTicket {
         self.peer
     }
 
-    /// Cuts `data` into `buf` and computes the parity. `packetizer` must be the one the
-    /// ticket was planned with, and `data` the same length.
+    /// Cuts `data` into `buf`, computes the parity (each block's from the controller's table)
+    /// and keeps the data shards for repair. `packetizer` must be the one the ticket was
+    /// planned with, and `data` the same length.
     pub fn packetize(
         &self,
         packetizer: &mut Packetizer,
         data: &[u8],
         buf: &mut Datagrams,
     ) -> std::result::Result<(), PacketizeError> {
-        packetizer.packetize(data, &self.params, buf)?;
-        packetizer.encode_parity(self.params.fec_percent, buf)
+        packetizer.packetize_with(data, &self.params, &self.parity, buf)?;
+        packetizer.encode_recorded_parity(buf)?;
+        lock(&self.history).record(buf);
+        Ok(())
     }
 
     /// Seals the packetized datagrams in place (the costly part; needs no lock).
@@ -132,8 +142,9 @@ impl Connection {
             return Ok(None);
         };
         let seal = link.seal.clone();
+        let parity = self.host.fec.parity_table().clone();
         let plan = packetizer
-            .plan(len, fec_percent, seal.tag_len())
+            .plan_with(len, &parity, seal.tag_len())
             .map_err(Error::Packetize)?;
         let datagram_len = HEADER_LEN + VIDEO_HEADER_LEN + plan.shard + seal.tag_len();
         let mut params = FrameParams {
@@ -160,11 +171,15 @@ impl Connection {
         if keyframe {
             self.stats.keyframes_sent += 1;
         }
+        self.stats.data_shards_sent += plan.data_shards as u64;
+        self.stats.parity_shards_sent += (plan.count - plan.data_shards) as u64;
         Ok(Some(FrameTicket {
             params,
             seal,
             peer,
             payload_bytes: len,
+            parity,
+            history: self.host.repair.history.clone(),
         }))
     }
 

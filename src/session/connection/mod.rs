@@ -58,6 +58,7 @@ mod host;
 mod ids;
 mod link;
 mod migrate;
+mod repair;
 mod timers;
 mod timing;
 
@@ -200,6 +201,8 @@ struct HostState {
     pacer: Pacer,
     input_rx: InputReceiver,
     stream_info: Option<StreamInfo>,
+    /// Loss resilience (issue 8): repair history and loss-model feed.
+    repair: repair::HostRepair,
 }
 
 /// Client-only state.
@@ -210,6 +213,8 @@ struct ClientState {
     last_keyframe_request: Option<Instant>,
     /// Generation of the stream info handed out last (0 = none).
     info_generation: u32,
+    /// Loss resilience (issue 8): loss model and repair requests.
+    repair: repair::Repairs,
 }
 
 /// One end of a stream, sans-IO. See the module docs.
@@ -305,10 +310,12 @@ impl Connection {
             srtt: None,
             host: HostState {
                 frame_index: 0,
-                fec: AdaptiveFec::new(config.fec_mode, config.fec_percent, 100),
+                fec: AdaptiveFec::new(config.fec_mode, config.fec_percent, 100)
+                    .with_target(config.fec_target),
                 pacer: Pacer::new(config.pacing),
                 input_rx: InputReceiver::new(),
                 stream_info,
+                repair: repair::HostRepair::new(config.repair_history, now),
             },
             client: ClientState {
                 reassembler: Reassembler::new(config.reassembler, Box::new(ReedSolomon8::new())),
@@ -316,6 +323,7 @@ impl Connection {
                 last_loss_report: now,
                 last_keyframe_request: None,
                 info_generation: 0,
+                repair: repair::Repairs::new(),
             },
             stats: Stats {
                 role: Some(config.role),
@@ -481,6 +489,7 @@ impl Connection {
             return;
         };
         let body = &buf[body];
+        self.on_authenticated(h.packet_number, now);
         match (h.kind, self.cfg.role) {
             (Kind::Video, Role::Client) => self.on_video(body, now),
             (Kind::Control, _) if migrate::is_path_body(body) => {
@@ -511,6 +520,12 @@ impl Connection {
             Control::StreamInfo(info) if role == Role::Client => self.on_stream_info(info),
             Control::InputAck { next_expected } if role == Role::Client => {
                 self.client.input_tx.on_ack(next_expected)
+            }
+            // Loss resilience (issue 8).
+            Control::LossModel(m) if role == Role::Host => self.on_loss_model(m, now),
+            Control::RepairRequest(r) if role == Role::Host => self.on_repair_request(r, now),
+            Control::RepairUnavailable(u) if role == Role::Client => {
+                self.on_repair_unavailable(u, now)
             }
             Control::Bye => {
                 self.stats.byes_received += 1;

@@ -51,6 +51,10 @@ impl Connection {
         if let Some(t) = link.path.poll_timeout() {
             next = earliest(next, t);
         }
+        if link.received == 0 {
+            // Fast connect (issue 8): confirm again until the peer is heard on this session.
+            next = earliest(next, self.last_ping + cfg.handshake_first_retry);
+        }
         if cfg.role == Role::Client {
             next = earliest(
                 next,
@@ -60,6 +64,9 @@ impl Connection {
                 next = earliest(next, t);
             }
             if let Some(t) = self.client.reassembler.next_timeout() {
+                next = earliest(next, t);
+            }
+            if let Some(t) = self.repair_timeout() {
                 next = earliest(next, t);
             }
         }
@@ -103,7 +110,13 @@ impl Connection {
         if self.link.is_none() {
             return;
         }
-        if now.saturating_duration_since(self.last_ping) >= self.cfg.keepalive {
+        let unconfirmed = self.link.as_ref().is_some_and(|l| l.received == 0);
+        let ping_every = if unconfirmed {
+            self.cfg.handshake_first_retry.min(self.cfg.keepalive)
+        } else {
+            self.cfg.keepalive
+        };
+        if now.saturating_duration_since(self.last_ping) >= ping_every {
             self.send_ping(now);
         }
         self.drive_path(now);
@@ -114,8 +127,11 @@ impl Connection {
                 self.client.last_loss_report = now;
                 let report = self.loss_report();
                 self.send_control(&Control::LossReport(report));
+                let model = self.loss_model_report(now);
+                self.send_control(&Control::LossModel(model));
             }
             self.transmit_input(now);
+            self.check_repair(now);
             self.client.reassembler.handle_timeout(now);
             self.drain_reassembler();
         }
@@ -153,7 +169,7 @@ mod tests {
     }
 
     #[test]
-    fn a_caller_says_hello_at_its_first_timeout_and_retries_at_the_retry_rate() {
+    fn a_caller_says_hello_at_its_first_timeout_and_backs_off_to_the_retry_rate() {
         let t0 = Instant::now();
         let mut c = caller(t0);
         assert_eq!(c.poll_timeout(), Some(t0));
@@ -164,14 +180,26 @@ mod tests {
             Kind::HandshakeInit
         );
         assert!(c.poll_transmit().is_none());
+        let first = c.config().handshake_first_retry;
         let retry = c.config().handshake_retry;
-        assert_eq!(c.poll_timeout(), Some(t0 + retry));
-        // Early: nothing; on time: the next hello.
-        c.handle_timeout(t0 + retry - Duration::from_millis(1));
-        assert!(c.poll_transmit().is_none());
-        c.handle_timeout(t0 + retry);
-        assert!(c.poll_transmit().is_some());
-        assert_eq!(c.stats().handshakes_sent, 2);
+        // Waits: first, first, then doubling (the time spent trying) up to the retry rate.
+        let mut at = t0;
+        let mut waits = Vec::new();
+        for _ in 0..7 {
+            let next = c.poll_timeout().unwrap();
+            // Early: nothing; on time: the next hello.
+            c.handle_timeout(next - Duration::from_micros(1));
+            assert!(c.poll_transmit().is_none());
+            c.handle_timeout(next);
+            assert!(c.poll_transmit().is_some());
+            waits.push(next - at);
+            at = next;
+        }
+        assert_eq!(
+            waits,
+            [first, first, first * 2, first * 4, retry, retry, retry]
+        );
+        assert_eq!(c.stats().handshakes_sent, 8);
     }
 
     #[test]

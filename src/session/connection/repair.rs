@@ -1,0 +1,449 @@
+//! Loss resilience in the session (issue 8): the client's loss model and repair requests, the
+//! host's FEC-by-target feed and repair answers, and per-frame repair deadlines.
+//!
+//! Client:
+//! - every authenticated packet number of the host feeds a [`LossEstimator`]; its
+//!   [`LossModelReport`] goes out with every loss report (`Control::LossModel`);
+//! - after each video datagram and timer, every incomplete frame is checked
+//!   ([`Reassembler::missing`]): a block that cannot complete from what is in flight
+//!   (`short_now > 0`), or lacks shards once the frame's shards stopped coming
+//!   (`short_if_no_more`: [`STALL_AFTER`] without a shard while a newer frame's shards arrive,
+//!   or [`LONG_STALL`] without any), is asked for at once (`Control::RepairRequest`), minus
+//!   what this round already asked for. A round lasts [`Repairs::round`] (about one RTT plus
+//!   margin); after it, what is still missing is asked for again (the host sends new rows);
+//! - each incomplete frame gets a deadline ([`Reassembler::set_deadline`]): first shard +
+//!   frame interval + three rounds, or `Config::repair_deadline`, but never before the
+//!   reassembler's reorder window after its newest shard (a sender that is slow or was
+//!   descheduled is not given up on while its shards still come). At the deadline the
+//!   reassembler gives it up (`Event::FramesLost`, on which the element requests a keyframe at
+//!   once); a `RepairUnavailable` from the host moves the deadline to now.
+//!
+//! Host:
+//! - frames are recorded in a [`RepairHistory`] by their [`super::FrameTicket`] before sealing
+//!   (shared through an `Arc<Mutex>`: taken by the connection on a request, by the ticket
+//!   outside the connection's lock; never both in the other order);
+//! - a `RepairRequest` (authenticated and replay-checked like every sealed control message)
+//!   passes a request token bucket, then the history answers it with new parity rows, bounded
+//!   by the repair budget (`RepairConfig::budget_share` of the stream), sealed with fresh
+//!   packet numbers and queued as transmits;
+//! - a `LossModel` report feeds [`AdaptiveFec::on_loss_model`](crate::protocol::adaptive::AdaptiveFec)
+//!   unless it is older (by packet number) than the newest one used.
+//!
+//! Must never: allocate per request beyond the bounded history and one reused datagram buffer,
+//! answer a request outside the current session, or ask twice in one round for the same rows.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::protocol::control::Control;
+use crate::protocol::fec::{BlockLayout, ReedSolomon8};
+use crate::protocol::handshake::Role;
+use crate::protocol::lossmodel::{LossEstimator, LossModelReport};
+use crate::protocol::packetizer::{Datagrams, seal_all};
+use crate::protocol::ratelimit::TokenBucket;
+use crate::protocol::reassembler::{BlockNeed, Output};
+use crate::protocol::repair::{
+    MAX_REPAIR_ITEMS, MAX_REPAIR_ROWS, RepairConfig, RepairHistory, RepairItem, RepairParams,
+    RepairRequest, RepairUnavailable, UnavailableReason,
+};
+use crate::protocol::wire::{VideoHeader, seq_diff};
+use crate::sync::lock;
+
+use super::Connection;
+
+/// A frame whose newest shard is this old has stopped coming: what it lacks now is asked for.
+/// Paced chunks of one frame are well under a millisecond apart at the pacing rates the host
+/// uses (≥ 200 Mbit/s, 16 datagrams a chunk), so 3 ms of silence means the rest was lost.
+pub(crate) const STALL_AFTER: Duration = Duration::from_millis(3);
+
+/// Silence after which a frame counts as stalled even if no newer frame shows that its sender
+/// moved on: a sender that is descheduled mid-frame must not make the client ask for (and the
+/// budget pay for) shards that are merely late; a frame whose whole tail was lost waits this
+/// long for its repair.
+pub(crate) const LONG_STALL: Duration = Duration::from_millis(8);
+
+/// Frame interval assumed before one is measured (60 fps).
+const DEFAULT_FRAME_INTERVAL: Duration = Duration::from_micros(16_667);
+
+/// Round length before an RTT is measured.
+const DEFAULT_ROUND: Duration = Duration::from_millis(10);
+
+/// Margin of a round over the RTT: the host's answer takes a receive wake-up and an encode.
+const ROUND_MARGIN: Duration = Duration::from_millis(2);
+
+/// Repair rounds a frame's deadline allows after its frame interval.
+const DEADLINE_ROUNDS: u32 = 3;
+
+/// Bounds of the derived deadline.
+const MIN_DEADLINE: Duration = Duration::from_millis(10);
+const MAX_DEADLINE: Duration = Duration::from_millis(250);
+
+/// Host: repair requests accepted per second, and the burst (each costs an encode of at most
+/// the budget's bytes; the budget bounds the bytes, this bounds the work of tiny requests).
+const REQUEST_RATE: f64 = 1000.0;
+const REQUEST_BURST: f64 = 64.0;
+
+/// Client-side repair state of one frame.
+#[derive(Debug, Clone)]
+struct Tracked {
+    index: u32,
+    /// When the current round started (`None`: nothing asked yet).
+    round_start: Option<Instant>,
+    /// Rows asked per block in the current round (`(block, rows)`, blocks increasing).
+    asked: Vec<(u16, u16)>,
+    /// Whether repair was ever asked for this frame.
+    requested: bool,
+}
+
+/// Client: loss model and repair requests.
+pub(super) struct Repairs {
+    pub(super) estimator: LossEstimator,
+    tracked: Vec<Tracked>,
+    needs: Vec<BlockNeed>,
+    /// Smoothed frame interval from delivered frames, and the last `(index, first_seen)`.
+    frame_interval: Option<Duration>,
+    last_frame: Option<(u32, Instant)>,
+    /// Index of the newest frame a shard arrived for.
+    newest: Option<u32>,
+}
+
+impl Repairs {
+    pub(super) fn new() -> Self {
+        Repairs {
+            estimator: LossEstimator::default(),
+            tracked: Vec::new(),
+            needs: Vec::new(),
+            frame_interval: None,
+            last_frame: None,
+            newest: None,
+        }
+    }
+
+    /// Forgets everything of the previous session.
+    pub(super) fn reset(&mut self) {
+        self.estimator.reset();
+        self.tracked.clear();
+        self.last_frame = None;
+        self.newest = None;
+    }
+}
+
+/// Host: repair history and what the loss-model feed needs.
+pub(super) struct HostRepair {
+    pub(super) history: Arc<Mutex<RepairHistory>>,
+    coder: ReedSolomon8,
+    out: Datagrams,
+    limiter: TokenBucket,
+    /// Packet number of the newest loss model used (older ones are dropped).
+    last_model_pn: Option<u64>,
+    /// Packet number of the control datagram being handled.
+    pub(super) rx_pn: u64,
+}
+
+impl HostRepair {
+    pub(super) fn new(cfg: RepairConfig, now: Instant) -> Self {
+        HostRepair {
+            history: Arc::new(Mutex::new(RepairHistory::new(cfg))),
+            coder: ReedSolomon8::new(),
+            out: Datagrams::new(),
+            limiter: TokenBucket::new(REQUEST_RATE, REQUEST_BURST, now),
+            last_model_pn: None,
+            rx_pn: 0,
+        }
+    }
+
+    pub(super) fn reset(&mut self) {
+        lock(&self.history).clear();
+        self.last_model_pn = None;
+    }
+}
+
+impl Connection {
+    /// Every authenticated session datagram, before it is routed.
+    pub(super) fn on_authenticated(&mut self, pn: u64, now: Instant) {
+        match self.cfg.role {
+            Role::Client => self.client.repair.estimator.on_packet(pn, now),
+            Role::Host => self.host.repair.rx_pn = pn,
+        }
+    }
+
+    /// Client: the loss model to send with a loss report.
+    pub(super) fn loss_model_report(&mut self, now: Instant) -> LossModelReport {
+        self.stats.loss_models += 1;
+        self.client.repair.estimator.report(now)
+    }
+
+    /// Client: counts a video body that the reassembler took, if it is a repair row.
+    pub(super) fn count_repair_shard(&mut self, body: &[u8]) {
+        let Ok((h, _)) = VideoHeader::decode(body) else {
+            return;
+        };
+        let newest = &mut self.client.repair.newest;
+        if newest.is_none_or(|n| seq_diff(h.frame_index, n) > 0) {
+            *newest = Some(h.frame_index);
+        }
+        let n = (h.frame_len as usize).div_ceil(h.shard_size.max(1) as usize);
+        let Some(layout) = BlockLayout::checked(n, h.block_count as usize) else {
+            return;
+        };
+        if (h.block_index as usize) < layout.blocks {
+            let k = layout.data_in_block(h.block_index as usize);
+            if h.shard_index as usize >= k + h.parity as usize {
+                self.stats.repair_shards += 1;
+                self.stats.repair_bytes += body.len() as u64;
+            }
+        }
+    }
+
+    /// One RTT plus margin: how long a repair answer takes to come back.
+    fn repair_round(&self) -> Duration {
+        self.srtt
+            .map_or(DEFAULT_ROUND, |r| r + r / 2 + ROUND_MARGIN)
+    }
+
+    /// How long after its first shard a frame may wait for repair.
+    fn repair_deadline(&self) -> Duration {
+        if let Some(d) = self.cfg.repair_deadline {
+            return d;
+        }
+        let fi = self
+            .client
+            .repair
+            .frame_interval
+            .unwrap_or(DEFAULT_FRAME_INTERVAL);
+        (fi + self.repair_round() * DEADLINE_ROUNDS).clamp(MIN_DEADLINE, MAX_DEADLINE)
+    }
+
+    /// Whether shards of a frame newer than `index` arrived (its sender moved on).
+    fn frame_passed(&self, index: u32) -> bool {
+        self.client
+            .repair
+            .newest
+            .is_some_and(|n| seq_diff(n, index) > 0)
+    }
+
+    /// Client: what the reassembler handed out, for the repair accounting.
+    pub(super) fn repair_on_output(&mut self, o: &Output) {
+        let r = &mut self.client.repair;
+        match o {
+            Output::Frame(f) => {
+                if let Some(p) = r.tracked.iter().position(|t| t.index == f.index) {
+                    if r.tracked[p].requested {
+                        self.stats.frames_repaired += 1;
+                    }
+                    r.tracked.swap_remove(p);
+                }
+                if let Some((i, t)) = r.last_frame {
+                    let d = seq_diff(f.index, i);
+                    if d > 0 && f.first_seen > t {
+                        let sample = (f.first_seen - t) / d as u32;
+                        r.frame_interval = Some(match r.frame_interval {
+                            Some(s) => (s * 7 + sample) / 8,
+                            None => sample,
+                        });
+                    }
+                }
+                r.last_frame = Some((f.index, f.first_seen));
+            }
+            Output::Lost { first_index, count } => {
+                let before = r.tracked.len();
+                r.tracked.retain(|t| {
+                    !(0..*count as i64).contains(&(seq_diff(t.index, *first_index) as i64))
+                });
+                self.stats.frames_deadline_lost += (before - r.tracked.len()) as u64;
+            }
+        }
+    }
+
+    /// Client: a `RepairUnavailable`. When the host no longer holds the frame (or its blocks
+    /// used up their rows) and a block cannot complete from what is in flight, the frame is
+    /// given up now instead of at its deadline. A spent budget refills with every frame, and a
+    /// frame whose shards may still all come (a stall that was only a slow sender) can still
+    /// complete: both wait for the deadline.
+    pub(super) fn on_repair_unavailable(&mut self, u: RepairUnavailable, now: Instant) {
+        if u.reason == UnavailableReason::Budget {
+            return;
+        }
+        let mut needs = std::mem::take(&mut self.client.repair.needs);
+        let hopeless = self
+            .client
+            .reassembler
+            .missing(u.frame_index, &mut needs)
+            .is_some()
+            && needs.iter().any(|n| n.short_now > 0);
+        self.client.repair.needs = needs;
+        if hopeless && self.client.reassembler.set_deadline(u.frame_index, now) {
+            self.client.reassembler.handle_timeout(now);
+            self.drain_reassembler();
+        }
+    }
+
+    /// Client: when repair next has work (a stalled frame to ask for, or a round to end).
+    pub(super) fn repair_timeout(&self) -> Option<Instant> {
+        if !self.cfg.repair {
+            return None;
+        }
+        let round = self.repair_round();
+        let mut next: Option<Instant> = None;
+        let mut needs = Vec::new();
+        for t in &self.client.repair.tracked {
+            let Some(f) = self.client.reassembler.missing(t.index, &mut needs) else {
+                continue;
+            };
+            // Work that changes state: the end of the round (asks afresh), or the stall of a
+            // frame with no round open (asks what it lacks).
+            let at = match t.round_start {
+                Some(s) => s + round,
+                None if self.frame_passed(t.index) => f.last_activity + STALL_AFTER,
+                None => f.last_activity + LONG_STALL,
+            };
+            if needs.iter().any(|n| n.short_if_no_more > 0) {
+                next = Some(next.map_or(at, |x: Instant| x.min(at)));
+            }
+        }
+        next
+    }
+
+    /// Client: asks for what incomplete frames lack (see the module docs).
+    pub(super) fn check_repair(&mut self, now: Instant) {
+        if !self.cfg.repair || self.link.is_none() {
+            return;
+        }
+        let round = self.repair_round();
+        let deadline = self.repair_deadline();
+        let reorder_window = self.cfg.reassembler.reorder_window;
+        let incomplete = self.client.reassembler.incomplete();
+        // Forget frames no longer in flight (delivered or given up without an output seen).
+        self.client
+            .repair
+            .tracked
+            .retain(|t| incomplete.contains(&t.index));
+        let mut requests: Vec<RepairRequest> = Vec::new();
+        for index in incomplete {
+            let mut needs = std::mem::take(&mut self.client.repair.needs);
+            let Some(f) = self.client.reassembler.missing(index, &mut needs) else {
+                self.client.repair.needs = needs;
+                continue;
+            };
+            // The repair deadline, but never before the reorder window after the newest shard
+            // (a slow or descheduled sender is not given up while its shards still come).
+            let give_up = (f.first_seen + deadline).max(f.last_activity + reorder_window);
+            if f.deadline != Some(give_up) {
+                self.client.reassembler.set_deadline(index, give_up);
+            }
+            let r = &mut self.client.repair;
+            let newest = r.newest;
+            let pos = match r.tracked.iter().position(|t| t.index == index) {
+                Some(p) => p,
+                None => {
+                    r.tracked.push(Tracked {
+                        index,
+                        round_start: None,
+                        asked: Vec::new(),
+                        requested: false,
+                    });
+                    r.tracked.len() - 1
+                }
+            };
+            let t = &mut r.tracked[pos];
+            if t.round_start.is_some_and(|s| now >= s + round) {
+                // The round is over: whatever is still missing is asked for afresh.
+                t.round_start = None;
+                t.asked.clear();
+            }
+            let silent = now.saturating_duration_since(f.last_activity);
+            let passed = newest.is_some_and(|n| seq_diff(n, index) > 0);
+            let stalled = silent >= LONG_STALL || (passed && silent >= STALL_AFTER);
+            let mut items = Vec::new();
+            for n in &needs {
+                let want = if stalled {
+                    n.short_if_no_more
+                } else {
+                    n.short_now
+                };
+                let asked = t
+                    .asked
+                    .iter()
+                    .find(|(b, _)| *b == n.block)
+                    .map_or(0, |&(_, r)| r);
+                let more = want.saturating_sub(asked).min(MAX_REPAIR_ROWS as u16);
+                if more == 0 || items.len() == MAX_REPAIR_ITEMS {
+                    continue;
+                }
+                items.push(RepairItem {
+                    block: n.block,
+                    needed: more as u8,
+                });
+                match t.asked.iter_mut().find(|(b, _)| *b == n.block) {
+                    Some(e) => e.1 += more,
+                    None => t.asked.push((n.block, more)),
+                }
+            }
+            r.needs = needs;
+            if let Some(req) = RepairRequest::new(index, items) {
+                t.round_start.get_or_insert(now);
+                t.requested = true;
+                requests.push(req);
+            }
+        }
+        for req in requests {
+            self.stats.repair_requests += 1;
+            self.send_control(&Control::RepairRequest(req));
+        }
+    }
+
+    /// Host: a loss model report from the client.
+    pub(super) fn on_loss_model(&mut self, m: LossModelReport, now: Instant) {
+        let pn = self.host.repair.rx_pn;
+        if self.host.repair.last_model_pn.is_some_and(|l| pn < l) {
+            return;
+        }
+        self.host.repair.last_model_pn = Some(pn);
+        self.stats.loss_models += 1;
+        self.host.fec.on_loss_model(&m, now);
+    }
+
+    /// Host: answers a repair request with new parity rows from the history.
+    pub(super) fn on_repair_request(&mut self, req: RepairRequest, now: Instant) {
+        self.stats.repair_requests += 1;
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        let hr = &mut self.host.repair;
+        if !hr.limiter.take(now) {
+            self.stats.repair_refused += 1;
+            return;
+        }
+        let params = RepairParams {
+            session_id: link.session_id,
+            first_packet_number: link.next_pn,
+            sealed: link.encrypt,
+            tag_len: link.seal.tag_len(),
+        };
+        let answer = lock(&hr.history).answer(&req, &mut hr.coder, &params, &mut hr.out);
+        let answer = match answer {
+            Ok(a) => a,
+            Err(_) => {
+                self.stats.repair_refused += 1;
+                return;
+            }
+        };
+        link.next_pn += answer.shards as u64;
+        let peer = link.peer;
+        if answer.shards > 0 {
+            seal_all(&mut hr.out, &*link.seal);
+            self.stats.repair_shards += answer.shards as u64;
+            self.stats.repair_bytes += hr.out.wire_bytes() as u64;
+            for d in hr.out.iter() {
+                self.transmits.push_back(super::Transmit {
+                    destination: peer,
+                    contents: d.to_vec(),
+                });
+            }
+        }
+        if let Some(u) = answer.unavailable {
+            self.stats.repair_refused += 1;
+            self.send_control(&Control::RepairUnavailable(u));
+        }
+    }
+}
