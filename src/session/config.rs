@@ -12,6 +12,7 @@ use crate::protocol::reassembler::ReassemblerConfig;
 use crate::protocol::wire::{DEFAULT_MTU, MAX_DATAGRAM_BYTES, MIN_MTU};
 
 use super::Error;
+use super::connection::CongestionConfig;
 
 /// Who waits and who calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +64,9 @@ pub struct Config {
     /// Seeds the attempt ids and first frame indices (reproducible tests); `None` draws them
     /// from the OS. Keys are always fresh OS randomness.
     pub rng_seed: Option<u64>,
+    // Congestion control (issue 10).
+    /// Bandwidth feedback (client) and estimation, pacing and encoder target (host).
+    pub congestion: CongestionConfig,
 }
 
 impl Config {
@@ -90,6 +94,7 @@ impl Config {
             input_queue: 4096,
             recv_batch: 64,
             rng_seed: None,
+            congestion: CongestionConfig::default(),
         }
     }
 

@@ -174,11 +174,16 @@ impl Session {
             lock(&self.inner.conn).pacing_schedule(d.wire_bytes(), d.len(), Instant::now());
         let mut report = SendReport::default();
         let mut refs: Vec<&[u8]> = Vec::with_capacity(64);
+        // When the first and the last chunk really went to the socket (congestion control).
+        let (mut first_send, mut last_send) = (None, None);
         for (range, at) in schedule.chunks() {
             let wait = at.saturating_duration_since(Instant::now());
             if !wait.is_zero() {
                 std::thread::sleep(wait);
             }
+            let released = Instant::now();
+            first_send.get_or_insert(released);
+            last_send = Some(released);
             refs.clear();
             refs.extend(range.map(|i| d.get(i)));
             match self.inner.transport.send(&refs, frame.peer()) {
@@ -196,6 +201,9 @@ impl Session {
         let mut c = lock(&self.inner.conn);
         c.record_sent(report.sent, report.sent * d.datagram_len(), report.dropped);
         c.record_payload_sent(frame.payload_bytes());
+        if let (Some(first), Some(last)) = (first_send, last_send) {
+            c.on_frame_sent(frame, first, last, Instant::now());
+        }
         Ok(report)
     }
 

@@ -30,7 +30,8 @@ mod stats;
 
 pub use config::{Config, Mode};
 pub use connection::{
-    Connection, DisconnectReason, Event, FrameTicket, HandshakeFailure, SealedFrame, Transmit,
+    BandwidthUpdate, CongestionConfig, Connection, DisconnectReason, Event, FrameTicket,
+    HandshakeFailure, SealedFrame, Transmit,
 };
 pub use driver::{SendReport, Session};
 pub use stats::Stats;

@@ -49,12 +49,14 @@ use crate::protocol::wire::{FEC_SCHEME_RS8, HEADER_LEN, Header, Kind, RejectReas
 use super::{Config, Error, Mode, Result, Stats};
 
 mod client;
+mod congestion;
 mod establish;
 mod host;
 mod ids;
 mod link;
 mod timers;
 
+pub use congestion::{BandwidthUpdate, CongestionConfig};
 pub use host::{FrameTicket, SealedFrame};
 
 use establish::{Attempt, LastHello};
@@ -167,6 +169,10 @@ pub enum Event {
     KeyframeRequest,
     /// Host: the client's latest reception counters.
     LossReport(LossReport),
+    // Congestion control (issue 10).
+    /// Host: the bandwidth estimate or the encoder's target changed notably (see
+    /// `congestion`).
+    Bandwidth(BandwidthUpdate),
 }
 
 /// One datagram to send (from [`Connection::poll_transmit`]).
@@ -227,6 +233,8 @@ pub struct Connection {
     stats: Stats,
     /// Reused encoding buffer for control and input bodies.
     scratch: Vec<u8>,
+    /// Congestion control: feedback (client), estimator (host).
+    cc: congestion::CongestionState,
 }
 
 impl Connection {
@@ -292,6 +300,7 @@ impl Connection {
                 ..Stats::default()
             },
             scratch: Vec::new(),
+            cc: congestion::CongestionState::new(&config.congestion),
             cfg: config,
         })
     }
@@ -390,6 +399,7 @@ impl Connection {
                 s.packets_lost = s.packets_lost_before + l.packets_lost();
             }
         }
+        self.congestion_stats(&mut s);
         s
     }
 
@@ -440,9 +450,13 @@ impl Connection {
         let Some(body) = self.open_session_datagram(h, buf, from, now) else {
             return;
         };
+        let wire_len = buf.len();
         let body = &buf[body];
         match (h.kind, self.cfg.role) {
-            (Kind::Video, Role::Client) => self.on_video(body, now),
+            (Kind::Video, Role::Client) => {
+                self.note_video_arrival(body, wire_len, now);
+                self.on_video(body, now)
+            }
             (Kind::Control, _) => match Control::decode(body) {
                 Ok(c) => self.on_control(c, now),
                 Err(_) => self.stats.invalid_datagrams += 1,
@@ -463,6 +477,7 @@ impl Connection {
             Control::InputAck { next_expected } if role == Role::Client => {
                 self.client.input_tx.on_ack(next_expected)
             }
+            Control::Feedback(fb) if role == Role::Host => self.on_feedback(fb, now),
             Control::Bye => {
                 self.stats.byes_received += 1;
                 if role == Role::Client {

@@ -60,6 +60,9 @@ impl Connection {
                 next = earliest(next, t);
             }
         }
+        if let Some(t) = self.congestion_timeout() {
+            next = earliest(next, t);
+        }
         next
     }
 
@@ -115,6 +118,7 @@ impl Connection {
             self.client.reassembler.handle_timeout(now);
             self.drain_reassembler();
         }
+        self.handle_congestion_timeout(now);
     }
 
     /// Sends a ping whose id is its send time, for the RTT (and as keep-alive).
