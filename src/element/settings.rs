@@ -18,6 +18,9 @@ use gst::prelude::*;
 use crate::protocol::handshake::Role;
 use crate::session::{self, Config};
 
+use super::congestion::{
+    CongestionControl, DEFAULT_CONGESTION_CONTROL, DEFAULT_MAX_BITRATE, DEFAULT_MIN_BITRATE,
+};
 use super::net::{Endpoints, host_port};
 use crate::protocol::wire::DEFAULT_MTU;
 
@@ -250,6 +253,7 @@ impl CommonSettings {
 pub(crate) fn mark_plugin_api() {
     ConnectionMode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     FecModeSetting::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    CongestionControl::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
 }
 
 pub(crate) const DEFAULT_FEC_PERCENT: u32 = 20;
@@ -312,6 +316,10 @@ pub(crate) struct SinkSettings {
     pub(crate) mtu: u32,
     pub(crate) pacing_rate: u64,
     pub(crate) dscp: u32,
+    // Congestion control (issue 10).
+    pub(crate) congestion_control: CongestionControl,
+    pub(crate) min_bitrate: u64,
+    pub(crate) max_bitrate: u64,
 }
 
 impl Default for SinkSettings {
@@ -322,6 +330,9 @@ impl Default for SinkSettings {
             mtu: DEFAULT_MTU as u32,
             pacing_rate: DEFAULT_PACING_RATE,
             dscp: DEFAULT_DSCP,
+            congestion_control: DEFAULT_CONGESTION_CONTROL,
+            min_bitrate: DEFAULT_MIN_BITRATE,
+            max_bitrate: DEFAULT_MAX_BITRATE,
         }
     }
 }
@@ -338,6 +349,11 @@ impl OwnSettings for SinkSettings {
             "mtu" => self.mtu = value.get().unwrap_or(DEFAULT_MTU as u32),
             "pacing-rate" => self.pacing_rate = value.get().unwrap_or(DEFAULT_PACING_RATE),
             "dscp" => self.dscp = value.get().unwrap_or(DEFAULT_DSCP),
+            "congestion-control" => {
+                self.congestion_control = value.get().unwrap_or(DEFAULT_CONGESTION_CONTROL)
+            }
+            "min-bitrate" => self.min_bitrate = value.get().unwrap_or(DEFAULT_MIN_BITRATE),
+            "max-bitrate" => self.max_bitrate = value.get().unwrap_or(DEFAULT_MAX_BITRATE),
             _ => return false,
         }
         true
@@ -350,6 +366,9 @@ impl OwnSettings for SinkSettings {
             "mtu" => self.mtu.to_value(),
             "pacing-rate" => self.pacing_rate.to_value(),
             "dscp" => self.dscp.to_value(),
+            "congestion-control" => self.congestion_control.to_value(),
+            "min-bitrate" => self.min_bitrate.to_value(),
+            "max-bitrate" => self.max_bitrate.to_value(),
             _ => return None,
         })
     }

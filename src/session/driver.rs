@@ -136,6 +136,14 @@ impl Session {
         self.with_conn(|c, _| c.set_stream_info(caps))
     }
 
+    /// Host: bounds of the congestion controller's target bitrate (media bits per second;
+    /// `max` 0 = unknown), e.g. once the encoder's configured bitrate is known.
+    pub fn set_bitrate_bounds(&self, min_bps: u64, max_bps: u64) -> Result<()> {
+        self.require(Role::Host, "set_bitrate_bounds is for the host")?;
+        lock(&self.inner.conn).set_bitrate_bounds(min_bps, max_bps);
+        Ok(())
+    }
+
     /// Host: packetizes, FEC-protects and seals a frame without sending it. `None` when no
     /// client is connected (the frame is counted as dropped).
     pub fn seal_frame(&self, data: &[u8], keyframe: bool) -> Result<Option<SealedFrame>> {
