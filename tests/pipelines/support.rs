@@ -182,6 +182,7 @@ impl Pipe {
     }
 
     /// Every message so far (looked at or not), in order.
+    #[allow(dead_code)] // used by tests/congestion_pipeline.rs only
     pub fn messages(&self) -> Vec<gst::Message> {
         self.drain();
         self.log.borrow().clone()
