@@ -25,7 +25,8 @@
 //! and drop of a session), `link` (one established cryptographic session: keys, packet
 //! numbers, replay window), `host` (frames, stream info, what the client reports), `client`
 //! (video in, input out, loss reports, keyframe requests), `timers` (timeout, keep-alive, RTT,
-//! retries), `ids` (attempt ids and frame indices, seedable). New session-level features go
+//! retries), `ids` (attempt ids and frame indices, seedable), `congestion` (bandwidth feedback
+//! out on the client, the estimator, pacing rate and [`Event::Bandwidth`] on the host). New session-level features go
 //! beside their role: repair requests and loss-model or bandwidth feedback into `client` (what
 //! is measured and sent) and `host` (what is done with it), path validation and cookies into
 //! `establish`, new periodic work into `timers`.
