@@ -232,7 +232,9 @@ fn plot(
                 color.stroke_width(2),
             ))?
             .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()
@@ -338,7 +340,10 @@ fn main() {
     );
     for cc in ["encoder", "none"] {
         for (label, b) in [
-            ("12 Mbit/s", Some(bottleneck(RateSchedule::constant(12_000_000)))),
+            (
+                "12 Mbit/s",
+                Some(bottleneck(RateSchedule::constant(12_000_000))),
+            ),
             ("open", None),
         ] {
             let r = g2g::run_row(&row(cc, seconds, 2, b));

@@ -201,6 +201,10 @@ fn under_a_12_mbit_bottleneck_the_target_falls_below_it_frames_flow_and_it_rises
         .map(|(t, _)| t - rise);
     eprintln!("back at {MAX_BPS} after {back:?} s");
     assert!(back.is_some_and(|b| b <= 5.0), "back after {back:?}");
+    assert_eq!(
+        r.encoder_bps, MAX_BPS,
+        "the encoder ends exactly at its configured bitrate"
+    );
     // It never exceeds the configured maximum.
     assert!(r.encoder_trace.iter().all(|(_, b)| *b <= MAX_BPS));
     let share = r.delivered_share(rise, rise + 5.5);

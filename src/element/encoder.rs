@@ -6,7 +6,6 @@
 //! above that ceiling or below the floor it is given, and never touches an element it does not
 //! recognise as a video encoder.
 
-
 use gst::prelude::*;
 
 /// How an encoder's bitrate property counts.

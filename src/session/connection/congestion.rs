@@ -13,7 +13,8 @@
 //!   (until then the automatic pacer's short bursts cost nothing and keep open-path latency
 //!   as it was);
 //! - the target bitrate for the encoder, reported in [`Event::Bandwidth`] when it changes
-//!   notably (state change, or at least [`NOTABLE_CHANGE`] of the target): a fall of
+//!   notably (state change, at least [`NOTABLE_CHANGE`] of the target, or the target reaching
+//!   its minimum or maximum): a fall of
 //!   [`URGENT_FALL`] or more at once, anything else at most every [`MIN_EVENT_INTERVAL`];
 //! - a keyframe hint: after a large drop of the target ([`BweEvent::LargeDrop`]) only when
 //!   frames were lost in it (otherwise the decoder lost nothing and a keyframe would only eat
@@ -260,6 +261,7 @@ impl Connection {
             keyframe |= frames_lost > 0;
         }
         let e = bwe.estimate();
+        let bounds = (bwe.config().min_bitrate_bps, bwe.config().max_bitrate_bps);
         if large {
             self.cc.large_drops += 1;
         }
@@ -275,7 +277,11 @@ impl Connection {
                 let change = (e.target_bitrate_bps as f64 - target as f64) / target.max(1) as f64;
                 let urgent = change <= -URGENT_FALL;
                 let due = now.saturating_duration_since(at) >= MIN_EVENT_INTERVAL;
-                urgent || (due && (state != e.state || change.abs() >= NOTABLE_CHANGE))
+                // Reaching a bound is always worth saying: an encoder left 2 % below its
+                // configured bitrate would stay there.
+                let at_bound = target != e.target_bitrate_bps
+                    && (e.target_bitrate_bps == bounds.0 || e.target_bitrate_bps == bounds.1);
+                urgent || (due && (state != e.state || change.abs() >= NOTABLE_CHANGE || at_bound))
             }
         };
         if large || notable {
