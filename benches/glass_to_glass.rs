@@ -147,6 +147,8 @@ fn main() {
                     bitrate_kbps: 8000,
                     key_int: 120,
                     seed: 0x6c61_7465 ^ loss.to_bits(),
+                    sink_props: String::new(),
+                    bottleneck: None,
                 });
             }
         }

@@ -42,7 +42,8 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use gst_video::prelude::*;
-use gstpunktfunk::relay::Relay;
+use gstpunktfunk::relay::{Relay, RelayConfig, RelayFlow};
+use gstpunktfunk::transport::impair::netem::BottleneckConfig;
 use gstpunktfunk::transport::impair::{ImpairConfig, ImpairStats, LossModel};
 
 use annexb::{HASH_SEED, NalSyntax, Splitter, hash64, vcl_fingerprints};
@@ -189,12 +190,19 @@ impl Transport {
     /// The row's pipeline description and the names of its listener, its caller and the element
     /// whose src pad is the arrival point. Ports are placeholders that [`run_row`] sets once the
     /// listener is bound and the relay runs.
-    fn pipeline(self, head: &str, codec: Codec, tail: &str, srt_port: u16) -> Layout {
+    fn pipeline(
+        self,
+        head: &str,
+        codec: Codec,
+        tail: &str,
+        srt_port: u16,
+        sink_props: &str,
+    ) -> Layout {
         match self {
             // Default properties, as users run it (sync=false async=false are the sink's defaults).
             Transport::Punktfunk => Layout {
                 description: format!(
-                    "{head} ! punktfunksink name=tx address=127.0.0.1 port=0 \
+                    "{head} ! punktfunksink name=tx address=127.0.0.1 port=0 {sink_props} \
                      punktfunksrc name=rx port=1 ! {tail}"
                 ),
                 listener: "tx",
@@ -272,14 +280,24 @@ impl PathSpec {
 }
 
 /// The one place that builds the project's relay: front socket on 127.0.0.1, port 0, forwarding
-/// to `upstream` (the listener), with `path` applied to both directions.
-pub fn start_relay(upstream: SocketAddr, path: &PathSpec, seed: u64) -> io::Result<Relay> {
-    Relay::start(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        upstream,
-        path.impairment(seed),
-        path.impairment(seed ^ 0x5eed_5eed),
-    )
+/// to `upstream` (the listener), with `path` applied to both directions and `bottleneck` (if
+/// any) on the way towards the caller (the video direction).
+pub fn start_relay(
+    upstream: SocketAddr,
+    path: &PathSpec,
+    seed: u64,
+    bottleneck: Option<&BottleneckConfig>,
+) -> io::Result<Relay> {
+    Relay::start_with(RelayConfig {
+        flows: vec![RelayFlow {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            upstream,
+            down: path.impairment(seed),
+            up: path.impairment(seed ^ 0x5eed_5eed),
+        }],
+        down_bottleneck: bottleneck.cloned(),
+        up_bottleneck: None,
+    })
 }
 
 /// One row of the matrix.
@@ -298,6 +316,11 @@ pub struct RowSpec {
     pub bitrate_kbps: u32,
     pub key_int: u32,
     pub seed: u64,
+    // Congestion control rows (benches/congestion.rs).
+    /// Extra `punktfunksink` properties (e.g. `congestion-control=none`).
+    pub sink_props: String,
+    /// A rate limit with a drop-tail queue on the video direction of the relay.
+    pub bottleneck: Option<BottleneckConfig>,
 }
 
 impl RowSpec {
@@ -368,6 +391,24 @@ pub struct RowResult {
     /// punktfunk rows: the frame age `punktfunksrc` reports in `stats`, read when the last
     /// measured frame arrived.
     pub src_frame_age: Option<SrcFrameAge>,
+    /// Sampled every ~100 ms while the row runs (punktfunk rows only).
+    pub samples: Vec<Sample>,
+}
+
+/// The encoder's bitrate and the sender's estimate at one instant of a row.
+#[derive(Debug, Clone, Copy, Default)]
+#[allow(dead_code)] // read by benches/congestion.rs, not by glass_to_glass.rs
+pub struct Sample {
+    /// Seconds since the relay started (the bottleneck's rate schedule counts from then).
+    pub t_s: f64,
+    /// The encoder's `bitrate` property in kbit/s.
+    pub encoder_kbps: u32,
+    /// `bwe-estimate` and `bwe-target-bitrate` of the sink's stats, bit/s.
+    pub estimate_bps: u64,
+    pub target_bps: u64,
+    /// Frames the receiver pushed so far (`frames-received`) and gave up (`frames-lost`).
+    pub frames_received: u64,
+    pub frames_lost: u64,
 }
 
 /// `punktfunksrc`'s own frame-age report (issue 6): capture (host PTS) → complete, over the
@@ -570,6 +611,7 @@ pub fn run_row(spec: &RowSpec) -> RowResult {
         error: None,
         relay: Default::default(),
         src_frame_age: None,
+        samples: Vec::new(),
     };
     match drive_row(spec, &shared, &mut result) {
         Ok(()) => {}
@@ -621,7 +663,7 @@ fn drive_row(spec: &RowSpec, shared: &Shared, result: &mut RowResult) -> Result<
         Transport::Srt(_) => free_udp_port().map_err(|e| format!("free port: {e}"))?,
         _ => 0,
     };
-    let layout = transport.pipeline(&head, codec, &tail, srt_port);
+    let layout = transport.pipeline(&head, codec, &tail, srt_port, &spec.sink_props);
     let pipeline = gst::parse::launch(&layout.description)
         .map_err(|e| format!("pipeline: {e}"))?
         .downcast::<gst::Pipeline>()
@@ -651,14 +693,32 @@ fn drive_row(spec: &RowSpec, shared: &Shared, result: &mut RowResult) -> Result<
             SocketAddr::from(([127, 0, 0, 1], port)),
             &spec.path,
             spec.seed,
+            spec.bottleneck.as_ref(),
         )
         .map_err(|e| format!("relay: {e}"))?;
+        let relay_start = Instant::now();
         set_caller_port(&caller, transport, relay.addr().port());
         caller.set_locked_state(false);
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|_| first_bus_error(&bus).unwrap_or_else(|| "PLAYING failed".into()))?;
-        let waited = wait_for_end(spec, shared, &bus);
+        let sample = |samples: &mut Vec<Sample>| {
+            if transport != Transport::Punktfunk {
+                return;
+            }
+            let stats = listener.property::<gst::Structure>("stats");
+            let rx = caller.property::<gst::Structure>("stats");
+            let get = |s: &gst::Structure, f: &str| s.get::<u64>(f).unwrap_or(0);
+            samples.push(Sample {
+                t_s: relay_start.elapsed().as_secs_f64(),
+                encoder_kbps: enc.property::<u32>("bitrate"),
+                estimate_bps: get(&stats, "bwe-estimate"),
+                target_bps: get(&stats, "bwe-target-bitrate"),
+                frames_received: get(&rx, "frames-received"),
+                frames_lost: get(&rx, "frames-lost"),
+            });
+        };
+        let waited = wait_for_end(spec, shared, &bus, &mut |s| sample(s), &mut result.samples);
         result.relay = (relay.up_stats(), relay.down_stats());
         waited
     })();
@@ -668,7 +728,15 @@ fn drive_row(spec: &RowSpec, shared: &Shared, result: &mut RowResult) -> Result<
 
 /// Waits until a picture decoded well past the last measured frame, or the tail deadline passed,
 /// or the pipeline posted an error.
-fn wait_for_end(spec: &RowSpec, shared: &Shared, bus: &gst::Bus) -> Result<(), String> {
+fn wait_for_end(
+    spec: &RowSpec,
+    shared: &Shared,
+    bus: &gst::Bus,
+    sample: &mut dyn FnMut(&mut Vec<Sample>),
+    samples: &mut Vec<Sample>,
+) -> Result<(), String> {
+    const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+    let mut next_sample = Instant::now();
     let last = spec.warmup + spec.frames;
     // Enough to notice a stalled pipeline, not to cut short a slow encoder: the whole row three
     // times over plus set-up.
@@ -676,6 +744,13 @@ fn wait_for_end(spec: &RowSpec, shared: &Shared, bus: &gst::Bus) -> Result<(), S
         Instant::now() + Duration::from_secs_f64(3.0 * last as f64 / spec.fps as f64 + 15.0);
     let mut rec = lock(shared);
     loop {
+        if Instant::now() >= next_sample {
+            // Reading element properties must not hold the recorder (probes take it).
+            drop(rec);
+            sample(samples);
+            next_sample += SAMPLE_EVERY;
+            rec = lock(shared);
+        }
         if let Some(e) = first_bus_error(bus) {
             return Err(e);
         }

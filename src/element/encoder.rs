@@ -6,9 +6,6 @@
 //! above that ceiling or below the floor it is given, and never touches an element it does not
 //! recognise as a video encoder.
 
-// Wired into the sink by congestion control (issue 10); until then parts are unused.
-#![allow(dead_code)]
-
 use gst::prelude::*;
 
 /// How an encoder's bitrate property counts.

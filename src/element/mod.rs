@@ -59,6 +59,7 @@ macro_rules! impl_element_class {
 }
 
 mod caps;
+mod congestion;
 pub(crate) mod encoder;
 mod input_message;
 mod navigation;

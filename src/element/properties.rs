@@ -15,6 +15,7 @@ use gst::prelude::*;
 
 use crate::protocol::wire::{DEFAULT_MTU, MAX_DATAGRAM_BYTES, MIN_MTU};
 
+use super::congestion::{DEFAULT_CONGESTION_CONTROL, DEFAULT_MAX_BITRATE, DEFAULT_MIN_BITRATE};
 use super::lock;
 use super::session_slot::SessionSlot;
 use super::settings::*;
@@ -276,6 +277,33 @@ pub(crate) fn sink() -> Vec<glib::ParamSpec> {
                     .minimum(0.0)
                     .maximum(4.0)
                     .default_value(DEFAULT_REPAIR_SHARE)
+                    .mutable_ready()
+                    .build(),
+                // Congestion control (issue 10).
+                glib::ParamSpecEnum::builder_with_default(
+                    "congestion-control",
+                    DEFAULT_CONGESTION_CONTROL,
+                )
+                .nick("Congestion control")
+                .blurb(
+                    "none: fixed bitrate and pacing; report: estimate the path's bandwidth and post punktfunk-bandwidth messages; encoder (default): also set the upstream encoder's bitrate to the estimate (never above the bitrate configured on it, nor max-bitrate) and pace at it",
+                )
+                .mutable_ready()
+                .build(),
+                glib::ParamSpecUInt64::builder("min-bitrate")
+                    .nick("Minimum bitrate")
+                    .blurb(
+                        "Congestion control never sets the encoder below this, in bits per second (default 500000)",
+                    )
+                    .default_value(DEFAULT_MIN_BITRATE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("max-bitrate")
+                    .nick("Maximum bitrate")
+                    .blurb(
+                        "Congestion control never sets the encoder above this, in bits per second (0 = no cap beyond the bitrate configured on the encoder, the default)",
+                    )
+                    .default_value(DEFAULT_MAX_BITRATE)
                     .mutable_ready()
                     .build(),
     ]);

@@ -18,6 +18,9 @@ use gst::prelude::*;
 use crate::protocol::handshake::Role;
 use crate::session::{self, Config};
 
+use super::congestion::{
+    CongestionControl, DEFAULT_CONGESTION_CONTROL, DEFAULT_MAX_BITRATE, DEFAULT_MIN_BITRATE,
+};
 use super::net::{Endpoints, host_port};
 use crate::protocol::wire::DEFAULT_MTU;
 
@@ -264,6 +267,7 @@ impl CommonSettings {
 pub(crate) fn mark_plugin_api() {
     ConnectionMode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     FecModeSetting::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    CongestionControl::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
 }
 
 pub(crate) const DEFAULT_FEC_PERCENT: u32 = 20;
@@ -338,6 +342,10 @@ pub(crate) struct SinkSettings {
     pub(crate) fec_floor: u32,
     pub(crate) fec_ceiling: u32,
     pub(crate) repair_share: f64,
+    // Congestion control (issue 10).
+    pub(crate) congestion_control: CongestionControl,
+    pub(crate) min_bitrate: u64,
+    pub(crate) max_bitrate: u64,
 }
 
 impl Default for SinkSettings {
@@ -352,6 +360,9 @@ impl Default for SinkSettings {
             fec_floor: DEFAULT_FEC_FLOOR,
             fec_ceiling: DEFAULT_FEC_CEILING,
             repair_share: DEFAULT_REPAIR_SHARE,
+            congestion_control: DEFAULT_CONGESTION_CONTROL,
+            min_bitrate: DEFAULT_MIN_BITRATE,
+            max_bitrate: DEFAULT_MAX_BITRATE,
         }
     }
 }
@@ -372,6 +383,11 @@ impl OwnSettings for SinkSettings {
             "fec-floor" => self.fec_floor = value.get().unwrap_or(DEFAULT_FEC_FLOOR),
             "fec-ceiling" => self.fec_ceiling = value.get().unwrap_or(DEFAULT_FEC_CEILING),
             "repair-share" => self.repair_share = value.get().unwrap_or(DEFAULT_REPAIR_SHARE),
+            "congestion-control" => {
+                self.congestion_control = value.get().unwrap_or(DEFAULT_CONGESTION_CONTROL)
+            }
+            "min-bitrate" => self.min_bitrate = value.get().unwrap_or(DEFAULT_MIN_BITRATE),
+            "max-bitrate" => self.max_bitrate = value.get().unwrap_or(DEFAULT_MAX_BITRATE),
             _ => return false,
         }
         true
@@ -388,6 +404,9 @@ impl OwnSettings for SinkSettings {
             "fec-floor" => self.fec_floor.to_value(),
             "fec-ceiling" => self.fec_ceiling.to_value(),
             "repair-share" => self.repair_share.to_value(),
+            "congestion-control" => self.congestion_control.to_value(),
+            "min-bitrate" => self.min_bitrate.to_value(),
+            "max-bitrate" => self.max_bitrate.to_value(),
             _ => return None,
         })
     }

@@ -78,6 +78,16 @@ pub(crate) fn stats_structure(s: &Stats, bound_port: u32) -> gst::Structure {
         .field("frames-repaired", s.frames_repaired)
         .field("frames-deadline-lost", s.frames_deadline_lost)
         .field("loss-models", s.loss_models)
+        // Congestion control (issue 10).
+        .field("feedback-messages", s.feedback_messages)
+        .field("bwe-state", super::congestion::state_name(s.bwe_state))
+        .field("bwe-estimate", s.bwe_estimate_bps)
+        .field("bwe-target-bitrate", s.bwe_target_bitrate_bps)
+        .field("bwe-pacing-rate", s.bwe_pacing_rate_bps)
+        .field("bwe-queue-delay-us", s.bwe_queue_delay_us)
+        .field("bwe-delivery-rate", s.bwe_delivery_rate_bps)
+        .field("bwe-loss", s.bwe_loss)
+        .field("bwe-large-drops", s.bwe_large_drops)
         .build();
     // Frame timing (issue 6).
     crate::element::timing::add_timing_fields(&mut st, s);

@@ -442,6 +442,19 @@ impl BandwidthEstimator {
         &self.cfg
     }
 
+    /// Changes the bounds of the target bitrate (media bits per second), e.g. once the
+    /// encoder's configured bitrate is known. The estimate is clamped into them at once; a
+    /// change of bounds is not a drop ([`BweEvent::LargeDrop`] measures from the new target).
+    pub fn set_bounds(&mut self, min_bitrate_bps: u64, max_bitrate_bps: u64) {
+        self.cfg.max_bitrate_bps = max_bitrate_bps.max(1);
+        self.cfg.min_bitrate_bps = min_bitrate_bps.clamp(1, self.cfg.max_bitrate_bps);
+        let (lo, hi) = self.bounds();
+        self.estimate = self.estimate.clamp(lo, hi);
+        self.last_target = self.estimate().target_bitrate_bps;
+        self.recent_targets.clear();
+        self.drop_active = false;
+    }
+
     /// Records what was sent for frame `frame_index` (frames are numbered +1 each; a jump
     /// forgets the older records).
     pub fn on_frame_sent(&mut self, frame_index: u32, sent: SentFrame, now: Instant) {

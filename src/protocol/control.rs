@@ -5,6 +5,7 @@
 //! This module only encodes and decodes; deciding when to send them is the session's job.
 //! Decoding never panics and never allocates more than the bytes present (strings are capped).
 
+use super::feedback::Feedback;
 use super::lossmodel::LossModelReport;
 use super::repair::{RepairRequest, RepairUnavailable};
 use super::wire::{Reader, WireError, Writer};
@@ -90,6 +91,9 @@ pub enum Control {
     RepairRequest(RepairRequest),
     /// Host → client: a repair request cannot be answered (frame no longer held, budget spent).
     RepairUnavailable(RepairUnavailable),
+    // Congestion control (issue 10).
+    /// Client → host: per-frame arrival timing for the bandwidth estimator (`feedback`).
+    Feedback(Feedback),
 }
 
 const T_KEYFRAME: u8 = 1;
@@ -103,6 +107,8 @@ const T_ACK: u8 = 7;
 const T_LOSS_MODEL: u8 = 16;
 const T_REPAIR_REQUEST: u8 = 17;
 const T_REPAIR_UNAVAILABLE: u8 = 18;
+// Bandwidth feedback: types from 24 up.
+const T_FEEDBACK: u8 = 24;
 
 impl Control {
     pub fn encode(&self, out: &mut Vec<u8>) {
@@ -148,6 +154,10 @@ impl Control {
                 w.u8(T_REPAIR_UNAVAILABLE);
                 u.encode(&mut w);
             }
+            Control::Feedback(f) => {
+                w.u8(T_FEEDBACK);
+                f.encode(out);
+            }
         }
     }
 
@@ -178,6 +188,13 @@ impl Control {
             T_LOSS_MODEL => Control::LossModel(LossModelReport::decode(&mut r)?),
             T_REPAIR_REQUEST => Control::RepairRequest(RepairRequest::decode(&mut r)?),
             T_REPAIR_UNAVAILABLE => Control::RepairUnavailable(RepairUnavailable::decode(&mut r)?),
+            T_FEEDBACK => {
+                // The feedback body fills the rest of the message exactly.
+                let rest = r.rest();
+                let f = Feedback::decode(rest)?;
+                r.bytes(rest.len())?;
+                Control::Feedback(f)
+            }
             other => return Err(WireError::UnknownKind(other)),
         };
         r.finish()?;
@@ -249,6 +266,21 @@ mod tests {
             Control::RepairUnavailable(RepairUnavailable {
                 frame_index: 5,
                 reason: UnavailableReason::NotHeld,
+            }),
+            Control::Feedback(crate::protocol::feedback::Feedback {
+                seq: 7,
+                base_frame: u32::MAX,
+                base_time_us: 300,
+                late: 2,
+                frames: vec![
+                    crate::protocol::feedback::FrameFeedback {
+                        received: 2,
+                        bytes: 2800,
+                        first_offset_us: 0,
+                        span_us: 127,
+                    },
+                    crate::protocol::feedback::FrameFeedback::default(),
+                ],
             }),
         ]
     }

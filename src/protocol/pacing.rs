@@ -113,6 +113,12 @@ impl Pacer {
         &self.cfg
     }
 
+    /// Changes the rate after the burst (bits per second; 0 = automatic) from the next frame
+    /// on. Congestion control sets it from the bandwidth estimate (issue 10).
+    pub fn set_rate_bps(&mut self, rate_bps: u64) {
+        self.cfg.rate_bps = rate_bps;
+    }
+
     /// Records a frame of `bytes` (its size on the wire) sent at `now`.
     pub fn observe_frame(&mut self, bytes: usize, now: Instant) {
         while let Some(&(at, b)) = self.window.front() {

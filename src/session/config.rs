@@ -14,6 +14,7 @@ use crate::protocol::repair::RepairConfig;
 use crate::protocol::wire::{DEFAULT_MTU, MAX_DATAGRAM_BYTES, MIN_MTU};
 
 use super::Error;
+use super::connection::CongestionConfig;
 
 /// Why a listener refuses to start (see [`Config::check_exposure`]).
 pub const UNAUTHENTICATED_LISTENER: &str = "refusing to listen on a non-loopback address without a passphrase: anyone who can reach the port could watch the stream and send input. Set the same passphrase on both ends, listen on 127.0.0.1, or set allow-unauthenticated=true to accept that";
@@ -94,6 +95,9 @@ pub struct Config {
     /// Caller: the first handshake retry comes after this; each further one after twice the
     /// previous wait, up to `handshake_retry`.
     pub handshake_first_retry: Duration,
+    // Congestion control (issue 10).
+    /// Bandwidth feedback (client) and estimation, pacing and encoder target (host).
+    pub congestion: CongestionConfig,
 }
 
 impl Config {
@@ -129,6 +133,7 @@ impl Config {
             repair: true,
             repair_deadline: None,
             handshake_first_retry: Duration::from_millis(25),
+            congestion: CongestionConfig::default(),
         }
     }
 

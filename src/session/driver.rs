@@ -142,6 +142,14 @@ impl Session {
         self.with_conn(|c, _| c.set_stream_info(caps))
     }
 
+    /// Host: bounds of the congestion controller's target bitrate (media bits per second;
+    /// `max` 0 = unknown), e.g. once the encoder's configured bitrate is known.
+    pub fn set_bitrate_bounds(&self, min_bps: u64, max_bps: u64) -> Result<()> {
+        self.require(Role::Host, "set_bitrate_bounds is for the host")?;
+        lock(&self.inner.conn).set_bitrate_bounds(min_bps, max_bps);
+        Ok(())
+    }
+
     /// Host: packetizes, FEC-protects and seals a frame without sending it. `None` when no
     /// client is connected (the frame is counted as dropped). The frame counts as captured now
     /// (see [`Session::seal_frame_timed`]).
@@ -215,11 +223,16 @@ impl Session {
             lock(&self.inner.conn).pacing_schedule(d.wire_bytes(), d.len(), Instant::now());
         let mut report = SendReport::default();
         let mut refs: Vec<&[u8]> = Vec::with_capacity(64);
+        // When the first and the last chunk really went to the socket (congestion control).
+        let (mut first_send, mut last_send) = (None, None);
         for (range, at) in schedule.chunks() {
             let wait = at.saturating_duration_since(Instant::now());
             if !wait.is_zero() {
                 std::thread::sleep(wait);
             }
+            let released = Instant::now();
+            first_send.get_or_insert(released);
+            last_send = Some(released);
             refs.clear();
             refs.extend(range.map(|i| d.get(i)));
             match self.inner.transport.send(&refs, frame.peer()) {
@@ -237,6 +250,9 @@ impl Session {
         let mut c = lock(&self.inner.conn);
         c.record_sent(report.sent, report.sent * d.datagram_len(), report.dropped);
         c.record_payload_sent(frame.payload_bytes());
+        if let (Some(first), Some(last)) = (first_send, last_send) {
+            c.on_frame_sent(frame, first, last, Instant::now());
+        }
         Ok(report)
     }
 

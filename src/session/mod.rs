@@ -30,8 +30,8 @@ mod stats;
 
 pub use config::{Config, Mode, UNAUTHENTICATED_LISTENER};
 pub use connection::{
-    Connection, DisconnectReason, Event, FrameTicket, FrameTimingIn, HandshakeFailure, SealedFrame,
-    Transmit,
+    BandwidthUpdate, CongestionConfig, Connection, DisconnectReason, Event, FrameTicket,
+    FrameTimingIn, HandshakeFailure, SealedFrame, Transmit,
 };
 // Security limits (issue 9).
 pub use connection::{

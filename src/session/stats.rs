@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use crate::protocol::bwe::BweState;
 use crate::protocol::handshake::Role;
 use crate::protocol::timing::AgeSummary;
 
@@ -130,6 +131,26 @@ pub struct Stats {
     pub frames_deadline_lost: u64,
     /// Loss model reports sent (client) or used (host).
     pub loss_models: u64,
+
+    // Congestion control (issue 10).
+    /// Client: bandwidth feedback messages sent; host: received.
+    pub feedback_messages: u64,
+    /// Host: the estimator's state (`None` while it does not run).
+    pub bwe_state: Option<BweState>,
+    /// Host: what the path carries, wire bits per second (0 = not running).
+    pub bwe_estimate_bps: u64,
+    /// Host: the encoder's budget, media bits per second.
+    pub bwe_target_bitrate_bps: u64,
+    /// Host: pacing rate set from the estimate (0 = automatic pacing).
+    pub bwe_pacing_rate_bps: u64,
+    /// Host: standing queue delay at the bottleneck, µs.
+    pub bwe_queue_delay_us: u64,
+    /// Host: delivery rate measured by the client, wire bits per second.
+    pub bwe_delivery_rate_bps: u64,
+    /// Host: loss fraction over the estimator's window.
+    pub bwe_loss: f64,
+    /// Host: large drops of the target (each reported once).
+    pub bwe_large_drops: u64,
 }
 
 impl Stats {

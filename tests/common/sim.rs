@@ -29,6 +29,8 @@ pub struct LinkConfig {
     pub delay: Duration,
     /// Probability that a datagram is lost (seeded).
     pub loss: f64,
+    /// A rate limit with a drop-tail queue before the delay (congestion control tests).
+    pub bottleneck: Option<Bottleneck>,
 }
 
 impl Default for LinkConfig {
@@ -36,7 +38,42 @@ impl Default for LinkConfig {
         LinkConfig {
             delay: Duration::from_millis(1),
             loss: 0.0,
+            bottleneck: None,
         }
+    }
+}
+
+/// A FIFO bottleneck: datagrams are serialized at `rate_bps`; one that would wait longer than
+/// `queue` behind the datagrams before it is dropped. Change `rate_bps` between runs for
+/// capacity steps.
+pub struct Bottleneck {
+    pub rate_bps: u64,
+    pub queue: Duration,
+    /// Datagrams dropped for a full queue.
+    pub dropped: u64,
+    busy_until: Option<Instant>,
+}
+
+impl Bottleneck {
+    pub fn new(rate_bps: u64, queue: Duration) -> Self {
+        Bottleneck {
+            rate_bps,
+            queue,
+            dropped: 0,
+            busy_until: None,
+        }
+    }
+
+    /// When a datagram of `len` bytes entering at `at` leaves, or `None` when it is dropped.
+    fn pass(&mut self, at: Instant, len: usize) -> Option<Instant> {
+        let busy = self.busy_until.unwrap_or(at).max(at);
+        if busy - at > self.queue {
+            self.dropped += 1;
+            return None;
+        }
+        let tx = Duration::from_nanos(len as u64 * 8 * 1_000_000_000 / self.rate_bps.max(1));
+        self.busy_until = Some(busy + tx);
+        Some(busy + tx)
     }
 }
 
@@ -178,6 +215,13 @@ impl Sim {
         {
             return;
         }
+        let mut depart = depart;
+        if let Some(b) = self.nodes[from].link.bottleneck.as_mut() {
+            match b.pass(depart, bytes.len()) {
+                Some(t) => depart = t,
+                None => return,
+            }
+        }
         let at = depart + self.nodes[from].link.delay;
         self.inject_at(at, self.nodes[from].addr, to, bytes);
     }
@@ -311,6 +355,9 @@ impl Sim {
         let out: Vec<(Instant, Vec<u8>)> = (0..count)
             .map(|k| (schedule.release_of(k), d.get(k).to_vec()))
             .collect();
+        let (first, last) = (schedule.release_of(0), schedule.release_of(count - 1));
+        n.conn
+            .on_frame_sent(&frame, first.max(now), last.max(now), now);
         for (at, bytes) in out {
             self.launch(i, to, bytes, at.max(now));
         }

@@ -181,6 +181,13 @@ impl Pipe {
             .collect()
     }
 
+    /// Every message so far (looked at or not), in order.
+    #[allow(dead_code)] // used by tests/congestion_pipeline.rs only
+    pub fn messages(&self) -> Vec<gst::Message> {
+        self.drain();
+        self.log.borrow().clone()
+    }
+
     pub fn assert_no_errors(&self) {
         let errors = self.errors();
         assert!(

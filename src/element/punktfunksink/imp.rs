@@ -23,6 +23,7 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use crate::element::caps::codec_of;
+use crate::element::congestion::{Attach, CongestionControl, Steering, bandwidth_structure};
 use crate::element::input_message::input_structure;
 use crate::element::navigation::input_to_navigation;
 use crate::element::peer::{PeerChange, PeerEvents, post_element_message};
@@ -33,7 +34,7 @@ use crate::element::timing::capture_timing;
 use crate::element::{POLL_SLICE, debug_category, lock};
 use crate::protocol::annexb::{Codec, ParameterSets};
 use crate::protocol::pacing::PacingConfig;
-use crate::session::{self, Event, Session};
+use crate::session::{self, CongestionConfig, Event, Session};
 use crate::transport::udp::UdpOptions;
 
 static CAT: LazyLock<gst::DebugCategory> =
@@ -60,6 +61,8 @@ pub(crate) struct PunktfunkSink {
     stream: Mutex<Stream>,
     /// `stats-interval` as the receive thread reads it (changeable while playing).
     stats_interval: Arc<AtomicU32>,
+    /// Congestion control: the encoder steered from the receive thread (issue 10).
+    steering: Mutex<Steering>,
 }
 
 impl Default for PunktfunkSink {
@@ -69,6 +72,7 @@ impl Default for PunktfunkSink {
             receiver: Mutex::new(None),
             stream: Mutex::new(Stream::default()),
             stats_interval: Arc::new(AtomicU32::new(DEFAULT_STATS_INTERVAL_MS)),
+            steering: Mutex::new(Steering::new(CongestionControl::None, 0, 0)),
         }
     }
 }
@@ -141,6 +145,7 @@ impl PunktfunkSink {
                 gst::debug!(CAT, imp = self, "client asks for a keyframe");
                 self.request_keyframe_upstream();
             }
+            Event::Bandwidth(update) => self.on_bandwidth(&update),
             Event::Input(input) => {
                 gst::log!(CAT, imp = self, "input {input:?}");
                 post_element_message(self.obj().upcast_ref(), input_structure(&input));
@@ -156,6 +161,67 @@ impl PunktfunkSink {
             other => {
                 gst::trace!(CAT, imp = self, "event {other:?}");
             }
+        }
+    }
+
+    /// A bandwidth update: steer the encoder, tell the application, and ask for a keyframe
+    /// when a sharp fall cost the client frames.
+    fn on_bandwidth(&self, update: &session::BandwidthUpdate) {
+        let (encoder_bps, changed) = lock(&self.steering).on_update(update);
+        if changed {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "encoder bitrate {encoder_bps} bit/s (estimate {} bit/s, {:?})",
+                update.estimate_bps,
+                update.state
+            );
+        }
+        post_element_message(
+            self.obj().upcast_ref(),
+            bandwidth_structure(update, encoder_bps),
+        );
+        if update.keyframe {
+            gst::debug!(CAT, imp = self, "frames lost in a sharp fall: keyframe");
+            self.request_keyframe_upstream();
+        }
+    }
+
+    /// Finds the encoder to steer (once per start, when caps arrive) and bounds the target.
+    fn attach_encoder(&self, session: &Session) {
+        let pad = self.obj().sink_pad().clone();
+        let (attach, mode, name) = {
+            let mut s = lock(&self.steering);
+            let a = s.attach(pad.upcast_ref());
+            (a, s.mode(), s.encoder_name())
+        };
+        let (min, max) = match attach {
+            Attach::Nothing => return,
+            Attach::Found { min_bps, max_bps } => {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "congestion control steers {} between {min_bps} and {max_bps} bit/s",
+                    name.unwrap_or_default()
+                );
+                (min_bps, max_bps)
+            }
+            Attach::NotFound { min_bps, max_bps } => {
+                if mode == CongestionControl::Encoder {
+                    gst::element_imp_warning!(
+                        self,
+                        gst::CoreError::Negotiation,
+                        ("congestion-control=encoder: no upstream encoder whose bitrate can be set"),
+                        [
+                            "Only punktfunk-bandwidth messages are posted; set congestion-control=report to silence this, or steer the encoder from those messages"
+                        ]
+                    );
+                }
+                (min_bps, max_bps)
+            }
+        };
+        if let Err(e) = session.set_bitrate_bounds(min, max) {
+            gst::warning!(CAT, imp = self, "cannot bound the bitrate: {e}");
         }
     }
 
@@ -243,11 +309,24 @@ impl BaseSinkImpl for PunktfunkSink {
                     rate_bps: settings.own.pacing_rate,
                     ..PacingConfig::default()
                 };
+                let cc = settings.own.congestion_control;
+                config.congestion = CongestionConfig {
+                    enabled: cc != CongestionControl::None,
+                    pace: cc == CongestionControl::Encoder,
+                    min_bitrate_bps: settings.own.min_bitrate,
+                    max_bitrate_bps: settings.own.max_bitrate,
+                    start_bitrate_bps: 0,
+                };
             },
             &opts,
         )?;
 
         *lock(&self.stream) = Stream::default();
+        *lock(&self.steering) = Steering::new(
+            settings.own.congestion_control,
+            settings.own.min_bitrate,
+            settings.own.max_bitrate,
+        );
         self.stats_interval
             .store(settings.common.stats_interval_ms, Ordering::Relaxed);
         let stop = Arc::new(AtomicBool::new(false));
@@ -303,6 +382,7 @@ impl BaseSinkImpl for PunktfunkSink {
         session
             .set_stream_info(&caps.to_string())
             .map_err(|e| gst::loggable_error!(CAT, "cannot announce stream info: {e}"))?;
+        self.attach_encoder(&session);
         Ok(())
     }
 

@@ -26,7 +26,8 @@
 //! numbers, replay window), `host` (frames, stream info, what the client reports), `client`
 //! (video in, input out, loss reports, keyframe requests), `timers` (timeout, keep-alive, RTT,
 //! retries), `ids` (attempt ids and frame indices, seedable), `timing` (the host clock, the
-//! frame timing the host writes, the NTP-style clock offset and the client's frame ages). New
+//! frame timing the host writes, the NTP-style clock offset and the client's frame ages), `congestion` (bandwidth feedback out on the client, the estimator,
+//! pacing rate and [`Event::Bandwidth`] on the host). New
 //! session-level features go beside their role: repair requests and loss-model or bandwidth feedback into `client` (what
 //! is measured and sent) and `host` (what is done with it), path validation and cookies into
 //! `establish`, new periodic work into `timers`.
@@ -52,6 +53,7 @@ use crate::protocol::wire::{
 use super::{Config, Error, Mode, Result, Stats};
 
 mod client;
+mod congestion;
 mod establish;
 mod guard;
 mod host;
@@ -62,6 +64,7 @@ mod repair;
 mod timers;
 mod timing;
 
+pub use congestion::{BandwidthUpdate, CongestionConfig};
 pub use guard::{
     INPUT_EVENTS_BURST, INPUT_EVENTS_PER_SECOND, KEYFRAME_REQUEST_MIN_INTERVAL,
     MAX_INPUT_EVENTS_PER_DATAGRAM, REJECT_SERIES_COUNT, REJECT_SERIES_SPAN,
@@ -185,6 +188,10 @@ pub enum Event {
     /// [`REJECT_SERIES_SPAN`]. A user may give up now; the connection itself keeps trying.
     /// A single refusal is only [`Event::Rejected`]: it is unauthenticated.
     RejectSustained { reason: RejectReason, count: u32 },
+    // Congestion control (issue 10).
+    /// Host: the bandwidth estimate or the encoder's target changed notably (see
+    /// `congestion`).
+    Bandwidth(BandwidthUpdate),
 }
 
 /// One datagram to send (from [`Connection::poll_transmit`]).
@@ -253,6 +260,8 @@ pub struct Connection {
     timing: timing::TimingState,
     /// Security state: admission, refusals, retired sessions, throttles (`guard`).
     guard: guard::Guard,
+    /// Congestion control: feedback (client), estimator (host).
+    cc: congestion::CongestionState,
 }
 
 impl Connection {
@@ -332,6 +341,7 @@ impl Connection {
             scratch: Vec::new(),
             timing: timing::TimingState::new(now),
             guard: guard::Guard::new(&hs, &config, now, wall),
+            cc: congestion::CongestionState::new(&config.congestion),
             cfg: config,
         })
     }
@@ -435,6 +445,7 @@ impl Connection {
             }
         }
         self.timing_stats(&mut s);
+        self.congestion_stats(&mut s);
         s
     }
 
@@ -488,10 +499,14 @@ impl Connection {
         let Some(body) = self.open_session_datagram(h, buf, from, now) else {
             return;
         };
+        let wire_len = buf.len();
         let body = &buf[body];
         self.on_authenticated(h.packet_number, now);
         match (h.kind, self.cfg.role) {
-            (Kind::Video, Role::Client) => self.on_video(body, now),
+            (Kind::Video, Role::Client) => {
+                self.note_video_arrival(body, wire_len, now);
+                self.on_video(body, now)
+            }
             (Kind::Control, _) if migrate::is_path_body(body) => {
                 self.on_path_frame(body, from, now)
             }
@@ -527,6 +542,7 @@ impl Connection {
             Control::RepairUnavailable(u) if role == Role::Client => {
                 self.on_repair_unavailable(u, now)
             }
+            Control::Feedback(fb) if role == Role::Host => self.on_feedback(fb, now),
             Control::Bye => {
                 self.stats.byes_received += 1;
                 if role == Role::Client {

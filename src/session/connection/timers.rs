@@ -70,6 +70,9 @@ impl Connection {
                 next = earliest(next, t);
             }
         }
+        if let Some(t) = self.congestion_timeout() {
+            next = earliest(next, t);
+        }
         next
     }
 
@@ -135,6 +138,7 @@ impl Connection {
             self.client.reassembler.handle_timeout(now);
             self.drain_reassembler();
         }
+        self.handle_congestion_timeout(now);
     }
 
     /// Sends a ping carrying its send time in the host clock, for the RTT and the clock offset

@@ -1,0 +1,169 @@
+//! The sink's congestion control (issue 10): the `congestion-control`, `min-bitrate` and
+//! `max-bitrate` properties, the `punktfunk-bandwidth` element message, and steering the
+//! upstream encoder from the session's [`BandwidthUpdate`]s.
+//!
+//! - `none`: the session runs no estimator; pacing and bitrate are as the user set them.
+//! - `report`: the estimator runs and `punktfunk-bandwidth` messages are posted; the encoder
+//!   and the pacing are left alone (an application can steer its own encoder from them).
+//! - `encoder` (default): as `report`, the pacing rate follows the estimate, and the upstream
+//!   encoder's bitrate is set to the target (via [`super::encoder`]): never above the bitrate
+//!   configured on the encoder when the stream started (nor `max-bitrate` when set), never
+//!   below `min-bitrate`. An encoder that cannot be found or driven gets one warning; the
+//!   messages still go out.
+//!
+//! The target already leaves room for FEC parity and headers (the estimator's media share).
+//!
+//! Owns: [`Steering`] (which encoder, its bounds, the one warning) and the message layout
+//! (fields may be added, never renamed). Must never: block the receive thread (a property set
+//! on the encoder is all it does), or set a bitrate outside `[min-bitrate, ceiling]`.
+
+use gst::glib;
+use gst::prelude::*;
+
+use crate::protocol::bwe::BweState;
+use crate::session::BandwidthUpdate;
+
+use super::encoder::{EncoderControl, find_upstream_encoder};
+
+/// Name of the element message with each bandwidth update.
+pub(crate) const BANDWIDTH_NAME: &str = "punktfunk-bandwidth";
+
+pub(crate) const DEFAULT_MIN_BITRATE: u64 = 500_000;
+pub(crate) const DEFAULT_MAX_BITRATE: u64 = 0;
+
+/// The `congestion-control` property.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstPunktfunkCongestionControl")]
+pub(crate) enum CongestionControl {
+    #[enum_value(
+        name = "None: no bandwidth estimation (fixed bitrate and pacing)",
+        nick = "none"
+    )]
+    None = 0,
+    #[enum_value(
+        name = "Report: estimate the bandwidth and post punktfunk-bandwidth messages only",
+        nick = "report"
+    )]
+    Report = 1,
+    #[enum_value(
+        name = "Encoder: also set the upstream encoder's bitrate and pace at the estimate",
+        nick = "encoder"
+    )]
+    Encoder = 2,
+}
+
+pub(crate) const DEFAULT_CONGESTION_CONTROL: CongestionControl = CongestionControl::Encoder;
+
+/// The estimator's state as the message and stats spell it.
+pub(crate) fn state_name(s: Option<BweState>) -> &'static str {
+    match s {
+        None => "off",
+        Some(BweState::Startup) => "startup",
+        Some(BweState::Increase) => "increase",
+        Some(BweState::Hold) => "hold",
+        Some(BweState::Drain) => "drain",
+    }
+}
+
+/// The `punktfunk-bandwidth` structure: `estimate` (wire bit/s), `target-bitrate` (media
+/// bit/s), `encoder-bitrate` (what the encoder was set to, bit/s; 0 = not steered), `state`,
+/// `rtt-us`, `loss` (fraction), `queue-delay-us`, `pacing-rate` (bit/s, 0 = automatic),
+/// `keyframe` (a keyframe was asked for after a sharp fall with frames lost).
+pub(crate) fn bandwidth_structure(u: &BandwidthUpdate, encoder_bps: u64) -> gst::Structure {
+    gst::Structure::builder(BANDWIDTH_NAME)
+        .field("estimate", u.estimate_bps)
+        .field("target-bitrate", u.target_bitrate_bps)
+        .field("encoder-bitrate", encoder_bps)
+        .field("state", state_name(Some(u.state)))
+        .field("rtt-us", u.rtt.as_micros() as u64)
+        .field("loss", u.loss)
+        .field("queue-delay-us", u.queue_delay.as_micros() as u64)
+        .field("pacing-rate", u.pacing_rate_bps)
+        .field("keyframe", u.keyframe)
+        .build()
+}
+
+/// Which encoder the sink steers and within which bounds.
+#[derive(Debug)]
+pub(crate) struct Steering {
+    mode: CongestionControl,
+    min_bps: u64,
+    max_bps: u64,
+    encoder: Option<EncoderControl>,
+    searched: bool,
+}
+
+/// What [`Steering::attach`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attach {
+    /// Nothing to do (congestion control off, or already searched).
+    Nothing,
+    /// An encoder was found: the session's bounds are `(min, max)`.
+    Found { min_bps: u64, max_bps: u64 },
+    /// No encoder we can drive: warn once; the bounds are `(min, max-bitrate)`.
+    NotFound { min_bps: u64, max_bps: u64 },
+}
+
+impl Steering {
+    pub(crate) fn new(mode: CongestionControl, min_bps: u64, max_bps: u64) -> Self {
+        Steering {
+            mode,
+            min_bps,
+            max_bps,
+            encoder: None,
+            searched: false,
+        }
+    }
+
+    pub(crate) fn mode(&self) -> CongestionControl {
+        self.mode
+    }
+
+    /// Looks for the encoder upstream of `sinkpad` (once per start).
+    pub(crate) fn attach(&mut self, sinkpad: &gst::Pad) -> Attach {
+        if self.mode == CongestionControl::None || self.searched {
+            return Attach::Nothing;
+        }
+        self.searched = true;
+        match find_upstream_encoder(sinkpad).and_then(EncoderControl::new) {
+            Some(enc) => {
+                let mut max = enc.configured_bps();
+                if self.max_bps > 0 {
+                    max = max.min(self.max_bps);
+                }
+                self.encoder = Some(enc);
+                Attach::Found {
+                    min_bps: self.min_bps.min(max),
+                    max_bps: max,
+                }
+            }
+            None => Attach::NotFound {
+                min_bps: self.min_bps,
+                max_bps: self.max_bps,
+            },
+        }
+    }
+
+    /// The encoder found, if any.
+    pub(crate) fn encoder_name(&self) -> Option<String> {
+        self.encoder
+            .as_ref()
+            .map(|e| e.element().name().to_string())
+    }
+
+    /// Applies an update: sets the encoder's bitrate in `encoder` mode. Returns the encoder's
+    /// bitrate now (bit/s; 0 when none is steered) and whether it changed.
+    pub(crate) fn on_update(&mut self, u: &BandwidthUpdate) -> (u64, bool) {
+        if self.mode != CongestionControl::Encoder {
+            return (0, false);
+        }
+        let Some(enc) = self.encoder.as_mut() else {
+            return (0, false);
+        };
+        match enc.set_bps(u.target_bitrate_bps, self.min_bps, self.max_bps) {
+            Some(set) => (set, true),
+            None => (enc.current_bps(), false),
+        }
+    }
+}

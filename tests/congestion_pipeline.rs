@@ -1,0 +1,199 @@
+//! Congestion control through real elements: `x264enc` → `punktfunksink` → a relay with a
+//! bottleneck below the stream's rate → `punktfunksrc`. The sink must lower the encoder's
+//! `bitrate` property, keep it within `[min-bitrate, the configured bitrate]`, and post
+//! `punktfunk-bandwidth` messages that say so. Bounded by bus waits with timeouts; no sleeps.
+
+#[allow(dead_code)]
+#[path = "pipelines/support.rs"]
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+
+use gstpunktfunk::relay::{Relay, RelayConfig, RelayFlow};
+use gstpunktfunk::transport::impair::ImpairConfig;
+use gstpunktfunk::transport::impair::netem::{BottleneckConfig, QueueLimit};
+
+use support::{Pipe, WAIT, bound_port, element_structure, serial};
+
+const BANDWIDTH: &str = "punktfunk-bandwidth";
+const PEER_CONNECTED: &str = "punktfunk-peer-connected";
+
+fn localhost(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// x264 configured at 4 Mbit/s on a high-entropy picture, through a 1.5 Mbit/s bottleneck with
+/// a 50 ms drop-tail queue: the encoder's bitrate comes down below the bottleneck and stays in
+/// bounds.
+#[test]
+fn the_encoders_bitrate_is_lowered_below_a_bottleneck_and_stays_within_bounds() {
+    let _serial = serial();
+    const CONFIGURED_KBPS: u32 = 4000;
+    const MIN_BPS: u64 = 300_000;
+    const BOTTLENECK_BPS: u64 = 1_500_000;
+    let host = Pipe::launch(
+        "host",
+        &format!(
+            "videotestsrc is-live=true pattern=snow ! video/x-raw,width=320,height=240,framerate=30/1 \
+             ! x264enc name=enc tune=zerolatency speed-preset=ultrafast threads=1 key-int-max=60 \
+               bitrate={CONFIGURED_KBPS} \
+             ! video/x-h264,stream-format=byte-stream,alignment=au \
+             ! punktfunksink name=sink address=127.0.0.1 port=0 min-bitrate={MIN_BPS}"
+        ),
+    );
+    host.set(gst::State::Playing);
+    let sink = host.el("sink");
+    let enc = host.el("enc");
+    let port = bound_port(&sink);
+
+    let relay = Relay::start_with(RelayConfig {
+        flows: vec![RelayFlow {
+            listen: localhost(0),
+            upstream: localhost(port),
+            down: ImpairConfig::default(),
+            up: ImpairConfig::default(),
+        }],
+        down_bottleneck: Some(
+            BottleneckConfig::new(BOTTLENECK_BPS)
+                .with_queue(QueueLimit::Time(Duration::from_millis(50))),
+        ),
+        up_bottleneck: None,
+    })
+    .expect("relay");
+    let client = Pipe::launch(
+        "client",
+        &format!(
+            "punktfunksrc name=src port={} ! fakesink name=out sync=false",
+            relay.addr().port()
+        ),
+    );
+    client.play();
+    host.wait_element(PEER_CONNECTED, WAIT);
+
+    // Wait (bounded) until the encoder is below the bottleneck; every update on the way must
+    // keep the encoder within [min-bitrate, configured].
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut updates = 0;
+    let mut lowest = u64::MAX;
+    while lowest >= BOTTLENECK_BPS {
+        let left = end.saturating_duration_since(Instant::now());
+        let m = host.wait("a punktfunk-bandwidth message", left, |m| {
+            element_structure(m, BANDWIDTH).is_some()
+        });
+        let s = element_structure(&m, BANDWIDTH).expect("accepted above");
+        let encoder = s.get::<u64>("encoder-bitrate").expect("encoder-bitrate");
+        let target = s.get::<u64>("target-bitrate").expect("target-bitrate");
+        assert!(s.get::<u64>("estimate").expect("estimate") > 0);
+        assert!(s.get::<&str>("state").is_ok());
+        assert!(s.get::<f64>("loss").is_ok());
+        assert!(s.get::<u64>("rtt-us").is_ok());
+        updates += 1;
+        assert!(
+            (MIN_BPS..=u64::from(CONFIGURED_KBPS) * 1000).contains(&encoder),
+            "encoder set to {encoder} (target {target})"
+        );
+        let property = u64::from(enc.property::<u32>("bitrate")) * 1000;
+        assert!(
+            (MIN_BPS - 1000..=u64::from(CONFIGURED_KBPS) * 1000).contains(&property),
+            "encoder property {property}"
+        );
+        lowest = lowest.min(property);
+    }
+    assert!(updates > 0);
+    let stats = sink.property::<gst::Structure>("stats");
+    let state = stats
+        .get::<&str>("bwe-state")
+        .expect("bwe-state")
+        .to_owned();
+    assert_ne!(state, "off");
+    assert!(stats.get::<u64>("feedback-messages").expect("feedback") > 0);
+    assert!(stats.get::<u64>("bwe-pacing-rate").expect("pacing") > 0);
+    host.assert_no_errors();
+    client.assert_no_errors();
+    client.stop();
+    host.stop();
+}
+
+/// With `congestion-control=none` the encoder keeps its bitrate and no message is posted, and
+/// with `report` messages come but the encoder is left alone.
+#[test]
+fn none_leaves_the_encoder_alone_and_report_only_reports() {
+    let _serial = serial();
+    for mode in ["none", "report"] {
+        let host = Pipe::launch(
+            "host",
+            &format!(
+                "videotestsrc is-live=true pattern=snow ! video/x-raw,width=320,height=240,framerate=30/1 \
+                 ! x264enc name=enc tune=zerolatency speed-preset=ultrafast threads=1 bitrate=3000 \
+                 ! video/x-h264,stream-format=byte-stream,alignment=au \
+                 ! punktfunksink name=sink address=127.0.0.1 port=0 congestion-control={mode}"
+            ),
+        );
+        host.set(gst::State::Playing);
+        let sink = host.el("sink");
+        let relay = Relay::start_with(RelayConfig {
+            flows: vec![RelayFlow {
+                listen: localhost(0),
+                upstream: localhost(bound_port(&sink)),
+                down: ImpairConfig::default(),
+                up: ImpairConfig::default(),
+            }],
+            down_bottleneck: Some(
+                BottleneckConfig::new(1_000_000)
+                    .with_queue(QueueLimit::Time(Duration::from_millis(50))),
+            ),
+            up_bottleneck: None,
+        })
+        .expect("relay");
+        let client = Pipe::launch(
+            "client",
+            &format!(
+                "punktfunksrc name=src port={} stats-interval=100 ! fakesink sync=false",
+                relay.addr().port()
+            ),
+        );
+        client.play();
+        host.wait_element(PEER_CONNECTED, WAIT);
+        // The client's feedback flows either way; 2 s of its stats messages bound the wait.
+        for _ in 0..20 {
+            client.wait_element("punktfunk-stats", WAIT);
+        }
+        let sent = client
+            .el("src")
+            .property::<gst::Structure>("stats")
+            .get::<u64>("feedback-messages")
+            .expect("feedback-messages");
+        assert!(sent > 10, "{mode}: client sent {sent} feedback messages");
+        let bandwidth_messages = host
+            .messages()
+            .iter()
+            .filter(|m| element_structure(m, BANDWIDTH).is_some())
+            .count();
+        let enc_kbps = host.el("enc").property::<u32>("bitrate");
+        assert_eq!(enc_kbps, 3000, "{mode}: the encoder is never steered");
+        let stats = sink.property::<gst::Structure>("stats");
+        match mode {
+            "none" => {
+                assert_eq!(bandwidth_messages, 0);
+                assert_eq!(stats.get::<&str>("bwe-state").unwrap(), "off");
+                assert_eq!(stats.get::<u64>("bwe-pacing-rate").unwrap(), 0);
+            }
+            _ => {
+                assert!(bandwidth_messages > 0, "report posts messages");
+                assert_ne!(stats.get::<&str>("bwe-state").unwrap(), "off");
+                assert_eq!(stats.get::<u64>("bwe-pacing-rate").unwrap(), 0);
+                for m in host.messages() {
+                    if let Some(s) = element_structure(&m, BANDWIDTH) {
+                        assert_eq!(s.get::<u64>("encoder-bitrate").unwrap(), 0);
+                    }
+                }
+            }
+        }
+        host.assert_no_errors();
+        client.stop();
+        host.stop();
+    }
+}
