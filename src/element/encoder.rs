@@ -181,18 +181,7 @@ fn from_bps(bps: u64, unit: BitrateUnit) -> u64 {
 }
 
 fn read_uint(element: &gst::Element, prop: &str) -> Option<u64> {
-    let v = element.property_value(prop);
-    if let Ok(x) = v.get::<u32>() {
-        Some(u64::from(x))
-    } else if let Ok(x) = v.get::<i32>() {
-        u64::try_from(x).ok()
-    } else if let Ok(x) = v.get::<u64>() {
-        Some(x)
-    } else if let Ok(x) = v.get::<i64>() {
-        u64::try_from(x).ok()
-    } else {
-        None
-    }
+    super::unsigned_of(&element.property_value(prop)).flatten()
 }
 
 /// Writes an integer property of whatever integer type it has, clamped to the spec's range.

@@ -86,17 +86,7 @@ fn field_u64(s: &gst::StructureRef, name: &str) -> Result<Option<u64>, String> {
     let Ok(v) = s.value(name) else {
         return Ok(None);
     };
-    let n: Option<u64> = if let Ok(x) = v.get::<u32>() {
-        Some(x.into())
-    } else if let Ok(x) = v.get::<i32>() {
-        u64::try_from(x).ok()
-    } else if let Ok(x) = v.get::<u64>() {
-        Some(x)
-    } else if let Ok(x) = v.get::<i64>() {
-        u64::try_from(x).ok()
-    } else {
-        return Err(format!("field '{name}' must be an integer"));
-    };
+    let n = super::unsigned_of(v).ok_or_else(|| format!("field '{name}' must be an integer"))?;
     n.map(Some)
         .ok_or_else(|| format!("field '{name}' must not be negative"))
 }

@@ -78,6 +78,22 @@ mod uri;
 /// src's `create`); it bounds how late a changed `stats-interval` takes effect.
 const POLL_SLICE: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// An integer value of any width as `u64`: `None` when `v` holds no integer, `Some(None)` when
+/// it is negative (structures parsed from strings hold `gint`, properties any width).
+fn unsigned_of(v: &glib::Value) -> Option<Option<u64>> {
+    if let Ok(x) = v.get::<u32>() {
+        Some(Some(x.into()))
+    } else if let Ok(x) = v.get::<u64>() {
+        Some(Some(x))
+    } else if let Ok(x) = v.get::<i32>() {
+        Some(u64::try_from(x).ok())
+    } else if let Ok(x) = v.get::<i64>() {
+        Some(u64::try_from(x).ok())
+    } else {
+        None
+    }
+}
+
 /// The debug category of an element (`GST_DEBUG=punktfunksink:6`).
 fn debug_category(name: &str, description: &str) -> gst::DebugCategory {
     gst::DebugCategory::new(name, gst::DebugColorFlags::empty(), Some(description))
