@@ -284,6 +284,14 @@ fn properties_and_defaults() {
             "replays-rejected",
             "auth-failures",
             "send-drops",
+            "cookies-sent",
+            "hellos-dropped",
+            "rejects-ignored",
+            "resets-ignored",
+            "path-migrations",
+            "keyframe-requests-throttled",
+            "input-throttled",
+            "seal-failures",
         ] {
             assert_eq!(u64_field(&stats, field), 0, "{field}");
         }

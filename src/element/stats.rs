@@ -68,6 +68,18 @@ pub(crate) fn stats_structure(s: &Stats, bound_port: u32) -> gst::Structure {
         .field("send-buffer", s.send_buffer)
         .field("recv-buffer", s.recv_buffer)
         .field("gso", s.gso)
+        // Security (issue 9).
+        .field("cookies-sent", s.cookies_sent)
+        .field("hellos-dropped", s.hellos_dropped)
+        .field("hellos-stale", s.hellos_stale)
+        .field("cookie-replies-received", s.cookie_replies_received)
+        .field("rejects-ignored", s.rejects_ignored)
+        .field("resets-ignored", s.resets_ignored)
+        .field("path-challenges-sent", s.path_challenges_sent)
+        .field("path-migrations", s.path_migrations)
+        .field("keyframe-requests-throttled", s.keyframe_requests_throttled)
+        .field("input-throttled", s.input_throttled)
+        .field("seal-failures", s.seal_failures)
         // Loss resilience (issue 8).
         .field("data-shards-sent", s.data_shards_sent)
         .field("parity-shards-sent", s.parity_shards_sent)
