@@ -599,6 +599,8 @@ fn synthetic_drive(
     }
     let total = WARMUP + frames;
     let t0 = Instant::now();
+    // LOSSBENCH_DEBUG=1: the sink's stats once a second.
+    let debug = std::env::var_os("LOSSBENCH_DEBUG").is_some();
     let mut settled_from = None;
     let mut lag = Vec::with_capacity(total as usize);
     // Frames are made one ahead, so making them does not delay the push.
@@ -609,6 +611,10 @@ fn synthetic_drive(
             std::thread::sleep(w); // the source's frame clock, not synchronisation
         }
         lag.push(Instant::now().saturating_duration_since(due).as_secs_f64() * 1e3);
+        if debug && i.is_multiple_of(FPS) {
+            let st = sink.property::<gst::Structure>("stats");
+            eprintln!("t {:.1} s sink stats: {st}", t0.elapsed().as_secs_f64());
+        }
         if settled_from.is_none() && t0.elapsed().as_secs_f64() >= SETTLED_AFTER_S {
             settled_from = Some(shard_sample(&sink));
         }
@@ -630,6 +636,15 @@ fn synthetic_drive(
             next = synthetic_frame(i + 1);
         }
     }
+    // The counters before the end: after the sink's bye the src's session (and its stats)
+    // is gone. The last frame's datagrams may still be on their way (a frame in 3,000).
+    let last = shard_sample(&sink);
+    let rtt = stat(&sink, "rtt-us");
+    if let Some(src) = client.by_name("src") {
+        row.repaired = stat(&src, "frames-repaired");
+        row.keyframe_requests = stat(&src, "keyframe-requests");
+        row.seen_loss = seen_loss(stat(&src, "packets-received"), stat(&src, "packets-lost"));
+    }
     // The sink says bye after the last frame; the src ends with EOS after what it delivers.
     let _ = appsrc.end_of_stream();
     let bus = client.bus().ok_or("no bus")?;
@@ -637,16 +652,9 @@ fn synthetic_drive(
         gst::ClockTime::from_seconds(5),
         &[gst::MessageType::Eos, gst::MessageType::Error],
     );
-    let last = shard_sample(&sink);
     row.overhead_row = overhead(None, &last);
     row.overhead_settled = settled_from.and_then(|s| overhead(Some(&s), &last));
-    let rtt = stat(&sink, "rtt-us");
     row.rtt_ms = (rtt > 0).then(|| rtt as f64 / 1e3);
-    if let Some(src) = client.by_name("src") {
-        row.repaired = stat(&src, "frames-repaired");
-        row.keyframe_requests = stat(&src, "keyframe-requests");
-        row.seen_loss = seen_loss(stat(&src, "packets-received"), stat(&src, "packets-lost"));
-    }
     row.lag = Percentiles::of(lag);
     Ok(())
 }
