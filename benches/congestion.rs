@@ -90,7 +90,7 @@ fn row(cc: &str, seconds: u32, warmup_s: u32, b: Option<BottleneckConfig>) -> Ro
     RowSpec {
         transport: Transport::Punktfunk,
         codec: Codec::X264,
-        path: PathSpec { loss_percent: 0.0 },
+        path: PathSpec::iid(0.0),
         frames: (seconds - warmup_s) * FPS,
         warmup: warmup_s * FPS,
         width: 1280,

@@ -138,7 +138,7 @@ fn main() {
                 specs.push(RowSpec {
                     transport,
                     codec,
-                    path: PathSpec { loss_percent: loss },
+                    path: PathSpec::iid(loss),
                     frames: (u64::from(o.frames) * u64::from(fps) / 60).max(1) as u32,
                     warmup: (o.warmup_ms * fps / 1000).max(1),
                     width: 1280,

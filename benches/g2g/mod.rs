@@ -152,13 +152,21 @@ pub enum Transport {
     Rtp,
     /// `srtsink` (caller) → `srtsrc` (listener) at this latency in ms.
     Srt(u32),
+    // Loss resilience rows (benches/loss_resilience.rs).
+    /// `punktfunksink mode=caller` → `punktfunksrc mode=listener`, both with
+    /// [`PASSPHRASE`], otherwise default properties: the set-up of issue 8.
+    PunktfunkCaller,
 }
+
+/// The passphrase of [`Transport::PunktfunkCaller`] rows.
+pub const PASSPHRASE: &str = "g2g-loss-resilience";
 
 impl Transport {
     pub fn parse(s: &str) -> Option<Transport> {
         match s {
             "punktfunk" => Some(Transport::Punktfunk),
             "rtp" => Some(Transport::Rtp),
+            "punktfunk-caller" => Some(Transport::PunktfunkCaller),
             _ => s
                 .strip_prefix("srt")
                 .and_then(|ms| ms.parse().ok())
@@ -171,12 +179,13 @@ impl Transport {
             Transport::Punktfunk => "punktfunk".into(),
             Transport::Rtp => "rtp".into(),
             Transport::Srt(ms) => format!("srt{ms}"),
+            Transport::PunktfunkCaller => "punktfunk-caller".into(),
         }
     }
 
     fn elements(self) -> &'static [&'static str] {
         match self {
-            Transport::Punktfunk => &["punktfunksink", "punktfunksrc"],
+            Transport::Punktfunk | Transport::PunktfunkCaller => &["punktfunksink", "punktfunksrc"],
             Transport::Rtp => &["udpsink", "udpsrc", "rtpjitterbuffer"],
             Transport::Srt(_) => &["srtsink", "srtsrc"],
         }
@@ -239,7 +248,23 @@ impl Transport {
                 caller: "tx",
                 arrival: "rx",
             },
+            Transport::PunktfunkCaller => Layout {
+                description: format!(
+                    "{head} ! punktfunksink name=tx mode=caller address=127.0.0.1 port=1 \
+                     passphrase={PASSPHRASE} {sink_props} \
+                     punktfunksrc name=rx mode=listener address=127.0.0.1 port=0 \
+                     passphrase={PASSPHRASE} ! {tail}"
+                ),
+                listener: "rx",
+                caller: "tx",
+                arrival: "rx",
+            },
         }
+    }
+
+    /// Whether this is one of the project's own transports (whose elements have `stats`).
+    pub fn is_punktfunk(self) -> bool {
+        matches!(self, Transport::Punktfunk | Transport::PunktfunkCaller)
     }
 }
 
@@ -255,10 +280,35 @@ struct Layout {
 pub struct PathSpec {
     /// Independent random loss, in percent of datagrams.
     pub loss_percent: f64,
+    // Loss resilience rows (benches/loss_resilience.rs).
+    /// Gilbert-Elliott bursts instead of iid loss: (p good → bad, r bad → good), everything
+    /// lost in the bad state (`LossModel::gilbert`). `loss_percent` is then only the label's
+    /// and the CSV's mean loss, p / (p + r).
+    pub gilbert: Option<(f64, f64)>,
 }
 
 impl PathSpec {
+    /// Independent random loss of `percent` % of datagrams.
+    pub fn iid(percent: f64) -> PathSpec {
+        PathSpec {
+            loss_percent: percent,
+            gilbert: None,
+        }
+    }
+
+    /// Gilbert bursts: good → bad with `p`, bad → good with `r`, all lost in the bad state.
+    #[allow(dead_code)] // used by benches/loss_resilience.rs
+    pub fn gilbert(p: f64, r: f64) -> PathSpec {
+        PathSpec {
+            loss_percent: 100.0 * p / (p + r),
+            gilbert: Some((p, r)),
+        }
+    }
+
     pub fn label(&self) -> String {
+        if let Some((p, r)) = self.gilbert {
+            return format!("GE {} %/{} %", p * 100.0, r * 100.0);
+        }
         if self.loss_percent == 0.0 {
             "none".into()
         } else {
@@ -269,7 +319,9 @@ impl PathSpec {
     fn impairment(&self, seed: u64) -> ImpairConfig {
         ImpairConfig {
             seed,
-            loss: if self.loss_percent > 0.0 {
+            loss: if let Some((p, r)) = self.gilbert {
+                LossModel::gilbert(p, r)
+            } else if self.loss_percent > 0.0 {
                 LossModel::Iid(self.loss_percent / 100.0)
             } else {
                 LossModel::None
@@ -409,6 +461,23 @@ pub struct Sample {
     /// Frames the receiver pushed so far (`frames-received`) and gave up (`frames-lost`).
     pub frames_received: u64,
     pub frames_lost: u64,
+    // Loss resilience (benches/loss_resilience.rs), cumulative counters of the sink's stats:
+    /// `data-shards-sent`, `parity-shards-sent`, `repair-shards`, `repair-bytes`,
+    /// `payload-bytes-sent`, and its smoothed `rtt-us`.
+    pub data_shards: u64,
+    pub parity_shards: u64,
+    pub repair_shards: u64,
+    pub repair_bytes: u64,
+    pub payload_bytes: u64,
+    pub rtt_us: u64,
+    /// The src's `repair-requests`, `frames-repaired` and `keyframe-requests`.
+    pub repair_requests: u64,
+    pub frames_repaired: u64,
+    pub keyframe_requests: u64,
+    /// The src's `packets-received` and `packets-lost` (the loss it saw: the relay's plus any
+    /// socket buffer overrun of a busy machine).
+    pub packets_received: u64,
+    pub packets_lost: u64,
 }
 
 /// `punktfunksrc`'s own frame-age report (issue 6): capture (host PTS) → complete, over the
@@ -517,7 +586,7 @@ fn running_time(pad: &gst::Pad) -> u64 {
 fn bound_port(element: &gst::Element, transport: Transport, srt_port: u16) -> Option<u16> {
     let port = match transport {
         // `port` reads back the bound port once issue 6 lands; `bound-port` until then.
-        Transport::Punktfunk => {
+        Transport::Punktfunk | Transport::PunktfunkCaller => {
             let p: u32 = element.property("port");
             if p != 0 {
                 p
@@ -544,7 +613,9 @@ fn free_udp_port() -> io::Result<u16> {
 
 fn set_caller_port(element: &gst::Element, transport: Transport, port: u16) {
     match transport {
-        Transport::Punktfunk => element.set_property("port", u32::from(port)),
+        Transport::Punktfunk | Transport::PunktfunkCaller => {
+            element.set_property("port", u32::from(port))
+        }
         Transport::Rtp => element.set_property("port", i32::from(port)),
         // The URI's query replaces every SRT parameter, so it repeats the latency.
         Transport::Srt(ms) => element.set_property(
@@ -703,11 +774,17 @@ fn drive_row(spec: &RowSpec, shared: &Shared, result: &mut RowResult) -> Result<
             .set_state(gst::State::Playing)
             .map_err(|_| first_bus_error(&bus).unwrap_or_else(|| "PLAYING failed".into()))?;
         let sample = |samples: &mut Vec<Sample>| {
-            if transport != Transport::Punktfunk {
+            if !transport.is_punktfunk() {
                 return;
             }
-            let stats = listener.property::<gst::Structure>("stats");
-            let rx = caller.property::<gst::Structure>("stats");
+            // The sink is "tx" and the src "rx" whichever of them listens.
+            let (tx, rx) = if layout.listener == "tx" {
+                (&listener, &caller)
+            } else {
+                (&caller, &listener)
+            };
+            let stats = tx.property::<gst::Structure>("stats");
+            let rx = rx.property::<gst::Structure>("stats");
             let get = |s: &gst::Structure, f: &str| s.get::<u64>(f).unwrap_or(0);
             samples.push(Sample {
                 t_s: relay_start.elapsed().as_secs_f64(),
@@ -716,6 +793,18 @@ fn drive_row(spec: &RowSpec, shared: &Shared, result: &mut RowResult) -> Result<
                 target_bps: get(&stats, "bwe-target-bitrate"),
                 frames_received: get(&rx, "frames-received"),
                 frames_lost: get(&rx, "frames-lost"),
+                // Loss resilience (issue 8).
+                data_shards: get(&stats, "data-shards-sent"),
+                parity_shards: get(&stats, "parity-shards-sent"),
+                repair_shards: get(&stats, "repair-shards"),
+                repair_bytes: get(&stats, "repair-bytes"),
+                payload_bytes: get(&stats, "payload-bytes-sent"),
+                rtt_us: get(&stats, "rtt-us"),
+                repair_requests: get(&rx, "repair-requests"),
+                frames_repaired: get(&rx, "frames-repaired"),
+                keyframe_requests: get(&rx, "keyframe-requests"),
+                packets_received: get(&rx, "packets-received"),
+                packets_lost: get(&rx, "packets-lost"),
             });
         };
         let waited = wait_for_end(spec, shared, &bus, &mut |s| sample(s), &mut result.samples);
