@@ -1036,6 +1036,9 @@ mod tests {
             pub first_wait_ns: u64,
             pub target_bps: u64,
             pub estimate_bps: u64,
+            pub state: Option<BweState>,
+            pub signal: Option<DelaySignal>,
+            pub queue_us: u64,
         }
 
         pub(super) struct Flow {
@@ -1260,6 +1263,9 @@ mod tests {
                     first_wait_ns: 0,
                     target_bps: e.target_bitrate_bps,
                     estimate_bps: e.estimate_bps,
+                    state: Some(e.state),
+                    signal: Some(e.signal),
+                    queue_us: e.queue_delay.as_micros() as u64,
                 });
                 for i in 0..total as usize {
                     let at = self.ns(sched.release_of(i));
@@ -1476,6 +1482,48 @@ mod tests {
         assert!(a + b > 0.8 * 20e6 && a + b < 20e6, "{a} + {b}");
         for f in &sim.flows {
             assert!(f.decodable(second_start_s + 2.0, 89.5) >= 0.99, "{trace}");
+        }
+    }
+
+    /// Prints the two flows' rate ratio for seeds 1..=16 and each phase (diagnostic:
+    /// `cargo test --lib protocol::bwe::tests::fairness_sweep -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn fairness_sweep() {
+        for phase in [0.0, 0.25, 0.5, 0.75] {
+            let mut line = format!("phase {phase:4.2}:");
+            let mut worst: f64 = 1.0;
+            for seed in 1..=16u64 {
+                let mut sim = Sim::new(
+                    Link::fixed(20_000_000),
+                    vec![
+                        flow(0.0, 20_000_000, 20_000_000, 20),
+                        flow(5.0 + phase * FRAME_NS as f64 / 1e9, 8_000_000, 20_000_000, 20),
+                    ],
+                    seed,
+                );
+                sim.run(90_000_000_000);
+                let a = sim.flows[0].wire_rate(60.0, 89.5);
+                let b = sim.flows[1].wire_rate(60.0, 89.5);
+                let r = a.min(b) / a.max(b);
+                worst = worst.min(r);
+                line += &format!(" {:.2}", a / b);
+                if std::env::var("BWE_TRACE").is_ok_and(|s| s == format!("{phase}/{seed}")) {
+                    println!("{}\n{}", sim.flows[0].trace(2.5, 90.0), sim.flows[1].trace(2.5, 90.0));
+                    for f in &sim.flows {
+                        println!("{:?}", f.est.estimate());
+                        let w: Vec<_> = f.window(60.0, 89.5).collect();
+                        let cnt = |st: BweState| w.iter().filter(|x| x.state == Some(st)).count();
+                        let drains = w.windows(2).filter(|p| p[1].state == Some(BweState::Drain) && p[0].state != Some(BweState::Drain)).count();
+                        let mut qs: Vec<u64> = w.iter().map(|x| x.queue_us).collect();
+                        qs.sort_unstable();
+                        let cuts = w.windows(2).filter(|p| (p[1].estimate_bps as f64) < 0.97 * p[0].estimate_bps as f64).count();
+                        println!("cuts {cuts}");
+                        println!("frames {} inc {} hold {} drain {} drains entered {} q50 {} q90 {}", w.len(), cnt(BweState::Increase), cnt(BweState::Hold), cnt(BweState::Drain), drains, qs[qs.len()/2], qs[qs.len()*9/10]);
+                    }
+                }
+            }
+            println!("{line}  worst {worst:.2}");
         }
     }
 
