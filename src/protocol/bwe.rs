@@ -107,7 +107,13 @@
 //! - Two flows, 20 Mbit/s: within 30 % of each other 55 s after the second joins, for frames
 //!   in lock step and a tenth, a quarter, half, three quarters and nine tenths of an interval
 //!   apart; over 16 seeds the smaller gets at least 89 % of the larger's rate (ignored
-//!   diagnostic `fairness_sweep`).
+//!   diagnostic `fairness_sweep`). **Known weakness:** with frame sizes ±30 % (`BWE_JITTER=0.3`,
+//!   closer to x264 than ±10 %) the trailing flow's queue samples carry the other flow's frame
+//!   size as noise, it spends more time in drain and hold, and gets 21–40 % of the other's
+//!   rate at worst over 16 seeds (before the change above: 10–12 %). Noise-scaled thresholds
+//!   (significance of the slope, level above the samples' spread) equalised the cut counts but
+//!   not the time spent increasing (worst 0.27–0.44); an additive step growing as the estimate
+//!   falls below the maximum reached 0.56–0.82 but put the single flow's p99 queue above 10 ms.
 //! - 5 % iid loss with 20 % parity: the maximum is reached and held on an open path; a 12 Mbit/s
 //!   bottleneck is used as without loss, with p99 queue under 15 ms.
 //!
@@ -1101,6 +1107,8 @@ mod tests {
             seq: u64,
             rng: Rng,
             pub drop_times: Vec<u64>,
+            /// Frame sizes vary uniformly by ± this fraction around the target.
+            pub frame_jitter: f64,
         }
 
         impl Sim {
@@ -1115,6 +1123,7 @@ mod tests {
                     seq: 0,
                     rng: Rng::new(seed),
                     drop_times: Vec::new(),
+                    frame_jitter: 0.1,
                 };
                 for (i, cfg) in flows.into_iter().enumerate() {
                     let start = t0 + Duration::from_nanos(cfg.start_ns);
@@ -1240,7 +1249,7 @@ mod tests {
 
             fn send_frame(&mut self, f: usize, t: u64) {
                 let now = self.at(t);
-                let jitter = 0.9 + 0.2 * self.rng.f64();
+                let jitter = 1.0 - self.frame_jitter + 2.0 * self.frame_jitter * self.rng.f64();
                 let fl = &mut self.flows[f];
                 fl.est.handle_timeout(now);
                 while let Some(e) = fl.est.poll_event() {
@@ -1506,10 +1515,19 @@ mod tests {
         }
     }
 
+    /// `BWE_JITTER` (default 0.1) for the diagnostic sweeps.
+    fn sweep_jitter() -> f64 {
+        std::env::var("BWE_JITTER")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.1)
+    }
+
     /// Prints the single-flow margins for seeds 1..=16 (diagnostic, as `fairness_sweep`).
     #[test]
     #[ignore]
     fn single_flow_sweep() {
+        let jitter = sweep_jitter();
         let (mut q99s, mut wires, mut ups) = (Vec::new(), Vec::new(), Vec::new());
         for seed in 1..=16u64 {
             let mut sim = Sim::new(
@@ -1517,6 +1535,7 @@ mod tests {
                 vec![flow(0.0, 20_000_000, 20_000_000, 20)],
                 seed,
             );
+            sim.frame_jitter = jitter;
             sim.run(30_000_000_000);
             q99s.push(sim.flows[0].queue_ms(5.0, 29.5, 0.99));
             wires.push(sim.flows[0].wire_rate(5.0, 29.5) / 12e6);
@@ -1531,6 +1550,7 @@ mod tests {
                 ..Link::fixed(0)
             };
             let mut sim = Sim::new(link, vec![flow(0.0, 20_000_000, 20_000_000, 20)], seed);
+            sim.frame_jitter = jitter;
             sim.run(40 * s);
             let f = &sim.flows[0];
             ups.push(
@@ -1557,6 +1577,8 @@ mod tests {
     #[test]
     #[ignore]
     fn fairness_sweep() {
+        // `BWE_JITTER=0.3`: frame sizes ±30 % (closer to a real encoder than the default ±10 %).
+        let jitter = sweep_jitter();
         for phase in [0.0, 0.1, 0.25, 0.5, 0.75, 0.9] {
             let mut line = format!("phase {phase:4.2}:");
             let mut worst: f64 = 1.0;
@@ -1574,6 +1596,7 @@ mod tests {
                     ],
                     seed,
                 );
+                sim.frame_jitter = jitter;
                 sim.run(90_000_000_000);
                 let a = sim.flows[0].wire_rate(60.0, 89.5);
                 let b = sim.flows[1].wire_rate(60.0, 89.5);
