@@ -22,8 +22,23 @@
 //! - **Delay gradient.** The least-squares slope of that queue delay over the arrival times of
 //!   the last [`TREND_SAMPLES`] frames (a trendline filter, as GCC). The slope is the ratio by
 //!   which the input exceeds the bottleneck rate: +0.1 means 10 % too fast. Over-use is a
-//!   standing queue above [`QUEUE_HIGH`], or a queue above [`QUEUE_LOW`] that grows faster than
-//!   [`SLOPE_OVERUSE`]; under-use a queue that shrinks that fast.
+//!   queue above [`QUEUE_LOW`] that grows faster than [`SLOPE_OVERUSE`], or a standing queue
+//!   above [`QUEUE_HIGH`] whatever its trend; under-use a queue that shrinks faster than
+//!   [`SLOPE_DRAINING`].
+//!
+//!   *Fairness.* The gradient is the primary over-use signal and the level only a backstop,
+//!   because the gradient is the signal that flows sharing a bottleneck see alike. A flow whose
+//!   frames land just behind another flow's frame measures that frame's wait as queue; the
+//!   delay baseline absorbs its mean, but not its changes: when the other flow grows after a
+//!   drain, the trailing flow's queue rises by about the growth of the other's frame (≈ 1–2 ms
+//!   at 10 Mbit/s each through 20), slowly. With a low level threshold (3 ms, before) that
+//!   alone tripped over-use for the trailing flow, which then took drains the other did not:
+//!   under AIMD the shares settle in the inverse ratio of the cut counts, and the trailing
+//!   flow got 55–85 % of the other's rate. A real standing queue grows at (sum − capacity) /
+//!   capacity, which both flows see; the level threshold sits above the trailing flow's
+//!   offset, and the gradient threshold is low enough to catch a single flow's slow additive
+//!   approach before the queue reaches it (simulator, 16 seeds × 6 frame phases incl.
+//!   lock step: every pair within 11 %, was 45 %).
 //! - **Loss.** The host knows how many datagrams each frame had; the client reports how many
 //!   arrived. Loss over the last [`LOSS_WINDOW`] counts as congestion only beyond the *loss
 //!   budget*: half the parity share actually sent (what FEC repairs without strain), and at
@@ -49,7 +64,7 @@
 //!   below [`QUEUE_LOW`].
 //! - [`BweState::Hold`]: for one response time after a drain; while a queue above
 //!   [`QUEUE_LOW`] (standing, or in the two newest frames) grows faster than `HOLD_SLOPE`
-//!   (0.5 %) or shrinks faster than [`SLOPE_OVERUSE`]; and while loss exceeds the budget (then,
+//!   (0.5 %) or shrinks faster than [`SLOPE_DRAINING`]; and while loss exceeds the budget (then,
 //!   at most once per loss window and only when no delay cut came in the last loss window +
 //!   response time, `E ×= 1 − loss / 2` as GCC's loss controller: loss that came with a full
 //!   queue was already answered by the drain). `E` stays.
@@ -89,10 +104,16 @@
 //!   datagram waits behind under 10 ms (median 0) over 16 seeds; every frame decodable from 2 s.
 //! - 12 → 30 → 8 → 30 Mbit/s: back at 20 Mbit/s ≈ 3.5 s after each rise; below 8 Mbit/s
 //!   ≈ 0.2 s after the fall (frames flow again within 0.5 s; the fall is one `LargeDrop`).
-//! - Two flows, 20 Mbit/s: within 30 % of each other 55 s after the second joins, for frame
-//!   phases a quarter, half and three quarters of an interval apart. **Known weakness:** with
-//!   frames in lockstep (same instants) the flow whose frames queue behind the other's converges
-//!   slower: within 50 % over 16 seeds.
+//! - Two flows, 20 Mbit/s: within 30 % of each other 55 s after the second joins, for frames
+//!   in lock step and a tenth, a quarter, half, three quarters and nine tenths of an interval
+//!   apart; over 16 seeds the smaller gets at least 89 % of the larger's rate (ignored
+//!   diagnostic `fairness_sweep`). **Known weakness:** with frame sizes ±30 % (`BWE_JITTER=0.3`,
+//!   closer to x264 than ±10 %) the trailing flow's queue samples carry the other flow's frame
+//!   size as noise, it spends more time in drain and hold, and gets 21–40 % of the other's
+//!   rate at worst over 16 seeds (before the change above: 10–12 %). Noise-scaled thresholds
+//!   (significance of the slope, level above the samples' spread) equalised the cut counts but
+//!   not the time spent increasing (worst 0.27–0.44); an additive step growing as the estimate
+//!   falls below the maximum reached 0.56–0.82 but put the single flow's p99 queue above 10 ms.
 //! - 5 % iid loss with 20 % parity: the maximum is reached and held on an open path; a 12 Mbit/s
 //!   bottleneck is used as without loss, with p99 queue under 15 ms.
 //!
@@ -123,11 +144,19 @@ pub const TREND_SAMPLES: usize = 20;
 /// Below this standing queue the queue counts as empty.
 pub const QUEUE_LOW: Duration = Duration::from_millis(2);
 
-/// A standing queue above this is over-use whatever its trend.
-pub const QUEUE_HIGH: Duration = Duration::from_millis(3);
+/// A standing queue above this is over-use whatever its trend. Above the few milliseconds a
+/// flow whose frames queue behind another flow's reads from that flow's growth (see the module
+/// docs, *Fairness*): the level trips for one flow alone, the gradient for both.
+pub const QUEUE_HIGH: Duration = Duration::from_millis(5);
 
-/// Queue growth (seconds of delay per second) above which a queue over [`QUEUE_LOW`] is over-use.
-pub const SLOPE_OVERUSE: f64 = 0.02;
+/// Queue growth (seconds of delay per second) above which a queue over [`QUEUE_LOW`] is over-use:
+/// 1.2 % too fast. Low enough that a flow's additive approach to the capacity is caught by the
+/// gradient before the queue reaches [`QUEUE_HIGH`].
+pub const SLOPE_OVERUSE: f64 = 0.012;
+
+/// Queue shrinking (seconds of delay per second, negated) beyond which the queue is draining:
+/// under-use, and no second cut in a drain.
+pub const SLOPE_DRAINING: f64 = 0.02;
 
 /// Delivery rate window (arrival time on the client).
 pub const DELIVERY_WINDOW: Duration = Duration::from_millis(100);
@@ -762,7 +791,7 @@ impl BandwidthEstimator {
         self.slope = slope;
         let q_low = micros(QUEUE_LOW);
         let overuse = q > micros(QUEUE_HIGH) || (q > q_low && slope > SLOPE_OVERUSE);
-        let underuse = q > q_low && slope < -SLOPE_OVERUSE;
+        let underuse = q > q_low && slope < -SLOPE_DRAINING;
         self.signal = if overuse {
             DelaySignal::Overuse
         } else if underuse {
@@ -778,7 +807,7 @@ impl BandwidthEstimator {
         if overuse {
             // Cut on entering over-use, and again if a response time later the queue still
             // does not shrink (the capacity kept falling, or the first cut used a stale rate).
-            if self.state != BweState::Drain || (since_cut >= rt && slope > -SLOPE_OVERUSE / 2.0) {
+            if self.state != BweState::Drain || (since_cut >= rt && slope > -SLOPE_DRAINING / 2.0) {
                 let d = self.delivery_rate.unwrap_or(self.estimate);
                 let gain = (1.0 - q as f64 / micros(DRAIN_TIME) as f64).clamp(0.5, DRAIN_GAIN);
                 // Datagrams lost within the FEC budget most likely crossed the bottleneck
@@ -1036,6 +1065,8 @@ mod tests {
             pub first_wait_ns: u64,
             pub target_bps: u64,
             pub estimate_bps: u64,
+            pub state: Option<BweState>,
+            pub queue_us: u64,
         }
 
         pub(super) struct Flow {
@@ -1076,6 +1107,8 @@ mod tests {
             seq: u64,
             rng: Rng,
             pub drop_times: Vec<u64>,
+            /// Frame sizes vary uniformly by ± this fraction around the target.
+            pub frame_jitter: f64,
         }
 
         impl Sim {
@@ -1090,6 +1123,7 @@ mod tests {
                     seq: 0,
                     rng: Rng::new(seed),
                     drop_times: Vec::new(),
+                    frame_jitter: 0.1,
                 };
                 for (i, cfg) in flows.into_iter().enumerate() {
                     let start = t0 + Duration::from_nanos(cfg.start_ns);
@@ -1215,7 +1249,7 @@ mod tests {
 
             fn send_frame(&mut self, f: usize, t: u64) {
                 let now = self.at(t);
-                let jitter = 0.9 + 0.2 * self.rng.f64();
+                let jitter = 1.0 - self.frame_jitter + 2.0 * self.frame_jitter * self.rng.f64();
                 let fl = &mut self.flows[f];
                 fl.est.handle_timeout(now);
                 while let Some(e) = fl.est.poll_event() {
@@ -1260,6 +1294,8 @@ mod tests {
                     first_wait_ns: 0,
                     target_bps: e.target_bitrate_bps,
                     estimate_bps: e.estimate_bps,
+                    state: Some(e.state),
+                    queue_us: e.queue_delay.as_micros() as u64,
                 });
                 for i in 0..total as usize {
                     let at = self.ns(sched.release_of(i));
@@ -1479,22 +1515,154 @@ mod tests {
         }
     }
 
+    /// `BWE_JITTER` (default 0.1) for the diagnostic sweeps.
+    fn sweep_jitter() -> f64 {
+        std::env::var("BWE_JITTER")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.1)
+    }
+
+    /// Prints the single-flow margins for seeds 1..=16 (diagnostic, as `fairness_sweep`).
+    #[test]
+    #[ignore]
+    fn single_flow_sweep() {
+        let jitter = sweep_jitter();
+        let (mut q99s, mut wires, mut ups) = (Vec::new(), Vec::new(), Vec::new());
+        for seed in 1..=16u64 {
+            let mut sim = Sim::new(
+                Link::fixed(12_000_000),
+                vec![flow(0.0, 20_000_000, 20_000_000, 20)],
+                seed,
+            );
+            sim.frame_jitter = jitter;
+            sim.run(30_000_000_000);
+            q99s.push(sim.flows[0].queue_ms(5.0, 29.5, 0.99));
+            wires.push(sim.flows[0].wire_rate(5.0, 29.5) / 12e6);
+            let s = 1_000_000_000;
+            let link = Link {
+                schedule: vec![
+                    (0, 12_000_000),
+                    (10 * s, 30_000_000),
+                    (20 * s, 8_000_000),
+                    (30 * s, 30_000_000),
+                ],
+                ..Link::fixed(0)
+            };
+            let mut sim = Sim::new(link, vec![flow(0.0, 20_000_000, 20_000_000, 20)], seed);
+            sim.frame_jitter = jitter;
+            sim.run(40 * s);
+            let f = &sim.flows[0];
+            ups.push(
+                (f.reaches(10.0, 19_500_000).unwrap_or(99.0) - 10.0)
+                    .max(f.reaches(30.0, 19_500_000).unwrap_or(99.0) - 30.0),
+            );
+        }
+        let fmt = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.2}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!(
+            "q99ms {}\nused  {}\nup_s  {}",
+            fmt(&q99s),
+            fmt(&wires),
+            fmt(&ups)
+        );
+    }
+
+    /// Prints the two flows' rate ratio for seeds 1..=16 and each phase (diagnostic:
+    /// `cargo test --lib protocol::bwe::tests::fairness_sweep -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn fairness_sweep() {
+        // `BWE_JITTER=0.3`: frame sizes ±30 % (closer to a real encoder than the default ±10 %).
+        let jitter = sweep_jitter();
+        for phase in [0.0, 0.1, 0.25, 0.5, 0.75, 0.9] {
+            let mut line = format!("phase {phase:4.2}:");
+            let mut worst: f64 = 1.0;
+            for seed in 1..=16u64 {
+                let mut sim = Sim::new(
+                    Link::fixed(20_000_000),
+                    vec![
+                        flow(0.0, 20_000_000, 20_000_000, 20),
+                        flow(
+                            5.0 + phase * FRAME_NS as f64 / 1e9,
+                            8_000_000,
+                            20_000_000,
+                            20,
+                        ),
+                    ],
+                    seed,
+                );
+                sim.frame_jitter = jitter;
+                sim.run(90_000_000_000);
+                let a = sim.flows[0].wire_rate(60.0, 89.5);
+                let b = sim.flows[1].wire_rate(60.0, 89.5);
+                let r = a.min(b) / a.max(b);
+                worst = worst.min(r);
+                line += &format!(" {:.2}", a / b);
+                if std::env::var("BWE_TRACE").is_ok_and(|s| s == format!("{phase}/{seed}")) {
+                    println!(
+                        "{}\n{}",
+                        sim.flows[0].trace(2.5, 90.0),
+                        sim.flows[1].trace(2.5, 90.0)
+                    );
+                    for f in &sim.flows {
+                        println!("{:?}", f.est.estimate());
+                        let w: Vec<_> = f.window(60.0, 89.5).collect();
+                        let cnt = |st: BweState| w.iter().filter(|x| x.state == Some(st)).count();
+                        let drains = w
+                            .windows(2)
+                            .filter(|p| {
+                                p[1].state == Some(BweState::Drain)
+                                    && p[0].state != Some(BweState::Drain)
+                            })
+                            .count();
+                        let mut qs: Vec<u64> = w.iter().map(|x| x.queue_us).collect();
+                        qs.sort_unstable();
+                        let cuts = w
+                            .windows(2)
+                            .filter(|p| {
+                                (p[1].estimate_bps as f64) < 0.97 * p[0].estimate_bps as f64
+                            })
+                            .count();
+                        println!("cuts {cuts}");
+                        println!(
+                            "frames {} inc {} hold {} drain {} drains entered {} q50 {} q90 {}",
+                            w.len(),
+                            cnt(BweState::Increase),
+                            cnt(BweState::Hold),
+                            cnt(BweState::Drain),
+                            drains,
+                            qs[qs.len() / 2],
+                            qs[qs.len() * 9 / 10]
+                        );
+                    }
+                }
+            }
+            println!("{line}  worst {worst:.2}");
+        }
+    }
+
     #[test]
     fn two_flows_through_one_bottleneck_get_within_30_percent() {
-        // The second flow joins 5 s in, its frames a quarter, half and three quarters of a
-        // frame interval after the first's.
-        for phase in [0.25, 0.5, 0.75] {
+        // The second flow joins 5 s in, its frames a tenth to nine tenths of a frame interval
+        // after the first's.
+        for phase in [0.1, 0.25, 0.5, 0.75, 0.9] {
             two_flows_share(5.0 + phase * FRAME_NS as f64 / 1e9, 0.3);
         }
     }
 
     #[test]
     fn two_flows_with_frames_in_lockstep_still_share() {
-        // Frames of both flows leave at the same instants: one flow's first datagram always
-        // waits behind the other's whole frame, which reads as queue to it alone. The
-        // estimator's slope condition and short delay baseline keep this from starving it,
-        // but convergence is slower (known weakness, see the module docs).
-        two_flows_share(5.0, 0.5);
+        // Frames of both flows leave at the same instants (the second's 100 ns earlier): the
+        // first flow's first datagram always waits behind the other's whole frame, which
+        // reads as queue to it alone, and changes as the other's rate does. Over-use is
+        // decided by the queue's gradient, which both flows see alike, so the trailing flow
+        // takes no extra cuts (module docs, *Fairness*).
+        two_flows_share(5.0, 0.3);
     }
 
     #[test]
