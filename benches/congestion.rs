@@ -400,14 +400,14 @@ fn main() {
         let _ = writeln!(md, "{line}");
         if cc == "encoder" {
             write_steps(&r.samples, &steps, &o.csv, &o.svg);
-            let _ = writeln!(
-                md,
-                "\nTime series: `{}`, plot `{}`.\n",
-                o.csv.display(),
-                o.svg.display()
-            );
         }
     }
+    let _ = writeln!(
+        md,
+        "\nTime series (encoder row): `{}`, plot `{}`.",
+        o.csv.display(),
+        o.svg.display()
+    );
 
     // 3. Fairness.
     let seconds = (4 * step).max(10);
