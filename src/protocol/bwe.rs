@@ -1445,10 +1445,10 @@ mod tests {
         assert!((f.feedback_bytes as f64 / 30.0) < 1_200.0);
     }
 
-    #[test]
-    fn follows_capacity_steps_12_30_8_30() {
+    /// The capacity steps: 12 → 30 → 8 → 30 Mbit/s, 10 s each.
+    fn steps_link() -> Link {
         let s = 1_000_000_000;
-        let link = Link {
+        Link {
             schedule: vec![
                 (0, 12_000_000),
                 (10 * s, 30_000_000),
@@ -1456,7 +1456,12 @@ mod tests {
                 (30 * s, 30_000_000),
             ],
             ..Link::fixed(0)
-        };
+        }
+    }
+
+    #[test]
+    fn follows_capacity_steps_12_30_8_30() {
+        let link = steps_link();
         let sim = run(link, vec![flow(0.0, 20_000_000, 20_000_000, 20)], 40.0);
         let f = &sim.flows[0];
         let trace = f.trace(0.5, 40.0);
@@ -1539,19 +1544,10 @@ mod tests {
             sim.run(30_000_000_000);
             q99s.push(sim.flows[0].queue_ms(5.0, 29.5, 0.99));
             wires.push(sim.flows[0].wire_rate(5.0, 29.5) / 12e6);
-            let s = 1_000_000_000;
-            let link = Link {
-                schedule: vec![
-                    (0, 12_000_000),
-                    (10 * s, 30_000_000),
-                    (20 * s, 8_000_000),
-                    (30 * s, 30_000_000),
-                ],
-                ..Link::fixed(0)
-            };
+            let link = steps_link();
             let mut sim = Sim::new(link, vec![flow(0.0, 20_000_000, 20_000_000, 20)], seed);
             sim.frame_jitter = jitter;
-            sim.run(40 * s);
+            sim.run(40_000_000_000);
             let f = &sim.flows[0];
             ups.push(
                 (f.reaches(10.0, 19_500_000).unwrap_or(99.0) - 10.0)

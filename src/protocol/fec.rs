@@ -569,21 +569,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Small deterministic generator (xorshift64*), so that failures reproduce.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::protocol::test_rng::Rng;
 
     /// Encodes `k` random data shards of `len` bytes with `m` parity shards.
     fn encoded_block(

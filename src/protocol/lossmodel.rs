@@ -608,19 +608,7 @@ impl FailureTable {
 mod tests {
     use super::*;
 
-    /// xorshift64*, seeded, so Monte Carlo runs reproduce.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        fn unit(&mut self) -> f64 {
-            (self.next() >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
+    use crate::protocol::test_rng::Rng;
 
     fn brute_force_tail(model: &GilbertElliott, n: usize, m: usize) -> f64 {
         // Every state sequence and every loss pattern given it: 4^n terms.

@@ -23,5 +23,7 @@ pub mod ratelimit;
 pub mod reassembler;
 pub mod repair;
 pub mod replay;
+#[cfg(test)]
+mod test_rng;
 pub mod timing;
 pub mod wire;

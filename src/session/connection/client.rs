@@ -1,10 +1,10 @@
 //! The client's side: video in (reassembly), stream info, reliable input out, loss reports and
 //! keyframe requests.
 //!
-//! What the client measures and tells the host lives here: the loss report today; a loss model,
-//! repair requests for blocks that cannot be rebuilt and per-frame arrival timing for bandwidth
-//! estimation are its natural neighbours. Must never: deliver a frame twice, or send input
-//! outside the current session.
+//! What the client measures and tells the host starts here (the loss report); its neighbours
+//! are `repair` (loss model, repair requests, deadlines), `timing` (frame ages) and `congestion`
+//! (bandwidth feedback). Must never: deliver a frame twice, or send input outside the current
+//! session.
 
 use std::time::Instant;
 
