@@ -274,15 +274,18 @@ impl Reassembler {
 
     /// Indices of the frames in flight that are not complete yet, oldest first.
     pub fn incomplete(&self) -> Vec<u32> {
-        let floor = self.floor.unwrap_or(0);
-        let mut v: Vec<u32> = self
-            .slots
-            .iter()
-            .filter(|s| !s.complete())
-            .map(|s| s.index)
-            .collect();
-        v.sort_by_key(|&i| seq_diff(i, floor));
+        let mut v = Vec::new();
+        self.incomplete_into(&mut v);
         v
+    }
+
+    /// Like [`Reassembler::incomplete`], into a buffer the caller reuses (the session asks after
+    /// every video datagram, which must not allocate).
+    pub fn incomplete_into(&self, out: &mut Vec<u32>) {
+        let floor = self.floor.unwrap_or(0);
+        out.clear();
+        out.extend(self.slots.iter().filter(|s| !s.complete()).map(|s| s.index));
+        out.sort_by_key(|&i| seq_diff(i, floor));
     }
 
     /// What frame `index` still lacks, block by block (complete blocks are left out), into

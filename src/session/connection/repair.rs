@@ -100,6 +100,8 @@ pub(super) struct Repairs {
     pub(super) estimator: LossEstimator,
     tracked: Vec<Tracked>,
     needs: Vec<BlockNeed>,
+    /// Reused list of the frames in flight that are not complete.
+    incomplete: Vec<u32>,
     /// Smoothed frame interval from delivered frames, and the last `(index, first_seen)`.
     frame_interval: Option<Duration>,
     last_frame: Option<(u32, Instant)>,
@@ -113,6 +115,7 @@ impl Repairs {
             estimator: LossEstimator::default(),
             tracked: Vec::new(),
             needs: Vec::new(),
+            incomplete: Vec::new(),
             frame_interval: None,
             last_frame: None,
             newest: None,
@@ -312,14 +315,15 @@ impl Connection {
         let round = self.repair_round();
         let deadline = self.repair_deadline();
         let reorder_window = self.cfg.reassembler.reorder_window;
-        let incomplete = self.client.reassembler.incomplete();
+        let mut incomplete = std::mem::take(&mut self.client.repair.incomplete);
+        self.client.reassembler.incomplete_into(&mut incomplete);
         // Forget frames no longer in flight (delivered or given up without an output seen).
         self.client
             .repair
             .tracked
             .retain(|t| incomplete.contains(&t.index));
         let mut requests: Vec<RepairRequest> = Vec::new();
-        for index in incomplete {
+        for &index in &incomplete {
             let mut needs = std::mem::take(&mut self.client.repair.needs);
             let Some(f) = self.client.reassembler.missing(index, &mut needs) else {
                 self.client.repair.needs = needs;
@@ -386,6 +390,7 @@ impl Connection {
                 requests.push(req);
             }
         }
+        self.client.repair.incomplete = incomplete;
         for req in requests {
             self.stats.repair_requests += 1;
             self.send_control(&Control::RepairRequest(req));
