@@ -449,3 +449,134 @@ fn target_sweep() {
         }
     }
 }
+
+/// Where the paused sender of the stall tests is descheduled: after 20 of the frame's 34
+/// datagrams (32 data + 2 parity at the fixed 5 %).
+const PAUSE_AT: usize = 20;
+
+/// Streams `n` frames (content seeded from `seed`) at 60 fps from a sender that is descheduled
+/// for `hold` in the middle of every frame; nothing is lost. Asserts that every frame arrives
+/// byte-exact and returns the client's repair requests per frame.
+fn stream_paused(sim: &mut Sim, n: u32, hold: Duration, seed: u64) -> Vec<u64> {
+    sim.take_events(CLIENT);
+    let c0 = sim.conn(CLIENT).stats();
+    let mut sent = Vec::new();
+    let mut per_frame = Vec::new();
+    for i in 0..n {
+        let data = frame_bytes(FRAME_LEN, seed + i as u64);
+        let before = sim.conn(CLIENT).stats().repair_requests;
+        sim.send_frame_held(HOST, &data, false, PAUSE_AT, hold)
+            .expect("connected");
+        sim.run_for(FRAME_INTERVAL);
+        per_frame.push(sim.conn(CLIENT).stats().repair_requests - before);
+        sent.push(data);
+    }
+    sim.run_for(Duration::from_millis(50));
+    let ev = sim.take_events(CLIENT);
+    let got = frames(&ev);
+    assert_eq!(got.len(), sent.len(), "frames delivered");
+    for (i, (f, d)) in got.iter().zip(&sent).enumerate() {
+        assert!(f.data == *d, "frame {i} differs");
+    }
+    assert!(!ev.iter().any(|e| matches!(e, Event::FramesLost { .. })));
+    let c1 = sim.conn(CLIENT).stats();
+    assert_eq!(c1.frames_lost, c0.frames_lost);
+    per_frame
+}
+
+#[test]
+fn a_sender_paused_mid_frame_is_asked_spuriously_at_first_and_then_no_more() {
+    let (h, c) = repair_configs();
+    let mut sim = connected(41, h, c);
+    let c0 = sim.conn(CLIENT).stats();
+    assert_eq!(c0.repair_spurious, 0);
+    // 12 ms of silence mid-frame: longer than the unscaled stall window (8 ms), shorter than
+    // half the repair deadline here (16.7 ms frame interval + 3 rounds of 5 ms).
+    let per_frame = stream_paused(&mut sim, 300, Duration::from_millis(12), 1000);
+    let cs = sim.conn(CLIENT).stats();
+    let first: u64 = per_frame[..10].iter().sum();
+    let last: u64 = per_frame[200..].iter().sum();
+    // The first paused frame is asked for (its tail looks lost after 8 ms) ...
+    assert!(per_frame[0] >= 1, "{per_frame:?}");
+    // ... its late originals show the request was spurious, counted once per frame ...
+    assert!(cs.repair_spurious >= 1, "{}", cs.repair_spurious);
+    let asked_frames = per_frame.iter().filter(|&&r| r > 0).count() as u64;
+    assert!(
+        cs.repair_spurious <= asked_frames,
+        "{} > {asked_frames}",
+        cs.repair_spurious
+    );
+    // ... and once the window grew, later paused frames cause no request at all.
+    assert_eq!(last, 0, "{per_frame:?}");
+    assert!(
+        first >= 1 && per_frame.iter().sum::<u64>() <= 3,
+        "{per_frame:?}"
+    );
+}
+
+#[test]
+fn after_adapting_to_a_paused_sender_a_lost_tail_is_still_repaired_within_the_deadline() {
+    let (h, c) = repair_configs();
+    let mut sim = connected(42, h, c);
+    let per_frame = stream_paused(&mut sim, 120, Duration::from_millis(12), 2000);
+    assert!(per_frame[60..].iter().all(|&r| r == 0), "{per_frame:?}");
+    let before = sim.conn(CLIENT).stats();
+    assert!(before.repair_spurious >= 1);
+    // Now a healthy frame whose tail (last 3 data shards and both parity shards) is lost.
+    let data = frame_bytes(FRAME_LEN, 3000);
+    drop_video_positions(&mut sim, |i| (29..34).contains(&i));
+    let sent_at = sim.now;
+    sim.send_frame(HOST, &data, false).unwrap();
+    let ok = sim.run_until(Duration::from_millis(100), |s| {
+        s.saw(CLIENT, |e| matches!(e, Event::Frame(_)))
+    });
+    assert!(ok, "frame not delivered");
+    let took = sim.now - sent_at;
+    let ev = sim.take_events(CLIENT);
+    assert_eq!(frames(&ev).len(), 1);
+    assert_eq!(frames(&ev)[0].data, data);
+    assert!(!ev.iter().any(|e| matches!(e, Event::FramesLost { .. })));
+    let after = sim.conn(CLIENT).stats();
+    assert_eq!(after.repair_requests - before.repair_requests, 1);
+    assert_eq!(after.frames_repaired - before.frames_repaired, 1);
+    assert_eq!(after.frames_lost, before.frames_lost);
+    assert_eq!(after.frames_deadline_lost, before.frames_deadline_lost);
+    assert_eq!(after.repair_spurious, before.repair_spurious);
+    // The client waited longer than the unscaled window (the sender might only be late), but
+    // asked in time for the repair to come well before the deadline (~32 ms here).
+    assert!(
+        took > Duration::from_millis(12) && took < Duration::from_millis(25),
+        "took {took:?}"
+    );
+}
+
+#[test]
+fn with_a_healthy_sender_real_loss_never_grows_the_stall_windows() {
+    let (h, c) = repair_configs();
+    let mut sim = connected(43, h, c);
+    // 10 % iid loss against 2 parity shards a block: many blocks need repair, many of them
+    // because their last datagrams were lost (the stall path).
+    sim.nodes[HOST].link.loss = 0.10;
+    let r = stream(&mut sim, 600, FRAME_LEN);
+    assert!(r.repaired > 100, "{}", r.repaired);
+    assert!(r.delivered >= 594, "{}", r.delivered);
+    let cs = sim.conn(CLIENT).stats();
+    assert_eq!(cs.repair_spurious, 0);
+    // The windows are still 3 / 8 ms: a lost tail is asked for after 8 ms of silence and
+    // repaired one round trip (2 ms) later.
+    sim.nodes[HOST].link.loss = 0.0;
+    sim.run_for(Duration::from_millis(100));
+    sim.take_events(CLIENT);
+    let data = frame_bytes(FRAME_LEN, 4000);
+    drop_video_positions(&mut sim, |i| (29..34).contains(&i));
+    let sent_at = sim.now;
+    sim.send_frame(HOST, &data, false).unwrap();
+    let ok = sim.run_until(Duration::from_millis(100), |s| {
+        s.saw(CLIENT, |e| matches!(e, Event::Frame(_)))
+    });
+    assert!(ok, "frame not delivered");
+    let took = sim.now - sent_at;
+    assert_eq!(frames(&sim.take_events(CLIENT))[0].data, data);
+    assert!(took < Duration::from_millis(12), "took {took:?}");
+    assert_eq!(sim.conn(CLIENT).stats().repair_spurious, 0);
+}

@@ -89,6 +89,7 @@ pub(crate) fn stats_structure(s: &Stats, bound_port: u32) -> gst::Structure {
         .field("repair-bytes", s.repair_bytes)
         .field("frames-repaired", s.frames_repaired)
         .field("frames-deadline-lost", s.frames_deadline_lost)
+        .field("repair-spurious", s.repair_spurious)
         .field("loss-models", s.loss_models)
         // Congestion control (issue 10).
         .field("feedback-messages", s.feedback_messages)

@@ -129,6 +129,9 @@ pub struct Stats {
     pub frames_repaired: u64,
     /// Client: frames given up at their repair deadline.
     pub frames_deadline_lost: u64,
+    /// Client: frames asked for because they stalled whose original shards came after the
+    /// request (a late sender, not loss); each grows the stall windows.
+    pub repair_spurious: u64,
     /// Loss model reports sent (client) or used (host).
     pub loss_models: u64,
 

@@ -335,6 +335,37 @@ impl Sim {
         keyframe: bool,
         timing: FrameTimingIn,
     ) -> Option<usize> {
+        self.send_frame_inner(i, data, keyframe, timing, None)
+    }
+
+    /// [`Sim::send_frame`] from a sender that is descheduled mid-frame: the frame's datagrams
+    /// from position `from` on leave `hold` later than their paced release (the tail of the
+    /// frame arrives late; nothing is lost).
+    pub fn send_frame_held(
+        &mut self,
+        i: usize,
+        data: &[u8],
+        keyframe: bool,
+        from: usize,
+        hold: Duration,
+    ) -> Option<usize> {
+        self.send_frame_inner(
+            i,
+            data,
+            keyframe,
+            FrameTimingIn::default(),
+            Some((from, hold)),
+        )
+    }
+
+    fn send_frame_inner(
+        &mut self,
+        i: usize,
+        data: &[u8],
+        keyframe: bool,
+        timing: FrameTimingIn,
+        hold: Option<(usize, Duration)>,
+    ) -> Option<usize> {
         let now = self.now;
         let n = &mut self.nodes[i];
         let ticket = n
@@ -358,8 +389,12 @@ impl Sim {
         let (first, last) = (schedule.release_of(0), schedule.release_of(count - 1));
         n.conn
             .on_frame_sent(&frame, first.max(now), last.max(now), now);
-        for (at, bytes) in out {
-            self.launch(i, to, bytes, at.max(now));
+        for (k, (at, bytes)) in out.into_iter().enumerate() {
+            let held = match hold {
+                Some((from, d)) if k >= from => d,
+                _ => Duration::ZERO,
+            };
+            self.launch(i, to, bytes, at.max(now) + held);
         }
         Some(count)
     }

@@ -56,9 +56,8 @@ impl Connection {
 
     pub(super) fn on_video(&mut self, body: &[u8], now: Instant) {
         // Rejections are counted by the reassembler itself.
-        if self.client.reassembler.push(body, now).is_ok() {
-            self.count_repair_shard(body);
-        }
+        let pushed = self.client.reassembler.push(body, now);
+        self.count_repair_shard(body, &pushed, now);
         self.drain_reassembler();
         self.check_repair(now);
     }

@@ -32,6 +32,7 @@
 //! Must never: allocate per request beyond the bounded history and one reused datagram buffer,
 //! answer a request outside the current session, or ask twice in one round for the same rows.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,7 +42,7 @@ use crate::protocol::handshake::Role;
 use crate::protocol::lossmodel::{LossEstimator, LossModelReport};
 use crate::protocol::packetizer::{Datagrams, seal_all};
 use crate::protocol::ratelimit::TokenBucket;
-use crate::protocol::reassembler::{BlockNeed, Output};
+use crate::protocol::reassembler::{BlockNeed, Output, Rejected};
 use crate::protocol::repair::{
     MAX_REPAIR_ITEMS, MAX_REPAIR_ROWS, RepairConfig, RepairHistory, RepairItem, RepairParams,
     RepairRequest, RepairUnavailable, UnavailableReason,
@@ -61,6 +62,24 @@ pub(crate) const STALL_AFTER: Duration = Duration::from_millis(3);
 /// budget pay for) shards that are merely late; a frame whose whole tail was lost waits this
 /// long for its repair.
 pub(crate) const LONG_STALL: Duration = Duration::from_millis(8);
+
+/// Growth of the stall windows' scale on a spurious stall request (the frame's original shards
+/// came after all: its sender was late, not lossy).
+const STALL_GROWTH: f64 = 2.0;
+
+/// Decay of the scale's excess over 1 per frame delivered without a spurious request: a
+/// half-life of 69 frames (1.15 s at 60 fps).
+const STALL_DECAY: f64 = 0.99;
+
+/// The scale does not decay below what covers this multiple of the delivered frame's longest
+/// silence between its original shards (a sender that is still descheduled keeps its window).
+const STALL_HEADROOM: f64 = 1.25;
+
+/// Bound of the scale whatever the deadline.
+const MAX_STALL_SCALE: f64 = 8.0;
+
+/// Frames asked for on the stall path that are watched for late original shards.
+const STALL_WATCH: usize = 16;
 
 /// Frame interval assumed before one is measured (60 fps).
 const DEFAULT_FRAME_INTERVAL: Duration = Duration::from_micros(16_667);
@@ -107,6 +126,17 @@ pub(super) struct Repairs {
     last_frame: Option<(u32, Instant)>,
     /// Index of the newest frame a shard arrived for.
     newest: Option<u32>,
+    /// Scale of both stall windows (≥ 1): doubles on a spurious stall request, decays towards 1
+    /// with frames delivered without one.
+    stall_scale: f64,
+    /// Frames asked for on the stall path (rows beyond `short_now`) whose original shards have
+    /// not come since (oldest first, at most [`STALL_WATCH`]).
+    stall_asked: VecDeque<u32>,
+    /// The newest frame original shards arrive for: its index, when its newest original came,
+    /// and its longest silence between two originals.
+    originals: Option<(u32, Instant, Duration)>,
+    /// The last frame found to have been asked for spuriously (its delivery does not decay).
+    spurious: Option<u32>,
 }
 
 impl Repairs {
@@ -119,6 +149,10 @@ impl Repairs {
             frame_interval: None,
             last_frame: None,
             newest: None,
+            stall_scale: 1.0,
+            stall_asked: VecDeque::with_capacity(STALL_WATCH),
+            originals: None,
+            spurious: None,
         }
     }
 
@@ -128,6 +162,10 @@ impl Repairs {
         self.tracked.clear();
         self.last_frame = None;
         self.newest = None;
+        self.stall_scale = 1.0;
+        self.stall_asked.clear();
+        self.originals = None;
+        self.spurious = None;
     }
 }
 
@@ -176,14 +214,30 @@ impl Connection {
         self.client.repair.estimator.report(now)
     }
 
-    /// Client: counts a video body that the reassembler took, if it is a repair row.
-    pub(super) fn count_repair_shard(&mut self, body: &[u8]) {
+    /// Client: accounts a video body after the reassembler saw it (`pushed`: what it said).
+    /// A body it took counts towards the newest frame and, if it is a repair row, the repair
+    /// stats. An original shard (data or parity of the first send), taken or refused as a
+    /// duplicate or late (its frame may have been completed by repair rows meanwhile), feeds
+    /// the stall window: see [`Connection::on_original_shard`].
+    pub(super) fn count_repair_shard(
+        &mut self,
+        body: &[u8],
+        pushed: &Result<(), Rejected>,
+        now: Instant,
+    ) {
+        let taken = match pushed {
+            Ok(()) => true,
+            Err(Rejected::Duplicate | Rejected::Late) => false,
+            Err(_) => return,
+        };
         let Ok((h, _)) = VideoHeader::decode(body) else {
             return;
         };
-        let newest = &mut self.client.repair.newest;
-        if newest.is_none_or(|n| seq_diff(h.frame_index, n) > 0) {
-            *newest = Some(h.frame_index);
+        if taken {
+            let newest = &mut self.client.repair.newest;
+            if newest.is_none_or(|n| seq_diff(h.frame_index, n) > 0) {
+                *newest = Some(h.frame_index);
+            }
         }
         let n = (h.frame_len as usize).div_ceil(h.shard_size.max(1) as usize);
         let Some(layout) = BlockLayout::checked(n, h.block_count as usize) else {
@@ -192,10 +246,54 @@ impl Connection {
         if (h.block_index as usize) < layout.blocks {
             let k = layout.data_in_block(h.block_index as usize);
             if h.shard_index as usize >= k + h.parity as usize {
-                self.stats.repair_shards += 1;
-                self.stats.repair_bytes += body.len() as u64;
+                if taken {
+                    self.stats.repair_shards += 1;
+                    self.stats.repair_bytes += body.len() as u64;
+                }
+            } else {
+                self.on_original_shard(h.frame_index, now);
             }
         }
+    }
+
+    /// Client: an original shard of frame `index` arrived. It extends the frame's measured
+    /// silences; if the frame was asked for on the stall path, that request was spurious (the
+    /// shards were late, not lost): counted once per frame, and the stall windows grow.
+    fn on_original_shard(&mut self, index: u32, now: Instant) {
+        let cap = self.stall_scale_cap();
+        let r = &mut self.client.repair;
+        match &mut r.originals {
+            Some((i, last, gap)) if *i == index => {
+                *gap = (*gap).max(now.saturating_duration_since(*last));
+                *last = now;
+            }
+            // A late original of an older frame leaves the newer frame's measurement alone.
+            Some((i, _, _)) if seq_diff(index, *i) < 0 => {}
+            o => *o = Some((index, now, Duration::ZERO)),
+        }
+        if let Some(p) = r.stall_asked.iter().position(|&i| i == index) {
+            r.stall_asked.remove(p);
+            r.spurious = Some(index);
+            r.stall_scale = (r.stall_scale * STALL_GROWTH).min(cap).max(1.0);
+            self.stats.repair_spurious += 1;
+        }
+    }
+
+    /// The largest stall scale: the long window stays within half the repair deadline (a
+    /// frame whose tail was really lost still gets its repair rounds), and never below 1 (the
+    /// unscaled windows).
+    fn stall_scale_cap(&self) -> f64 {
+        let half = self.repair_deadline() / 2;
+        (half.as_secs_f64() / LONG_STALL.as_secs_f64()).clamp(1.0, MAX_STALL_SCALE)
+    }
+
+    /// The stall windows now: ([`STALL_AFTER`], [`LONG_STALL`]) scaled, each within half the
+    /// repair deadline but never below its unscaled value.
+    fn stall_windows(&self) -> (Duration, Duration) {
+        let cap = self.repair_deadline() / 2;
+        let s = self.client.repair.stall_scale;
+        let scaled = |base: Duration| base.mul_f64(s).min(cap).max(base);
+        (scaled(STALL_AFTER), scaled(LONG_STALL))
     }
 
     /// One RTT plus margin: how long a repair answer takes to come back.
@@ -235,6 +333,17 @@ impl Connection {
                         self.stats.frames_repaired += 1;
                     }
                     r.tracked.swap_remove(p);
+                }
+                if r.spurious != Some(f.index) {
+                    // Decay towards 1, but keep covering this frame's longest silence between
+                    // its originals (with headroom) while the scale is that large.
+                    let gap = match r.originals {
+                        Some((i, _, g)) if i == f.index => g,
+                        _ => Duration::ZERO,
+                    };
+                    let held = gap.as_secs_f64() * STALL_HEADROOM / LONG_STALL.as_secs_f64();
+                    let decayed = 1.0 + (r.stall_scale - 1.0) * STALL_DECAY;
+                    r.stall_scale = decayed.max(held.min(r.stall_scale));
                 }
                 if let Some((i, t)) = r.last_frame {
                     let d = seq_diff(f.index, i);
@@ -287,6 +396,7 @@ impl Connection {
             return None;
         }
         let round = self.repair_round();
+        let (stall_after, long_stall) = self.stall_windows();
         let mut next: Option<Instant> = None;
         let mut needs = Vec::new();
         for t in &self.client.repair.tracked {
@@ -297,8 +407,8 @@ impl Connection {
             // frame with no round open (asks what it lacks).
             let at = match t.round_start {
                 Some(s) => s + round,
-                None if self.frame_passed(t.index) => f.last_activity + STALL_AFTER,
-                None => f.last_activity + LONG_STALL,
+                None if self.frame_passed(t.index) => f.last_activity + stall_after,
+                None => f.last_activity + long_stall,
             };
             if needs.iter().any(|n| n.short_if_no_more > 0) {
                 next = Some(next.map_or(at, |x: Instant| x.min(at)));
@@ -314,6 +424,7 @@ impl Connection {
         }
         let round = self.repair_round();
         let deadline = self.repair_deadline();
+        let (stall_after, long_stall) = self.stall_windows();
         let reorder_window = self.cfg.reassembler.reorder_window;
         let mut incomplete = std::mem::take(&mut self.client.repair.incomplete);
         self.client.reassembler.incomplete_into(&mut incomplete);
@@ -357,7 +468,9 @@ impl Connection {
             }
             let silent = now.saturating_duration_since(f.last_activity);
             let passed = newest.is_some_and(|n| seq_diff(n, index) > 0);
-            let stalled = silent >= LONG_STALL || (passed && silent >= STALL_AFTER);
+            let stalled = silent >= long_stall || (passed && silent >= stall_after);
+            // Whether this request asks for rows beyond `short_now` (only a stall does).
+            let mut beyond = false;
             let mut items = Vec::new();
             for n in &needs {
                 let want = if stalled {
@@ -374,6 +487,7 @@ impl Connection {
                 if more == 0 || items.len() == MAX_REPAIR_ITEMS {
                     continue;
                 }
+                beyond |= more > n.short_now.saturating_sub(asked);
                 items.push(RepairItem {
                     block: n.block,
                     needed: more as u8,
@@ -388,6 +502,12 @@ impl Connection {
                 t.round_start.get_or_insert(now);
                 t.requested = true;
                 requests.push(req);
+                if beyond && !r.stall_asked.contains(&index) {
+                    if r.stall_asked.len() == STALL_WATCH {
+                        r.stall_asked.pop_front();
+                    }
+                    r.stall_asked.push_back(index);
+                }
             }
         }
         self.client.repair.incomplete = incomplete;
