@@ -8,9 +8,24 @@
 //!   ([`Reassembler::missing`]): a block that cannot complete from what is in flight
 //!   (`short_now > 0`), or lacks shards once the frame's shards stopped coming
 //!   (`short_if_no_more`: [`STALL_AFTER`] without a shard while a newer frame's shards arrive,
-//!   or [`LONG_STALL`] without any), is asked for at once (`Control::RepairRequest`), minus
-//!   what this round already asked for. A round lasts [`Repairs::round`] (about one RTT plus
-//!   margin); after it, what is still missing is asked for again (the host sends new rows);
+//!   or [`LONG_STALL`] without any, both scaled as below), is asked for at once
+//!   (`Control::RepairRequest`), minus what this round already asked for. A round lasts one
+//!   RTT plus margin (`repair_round`); after it, what is still missing is asked for again (the
+//!   host sends new rows);
+//! - the stall windows adapt, like RACK's reordering window on DSACKs: a request that asked for
+//!   rows beyond `short_now` (the stall path) is *spurious* if an original shard of that frame
+//!   (data or parity of the first send, not a repair row) arrives after it, taken or refused
+//!   as a duplicate or late (repair rows may have completed the frame first). Each such frame
+//!   counts once (`Stats::repair_spurious`) and doubles the windows' scale, capped so that the
+//!   long window stays within half the repair deadline (a frame whose tail was really lost
+//!   still gets its repair rounds). Every frame delivered without a spurious request decays the
+//!   scale's excess over 1 by 1 % (half-life ~1.2 s at 60 fps), but not below what covers
+//!   1.25 × that frame's longest silence between its originals: a sender that keeps being
+//!   descheduled keeps its window instead of costing a spurious request every second. Why: on
+//!   an overloaded host the sender thread is descheduled mid-frame and the tail of a frame
+//!   arrives merely late; asking for it spends repair bytes on shards that were not lost.
+//!   Under real loss with a healthy sender nothing is spurious, so the windows stay at their
+//!   unscaled 3 / 8 ms and repair stays fast. The scale resets with the session;
 //! - each incomplete frame gets a deadline ([`Reassembler::set_deadline`]): first shard +
 //!   frame interval + three rounds, or `Config::repair_deadline`, but never before the
 //!   reassembler's reorder window after its newest shard (a sender that is slow or was
@@ -60,7 +75,8 @@ pub(crate) const STALL_AFTER: Duration = Duration::from_millis(3);
 /// Silence after which a frame counts as stalled even if no newer frame shows that its sender
 /// moved on: a sender that is descheduled mid-frame must not make the client ask for (and the
 /// budget pay for) shards that are merely late; a frame whose whole tail was lost waits this
-/// long for its repair.
+/// long for its repair. Both windows are the unscaled ones: they grow on spurious stall
+/// requests and decay back (see the module docs).
 pub(crate) const LONG_STALL: Duration = Duration::from_millis(8);
 
 /// Growth of the stall windows' scale on a spurious stall request (the frame's original shards
