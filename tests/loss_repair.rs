@@ -1,7 +1,8 @@
 //! Loss resilience of the session (issue 8) on virtual time (`common::sim`): the FEC-by-target
 //! controller driven by the client's loss model through real Connections, repair within and
-//! past the deadline, refusals from the host, forged and replayed repair requests, and the
-//! frames delivered at 10 % iid, 20 % iid and Gilbert-Elliott loss with the default settings.
+//! past the deadline, refusals from the host, forged and replayed repair requests, the
+//! frames delivered at 10 % iid, 20 % iid and Gilbert-Elliott loss with the default settings,
+//! and the stall windows adapting to a sender descheduled mid-frame (spurious requests).
 //!
 //! Deterministic (seeded loss and ids); nothing here reads a wall clock.
 
