@@ -20,6 +20,15 @@
 //!     [--only bottleneck,steps,fairness] [--modes encoder,none]
 //! ```
 //!
+//! Each mode is the `congestion-control` value, optionally followed by further sink properties
+//! (the default list adds `encoder encoder-buffer=34`: the encoder's rate-control buffer bounded
+//! to two frames). Diagnostics: `CONGESTION_FRAMES_DIR=dir` writes each bottleneck row's
+//! per-frame records as CSV, `CONGESTION_TRACE=1` prints both streams' bandwidth stats every
+//! second of the fairness run, `CONGESTION_SINK_PROPS` appends sink properties to every row.
+//!
+//! ```text
+//! ```
+//!
 //! With `--bench` (as `cargo bench` passes it): 10 s steps, results into `docs/`. Without
 //! (`cargo test --benches`, or to check it works): 3 s steps into the temporary directory.
 
@@ -77,7 +86,11 @@ fn options() -> Options {
         csv: dir.join("congestion_steps.csv"),
         svg: img.join("congestion_steps.svg"),
         only: Vec::new(),
-        modes: vec!["encoder".into(), "none".into()],
+        modes: vec![
+            "encoder".into(),
+            "encoder encoder-buffer=34".into(),
+            "none".into(),
+        ],
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {

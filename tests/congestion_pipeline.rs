@@ -41,7 +41,8 @@ fn the_encoders_bitrate_is_lowered_below_a_bottleneck_and_stays_within_bounds() 
              ! x264enc name=enc tune=zerolatency speed-preset=ultrafast threads=1 key-int-max=60 \
                bitrate={CONFIGURED_KBPS} \
              ! video/x-h264,stream-format=byte-stream,alignment=au \
-             ! punktfunksink name=sink address=127.0.0.1 port=0 min-bitrate={MIN_BPS}"
+             ! punktfunksink name=sink address=127.0.0.1 port=0 min-bitrate={MIN_BPS} \
+               encoder-buffer=34"
         ),
     );
     host.set(gst::State::Playing);
@@ -206,16 +207,18 @@ fn none_leaves_the_encoder_alone_and_report_only_reports() {
 }
 
 /// `encoder-buffer` bounds the encoder's rate-control buffer when the sink starts, before the
-/// encoder's first frame: never raising a smaller one the user set, and 0 leaves it alone.
+/// encoder's first frame: never raising a smaller one the user set; 0 (the default) and
+/// `report` leave it alone.
 #[test]
 fn the_encoder_buffer_is_bounded_at_start_and_never_raised() {
     let _serial = serial();
     for (props, vbv, expect) in [
-        ("", "", 34u32),
+        ("", "", 600u32),
+        ("encoder-buffer=34", "", 34),
         ("encoder-buffer=100", "", 100),
         ("encoder-buffer=0", "", 600),
         ("encoder-buffer=100", "vbv-buf-capacity=20", 20),
-        ("congestion-control=report", "", 600),
+        ("congestion-control=report encoder-buffer=34", "", 600),
     ] {
         let host = Pipe::launch(
             "host",

@@ -9,9 +9,10 @@
 //!   encoder's bitrate is set to the target (via [`super::encoder`]): never above the bitrate
 //!   configured on the encoder when the stream started (nor `max-bitrate` when set), never
 //!   below `min-bitrate`. An encoder that cannot be found or driven gets one warning; the
-//!   messages still go out. The encoder's rate-control buffer is bounded to `encoder-buffer`
-//!   milliseconds of its bitrate (default 34: two frames at 60 fps) when the sink starts, so a
-//!   keyframe is about twice a P-frame instead of 5–20 times (see [`super::encoder`]).
+//!   messages still go out. With `encoder-buffer` set (e.g. 34: two frames at 60 fps), the
+//!   encoder's rate-control buffer is bounded to that many milliseconds of its bitrate when the
+//!   sink starts, so a keyframe is about twice a P-frame instead of 5–20 times (see
+//!   [`super::encoder`]).
 //!
 //! The target already leaves room for FEC parity and headers (the estimator's media share).
 //!
@@ -32,9 +33,11 @@ pub(crate) const BANDWIDTH_NAME: &str = "punktfunk-bandwidth";
 
 pub(crate) const DEFAULT_MIN_BITRATE: u64 = 500_000;
 pub(crate) const DEFAULT_MAX_BITRATE: u64 = 0;
-/// `encoder-buffer`: the encoder's rate-control buffer in milliseconds of its bitrate (two
-/// frames at 60 fps; see [`super::encoder`] for why).
-pub(crate) const DEFAULT_ENCODER_BUFFER_MS: u32 = 34;
+/// `encoder-buffer`: the encoder's rate-control buffer in milliseconds of its bitrate; 0 leaves
+/// the encoder's own. Not on by default: see [`super::encoder`] and docs/BENCHMARKS.md — a
+/// single stream through a narrow path gains (no keyframe overflows the bottleneck queue), but
+/// two streams through one bottleneck lost their fairness in the benchmark (0.01–0.08).
+pub(crate) const DEFAULT_ENCODER_BUFFER_MS: u32 = 0;
 
 /// The `congestion-control` property.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
