@@ -17,6 +17,16 @@
 //! ```text
 //! cargo bench --bench congestion --features testing -- [--step-s S] [--out docs/congestion.md]
 //!     [--csv docs/congestion_steps.csv] [--svg docs/img/congestion_steps.svg]
+//!     [--only bottleneck,steps,fairness] [--modes encoder,none]
+//! ```
+//!
+//! Each mode is the `congestion-control` value, optionally followed by further sink properties
+//! (the default list adds `encoder encoder-buffer=34`: the encoder's rate-control buffer bounded
+//! to two frames). Diagnostics: `CONGESTION_FRAMES_DIR=dir` writes each bottleneck row's
+//! per-frame records as CSV, `CONGESTION_TRACE=1` prints both streams' bandwidth stats every
+//! second of the fairness run, `CONGESTION_SINK_PROPS` appends sink properties to every row.
+//!
+//! ```text
 //! ```
 //!
 //! With `--bench` (as `cargo bench` passes it): 10 s steps, results into `docs/`. Without
@@ -50,6 +60,16 @@ struct Options {
     out: PathBuf,
     csv: PathBuf,
     svg: PathBuf,
+    /// Scenarios to run (`bottleneck`, `steps`, `fairness`); all when empty.
+    only: Vec<String>,
+    /// `congestion-control` modes to run (`encoder`, `none`).
+    modes: Vec<String>,
+}
+
+impl Options {
+    fn runs(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
+    }
 }
 
 fn options() -> Options {
@@ -65,6 +85,12 @@ fn options() -> Options {
         out: dir.join("congestion.md"),
         csv: dir.join("congestion_steps.csv"),
         svg: img.join("congestion_steps.svg"),
+        only: Vec::new(),
+        modes: vec![
+            "encoder".into(),
+            "encoder encoder-buffer=34".into(),
+            "none".into(),
+        ],
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -74,6 +100,8 @@ fn options() -> Options {
             "--out" => o.out = val().into(),
             "--csv" => o.csv = val().into(),
             "--svg" => o.svg = val().into(),
+            "--only" => o.only = val().split(',').map(str::to_owned).collect(),
+            "--modes" => o.modes = val().split(',').map(str::to_owned).collect(),
             _ => {}
         }
     }
@@ -99,7 +127,10 @@ fn row(cc: &str, seconds: u32, warmup_s: u32, b: Option<BottleneckConfig>) -> Ro
         bitrate_kbps: BITRATE_KBPS,
         key_int: 120,
         seed: 0xcc,
-        sink_props: format!("congestion-control={cc}"),
+        sink_props: format!(
+            "congestion-control={cc} {}",
+            std::env::var("CONGESTION_SINK_PROPS").unwrap_or_default()
+        ),
         bottleneck: b,
     }
 }
@@ -253,7 +284,8 @@ fn fairness(cc: &str, seconds: u32) -> Result<[f64; 2], String> {
             "videotestsrc is-live=true pattern=snow ! video/x-raw,format=I420,width=1280,height=720,framerate={FPS}/1 \
              ! x264enc name=enc{i} tune=zerolatency speed-preset=ultrafast threads=1 bitrate={BITRATE_KBPS} key-int-max=120 \
              ! video/x-h264,stream-format=byte-stream,alignment=au \
-             ! punktfunksink name=tx{i} address=127.0.0.1 port=0 congestion-control={cc}"
+             ! punktfunksink name=tx{i} address=127.0.0.1 port=0 congestion-control={cc} {}",
+            std::env::var("CONGESTION_SINK_PROPS").unwrap_or_default()
         )
     };
     let launch = |d: &str| {
@@ -303,6 +335,37 @@ fn fairness(cc: &str, seconds: u32) -> Result<[f64; 2], String> {
             .unwrap_or(0)
     };
     let half = Duration::from_secs(u64::from(seconds) / 2);
+    if std::env::var("CONGESTION_TRACE").is_ok() {
+        for s in 0..2 * half.as_secs() {
+            std::thread::sleep(Duration::from_secs(1));
+            let line: Vec<String> = hosts
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    let enc = h
+                        .by_name(&format!("enc{i}"))
+                        .map_or(0, |e| e.property::<u32>("bitrate"));
+                    let st = h
+                        .by_name(&format!("tx{i}"))
+                        .map(|t| {
+                            let s = t.property::<gst::Structure>("stats");
+                            s.iter()
+                                .filter(|(k, _)| {
+                                    k.starts_with("bwe-")
+                                        || k.starts_with("fec-")
+                                        || k.starts_with("loss")
+                                })
+                                .map(|(k, v)| format!("{k}={v:?}"))
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        })
+                        .unwrap_or_default();
+                    format!("enc{i} {enc} kbit/s rx {} | {st}", bytes(&clients[i]))
+                })
+                .collect();
+            eprintln!("{s}s: {}", line.join("\n     "));
+        }
+    }
     std::thread::sleep(half); // the benchmark's measurement window, not synchronisation
     let start = [bytes(&clients[0]), bytes(&clients[1])];
     let t0 = Instant::now();
@@ -318,6 +381,27 @@ fn fairness(cc: &str, seconds: u32) -> Result<[f64; 2], String> {
     Ok(rates)
 }
 
+/// Per-frame records as CSV (diagnostics: `CONGESTION_FRAMES_DIR=dir`).
+fn dump_frames(r: &RowResult, path: &Path) {
+    let mut out = String::from("t_s,bytes,keyframe,encoded_ms,arrival_ms,source_lag_ms,shown\n");
+    for f in &r.frames {
+        let _ = writeln!(
+            out,
+            "{:.3},{},{},{:.2},{},{:.2},{}",
+            t_of(f),
+            f.bytes,
+            u8::from(f.keyframe),
+            f.encoded_ms(),
+            f.arrival_ms().map_or(String::new(), |a| format!("{a:.2}")),
+            f.source_lag_ms(),
+            u8::from(f.shown)
+        );
+    }
+    if let Err(e) = std::fs::write(path, out) {
+        eprintln!("congestion: cannot write {}: {e}", path.display());
+    }
+}
+
 fn main() {
     let o = options();
     gst::init().expect("GStreamer initialises");
@@ -331,35 +415,46 @@ fn main() {
     );
     let _ = writeln!(md, "Step length {step} s.\n");
 
+    let modes: Vec<&str> = o.modes.iter().map(String::as_str).collect();
+
     // 1. 12 Mbit/s bottleneck vs open path.
     let seconds = (2 * step).max(6);
-    let _ = writeln!(
-        md,
-        "## 12 Mbit/s bottleneck ({seconds} s, measured from 2 s)\n\n\
+    if o.runs("bottleneck") {
+        let _ = writeln!(
+            md,
+            "## 12 Mbit/s bottleneck ({seconds} s, measured from 2 s)\n\n\
          | congestion-control | path | shown | p99 capture → arrival (ms) | encoder at end (kbit/s) |\n|---|---|---|---|---|"
-    );
-    for cc in ["encoder", "none"] {
-        for (label, b) in [
-            (
-                "12 Mbit/s",
-                Some(bottleneck(RateSchedule::constant(12_000_000))),
-            ),
-            ("open", None),
-        ] {
-            let r = g2g::run_row(&row(cc, seconds, 2, b));
-            if let Some(e) = &r.error {
-                eprintln!("congestion: {cc} {label}: {e}");
+        );
+        for &cc in &modes {
+            for (label, b) in [
+                (
+                    "12 Mbit/s",
+                    Some(bottleneck(RateSchedule::constant(12_000_000))),
+                ),
+                ("open", None),
+            ] {
+                let r = g2g::run_row(&row(cc, seconds, 2, b));
+                if let Some(e) = &r.error {
+                    eprintln!("congestion: {cc} {label}: {e}");
+                }
+                let enc = r.samples.last().map_or(0, |s| s.encoder_kbps);
+                if let Ok(dir) = std::env::var("CONGESTION_FRAMES_DIR") {
+                    dump_frames(
+                        &r,
+                        &Path::new(&dir)
+                            .join(format!("{cc}_{}.csv", label.replace([' ', '/'], "_"))),
+                    );
+                }
+                let line = format!(
+                    "| {cc} | {label} | {:.1} % of {} | {} | {} |",
+                    shown_share(&r) * 100.0,
+                    r.measured().len(),
+                    fmt_opt(p99_arrival(&r), ""),
+                    if cc == "none" { BITRATE_KBPS } else { enc },
+                );
+                eprintln!("{line}");
+                let _ = writeln!(md, "{line}");
             }
-            let enc = r.samples.last().map_or(0, |s| s.encoder_kbps);
-            let line = format!(
-                "| {cc} | {label} | {:.1} % of {} | {} | {} |",
-                shown_share(&r) * 100.0,
-                r.measured().len(),
-                fmt_opt(p99_arrival(&r), ""),
-                if cc == "none" { BITRATE_KBPS } else { enc },
-            );
-            eprintln!("{line}");
-            let _ = writeln!(md, "{line}");
         }
     }
 
@@ -378,57 +473,61 @@ fn main() {
             .collect(),
     )
     .expect("schedule");
-    let _ = writeln!(
-        md,
-        "\n## Capacity steps 12 → 30 → 8 → 30 Mbit/s ({step} s each)\n\n\
+    if o.runs("steps") {
+        let _ = writeln!(
+            md,
+            "\n## Capacity steps 12 → 30 → 8 → 30 Mbit/s ({step} s each)\n\n\
          | congestion-control | back at 20 Mbit/s after 1st rise | after the fall: flowing again after | pictures lost | back at 20 Mbit/s after 2nd rise | shown overall |\n|---|---|---|---|---|---|"
-    );
-    for cc in ["encoder", "none"] {
-        let r = g2g::run_row(&row(cc, 4 * step, 1, Some(bottleneck(schedule.clone()))));
-        if let Some(e) = &r.error {
-            eprintln!("congestion: steps {cc}: {e}");
-        }
-        let (flowing, lost) = recovery(&r, 2.0 * s, 3.0 * s);
-        let line = format!(
-            "| {cc} | {} | {} | {lost} | {} | {:.1} % |",
-            fmt_opt(back_at_max(&r.samples, s, 2.0 * s), " s"),
-            fmt_opt(flowing, " s"),
-            fmt_opt(back_at_max(&r.samples, 3.0 * s, 4.0 * s), " s"),
-            shown_share(&r) * 100.0
         );
-        eprintln!("{line}");
-        let _ = writeln!(md, "{line}");
-        if cc == "encoder" {
-            write_steps(&r.samples, &steps, &o.csv, &o.svg);
+        for &cc in &modes {
+            let r = g2g::run_row(&row(cc, 4 * step, 1, Some(bottleneck(schedule.clone()))));
+            if let Some(e) = &r.error {
+                eprintln!("congestion: steps {cc}: {e}");
+            }
+            let (flowing, lost) = recovery(&r, 2.0 * s, 3.0 * s);
+            let line = format!(
+                "| {cc} | {} | {} | {lost} | {} | {:.1} % |",
+                fmt_opt(back_at_max(&r.samples, s, 2.0 * s), " s"),
+                fmt_opt(flowing, " s"),
+                fmt_opt(back_at_max(&r.samples, 3.0 * s, 4.0 * s), " s"),
+                shown_share(&r) * 100.0
+            );
+            eprintln!("{line}");
+            let _ = writeln!(md, "{line}");
+            if cc == "encoder" {
+                write_steps(&r.samples, &steps, &o.csv, &o.svg);
+            }
         }
+        let _ = writeln!(
+            md,
+            "\nTime series (encoder row): `{}`, plot `{}`.",
+            o.csv.display(),
+            o.svg.display()
+        );
     }
-    let _ = writeln!(
-        md,
-        "\nTime series (encoder row): `{}`, plot `{}`.",
-        o.csv.display(),
-        o.svg.display()
-    );
 
     // 3. Fairness.
     let seconds = (4 * step).max(10);
-    let _ = writeln!(
-        md,
-        "\n## Two streams through one 20 Mbit/s bottleneck ({seconds} s, rates over the second half)\n\n\
+    if o.runs("fairness") {
+        let _ = writeln!(
+            md,
+            "\n## Two streams through one 20 Mbit/s bottleneck ({seconds} s, rates over the second half)\n\n\
          | congestion-control | stream 1 (Mbit/s) | stream 2 (Mbit/s) | smaller / larger |\n|---|---|---|---|"
-    );
-    for cc in ["encoder", "none"] {
-        match fairness(cc, seconds) {
-            Ok([a, b]) => {
-                let line = format!(
-                    "| {cc} | {:.2} | {:.2} | {:.2} |",
-                    a / 1e6,
-                    b / 1e6,
-                    a.min(b) / a.max(b).max(1.0)
-                );
-                eprintln!("{line}");
-                let _ = writeln!(md, "{line}");
+        );
+        for &cc in &modes {
+            match fairness(cc, seconds) {
+                Ok([a, b]) => {
+                    let line = format!(
+                        "| {cc} | {:.2} | {:.2} | {:.2} |",
+                        a / 1e6,
+                        b / 1e6,
+                        a.min(b) / a.max(b).max(1.0)
+                    );
+                    eprintln!("{line}");
+                    let _ = writeln!(md, "{line}");
+                }
+                Err(e) => eprintln!("congestion: fairness {cc}: {e}"),
             }
-            Err(e) => eprintln!("congestion: fairness {cc}: {e}"),
         }
     }
     if let Err(e) = std::fs::write(&o.out, &md) {

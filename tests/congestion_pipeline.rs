@@ -41,13 +41,16 @@ fn the_encoders_bitrate_is_lowered_below_a_bottleneck_and_stays_within_bounds() 
              ! x264enc name=enc tune=zerolatency speed-preset=ultrafast threads=1 key-int-max=60 \
                bitrate={CONFIGURED_KBPS} \
              ! video/x-h264,stream-format=byte-stream,alignment=au \
-             ! punktfunksink name=sink address=127.0.0.1 port=0 min-bitrate={MIN_BPS}"
+             ! punktfunksink name=sink address=127.0.0.1 port=0 min-bitrate={MIN_BPS} \
+               encoder-buffer=34"
         ),
     );
     host.set(gst::State::Playing);
     let sink = host.el("sink");
     let enc = host.el("enc");
     let port = bound_port(&sink);
+    // The encoder's rate-control buffer was bounded at start (x264enc's default is 600 ms).
+    assert_eq!(enc.property::<u32>("vbv-buf-capacity"), 34);
 
     let relay = Relay::start_with(RelayConfig {
         flows: vec![RelayFlow {
@@ -174,6 +177,11 @@ fn none_leaves_the_encoder_alone_and_report_only_reports() {
             .count();
         let enc_kbps = host.el("enc").property::<u32>("bitrate");
         assert_eq!(enc_kbps, 3000, "{mode}: the encoder is never steered");
+        assert_eq!(
+            host.el("enc").property::<u32>("vbv-buf-capacity"),
+            600,
+            "{mode}: the encoder's buffer is left alone"
+        );
         let stats = sink.property::<gst::Structure>("stats");
         match mode {
             "none" => {
@@ -194,6 +202,40 @@ fn none_leaves_the_encoder_alone_and_report_only_reports() {
         }
         host.assert_no_errors();
         client.stop();
+        host.stop();
+    }
+}
+
+/// `encoder-buffer` bounds the encoder's rate-control buffer when the sink starts, before the
+/// encoder's first frame: never raising a smaller one the user set; 0 (the default) and
+/// `report` leave it alone.
+#[test]
+fn the_encoder_buffer_is_bounded_at_start_and_never_raised() {
+    let _serial = serial();
+    for (props, vbv, expect) in [
+        ("", "", 600u32),
+        ("encoder-buffer=34", "", 34),
+        ("encoder-buffer=100", "", 100),
+        ("encoder-buffer=0", "", 600),
+        ("encoder-buffer=100", "vbv-buf-capacity=20", 20),
+        ("congestion-control=report encoder-buffer=34", "", 600),
+    ] {
+        let host = Pipe::launch(
+            "host",
+            &format!(
+                "videotestsrc is-live=true ! video/x-raw,width=160,height=120,framerate=30/1 \
+                 ! x264enc name=enc tune=zerolatency speed-preset=ultrafast {vbv} \
+                 ! video/x-h264,stream-format=byte-stream,alignment=au \
+                 ! punktfunksink name=sink address=127.0.0.1 port=0 {props}"
+            ),
+        );
+        host.set(gst::State::Paused);
+        assert_eq!(
+            host.el("enc").property::<u32>("vbv-buf-capacity"),
+            expect,
+            "`{props}` `{vbv}`"
+        );
+        host.assert_no_errors();
         host.stop();
     }
 }

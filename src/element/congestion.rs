@@ -9,7 +9,10 @@
 //!   encoder's bitrate is set to the target (via [`super::encoder`]): never above the bitrate
 //!   configured on the encoder when the stream started (nor `max-bitrate` when set), never
 //!   below `min-bitrate`. An encoder that cannot be found or driven gets one warning; the
-//!   messages still go out.
+//!   messages still go out. With `encoder-buffer` set (e.g. 34: two frames at 60 fps), the
+//!   encoder's rate-control buffer is bounded to that many milliseconds of its bitrate when the
+//!   sink starts, so a keyframe is about twice a P-frame instead of 5–20 times (see
+//!   [`super::encoder`]).
 //!
 //! The target already leaves room for FEC parity and headers (the estimator's media share).
 //!
@@ -30,6 +33,11 @@ pub(crate) const BANDWIDTH_NAME: &str = "punktfunk-bandwidth";
 
 pub(crate) const DEFAULT_MIN_BITRATE: u64 = 500_000;
 pub(crate) const DEFAULT_MAX_BITRATE: u64 = 0;
+/// `encoder-buffer`: the encoder's rate-control buffer in milliseconds of its bitrate; 0 leaves
+/// the encoder's own. Not on by default: see [`super::encoder`] and docs/BENCHMARKS.md — a
+/// single stream through a narrow path gains (no keyframe overflows the bottleneck queue), but
+/// two streams through one bottleneck lost their fairness in the benchmark (0.01–0.08).
+pub(crate) const DEFAULT_ENCODER_BUFFER_MS: u32 = 0;
 
 /// The `congestion-control` property.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
@@ -90,8 +98,19 @@ pub(crate) struct Steering {
     mode: CongestionControl,
     min_bps: u64,
     max_bps: u64,
+    buffer_ms: u32,
     encoder: Option<EncoderControl>,
     searched: bool,
+    bounds_given: bool,
+}
+
+/// What [`Steering::find`] did to the encoder's rate-control buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BufferBounded {
+    pub(crate) encoder: String,
+    pub(crate) property: &'static str,
+    pub(crate) before: u64,
+    pub(crate) after: u64,
 }
 
 /// What [`Steering::attach`] found.
@@ -106,33 +125,58 @@ pub(crate) enum Attach {
 }
 
 impl Steering {
-    pub(crate) fn new(mode: CongestionControl, min_bps: u64, max_bps: u64) -> Self {
+    pub(crate) fn new(mode: CongestionControl, min_bps: u64, max_bps: u64, buffer_ms: u32) -> Self {
         Steering {
             mode,
             min_bps,
             max_bps,
+            buffer_ms,
             encoder: None,
             searched: false,
+            bounds_given: false,
         }
+    }
+
+    /// Looks for the encoder upstream of `sinkpad` once the pad is linked (at start, so the
+    /// encoder's rate-control buffer is bounded before it encodes its first frame; or at the
+    /// caps, for a sink linked later) and, in `encoder` mode, bounds its buffer.
+    pub(crate) fn find(&mut self, sinkpad: &gst::Pad) -> Option<BufferBounded> {
+        if self.mode == CongestionControl::None || self.searched || sinkpad.peer().is_none() {
+            return None;
+        }
+        self.searched = true;
+        self.encoder = find_upstream_encoder(sinkpad).and_then(EncoderControl::new);
+        if self.mode != CongestionControl::Encoder {
+            return None;
+        }
+        let enc = self.encoder.as_mut()?;
+        let (property, before, after) = enc.bound_buffer(u64::from(self.buffer_ms))?;
+        Some(BufferBounded {
+            encoder: enc.element().name().to_string(),
+            property,
+            before,
+            after,
+        })
     }
 
     pub(crate) fn mode(&self) -> CongestionControl {
         self.mode
     }
 
-    /// Looks for the encoder upstream of `sinkpad` (once per start).
+    /// The session's bitrate bounds from the encoder found (once per start; searches for it
+    /// first if [`Steering::find`] has not).
     pub(crate) fn attach(&mut self, sinkpad: &gst::Pad) -> Attach {
-        if self.mode == CongestionControl::None || self.searched {
+        if self.mode == CongestionControl::None || self.bounds_given {
             return Attach::Nothing;
         }
-        self.searched = true;
-        match find_upstream_encoder(sinkpad).and_then(EncoderControl::new) {
+        self.bounds_given = true;
+        self.find(sinkpad);
+        match &self.encoder {
             Some(enc) => {
                 let mut max = enc.configured_bps();
                 if self.max_bps > 0 {
                     max = max.min(self.max_bps);
                 }
-                self.encoder = Some(enc);
                 Attach::Found {
                     min_bps: self.min_bps.min(max),
                     max_bps: max,

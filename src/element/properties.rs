@@ -15,7 +15,9 @@ use gst::prelude::*;
 
 use crate::protocol::wire::{DEFAULT_MTU, MAX_DATAGRAM_BYTES, MIN_MTU};
 
-use super::congestion::{DEFAULT_CONGESTION_CONTROL, DEFAULT_MAX_BITRATE, DEFAULT_MIN_BITRATE};
+use super::congestion::{
+    DEFAULT_CONGESTION_CONTROL, DEFAULT_ENCODER_BUFFER_MS, DEFAULT_MAX_BITRATE, DEFAULT_MIN_BITRATE,
+};
 use super::lock;
 use super::session_slot::SessionSlot;
 use super::settings::*;
@@ -304,6 +306,15 @@ pub(crate) fn sink() -> Vec<glib::ParamSpec> {
                         "Congestion control never sets the encoder above this, in bits per second (0 = no cap beyond the bitrate configured on the encoder, the default)",
                     )
                     .default_value(DEFAULT_MAX_BITRATE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("encoder-buffer")
+                    .nick("Encoder buffer")
+                    .blurb(
+                        "With congestion-control=encoder: bound the upstream encoder's rate-control buffer (x264enc vbv-buf-capacity, nvenc vbv-buffer-size, vaapi cpb-length, va cpb-size) to this many milliseconds of its bitrate when the stream starts, so no frame (keyframes included) is much larger than that share of the path; a smaller buffer set on the encoder stays. 34 = two frames at 60 fps; default 0 = leave the encoder's buffer alone",
+                    )
+                    .maximum(10_000)
+                    .default_value(DEFAULT_ENCODER_BUFFER_MS)
                     .mutable_ready()
                     .build(),
     ]);

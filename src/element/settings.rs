@@ -19,7 +19,8 @@ use crate::protocol::handshake::Role;
 use crate::session::{self, Config};
 
 use super::congestion::{
-    CongestionControl, DEFAULT_CONGESTION_CONTROL, DEFAULT_MAX_BITRATE, DEFAULT_MIN_BITRATE,
+    CongestionControl, DEFAULT_CONGESTION_CONTROL, DEFAULT_ENCODER_BUFFER_MS, DEFAULT_MAX_BITRATE,
+    DEFAULT_MIN_BITRATE,
 };
 use super::net::{Endpoints, host_port};
 use crate::protocol::wire::DEFAULT_MTU;
@@ -346,6 +347,7 @@ pub(crate) struct SinkSettings {
     pub(crate) congestion_control: CongestionControl,
     pub(crate) min_bitrate: u64,
     pub(crate) max_bitrate: u64,
+    pub(crate) encoder_buffer: u32,
 }
 
 impl Default for SinkSettings {
@@ -363,6 +365,7 @@ impl Default for SinkSettings {
             congestion_control: DEFAULT_CONGESTION_CONTROL,
             min_bitrate: DEFAULT_MIN_BITRATE,
             max_bitrate: DEFAULT_MAX_BITRATE,
+            encoder_buffer: DEFAULT_ENCODER_BUFFER_MS,
         }
     }
 }
@@ -388,6 +391,9 @@ impl OwnSettings for SinkSettings {
             }
             "min-bitrate" => self.min_bitrate = value.get().unwrap_or(DEFAULT_MIN_BITRATE),
             "max-bitrate" => self.max_bitrate = value.get().unwrap_or(DEFAULT_MAX_BITRATE),
+            "encoder-buffer" => {
+                self.encoder_buffer = value.get().unwrap_or(DEFAULT_ENCODER_BUFFER_MS)
+            }
             _ => return false,
         }
         true
@@ -407,6 +413,7 @@ impl OwnSettings for SinkSettings {
             "congestion-control" => self.congestion_control.to_value(),
             "min-bitrate" => self.min_bitrate.to_value(),
             "max-bitrate" => self.max_bitrate.to_value(),
+            "encoder-buffer" => self.encoder_buffer.to_value(),
             _ => return None,
         })
     }

@@ -72,7 +72,7 @@ impl Default for PunktfunkSink {
             receiver: Mutex::new(None),
             stream: Mutex::new(Stream::default()),
             stats_interval: Arc::new(AtomicU32::new(DEFAULT_STATS_INTERVAL_MS)),
-            steering: Mutex::new(Steering::new(CongestionControl::None, 0, 0)),
+            steering: Mutex::new(Steering::new(CongestionControl::None, 0, 0, 0)),
         }
     }
 }
@@ -187,8 +187,27 @@ impl PunktfunkSink {
         }
     }
 
+    /// Looks for the encoder to steer (once per start, as soon as the sink pad is linked) and
+    /// logs what its rate-control buffer was bounded to.
+    fn find_encoder(&self) {
+        let pad = self.obj().sink_pad().clone();
+        let bounded = lock(&self.steering).find(pad.upcast_ref());
+        if let Some(b) = bounded {
+            gst::info!(
+                CAT,
+                imp = self,
+                "{}'s {} bounded from {} to {}",
+                b.encoder,
+                b.property,
+                b.before,
+                b.after
+            );
+        }
+    }
+
     /// Finds the encoder to steer (once per start, when caps arrive) and bounds the target.
     fn attach_encoder(&self, session: &Session) {
+        self.find_encoder();
         let pad = self.obj().sink_pad().clone();
         let (attach, mode, name) = {
             let mut s = lock(&self.steering);
@@ -326,7 +345,11 @@ impl BaseSinkImpl for PunktfunkSink {
             settings.own.congestion_control,
             settings.own.min_bitrate,
             settings.own.max_bitrate,
+            settings.own.encoder_buffer,
         );
+        // Upstream elements are still in READY: an encoder found now gets its rate-control
+        // buffer bounded before its first frame.
+        self.find_encoder();
         self.stats_interval
             .store(settings.common.stats_interval_ms, Ordering::Relaxed);
         let stop = Arc::new(AtomicBool::new(false));
