@@ -262,7 +262,8 @@ fn real_row(
         bitrate_kbps: 20_000,
         key_int: 120,
         seed: seed_of(&path),
-        sink_props: String::new(),
+        // Diagnostics only: the documented rows run with default properties.
+        sink_props: std::env::var("LOSS_SINK_PROPS").unwrap_or_default(),
         bottleneck: None,
     };
     let t = Instant::now();

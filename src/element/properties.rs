@@ -246,7 +246,7 @@ pub(crate) fn sink() -> Vec<glib::ParamSpec> {
                 glib::ParamSpecDouble::builder("fec-target")
                     .nick("FEC target")
                     .blurb(
-                        "fec-mode=target: the largest acceptable probability that a block cannot be rebuilt by FEC (repair covers the rest within the deadline). Default 0.01",
+                        "fec-mode=target: the largest acceptable probability that a block cannot be rebuilt by FEC (repair covers the rest within the deadline). Default 0.001",
                     )
                     .minimum(1e-9)
                     .maximum(0.5)
