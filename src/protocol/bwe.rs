@@ -81,17 +81,14 @@
 //! loss within the budget (datagrams lost after the bottleneck did cross it).
 //!
 //! `E` never grows beyond [`APP_LIMITED_GAIN`] × the highest recent delivery rate (an encoder
-//! that sends less than its budget must not let the estimate run away) — except up to
-//! [`APP_LIMIT_FLOOR`] × its lower bound: an encoder held at its minimum that sends only skip
-//! frames (x264 with a small rate-control buffer at 500 kbit/s: 17–50 bytes a frame) would
-//! otherwise never get a budget it can use again — and is bounded so the media bitrate stays
-//! within the configured minimum and maximum.
+//! that sends less than its budget must not let the estimate run away), and is bounded so the
+//! media bitrate stays within the configured minimum and maximum.
 //!
 //! # Outputs
 //!
 //! [`Estimate::target_bitrate_bps`] is the encoder's budget: `E` × the media share of what was
-//! actually sent (frame bytes ÷ datagram bytes over the last [`MEDIA_SHARE_FRAMES`] frames, at
-//! least [`MIN_MEDIA_SHARE`]), so FEC parity, repair and headers fit inside the estimate. [`Estimate::pacing_rate_bps`] is
+//! actually sent (frame bytes ÷ datagram bytes over the last [`MEDIA_SHARE_FRAMES`] frames), so
+//! FEC parity, repair and headers fit inside the estimate. [`Estimate::pacing_rate_bps`] is
 //! `E` × [`PACING_GAIN`]. A drop of the target by [`LARGE_DROP`] or more within
 //! [`LARGE_DROP_WINDOW`] is reported once as [`BweEvent::LargeDrop`], with the number of frames
 //! known lost in that window so the caller asks the encoder for a keyframe only when the
@@ -140,19 +137,6 @@ const MIN_DELAY_BUCKETS: usize = 10;
 
 /// The standing queue is the minimum queue delay over this much of recent arrivals.
 pub const STANDING_WINDOW: Duration = Duration::from_millis(100);
-
-/// The media share used for the target never goes below this: frames of a few dozen bytes
-/// (an encoder held at its minimum bitrate with a small rate-control buffer sends skip frames of
-/// 17–50 bytes) cost a whole parity datagram and headers each, and a share computed from them
-/// (≈ 0.12) would pin the target at the minimum whatever the estimate. With `fec-ceiling` at
-/// most 100 % real frames never go below about 0.45.
-pub const MIN_MEDIA_SHARE: f64 = 0.5;
-
-/// While the app-limited cap holds the estimate, it may still grow to this multiple of its
-/// lower bound (the wire rate of the minimum bitrate): an encoder at its minimum that sends
-/// almost nothing (skip frames) must get a budget it can use again, or the flow never leaves
-/// the minimum.
-pub const APP_LIMIT_FLOOR: f64 = 4.0;
 
 /// Frames in the trendline (delay gradient) fit.
 pub const TREND_SAMPLES: usize = 20;
@@ -550,7 +534,7 @@ impl BandwidthEstimator {
         if wire == 0 || media == 0 {
             self.cfg.initial_media_share
         } else {
-            (media as f64 / wire as f64).max(MIN_MEDIA_SHARE)
+            media as f64 / wire as f64
         }
     }
 
@@ -861,7 +845,7 @@ impl BandwidthEstimator {
                 .iter()
                 .map(|r| r.1)
                 .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))))
-                .map(|max| (max * APP_LIMITED_GAIN).max(self.bounds().0 * APP_LIMIT_FLOOR));
+                .map(|max| max * APP_LIMITED_GAIN);
             let frac = dt.as_secs_f64() / rt.as_secs_f64();
             let near = self
                 .capacity
@@ -1776,59 +1760,6 @@ mod tests {
         assert_eq!(e.target_bitrate_bps, 1_000_000, "{e:?}");
         assert_eq!(e.state, BweState::Drain);
         assert!(t > t0 + FEEDBACK_TIMEOUT * 3);
-    }
-
-    #[test]
-    fn an_encoder_sending_skip_frames_at_its_minimum_gets_a_usable_budget_again() {
-        // x264 held at 500 kbit/s with a small rate-control buffer sends frames of 17–50 bytes:
-        // each costs two ~150-byte datagrams (data + parity). The media share of that (0.1)
-        // must not pin the target at the minimum, nor the app-limited cap (1.5 × 144 kbit/s
-        // delivered) keep the estimate where the encoder cannot use it.
-        let t0 = Instant::now();
-        let cfg = BweConfig {
-            min_bitrate_bps: 500_000,
-            max_bitrate_bps: 20_000_000,
-            start_bitrate_bps: 500_000,
-            initial_media_share: 0.8,
-        };
-        let mut est = BandwidthEstimator::new(cfg, t0);
-        let frame = Duration::from_micros(16_667);
-        for i in 0..180u32 {
-            let t = t0 + frame * i;
-            let s = SentFrame {
-                first_send: t,
-                last_send: t,
-                datagrams: 2,
-                data_datagrams: 1,
-                wire_bytes: 300,
-                media_bytes: 30,
-            };
-            est.on_frame_sent(i, s, t);
-            let fb = Feedback {
-                seq: i as u16,
-                base_frame: i,
-                base_time_us: (frame * i).as_micros() as u64 + 5_000,
-                late: 0,
-                frames: vec![crate::protocol::feedback::FrameFeedback {
-                    received: 2,
-                    bytes: 300,
-                    first_offset_us: 0,
-                    span_us: 100,
-                }],
-            };
-            est.on_feedback(&fb, t + Duration::from_millis(5));
-        }
-        let e = est.estimate();
-        assert!(e.media_share >= MIN_MEDIA_SHARE, "{e:?}");
-        assert!(
-            e.target_bitrate_bps >= 1_000_000,
-            "the target leaves the minimum: {e:?}"
-        );
-        // Still bounded by what the encoder could use: at most the floor of the app limit.
-        assert!(
-            (e.estimate_bps as f64) <= 500_000.0 / MIN_MEDIA_SHARE * APP_LIMIT_FLOOR * 1.01,
-            "{e:?}"
-        );
     }
 
     #[test]
