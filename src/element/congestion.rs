@@ -36,7 +36,7 @@ pub(crate) const DEFAULT_MAX_BITRATE: u64 = 0;
 /// `encoder-buffer`: the encoder's rate-control buffer in milliseconds of its bitrate; 0 leaves
 /// the encoder's own. Not on by default: see [`super::encoder`] and docs/BENCHMARKS.md — a
 /// single stream through a narrow path gains (no keyframe overflows the bottleneck queue), but
-/// two streams through one bottleneck lost their fairness in the benchmark (0.01–0.08).
+/// two streams through one bottleneck lost their fairness in the benchmark (0.01–0.16).
 pub(crate) const DEFAULT_ENCODER_BUFFER_MS: u32 = 0;
 
 /// The `congestion-control` property.
