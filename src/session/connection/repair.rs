@@ -276,7 +276,6 @@ impl Connection {
     /// silences; if the frame was asked for on the stall path, that request was spurious (the
     /// shards were late, not lost): counted once per frame, and the stall windows grow.
     fn on_original_shard(&mut self, index: u32, now: Instant) {
-        let cap = self.stall_scale_cap();
         let r = &mut self.client.repair;
         match &mut r.originals {
             Some((i, last, gap)) if *i == index => {
@@ -290,6 +289,9 @@ impl Connection {
         if let Some(p) = r.stall_asked.iter().position(|&i| i == index) {
             r.stall_asked.remove(p);
             r.spurious = Some(index);
+            // The cap (from the repair deadline) only on a hit: this runs for every shard.
+            let cap = self.stall_scale_cap();
+            let r = &mut self.client.repair;
             r.stall_scale = (r.stall_scale * STALL_GROWTH).min(cap).max(1.0);
             self.stats.repair_spurious += 1;
         }
