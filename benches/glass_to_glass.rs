@@ -40,9 +40,7 @@ struct Options {
 }
 
 fn list<T>(v: &str, parse: impl Fn(&str) -> Option<T>, what: &str) -> Vec<T> {
-    v.split(',')
-        .map(|s| parse(s.trim()).unwrap_or_else(|| usage(&format!("unknown {what} {s:?}"))))
-        .collect()
+    g2g::args::list(v, parse, what, usage)
 }
 
 fn usage(msg: &str) -> ! {
@@ -56,7 +54,7 @@ fn usage(msg: &str) -> ! {
 
 fn options() -> Options {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let full = args.iter().any(|a| a == "--bench");
+    let full = g2g::args::full(&args);
     let tmp = std::env::temp_dir();
     let mut o = if full {
         Options {
@@ -88,32 +86,18 @@ fn options() -> Options {
             csv: None,
         }
     };
-    let mut it = args.into_iter();
-    while let Some(a) = it.next() {
-        if a == "--bench" {
-            continue;
-        }
-        let mut value = || {
-            it.next()
-                .unwrap_or_else(|| usage(&format!("{a} needs a value")))
-        };
-        match a.as_str() {
-            "--frames" => o.frames = value().parse().unwrap_or_else(|_| usage("bad --frames")),
-            "--codecs" => o.codecs = list(&value(), Codec::parse, "codec"),
-            "--loss" => o.loss = list(&value(), |s| s.parse().ok(), "loss"),
-            "--transports" => o.transports = list(&value(), Transport::parse, "transport"),
-            "--warmup-ms" => {
-                o.warmup_ms = value().parse().unwrap_or_else(|_| usage("bad --warmup-ms"))
-            }
-            "--x265-fps" => {
-                o.x265_fps = value().parse().unwrap_or_else(|_| usage("bad --x265-fps"))
-            }
-            "--out" => o.out = value().into(),
-            "--svg" => o.svg = value().into(),
-            "--csv" => o.csv = Some(value().into()),
-            _ => usage(&format!("unknown argument {a:?}")),
-        }
-    }
+    g2g::args::for_each_flag(args, usage, |a, value| match a {
+        "--frames" => o.frames = value().parse().unwrap_or_else(|_| usage("bad --frames")),
+        "--codecs" => o.codecs = list(&value(), Codec::parse, "codec"),
+        "--loss" => o.loss = list(&value(), |s| s.parse().ok(), "loss"),
+        "--transports" => o.transports = list(&value(), Transport::parse, "transport"),
+        "--warmup-ms" => o.warmup_ms = value().parse().unwrap_or_else(|_| usage("bad --warmup-ms")),
+        "--x265-fps" => o.x265_fps = value().parse().unwrap_or_else(|_| usage("bad --x265-fps")),
+        "--out" => o.out = value().into(),
+        "--svg" => o.svg = value().into(),
+        "--csv" => o.csv = Some(value().into()),
+        _ => usage(&format!("unknown argument {a:?}")),
+    });
     if o.frames == 0 || o.x265_fps == 0 {
         usage("--frames and --x265-fps must be positive");
     }

@@ -105,7 +105,7 @@ fn rows_of(list: &str) -> Vec<(String, PathSpec)> {
 
 fn options() -> Options {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let full = args.iter().any(|a| a == "--bench");
+    let full = g2g::args::full(&args);
     let mut o = Options {
         frames: if full { 3000 } else { 120 },
         rows: rows_of(if full { "0,10,ge,20" } else { "0,10" }),
@@ -119,43 +119,28 @@ fn options() -> Options {
         },
         csv: None,
     };
-    let mut it = args.into_iter();
-    while let Some(a) = it.next() {
-        if a == "--bench" {
-            continue;
+    g2g::args::for_each_flag(args, usage, |a, value| match a {
+        "--frames" => o.frames = value().parse().unwrap_or_else(|_| usage("bad --frames")),
+        "--rows" => o.rows = rows_of(&value()),
+        "--parts" => {
+            let part = |p: &str| match p {
+                "real" => Some(Part::Real),
+                "synthetic" => Some(Part::Synthetic),
+                _ => None,
+            };
+            o.parts = g2g::args::list(&value(), part, "part", usage)
         }
-        let mut value = || {
-            it.next()
-                .unwrap_or_else(|| usage(&format!("{a} needs a value")))
-        };
-        match a.as_str() {
-            "--frames" => o.frames = value().parse().unwrap_or_else(|_| usage("bad --frames")),
-            "--rows" => o.rows = rows_of(&value()),
-            "--parts" => {
-                o.parts = value()
-                    .split(',')
-                    .map(|p| match p.trim() {
-                        "real" => Part::Real,
-                        "synthetic" => Part::Synthetic,
-                        p => usage(&format!("unknown part {p:?}")),
-                    })
-                    .collect()
-            }
-            "--transports" => {
-                o.transports = value()
-                    .split(',')
-                    .map(|t| match t.trim() {
-                        "punktfunk" | "punktfunk-caller" => Transport::PunktfunkCaller,
-                        t => Transport::parse(t)
-                            .unwrap_or_else(|| usage(&format!("unknown transport {t:?}"))),
-                    })
-                    .collect()
-            }
-            "--out" => o.out = value().into(),
-            "--csv" => o.csv = Some(value().into()),
-            _ => usage(&format!("unknown argument {a:?}")),
+        "--transports" => {
+            let transport = |t: &str| match t {
+                "punktfunk" | "punktfunk-caller" => Some(Transport::PunktfunkCaller),
+                t => Transport::parse(t),
+            };
+            o.transports = g2g::args::list(&value(), transport, "transport", usage)
         }
-    }
+        "--out" => o.out = value().into(),
+        "--csv" => o.csv = Some(value().into()),
+        _ => usage(&format!("unknown argument {a:?}")),
+    });
     if o.frames == 0 || o.rows.is_empty() {
         usage("--frames and --rows must not be empty");
     }

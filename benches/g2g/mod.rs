@@ -32,6 +32,7 @@
 //! safe margin past the last measured one, or at a deadline when it never does.
 
 pub mod annexb;
+pub mod args;
 pub mod report;
 
 use std::collections::HashMap;
