@@ -25,6 +25,24 @@ fn localhost(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
+/// A relay in front of the sink on `port` whose video direction has a `rate_bps` bottleneck
+/// with a 50 ms drop-tail queue.
+fn bottleneck_relay(port: u16, rate_bps: u64) -> Relay {
+    Relay::start_with(RelayConfig {
+        flows: vec![RelayFlow {
+            listen: localhost(0),
+            upstream: localhost(port),
+            down: ImpairConfig::default(),
+            up: ImpairConfig::default(),
+        }],
+        down_bottleneck: Some(
+            BottleneckConfig::new(rate_bps).with_queue(QueueLimit::Time(Duration::from_millis(50))),
+        ),
+        up_bottleneck: None,
+    })
+    .expect("relay")
+}
+
 /// x264 configured at 4 Mbit/s on a high-entropy picture, through a 1.5 Mbit/s bottleneck with
 /// a 50 ms drop-tail queue: the encoder's bitrate comes down below the bottleneck and stays in
 /// bounds.
@@ -52,20 +70,7 @@ fn the_encoders_bitrate_is_lowered_below_a_bottleneck_and_stays_within_bounds() 
     // The encoder's rate-control buffer was bounded at start (x264enc's default is 600 ms).
     assert_eq!(enc.property::<u32>("vbv-buf-capacity"), 34);
 
-    let relay = Relay::start_with(RelayConfig {
-        flows: vec![RelayFlow {
-            listen: localhost(0),
-            upstream: localhost(port),
-            down: ImpairConfig::default(),
-            up: ImpairConfig::default(),
-        }],
-        down_bottleneck: Some(
-            BottleneckConfig::new(BOTTLENECK_BPS)
-                .with_queue(QueueLimit::Time(Duration::from_millis(50))),
-        ),
-        up_bottleneck: None,
-    })
-    .expect("relay");
+    let relay = bottleneck_relay(port, BOTTLENECK_BPS);
     let client = Pipe::launch(
         "client",
         &format!(
@@ -137,20 +142,7 @@ fn none_leaves_the_encoder_alone_and_report_only_reports() {
         );
         host.set(gst::State::Playing);
         let sink = host.el("sink");
-        let relay = Relay::start_with(RelayConfig {
-            flows: vec![RelayFlow {
-                listen: localhost(0),
-                upstream: localhost(bound_port(&sink)),
-                down: ImpairConfig::default(),
-                up: ImpairConfig::default(),
-            }],
-            down_bottleneck: Some(
-                BottleneckConfig::new(1_000_000)
-                    .with_queue(QueueLimit::Time(Duration::from_millis(50))),
-            ),
-            up_bottleneck: None,
-        })
-        .expect("relay");
+        let relay = bottleneck_relay(bound_port(&sink), 1_000_000);
         let client = Pipe::launch(
             "client",
             &format!(
