@@ -45,6 +45,23 @@ fn repair_configs() -> (Config, Config) {
     (h, c)
 }
 
+/// Sends `data` and runs until the client delivers a frame (at most 100 ms). Returns how long
+/// that took and the client's events, of which exactly one frame, `data` byte-exact.
+fn deliver(sim: &mut Sim, data: &[u8]) -> (Duration, Vec<Event>) {
+    let sent_at = sim.now;
+    sim.send_frame(HOST, data, false).unwrap();
+    let ok = sim.run_until(Duration::from_millis(100), |s| {
+        s.saw(CLIENT, |e| matches!(e, Event::Frame(_)))
+    });
+    assert!(ok, "frame not delivered");
+    let took = sim.now - sent_at;
+    let ev = sim.take_events(CLIENT);
+    let f = frames(&ev);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].data, data);
+    (took, ev)
+}
+
 /// Connects, then streams 30 clean frames (the RTT is measured, the repair budget filled).
 fn connected(seed: u64, h: Config, c: Config) -> Sim {
     let mut sim = Sim::new(seed);
@@ -159,17 +176,7 @@ fn repair_within_the_deadline_delivers_the_frame_byte_exact() {
     // Five of the first data shards lost: the block (32 + 2 parity) cannot be rebuilt, and the
     // client sees it as soon as later shards arrive.
     drop_video_positions(&mut sim, |i| (3..8).contains(&i));
-    let sent_at = sim.now;
-    sim.send_frame(HOST, &data, false).unwrap();
-    let ok = sim.run_until(Duration::from_millis(100), |s| {
-        s.saw(CLIENT, |e| matches!(e, Event::Frame(_)))
-    });
-    assert!(ok, "frame not delivered");
-    let took = sim.now - sent_at;
-    let ev = sim.take_events(CLIENT);
-    let f = frames(&ev);
-    assert_eq!(f.len(), 1);
-    assert_eq!(f[0].data, data);
+    let (took, ev) = deliver(&mut sim, &data);
     // One round trip (2 ms) and the frame's own send time: far inside the deadline.
     assert!(took < Duration::from_millis(10), "took {took:?}");
     let cs = sim.conn(CLIENT).stats();
@@ -526,16 +533,7 @@ fn after_adapting_to_a_paused_sender_a_lost_tail_is_still_repaired_within_the_de
     // Now a healthy frame whose tail (last 3 data shards and both parity shards) is lost.
     let data = frame_bytes(FRAME_LEN, 3000);
     drop_video_positions(&mut sim, |i| (29..34).contains(&i));
-    let sent_at = sim.now;
-    sim.send_frame(HOST, &data, false).unwrap();
-    let ok = sim.run_until(Duration::from_millis(100), |s| {
-        s.saw(CLIENT, |e| matches!(e, Event::Frame(_)))
-    });
-    assert!(ok, "frame not delivered");
-    let took = sim.now - sent_at;
-    let ev = sim.take_events(CLIENT);
-    assert_eq!(frames(&ev).len(), 1);
-    assert_eq!(frames(&ev)[0].data, data);
+    let (took, ev) = deliver(&mut sim, &data);
     assert!(!ev.iter().any(|e| matches!(e, Event::FramesLost { .. })));
     let after = sim.conn(CLIENT).stats();
     assert_eq!(after.repair_requests - before.repair_requests, 1);
@@ -570,14 +568,7 @@ fn with_a_healthy_sender_real_loss_never_grows_the_stall_windows() {
     sim.take_events(CLIENT);
     let data = frame_bytes(FRAME_LEN, 4000);
     drop_video_positions(&mut sim, |i| (29..34).contains(&i));
-    let sent_at = sim.now;
-    sim.send_frame(HOST, &data, false).unwrap();
-    let ok = sim.run_until(Duration::from_millis(100), |s| {
-        s.saw(CLIENT, |e| matches!(e, Event::Frame(_)))
-    });
-    assert!(ok, "frame not delivered");
-    let took = sim.now - sent_at;
-    assert_eq!(frames(&sim.take_events(CLIENT))[0].data, data);
+    let (took, _) = deliver(&mut sim, &data);
     assert!(took < Duration::from_millis(12), "took {took:?}");
     assert_eq!(sim.conn(CLIENT).stats().repair_spurious, 0);
 }
