@@ -171,6 +171,19 @@ fn buffer(data: &[u8], keyframe: bool) -> gst::Buffer {
     b
 }
 
+/// `src ! fakesink` in a new pipeline set to PLAYING; the pipeline and its bus.
+fn play_into_fakesink(src: &gst::Element) -> (gst::Pipeline, gst::Bus) {
+    let sink = gst::ElementFactory::make("fakesink")
+        .build()
+        .expect("fakesink");
+    let pipeline = gst::Pipeline::new();
+    pipeline.add_many([src, &sink]).expect("add");
+    src.link(&sink).expect("link");
+    let bus = pipeline.bus().expect("bus");
+    pipeline.set_state(gst::State::Playing).expect("playing");
+    (pipeline, bus)
+}
+
 fn stats_of(e: &gst::Element) -> gst::Structure {
     e.property::<gst::Structure>("stats")
 }
@@ -979,14 +992,7 @@ fn src_caller_stops_promptly_without_a_sender() {
         .property("timeout", 100u32)
         .build()
         .expect("src");
-    let sink = gst::ElementFactory::make("fakesink")
-        .build()
-        .expect("fakesink");
-    let pipeline = gst::Pipeline::new();
-    pipeline.add_many([&src, &sink]).expect("add");
-    src.link(&sink).expect("link");
-    let bus = pipeline.bus().expect("bus");
-    pipeline.set_state(gst::State::Playing).expect("playing");
+    let (pipeline, bus) = play_into_fakesink(&src);
     // The hellos reach the silent socket, and after `timeout` a warning says nobody answers.
     let mut buf = [0u8; 2048];
     silent.set_read_timeout(Some(WAIT)).expect("read timeout");
@@ -1182,14 +1188,7 @@ fn src_survives_a_forged_reject_and_gives_up_only_on_a_sustained_series() {
         .property("passphrase", "pw")
         .build()
         .expect("src");
-    let sink = gst::ElementFactory::make("fakesink")
-        .build()
-        .expect("fakesink");
-    let pipeline = gst::Pipeline::new();
-    pipeline.add_many([&src, &sink]).expect("add");
-    src.link(&sink).expect("link");
-    let bus = pipeline.bus().expect("bus");
-    pipeline.set_state(gst::State::Playing).expect("playing");
+    let (pipeline, bus) = play_into_fakesink(&src);
     let mut buf = [0u8; 2048];
     let (n, client) = listener.recv_from(&mut buf).expect("a hello");
     let hello = buf[..n].to_vec();

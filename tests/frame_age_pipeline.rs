@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use gst::prelude::*;
 
-use support::{Pipe, WAIT, pad, serial};
+use support::{Pipe, WAIT, call_the_sinks_port, pad, serial};
 
 const HOST_TIMESTAMP_CAPS: &str = "timestamp/x-punktfunk-host";
 /// Frames measured before the comparison.
@@ -65,13 +65,7 @@ fn frame_age_in_stats_agrees_with_the_pipelines_own_measurement_and_the_meta_car
     );
     let sink = pipe.el("sink");
     let src = pipe.el("src");
-    let called = src.downgrade();
-    sink.connect_notify(Some("port"), move |sink, _| {
-        let port = sink.property::<u32>("port");
-        if let (Some(src), true) = (called.upgrade(), port != 0) {
-            src.set_property("port", port);
-        }
-    });
+    call_the_sinks_port(&sink, &src);
 
     let seen = Arc::new(Mutex::new(Seen {
         captured: HashMap::new(),

@@ -26,7 +26,8 @@ use gstpunktfunk::relay::Relay;
 use gstpunktfunk::transport::impair::{ImpairConfig, LossModel};
 
 use support::{
-    Au, DropRelay, Pipe, Tap, WAIT, bound_port, fd_count, pad, serial, stat, thread_count,
+    Au, DropRelay, Pipe, Tap, WAIT, bound_port, call_the_sinks_port, fd_count, pad, serial, stat,
+    thread_count,
 };
 
 const PEER_CONNECTED: &str = "punktfunk-peer-connected";
@@ -684,13 +685,7 @@ fn host_and_client_in_one_pipeline_play_with_default_properties() {
     let src = pipe.el("src");
     // The src calls the port the sink bound, as notify::port announces it from the sink's
     // start() — before the src starts, since a bin starts its sinks first.
-    let called = src.downgrade();
-    sink.connect_notify(Some("port"), move |sink, _| {
-        let port = sink.property::<u32>("port");
-        if let (Some(src), true) = (called.upgrade(), port != 0) {
-            src.set_property("port", port);
-        }
-    });
+    call_the_sinks_port(&sink, &src);
     let decoded = Tap::buffers(&pad(&pipe.el("out"), "sink"), false, "decoded frames");
     pipe.play();
     let timeout = gst::ClockTime::try_from(WAIT).expect("a clock time");

@@ -232,6 +232,12 @@ fn last_attempt(sim: &Sim) -> u32 {
 /// (`Event::Rejected`) and retries go on; only a sustained series (≥ 3 over ≥ 1 s, each for a
 /// different attempt) is reported as `Event::RejectSustained`, on which the src gives up.
 /// Old behaviour: a 17-byte Reject from anyone was turned into an element error at once.
+/// The session id in the header of the newest datagram the simulation carried.
+fn last_session_id(sim: &Sim) -> u32 {
+    let d = sim.sent.last().unwrap();
+    Header::decode(&d.bytes).unwrap().0.session_id
+}
+
 #[test]
 fn a_forged_reject_does_not_stop_the_caller() {
     let (_, c) = configs(Some("pw"));
@@ -239,10 +245,7 @@ fn a_forged_reject_does_not_stop_the_caller() {
     // Nobody listens at addr(1): only forged datagrams reach the client.
     assert_eq!(sim.add(addr(2), c), 0);
     sim.run_for(Duration::from_millis(1));
-    let id = {
-        let d = sim.sent.last().unwrap();
-        Header::decode(&d.bytes).unwrap().0.session_id
-    };
+    let id = last_session_id(&sim);
     let at = sim.now;
     // Another address, the right id: ignored. The peer's address, a wrong id: ignored.
     sim.inject_at(
@@ -287,10 +290,7 @@ fn a_forged_reject_does_not_stop_the_caller() {
     // A listener that really refuses every hello for a second: sustained.
     let mut sustained = None;
     for _ in 0..8 {
-        let id = {
-            let d = sim.sent.last().unwrap();
-            Header::decode(&d.bytes).unwrap().0.session_id
-        };
+        let id = last_session_id(&sim);
         let at = sim.now;
         sim.inject_at(
             at,

@@ -219,6 +219,19 @@ pub fn bound_port(e: &gst::Element) -> u16 {
     u16::try_from(p).expect("a UDP port")
 }
 
+/// Makes the caller `src` call the port the listener `sink` binds, as `notify::port` announces
+/// it from the sink's start() (in one pipeline that is before the src starts: a bin starts its
+/// sinks first).
+pub fn call_the_sinks_port(sink: &gst::Element, src: &gst::Element) {
+    let called = src.downgrade();
+    sink.connect_notify(Some("port"), move |sink, _| {
+        let port = sink.property::<u32>("port");
+        if let (Some(src), true) = (called.upgrade(), port != 0) {
+            src.set_property("port", port);
+        }
+    });
+}
+
 /// A counter of an element's `stats` structure.
 pub fn stat(e: &gst::Element, field: &str) -> u64 {
     let s = e.property::<gst::Structure>("stats");
