@@ -232,6 +232,18 @@ fn last_attempt(sim: &Sim) -> u32 {
 /// (`Event::Rejected`) and retries go on; only a sustained series (≥ 3 over ≥ 1 s, each for a
 /// different attempt) is reported as `Event::RejectSustained`, on which the src gives up.
 /// Old behaviour: a 17-byte Reject from anyone was turned into an element error at once.
+/// Injects now, from `from` to the client at addr(2), a reject for `attempt` saying the
+/// passphrase does not match.
+fn forge_mismatch(sim: &mut Sim, from: SocketAddr, attempt: u32) {
+    let at = sim.now;
+    sim.inject_at(
+        at,
+        from,
+        addr(2),
+        reject(attempt, RejectReason::PassphraseMismatch),
+    );
+}
+
 /// The session id in the header of the newest datagram the simulation carried.
 fn last_session_id(sim: &Sim) -> u32 {
     let d = sim.sent.last().unwrap();
@@ -246,33 +258,12 @@ fn a_forged_reject_does_not_stop_the_caller() {
     assert_eq!(sim.add(addr(2), c), 0);
     sim.run_for(Duration::from_millis(1));
     let id = last_session_id(&sim);
-    let at = sim.now;
     // Another address, the right id: ignored. The peer's address, a wrong id: ignored.
-    sim.inject_at(
-        at,
-        addr(66),
-        addr(2),
-        reject(id, RejectReason::PassphraseMismatch),
-    );
-    sim.inject_at(
-        at,
-        addr(1),
-        addr(2),
-        reject(id ^ 1, RejectReason::PassphraseMismatch),
-    );
+    forge_mismatch(&mut sim, addr(66), id);
+    forge_mismatch(&mut sim, addr(1), id ^ 1);
     // The peer's address, the live id, twice: one hint.
-    sim.inject_at(
-        at,
-        addr(1),
-        addr(2),
-        reject(id, RejectReason::PassphraseMismatch),
-    );
-    sim.inject_at(
-        at,
-        addr(1),
-        addr(2),
-        reject(id, RejectReason::PassphraseMismatch),
-    );
+    forge_mismatch(&mut sim, addr(1), id);
+    forge_mismatch(&mut sim, addr(1), id);
     let sent_before = sim.conn(0).stats().handshakes_sent;
     sim.run_for(Duration::from_millis(450));
     let s = sim.conn(0).stats();
@@ -291,13 +282,7 @@ fn a_forged_reject_does_not_stop_the_caller() {
     let mut sustained = None;
     for _ in 0..8 {
         let id = last_session_id(&sim);
-        let at = sim.now;
-        sim.inject_at(
-            at,
-            addr(1),
-            addr(2),
-            reject(id, RejectReason::PassphraseMismatch),
-        );
+        forge_mismatch(&mut sim, addr(1), id);
         sim.run_for(Duration::from_millis(200));
         sustained = sim.nodes[0]
             .events
