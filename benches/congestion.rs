@@ -21,10 +21,10 @@
 //! ```
 //!
 //! Each mode is the `congestion-control` value, optionally followed by further sink properties
-//! (the default list adds `encoder encoder-buffer=34`: the encoder's rate-control buffer bounded
-//! to two frames). Diagnostics: `CONGESTION_FRAMES_DIR=dir` writes each bottleneck row's
-//! per-frame records as CSV, `CONGESTION_TRACE=1` prints both streams' bandwidth stats every
-//! second of the fairness run, `CONGESTION_SINK_PROPS` appends sink properties to every row.
+//! (the default list adds `encoder encoder-buffer=0`: the encoder's own rate-control buffer,
+//! 600 ms for x264, instead of the sink's default two frames). Diagnostics:
+//! `CONGESTION_FRAMES_DIR=dir` writes each bottleneck row's per-frame records as CSV,
+//! `CONGESTION_TRACE=1` prints both streams' bandwidth stats every second of the fairness run, `CONGESTION_SINK_PROPS` appends sink properties to every row.
 //!
 //! ```text
 //! ```
@@ -88,7 +88,7 @@ fn options() -> Options {
         only: Vec::new(),
         modes: vec![
             "encoder".into(),
-            "encoder encoder-buffer=34".into(),
+            "encoder encoder-buffer=0".into(),
             "none".into(),
         ],
     };
@@ -335,42 +335,49 @@ fn fairness(cc: &str, seconds: u32) -> Result<[f64; 2], String> {
             .unwrap_or(0)
     };
     let half = Duration::from_secs(u64::from(seconds) / 2);
-    if std::env::var("CONGESTION_TRACE").is_ok() {
-        // The first half only: the rates are measured over the second.
-        for s in 0..half.as_secs() {
-            std::thread::sleep(Duration::from_secs(1));
-            let line: Vec<String> = hosts
-                .iter()
-                .enumerate()
-                .map(|(i, h)| {
-                    let enc = h
-                        .by_name(&format!("enc{i}"))
-                        .map_or(0, |e| e.property::<u32>("bitrate"));
-                    let st = h
-                        .by_name(&format!("tx{i}"))
-                        .map(|t| {
-                            let s = t.property::<gst::Structure>("stats");
-                            s.iter()
-                                .filter(|(k, _)| {
-                                    k.starts_with("bwe-")
-                                        || k.starts_with("fec-")
-                                        || k.starts_with("loss")
-                                })
-                                .map(|(k, v)| format!("{k}={v:?}"))
-                                .collect::<Vec<_>>()
-                                .join(" ")
-                        })
-                        .unwrap_or_default();
-                    format!("enc{i} {enc} kbit/s rx {} | {st}", bytes(&clients[i]))
-                })
-                .collect();
-            eprintln!("{s}s: {}", line.join("\n     "));
+    let trace = std::env::var("CONGESTION_TRACE").is_ok();
+    let line = |s: u64| {
+        let line: Vec<String> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let enc = h
+                    .by_name(&format!("enc{i}"))
+                    .map_or(0, |e| e.property::<u32>("bitrate"));
+                let st = h
+                    .by_name(&format!("tx{i}"))
+                    .map(|t| {
+                        let s = t.property::<gst::Structure>("stats");
+                        s.iter()
+                            .filter(|(k, _)| {
+                                k.starts_with("bwe-")
+                                    || k.starts_with("fec-")
+                                    || k.starts_with("loss")
+                            })
+                            .map(|(k, v)| format!("{k}={v:?}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_default();
+                format!("enc{i} {enc} kbit/s rx {} | {st}", bytes(&clients[i]))
+            })
+            .collect();
+        eprintln!("{s}s: {}", line.join("\n     "));
+    };
+    let mut start = [0; 2];
+    let mut t0 = Instant::now();
+    // One-second steps (the benchmark's measurement window, not synchronisation); the rates
+    // are measured over the second half, the trace covers both.
+    for s in 0..u64::from(seconds) {
+        if s == half.as_secs() {
+            start = [bytes(&clients[0]), bytes(&clients[1])];
+            t0 = Instant::now();
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        if trace {
+            line(s);
         }
     }
-    std::thread::sleep(half); // the benchmark's measurement window, not synchronisation
-    let start = [bytes(&clients[0]), bytes(&clients[1])];
-    let t0 = Instant::now();
-    std::thread::sleep(half);
     let span = t0.elapsed().as_secs_f64();
     let rates = [
         (bytes(&clients[0]) - start[0]) as f64 * 8.0 / span,

@@ -199,18 +199,19 @@ fn none_leaves_the_encoder_alone_and_report_only_reports() {
 }
 
 /// `encoder-buffer` bounds the encoder's rate-control buffer when the sink starts, before the
-/// encoder's first frame: never raising a smaller one the user set; 0 (the default) and
+/// encoder's first frame (34 ms by default): never raising a smaller one the user set; 0 and
 /// `report` leave it alone.
 #[test]
 fn the_encoder_buffer_is_bounded_at_start_and_never_raised() {
     let _serial = serial();
     for (props, vbv, expect) in [
-        ("", "", 600u32),
-        ("encoder-buffer=34", "", 34),
+        ("", "", 34u32),
+        ("encoder-buffer=17", "", 17),
         ("encoder-buffer=100", "", 100),
         ("encoder-buffer=0", "", 600),
         ("encoder-buffer=100", "vbv-buf-capacity=20", 20),
         ("congestion-control=report encoder-buffer=34", "", 600),
+        ("congestion-control=none", "", 600),
     ] {
         let host = Pipe::launch(
             "host",

@@ -347,7 +347,7 @@ fn properties_and_defaults() {
     check_uint(&sink, "fec-ceiling", 0, 200, 100);
     check_uint(&src, "repair-deadline", 0, 10_000, 0);
     assert_eq!(sink.property::<f64>("fec-target"), 0.001);
-    check_uint(&sink, "encoder-buffer", 0, 10_000, 0);
+    check_uint(&sink, "encoder-buffer", 0, 10_000, 34);
     assert_eq!(sink.property::<f64>("repair-share"), 0.25);
     assert!(src.property::<bool>("repair"));
     for name in [

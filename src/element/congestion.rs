@@ -9,7 +9,7 @@
 //!   encoder's bitrate is set to the target (via [`super::encoder`]): never above the bitrate
 //!   configured on the encoder when the stream started (nor `max-bitrate` when set), never
 //!   below `min-bitrate`. An encoder that cannot be found or driven gets one warning; the
-//!   messages still go out. With `encoder-buffer` set (e.g. 34: two frames at 60 fps), the
+//!   messages still go out. With `encoder-buffer` (default 34: two frames at 60 fps), the
 //!   encoder's rate-control buffer is bounded to that many milliseconds of its bitrate when the
 //!   sink starts, so a keyframe is about twice a P-frame instead of 5–20 times (see
 //!   [`super::encoder`]).
@@ -34,10 +34,13 @@ pub(crate) const BANDWIDTH_NAME: &str = "punktfunk-bandwidth";
 pub(crate) const DEFAULT_MIN_BITRATE: u64 = 500_000;
 pub(crate) const DEFAULT_MAX_BITRATE: u64 = 0;
 /// `encoder-buffer`: the encoder's rate-control buffer in milliseconds of its bitrate; 0 leaves
-/// the encoder's own. Not on by default: see [`super::encoder`] and docs/BENCHMARKS.md — a
-/// single stream through a narrow path gains (no keyframe overflows the bottleneck queue), but
-/// two streams through one bottleneck lost their fairness in the benchmark (0.01–0.16).
-pub(crate) const DEFAULT_ENCODER_BUFFER_MS: u32 = 0;
+/// the encoder's own. On by default (two frames at 60 fps): with x264's own 600 ms buffer a
+/// keyframe is 5–20 P-frames, overflows a narrow path's queue and reads as congestion (12 Mbit/s
+/// bottleneck: 96–99 % of pictures shown, p99 70–75 ms against 100 % and ~30–40 ms bounded). It
+/// was off while bounded, uniform frames broke the fairness between two streams (0.01–0.16);
+/// that came from the media-share trap and unpaced frame bursts, both fixed (see
+/// docs/BENCHMARKS.md, issue 10, third session).
+pub(crate) const DEFAULT_ENCODER_BUFFER_MS: u32 = 34;
 
 /// The `congestion-control` property.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]

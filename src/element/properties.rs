@@ -311,7 +311,7 @@ pub(crate) fn sink() -> Vec<glib::ParamSpec> {
                 glib::ParamSpecUInt::builder("encoder-buffer")
                     .nick("Encoder buffer")
                     .blurb(
-                        "With congestion-control=encoder: bound the upstream encoder's rate-control buffer (x264enc vbv-buf-capacity, nvenc vbv-buffer-size, vaapi cpb-length, va cpb-size) to this many milliseconds of its bitrate when the stream starts, so no frame (keyframes included) is much larger than that share of the path; a smaller buffer set on the encoder stays. 34 = two frames at 60 fps; default 0 = leave the encoder's buffer alone",
+                        "With congestion-control=encoder: bound the upstream encoder's rate-control buffer (x264enc vbv-buf-capacity, nvenc vbv-buffer-size, vaapi cpb-length, va cpb-size) to this many milliseconds of its bitrate when the stream starts, so no frame (keyframes included) is much larger than that share of the path; a smaller buffer set on the encoder stays. default 34 = two frames at 60 fps; 0 = leave the encoder's buffer alone",
                     )
                     .maximum(10_000)
                     .default_value(DEFAULT_ENCODER_BUFFER_MS)

@@ -238,8 +238,18 @@ pub const LARGE_DROP: f64 = 0.4;
 /// See [`LARGE_DROP`].
 pub const LARGE_DROP_WINDOW: Duration = Duration::from_secs(1);
 
-/// The media share is measured over this many recent frames.
+/// The media share is measured over this many recent frames of at least
+/// [`MEDIA_SHARE_MIN_DATA`] data shards.
 pub const MEDIA_SHARE_FRAMES: usize = 60;
+
+/// Frames of fewer data shards do not enter the media share. Their overhead (the parity
+/// minimum, a header per datagram) is many times a full frame's, and says nothing about the
+/// overhead at the target: an encoder at its minimum bitrate on a picture it cannot code
+/// (x264 at 500 kbit/s on noise, with a small rate-control buffer) sends 20–50-byte skip
+/// frames, each in one data and two parity datagrams. Measured from them, the share fell to
+/// ~0.1, the target to a tenth of the estimate, which kept the encoder at its minimum: a trap
+/// the stream never left (two streams through 20 Mbit/s: 0.2 against 17 Mbit/s).
+pub const MEDIA_SHARE_MIN_DATA: u32 = 4;
 
 /// Frames whose send record is kept for matching feedback: 17 s at 60 fps, 4 s at 240 fps.
 pub const MAX_RECORDS: usize = 1024;
@@ -307,6 +317,10 @@ pub struct Estimate {
     pub target_bitrate_bps: u64,
     /// The pacer's rate, bits per second.
     pub pacing_rate_bps: u64,
+    /// Whether to pace at [`Estimate::pacing_rate_bps`] now: the path has shown congestion and
+    /// limits the stream (a queue stands or drains, or the target is below the maximum). See
+    /// [`PACING_GAIN`].
+    pub pace: bool,
     /// Standing queue delay.
     pub queue_delay: Duration,
     /// Queue delay gradient (s/s).
@@ -380,6 +394,10 @@ pub struct BandwidthEstimator {
     records: VecDeque<Record>,
     /// Frame index of `records[0]`.
     records_base: u32,
+    /// (media bytes, wire bytes) of the last [`MEDIA_SHARE_FRAMES`] frames of at least
+    /// [`MEDIA_SHARE_MIN_DATA`] data shards, and their sums.
+    shares: VecDeque<(u64, u64)>,
+    share_sums: (u64, u64),
     /// Per-second buckets of client arrival time: (bucket, minimum one-way delay µs).
     min_owd: VecDeque<(i64, i64)>,
     /// (client arrival µs, queue delay µs) of recent frames.
@@ -438,6 +456,8 @@ impl BandwidthEstimator {
             epoch: now,
             records: VecDeque::new(),
             records_base: 0,
+            shares: VecDeque::new(),
+            share_sums: (0, 0),
             min_owd: VecDeque::new(),
             samples: VecDeque::new(),
             deliveries: VecDeque::new(),
@@ -497,6 +517,20 @@ impl BandwidthEstimator {
             self.records_base = self.records_base.wrapping_add(1);
         }
         self.records.push_back(Record { sent, acked: false });
+        if sent.data_datagrams >= MEDIA_SHARE_MIN_DATA && sent.wire_bytes > 0 {
+            if self.shares.len() >= MEDIA_SHARE_FRAMES
+                && let Some((m, w)) = self.shares.pop_front()
+            {
+                self.share_sums.0 -= m;
+                self.share_sums.1 -= w;
+            }
+            // Bounded so 60 of them never overflow the sums.
+            let w = sent.wire_bytes.min(1 << 40);
+            let m = sent.media_bytes.min(w);
+            self.shares.push_back((m, w));
+            self.share_sums.0 += m;
+            self.share_sums.1 += w;
+        }
         // A new run of sending (the first frame, or after a pause longer than the feedback
         // timeout) starts the feedback deadline afresh: a pause is not starvation.
         if self
@@ -519,8 +553,11 @@ impl BandwidthEstimator {
             .clamp(MIN_RESPONSE_TIME, MAX_RESPONSE_TIME)
     }
 
+    /// Media bytes ÷ wire bytes of the recent frames of [`MEDIA_SHARE_MIN_DATA`] data shards
+    /// or more; of all recent frames while none was that large (a stream that only ever sent
+    /// small frames pays their overhead); the configured initial share before any frame.
     fn media_share(&self) -> f64 {
-        let (media, wire) =
+        let (media, wire) = if self.shares.is_empty() {
             self.records
                 .iter()
                 .rev()
@@ -530,7 +567,10 @@ impl BandwidthEstimator {
                         m.saturating_add(r.sent.media_bytes.min(r.sent.wire_bytes)),
                         w.saturating_add(r.sent.wire_bytes),
                     )
-                });
+                })
+        } else {
+            self.share_sums
+        };
         if wire == 0 || media == 0 {
             self.cfg.initial_media_share
         } else {
@@ -609,7 +649,15 @@ impl BandwidthEstimator {
             }
             if let Some((first, last)) = fb.arrival_us(i) {
                 let send_us = micros(sent.first_send.saturating_duration_since(epoch));
-                self.on_arrival(first, first.saturating_sub(send_us), last, f.bytes);
+                let mut owd = first.saturating_sub(send_us);
+                // The last datagram's delay too, when it is known to be the last one sent (none
+                // of the frame lost): a paced frame's last datagram leaves most of a frame
+                // interval after its first, after another flow's frame burst has drained.
+                if f.received >= sent.datagrams {
+                    let last_send_us = micros(sent.last_send.saturating_duration_since(epoch));
+                    owd = owd.min(last.saturating_sub(last_send_us));
+                }
+                self.on_arrival(first, owd, last, f.bytes);
             }
         }
         self.expire(now);
@@ -969,6 +1017,9 @@ impl BandwidthEstimator {
             estimate_bps: e as u64,
             target_bitrate_bps: target,
             pacing_rate_bps: ((e * PACING_GAIN) as u64).max(1),
+            pace: self.capacity.is_some()
+                && (matches!(self.state, BweState::Drain | BweState::Hold)
+                    || target < self.cfg.max_bitrate_bps),
             queue_delay: Duration::from_micros(self.queue_us.max(0) as u64),
             delay_slope: self.slope,
             delivery_rate_bps: self.delivery_rate.map_or(0, |d| d as u64),
@@ -1267,11 +1318,13 @@ mod tests {
                 let dsize = shard + OVERHEAD;
                 let total = n + m;
                 let wire = total * dsize;
-                let sched = Pacer::new(PacingConfig {
-                    rate_bps: e.pacing_rate_bps,
-                    ..Default::default()
-                })
-                .schedule(wire as usize, total as usize, now);
+                // As the connection: paced at the estimate where the path limits the stream,
+                // the automatic pacer's bursts elsewhere.
+                let mut pacer = Pacer::new(PacingConfig::default());
+                if e.pace {
+                    pacer.set_congestion_rate_bps(e.pacing_rate_bps);
+                }
+                let sched = pacer.schedule(wire as usize, total as usize, now);
                 let index = fl.frames.len() as u32;
                 fl.est.on_frame_sent(
                     index,
@@ -1760,6 +1813,90 @@ mod tests {
         assert_eq!(e.target_bitrate_bps, 1_000_000, "{e:?}");
         assert_eq!(e.state, BweState::Drain);
         assert!(t > t0 + FEEDBACK_TIMEOUT * 3);
+    }
+
+    /// Frames paced over 10 ms, 5 ms on the way; from frame 60 on each frame's first datagram
+    /// waits `wait_ms` behind another flow's burst while its last one arrives unqueued, and
+    /// `received` of the 10 datagrams arrive. Returns the estimate after 120 frames.
+    fn first_waits_last_does_not(wait_ms: i64, received: u32) -> Estimate {
+        let t0 = Instant::now();
+        let mut est = BandwidthEstimator::new(BweConfig::default(), t0);
+        for i in 0..120u32 {
+            let t = t0 + Duration::from_micros(16_667 * u64::from(i));
+            let send_us = 16_667 * i64::from(i);
+            let frame = SentFrame {
+                last_send: t + Duration::from_millis(10),
+                ..sent(t, 10, 8)
+            };
+            est.on_frame_sent(i, frame, t);
+            let wait = if i >= 60 { wait_ms * 1000 } else { 0 };
+            let (first, last) = (send_us + 5_000 + wait, send_us + 15_000);
+            let fb = Feedback {
+                seq: i as u16,
+                base_frame: i,
+                base_time_us: first as u64,
+                late: 0,
+                frames: vec![crate::protocol::feedback::FrameFeedback {
+                    received: if i >= 60 { received } else { 10 },
+                    bytes: 14_000,
+                    first_offset_us: 0,
+                    span_us: (last - first) as u64,
+                }],
+            };
+            est.on_feedback(&fb, t + Duration::from_millis(16));
+        }
+        est.estimate()
+    }
+
+    #[test]
+    fn a_paced_frames_last_datagram_shows_the_queue_is_not_standing() {
+        // Waiting behind another flow's frame burst is not a standing queue when the frame's
+        // last datagram (sent 10 ms later) gets through unqueued.
+        let e = first_waits_last_does_not(8, 10);
+        assert!(e.queue_delay < QUEUE_LOW, "{e:?}");
+        assert_ne!(e.state, BweState::Drain, "{e:?}");
+        // With a datagram of the frame lost, the last one to arrive may not be the last sent:
+        // only the first datagram's delay counts, and the wait reads as a queue.
+        let e = first_waits_last_does_not(8, 9);
+        assert!(e.queue_delay >= Duration::from_millis(7), "{e:?}");
+        assert_eq!(e.state, BweState::Drain, "{e:?}");
+    }
+
+    #[test]
+    fn skip_frames_do_not_shrink_the_media_share() {
+        // An encoder at its minimum on a picture it cannot code sends tiny skip frames (one
+        // data and two parity datagrams of ~100 bytes): their overhead must not set the
+        // target, or the target stays at a fraction of the estimate and the encoder at its
+        // minimum for good.
+        let t0 = Instant::now();
+        let mut est = BandwidthEstimator::new(BweConfig::default(), t0);
+        for i in 0..60u32 {
+            let t = t0 + Duration::from_millis(16 * u64::from(i));
+            est.on_frame_sent(i, sent(t, 10, 8), t);
+        }
+        let full = est.estimate().media_share;
+        assert!((full - 8.0 * 1350.0 / 14_000.0).abs() < 1e-9, "{full}");
+        for i in 60..200u32 {
+            let t = t0 + Duration::from_millis(16 * u64::from(i));
+            let skip = SentFrame {
+                wire_bytes: 3 * 100,
+                media_bytes: 30,
+                ..sent(t, 3, 1)
+            };
+            est.on_frame_sent(i, skip, t);
+        }
+        let e = est.estimate();
+        assert_eq!(e.media_share, full);
+        let want = (e.estimate_bps as f64 * full) as u64;
+        assert!(e.target_bitrate_bps.abs_diff(want) <= 1, "{e:?}");
+        // A stream that never sent a larger frame pays its small frames' overhead.
+        let mut small = BandwidthEstimator::new(BweConfig::default(), t0);
+        for i in 0..10u32 {
+            let t = t0 + Duration::from_millis(16 * u64::from(i));
+            small.on_frame_sent(i, sent(t, 3, 1), t);
+        }
+        let share = small.estimate().media_share;
+        assert!((share - 1350.0 / 4200.0).abs() < 1e-9, "{share}");
     }
 
     #[test]

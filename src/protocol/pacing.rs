@@ -33,6 +33,11 @@ const INTERVAL_GAIN: f64 = 0.125;
 /// second, it only bounds memory if a caller observes frames in a tight loop.
 const MAX_WINDOW_FRAMES: usize = 4096;
 
+/// Datagrams per chunk (and in the first burst) while congestion control sets the rate
+/// ([`Pacer::set_congestion_rate_bps`]): a frame is spread evenly, so at a bottleneck it never
+/// stands as one burst in front of another flow's frame.
+pub const CONGESTION_CHUNK_DATAGRAMS: usize = 2;
+
 /// The longest release offset a plan contains. Only reachable with an absurdly low explicit
 /// rate; it keeps the instant arithmetic from overflowing.
 const MAX_OFFSET: Duration = Duration::from_secs(60);
@@ -94,6 +99,9 @@ pub struct Pacer {
     /// EWMA of inter-frame gaps, in seconds; `None` until two frames were seen.
     interval_s: Option<f64>,
     bitrate_bps: u64,
+    /// Congestion control's rate (0 = none); overrides `cfg.rate_bps` and the burst and chunk
+    /// sizes while set.
+    congestion_rate_bps: u64,
 }
 
 impl Pacer {
@@ -106,6 +114,7 @@ impl Pacer {
             last_frame: None,
             interval_s: None,
             bitrate_bps: 0,
+            congestion_rate_bps: 0,
         }
     }
 
@@ -117,6 +126,13 @@ impl Pacer {
     /// on. Congestion control sets it from the bandwidth estimate (issue 10).
     pub fn set_rate_bps(&mut self, rate_bps: u64) {
         self.cfg.rate_bps = rate_bps;
+    }
+
+    /// Congestion control's pacing rate (bits per second; 0 = none, back to the configured
+    /// pacing) from the next frame on: frames are spread at this rate in chunks of
+    /// [`CONGESTION_CHUNK_DATAGRAMS`].
+    pub fn set_congestion_rate_bps(&mut self, rate_bps: u64) {
+        self.congestion_rate_bps = rate_bps;
     }
 
     /// Records a frame of `bytes` (its size on the wire) sent at `now`.
@@ -171,11 +187,16 @@ impl Pacer {
 
     /// The rate a frame of `frame_bytes` would be paced at, in bits per second (never 0).
     pub fn effective_rate_bps(&self, frame_bytes: usize) -> u64 {
-        if self.cfg.rate_bps > 0 {
+        let explicit = if self.congestion_rate_bps > 0 {
+            self.congestion_rate_bps
+        } else {
+            self.cfg.rate_bps
+        };
+        if explicit > 0 {
             // An explicit rate is honoured unless it would keep the sender busy past the next
             // frame: the streaming thread must never block beyond one frame interval.
             let to_fit_interval = (frame_bytes as f64 * 8.0 / self.interval_secs()).ceil() as u64;
-            return self.cfg.rate_bps.max(to_fit_interval);
+            return explicit.max(to_fit_interval);
         }
         let window_s = self.cfg.spread() * self.interval_secs();
         // Float to int casts saturate; the ceil keeps the frame inside its window.
@@ -196,11 +217,16 @@ impl Pacer {
         now: Instant,
     ) -> Schedule {
         let rate_bps = self.effective_rate_bps(datagram_sizes_total_bytes);
+        let (burst, chunk) = if self.congestion_rate_bps > 0 {
+            (CONGESTION_CHUNK_DATAGRAMS, CONGESTION_CHUNK_DATAGRAMS)
+        } else {
+            (self.cfg.burst_datagrams, self.cfg.chunk_datagrams)
+        };
         Schedule {
             start: now,
             count: datagram_count,
-            burst: self.cfg.burst_datagrams.min(datagram_count),
-            chunk: self.cfg.chunk_datagrams.max(1),
+            burst: burst.min(datagram_count),
+            chunk: chunk.max(1),
             total_bytes: datagram_sizes_total_bytes as u64,
             rate_bps,
         }
@@ -474,6 +500,33 @@ mod tests {
         let s = p.schedule(100_000, 100, now);
         assert_eq!(s.rate_bps(), 100_000_000);
         assert_eq!(s.end() - now, Duration::from_millis(8));
+    }
+
+    #[test]
+    fn congestion_rate_spreads_the_frame_in_small_chunks_until_cleared() {
+        let now = Instant::now();
+        let mut p = Pacer::new(PacingConfig::default());
+        // 20 datagrams of 1,250 bytes: one burst under the automatic pacing.
+        let auto = p.schedule(25_000, 20, now);
+        assert_eq!(auto.burst(), 20);
+        assert_eq!(auto.end(), now + Duration::from_micros(1_000));
+        // At 15 Mbit/s in chunks: 25 kB leave over 13.3 ms, two datagrams at a time.
+        p.set_congestion_rate_bps(15_000_000);
+        let s = p.schedule(25_000, 20, now);
+        assert_eq!(s.rate_bps(), 15_000_000);
+        assert_eq!(s.burst(), CONGESTION_CHUNK_DATAGRAMS);
+        let chunks: Vec<_> = s.chunks().collect();
+        assert_eq!(chunks.len(), 20 / CONGESTION_CHUNK_DATAGRAMS);
+        assert!(
+            chunks
+                .iter()
+                .all(|(r, _)| r.len() == CONGESTION_CHUNK_DATAGRAMS)
+        );
+        assert_eq!(s.end() - now, Duration::from_nanos(13_333_333));
+        assert!(chunks[9].1 - now > Duration::from_millis(11));
+        // Cleared: back to the configured pacing.
+        p.set_congestion_rate_bps(0);
+        assert_eq!(p.schedule(25_000, 20, now), auto);
     }
 
     #[test]
