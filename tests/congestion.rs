@@ -223,6 +223,25 @@ fn under_a_12_mbit_bottleneck_the_target_falls_below_it_frames_flow_and_it_rises
     assert!(share >= 0.99, "delivered after the rise {share}");
 }
 
+/// Without a known maximum (no encoder found, no `max-bitrate`: a source nobody steers) the
+/// estimator runs and reports, but the pacing stays the user's: spreading frames of a source
+/// that does not follow the estimate would only add latency.
+#[test]
+fn without_a_known_maximum_congestion_control_does_not_pace() {
+    let mut r = Run::new(true, 12_000_000);
+    r.sim.nodes[HOST].conn.set_bitrate_bounds(500_000, 0);
+    let mut states = HashSet::new();
+    for _ in 0..30 {
+        r.run_for(Duration::from_millis(100));
+        let s = r.sim.conn(HOST).stats();
+        states.insert(format!("{:?}", s.bwe_state));
+        assert_eq!(s.bwe_pacing_rate_bps, 0, "{:?}", s.bwe_state);
+    }
+    // Not vacuous: the bottleneck was found (the stream started at 20 Mbit/s through 12).
+    assert!(states.contains("Some(Drain)"), "{states:?}");
+    assert!(!r.encoder_trace.is_empty());
+}
+
 #[test]
 fn without_congestion_control_nothing_is_reported_and_pacing_stays_automatic() {
     let mut r = Run::new(false, 30_000_000);
