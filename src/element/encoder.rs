@@ -6,15 +6,15 @@
 //! above that ceiling or below the floor it is given, and never touches an element it does not
 //! recognise as a video encoder.
 //!
-//! It also bounds the encoder's rate-control buffer (VBV / CPB, `encoder-buffer` on the sink,
-//! 34 ms by default, 0 = leave it): that buffer is what lets one frame be much larger than the average. x264enc's default of
-//! 600 ms lets a keyframe of a 12 Mbit/s stream be 120–470 kB, 5–20 average frames: at the
-//! bottleneck it takes 80–300 ms to cross, every frame behind it waits, and a 50 ms drop-tail
-//! queue overflows. Bounded to two frames (34 ms at 60 fps) keyframes are about twice a P-frame
-//! (measured with `pattern=snow`, 12 Mbit/s: 40–45 kB against 22 kB). The bound only ever
+//! It also bounds the encoder's rate-control buffer (VBV / CPB, `encoder-buffer` on the sink, 34 ms
+//! by default, 0 = leave it): that buffer is what lets one frame be much larger than the average.
+//! x264enc's default of 600 ms lets a keyframe of a 12 Mbit/s stream be 120–470 kB, 5–20 average
+//! frames: at the bottleneck it takes 80–300 ms to cross, every frame behind it waits, and a 50 ms
+//! drop-tail queue overflows. Bounded to two frames (34 ms at 60 fps) keyframes are about twice a
+//! P-frame (measured with `pattern=snow`, 12 Mbit/s: 40–45 kB against 22 kB). The bound only ever
 //! lowers the encoder's buffer (a smaller one the user set stays), in the encoder's own unit:
-//! milliseconds (x264enc, vaapih26xenc) or kbit (nvenc, va), the latter rescaled with every
-//! bitrate set. Encoders whose buffer cannot be set while they run (x265enc's `option-string`)
+//! milliseconds (x264enc, vaapih26xenc) or kbit (nvenc, va), the latter rescaled with every bitrate
+//! set. Encoders whose buffer cannot be set while they run (x265enc's `option-string`)
 //! or that are not known here are left as they are.
 
 use gst::prelude::*;

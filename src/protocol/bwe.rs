@@ -9,20 +9,20 @@
 //!
 //! # Signals
 //!
-//! - **Queue delay.** For every reported frame, the one-way delay of its first datagram
-//!   (client arrival − host send; the clocks' offset is unknown but constant) — or of its last
-//!   datagram, when that is smaller and the whole frame arrived (so the last received is the
-//!   last sent) — minus its minimum over the last [`MIN_DELAY_WINDOW`] of arrivals. The first
-//!   datagram of a frame waits only behind what earlier frames (or other flows) left in the
-//!   bottleneck, so this is the *standing* queue; a frame's own serialization does not count.
-//!   A paced frame's last datagram leaves two thirds of an interval after its first: when the
-//!   first waited behind another flow's frame that has drained since, the last did not, and
-//!   the wait is not read as a standing queue (a queue that stands delays both). The minimum over the last
-//!   [`STANDING_WINDOW`] filters jitter (a sample can only be too high, never too low). The
-//!   2 s baseline is short on purpose: two streams at the same frame rate keep a fixed phase
-//!   for minutes, and the one whose frames arrive just after the other's waits behind the other
-//!   frame every time; a short baseline absorbs that constant wait, which draining would not
-//!   remove anyway.
+//! - **Queue delay.** For every reported frame, the one-way delay of its first datagram (client
+//!   arrival − host send; the clocks' offset is unknown but constant) — or of its last datagram,
+//!   when that is smaller and the whole frame arrived (so the last received is the last sent) —
+//!   minus its minimum over the last [`MIN_DELAY_WINDOW`] of arrivals. The first datagram of a
+//!   frame waits only behind what earlier frames (or other flows) left in the bottleneck, so this
+//!   is the *standing* queue; a frame's own serialization does not count. A paced frame's last
+//!   datagram leaves two thirds of an interval after its first: when the first waited behind
+//!   another flow's frame that has drained since, the last did not, and the wait is not read as a
+//!   standing queue (a queue that stands delays both). The minimum over the last
+//!   [`STANDING_WINDOW`] filters jitter (a sample can only be too high, never too low). The 2 s
+//!   baseline is short on purpose: two streams at the same frame rate keep a fixed phase for
+//!   minutes, and the one whose frames arrive just after the other's waits behind the other frame
+//!   every time; a short baseline absorbs that constant wait, which draining would not remove
+//!   anyway.
 //! - **Delay gradient.** The least-squares slope of that queue delay over the arrival times of
 //!   the last [`TREND_SAMPLES`] frames (a trendline filter, as GCC). The slope is the ratio by
 //!   which the input exceeds the bottleneck rate: +0.1 means 10 % too fast. Over-use is a
@@ -98,10 +98,11 @@
 //! or the target is below the maximum (the path, not the user, limits the stream). Paced in
 //! small chunks, every frame of every flow through a bottleneck is spread over two thirds of
 //! its interval, so no flow's frame stands there as one burst in front of another's; on a
-//! path with room the automatic pacer's short bursts cost nothing. A drop of the target by [`LARGE_DROP`] or more within
-//! [`LARGE_DROP_WINDOW`] is reported once as [`BweEvent::LargeDrop`], with the number of frames
-//! known lost in that window so the caller asks the encoder for a keyframe only when the
-//! client really lost pictures.
+//! path with room the automatic pacer's short bursts cost nothing.
+//!
+//! A drop of the target by [`LARGE_DROP`] or more within [`LARGE_DROP_WINDOW`] is reported once as
+//! [`BweEvent::LargeDrop`], with the number of frames known lost in that window so the caller asks
+//! the encoder for a keyframe only when the client really lost pictures.
 //!
 //! No feedback for [`FEEDBACK_TIMEOUT`] while frames are sent halves `E` (once per timeout): the
 //! path or the client went silent, and sending on at full rate into it only fills a queue.
