@@ -24,7 +24,8 @@
 //! (the default list adds `encoder encoder-buffer=0`: the encoder's own rate-control buffer,
 //! 600 ms for x264, instead of the sink's default two frames). Diagnostics:
 //! `CONGESTION_FRAMES_DIR=dir` writes each bottleneck row's per-frame records as CSV,
-//! `CONGESTION_TRACE=1` prints both streams' bandwidth stats every second of the fairness run, `CONGESTION_SINK_PROPS` appends sink properties to every row.
+//! `CONGESTION_TRACE=1` prints both streams' bandwidth stats every second of the fairness run,
+//! `CONGESTION_SINK_PROPS` appends sink properties to every row.
 //!
 //! ```text
 //! ```

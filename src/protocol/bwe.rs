@@ -120,7 +120,7 @@
 //!   (`BWE_JITTER=0.3`, closer to x264 than ±10 %) the worst seed per phase gets 0.33–0.62 of
 //!   the other's rate (0.21–0.40 before frames were paced wherever the path limits the stream
 //!   and a paced frame's last datagram entered the queue signal). With the real encoder the
-//!   benchmark's two streams got 0.97–1.00 of each other (docs/BENCHMARKS.md, issue 10).
+//!   benchmark's two streams got 0.91–0.99 of each other over five runs (BENCHMARKS).
 //! - 5 % iid loss with 20 % parity: the maximum is reached and held on an open path; a 12 Mbit/s
 //!   bottleneck is used as without loss, with p99 queue under 15 ms.
 //!

@@ -122,12 +122,6 @@ impl Pacer {
         &self.cfg
     }
 
-    /// Changes the rate after the burst (bits per second; 0 = automatic) from the next frame
-    /// on. Congestion control sets it from the bandwidth estimate (issue 10).
-    pub fn set_rate_bps(&mut self, rate_bps: u64) {
-        self.cfg.rate_bps = rate_bps;
-    }
-
     /// Congestion control's pacing rate (bits per second; 0 = none, back to the configured
     /// pacing) from the next frame on: frames are spread at this rate in chunks of
     /// [`CONGESTION_CHUNK_DATAGRAMS`].
