@@ -181,6 +181,15 @@ fn back_at_max(samples: &[Sample], at: f64, until: f64) -> Option<f64> {
         .map(|s| s.t_s - at)
 }
 
+/// The encoder's bitrate (kbit/s) at the last sample before `until` (the end of a step).
+fn encoder_before(samples: &[Sample], until: f64) -> Option<u32> {
+    samples
+        .iter()
+        .rev()
+        .find(|s| s.t_s < until)
+        .map(|s| s.encoder_kbps)
+}
+
 fn fmt_opt(v: Option<f64>, unit: &str) -> String {
     v.map_or("—".into(), |v| format!("{v:.2}{unit}"))
 }
@@ -194,19 +203,23 @@ fn write_steps(samples: &[Sample], steps: &[(f64, u64)], csv: &Path, svg: &Path)
             .map_or(0, |s| s.1)
     };
     let mut out = String::from(
-        "t_s,capacity_bps,encoder_bps,estimate_bps,target_bps,frames_received,frames_lost\n",
+        "t_s,capacity_bps,encoder_bps,estimate_bps,target_bps,frames_received,frames_lost,\
+         data_shards,parity_shards,repair_shards\n",
     );
     for s in samples {
         let _ = writeln!(
             out,
-            "{:.2},{},{},{},{},{},{}",
+            "{:.2},{},{},{},{},{},{},{},{},{}",
             s.t_s,
             capacity(s.t_s),
             u64::from(s.encoder_kbps) * 1000,
             s.estimate_bps,
             s.target_bps,
             s.frames_received,
-            s.frames_lost
+            s.frames_lost,
+            s.data_shards,
+            s.parity_shards,
+            s.repair_shards
         );
     }
     if let Err(e) = std::fs::write(csv, out) {
@@ -486,30 +499,32 @@ fn main() {
         let _ = writeln!(
             md,
             "\n## Capacity steps 12 → 30 → 8 → 30 Mbit/s ({step} s each)\n\n\
-         | congestion-control | back at 20 Mbit/s after 1st rise | after the fall: flowing again after | pictures lost | back at 20 Mbit/s after 2nd rise | shown overall |\n|---|---|---|---|---|---|"
+         | congestion-control | back at 20 Mbit/s after 1st rise | after the fall: flowing again after | pictures lost | back at 20 Mbit/s after 2nd rise | encoder at the end of the 30 Mbit/s steps (kbit/s) | shown overall |\n|---|---|---|---|---|---|---|"
         );
-        for &cc in &modes {
+        for (i, &cc) in modes.iter().enumerate() {
             let r = g2g::run_row(&row(cc, 4 * step, 1, Some(bottleneck(schedule.clone()))));
             if let Some(e) = &r.error {
                 eprintln!("congestion: steps {cc}: {e}");
             }
             let (flowing, lost) = recovery(&r, 2.0 * s, 3.0 * s);
             let line = format!(
-                "| {cc} | {} | {} | {lost} | {} | {:.1} % |",
+                "| {cc} | {} | {} | {lost} | {} | {} / {} | {:.1} % |",
                 fmt_opt(back_at_max(&r.samples, s, 2.0 * s), " s"),
                 fmt_opt(flowing, " s"),
                 fmt_opt(back_at_max(&r.samples, 3.0 * s, 4.0 * s), " s"),
+                encoder_before(&r.samples, 2.0 * s).map_or("—".into(), |k| k.to_string()),
+                encoder_before(&r.samples, 4.0 * s).map_or("—".into(), |k| k.to_string()),
                 shown_share(&r) * 100.0
             );
             eprintln!("{line}");
             let _ = writeln!(md, "{line}");
-            if cc == "encoder" {
+            if i == 0 {
                 write_steps(&r.samples, &steps, &o.csv, &o.svg);
             }
         }
         let _ = writeln!(
             md,
-            "\nTime series (encoder row): `{}`, plot `{}`.",
+            "\nTime series (first row): `{}`, plot `{}`.",
             o.csv.display(),
             o.svg.display()
         );

@@ -42,6 +42,10 @@ pub(crate) const DEFAULT_MAX_BITRATE: u64 = 0;
 /// docs/BENCHMARKS.md, issue 10, third session).
 pub(crate) const DEFAULT_ENCODER_BUFFER_MS: u32 = 34;
 
+/// `link-share`: the largest share of the path's measured rate the stream may take, percent
+/// (100 = as much as the path carries without a standing queue).
+pub(crate) const DEFAULT_LINK_SHARE: u32 = 100;
+
 /// The `congestion-control` property.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
 #[repr(u32)]

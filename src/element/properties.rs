@@ -16,7 +16,8 @@ use gst::prelude::*;
 use crate::protocol::wire::{DEFAULT_MTU, MAX_DATAGRAM_BYTES, MIN_MTU};
 
 use super::congestion::{
-    DEFAULT_CONGESTION_CONTROL, DEFAULT_ENCODER_BUFFER_MS, DEFAULT_MAX_BITRATE, DEFAULT_MIN_BITRATE,
+    DEFAULT_CONGESTION_CONTROL, DEFAULT_ENCODER_BUFFER_MS, DEFAULT_LINK_SHARE, DEFAULT_MAX_BITRATE,
+    DEFAULT_MIN_BITRATE,
 };
 use super::lock;
 use super::session_slot::SessionSlot;
@@ -315,6 +316,16 @@ pub(crate) fn sink() -> Vec<glib::ParamSpec> {
                     )
                     .maximum(10_000)
                     .default_value(DEFAULT_ENCODER_BUFFER_MS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("link-share")
+                    .nick("Link share")
+                    .blurb(
+                        "Congestion control: the largest share, in percent, of the path's rate (measured from how the bottleneck spreads each frame) the stream may take, FEC and headers included. 100 (default) = as much as the path carries without a standing queue; less leaves each frame interval partly free, so frames cross sooner: at 60 fps, 60 keeps a frame's crossing near 10 ms, at the cost of bitrate",
+                    )
+                    .minimum(10)
+                    .maximum(100)
+                    .default_value(DEFAULT_LINK_SHARE)
                     .mutable_ready()
                     .build(),
     ]);

@@ -19,8 +19,8 @@ use crate::protocol::handshake::Role;
 use crate::session::{self, Config};
 
 use super::congestion::{
-    CongestionControl, DEFAULT_CONGESTION_CONTROL, DEFAULT_ENCODER_BUFFER_MS, DEFAULT_MAX_BITRATE,
-    DEFAULT_MIN_BITRATE,
+    CongestionControl, DEFAULT_CONGESTION_CONTROL, DEFAULT_ENCODER_BUFFER_MS, DEFAULT_LINK_SHARE,
+    DEFAULT_MAX_BITRATE, DEFAULT_MIN_BITRATE,
 };
 use super::net::{Endpoints, host_port};
 use crate::protocol::wire::DEFAULT_MTU;
@@ -348,6 +348,7 @@ pub(crate) struct SinkSettings {
     pub(crate) min_bitrate: u64,
     pub(crate) max_bitrate: u64,
     pub(crate) encoder_buffer: u32,
+    pub(crate) link_share: u32,
 }
 
 impl Default for SinkSettings {
@@ -366,6 +367,7 @@ impl Default for SinkSettings {
             min_bitrate: DEFAULT_MIN_BITRATE,
             max_bitrate: DEFAULT_MAX_BITRATE,
             encoder_buffer: DEFAULT_ENCODER_BUFFER_MS,
+            link_share: DEFAULT_LINK_SHARE,
         }
     }
 }
@@ -394,6 +396,7 @@ impl OwnSettings for SinkSettings {
             "encoder-buffer" => {
                 self.encoder_buffer = value.get().unwrap_or(DEFAULT_ENCODER_BUFFER_MS)
             }
+            "link-share" => self.link_share = value.get().unwrap_or(DEFAULT_LINK_SHARE),
             _ => return false,
         }
         true
@@ -414,6 +417,7 @@ impl OwnSettings for SinkSettings {
             "min-bitrate" => self.min_bitrate.to_value(),
             "max-bitrate" => self.max_bitrate.to_value(),
             "encoder-buffer" => self.encoder_buffer.to_value(),
+            "link-share" => self.link_share.to_value(),
             _ => return None,
         })
     }

@@ -99,6 +99,7 @@ pub(crate) fn stats_structure(s: &Stats, bound_port: u32) -> gst::Structure {
         .field("bwe-pacing-rate", s.bwe_pacing_rate_bps)
         .field("bwe-queue-delay-us", s.bwe_queue_delay_us)
         .field("bwe-delivery-rate", s.bwe_delivery_rate_bps)
+        .field("bwe-link-rate", s.bwe_link_rate_bps)
         .field("bwe-loss", s.bwe_loss)
         .field("bwe-large-drops", s.bwe_large_drops)
         .build();

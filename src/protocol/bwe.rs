@@ -268,6 +268,20 @@ pub const MEDIA_SHARE_MIN_DATA: u32 = 4;
 /// Frames whose send record is kept for matching feedback: 17 s at 60 fps, 4 s at 240 fps.
 pub const MAX_RECORDS: usize = 1024;
 
+/// Span of arrival time over which frames' dispersion samples make the link rate (with
+/// [`BweConfig::link_share`] below 1): the median of the samples from frames the bottleneck
+/// spread out, unless most frames crossed as fast as they were sent (the path has room).
+pub const LINK_WINDOW: Duration = Duration::from_secs(2);
+
+/// A frame gives a dispersion sample from this many datagrams on (all of them received).
+pub const LINK_MIN_DATAGRAMS: u32 = 4;
+
+/// A frame counts as spread by the bottleneck when its datagrams arrived over at least this
+/// multiple of the span they were sent over (plus [`LINK_SPREAD_SLACK`]).
+const LINK_SPREAD: f64 = 1.25;
+const LINK_SPREAD_SLACK: Duration = Duration::from_micros(300);
+const MAX_LINK_SAMPLES: usize = 128;
+
 /// Bounds of the small windows (memory only; their time spans bound them in practice).
 const MAX_DELIVERIES: usize = 256;
 const MAX_LOSS_ENTRIES: usize = 1024;
@@ -285,6 +299,11 @@ pub struct BweConfig {
     /// Media share of the wire bytes assumed before a frame was sent (1 / (1 + FEC share),
     /// less headers).
     pub initial_media_share: f64,
+    /// Largest share of the path's rate (measured from how the bottleneck spreads a frame's
+    /// datagrams, see [`LINK_WINDOW`]) the estimate may take; 1.0 = no cap beyond what the
+    /// path carries without a standing queue. Below 1, each frame crosses the bottleneck in
+    /// about that share of its interval (the rest of the interval is left free).
+    pub link_share: f64,
 }
 
 impl Default for BweConfig {
@@ -294,6 +313,7 @@ impl Default for BweConfig {
             max_bitrate_bps: 20_000_000,
             start_bitrate_bps: 8_000_000,
             initial_media_share: 0.8,
+            link_share: 1.0,
         }
     }
 }
@@ -343,6 +363,8 @@ pub struct Estimate {
     pub delivery_rate_bps: u64,
     /// Delivery rate at the last over-use (0 = none yet).
     pub capacity_bps: u64,
+    /// The path's rate from how it spread recent frames (0 = not known, or the path has room).
+    pub link_rate_bps: u64,
     /// Loss fraction over the loss window.
     pub loss: f64,
     /// Loss fraction that is not congestion (what the parity sent repairs).
@@ -423,6 +445,9 @@ pub struct BandwidthEstimator {
     delivery_rate: Option<f64>,
     losses: VecDeque<LossEntry>,
     lost_frames: VecDeque<Instant>,
+    /// (last arrival µs, bps, spread by the bottleneck) of recent frames: how fast the path
+    /// took them (a lower bound when not spread).
+    link_samples: VecDeque<(i64, f64, bool)>,
 
     estimate: f64,
     state: BweState,
@@ -458,6 +483,9 @@ impl BandwidthEstimator {
         cfg.start_bitrate_bps = cfg
             .start_bitrate_bps
             .clamp(cfg.min_bitrate_bps, cfg.max_bitrate_bps);
+        if !(cfg.link_share.is_finite() && cfg.link_share > 0.0 && cfg.link_share <= 1.0) {
+            cfg.link_share = 1.0;
+        }
         if !(cfg.initial_media_share.is_finite()
             && cfg.initial_media_share > 0.0
             && cfg.initial_media_share <= 1.0)
@@ -479,6 +507,7 @@ impl BandwidthEstimator {
             delivery_rate: None,
             losses: VecDeque::new(),
             lost_frames: VecDeque::new(),
+            link_samples: VecDeque::new(),
             estimate,
             state: BweState::Startup,
             signal: DelaySignal::Normal,
@@ -672,6 +701,10 @@ impl BandwidthEstimator {
                     owd = owd.min(last.saturating_sub(last_send_us));
                 }
                 self.on_arrival(first, owd, last, f.bytes);
+                if f.received >= sent.datagrams && sent.datagrams >= LINK_MIN_DATAGRAMS {
+                    let send_span = sent.last_send.saturating_duration_since(sent.first_send);
+                    self.on_dispersion(first, last, f.bytes, f.received, send_span);
+                }
             }
         }
         self.expire(now);
@@ -679,6 +712,58 @@ impl BandwidthEstimator {
             self.update_delivery_rate(now);
             self.control(now);
         }
+    }
+
+    /// A whole frame of `datagrams` datagrams and `bytes` bytes, sent over `send_span`, arrived
+    /// between `first_us` and `last_us`: the bytes after the first datagram crossed in that
+    /// span. Spread well beyond the send span, that is the bottleneck's rate (the frame's
+    /// datagrams queued back to back behind each other); otherwise only a lower bound.
+    fn on_dispersion(
+        &mut self,
+        first_us: i64,
+        last_us: i64,
+        bytes: u64,
+        datagrams: u32,
+        send_span: Duration,
+    ) {
+        let span = last_us.saturating_sub(first_us);
+        if span <= 0 || datagrams < 2 {
+            return;
+        }
+        let after_first = bytes as f64 * f64::from(datagrams - 1) / f64::from(datagrams);
+        let spread = span as f64
+            >= micros(send_span) as f64 * LINK_SPREAD + micros(LINK_SPREAD_SLACK) as f64;
+        let rate = after_first * 8e6 / span.max(micros(send_span)) as f64;
+        if self.link_samples.len() >= MAX_LINK_SAMPLES {
+            self.link_samples.pop_front();
+        }
+        self.link_samples.push_back((last_us, rate, spread));
+    }
+
+    /// The path's rate from recent frames' dispersion (wire bits per second): the median of
+    /// the frames the bottleneck spread, unless at least as many crossed unspread at a higher
+    /// rate (the path has room, or its rate rose). `None` when not known.
+    fn link_rate(&self) -> Option<f64> {
+        let newest = self.link_samples.back()?.0;
+        let from = newest.saturating_sub(micros(LINK_WINDOW));
+        let recent = self.link_samples.iter().filter(|s| s.0 >= from);
+        let mut spread: Vec<f64> = recent.clone().filter(|s| s.2).map(|s| s.1).collect();
+        if spread.is_empty() {
+            return None;
+        }
+        spread.sort_unstable_by(f64::total_cmp);
+        let median = spread[spread.len() / 2];
+        let faster = recent.filter(|s| !s.2 && s.1 > median).count();
+        (faster < spread.len()).then_some(median)
+    }
+
+    /// The cap [`BweConfig::link_share`] puts on the estimate, when below 1 and the path's
+    /// rate is known.
+    fn link_cap(&self) -> Option<f64> {
+        if self.cfg.link_share >= 1.0 {
+            return None;
+        }
+        self.link_rate().map(|r| r * self.cfg.link_share)
     }
 
     fn push_loss(&mut self, e: LossEntry) {
@@ -930,6 +1015,10 @@ impl BandwidthEstimator {
             } else if let Some(l) = app_limit {
                 self.estimate = self.estimate.max(l.min(grown));
             }
+            // The user's share of the path: leave the rest of each frame interval free.
+            if let Some(cap) = self.link_cap() {
+                self.estimate = self.estimate.min(cap);
+            }
             let s = if self.capacity.is_none() {
                 BweState::Startup
             } else {
@@ -1031,14 +1120,19 @@ impl BandwidthEstimator {
             estimate_bps: e as u64,
             target_bitrate_bps: target,
             pacing_rate_bps: ((e * PACING_GAIN) as u64).max(1),
+            // With a link share below 1 frames leave as bursts except while a queue stands or
+            // drains: how the bottleneck spreads them is the path's rate.
             pace: self.capacity.is_some_and(|c| {
                 matches!(self.state, BweState::Drain | BweState::Hold)
-                    || (target < self.cfg.max_bitrate_bps && c < PACE_BELOW_MAX * hi)
+                    || (self.cfg.link_share >= 1.0
+                        && target < self.cfg.max_bitrate_bps
+                        && c < PACE_BELOW_MAX * hi)
             }),
             queue_delay: Duration::from_micros(self.queue_us.max(0) as u64),
             delay_slope: self.slope,
             delivery_rate_bps: self.delivery_rate.map_or(0, |d| d as u64),
             capacity_bps: self.capacity.map_or(0, |c| c as u64),
+            link_rate_bps: self.link_rate().map_or(0, |r| r as u64),
             loss,
             loss_budget,
             media_share: share,
@@ -1129,6 +1223,8 @@ mod tests {
             pub received: u32,
             /// Time the frame's first datagram waited in the bottleneck queue.
             pub first_wait_ns: u64,
+            /// When its last datagram arrived (0 = none).
+            pub last_arrival_ns: u64,
             pub target_bps: u64,
             pub estimate_bps: u64,
             pub state: Option<BweState>,
@@ -1268,6 +1364,7 @@ mod tests {
                     Ev::Arrive { flow, frame, bytes } => {
                         let fl = &mut self.flows[flow];
                         fl.frames[frame as usize].received += 1;
+                        fl.frames[frame as usize].last_arrival_ns = t;
                         fl.fb.on_datagram(frame, bytes as usize, now);
                         self.poll(flow, t);
                     }
@@ -1360,6 +1457,7 @@ mod tests {
                     data: n as u32,
                     received: 0,
                     first_wait_ns: 0,
+                    last_arrival_ns: 0,
                     target_bps: e.target_bitrate_bps,
                     estimate_bps: e.estimate_bps,
                     state: Some(e.state),
@@ -1419,6 +1517,21 @@ mod tests {
                 let i = ((w.len() as f64 - 1.0) * p).round() as usize;
                 w[i] as f64 / 1e6
             }
+            /// p-quantile of the time from a frame's generation to its last datagram's arrival,
+            /// less the propagation delay, ms (frames with all datagrams only).
+            pub(super) fn crossing_ms(&self, from_s: f64, to_s: f64, p: f64, delay_ns: u64) -> f64 {
+                let mut w: Vec<u64> = self
+                    .window(from_s, to_s)
+                    .filter(|f| f.last_arrival_ns > 0)
+                    .map(|f| f.last_arrival_ns.saturating_sub(f.gen_ns + delay_ns))
+                    .collect();
+                w.sort_unstable();
+                if w.is_empty() {
+                    return f64::MAX;
+                }
+                let i = ((w.len() as f64 - 1.0) * p).round() as usize;
+                w[i] as f64 / 1e6
+            }
             /// First time at or after `from_s` when the target reaches `bps`.
             pub(super) fn reaches(&self, from_s: f64, bps: u64) -> Option<f64> {
                 self.window(from_s, f64::MAX / 2e9)
@@ -1460,6 +1573,7 @@ mod tests {
                 max_bitrate_bps: max_bps,
                 start_bitrate_bps: start_bps,
                 initial_media_share: 0.8,
+                link_share: 1.0,
             },
             fec_percent: fec,
         }
@@ -1563,6 +1677,73 @@ mod tests {
             }
             None => panic!("no large drop: {:?}", f.events),
         }
+    }
+
+    fn with_link_share(mut f: FlowCfg, share: f64) -> FlowCfg {
+        f.bwe.link_share = share;
+        f
+    }
+
+    #[test]
+    fn a_link_share_leaves_the_rest_of_each_frame_interval_free() {
+        let delay = Link::fixed(12_000_000).delay_ns;
+        let full = run(
+            Link::fixed(12_000_000),
+            vec![flow(0.0, 20_000_000, 20_000_000, 20)],
+            20.0,
+        );
+        let capped = run(
+            Link::fixed(12_000_000),
+            vec![with_link_share(flow(0.0, 20_000_000, 20_000_000, 20), 0.6)],
+            20.0,
+        );
+        let (f, c) = (&full.flows[0], &capped.flows[0]);
+        let trace = format!("{}\n{}", f.trace(1.0, 20.0), c.trace(1.0, 20.0));
+        let wire = c.wire_rate(4.0, 19.5);
+        assert!(wire > 0.5 * 12e6 && wire < 0.65 * 12e6, "{wire}\n{trace}");
+        assert!(c.decodable(2.0, 19.5) >= 0.99, "{trace}");
+        // Frames cross in about the share of their interval (10 ms), not most of it.
+        let (cross_full, cross_capped) = (
+            f.crossing_ms(4.0, 19.5, 0.99, delay),
+            c.crossing_ms(4.0, 19.5, 0.99, delay),
+        );
+        assert!(cross_capped < 12.0, "{cross_capped} ms\n{trace}");
+        assert!(
+            cross_full > cross_capped + 3.0,
+            "{cross_full} vs {cross_capped} ms\n{trace}"
+        );
+        let e = capped.flows[0].est.estimate();
+        assert!(e.link_rate_bps.abs_diff(12_000_000) < 1_000_000, "{e:?}");
+        assert!(
+            !e.pace,
+            "frames leave as bursts so the path's spread shows: {e:?}"
+        );
+    }
+
+    #[test]
+    fn a_link_share_follows_the_path_up_and_down() {
+        // The cap comes from how the bottleneck spreads every frame, so it does not go stale:
+        // 12 → 30 → 8 → 30 Mbit/s at 60 %.
+        let sim = run(
+            steps_link(),
+            vec![with_link_share(flow(0.0, 20_000_000, 20_000_000, 20), 0.6)],
+            40.0,
+        );
+        let f = &sim.flows[0];
+        let trace = f.trace(0.5, 40.0);
+        for (from, to, rate) in [
+            (4.0, 10.0, 12e6),
+            (15.0, 20.0, 30e6),
+            (23.0, 30.0, 8e6),
+            (35.0, 39.5, 30e6),
+        ] {
+            let wire = f.wire_rate(from, to);
+            assert!(
+                wire > 0.5 * rate && wire < 0.66 * rate,
+                "{from}–{to} s: {wire}\n{trace}"
+            );
+        }
+        assert!(f.decodable(21.0, 39.5) >= 0.99, "{trace}");
     }
 
     fn two_flows_share(second_start_s: f64, tolerance: f64) {
@@ -1806,12 +1987,14 @@ mod tests {
             max_bitrate_bps: 5_000_000,
             start_bitrate_bps: 50_000_000,
             initial_media_share: 2.0,
+            link_share: f64::NAN,
         };
         let est = BandwidthEstimator::new(cfg, t0);
         let e = est.estimate();
         assert_eq!(e.state, BweState::Startup);
         assert_eq!(e.target_bitrate_bps, 5_000_000);
         assert_eq!(est.config().initial_media_share, 0.8);
+        assert_eq!(est.config().link_share, 1.0);
         assert_eq!(e.estimate_bps, 6_250_000);
         assert_eq!(e.pacing_rate_bps, 9_375_000);
         // A silent path halves it every FEEDBACK_TIMEOUT, never below the minimum.

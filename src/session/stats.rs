@@ -150,6 +150,9 @@ pub struct Stats {
     pub bwe_queue_delay_us: u64,
     /// Host: delivery rate measured by the client, wire bits per second.
     pub bwe_delivery_rate_bps: u64,
+    /// Host: the path's rate from how it spread recent frames, wire bits per second (0 = not
+    /// known, or the path has room).
+    pub bwe_link_rate_bps: u64,
     /// Host: loss fraction over the estimator's window.
     pub bwe_loss: f64,
     /// Host: large drops of the target (each reported once).

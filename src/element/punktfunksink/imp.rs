@@ -335,6 +335,7 @@ impl BaseSinkImpl for PunktfunkSink {
                     min_bitrate_bps: settings.own.min_bitrate,
                     max_bitrate_bps: settings.own.max_bitrate,
                     start_bitrate_bps: 0,
+                    link_share_percent: settings.own.link_share,
                 };
             },
             &opts,

@@ -68,6 +68,10 @@ pub struct CongestionConfig {
     /// the bitrate the user configured and backs off on congestion), else the estimator's
     /// default.
     pub start_bitrate_bps: u64,
+    /// Host: the largest share of the path's measured rate the stream (media, parity and
+    /// headers) may take, in percent (1..=100; 100 = as much as the path carries without a
+    /// standing queue). See `BweConfig::link_share`.
+    pub link_share_percent: u32,
 }
 
 impl Default for CongestionConfig {
@@ -78,6 +82,7 @@ impl Default for CongestionConfig {
             min_bitrate_bps: BweConfig::default().min_bitrate_bps,
             max_bitrate_bps: 0,
             start_bitrate_bps: 0,
+            link_share_percent: 100,
         }
     }
 }
@@ -182,6 +187,7 @@ impl Connection {
             max_bitrate_bps: max,
             start_bitrate_bps: start,
             initial_media_share: 0.95 / (1.0 + fec),
+            link_share: f64::from(self.cfg.congestion.link_share_percent.clamp(1, 100)) / 100.0,
         }
     }
 
@@ -382,6 +388,7 @@ impl Connection {
             s.bwe_target_bitrate_bps = e.target_bitrate_bps;
             s.bwe_queue_delay_us = e.queue_delay.as_micros() as u64;
             s.bwe_delivery_rate_bps = e.delivery_rate_bps;
+            s.bwe_link_rate_bps = e.link_rate_bps;
             s.bwe_loss = e.loss;
         }
     }
