@@ -125,6 +125,80 @@ fn the_encoders_bitrate_is_lowered_below_a_bottleneck_and_stays_within_bounds() 
     host.stop();
 }
 
+/// `link-share=40`: the sink measures the bottleneck's rate from how it spreads each frame
+/// (`bwe-link-rate`) and keeps the stream to 40 % of it, so the encoder ends well below the
+/// rate the bottleneck alone would allow (about 3 Mbit/s of media through 4 Mbit/s).
+#[test]
+fn link_share_keeps_the_stream_to_its_share_of_the_measured_link() {
+    let _serial = serial();
+    const CONFIGURED_KBPS: u32 = 8000;
+    const MIN_BPS: u64 = 200_000;
+    const BOTTLENECK_BPS: u64 = 4_000_000;
+    let host = Pipe::launch(
+        "host",
+        &format!(
+            "videotestsrc is-live=true pattern=snow ! video/x-raw,width=640,height=480,framerate=30/1 \
+             ! x264enc name=enc tune=zerolatency speed-preset=ultrafast threads=1 key-int-max=60 \
+               bitrate={CONFIGURED_KBPS} \
+             ! video/x-h264,stream-format=byte-stream,alignment=au \
+             ! punktfunksink name=sink address=127.0.0.1 port=0 min-bitrate={MIN_BPS} \
+               link-share=40"
+        ),
+    );
+    host.set(gst::State::Playing);
+    let sink = host.el("sink");
+    let enc = host.el("enc");
+    let relay = bottleneck_relay(bound_port(&sink), BOTTLENECK_BPS);
+    let client = Pipe::launch(
+        "client",
+        &format!(
+            "punktfunksrc name=src port={} ! fakesink name=out sync=false",
+            relay.addr().port()
+        ),
+    );
+    client.play();
+    host.wait_element(PEER_CONNECTED, WAIT);
+
+    // Bounded: until three updates while the estimate grows (where nothing but the share
+    // holds it) found it within the share of the measured link, with the encoder at or below
+    // half the bottleneck.
+    let end = Instant::now() + Duration::from_secs(25);
+    let mut checked = 0;
+    while checked < 3 {
+        let left = end.saturating_duration_since(Instant::now());
+        host.wait("a punktfunk-bandwidth message", left, |m| {
+            element_structure(m, BANDWIDTH).is_some()
+        });
+        let property = u64::from(enc.property::<u32>("bitrate")) * 1000;
+        assert!(
+            (MIN_BPS - 1000..=u64::from(CONFIGURED_KBPS) * 1000).contains(&property),
+            "encoder property {property}"
+        );
+        let stats = sink.property::<gst::Structure>("stats");
+        let link = stats.get::<u64>("bwe-link-rate").expect("bwe-link-rate");
+        let state = stats.get::<&str>("bwe-state").expect("bwe-state");
+        if link == 0 || !matches!(state, "increase" | "startup") {
+            continue;
+        }
+        assert!(
+            (BOTTLENECK_BPS / 2..=BOTTLENECK_BPS * 3 / 2).contains(&link),
+            "link rate {link} measured through a {BOTTLENECK_BPS} bottleneck"
+        );
+        let estimate = stats.get::<u64>("bwe-estimate").expect("bwe-estimate");
+        assert!(
+            estimate <= link * 45 / 100,
+            "estimate {estimate} above 40 % of the link rate {link} ({state})"
+        );
+        if property <= BOTTLENECK_BPS / 2 {
+            checked += 1;
+        }
+    }
+    host.assert_no_errors();
+    client.assert_no_errors();
+    client.stop();
+    host.stop();
+}
+
 /// With `congestion-control=none` the encoder keeps its bitrate and no message is posted, and
 /// with `report` messages come but the encoder is left alone.
 #[test]

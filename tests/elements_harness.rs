@@ -348,6 +348,22 @@ fn properties_and_defaults() {
     check_uint(&src, "repair-deadline", 0, 10_000, 0);
     assert_eq!(sink.property::<f64>("fec-target"), 0.001);
     check_uint(&sink, "encoder-buffer", 0, 10_000, 34);
+    // Congestion control (issue 10).
+    let m = sink.property_value("congestion-control");
+    assert_eq!(
+        glib::EnumValue::from_value(&m).expect("enum").1.nick(),
+        "encoder"
+    );
+    assert_eq!(sink.property::<u64>("min-bitrate"), 500_000);
+    assert_eq!(sink.property::<u64>("max-bitrate"), 0);
+    check_uint(&sink, "link-share", 10, 100, 100);
+    sink.set_property("link-share", 60u32);
+    assert_eq!(sink.property::<u32>("link-share"), 60);
+    assert!(pspec(&sink, "link-share").flags().contains(ready));
+    let stats = stats_of(&sink);
+    for field in ["bwe-estimate", "bwe-link-rate", "bwe-target-bitrate"] {
+        assert_eq!(u64_field(&stats, field), 0, "{field} before a peer");
+    }
     assert_eq!(sink.property::<f64>("repair-share"), 0.25);
     assert!(src.property::<bool>("repair"));
     for name in [

@@ -1015,16 +1015,17 @@ impl BandwidthEstimator {
             } else if let Some(l) = app_limit {
                 self.estimate = self.estimate.max(l.min(grown));
             }
-            // The user's share of the path: leave the rest of each frame interval free.
-            if let Some(cap) = self.link_cap() {
-                self.estimate = self.estimate.min(cap);
-            }
             let s = if self.capacity.is_none() {
                 BweState::Startup
             } else {
                 BweState::Increase
             };
             self.set_state(s, now);
+        }
+        // The user's share of the path, in every state: leave the rest of each frame
+        // interval free.
+        if let Some(cap) = self.link_cap() {
+            self.estimate = self.estimate.min(cap);
         }
         self.after_change(now);
     }
