@@ -21,8 +21,10 @@
 //! ```
 //!
 //! Each mode is the `congestion-control` value, optionally followed by further sink properties
-//! (the default list adds `encoder encoder-buffer=0`: the encoder's own rate-control buffer,
-//! 600 ms for x264, instead of the sink's default two frames). Diagnostics:
+//! (the default list adds `encoder link-share=60`: the stream kept to 60 % of the measured link
+//! rate, so each frame crosses in well under a frame interval; `encoder encoder-buffer=0` gives
+//! the encoder's own rate-control buffer, 600 ms for x264, instead of the sink's default two
+//! frames). Diagnostics:
 //! `CONGESTION_FRAMES_DIR=dir` writes each bottleneck row's per-frame records as CSV,
 //! `CONGESTION_TRACE=1` prints both streams' bandwidth stats every second of the fairness run,
 //! `CONGESTION_SINK_PROPS` appends sink properties to every row.
@@ -89,7 +91,7 @@ fn options() -> Options {
         only: Vec::new(),
         modes: vec![
             "encoder".into(),
-            "encoder encoder-buffer=0".into(),
+            "encoder link-share=60".into(),
             "none".into(),
         ],
     };

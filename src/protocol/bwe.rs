@@ -100,6 +100,22 @@
 //! its interval, so no flow's frame stands there as one burst in front of another's; on a
 //! path with room the automatic pacer's short bursts cost nothing.
 //!
+//! # Link share (opt-in)
+//!
+//! At the rate the control law settles on (~94 % of a bottleneck), a frame takes most of its
+//! interval to cross, and a larger one spills into the next: no standing queue, but a frame's
+//! capture → arrival grows towards a frame interval. [`BweConfig::link_share`] below 1 trades
+//! bitrate for that time. Every whole frame of at least [`LINK_MIN_DATAGRAMS`] datagrams gives a
+//! dispersion sample (its bytes after the first datagram ÷ its arrival span); a frame the
+//! bottleneck spread out ([`LINK_SPREAD`]) measures the path's rate. The link rate is the
+//! median of the spread samples over [`LINK_WINDOW`], and `E` is capped at share × link rate in
+//! every state. Frames then leave as bursts except in `Drain`/`Hold`, so the bottleneck keeps
+//! spreading them and a rise of the path shows as faster dispersion. A link rate is scale
+//! invariant, so any share that meets a latency bound on a narrow path also keeps a stream
+//! below its maximum on a path only somewhat wider (60 %: 12 Mbit/s → crossing p99 10.8 ms in
+//! the simulator, but a 20 Mbit/s stream needs 75 % of a 30 Mbit/s path); that is why it is
+//! not the default.
+//!
 //! A drop of the target by [`LARGE_DROP`] or more within [`LARGE_DROP_WINDOW`] is reported once as
 //! [`BweEvent::LargeDrop`], with the number of frames known lost in that window so the caller asks
 //! the encoder for a keyframe only when the client really lost pictures.
@@ -448,6 +464,8 @@ pub struct BandwidthEstimator {
     /// (last arrival µs, bps, spread by the bottleneck) of recent frames: how fast the path
     /// took them (a lower bound when not spread).
     link_samples: VecDeque<(i64, f64, bool)>,
+    /// The latest arrival (client µs) of any reported frame: the end of the link window.
+    newest_arrival_us: Option<i64>,
 
     estimate: f64,
     state: BweState,
@@ -508,6 +526,7 @@ impl BandwidthEstimator {
             losses: VecDeque::new(),
             lost_frames: VecDeque::new(),
             link_samples: VecDeque::new(),
+            newest_arrival_us: None,
             estimate,
             state: BweState::Startup,
             signal: DelaySignal::Normal,
@@ -741,10 +760,14 @@ impl BandwidthEstimator {
     }
 
     /// The path's rate from recent frames' dispersion (wire bits per second): the median of
-    /// the frames the bottleneck spread, unless at least as many crossed unspread at a higher
-    /// rate (the path has room, or its rate rose). `None` when not known.
+    /// the frames the bottleneck spread in the last [`LINK_WINDOW`] of arrivals, unless at
+    /// least as many crossed unspread at a higher rate (the path has room, or its rate rose).
+    /// `None` when not known.
     fn link_rate(&self) -> Option<f64> {
-        let newest = self.link_samples.back()?.0;
+        // The window ends at the latest arrival, not the latest sample: when frames stop
+        // giving samples (too small after a fall), the old rate expires instead of capping a
+        // path that may have risen since; growth then brings frames that measure it again.
+        let newest = self.newest_arrival_us?;
         let from = newest.saturating_sub(micros(LINK_WINDOW));
         let recent = self.link_samples.iter().filter(|s| s.0 >= from);
         let mut spread: Vec<f64> = recent.clone().filter(|s| s.2).map(|s| s.1).collect();
@@ -810,6 +833,7 @@ impl BandwidthEstimator {
             self.deliveries.pop_front();
         }
         self.deliveries.push_back((first_us, last_us, bytes));
+        self.newest_arrival_us = Some(self.newest_arrival_us.map_or(last_us, |n| n.max(last_us)));
     }
 
     fn expire(&mut self, now: Instant) {
@@ -2200,5 +2224,37 @@ mod tests {
             }
             assert_eq!(est.poll_event(), None);
         }
+    }
+
+    #[test]
+    fn the_link_rate_expires_when_frames_stop_measuring_it() {
+        let t0 = Instant::now();
+        let cfg = BweConfig {
+            link_share: 0.6,
+            ..BweConfig::default()
+        };
+        let mut est = BandwidthEstimator::new(cfg, t0);
+        assert_eq!(est.link_rate(), None);
+        // Frames of 10 datagrams, 14 kB, sent within 100 µs and spread over 14 ms: ~7.2 Mbit/s.
+        let mut at = 0i64;
+        for _ in 0..30 {
+            at += 16_667;
+            est.on_arrival(at, 1_000, at + 14_000, 14_000);
+            est.on_dispersion(at, at + 14_000, 14_000, 10, Duration::from_micros(100));
+        }
+        let rate = est.link_rate().expect("measured");
+        assert!((7.0e6..7.4e6).contains(&rate), "{rate}");
+        assert!((est.link_cap().expect("capped") - 0.6 * rate).abs() < 1.0);
+        // Then only frames too small to give a sample, for a window and a bit: no cap is left.
+        let last = at + 14_000;
+        while at < last + micros(LINK_WINDOW) + 20_000 {
+            at += 16_667;
+            est.on_arrival(at, 1_000, at + 500, 2_800);
+            if at < last + micros(LINK_WINDOW) - 20_000 {
+                assert!(est.link_rate().is_some(), "still within the window at {at}");
+            }
+        }
+        assert_eq!(est.link_rate(), None);
+        assert_eq!(est.link_cap(), None);
     }
 }
