@@ -384,11 +384,13 @@ impl Session {
             return Ok(0);
         }
         let now = Instant::now();
+        let real_now = realtime_ns();
         let out = {
             let mut c = lock(&self.inner.conn);
             for i in 0..ring.len() {
+                let at = arrival(now, real_now, ring.received_ns(i));
                 let (buf, from) = ring.get_mut(i);
-                c.handle_datagram(now, from, buf);
+                c.handle_datagram(at, from, buf);
             }
             drain_transmits(&mut c)
         };
@@ -396,6 +398,42 @@ impl Session {
         self.flush(out);
         Ok(n)
     }
+}
+
+/// Oldest a kernel receive time may make a datagram's arrival: beyond it the realtime clock
+/// probably stepped, and the datagram counts as arriving now.
+const MAX_RX_AGE: Duration = Duration::from_secs(1);
+
+/// When a datagram handled at `now` (`real_now` ns on `CLOCK_REALTIME`) arrived: the kernel's
+/// receive time `rx_ns` (same clock) carried over to the monotonic clock, so arrival timing
+/// (frame timing, bandwidth feedback, RTT) does not include how long the receiving thread took
+/// to get to the socket; `now` where the kernel gave none or the clocks disagree.
+fn arrival(now: Instant, real_now: Option<u64>, rx_ns: Option<u64>) -> Instant {
+    let (Some(real_now), Some(rx)) = (real_now, rx_ns) else {
+        return now;
+    };
+    let age = Duration::from_nanos(real_now.saturating_sub(rx));
+    if age > MAX_RX_AGE {
+        return now;
+    }
+    now.checked_sub(age).unwrap_or(now)
+}
+
+/// `CLOCK_REALTIME` now, in nanoseconds since the epoch (the clock of `SO_TIMESTAMPNS`).
+fn realtime_ns() -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_REALTIME is always available.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    if rc != 0 {
+        return None;
+    }
+    u64::try_from(ts.tv_sec)
+        .ok()?
+        .checked_mul(1_000_000_000)?
+        .checked_add(u64::try_from(ts.tv_nsec).ok()?)
 }
 
 /// `CLOCK_MONOTONIC` now, in microseconds: the host clock that frame timing and pings carry.
@@ -416,4 +454,27 @@ pub fn monotonic_us() -> u64 {
 
 fn drain_transmits(c: &mut Connection) -> Vec<Transmit> {
     std::iter::from_fn(|| c.poll_transmit()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kernel_receive_time_dates_the_arrival_back() {
+        let now = Instant::now();
+        let real = 1_000_000_000_000u64;
+        let ms = 1_000_000u64;
+        // Waited 7 ms in the socket before the thread got to it.
+        assert_eq!(
+            arrival(now, Some(real), Some(real - 7 * ms)),
+            now - Duration::from_millis(7)
+        );
+        // No kernel time, no clock, a stamp from the future or older than a second: now.
+        assert_eq!(arrival(now, Some(real), None), now);
+        assert_eq!(arrival(now, None, Some(real)), now);
+        assert_eq!(arrival(now, Some(real), Some(real + ms)), now);
+        assert_eq!(arrival(now, Some(real), Some(real - 1_001 * ms)), now);
+        assert!(realtime_ns().is_some_and(|t| t > real));
+    }
 }

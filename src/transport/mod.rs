@@ -48,6 +48,8 @@ struct Entry {
     offset: usize,
     len: usize,
     from: SocketAddr,
+    /// When the kernel received it (`CLOCK_REALTIME`, ns), where the transport knows.
+    rx_ns: Option<u64>,
 }
 
 /// A reusable receive ring: `slots` buffers of `slot_size` bytes each, filled by
@@ -122,13 +124,32 @@ impl RecvBatch {
 
     /// Records that slot `slot` holds a datagram of `len` bytes at `offset` from `from`.
     pub fn push(&mut self, slot: usize, offset: usize, len: usize, from: SocketAddr) {
+        self.push_received(slot, offset, len, from, None);
+    }
+
+    /// As [`RecvBatch::push`], with the kernel's receive time (`CLOCK_REALTIME`, ns) if known.
+    pub fn push_received(
+        &mut self,
+        slot: usize,
+        offset: usize,
+        len: usize,
+        from: SocketAddr,
+        rx_ns: Option<u64>,
+    ) {
         debug_assert!(slot < self.slots && offset + len <= self.slot_size);
         self.entries.push(Entry {
             slot,
             offset,
             len,
             from,
+            rx_ns,
         });
+    }
+
+    /// When the kernel received datagram `i` of the last `recv` (`CLOCK_REALTIME`, ns since
+    /// the epoch), where the transport reports it (UDP with `SO_TIMESTAMPNS`).
+    pub fn received_ns(&self, i: usize) -> Option<u64> {
+        self.entries[i].rx_ns
     }
 }
 

@@ -59,7 +59,8 @@ pub const DEFAULT_BUFFER: usize = 32 << 20;
 
 /// Messages per `recvmmsg` call at most (the kernel's `UIO_MAXIOV`).
 const MAX_RECV_BATCH: usize = 1024;
-/// Control-message space per received message, in 8-byte words (room for `UDP_GRO`).
+/// Control-message space per received message, in 8-byte words (room for `UDP_GRO`, 24
+/// bytes, and `SCM_TIMESTAMPNS`, 32 bytes).
 const RECV_CMSG_WORDS: usize = 8;
 /// Control-message space per sent message, in 8-byte words (room for `UDP_SEGMENT`).
 const SEND_CMSG_WORDS: usize = 4;
@@ -79,6 +80,9 @@ pub struct UdpOptions {
     pub gso: bool,
     /// Ask for UDP GRO on receive (use slots of 64 KiB so coalesced buffers fit).
     pub gro: bool,
+    /// Ask the kernel for each datagram's receive time (`SO_TIMESTAMPNS`), so arrival times
+    /// do not include how long the receiving thread took to get to the socket.
+    pub rx_timestamps: bool,
 }
 
 impl Default for UdpOptions {
@@ -89,6 +93,7 @@ impl Default for UdpOptions {
             dscp: 0,
             gso: true,
             gro: false,
+            rx_timestamps: true,
         }
     }
 }
@@ -310,30 +315,44 @@ fn raw_to_std(ss: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<Socke
     }
 }
 
-/// The UDP_GRO segment size in a received message's control data, if any.
+/// What a received message's control data says: the UDP_GRO segment size and the kernel's
+/// receive time (`CLOCK_REALTIME`, ns), each if present.
 ///
 /// # Safety
 /// `hdr` must be a header just filled by the kernel whose `msg_control` (if non-null) points
 /// to at least `msg_controllen` readable bytes.
 // `cmsg_len` is `size_t` on glibc but `socklen_t` on musl.
 #[allow(clippy::unnecessary_cast)]
-unsafe fn gro_segment(hdr: &libc::msghdr) -> Option<usize> {
+unsafe fn control_data(hdr: &libc::msghdr) -> (Option<usize>, Option<u64>) {
+    let (mut seg, mut rx_ns) = (None, None);
     // CMSG_FIRSTHDR also returns null when msg_controllen is too small for a header.
     if hdr.msg_control.is_null() {
-        return None;
+        return (seg, rx_ns);
     }
-    let want = unsafe { libc::CMSG_LEN(mem::size_of::<libc::c_int>() as _) } as usize;
+    let want_seg = unsafe { libc::CMSG_LEN(mem::size_of::<libc::c_int>() as _) } as usize;
+    let want_ts = unsafe { libc::CMSG_LEN(mem::size_of::<libc::timespec>() as _) } as usize;
     let mut c = unsafe { libc::CMSG_FIRSTHDR(hdr) };
     while !c.is_null() {
-        // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR only return headers inside the control buffer.
+        // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR only return headers inside the control buffer,
+        // and the data read is within the length the header states.
         let (level, ty, len) = unsafe { ((*c).cmsg_level, (*c).cmsg_type, (*c).cmsg_len) };
-        if level == libc::SOL_UDP && ty == libc::UDP_GRO && len as usize >= want {
-            let seg = unsafe { ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>()) };
-            return usize::try_from(seg).ok().filter(|&s| s > 0);
+        if level == libc::SOL_UDP && ty == libc::UDP_GRO && len as usize >= want_seg {
+            let v = unsafe { ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>()) };
+            seg = usize::try_from(v).ok().filter(|&s| s > 0);
+        } else if level == libc::SOL_SOCKET
+            && ty == libc::SCM_TIMESTAMPNS
+            && len as usize >= want_ts
+        {
+            let ts = unsafe { ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>()) };
+            rx_ns = u64::try_from(ts.tv_sec)
+                .ok()
+                .and_then(|s| s.checked_mul(1_000_000_000))
+                .and_then(|ns| ns.checked_add(u64::try_from(ts.tv_nsec).ok()?))
+                .filter(|&ns| ns > 0);
         }
         c = unsafe { libc::CMSG_NXTHDR(hdr, c) };
     }
-    None
+    (seg, rx_ns)
 }
 
 enum Waited {
@@ -353,6 +372,7 @@ pub struct UdpTransport {
     recv_buffer: usize,
     gso: AtomicBool,
     gro: bool,
+    rx_timestamps: bool,
     truncated: AtomicU64,
     gro_buffers: AtomicU64,
     recv_state: Mutex<RecvState>,
@@ -409,6 +429,8 @@ impl UdpTransport {
         // UDP_SEGMENT reads back on kernels that know GSO (4.18+).
         let gso = opts.gso && socket::getsockopt(&sock, sockopt::UdpGsoSegment).is_ok();
         let gro = opts.gro && socket::setsockopt(&sock, sockopt::UdpGroSegment, &true).is_ok();
+        let rx_timestamps = opts.rx_timestamps
+            && socket::setsockopt(&sock, sockopt::ReceiveTimestampns, &true).is_ok();
 
         socket::bind(sock.as_raw_fd(), &SockaddrStorage::from(addr))?;
         let name: SockaddrStorage = socket::getsockname(sock.as_raw_fd())?;
@@ -431,6 +453,7 @@ impl UdpTransport {
             recv_buffer,
             gso: AtomicBool::new(gso),
             gro,
+            rx_timestamps,
             truncated: AtomicU64::new(0),
             gro_buffers: AtomicU64::new(0),
             recv_state: Mutex::new(RecvState::new()),
@@ -510,7 +533,7 @@ impl UdpTransport {
             unsafe {
                 hdr.msg_name = addr_base.add(i).cast();
                 hdr.msg_iov = iov_base.add(i);
-                if self.gro {
+                if self.gro || self.rx_timestamps {
                     hdr.msg_control = cmsg_base.add(i * RECV_CMSG_WORDS).cast();
                     hdr.msg_controllen = (RECV_CMSG_WORDS * 8) as _;
                 } else {
@@ -546,10 +569,10 @@ impl UdpTransport {
                 continue;
             };
             // SAFETY: the header was just filled by the kernel; its control pointer is ours.
-            let seg = if self.gro {
-                unsafe { gro_segment(&h.msg_hdr) }
+            let (seg, rx_ns) = if self.gro || self.rx_timestamps {
+                unsafe { control_data(&h.msg_hdr) }
             } else {
-                None
+                (None, None)
             };
             match seg {
                 Some(seg) if full > seg => {
@@ -559,7 +582,7 @@ impl UdpTransport {
                     while off < full {
                         let len = seg.min(full - off);
                         if off + len <= copied {
-                            batch.push(i, off, len, from);
+                            batch.push_received(i, off, len, from, rx_ns);
                         } else {
                             truncated += 1;
                         }
@@ -570,7 +593,7 @@ impl UdpTransport {
                     if full > slot_size || h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                         truncated += 1;
                     } else {
-                        batch.push(i, 0, full, from);
+                        batch.push_received(i, 0, full, from, rx_ns);
                     }
                 }
             }
@@ -1186,5 +1209,52 @@ mod tests {
     fn transport_is_send_sync() {
         fn check<T: Send + Sync>() {}
         check::<UdpTransport>();
+    }
+
+    fn realtime_ns() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    }
+
+    #[test]
+    fn received_datagrams_carry_the_kernels_receive_time() {
+        for (gro, stamps) in [(false, true), (true, true), (false, false)] {
+            let opts = UdpOptions {
+                gro,
+                rx_timestamps: stamps,
+                ..UdpOptions::default()
+            };
+            let a = bind(V4, opts);
+            let b = bind(V4, opts);
+            let before = realtime_ns();
+            let d: Vec<Vec<u8>> = (0..3).map(|i| payload(i, 1200)).collect();
+            let refs: Vec<&[u8]> = d.iter().map(Vec::as_slice).collect();
+            assert_eq!(a.send(&refs, b.local_addr()).unwrap().sent, 3);
+            let mut batch = RecvBatch::new(8, 65536);
+            let mut times = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while times.len() < 3 && Instant::now() < deadline {
+                let k = b
+                    .recv(&mut batch, Some(Duration::from_millis(500)))
+                    .unwrap();
+                for i in 0..k {
+                    times.push(batch.received_ns(i));
+                }
+            }
+            let after = realtime_ns();
+            assert_eq!(times.len(), 3, "gro {gro}");
+            if !stamps {
+                assert!(times.iter().all(Option::is_none), "{times:?}");
+                continue;
+            }
+            let times: Vec<u64> = times.into_iter().map(|t| t.expect("stamped")).collect();
+            assert!(
+                times.iter().all(|&t| (before..=after).contains(&t)),
+                "gro {gro}: {times:?} not within {before}..{after}"
+            );
+            assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+        }
     }
 }
