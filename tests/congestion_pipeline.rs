@@ -44,34 +44,29 @@ fn bottleneck_relay(port: u16, rate_bps: u64) -> Relay {
     .expect("relay")
 }
 
-/// x264 configured at 4 Mbit/s on a high-entropy picture, through a 1.5 Mbit/s bottleneck with
-/// a 50 ms drop-tail queue: the encoder's bitrate comes down below the bottleneck and stays in
-/// bounds.
-#[test]
-fn the_encoders_bitrate_is_lowered_below_a_bottleneck_and_stays_within_bounds() {
-    let _serial = serial();
-    const CONFIGURED_KBPS: u32 = 4000;
-    const MIN_BPS: u64 = 300_000;
-    const BOTTLENECK_BPS: u64 = 1_500_000;
+/// A live `pattern=snow` picture of `size` at 30 fps through x264 at `configured_kbps` into
+/// `punktfunksink name=sink` with `sink_props`, through a `bottleneck_bps` relay to
+/// `punktfunksrc ! fakesink`; returns once the host saw its peer.
+fn snow_through_a_bottleneck(
+    size: (u32, u32),
+    configured_kbps: u32,
+    sink_props: &str,
+    bottleneck_bps: u64,
+) -> (Pipe, Relay, Pipe) {
+    let (width, height) = size;
     let host = Pipe::launch(
         "host",
         &format!(
-            "videotestsrc is-live=true pattern=snow ! video/x-raw,width=320,height=240,framerate=30/1 \
+            "videotestsrc is-live=true pattern=snow \
+             ! video/x-raw,width={width},height={height},framerate=30/1 \
              ! x264enc name=enc tune=zerolatency speed-preset=ultrafast threads=1 key-int-max=60 \
-               bitrate={CONFIGURED_KBPS} \
+               bitrate={configured_kbps} \
              ! video/x-h264,stream-format=byte-stream,alignment=au \
-             ! punktfunksink name=sink address=127.0.0.1 port=0 min-bitrate={MIN_BPS} \
-               encoder-buffer=34"
+             ! punktfunksink name=sink address=127.0.0.1 port=0 {sink_props}"
         ),
     );
     host.set(gst::State::Playing);
-    let sink = host.el("sink");
-    let enc = host.el("enc");
-    let port = bound_port(&sink);
-    // The encoder's rate-control buffer was bounded at start (x264enc's default is 600 ms).
-    assert_eq!(enc.property::<u32>("vbv-buf-capacity"), 34);
-
-    let relay = bottleneck_relay(port, BOTTLENECK_BPS);
+    let relay = bottleneck_relay(bound_port(&host.el("sink")), bottleneck_bps);
     let client = Pipe::launch(
         "client",
         &format!(
@@ -81,6 +76,28 @@ fn the_encoders_bitrate_is_lowered_below_a_bottleneck_and_stays_within_bounds() 
     );
     client.play();
     host.wait_element(PEER_CONNECTED, WAIT);
+    (host, relay, client)
+}
+
+/// x264 configured at 4 Mbit/s on a high-entropy picture, through a 1.5 Mbit/s bottleneck with
+/// a 50 ms drop-tail queue: the encoder's bitrate comes down below the bottleneck and stays in
+/// bounds.
+#[test]
+fn the_encoders_bitrate_is_lowered_below_a_bottleneck_and_stays_within_bounds() {
+    let _serial = serial();
+    const CONFIGURED_KBPS: u32 = 4000;
+    const MIN_BPS: u64 = 300_000;
+    const BOTTLENECK_BPS: u64 = 1_500_000;
+    let (host, _relay, client) = snow_through_a_bottleneck(
+        (320, 240),
+        CONFIGURED_KBPS,
+        &format!("min-bitrate={MIN_BPS} encoder-buffer=34"),
+        BOTTLENECK_BPS,
+    );
+    let sink = host.el("sink");
+    let enc = host.el("enc");
+    // The encoder's rate-control buffer was bounded at start (x264enc's default is 600 ms).
+    assert_eq!(enc.property::<u32>("vbv-buf-capacity"), 34);
 
     // Wait (bounded) until the encoder is below the bottleneck; every update on the way must
     // keep the encoder within [min-bitrate, configured].
@@ -135,30 +152,13 @@ fn link_share_keeps_the_stream_to_its_share_of_the_measured_link() {
     const CONFIGURED_KBPS: u32 = 8000;
     const MIN_BPS: u64 = 200_000;
     const BOTTLENECK_BPS: u64 = 4_000_000;
-    let host = Pipe::launch(
-        "host",
-        &format!(
-            "videotestsrc is-live=true pattern=snow ! video/x-raw,width=640,height=480,framerate=30/1 \
-             ! x264enc name=enc tune=zerolatency speed-preset=ultrafast threads=1 key-int-max=60 \
-               bitrate={CONFIGURED_KBPS} \
-             ! video/x-h264,stream-format=byte-stream,alignment=au \
-             ! punktfunksink name=sink address=127.0.0.1 port=0 min-bitrate={MIN_BPS} \
-               link-share=40 stats-interval=100"
-        ),
+    let (host, _relay, client) = snow_through_a_bottleneck(
+        (640, 480),
+        CONFIGURED_KBPS,
+        &format!("min-bitrate={MIN_BPS} link-share=40 stats-interval=100"),
+        BOTTLENECK_BPS,
     );
-    host.set(gst::State::Playing);
-    let sink = host.el("sink");
     let enc = host.el("enc");
-    let relay = bottleneck_relay(bound_port(&sink), BOTTLENECK_BPS);
-    let client = Pipe::launch(
-        "client",
-        &format!(
-            "punktfunksrc name=src port={} ! fakesink name=out sync=false",
-            relay.addr().port()
-        ),
-    );
-    client.play();
-    host.wait_element(PEER_CONNECTED, WAIT);
 
     // Bounded: until three stats messages (every 100 ms) with the link measured found the
     // estimate within the share of it (the cap holds in every state) and the encoder at or
