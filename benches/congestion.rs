@@ -27,7 +27,8 @@
 //! frames). Diagnostics:
 //! `CONGESTION_FRAMES_DIR=dir` writes each bottleneck row's per-frame records as CSV,
 //! `CONGESTION_TRACE=1` prints both streams' bandwidth stats every second of the fairness run,
-//! `CONGESTION_SINK_PROPS` appends sink properties to every row.
+//! `CONGESTION_SINK_PROPS` appends sink properties to every row, `CONGESTION_SIZE=640x360`
+//! encodes a smaller picture at the same bitrate (for a machine too slow for 720p60 noise).
 //!
 //! ```text
 //! ```
@@ -117,6 +118,19 @@ fn bottleneck(schedule: RateSchedule) -> BottleneckConfig {
         .with_queue(QueueLimit::Time(QUEUE))
 }
 
+/// The picture size: 1280×720, or `CONGESTION_SIZE=WxH` for a machine that cannot encode
+/// 720p60 noise in real time (the frames' bytes stay those of the bitrate, so the path sees
+/// the same stream).
+fn size() -> (u32, u32) {
+    std::env::var("CONGESTION_SIZE")
+        .ok()
+        .and_then(|v| {
+            let (w, h) = v.split_once('x')?;
+            Some((w.parse().ok()?, h.parse().ok()?))
+        })
+        .unwrap_or((1280, 720))
+}
+
 fn row(cc: &str, seconds: u32, warmup_s: u32, b: Option<BottleneckConfig>) -> RowSpec {
     RowSpec {
         transport: Transport::Punktfunk,
@@ -124,8 +138,8 @@ fn row(cc: &str, seconds: u32, warmup_s: u32, b: Option<BottleneckConfig>) -> Ro
         path: PathSpec::iid(0.0),
         frames: (seconds - warmup_s) * FPS,
         warmup: warmup_s * FPS,
-        width: 1280,
-        height: 720,
+        width: size().0,
+        height: size().1,
         fps: FPS,
         bitrate_kbps: BITRATE_KBPS,
         key_int: 120,
@@ -206,12 +220,12 @@ fn write_steps(samples: &[Sample], steps: &[(f64, u64)], csv: &Path, svg: &Path)
     };
     let mut out = String::from(
         "t_s,capacity_bps,encoder_bps,estimate_bps,target_bps,frames_received,frames_lost,\
-         data_shards,parity_shards,repair_shards\n",
+         data_shards,parity_shards,repair_shards,link_rate_bps,state\n",
     );
     for s in samples {
         let _ = writeln!(
             out,
-            "{:.2},{},{},{},{},{},{},{},{},{}",
+            "{:.2},{},{},{},{},{},{},{},{},{},{},{}",
             s.t_s,
             capacity(s.t_s),
             u64::from(s.encoder_kbps) * 1000,
@@ -221,7 +235,12 @@ fn write_steps(samples: &[Sample], steps: &[(f64, u64)], csv: &Path, svg: &Path)
             s.frames_lost,
             s.data_shards,
             s.parity_shards,
-            s.repair_shards
+            s.repair_shards,
+            s.link_rate_bps,
+            g2g::BWE_STATES
+                .get(usize::from(s.state))
+                .copied()
+                .unwrap_or("?")
         );
     }
     if let Err(e) = std::fs::write(csv, out) {
@@ -297,11 +316,13 @@ fn plot(
 fn fairness(cc: &str, seconds: u32) -> Result<[f64; 2], String> {
     let host = |i: usize| {
         format!(
-            "videotestsrc is-live=true pattern=snow ! video/x-raw,format=I420,width=1280,height=720,framerate={FPS}/1 \
+            "videotestsrc is-live=true pattern=snow ! video/x-raw,format=I420,width={w},height={h},framerate={FPS}/1 \
              ! x264enc name=enc{i} tune=zerolatency speed-preset=ultrafast threads=1 bitrate={BITRATE_KBPS} key-int-max=120 \
              ! video/x-h264,stream-format=byte-stream,alignment=au \
              ! punktfunksink name=tx{i} address=127.0.0.1 port=0 congestion-control={cc} {}",
-            std::env::var("CONGESTION_SINK_PROPS").unwrap_or_default()
+            std::env::var("CONGESTION_SINK_PROPS").unwrap_or_default(),
+            w = size().0,
+            h = size().1,
         )
     };
     let launch = |d: &str| {
@@ -437,6 +458,9 @@ fn main() {
          threads=1`, through the relay with a bottleneck (50 ms drop-tail queue) on the video \
          direction. Shown = decoded picture identical to the local decode.\n\n",
     );
+    if size() != (1280, 720) {
+        let _ = writeln!(md, "Picture {}×{} (`CONGESTION_SIZE`).\n", size().0, size().1);
+    }
     let _ = writeln!(md, "Step length {step} s.\n");
 
     let modes: Vec<&str> = o.modes.iter().map(String::as_str).collect();

@@ -448,6 +448,10 @@ pub struct RowResult {
     pub samples: Vec<Sample>,
 }
 
+/// The names `bwe-state` takes, in the order [`Sample::state`] numbers them.
+#[allow(dead_code)] // read by benches/congestion.rs, not by glass_to_glass.rs
+pub const BWE_STATES: [&str; 5] = ["off", "startup", "increase", "drain", "hold"];
+
 /// The encoder's bitrate and the sender's estimate at one instant of a row.
 #[derive(Debug, Clone, Copy, Default)]
 #[allow(dead_code)] // read by benches/congestion.rs, not by glass_to_glass.rs
@@ -459,6 +463,9 @@ pub struct Sample {
     /// `bwe-estimate` and `bwe-target-bitrate` of the sink's stats, bit/s.
     pub estimate_bps: u64,
     pub target_bps: u64,
+    /// `bwe-link-rate` (bit/s) and `bwe-state` as its index in [`BWE_STATES`].
+    pub link_rate_bps: u64,
+    pub state: u8,
     /// Frames the receiver pushed so far (`frames-received`) and gave up (`frames-lost`).
     pub frames_received: u64,
     pub frames_lost: u64,
@@ -792,6 +799,12 @@ fn drive_row(spec: &RowSpec, shared: &Shared, result: &mut RowResult) -> Result<
                 encoder_kbps: enc.property::<u32>("bitrate"),
                 estimate_bps: get(&stats, "bwe-estimate"),
                 target_bps: get(&stats, "bwe-target-bitrate"),
+                link_rate_bps: get(&stats, "bwe-link-rate"),
+                state: stats
+                    .get::<&str>("bwe-state")
+                    .ok()
+                    .and_then(|n| BWE_STATES.iter().position(|s| *s == n))
+                    .map_or(u8::MAX, |i| i as u8),
                 frames_received: get(&rx, "frames-received"),
                 frames_lost: get(&rx, "frames-lost"),
                 // Loss resilience (issue 8).
