@@ -459,7 +459,12 @@ fn main() {
          direction. Shown = decoded picture identical to the local decode.\n\n",
     );
     if size() != (1280, 720) {
-        let _ = writeln!(md, "Picture {}×{} (`CONGESTION_SIZE`).\n", size().0, size().1);
+        let _ = writeln!(
+            md,
+            "Picture {}×{} (`CONGESTION_SIZE`).\n",
+            size().0,
+            size().1
+        );
     }
     let _ = writeln!(md, "Step length {step} s.\n");
 
