@@ -18,6 +18,9 @@
 //!   steady loop of receives does not allocate. Datagrams larger than a slot are dropped and
 //!   counted ([`UdpTransport::truncated`]);
 //! - **optional UDP GRO**: a coalesced buffer is split into its segments, each its own entry;
+//! - **kernel receive times** (`SO_TIMESTAMPNS`, on by default): each entry carries the time
+//!   the kernel received it ([`RecvBatch::received_ns`]; a GRO buffer's segments share one), so
+//!   arrival timing does not depend on when the receiving thread ran;
 //! - **waiting** with `ppoll` on the socket and an eventfd that [`Transport::wake`] signals;
 //! - large socket buffers (`SO_SNDBUFFORCE`/`SO_RCVBUFFORCE` when privileged, else
 //!   `SO_SNDBUF`/`SO_RCVBUF`; what the kernel granted is read back into [`TransportInfo`]) and
