@@ -294,9 +294,11 @@ pub const LINK_MIN_DATAGRAMS: u32 = 4;
 
 /// A frame counts as spread by the bottleneck when its datagrams arrived over at least this
 /// multiple of the span they were sent over (plus [`LINK_SPREAD_SLACK`]).
-const LINK_SPREAD: f64 = 1.25;
-const LINK_SPREAD_SLACK: Duration = Duration::from_micros(300);
-const MAX_LINK_SAMPLES: usize = 128;
+pub const LINK_SPREAD: f64 = 1.25;
+/// Added to the spread threshold: the receive timestamps' and the relay's jitter.
+pub const LINK_SPREAD_SLACK: Duration = Duration::from_micros(300);
+/// Dispersion samples kept at most (2 s at 60 fps).
+pub const MAX_LINK_SAMPLES: usize = 128;
 
 /// Bounds of the small windows (memory only; their time spans bound them in practice).
 const MAX_DELIVERIES: usize = 256;
