@@ -1505,6 +1505,13 @@ mod tests {
             }
         }
 
+        /// p-quantile of `w` (nanoseconds) in ms; `None` when `w` is empty.
+        fn quantile_ms(mut w: Vec<u64>, p: f64) -> Option<f64> {
+            w.sort_unstable();
+            let i = ((w.len().checked_sub(1)? as f64) * p).round() as usize;
+            Some(w[i] as f64 / 1e6)
+        }
+
         impl Flow {
             pub(super) fn window(
                 &self,
@@ -1536,28 +1543,18 @@ mod tests {
             }
             /// p-quantile of the first datagrams' queue wait, ms.
             pub(super) fn queue_ms(&self, from_s: f64, to_s: f64, p: f64) -> f64 {
-                let mut w: Vec<u64> = self.window(from_s, to_s).map(|f| f.first_wait_ns).collect();
-                w.sort_unstable();
-                if w.is_empty() {
-                    return 0.0;
-                }
-                let i = ((w.len() as f64 - 1.0) * p).round() as usize;
-                w[i] as f64 / 1e6
+                let w = self.window(from_s, to_s).map(|f| f.first_wait_ns).collect();
+                quantile_ms(w, p).unwrap_or(0.0)
             }
             /// p-quantile of the time from a frame's generation to its last datagram's arrival,
             /// less the propagation delay, ms (frames with all datagrams only).
             pub(super) fn crossing_ms(&self, from_s: f64, to_s: f64, p: f64, delay_ns: u64) -> f64 {
-                let mut w: Vec<u64> = self
+                let w = self
                     .window(from_s, to_s)
                     .filter(|f| f.last_arrival_ns > 0)
                     .map(|f| f.last_arrival_ns.saturating_sub(f.gen_ns + delay_ns))
                     .collect();
-                w.sort_unstable();
-                if w.is_empty() {
-                    return f64::MAX;
-                }
-                let i = ((w.len() as f64 - 1.0) * p).round() as usize;
-                w[i] as f64 / 1e6
+                quantile_ms(w, p).unwrap_or(f64::MAX)
             }
             /// First time at or after `from_s` when the target reaches `bps`.
             pub(super) fn reaches(&self, from_s: f64, bps: u64) -> Option<f64> {
