@@ -16,6 +16,7 @@ use crate::protocol::handshake::Role;
 use crate::protocol::input::InputEvent;
 use crate::protocol::packetizer::{Datagrams, Packetizer};
 use crate::sync::lock;
+use crate::transport::udp::clock_ns;
 use crate::transport::{RecvBatch, Transport, TransportInfo};
 
 use super::connection::{Connection, Event, FrameTimingIn, SealedFrame, Transmit};
@@ -384,7 +385,7 @@ impl Session {
             return Ok(0);
         }
         let now = Instant::now();
-        let real_now = realtime_ns();
+        let real_now = clock_ns(libc::CLOCK_REALTIME);
         let out = {
             let mut c = lock(&self.inner.conn);
             for i in 0..ring.len() {
@@ -419,37 +420,9 @@ fn arrival(now: Instant, real_now: Option<u64>, rx_ns: Option<u64>) -> Instant {
     now.checked_sub(age).unwrap_or(now)
 }
 
-/// `CLOCK_REALTIME` now, in nanoseconds since the epoch (the clock of `SO_TIMESTAMPNS`).
-fn realtime_ns() -> Option<u64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_REALTIME is always available.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    if rc != 0 {
-        return None;
-    }
-    u64::try_from(ts.tv_sec)
-        .ok()?
-        .checked_mul(1_000_000_000)?
-        .checked_add(u64::try_from(ts.tv_nsec).ok()?)
-}
-
 /// `CLOCK_MONOTONIC` now, in microseconds: the host clock that frame timing and pings carry.
 pub fn monotonic_us() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC is always available on Linux.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    if rc != 0 {
-        return 0;
-    }
-    (ts.tv_sec as u64)
-        .saturating_mul(1_000_000)
-        .saturating_add(ts.tv_nsec as u64 / 1_000)
+    clock_ns(libc::CLOCK_MONOTONIC).map_or(0, |ns| ns / 1_000)
 }
 
 fn drain_transmits(c: &mut Connection) -> Vec<Transmit> {
@@ -475,6 +448,6 @@ mod tests {
         assert_eq!(arrival(now, None, Some(real)), now);
         assert_eq!(arrival(now, Some(real), Some(real + ms)), now);
         assert_eq!(arrival(now, Some(real), Some(real - 1_001 * ms)), now);
-        assert!(realtime_ns().is_some_and(|t| t > real));
+        assert!(clock_ns(libc::CLOCK_REALTIME).is_some_and(|t| t > real));
     }
 }

@@ -347,15 +347,33 @@ unsafe fn control_data(hdr: &libc::msghdr) -> (Option<usize>, Option<u64>) {
             && len as usize >= want_ts
         {
             let ts = unsafe { ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>()) };
-            rx_ns = u64::try_from(ts.tv_sec)
-                .ok()
-                .and_then(|s| s.checked_mul(1_000_000_000))
-                .and_then(|ns| ns.checked_add(u64::try_from(ts.tv_nsec).ok()?))
-                .filter(|&ns| ns > 0);
+            rx_ns = timespec_ns(&ts).filter(|&ns| ns > 0);
         }
         c = unsafe { libc::CMSG_NXTHDR(hdr, c) };
     }
     (seg, rx_ns)
+}
+
+/// A `timespec` in nanoseconds (`None` if negative or beyond `u64`).
+fn timespec_ns(ts: &libc::timespec) -> Option<u64> {
+    u64::try_from(ts.tv_sec)
+        .ok()?
+        .checked_mul(1_000_000_000)?
+        .checked_add(u64::try_from(ts.tv_nsec).ok()?)
+}
+
+/// `clock` (e.g. `CLOCK_REALTIME`, the clock of `SO_TIMESTAMPNS`) now, in nanoseconds.
+pub(crate) fn clock_ns(clock: libc::clockid_t) -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; an unknown clock only makes it fail.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    if rc != 0 {
+        return None;
+    }
+    timespec_ns(&ts)
 }
 
 enum Waited {
