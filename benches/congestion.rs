@@ -132,14 +132,15 @@ fn size() -> (u32, u32) {
 }
 
 fn row(cc: &str, seconds: u32, warmup_s: u32, b: Option<BottleneckConfig>) -> RowSpec {
+    let (width, height) = size();
     RowSpec {
         transport: Transport::Punktfunk,
         codec: Codec::X264,
         path: PathSpec::iid(0.0),
         frames: (seconds - warmup_s) * FPS,
         warmup: warmup_s * FPS,
-        width: size().0,
-        height: size().1,
+        width,
+        height,
         fps: FPS,
         bitrate_kbps: BITRATE_KBPS,
         key_int: 120,
@@ -237,10 +238,7 @@ fn write_steps(samples: &[Sample], steps: &[(f64, u64)], csv: &Path, svg: &Path)
             s.parity_shards,
             s.repair_shards,
             s.link_rate_bps,
-            g2g::BWE_STATES
-                .get(usize::from(s.state))
-                .copied()
-                .unwrap_or("?")
+            s.state
         );
     }
     if let Err(e) = std::fs::write(csv, out) {
@@ -314,6 +312,7 @@ fn plot(
 /// Two streams through one bottleneck: returns each client's received rate (bit/s) over the
 /// second half of `seconds`.
 fn fairness(cc: &str, seconds: u32) -> Result<[f64; 2], String> {
+    let (w, h) = size();
     let host = |i: usize| {
         format!(
             "videotestsrc is-live=true pattern=snow ! video/x-raw,format=I420,width={w},height={h},framerate={FPS}/1 \
@@ -321,8 +320,6 @@ fn fairness(cc: &str, seconds: u32) -> Result<[f64; 2], String> {
              ! video/x-h264,stream-format=byte-stream,alignment=au \
              ! punktfunksink name=tx{i} address=127.0.0.1 port=0 congestion-control={cc} {}",
             std::env::var("CONGESTION_SINK_PROPS").unwrap_or_default(),
-            w = size().0,
-            h = size().1,
         )
     };
     let launch = |d: &str| {
@@ -458,13 +455,9 @@ fn main() {
          threads=1`, through the relay with a bottleneck (50 ms drop-tail queue) on the video \
          direction. Shown = decoded picture identical to the local decode.\n\n",
     );
-    if size() != (1280, 720) {
-        let _ = writeln!(
-            md,
-            "Picture {}×{} (`CONGESTION_SIZE`).\n",
-            size().0,
-            size().1
-        );
+    let (w, h) = size();
+    if (w, h) != (1280, 720) {
+        let _ = writeln!(md, "Picture {w}×{h} (`CONGESTION_SIZE`).\n");
     }
     let _ = writeln!(md, "Step length {step} s.\n");
 

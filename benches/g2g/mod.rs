@@ -448,9 +448,8 @@ pub struct RowResult {
     pub samples: Vec<Sample>,
 }
 
-/// The names `bwe-state` takes, in the order [`Sample::state`] numbers them.
-#[allow(dead_code)] // read by benches/congestion.rs, not by glass_to_glass.rs
-pub const BWE_STATES: [&str; 5] = ["off", "startup", "increase", "drain", "hold"];
+/// The names `bwe-state` takes (so a [`Sample`] can keep one without allocating).
+const BWE_STATES: [&str; 5] = ["off", "startup", "increase", "drain", "hold"];
 
 /// The encoder's bitrate and the sender's estimate at one instant of a row.
 #[derive(Debug, Clone, Copy, Default)]
@@ -463,9 +462,9 @@ pub struct Sample {
     /// `bwe-estimate` and `bwe-target-bitrate` of the sink's stats, bit/s.
     pub estimate_bps: u64,
     pub target_bps: u64,
-    /// `bwe-link-rate` (bit/s) and `bwe-state` as its index in [`BWE_STATES`].
+    /// `bwe-link-rate` (bit/s) and `bwe-state` ("" before a sample, "?" for a name not known).
     pub link_rate_bps: u64,
-    pub state: u8,
+    pub state: &'static str,
     /// Frames the receiver pushed so far (`frames-received`) and gave up (`frames-lost`).
     pub frames_received: u64,
     pub frames_lost: u64,
@@ -800,11 +799,9 @@ fn drive_row(spec: &RowSpec, shared: &Shared, result: &mut RowResult) -> Result<
                 estimate_bps: get(&stats, "bwe-estimate"),
                 target_bps: get(&stats, "bwe-target-bitrate"),
                 link_rate_bps: get(&stats, "bwe-link-rate"),
-                state: stats
-                    .get::<&str>("bwe-state")
-                    .ok()
-                    .and_then(|n| BWE_STATES.iter().position(|s| *s == n))
-                    .map_or(u8::MAX, |i| i as u8),
+                state: stats.get::<&str>("bwe-state").map_or("?", |n| {
+                    BWE_STATES.into_iter().find(|s| *s == n).unwrap_or("?")
+                }),
                 frames_received: get(&rx, "frames-received"),
                 frames_lost: get(&rx, "frames-lost"),
                 // Loss resilience (issue 8).
