@@ -581,4 +581,159 @@ mod tests {
         assert!(link.max_queued_bytes <= 20_000);
         assert!(relay.up_link_stats().is_none());
     }
+
+    /// The datagrams `cfg` lets through of `n` offered in a row (the emulator's own decisions
+    /// for that seed: they depend on nothing but the seed and the packet sequence).
+    fn predicted(cfg: &ImpairConfig, n: u32) -> Vec<u32> {
+        use crate::transport::impair::netem::Verdict;
+        let t0 = Instant::now();
+        let mut net: Netem<()> = Netem::new(t0);
+        let f = net.add_flow(cfg.path(), cfg.seed, None);
+        (0..n)
+            .filter(|_| net.push(t0, f, 16, ()) != Verdict::Lost)
+            .collect()
+    }
+
+    /// Sends `n` datagrams (sequence number, send time since `t0` in µs) in bursts of 20, each
+    /// burst once the relay has taken the previous one in (`offered` reaches it), so no socket
+    /// buffer overflows; `receiver` collects `expect` of them at the far end. Returns each
+    /// arrival's sequence number and one-way delay.
+    fn one_way(
+        relay: &Relay,
+        from: &UdpTransport,
+        to: SocketAddr,
+        receiver: &UdpTransport,
+        n: u32,
+        expect: usize,
+        offered: impl Fn(&Relay) -> u64,
+    ) -> Vec<(u32, Duration)> {
+        let t0 = Instant::now();
+        let before = offered(relay);
+        std::thread::scope(|s| {
+            let rx = s.spawn(|| {
+                receive_until(receiver, |g| g.len() >= expect)
+                    .into_iter()
+                    .map(|(d, _)| {
+                        let now = t0.elapsed();
+                        let seq = u32::from_be_bytes(d[..4].try_into().expect("4 bytes"));
+                        let sent = u64::from_be_bytes(d[4..12].try_into().expect("8 bytes"));
+                        (seq, now.saturating_sub(Duration::from_micros(sent)))
+                    })
+                    .collect::<Vec<_>>()
+            });
+            for start in (0..n).step_by(20) {
+                let burst: Vec<Vec<u8>> = (start..(start + 20).min(n))
+                    .map(|i| {
+                        let mut d = i.to_be_bytes().to_vec();
+                        d.extend((t0.elapsed().as_micros() as u64).to_be_bytes());
+                        d
+                    })
+                    .collect();
+                let refs: Vec<&[u8]> = burst.iter().map(|d| &d[..]).collect();
+                from.send(&refs, to).expect("send");
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while offered(relay) < before + u64::from(start) + refs.len() as u64 {
+                    assert!(Instant::now() < deadline, "the relay took nothing in");
+                    // Polls a condition (the relay has no event to wait on).
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            rx.join().expect("receiver")
+        })
+    }
+
+    #[test]
+    fn wan_path_delays_jitters_and_loses_in_bursts_on_both_directions() {
+        const N: u32 = 1500;
+        let (delay, jitter) = (Duration::from_millis(30), Duration::from_millis(5));
+        let wan = |seed, p, r| ImpairConfig {
+            seed,
+            loss: LossModel::gilbert(p, r),
+            delay,
+            jitter,
+            ..ImpairConfig::default()
+        };
+        let (down, up) = (wan(7, 0.02, 0.20), wan(8, 0.01, 0.30));
+        let server = bind();
+        let client = bind();
+        // The client's hello (on a clean path) tells the relay where the client is and the
+        // server where the relay's back socket is.
+        let relay =
+            Relay::start(local(), server.local_addr(), down.clone(), up.clone()).expect("relay");
+        let mut back = None;
+        while back.is_none() {
+            client.send(&[b"hello"], relay.addr()).expect("send");
+            let mut batch = RecvBatch::new(8, 64);
+            if server
+                .recv(&mut batch, Some(Duration::from_millis(100)))
+                .expect("recv")
+                > 0
+            {
+                back = Some(batch.get(0).1);
+            }
+        }
+        let back = back.expect("a hello got through");
+        let hellos = relay.flow_stats(0).expect("pair").up.offered as u32;
+        // The up direction's decisions continue after the hellos.
+        let up_want: Vec<u32> = predicted(&up, hellos + N)
+            .into_iter()
+            .filter(|&i| i >= hellos)
+            .map(|i| i - hellos)
+            .collect();
+        let down_want = predicted(&down, N);
+        let ways = [
+            (
+                "up",
+                one_way(
+                    &relay,
+                    &client,
+                    relay.addr(),
+                    &server,
+                    N,
+                    up_want.len(),
+                    |r| r.flow_stats(0).expect("pair").up.offered,
+                ),
+                up_want,
+                0.01 / 0.31,
+            ),
+            (
+                "down",
+                one_way(&relay, &server, back, &client, N, down_want.len(), |r| {
+                    r.flow_stats(0).expect("pair").down.offered
+                }),
+                down_want,
+                0.02 / 0.22,
+            ),
+        ];
+        for (name, got, want, mean_loss) in ways {
+            // Exactly the emulator's losses for the seed, in order.
+            let seqs: Vec<u32> = got.iter().map(|g| g.0).collect();
+            assert_eq!(seqs, want, "{name}");
+            let loss = 1.0 - want.len() as f64 / f64::from(N);
+            assert!(
+                (loss - mean_loss).abs() < 0.5 * mean_loss,
+                "{name}: loss {loss}"
+            );
+            let mut arrived = vec![false; N as usize];
+            for &s in &seqs {
+                arrived[s as usize] = true;
+            }
+            let bursts = (0..N as usize)
+                .filter(|&i| !arrived[i] && (i == 0 || arrived[i - 1]))
+                .count();
+            assert!(
+                bursts > 0 && bursts < (N as usize - seqs.len()),
+                "{name}: no bursts"
+            );
+            // Never earlier than delay - jitter; jittered (spread over more than the jitter).
+            let min = got.iter().map(|g| g.1).min().expect("arrivals");
+            let max = got.iter().map(|g| g.1).max().expect("arrivals");
+            assert!(min >= delay - jitter, "{name}: {min:?}");
+            assert!(max - min >= jitter, "{name}: {min:?}..{max:?}");
+        }
+        let s = relay.flow_stats(0).expect("pair");
+        assert_eq!(s.down.offered, u64::from(N));
+        assert_eq!(s.up.offered, u64::from(N + hellos));
+        assert_eq!((s.down.reordered, s.up.reordered), (0, 0));
+    }
 }

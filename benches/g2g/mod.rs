@@ -157,6 +157,11 @@ pub enum Transport {
     /// `punktfunksink mode=caller` → `punktfunksrc mode=listener`, both with
     /// [`PASSPHRASE`], otherwise default properties: the set-up of issue 8.
     PunktfunkCaller,
+    // WAN rows (benches/wan.rs).
+    /// As [`Transport::Punktfunk`], but host (source, encoder, sink) and client (src, decoder)
+    /// in two pipelines of this process, sharing one clock and base time so their running
+    /// times compare.
+    PunktfunkSplit,
 }
 
 /// The passphrase of [`Transport::PunktfunkCaller`] rows.
@@ -168,6 +173,7 @@ impl Transport {
             "punktfunk" => Some(Transport::Punktfunk),
             "rtp" => Some(Transport::Rtp),
             "punktfunk-caller" => Some(Transport::PunktfunkCaller),
+            "punktfunk-2p" => Some(Transport::PunktfunkSplit),
             _ => s
                 .strip_prefix("srt")
                 .and_then(|ms| ms.parse().ok())
@@ -181,12 +187,15 @@ impl Transport {
             Transport::Rtp => "rtp".into(),
             Transport::Srt(ms) => format!("srt{ms}"),
             Transport::PunktfunkCaller => "punktfunk-caller".into(),
+            Transport::PunktfunkSplit => "punktfunk-2p".into(),
         }
     }
 
     fn elements(self) -> &'static [&'static str] {
         match self {
-            Transport::Punktfunk | Transport::PunktfunkCaller => &["punktfunksink", "punktfunksrc"],
+            Transport::Punktfunk | Transport::PunktfunkCaller | Transport::PunktfunkSplit => {
+                &["punktfunksink", "punktfunksrc"]
+            }
             Transport::Rtp => &["udpsink", "udpsrc", "rtpjitterbuffer"],
             Transport::Srt(_) => &["srtsink", "srtsrc"],
         }
@@ -210,15 +219,18 @@ impl Transport {
     ) -> Layout {
         match self {
             // Default properties, as users run it (sync=false async=false are the sink's defaults).
-            Transport::Punktfunk => Layout {
-                description: format!(
-                    "{head} ! punktfunksink name=tx address=127.0.0.1 port=0 {sink_props} \
-                     punktfunksrc name=rx port=1 ! {tail}"
-                ),
-                listener: "tx",
-                caller: "rx",
-                arrival: "rx",
-            },
+            Transport::Punktfunk | Transport::PunktfunkSplit => {
+                let host =
+                    format!("{head} ! punktfunksink name=tx address=127.0.0.1 port=0 {sink_props}");
+                let client = format!("punktfunksrc name=rx port=1 ! {tail}");
+                Layout {
+                    description: format!("{host} {client}"),
+                    split: (self == Transport::PunktfunkSplit).then_some((host, client)),
+                    listener: "tx",
+                    caller: "rx",
+                    arrival: "rx",
+                }
+            }
             // A network sink that waited for the clock would add the pipeline latency (which in
             // one pipeline includes the receiver's) before sending; no sender here does.
             Transport::Rtp => {
@@ -232,6 +244,7 @@ impl Transport {
                          ! rtpjitterbuffer latency=0 ! {depay} name=rx ! {caps} ! {tail}",
                         caps = codec.au_caps()
                     ),
+                    split: None,
                     listener: "listen",
                     caller: "tx",
                     arrival: "rx",
@@ -245,6 +258,7 @@ impl Transport {
                      ! {media},stream-format=byte-stream ! {tail}",
                     media = codec.media()
                 ),
+                split: None,
                 listener: "rx",
                 caller: "tx",
                 arrival: "rx",
@@ -256,6 +270,7 @@ impl Transport {
                      punktfunksrc name=rx mode=listener address=127.0.0.1 port=0 \
                      passphrase={PASSPHRASE} ! {tail}"
                 ),
+                split: None,
                 listener: "rx",
                 caller: "tx",
                 arrival: "rx",
@@ -265,12 +280,17 @@ impl Transport {
 
     /// Whether this is one of the project's own transports (whose elements have `stats`).
     pub fn is_punktfunk(self) -> bool {
-        matches!(self, Transport::Punktfunk | Transport::PunktfunkCaller)
+        matches!(
+            self,
+            Transport::Punktfunk | Transport::PunktfunkCaller | Transport::PunktfunkSplit
+        )
     }
 }
 
 struct Layout {
     description: String,
+    /// Two pipelines instead of `description`: (host, client).
+    split: Option<(String, String)>,
     listener: &'static str,
     caller: &'static str,
     arrival: &'static str,
@@ -286,6 +306,10 @@ pub struct PathSpec {
     /// lost in the bad state (`LossModel::gilbert`). `loss_percent` is then only the label's
     /// and the CSV's mean loss, p / (p + r).
     pub gilbert: Option<(f64, f64)>,
+    // WAN rows (benches/wan.rs).
+    /// One-way delay of each direction, and its uniform jitter (± this; order kept).
+    pub delay: Duration,
+    pub jitter: Duration,
 }
 
 impl PathSpec {
@@ -294,6 +318,8 @@ impl PathSpec {
         PathSpec {
             loss_percent: percent,
             gilbert: None,
+            delay: Duration::ZERO,
+            jitter: Duration::ZERO,
         }
     }
 
@@ -303,18 +329,37 @@ impl PathSpec {
         PathSpec {
             loss_percent: 100.0 * p / (p + r),
             gilbert: Some((p, r)),
+            delay: Duration::ZERO,
+            jitter: Duration::ZERO,
+        }
+    }
+
+    /// The same loss over `delay` one way (each direction), jittered by ± `jitter`.
+    #[allow(dead_code)] // used by benches/wan.rs
+    pub fn with_delay(self, delay: Duration, jitter: Duration) -> PathSpec {
+        PathSpec {
+            delay,
+            jitter,
+            ..self
         }
     }
 
     pub fn label(&self) -> String {
-        if let Some((p, r)) = self.gilbert {
-            return format!("GE {} %/{} %", p * 100.0, r * 100.0);
-        }
-        if self.loss_percent == 0.0 {
+        let loss = if let Some((p, r)) = self.gilbert {
+            format!("GE {} %/{} %", p * 100.0, r * 100.0)
+        } else if self.loss_percent == 0.0 {
             "none".into()
         } else {
             format!("{} % iid", self.loss_percent)
+        };
+        if self.delay.is_zero() && self.jitter.is_zero() {
+            return loss;
         }
+        format!(
+            "{loss}, {} ± {} ms",
+            self.delay.as_millis(),
+            self.jitter.as_millis()
+        )
     }
 
     fn impairment(&self, seed: u64) -> ImpairConfig {
@@ -327,6 +372,8 @@ impl PathSpec {
             } else {
                 LossModel::None
             },
+            delay: self.delay,
+            jitter: self.jitter,
             ..ImpairConfig::default()
         }
     }
@@ -446,6 +493,8 @@ pub struct RowResult {
     pub src_frame_age: Option<SrcFrameAge>,
     /// Sampled every ~100 ms while the row runs (punktfunk rows only).
     pub samples: Vec<Sample>,
+    /// Running time at which the receiving side (the caller) was set to PLAYING.
+    pub client_start_ns: u64,
 }
 
 /// The names `bwe-state` takes (so a [`Sample`] can keep one without allocating).
@@ -476,6 +525,8 @@ pub struct Sample {
     pub repair_shards: u64,
     pub repair_bytes: u64,
     pub payload_bytes: u64,
+    /// `parity-bytes-sent` where the sink reports it (0 where it does not).
+    pub parity_bytes: u64,
     pub rtt_us: u64,
     /// The src's `repair-requests`, `frames-repaired` and `keyframe-requests`.
     pub repair_requests: u64,
@@ -593,7 +644,7 @@ fn running_time(pad: &gst::Pad) -> u64 {
 fn bound_port(element: &gst::Element, transport: Transport, srt_port: u16) -> Option<u16> {
     let port = match transport {
         // `port` reads back the bound port once issue 6 lands; `bound-port` until then.
-        Transport::Punktfunk | Transport::PunktfunkCaller => {
+        Transport::Punktfunk | Transport::PunktfunkCaller | Transport::PunktfunkSplit => {
             let p: u32 = element.property("port");
             if p != 0 {
                 p
@@ -620,7 +671,7 @@ fn free_udp_port() -> io::Result<u16> {
 
 fn set_caller_port(element: &gst::Element, transport: Transport, port: u16) {
     match transport {
-        Transport::Punktfunk | Transport::PunktfunkCaller => {
+        Transport::Punktfunk | Transport::PunktfunkCaller | Transport::PunktfunkSplit => {
             element.set_property("port", u32::from(port))
         }
         Transport::Rtp => element.set_property("port", i32::from(port)),
@@ -690,6 +741,7 @@ pub fn run_row(spec: &RowSpec) -> RowResult {
         relay: Default::default(),
         src_frame_age: None,
         samples: Vec::new(),
+        client_start_ns: 0,
     };
     match drive_row(spec, &shared, &mut result) {
         Ok(()) => {}
@@ -742,11 +794,24 @@ fn drive_row(spec: &RowSpec, shared: &Shared, result: &mut RowResult) -> Result<
         _ => 0,
     };
     let layout = transport.pipeline(&head, codec, &tail, srt_port, &spec.sink_props);
-    let pipeline = gst::parse::launch(&layout.description)
-        .map_err(|e| format!("pipeline: {e}"))?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| "not a pipeline".to_string())?;
-    let by_name = |n: &str| pipeline.by_name(n).ok_or_else(|| format!("no element {n}"));
+    let launch = |d: &str| -> Result<gst::Pipeline, String> {
+        gst::parse::launch(d)
+            .map_err(|e| format!("pipeline: {e}"))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| "not a pipeline".to_string())
+    };
+    // `pipeline` holds the source and encoder (and, with one pipeline, everything); `client`
+    // the receiving half when the row runs two pipelines.
+    let (pipeline, client) = match &layout.split {
+        Some((host, client)) => (launch(host)?, Some(launch(client)?)),
+        None => (launch(&layout.description)?, None),
+    };
+    let by_name = |n: &str| {
+        pipeline
+            .by_name(n)
+            .or_else(|| client.as_ref().and_then(|c| c.by_name(n)))
+            .ok_or_else(|| format!("no element {n}"))
+    };
     let (vsrc, enc, arrival, dec, out) = (
         by_name("vsrc")?,
         by_name("enc")?,
@@ -758,13 +823,27 @@ fn drive_row(spec: &RowSpec, shared: &Shared, result: &mut RowResult) -> Result<
     lock(shared).limit = spec.warmup + spec.frames + (spec.fps / 4).max(5);
     install_probes(spec, shared, &vsrc, &enc, &arrival, &dec, &out)?;
 
-    let bus = pipeline.bus().ok_or("no bus")?;
+    let mut buses = vec![pipeline.bus().ok_or("no bus")?];
+    if let Some(c) = &client {
+        buses.push(c.bus().ok_or("no bus")?);
+    }
+    let bus_error = || buses.iter().find_map(first_bus_error);
     let outcome = (|| -> Result<(), String> {
         // The caller stays in NULL until the relay exists and it knows where to call.
         caller.set_locked_state(true);
+        let first = if client.is_some() {
+            gst::State::Playing
+        } else {
+            gst::State::Paused
+        };
         pipeline
-            .set_state(gst::State::Paused)
-            .map_err(|_| first_bus_error(&bus).unwrap_or_else(|| "PAUSED failed".into()))?;
+            .set_state(first)
+            .map_err(|_| bus_error().unwrap_or_else(|| format!("{first:?} failed")))?;
+        if client.is_some() {
+            // Clock and base time are chosen once the host is PLAYING.
+            let (done, ..) = pipeline.state(gst::ClockTime::from_seconds(STATE_TIMEOUT.as_secs()));
+            done.map_err(|_| bus_error().unwrap_or_else(|| "host PLAYING failed".into()))?;
+        }
         let port = bound_port(&listener, transport, srt_port)
             .ok_or_else(|| format!("{} did not report a bound port", layout.listener))?;
         let relay = start_relay(
@@ -777,9 +856,22 @@ fn drive_row(spec: &RowSpec, shared: &Shared, result: &mut RowResult) -> Result<
         let relay_start = Instant::now();
         set_caller_port(&caller, transport, relay.addr().port());
         caller.set_locked_state(false);
-        pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|_| first_bus_error(&bus).unwrap_or_else(|| "PLAYING failed".into()))?;
+        match &client {
+            // The client's running time is the host's: one clock, one base time.
+            Some(c) => {
+                c.use_clock(Some(
+                    &pipeline.clock().ok_or("the host pipeline has no clock")?,
+                ));
+                c.set_start_time(gst::ClockTime::NONE);
+                c.set_base_time(pipeline.base_time().ok_or("the host has no base time")?);
+                c.set_state(gst::State::Playing)
+            }
+            None => pipeline.set_state(gst::State::Playing),
+        }
+        .map_err(|_| bus_error().unwrap_or_else(|| "PLAYING failed".into()))?;
+        result.client_start_ns = pipeline
+            .current_running_time()
+            .map_or(0, gst::ClockTime::nseconds);
         let sample = |samples: &mut Vec<Sample>| {
             if !transport.is_punktfunk() {
                 return;
@@ -810,6 +902,7 @@ fn drive_row(spec: &RowSpec, shared: &Shared, result: &mut RowResult) -> Result<
                 repair_shards: get(&stats, "repair-shards"),
                 repair_bytes: get(&stats, "repair-bytes"),
                 payload_bytes: get(&stats, "payload-bytes-sent"),
+                parity_bytes: get(&stats, "parity-bytes-sent"),
                 rtt_us: get(&stats, "rtt-us"),
                 repair_requests: get(&rx, "repair-requests"),
                 frames_repaired: get(&rx, "frames-repaired"),
@@ -818,10 +911,20 @@ fn drive_row(spec: &RowSpec, shared: &Shared, result: &mut RowResult) -> Result<
                 packets_lost: get(&rx, "packets-lost"),
             });
         };
-        let waited = wait_for_end(spec, shared, &bus, &mut |s| sample(s), &mut result.samples);
+        let waited = wait_for_end(
+            spec,
+            shared,
+            &buses,
+            &mut |s| sample(s),
+            &mut result.samples,
+        );
         result.relay = (relay.up_stats(), relay.down_stats());
         waited
     })();
+    // The receiving half first, so the host's goodbye does not race a client still running.
+    if let Some(c) = &client {
+        let _ = c.set_state(gst::State::Null);
+    }
     let _ = pipeline.set_state(gst::State::Null);
     outcome
 }
@@ -831,7 +934,7 @@ fn drive_row(spec: &RowSpec, shared: &Shared, result: &mut RowResult) -> Result<
 fn wait_for_end(
     spec: &RowSpec,
     shared: &Shared,
-    bus: &gst::Bus,
+    buses: &[gst::Bus],
     sample: &mut dyn FnMut(&mut Vec<Sample>),
     samples: &mut Vec<Sample>,
 ) -> Result<(), String> {
@@ -851,7 +954,7 @@ fn wait_for_end(
             next_sample += SAMPLE_EVERY;
             rec = lock(shared);
         }
-        if let Some(e) = first_bus_error(bus) {
+        if let Some(e) = buses.iter().find_map(first_bus_error) {
             return Err(e);
         }
         if rec.newest_decoded.is_some_and(|n| n + 1 >= rec.limit) {

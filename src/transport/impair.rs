@@ -593,6 +593,85 @@ mod tests {
         assert_eq!(rx.join().unwrap(), 0);
     }
 
+    /// The sequence numbers `cfg` lets through of `n` sent in a row (the emulator's decisions
+    /// for that seed, which depend on nothing but the seed and the packet sequence).
+    fn predicted(cfg: &ImpairConfig, n: u32) -> Vec<u32> {
+        let t0 = Instant::now();
+        let mut net: Netem<()> = Netem::new(t0);
+        let f = net.add_flow(cfg.path(), cfg.seed, None);
+        (0..n)
+            .filter(|_| net.push(t0, f, 8, ()) != netem::Verdict::Lost)
+            .collect()
+    }
+
+    #[test]
+    fn both_ends_wrapped_delay_jitter_and_lose_in_bursts_each_way() {
+        // The WAN path: each end impairs what it sends, so both directions see 30 ± 5 ms and
+        // their own Gilbert-Elliott bursts, independently seeded.
+        const N: u32 = 2000;
+        let (delay, jitter) = (Duration::from_millis(30), Duration::from_millis(5));
+        let wan = |seed, p, r| ImpairConfig {
+            seed,
+            loss: LossModel::gilbert(p, r),
+            delay,
+            jitter,
+            ..Default::default()
+        };
+        let (cfg_a, cfg_b) = (wan(3, 0.02, 0.20), wan(4, 0.01, 0.30));
+        let (a, b) = MemoryTransport::pair_with_capacity(1 << 20);
+        let (addr_a, addr_b) = (a.local_addr(), b.local_addr());
+        let (ia, ib) = (
+            Impaired::new(a, cfg_a.clone()).unwrap(),
+            Impaired::new(b, cfg_b.clone()).unwrap(),
+        );
+        let (want_ab, want_ba) = (predicted(&cfg_a, N), predicted(&cfg_b, N));
+        let t0 = Instant::now();
+        let payloads: Vec<[u8; 8]> = (0..N).map(seq_payload).collect();
+        for c in payloads.chunks(100) {
+            let refs: Vec<&[u8]> = c.iter().map(|p| &p[..]).collect();
+            ia.send(&refs, addr_b).unwrap();
+            ib.send(&refs, addr_a).unwrap();
+        }
+        // Each end's recv also sends what its own emulator has due.
+        let (mut at_b, mut at_a) = (Vec::new(), Vec::new());
+        let mut first = [None; 2];
+        let mut batch = RecvBatch::new(256, 16);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while at_b.len() < want_ab.len() || at_a.len() < want_ba.len() {
+            assert!(Instant::now() < deadline, "{} {}", at_b.len(), at_a.len());
+            for (k, (end, got, from)) in [(&ib, &mut at_b, addr_a), (&ia, &mut at_a, addr_b)]
+                .into_iter()
+                .enumerate()
+            {
+                let n = end
+                    .recv(&mut batch, Some(Duration::from_millis(2)))
+                    .unwrap();
+                if n > 0 {
+                    first[k].get_or_insert(t0.elapsed());
+                }
+                for i in 0..n {
+                    let (d, src) = batch.get(i);
+                    assert_eq!(src, from);
+                    got.push(parse(d));
+                }
+            }
+        }
+        // Exactly the emulator's losses for each seed, in order; none earlier than
+        // delay - jitter after the first send.
+        assert_eq!(at_b, want_ab);
+        assert_eq!(at_a, want_ba);
+        for f in first {
+            assert!(f.is_some_and(|f| f >= delay - jitter), "{f:?}");
+        }
+        for (end, want, p, r) in [(&ia, &want_ab, 0.02, 0.20), (&ib, &want_ba, 0.01, 0.30)] {
+            let s = end.stats();
+            assert_eq!((s.sent, s.delivered), (u64::from(N), want.len() as u64));
+            let mean = p / (p + r);
+            let loss = s.dropped as f64 / f64::from(N);
+            assert!((loss - mean).abs() < 0.5 * mean, "loss {loss}");
+        }
+    }
+
     #[test]
     fn bottleneck_drops_tail_and_paces_what_it_keeps() {
         let (a, b) = MemoryTransport::pair();

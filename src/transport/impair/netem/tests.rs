@@ -504,3 +504,113 @@ fn in_flight_is_bounded() {
     assert_eq!(net.in_flight(), 100);
     assert_eq!(net.flow_stats(f).overflow, 900);
 }
+
+/// Loss rate, mean burst length, mean delay, standard deviation, minimum and maximum of the
+/// delay (ms) of each flow, all fed one packet every `gap`, interleaved (a gap above twice the
+/// jitter, so order keeping never holds a packet back and the delays are the drawn ones).
+fn path_statistics(net: &mut Netem<u64>, flows: &[FlowId], n: u64, gap: Duration) -> Vec<[f64; 6]> {
+    let t0 = net.start();
+    let sent = |i: u64| t0 + gap * (i as u32);
+    let mut lost = vec![vec![false; n as usize]; flows.len()];
+    for i in 0..n {
+        for (k, f) in flows.iter().enumerate() {
+            lost[k][i as usize] = net.push(sent(i), *f, 1200, i) == Verdict::Lost;
+        }
+    }
+    let all = drain_all(net);
+    flows
+        .iter()
+        .zip(&lost)
+        .map(|(f, lost)| {
+            let delays: Vec<f64> = all
+                .iter()
+                .filter(|d| d.flow == *f)
+                .map(|d| (d.at - sent(d.payload)).as_secs_f64() * 1e3)
+                .collect();
+            let losses = lost.iter().filter(|l| **l).count();
+            let bursts = (0..lost.len())
+                .filter(|&i| lost[i] && (i == 0 || !lost[i - 1]))
+                .count();
+            assert_eq!(delays.len(), n as usize - losses);
+            let mean = delays.iter().sum::<f64>() / delays.len() as f64;
+            let var = delays.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / delays.len() as f64;
+            [
+                losses as f64 / n as f64,
+                losses as f64 / bursts.max(1) as f64,
+                mean,
+                var.sqrt(),
+                delays.iter().copied().fold(f64::INFINITY, f64::min),
+                delays.iter().copied().fold(0.0, f64::max),
+            ]
+        })
+        .collect()
+}
+
+#[test]
+fn wan_path_both_directions_delay_jitter_and_bursts_over_1e5() {
+    // The WAN benchmark's path: 30 ms ± 5 ms each way, bursts enter 2 % / leave 20 % on the
+    // video direction and enter 1 % / leave 30 % on the back channel, independently seeded.
+    let t0 = Instant::now();
+    let mut net = Netem::new(t0).with_max_packets(1 << 18);
+    let path = |p, r| PathConfig {
+        loss: LossModel::gilbert(p, r),
+        delay: 30 * MS,
+        jitter: 5 * MS,
+        ..Default::default()
+    };
+    let down = net.add_flow(path(0.02, 0.20), 19, None);
+    let up = net.add_flow(path(0.01, 0.30), 20, None);
+    let n = 100_000;
+    let stats = path_statistics(&mut net, &[down, up], n, 11 * MS);
+    for ((flow, p, r), [loss, burst, mean, sd, min, max]) in [(down, 0.02, 0.20), (up, 0.01, 0.30)]
+        .into_iter()
+        .zip(stats)
+    {
+        let (want_loss, want_burst) = (p / (p + r), 1.0 / r);
+        assert!((loss - want_loss).abs() < 0.1 * want_loss, "loss {loss}");
+        assert!(
+            (burst - want_burst).abs() < 0.1 * want_burst,
+            "burst {burst}"
+        );
+        // Uniform on [25, 35] ms: mean 30, standard deviation 10 / √12 = 2.89 ms, and over
+        // 9e4 draws the extremes come within 0.1 ms of the bounds.
+        assert!((mean - 30.0).abs() < 0.05, "mean delay {mean}");
+        assert!((sd - 10.0 / 12f64.sqrt()).abs() < 0.05, "delay sd {sd}");
+        assert!(
+            (25.0..25.1).contains(&min) && max > 34.9 && max <= 35.0,
+            "{min}..{max}"
+        );
+        let s = net.flow_stats(flow);
+        assert_eq!((s.offered, s.reordered, s.duplicated), (n, 0, 0));
+        assert_eq!(s.lost + s.delivered, n);
+    }
+}
+
+#[test]
+fn dense_traffic_through_jitter_keeps_order_within_delay_plus_jitter() {
+    // 20 Mbit/s of 1,200-byte packets (one every 0.48 ms) through 30 ± 5 ms: no packet
+    // overtakes another, none leaves before delay - jitter or after delay + jitter.
+    let t0 = Instant::now();
+    let mut net = Netem::new(t0);
+    let f = net.add_flow(
+        PathConfig {
+            loss: LossModel::gilbert(0.02, 0.20),
+            delay: 30 * MS,
+            jitter: 5 * MS,
+            ..Default::default()
+        },
+        5,
+        None,
+    );
+    let gap = us(480);
+    for i in 0..20_000u32 {
+        net.push(t0 + gap * i, f, 1200, u64::from(i));
+    }
+    let got = drain_all(&mut net);
+    assert!(got.windows(2).all(|w| w[0].payload < w[1].payload));
+    for d in &got {
+        let delay = d.at - (t0 + gap * d.payload as u32);
+        assert!(delay >= 25 * MS && delay <= 35 * MS, "{delay:?}");
+    }
+    assert_eq!(got.len() as u64, net.flow_stats(f).delivered);
+}
