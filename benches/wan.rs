@@ -687,6 +687,9 @@ fn synthetic_drive(
             .map_err(|e| format!("push {i}: {e:?}"))?;
     }
     let last = stats_sample(&sink);
+    if std::env::var_os("WAN_DEBUG").is_some() {
+        eprintln!("sink stats: {}", sink.property::<gst::Structure>("stats"));
+    }
     row.overhead = overhead(&last);
     row.rtt_ms = (last.rtt_us > 0).then(|| last.rtt_us as f64 / 1e3);
     let src_stats = src.property::<gst::Structure>("stats");
@@ -823,26 +826,36 @@ fn table(o: &Options, rows: &[Row]) -> String {
     s
 }
 
-/// Shown pictures over time: one line per frame.
+/// The width of the time bins of the CSV and the plot.
+const BIN_MS: f64 = 250.0;
+
+/// Per bin of capture time since the client started: (frames captured, shown, corrupt).
+fn bins(r: &Row) -> Vec<(u32, u32, u32)> {
+    let n = (r.end_ms / BIN_MS).ceil().max(0.0) as usize + 1;
+    let mut out = vec![(0u32, 0u32, 0u32); n];
+    for p in r.pics.iter().filter(|p| p.t_ms >= 0.0) {
+        let b = &mut out[((p.t_ms / BIN_MS) as usize).min(n - 1)];
+        b.0 += 1;
+        b.1 += u32::from(p.shown);
+        b.2 += u32::from(p.corrupt);
+    }
+    out
+}
+
+/// Shown pictures over time: one line per row and bin.
 fn csv(rows: &[Row]) -> String {
-    let mut s = String::from(
-        "bursts,stream,pipelines,transport,t_ms,shown,corrupt,arrival_ms,shown_at_ms\n",
-    );
+    let mut s = String::from("bursts,stream,pipelines,transport,t_s,captured,shown,corrupt\n");
     for r in rows {
-        for p in &r.pics {
+        for (i, (captured, shown, corrupt)) in bins(r).into_iter().enumerate() {
             let _ = writeln!(
                 s,
-                "{}/{},{},{},{},{:.2},{},{},{},{}",
+                "{}/{},{},{},{},{:.2},{captured},{shown},{corrupt}",
                 r.path.0 * 100.0,
                 r.path.1 * 100.0,
                 r.stream.replace(',', ";"),
                 r.pipelines,
                 r.transport,
-                p.t_ms,
-                u8::from(p.shown),
-                u8::from(p.corrupt),
-                p.arrival_ms.map_or(String::new(), |v| format!("{v:.2}")),
-                p.shown_at_ms.map_or(String::new(), |v| format!("{v:.2}")),
+                i as f64 * BIN_MS / 1e3,
             );
         }
     }
@@ -858,10 +871,9 @@ const PALETTE: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
-/// Share of pictures shown per half second of capture time, one panel per burst setting, one
-/// line per row.
+/// Share of pictures shown per bin of capture time, one panel per burst setting, one line per
+/// row.
 fn plot(o: &Options, rows: &[Row], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    const BIN_MS: f64 = 500.0;
     let t_max = rows.iter().map(|r| r.end_ms).fold(1000.0, f64::max) / 1e3;
     let root = SVGBackend::new(path, (1000, 380 * o.paths.len() as u32 + 40)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -884,16 +896,10 @@ fn plot(o: &Options, rows: &[Row], path: &Path) -> Result<(), Box<dyn std::error
         chart
             .configure_mesh()
             .x_desc("seconds since the client started (capture time)")
-            .y_desc("% of pictures shown (0.5 s bins)")
+            .y_desc("% of pictures shown (0.25 s bins)")
             .draw()?;
         for (i, r) in rows.iter().filter(|r| r.path == p).enumerate() {
-            let bins = (r.end_ms / BIN_MS).ceil().max(0.0) as usize + 1;
-            let mut count = vec![(0u32, 0u32); bins];
-            for pic in r.pics.iter().filter(|x| x.t_ms >= 0.0) {
-                let b = ((pic.t_ms / BIN_MS) as usize).min(bins - 1);
-                count[b].0 += 1;
-                count[b].1 += u32::from(pic.shown);
-            }
+            let count = bins(r);
             let color = PALETTE[i % PALETTE.len()];
             let label = format!("{}, {} pipeline(s), {}", r.stream, r.pipelines, r.transport);
             chart
@@ -972,20 +978,79 @@ fn main() {
         }
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mut doc = String::from(
-        "<!-- written by `cargo bench --features testing --bench wan`; see docs/BENCHMARKS.md -->\n\n",
+        "# Pictures over a WAN path\n\n\
+         <!-- written by `cargo bench --features testing --bench wan`; see docs/BENCHMARKS.md -->\n\n",
+    );
+    let _ = writeln!(
+        doc,
+        "Command: `cargo bench --features testing --bench wan -- --seconds {} --paths {} --rows {}`{}. \
+         Machine: {cpu}, {cores} CPUs; load average at the end {} (other work on the machine \
+         shares its cores and shows as source lag, late pushes and fewer frames encoded). \
+         Run in {:.0} s.\n",
+        o.seconds,
+        o.paths
+            .iter()
+            .map(|(p, r)| format!("{}/{}", p * 100.0, r * 100.0))
+            .collect::<Vec<_>>()
+            .join(","),
+        o.rows
+            .iter()
+            .map(|k| match k {
+                RowKind::Small1p => "360-1p".to_string(),
+                RowKind::Small2p => "360-2p".into(),
+                RowKind::Big => "big".into(),
+                RowKind::Synthetic => "syn".into(),
+                RowKind::Srt(ms) => format!("srt{ms}"),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        if o.rows.contains(&RowKind::Big) {
+            format!(
+                " (big row: {}x{}@{} at {} kbit/s)",
+                o.big.width, o.big.height, o.big.fps, o.big.kbps
+            )
+        } else {
+            String::new()
+        },
+        load.join(" "),
+        started.elapsed().as_secs_f64(),
     );
     doc.push_str(&table(&o, &rows));
     let _ = writeln!(
         doc,
-        "\n{:.0} s a row (the first {WARMUP_S:.0} s after the client starts is start-up, judged by \
-         the first-picture column only). Run in {:.0} s; load average at the end: {}.",
+        "\n{:.0} s a row. Pictures shown: identical to a local decode of the sender's stream \
+         (synthetic: delivered byte-exact), of the frames captured from {WARMUP_S:.0} s after the \
+         client started to the row's end; the first second is start-up, judged by the first-picture \
+         column alone. Capture → arrival over frames that arrived whole. Longest freeze: the largest \
+         gap between consecutive shown pictures (display time), a stream that stops showing counted \
+         to the row's end. Redundancy overhead: (parity + repair bytes) / media bytes from the \
+         sink's `stats` (parity bytes = parity shards × the mean data shard where the sink reports \
+         no `parity-bytes-sent`). Repaired / requests: the client's `frames-repaired`, \
+         `repair-requests`, `keyframe-requests`. Encoder rate: the congestion controller sets \
+         x264's `bitrate`.\n\n\
+         ![pictures shown over time](img/{svg}) — per {BIN_MS:.0} ms bin: \
+         [{csv}]({csv}).",
         o.seconds,
-        started.elapsed().as_secs_f64(),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        svg = o
+            .svg
+            .file_name()
+            .map_or(String::new(), |f| f.to_string_lossy().into_owned()),
+        csv = o
+            .csv
+            .file_name()
+            .map_or(String::new(), |f| f.to_string_lossy().into_owned()),
     );
     println!("\n{doc}");
     write(&o.out, &doc);
