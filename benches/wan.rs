@@ -995,10 +995,14 @@ fn main() {
     );
     let _ = writeln!(
         doc,
-        "Command: `cargo bench --features testing --bench wan -- --seconds {} --paths {} --rows {}`{}. \
+        "Command: `{}cargo bench --features testing --bench wan -- --seconds {} --paths {} --rows {}`{}. \
          Machine: {cpu}, {cores} CPUs; load average at the end {} (other work on the machine \
          shares its cores and shows as source lag, late pushes and fewer frames encoded). \
          Run in {:.0} s.\n",
+        std::env::var("WAN_SINK_PROPS")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .map_or(String::new(), |p| format!("WAN_SINK_PROPS=\"{p}\" ")),
         o.seconds,
         o.paths
             .iter()
