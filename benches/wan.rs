@@ -35,7 +35,7 @@
 //! ```
 //!
 //! With `--bench` (as `cargo bench` passes it): 20 s a row, all rows at both paths, into
-//! `docs/` (~8 minutes on two cores). Without (`cargo test --benches`): a 3 s smoke run of
+//! `docs/` (~5.5 minutes on two cores). Without (`cargo test --benches`): a 3 s smoke run of
 //! `360-1p` and `syn` at 2 %/20 % into the temporary directory. `WAN_SECONDS` overrides the row
 //! length. Every port is bound as port 0 and read back; every row tears its pipelines and relay
 //! down before the next starts.
@@ -152,7 +152,12 @@ fn options() -> Options {
     let mut o = Options {
         seconds: std::env::var("WAN_SECONDS")
             .ok()
-            .and_then(|s| s.parse().ok())
+            .map(|s| {
+                s.parse()
+                    .ok()
+                    .filter(|s: &f64| (2.0..=600.0).contains(s))
+                    .unwrap_or_else(|| usage("WAN_SECONDS takes 2 to 600"))
+            })
             .unwrap_or(if full { 20.0 } else { 3.0 }),
         rows: if full {
             vec![
@@ -353,53 +358,31 @@ fn seed_of((p, r): (f64, f64), salt: u64) -> u64 {
 // ---------------------------------------------------------------------------------------------
 // Real codec rows (the glass-to-glass harness).
 
-fn real_row(o: &Options, kind: RowKind, path: (f64, f64)) -> Row {
-    let (transport, width, height, fps, kbps, stream, pipelines) = match kind {
-        RowKind::Small1p => (
-            Transport::Punktfunk,
-            640,
-            360,
-            60,
-            4000,
-            "x264 640x360@60 4 Mbit/s",
-            "1",
-        ),
-        RowKind::Small2p => (
-            Transport::PunktfunkSplit,
-            640,
-            360,
-            60,
-            4000,
-            "x264 640x360@60 4 Mbit/s",
-            "2",
-        ),
-        RowKind::Srt(ms) => (
-            Transport::Srt(ms),
-            640,
-            360,
-            60,
-            4000,
-            "x264 640x360@60 4 Mbit/s",
-            "1",
-        ),
-        RowKind::Big | RowKind::Synthetic => {
-            let b = o.big;
-            (
-                Transport::Punktfunk,
-                b.width,
-                b.height,
-                b.fps,
-                b.kbps,
-                "",
-                "1",
-            )
-        }
-    };
-    let stream = if stream.is_empty() {
-        format!("x264 {width}x{height}@{fps} {} Mbit/s", kbps as f64 / 1e3)
+/// The 640x360 stream of the `360-*` and SRT rows.
+const SMALL: Big = Big {
+    width: 640,
+    height: 360,
+    fps: 60,
+    kbps: 4000,
+};
+
+/// A real-codec row: `transport` (one or two pipelines, or SRT) carrying `stream`.
+fn real_row(o: &Options, transport: Transport, stream: Big, path: (f64, f64)) -> Row {
+    let Big {
+        width,
+        height,
+        fps,
+        kbps,
+    } = stream;
+    let pipelines = if transport == Transport::PunktfunkSplit {
+        "2"
     } else {
-        stream.to_string()
+        "1"
     };
+    let stream = format!(
+        "x264 {width}x{height}@{fps} {} Mbit/s",
+        f64::from(kbps) / 1e3
+    );
     let total = (o.seconds * f64::from(fps)).round() as u32;
     let spec = RowSpec {
         transport,
@@ -950,8 +933,11 @@ fn main() {
     for &path in &o.paths {
         for &kind in &o.rows {
             let row = match kind {
+                RowKind::Small1p => real_row(&o, Transport::Punktfunk, SMALL, path),
+                RowKind::Small2p => real_row(&o, Transport::PunktfunkSplit, SMALL, path),
+                RowKind::Big => real_row(&o, Transport::Punktfunk, o.big, path),
+                RowKind::Srt(ms) => real_row(&o, Transport::Srt(ms), SMALL, path),
                 RowKind::Synthetic => synthetic_row(&o, path),
-                k => real_row(&o, k, path),
             };
             let m = row.summary();
             eprintln!(
