@@ -28,7 +28,8 @@
 //!   broken reference) do not count, and their latency is not in the statistics.
 //!
 //! All probes read the same pipeline clock, so both latencies are exact differences of running
-//! times. Nothing here sleeps to synchronise: the row ends when the receiver decoded a picture a
+//! times. A row with host and client in two pipelines ([`Transport::PunktfunkSplit`]) gives the
+//! client the host's clock and base time, so the same holds across them. Nothing here sleeps to synchronise: the row ends when the receiver decoded a picture a
 //! safe margin past the last measured one, or at a deadline when it never does.
 
 pub mod annexb;
