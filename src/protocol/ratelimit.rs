@@ -24,6 +24,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::cookie::{Cookie, CookieSecret};
+use super::guessing::GuessConfig;
 
 /// A token bucket: `rate` tokens a second, at most `burst` stored.
 #[derive(Debug, Clone)]
@@ -70,6 +71,12 @@ impl TokenBucket {
         }
     }
 
+    /// Returns `n` tokens taken earlier (never above the burst).
+    pub fn put_back(&mut self, n: f64, now: Instant) {
+        self.refill(now);
+        self.tokens = (self.tokens + n.max(0.0)).min(self.burst);
+    }
+
     /// How long until the bucket is full again from empty (entries idle that long are fresh).
     fn refill_time(&self) -> Duration {
         if self.rate > 0.0 {
@@ -94,6 +101,9 @@ pub struct RateLimitConfig {
     pub reply_burst: f64,
     /// Sources tracked at once (~64 bytes each).
     pub max_sources: usize,
+    /// The passphrase-guessing budget: what a hello that gets through costs when it is
+    /// answered (see [`super::guessing`]).
+    pub guesses: GuessConfig,
 }
 
 impl Default for RateLimitConfig {
@@ -106,6 +116,7 @@ impl Default for RateLimitConfig {
             reply_rate: 2_000.0,
             reply_burst: 200.0,
             max_sources: 4_096,
+            guesses: GuessConfig::default(),
         }
     }
 }

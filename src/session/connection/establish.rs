@@ -83,6 +83,7 @@ impl Connection {
         self.stats.handshake_failures += 1;
         if self.hs.psk.is_some() {
             self.stats.auth_failures += 1;
+            self.stats.confirmations_failed += 1;
         }
         self.events.push_back(Event::HandshakeFailed {
             from,
@@ -139,6 +140,9 @@ impl Connection {
                 return;
             }
         }
+        let Ok(charge) = self.guess_admit(from, now) else {
+            return;
+        };
         let now_ms = self.unix_ms(now);
         match self.guard.responder.respond(body, now_ms) {
             Ok((est, resp_body)) => {
@@ -149,6 +153,7 @@ impl Connection {
                     from,
                 });
                 self.queue(d, from);
+                self.guess_answered(from, charge, now);
                 self.add_pending(Link::new(&est, from, now, self.cfg.aead));
             }
             Err(HandshakeError::Stale) => self.stale_hello(from, now),
@@ -338,6 +343,7 @@ impl Connection {
             // Confirmed: this one becomes the session, the other candidates are dropped.
             let link = self.pending.swap_remove(p);
             self.pending.clear();
+            self.guess_confirmed(link.peer, now);
             self.install(link, now);
         }
         Some(body)
