@@ -36,10 +36,13 @@ pub(super) const MAX_PENDING_PER_SOURCE: usize = super::establish::MAX_ATTEMPTS;
 /// A caller gives up (reports [`Event::RejectSustained`]) only after this many matching
 /// refusals, each for a different live attempt, spanning at least its `Config::timeout` (and at
 /// least [`REJECT_SERIES_SPAN`]): forged Rejects while the listener is silent (not started,
-/// restarting) end nothing before the caller would have given up on the silence itself. A
-/// series with no refusal for a whole `timeout` starts over.
+/// restarting) end nothing before the caller has heard refusals for its whole timeout.
 pub const REJECT_SERIES_COUNT: u32 = 3;
 pub const REJECT_SERIES_SPAN: Duration = Duration::from_secs(1);
+/// A series with no refusal for this long starts over: longer than a listener's longest
+/// guessing back-off ([`crate::protocol::guessing::GuessConfig::backoff_max`]), so a caller
+/// with a wrong passphrase still sees its series complete.
+pub const REJECT_SERIES_GAP: Duration = Duration::from_secs(30);
 /// A listener's "too many guesses" event at most this often (the refused hellos are counted;
 /// a client with a wrong passphrase retries for as long as it runs).
 const GUESS_EVENT_INTERVAL: Duration = Duration::from_secs(5);
@@ -148,7 +151,12 @@ impl Connection {
         self.next_attempt = Some(self.next_attempt.map_or(backoff, |t| t.max(backoff)));
         let span = self.cfg.timeout.max(REJECT_SERIES_SPAN);
         let s = match self.guard.rejects.as_mut() {
-            Some(s) if s.reason == reason && now.saturating_duration_since(s.last) < span => s,
+            Some(s)
+                if s.reason == reason
+                    && now.saturating_duration_since(s.last) < REJECT_SERIES_GAP =>
+            {
+                s
+            }
             _ => self.guard.rejects.insert(RejectSeries {
                 reason,
                 first: now,

@@ -67,7 +67,7 @@ mod timing;
 pub use congestion::{BandwidthUpdate, CongestionConfig};
 pub use guard::{
     INPUT_EVENTS_BURST, INPUT_EVENTS_PER_SECOND, KEYFRAME_REQUEST_MIN_INTERVAL,
-    MAX_INPUT_EVENTS_PER_DATAGRAM, REJECT_SERIES_COUNT, REJECT_SERIES_SPAN,
+    MAX_INPUT_EVENTS_PER_DATAGRAM, REJECT_SERIES_COUNT, REJECT_SERIES_GAP, REJECT_SERIES_SPAN,
 };
 pub use host::{FrameTicket, SealedFrame};
 pub use timing::{DEFAULT_ANCHOR_US, FRAME_AGE_SPAN, FrameTimingIn};
