@@ -193,6 +193,9 @@ impl Connection {
         } else if self.pending.len() >= MAX_PENDING {
             let stale = self.pending.remove(0);
             self.stats.handshake_failures += 1;
+            if self.hs.psk.is_some() {
+                self.stats.confirmations_failed += 1;
+            }
             self.retire(&stale);
         }
         self.pending.push(link);
