@@ -78,8 +78,7 @@ fn main() {
         })
         .collect();
 
-    let guesses =
-        |g: &[Guesser]| -> u64 { g.iter().map(|g| g.conn.stats().auth_failures).sum() };
+    let guesses = |g: &[Guesser]| -> u64 { g.iter().map(|g| g.conn.stats().auth_failures).sum() };
     let mut per_second = Vec::new();
     let mut last_count = 0;
     let mut next_report = start + Duration::from_secs(1);
@@ -116,7 +115,9 @@ fn main() {
             let s = Session::new(c, t).expect("owner");
             {
                 let s = s.clone();
-                std::thread::spawn(move || while s.poll_frame(Duration::from_millis(50)).is_ok() {});
+                std::thread::spawn(
+                    move || while s.poll_frame(Duration::from_millis(50)).is_ok() {},
+                );
             }
             owner = Some((s, Instant::now()));
         }
@@ -129,7 +130,10 @@ fn main() {
         std::thread::sleep(Duration::from_micros(500));
     }
     let total = guesses(&guessers);
-    let hellos: u64 = guessers.iter().map(|g| g.conn.stats().handshakes_sent).sum();
+    let hellos: u64 = guessers
+        .iter()
+        .map(|g| g.conn.stats().handshakes_sent)
+        .sum();
     let hs = host.stats();
     println!("guessers: {addresses} addresses (127.0.0.2..), a hello every {retry:?} each");
     println!("guesses tested per second: {per_second:?}");

@@ -1301,7 +1301,9 @@ fn src_outlasts_forged_rejects_while_the_host_is_silent() {
         assert!(Instant::now() < end, "no hellos");
         if let Ok((n, from)) = sniffer.recv_from(&mut buf) {
             first.get_or_insert_with(Instant::now);
-            sniffer.send_to(&reject_for(&buf[..n], 2), from).expect("send");
+            sniffer
+                .send_to(&reject_for(&buf[..n], 2), from)
+                .expect("send");
             forged += 1;
         }
         no_error(&bus);
@@ -1323,9 +1325,14 @@ fn src_outlasts_forged_rejects_while_the_host_is_silent() {
     // Rejects past the timeout: an error.
     let end = Instant::now() + WAIT;
     let err = loop {
-        assert!(Instant::now() < end, "no error after rejects past the timeout");
+        assert!(
+            Instant::now() < end,
+            "no error after rejects past the timeout"
+        );
         if let Ok((n, from)) = sniffer.recv_from(&mut buf) {
-            sniffer.send_to(&reject_for(&buf[..n], 2), from).expect("send");
+            sniffer
+                .send_to(&reject_for(&buf[..n], 2), from)
+                .expect("send");
         }
         if let Some(m) = bus.pop_filtered(&[gst::MessageType::Error]) {
             let gst::MessageView::Error(e) = m.view() else {

@@ -55,9 +55,7 @@ fn answers(sim: &Sim, except: Option<SocketAddr>) -> usize {
     sim.sent
         .iter()
         .filter(|d| {
-            d.from == HOST
-                && Some(d.to) != except
-                && d.bytes[1] == Kind::HandshakeResponse as u8
+            d.from == HOST && Some(d.to) != except && d.bytes[1] == Kind::HandshakeResponse as u8
         })
         .count()
 }
@@ -236,7 +234,10 @@ fn forged_rejects_while_the_host_is_silent_end_nothing_before_the_timeout() {
         !sustained(&sim, c),
         "forged rejects for a second ended the caller"
     );
-    assert!(sim.saw(c, |e| matches!(e, Event::Rejected { .. })), "a hint");
+    assert!(
+        sim.saw(c, |e| matches!(e, Event::Rejected { .. })),
+        "a hint"
+    );
     // The caller goes on trying through the silence.
     let sent = sim.conn(c).stats().handshakes_sent;
     sim.run_for(Duration::from_secs(1));
@@ -257,5 +258,8 @@ fn forged_rejects_while_the_host_is_silent_end_nothing_before_the_timeout() {
         took >= Duration::from_millis(3000) && took < Duration::from_millis(3300),
         "{took:?}"
     );
-    assert!(!sim.conn(c).is_closed(), "the connection itself keeps trying");
+    assert!(
+        !sim.conn(c).is_closed(),
+        "the connection itself keeps trying"
+    );
 }

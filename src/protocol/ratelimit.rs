@@ -11,8 +11,9 @@
 //!    are full), a hello without one is answered with a CookieReply (itself limited by a reply
 //!    bucket) and costs no other state: spoofed sources never get further.
 //! 3. Otherwise the source's bucket (IPv4 address or IPv6 /64) and the global bucket must each
-//!    give a token; failed and successful handshakes count alike, so wrong passphrase guesses
-//!    from one source are limited to that source's rate.
+//!    give a token; failed and successful handshakes count alike. (What an answered hello
+//!    costs against passphrase guessing is decided after this gate, by
+//!    [`super::guessing::GuessBudget`].)
 //!
 //! The per-source map is bounded ([`RateLimitConfig::max_sources`]): idle entries (whose bucket
 //! has refilled, so forgetting them changes nothing) are dropped once a second, and when it is

@@ -20,8 +20,8 @@ use zeroize::Zeroizing;
 
 use crate::protocol::cookie;
 use crate::protocol::crypto::ResetToken;
-use crate::protocol::handshake::{HandshakeConfig, Responder};
 use crate::protocol::guessing::{Charge, GuessBudget, Refusal};
+use crate::protocol::handshake::{HandshakeConfig, Responder};
 use crate::protocol::ratelimit::{HandshakeGate, TokenBucket};
 use crate::protocol::wire::{Kind, RejectReason};
 
@@ -325,7 +325,12 @@ impl Connection {
     }
 
     /// Listener: a hello from `from` was answered (a guess tested, if a passphrase is set).
-    pub(super) fn guess_answered(&mut self, from: SocketAddr, charge: Option<Charge>, now: Instant) {
+    pub(super) fn guess_answered(
+        &mut self,
+        from: SocketAddr,
+        charge: Option<Charge>,
+        now: Instant,
+    ) {
         if let Some(c) = charge {
             self.guard.guesses.answered(from.ip(), c, now);
         }
