@@ -148,6 +148,13 @@ impl GuessBudget {
         (self.sources.len(), self.known.len())
     }
 
+    /// Answers to `ip` since its last confirmation.
+    pub fn unconfirmed(&self, ip: IpAddr) -> u32 {
+        self.sources
+            .get(&SourceKey::of(ip))
+            .map_or(0, |r| r.unconfirmed)
+    }
+
     /// Whether a hello from `ip` may be answered now, and from which budget. Takes nothing:
     /// charge with [`GuessBudget::answered`] once the answer went out.
     pub fn check(&mut self, ip: IpAddr, now: Instant) -> Result<Charge, Refusal> {

@@ -8,8 +8,9 @@
 //!
 //! 1. A hello with a valid cookie proved its source address ([`super::cookie`]).
 //! 2. Under load (the global bucket is below half, or the connection says its pending sessions
-//!    are full), a hello without one is answered with a CookieReply (itself limited by a reply
-//!    bucket) and costs no other state: spoofed sources never get further.
+//!    are full or the source has a passphrase guess outstanding), a hello without one is
+//!    answered with a CookieReply (itself limited by a reply bucket) and costs no other state:
+//!    spoofed sources never get further.
 //! 3. Otherwise the source's bucket (IPv4 address or IPv6 /64) and the global bucket must each
 //!    give a token; failed and successful handshakes count alike. (What an answered hello
 //!    costs against passphrase guessing is decided after this gate, by
@@ -264,17 +265,18 @@ impl HandshakeGate {
     }
 
     /// Decides about a hello from `from` carrying `cookie` (from
-    /// [`super::handshake::peek_hello`]). `pending_full`: the connection has no free slot for
-    /// another unconfirmed session without evicting one.
+    /// [`super::handshake::peek_hello`]). `prove`: ask for a cookie whatever the load (the
+    /// connection has no free slot for another unconfirmed session without evicting one, or the
+    /// source has a guess outstanding).
     pub fn admit(
         &mut self,
         from: SocketAddr,
         cookie: Option<&Cookie>,
-        pending_full: bool,
+        prove: bool,
         now: Instant,
     ) -> Admission {
         let proven = cookie.is_some_and(|c| self.cookies.verify(from, c, now));
-        if !proven && (pending_full || self.limiter.busy(now)) {
+        if !proven && (prove || self.limiter.busy(now)) {
             return if self.replies.take(now) {
                 Admission::SendCookie(self.cookies.make(from, now))
             } else {

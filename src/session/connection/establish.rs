@@ -122,11 +122,18 @@ impl Connection {
                 return;
             }
         };
-        let pending_full = self.pending.len() >= MAX_PENDING;
+        // The guessing budget first: a hello it holds back costs no cookie reply and no token
+        // of the gate, so a guessing flood cannot crowd out the owner there. A source with an
+        // answer outstanding proves its address before the next one: a spoofer can charge an
+        // address it does not own at most once.
+        let Ok(charge) = self.guess_admit(from, now) else {
+            return;
+        };
+        let prove = self.pending.len() >= MAX_PENDING || self.guess_suspect(from);
         match self
             .guard
             .gate
-            .admit(from, peek.cookie.as_ref(), pending_full, now)
+            .admit(from, peek.cookie.as_ref(), prove, now)
         {
             Admission::Process => {}
             Admission::SendCookie(c) => {
@@ -140,9 +147,6 @@ impl Connection {
                 return;
             }
         }
-        let Ok(charge) = self.guess_admit(from, now) else {
-            return;
-        };
         let now_ms = self.unix_ms(now);
         match self.guard.responder.respond(body, now_ms) {
             Ok((est, resp_body)) => {

@@ -324,6 +324,12 @@ impl Connection {
         }
     }
 
+    /// Listener: `from` has an answer outstanding that was never confirmed (it must prove its
+    /// address with a cookie before the next).
+    pub(super) fn guess_suspect(&self, from: SocketAddr) -> bool {
+        self.hs.psk.is_some() && self.guard.guesses.unconfirmed(from.ip()) > 0
+    }
+
     /// Listener: a hello from `from` was answered (a guess tested, if a passphrase is set).
     pub(super) fn guess_answered(
         &mut self,
