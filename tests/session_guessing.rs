@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::sim::{Sim, addr};
 use gstpunktfunk::protocol::control::StreamInfo;
-use gstpunktfunk::protocol::handshake::Role;
+use gstpunktfunk::protocol::handshake::{HandshakeConfig, HelloParams, Initiator, Psk, Role};
 use gstpunktfunk::protocol::wire::{Header, Kind, RejectReason};
 use gstpunktfunk::session::{Config, Event, HandshakeFailure, Mode};
 
@@ -173,6 +173,63 @@ fn the_owner_connects_within_two_seconds_during_a_flood() {
         assert!(sim.conn(owner).is_connected());
         assert!(flood <= 7 + 2, "{flood}");
     }
+}
+
+fn hello_datagram(pass: &str, unix_ms: u64, counter: u32, attempt: u32) -> Vec<u8> {
+    let cfg = HandshakeConfig {
+        role: Role::Client,
+        psk: Some(Psk::from_passphrase(pass)),
+        encrypt: true,
+    };
+    let p = HelloParams {
+        unix_ms,
+        counter,
+        cookie: None,
+    };
+    let (_, body) = Initiator::start_at(&cfg, &p).unwrap();
+    let mut d = Header {
+        kind: Kind::HandshakeInit,
+        flags: 0,
+        session_id: attempt,
+        packet_number: 0,
+    }
+    .to_bytes()
+    .to_vec();
+    d.extend_from_slice(&body);
+    d
+}
+
+/// The budget cannot be turned against the owner: an off-path attacker sending guesses with
+/// the owner's address as source gets one of them charged to it; after that the address must
+/// prove itself with a cookie, which only the owner receives, so the owner still connects at
+/// once.
+#[test]
+fn spoofed_guesses_do_not_lock_the_owners_address() {
+    let mut sim = new_sim();
+    let owner_at = at([192, 0, 2, 10]);
+    let owner = sim.add(owner_at, caller("correct horse", 5));
+    assert!(sim.run_until(Duration::from_secs(2), |s| s.conn(owner).is_connected()));
+    sim.nodes[owner].up = false;
+    // 20 spoofed guesses a second for 10 s.
+    for i in 0..200u32 {
+        let when = sim.now + Duration::from_millis(50 * u64::from(i));
+        let wall = sim.wall() + Duration::from_millis(50 * u64::from(i));
+        let ms = wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let d = hello_datagram("wrong guess", ms, i + 1, 1_000 + i);
+        sim.inject_at(when, owner_at, addr(1), d);
+    }
+    let before = answers(&sim, None);
+    sim.run_for(Duration::from_secs(10));
+    let spoofed_answers = answers(&sim, None) - before;
+    assert!(spoofed_answers <= 1, "{spoofed_answers}");
+    sim.restart(owner, caller("correct horse", 6));
+    assert!(
+        sim.run_until(Duration::from_secs(2), |s| s.conn(owner).is_connected()),
+        "the owner was locked out by guesses spoofed from its address"
+    );
 }
 
 fn reject(attempt: u32, reason: RejectReason) -> Vec<u8> {
