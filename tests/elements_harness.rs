@@ -1190,8 +1190,8 @@ fn reject_for(hello: &[u8], reason: u8) -> Vec<u8> {
 
 /// Issue 9, finding 4: a forged Reject does not stop the src. Rejects from another address, or
 /// one genuine-looking Reject for the live attempt, give at most a warning; the src keeps
-/// sending hellos. Only a listener that refuses every hello for over a second ends it with an
-/// error. (Old behaviour: the first 17-byte Reject from anyone was an element error.)
+/// sending hellos. Only a listener that refuses every hello for the src's `timeout` ends it with
+/// an error. (Old behaviour: the first 17-byte Reject from anyone was an element error.)
 #[test]
 fn src_survives_a_forged_reject_and_gives_up_only_on_a_sustained_series() {
     init();
@@ -1237,7 +1237,7 @@ fn src_survives_a_forged_reject_and_gives_up_only_on_a_sustained_series() {
         warned,
         "the genuine-looking Reject is reported as a warning"
     );
-    // A listener that refuses every hello for over a second: an error. (Short reads: once
+    // A listener that refuses every hello for the timeout: an error. (Short reads: once
     // the src gave up no more hellos come, and the bus is checked between reads.)
     listener
         .set_read_timeout(Some(Duration::from_millis(50)))
@@ -1261,5 +1261,87 @@ fn src_survives_a_forged_reject_and_gives_up_only_on_a_sustained_series() {
         }
     };
     assert!(err.matches(gst::ResourceError::NotAuthorized), "{err}");
+    pipeline.set_state(gst::State::Null).expect("null");
+}
+
+/// Forged Rejects while the host is silent (not started, restarting): a sniffer that answers
+/// every hello with a Reject from the host's address (here: bound to the host's port) for a
+/// second, nine or more, ends nothing: the src warns and keeps trying. Rejects that go on past
+/// the src's `timeout` (3000 ms by default) end it with an error, and not before. Old
+/// behaviour: an error after 1.04 s.
+#[test]
+fn src_outlasts_forged_rejects_while_the_host_is_silent() {
+    init();
+    let sniffer = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sniffer
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
+    let port = sniffer.local_addr().expect("addr").port();
+    let src = gst::ElementFactory::make("punktfunksrc")
+        .property("port", u32::from(port))
+        .property("passphrase", "pw")
+        .build()
+        .expect("src");
+    assert_eq!(src.property::<u32>("timeout"), 3000);
+    let (pipeline, bus) = play_into_fakesink(&src);
+    let mut buf = [0u8; 2048];
+    let no_error = |bus: &gst::Bus| {
+        if let Some(m) = bus.pop_filtered(&[gst::MessageType::Error]) {
+            let gst::MessageView::Error(e) = m.view() else {
+                unreachable!()
+            };
+            panic!("the src gave up: {}", e.error());
+        }
+    };
+    // A Reject for every hello for 1.2 s.
+    let mut first = None;
+    let mut forged = 0;
+    let end = Instant::now() + WAIT;
+    while first.is_none_or(|t: Instant| t.elapsed() < Duration::from_millis(1_200)) {
+        assert!(Instant::now() < end, "no hellos");
+        if let Ok((n, from)) = sniffer.recv_from(&mut buf) {
+            first.get_or_insert_with(Instant::now);
+            sniffer
+                .send_to(&reject_for(&buf[..n], 2), from)
+                .expect("send");
+            forged += 1;
+        }
+        no_error(&bus);
+    }
+    assert!(forged >= 5, "{forged}");
+    // Then silence: the src keeps sending hellos, with no error, until the timeout has passed
+    // since the first forged Reject.
+    let first = first.expect("a hello");
+    let mut hellos = 0;
+    while first.elapsed() < Duration::from_millis(3_300) {
+        if let Ok((n, _)) = sniffer.recv_from(&mut buf) {
+            assert_eq!(buf[1], 1, "a hello");
+            assert!(n > 16);
+            hellos += 1;
+        }
+        no_error(&bus);
+    }
+    assert!(hellos >= 5, "the src kept trying: {hellos} hellos");
+    // Rejects past the timeout: an error.
+    let end = Instant::now() + WAIT;
+    let err = loop {
+        assert!(
+            Instant::now() < end,
+            "no error after rejects past the timeout"
+        );
+        if let Ok((n, from)) = sniffer.recv_from(&mut buf) {
+            sniffer
+                .send_to(&reject_for(&buf[..n], 2), from)
+                .expect("send");
+        }
+        if let Some(m) = bus.pop_filtered(&[gst::MessageType::Error]) {
+            let gst::MessageView::Error(e) = m.view() else {
+                unreachable!()
+            };
+            break e.error();
+        }
+    };
+    assert!(err.matches(gst::ResourceError::NotAuthorized), "{err}");
+    assert!(first.elapsed() >= Duration::from_millis(3_000));
     pipeline.set_state(gst::State::Null).expect("null");
 }

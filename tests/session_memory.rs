@@ -199,9 +199,14 @@ fn wrong_passphrase_yields_no_session_and_a_clear_reason() {
     assert!(!cs.connected);
     assert_eq!(cs.frames_received, 0);
     assert!(cs.rejects_received >= 1);
-    // Hellos at 0, 25, 50, 100 ms (fast connect backs off from `handshake_first_retry`), then
-    // every `handshake_retry` (200 ms) up to 4 s.
-    assert_eq!(cs.handshakes_sent, 24);
+    // A refused hello is followed by the next one `handshake_retry` (200 ms) later (the
+    // listener is there: no fast retries), so 20 new hellos in 4 s. The listener's guessing
+    // budget answers the 1st to 4th and, after back-offs of 1 s and 2 s, the 9th and 19th;
+    // each but the first only once the caller resent it with a cookie (the address has an
+    // answer outstanding): 25 sent in all.
+    assert_eq!(cs.handshakes_sent, 25);
+    assert_eq!(cs.rejects_received, 6);
+    assert_eq!(sim.conn(HOST).stats().guesses_refused, 14);
 }
 
 #[test]

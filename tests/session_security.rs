@@ -229,8 +229,9 @@ fn last_attempt(sim: &Sim) -> u32 {
 
 /// Finding 4: one unauthenticated Reject no longer stops a client. Rejects from another
 /// address or for no live attempt are ignored; one that looks genuine is a hint
-/// (`Event::Rejected`) and retries go on; only a sustained series (≥ 3 over ≥ 1 s, each for a
-/// different attempt) is reported as `Event::RejectSustained`, on which the src gives up.
+/// (`Event::Rejected`) and retries go on; only a sustained series (≥ 3 over the caller's
+/// timeout, each for a different attempt) is reported as `Event::RejectSustained`, on which the
+/// src gives up.
 /// Old behaviour: a 17-byte Reject from anyone was turned into an element error at once.
 /// Injects now, from `from` to the client at addr(2), a reject for `attempt` saying the
 /// passphrase does not match.
@@ -278,9 +279,9 @@ fn a_forged_reject_does_not_stop_the_caller() {
             reason: RejectReason::PassphraseMismatch
         }]
     );
-    // A listener that really refuses every hello for a second: sustained.
+    // A listener that really refuses every hello for the timeout (3 s): sustained.
     let mut sustained = None;
-    for _ in 0..8 {
+    for _ in 0..20 {
         let id = last_session_id(&sim);
         forge_mismatch(&mut sim, addr(1), id);
         sim.run_for(Duration::from_millis(200));
@@ -293,13 +294,17 @@ fn a_forged_reject_does_not_stop_the_caller() {
             break;
         }
     }
-    // The first genuine-looking refusal started the series; 1 s later it is sustained.
-    assert_eq!(
-        sustained,
-        Some(Event::RejectSustained {
-            reason: RejectReason::PassphraseMismatch,
-            count: 5
-        })
+    // The first genuine-looking refusal started the series; 3 s later it is sustained.
+    assert!(sim.elapsed() >= Duration::from_secs(3));
+    assert!(
+        matches!(
+            sustained,
+            Some(Event::RejectSustained {
+                reason: RejectReason::PassphraseMismatch,
+                count
+            }) if count >= 3
+        ),
+        "{sustained:?}"
     );
     assert!(
         !sim.conn(0).is_closed(),

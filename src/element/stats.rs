@@ -72,6 +72,8 @@ pub(crate) fn stats_structure(s: &Stats, bound_port: u32) -> gst::Structure {
         .field("cookies-sent", s.cookies_sent)
         .field("hellos-dropped", s.hellos_dropped)
         .field("hellos-stale", s.hellos_stale)
+        .field("guesses-refused", s.guesses_refused)
+        .field("confirmations-failed", s.confirmations_failed)
         .field("cookie-replies-received", s.cookie_replies_received)
         .field("rejects-ignored", s.rejects_ignored)
         .field("resets-ignored", s.resets_ignored)

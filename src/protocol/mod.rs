@@ -13,6 +13,7 @@ pub mod cookie;
 pub mod crypto;
 pub mod fec;
 pub mod feedback;
+pub mod guessing;
 pub mod handshake;
 pub mod input;
 pub mod lossmodel;

@@ -8,11 +8,13 @@
 //!
 //! 1. A hello with a valid cookie proved its source address ([`super::cookie`]).
 //! 2. Under load (the global bucket is below half, or the connection says its pending sessions
-//!    are full), a hello without one is answered with a CookieReply (itself limited by a reply
-//!    bucket) and costs no other state: spoofed sources never get further.
+//!    are full or the source has a passphrase guess outstanding), a hello without one is
+//!    answered with a CookieReply (itself limited by a reply bucket) and costs no other state:
+//!    spoofed sources never get further.
 //! 3. Otherwise the source's bucket (IPv4 address or IPv6 /64) and the global bucket must each
-//!    give a token; failed and successful handshakes count alike, so wrong passphrase guesses
-//!    from one source are limited to that source's rate.
+//!    give a token; failed and successful handshakes count alike. (What an answered hello
+//!    costs against passphrase guessing is decided after this gate, by
+//!    [`super::guessing::GuessBudget`].)
 //!
 //! The per-source map is bounded ([`RateLimitConfig::max_sources`]): idle entries (whose bucket
 //! has refilled, so forgetting them changes nothing) are dropped once a second, and when it is
@@ -24,6 +26,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::cookie::{Cookie, CookieSecret};
+use super::guessing::GuessConfig;
 
 /// A token bucket: `rate` tokens a second, at most `burst` stored.
 #[derive(Debug, Clone)]
@@ -70,6 +73,12 @@ impl TokenBucket {
         }
     }
 
+    /// Returns `n` tokens taken earlier (never above the burst).
+    pub fn put_back(&mut self, n: f64, now: Instant) {
+        self.refill(now);
+        self.tokens = (self.tokens + n.max(0.0)).min(self.burst);
+    }
+
     /// How long until the bucket is full again from empty (entries idle that long are fresh).
     fn refill_time(&self) -> Duration {
         if self.rate > 0.0 {
@@ -94,6 +103,9 @@ pub struct RateLimitConfig {
     pub reply_burst: f64,
     /// Sources tracked at once (~64 bytes each).
     pub max_sources: usize,
+    /// The passphrase-guessing budget: what a hello that gets through costs when it is
+    /// answered (see [`super::guessing`]).
+    pub guesses: GuessConfig,
 }
 
 impl Default for RateLimitConfig {
@@ -106,6 +118,7 @@ impl Default for RateLimitConfig {
             reply_rate: 2_000.0,
             reply_burst: 200.0,
             max_sources: 4_096,
+            guesses: GuessConfig::default(),
         }
     }
 }
@@ -252,17 +265,18 @@ impl HandshakeGate {
     }
 
     /// Decides about a hello from `from` carrying `cookie` (from
-    /// [`super::handshake::peek_hello`]). `pending_full`: the connection has no free slot for
-    /// another unconfirmed session without evicting one.
+    /// [`super::handshake::peek_hello`]). `prove`: ask for a cookie whatever the load (the
+    /// connection has no free slot for another unconfirmed session without evicting one, or the
+    /// source has a guess outstanding).
     pub fn admit(
         &mut self,
         from: SocketAddr,
         cookie: Option<&Cookie>,
-        pending_full: bool,
+        prove: bool,
         now: Instant,
     ) -> Admission {
         let proven = cookie.is_some_and(|c| self.cookies.verify(from, c, now));
-        if !proven && (pending_full || self.limiter.busy(now)) {
+        if !proven && (prove || self.limiter.busy(now)) {
             return if self.replies.take(now) {
                 Admission::SendCookie(self.cookies.make(from, now))
             } else {

@@ -36,7 +36,7 @@ pub use connection::{
 // Security limits (issue 9).
 pub use connection::{
     INPUT_EVENTS_BURST, INPUT_EVENTS_PER_SECOND, KEYFRAME_REQUEST_MIN_INTERVAL,
-    MAX_INPUT_EVENTS_PER_DATAGRAM, REJECT_SERIES_COUNT, REJECT_SERIES_SPAN,
+    MAX_INPUT_EVENTS_PER_DATAGRAM, REJECT_SERIES_COUNT, REJECT_SERIES_GAP, REJECT_SERIES_SPAN,
 };
 pub use driver::{SendReport, Session, monotonic_us};
 pub use stats::Stats;

@@ -98,6 +98,10 @@ pub struct Stats {
     pub cookies_sent: u64,
     pub hellos_dropped: u64,
     pub hellos_stale: u64,
+    /// Listener with a passphrase: hellos left unanswered by the guessing budget, and answered
+    /// hellos whose session was never confirmed (each a failed passphrase guess, or loss).
+    pub guesses_refused: u64,
+    pub confirmations_failed: u64,
     /// Caller: CookieReplies taken (hello resent with the cookie).
     pub cookie_replies_received: u64,
     /// Caller: Rejects or CookieReplies ignored (wrong address, no live attempt).

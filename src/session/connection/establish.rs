@@ -83,6 +83,7 @@ impl Connection {
         self.stats.handshake_failures += 1;
         if self.hs.psk.is_some() {
             self.stats.auth_failures += 1;
+            self.stats.confirmations_failed += 1;
         }
         self.events.push_back(Event::HandshakeFailed {
             from,
@@ -121,11 +122,18 @@ impl Connection {
                 return;
             }
         };
-        let pending_full = self.pending.len() >= MAX_PENDING;
+        // The guessing budget first: a hello it holds back costs no cookie reply and no token
+        // of the gate, so a guessing flood cannot crowd out the owner there. A source with an
+        // answer outstanding proves its address before the next one: a spoofer can charge an
+        // address it does not own at most once.
+        let Ok(charge) = self.guess_admit(from, now) else {
+            return;
+        };
+        let prove = self.pending.len() >= MAX_PENDING || self.guess_suspect(from);
         match self
             .guard
             .gate
-            .admit(from, peek.cookie.as_ref(), pending_full, now)
+            .admit(from, peek.cookie.as_ref(), prove, now)
         {
             Admission::Process => {}
             Admission::SendCookie(c) => {
@@ -149,6 +157,7 @@ impl Connection {
                     from,
                 });
                 self.queue(d, from);
+                self.guess_answered(from, charge, now);
                 self.add_pending(Link::new(&est, from, now, self.cfg.aead));
             }
             Err(HandshakeError::Stale) => self.stale_hello(from, now),
@@ -188,6 +197,9 @@ impl Connection {
         } else if self.pending.len() >= MAX_PENDING {
             let stale = self.pending.remove(0);
             self.stats.handshake_failures += 1;
+            if self.hs.psk.is_some() {
+                self.stats.confirmations_failed += 1;
+            }
             self.retire(&stale);
         }
         self.pending.push(link);
@@ -338,6 +350,7 @@ impl Connection {
             // Confirmed: this one becomes the session, the other candidates are dropped.
             let link = self.pending.swap_remove(p);
             self.pending.clear();
+            self.guess_confirmed(link.peer, now);
             self.install(link, now);
         }
         Some(body)

@@ -1,8 +1,10 @@
 //! Security state of a connection (issue 9): the listener's handshake admission (freshness
-//! cache, rate limits, cookies), the caller's view of refusals (a Reject or a failed key
-//! confirmation counts only from the configured peer for a live attempt, and only a sustained
-//! series is final), reset tokens of retired sessions, and the host's throttles on what an
-//! authenticated client may make it do (keyframe requests, input events).
+//! cache, rate limits, cookies) and its passphrase-guessing budget (an answered hello is charged,
+//! a confirmed session refunded: [`crate::protocol::guessing`]), the caller's view of refusals
+//! (a Reject or a failed key confirmation counts only from the configured peer for a live
+//! attempt, and only a series that lasts the connect `timeout` is final), reset tokens of
+//! retired sessions, and the host's throttles on what an authenticated client may make it do
+//! (keyframe requests, input events).
 //!
 //! Why here and not in `establish`: `establish` keeps the order of a handshake; this file keeps
 //! the limits and the bookkeeping that make it safe to answer strangers. Must never: let an
@@ -18,6 +20,7 @@ use zeroize::Zeroizing;
 
 use crate::protocol::cookie;
 use crate::protocol::crypto::ResetToken;
+use crate::protocol::guessing::{Charge, GuessBudget, Refusal};
 use crate::protocol::handshake::{HandshakeConfig, Responder};
 use crate::protocol::ratelimit::{HandshakeGate, TokenBucket};
 use crate::protocol::wire::{Kind, RejectReason};
@@ -31,9 +34,18 @@ pub(super) const MAX_PENDING: usize = 16;
 /// attempts in flight, so a late answer to an earlier retry still completes).
 pub(super) const MAX_PENDING_PER_SOURCE: usize = super::establish::MAX_ATTEMPTS;
 /// A caller gives up (reports [`Event::RejectSustained`]) only after this many matching
-/// refusals, each for a different live attempt, spanning at least [`REJECT_SERIES_SPAN`].
+/// refusals, each for a different live attempt, spanning at least its `Config::timeout` (and at
+/// least [`REJECT_SERIES_SPAN`]): forged Rejects while the listener is silent (not started,
+/// restarting) end nothing before the caller has heard refusals for its whole timeout.
 pub const REJECT_SERIES_COUNT: u32 = 3;
 pub const REJECT_SERIES_SPAN: Duration = Duration::from_secs(1);
+/// A series with no refusal for this long starts over: longer than a listener's longest
+/// guessing back-off ([`crate::protocol::guessing::GuessConfig::backoff_max`]), so a caller
+/// with a wrong passphrase still sees its series complete.
+pub const REJECT_SERIES_GAP: Duration = Duration::from_secs(30);
+/// A listener's "too many guesses" event at most this often (the refused hellos are counted;
+/// a client with a wrong passphrase retries for as long as it runs).
+const GUESS_EVENT_INTERVAL: Duration = Duration::from_secs(5);
 /// Sessions a listener remembers after dropping them, to answer their late datagrams with a
 /// token-carrying Reset that the peer can believe at once.
 const MAX_RETIRED: usize = 4;
@@ -53,6 +65,7 @@ const STALE_EVENT_INTERVAL: Duration = Duration::from_secs(1);
 struct RejectSeries {
     reason: RejectReason,
     first: Instant,
+    last: Instant,
     count: u32,
     reported: bool,
 }
@@ -72,6 +85,9 @@ pub(super) struct Guard {
     pub(super) responder: Responder,
     /// Listener: rate limits and cookies.
     pub(super) gate: HandshakeGate,
+    /// Listener with a passphrase: what answered hellos cost.
+    guesses: GuessBudget,
+    last_guess_event: Option<Instant>,
     /// Caller: incremented per hello.
     hello_counter: u32,
     rejects: Option<RejectSeries>,
@@ -95,6 +111,8 @@ impl Guard {
             wall_base_ms,
             responder: Responder::new(hs.clone()),
             gate: HandshakeGate::new(cfg.rate_limits, now),
+            guesses: GuessBudget::new(cfg.rate_limits.guesses, now),
+            last_guess_event: None,
             hello_counter: 0,
             rejects: None,
             retired: VecDeque::new(),
@@ -120,26 +138,38 @@ impl Connection {
 
     /// Caller: a refusal (a Reject, or a response that failed key confirmation) that came from
     /// the configured peer for a live attempt. Reported once per reason as a hint; after a
-    /// sustained series also as [`Event::RejectSustained`]. Retries go on either way.
+    /// series lasting the connect timeout also as [`Event::RejectSustained`]. Retries go on
+    /// either way, but not faster than `handshake_retry`: a listener that refuses is there, so
+    /// the fast first retries (meant for a lost hello) would only be refused again.
     pub(super) fn note_refusal(&mut self, reason: RejectReason, now: Instant) {
         self.stats.rejects_received += 1;
         if self.last_reject != Some(reason) {
             self.last_reject = Some(reason);
             self.events.push_back(Event::Rejected { reason });
         }
+        let backoff = now + self.cfg.handshake_retry;
+        self.next_attempt = Some(self.next_attempt.map_or(backoff, |t| t.max(backoff)));
+        let span = self.cfg.timeout.max(REJECT_SERIES_SPAN);
         let s = match self.guard.rejects.as_mut() {
-            Some(s) if s.reason == reason => s,
+            Some(s)
+                if s.reason == reason
+                    && now.saturating_duration_since(s.last) < REJECT_SERIES_GAP =>
+            {
+                s
+            }
             _ => self.guard.rejects.insert(RejectSeries {
                 reason,
                 first: now,
+                last: now,
                 count: 0,
                 reported: false,
             }),
         };
         s.count += 1;
+        s.last = now;
         if !s.reported
             && s.count >= REJECT_SERIES_COUNT
-            && now.saturating_duration_since(s.first) >= REJECT_SERIES_SPAN
+            && now.saturating_duration_since(s.first) >= span
         {
             s.reported = true;
             let count = s.count;
@@ -253,6 +283,69 @@ impl Connection {
                 self.send_control(&crate::protocol::control::Control::InputAck { next_expected });
             }
             Err(_) => self.stats.invalid_datagrams += 1,
+        }
+    }
+
+    /// Listener: whether a hello from `from` may be answered as far as passphrase guessing
+    /// goes. `Ok(None)` without a passphrase (nothing to guess); `Err(())` when the guessing
+    /// budget holds it back (counted, and reported at most every [`GUESS_EVENT_INTERVAL`]).
+    pub(super) fn guess_admit(
+        &mut self,
+        from: SocketAddr,
+        now: Instant,
+    ) -> std::result::Result<Option<Charge>, ()> {
+        if self.hs.psk.is_none() {
+            return Ok(None);
+        }
+        match self.guard.guesses.check(from.ip(), now) {
+            Ok(c) => Ok(Some(c)),
+            Err(refusal) => {
+                self.stats.guesses_refused += 1;
+                if self
+                    .guard
+                    .last_guess_event
+                    .is_none_or(|t| now.saturating_duration_since(t) >= GUESS_EVENT_INTERVAL)
+                {
+                    self.guard.last_guess_event = Some(now);
+                    let (unconfirmed, global) = match refusal {
+                        Refusal::Source { unconfirmed, .. } => (unconfirmed, false),
+                        Refusal::Global { unconfirmed } => (unconfirmed, true),
+                    };
+                    self.events.push_back(Event::HandshakeFailed {
+                        from,
+                        reason: super::HandshakeFailure::GuessLimit {
+                            unconfirmed,
+                            global,
+                        },
+                    });
+                }
+                Err(())
+            }
+        }
+    }
+
+    /// Listener: `from` has an answer outstanding that was never confirmed (it must prove its
+    /// address with a cookie before the next).
+    pub(super) fn guess_suspect(&self, from: SocketAddr) -> bool {
+        self.hs.psk.is_some() && self.guard.guesses.unconfirmed(from.ip()) > 0
+    }
+
+    /// Listener: a hello from `from` was answered (a guess tested, if a passphrase is set).
+    pub(super) fn guess_answered(
+        &mut self,
+        from: SocketAddr,
+        charge: Option<Charge>,
+        now: Instant,
+    ) {
+        if let Some(c) = charge {
+            self.guard.guesses.answered(from.ip(), c, now);
+        }
+    }
+
+    /// Listener: a session answered to `from` was confirmed: the caller knew the passphrase.
+    pub(super) fn guess_confirmed(&mut self, from: SocketAddr, now: Instant) {
+        if self.hs.psk.is_some() {
+            self.guard.guesses.confirmed(from.ip(), now);
         }
     }
 

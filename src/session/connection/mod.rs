@@ -67,7 +67,7 @@ mod timing;
 pub use congestion::{BandwidthUpdate, CongestionConfig};
 pub use guard::{
     INPUT_EVENTS_BURST, INPUT_EVENTS_PER_SECOND, KEYFRAME_REQUEST_MIN_INTERVAL,
-    MAX_INPUT_EVENTS_PER_DATAGRAM, REJECT_SERIES_COUNT, REJECT_SERIES_SPAN,
+    MAX_INPUT_EVENTS_PER_DATAGRAM, REJECT_SERIES_COUNT, REJECT_SERIES_GAP, REJECT_SERIES_SPAN,
 };
 pub use host::{FrameTicket, SealedFrame};
 pub use timing::{DEFAULT_ANCHOR_US, FRAME_AGE_SPAN, FrameTimingIn};
@@ -109,6 +109,11 @@ pub enum HandshakeFailure {
     /// We answered a hello but the caller never confirmed the session. With a passphrase set
     /// this is what a wrong passphrase looks like from the listener's side.
     Unconfirmed { passphrase: bool },
+    /// The hello went unanswered: the guessing budget (see [`crate::protocol::guessing`]) is
+    /// spent for this address (`unconfirmed` answers to it in a row were never confirmed) or,
+    /// with `global`, for all addresses together. Passphrase guessing, or a client with a
+    /// wrong passphrase that keeps retrying.
+    GuessLimit { unconfirmed: u32, global: bool },
 }
 
 impl From<HandshakeError> for HandshakeFailure {
@@ -148,6 +153,18 @@ impl std::fmt::Display for HandshakeFailure {
             HandshakeFailure::Unconfirmed { passphrase: false } => {
                 f.write_str("the caller never confirmed the session (its datagrams are lost)")
             }
+            HandshakeFailure::GuessLimit {
+                unconfirmed,
+                global: false,
+            } => write!(
+                f,
+                "{unconfirmed} handshakes in a row with this address were never confirmed \
+                 (passphrase guessing, or a wrong passphrase): its hellos wait for a back-off"
+            ),
+            HandshakeFailure::GuessLimit { global: true, .. } => f.write_str(
+                "too many unconfirmed handshakes from many addresses (passphrase guessing?): \
+                 hellos from unknown addresses are answered about once a second",
+            ),
         }
     }
 }
@@ -185,7 +202,8 @@ pub enum Event {
     // --- security (issue 9) ---
     /// Caller: the listener kept refusing for the same reason: `count` refusals (each for a
     /// different live attempt, from the configured peer) over at least
-    /// [`REJECT_SERIES_SPAN`]. A user may give up now; the connection itself keeps trying.
+    /// its `Config::timeout` (at least [`REJECT_SERIES_SPAN`]). A user may give up now; the
+    /// connection itself keeps trying.
     /// A single refusal is only [`Event::Rejected`]: it is unauthenticated.
     RejectSustained { reason: RejectReason, count: u32 },
     // Congestion control (issue 10).
