@@ -6,7 +6,8 @@
 //!   [`LossModelReport`] goes out with every loss report (`Control::LossModel`);
 //! - after each video datagram and timer, every incomplete frame is checked
 //!   ([`Reassembler::missing`]): a block that cannot complete from what is in flight
-//!   (`short_now > 0`), or lacks shards once the frame's shards stopped coming
+//!   (`short_now > 0`) once its holes count as loss (the reorder window below), or lacks shards
+//!   once the frame's shards stopped coming
 //!   (`short_if_no_more`: [`STALL_AFTER`] without a shard while a newer frame's shards arrive,
 //!   or [`LONG_STALL`] without any, both scaled as below), is asked for at once
 //!   (`Control::RepairRequest`), minus what this round already asked for. A round lasts one
@@ -26,12 +27,24 @@
 //!   arrives merely late; asking for it spends repair bytes on shards that were not lost.
 //!   Under real loss with a healthy sender nothing is spurious, so the windows stay at their
 //!   unscaled 3 / 8 ms and repair stays fast. The scale resets with the session;
+//! - reordering is not loss (RACK, RFC 8985, on the receiving side): a hole below a block's
+//!   highest original shard counts as loss only once it outlived the reorder window. While no
+//!   reordering is seen the window is 0 and a hole counts as soon as [`DUP_THRESH`] originals
+//!   arrived above it, or after a quarter RTT (at most [`STALL_AFTER`]). Every original shard
+//!   that fills a hole shows how long reordering kept it: the window grows to 1.25 × that plus
+//!   a quarter RTT, capped at half the repair deadline, and decays by 1 % per frame delivered
+//!   while no reordering is seen (forgotten once below a quarter RTT). The stall windows never
+//!   go below it. Why: a frame delivered backwards (a middlebox, a bonded or multipath link)
+//!   otherwise looked like dozens of lost shards the moment its first datagram arrived, and
+//!   the repair rows and refusals it drew gave up a frame that was arriving whole;
 //! - each incomplete frame gets a deadline ([`Reassembler::set_deadline`]): first shard +
 //!   frame interval + three rounds, or `Config::repair_deadline`, but never before the
 //!   reassembler's reorder window after its newest shard (a sender that is slow or was
 //!   descheduled is not given up on while its shards still come). At the deadline the
 //!   reassembler gives it up (`Event::FramesLost`, on which the element requests a keyframe at
-//!   once); a `RepairUnavailable` from the host moves the deadline to now.
+//!   once); a `RepairUnavailable` from the host (frame not held, rows used up) for a block that
+//!   cannot complete moves the deadline to the reorder window after the frame's newest shard
+//!   (now when no reordering is seen): no repair will come, but shards still arriving may.
 //!
 //! Host:
 //! - frames are recorded in a [`RepairHistory`] by their [`super::FrameTicket`] before sealing
