@@ -194,8 +194,8 @@ pub(super) struct Repairs {
     spurious: Option<u32>,
     /// The reorder window (RACK's `reo_wnd`): how long a hole below a block's highest
     /// original shard may stay open before it counts as loss. Zero until reordering is seen on
-    /// this session; then 1.25 × the longest hole a reordered shard filled, decaying while no
-    /// reordering is seen, within half the repair deadline.
+    /// this session; then 1.25 × the longest hole a reordered shard filled plus a quarter
+    /// RTT, decaying while no reordering is seen, within half the repair deadline.
     reorder: Duration,
     /// Reordering was seen since the last frame delivered (that delivery does not decay).
     reordered: bool,
