@@ -1,11 +1,15 @@
 //! A client application embedding punktfunksrc: receives, decodes and shows (or discards, with
-//! `--headless`) the stream and prints stats every second.
+//! `--headless`) the stream and prints stats every second. Without a display (no `DISPLAY` or
+//! `WAYLAND_DISPLAY`) it runs headless by itself and says so on stderr.
 //!
 //! ```text
 //! cargo run --release --example client -- [--address 127.0.0.1] [--port 7600] [--passphrase S] [--headless]
 //! ```
 
 use gst::prelude::*;
+
+#[path = "common/display.rs"]
+mod display;
 
 fn arg(name: &str, default: &str) -> String {
     let args: Vec<String> = std::env::args().collect();
@@ -18,7 +22,14 @@ fn arg(name: &str, default: &str) -> String {
 fn main() {
     gst::init().expect("GStreamer initialises");
     gstpunktfunk::plugin_register_static().expect("plugin registers");
-    let headless = std::env::args().any(|a| a == "--headless");
+    let mut headless = std::env::args().any(|a| a == "--headless");
+    if !headless && let Some(why) = display::missing_display_here() {
+        eprintln!(
+            "client: no display ({why}): running headless, frames are decoded and discarded \
+             (set DISPLAY or WAYLAND_DISPLAY to see the video; --headless does this without the note)"
+        );
+        headless = true;
+    }
     let sink = if headless {
         "fakesink sync=false"
     } else {

@@ -4,7 +4,7 @@
 //! videotestsrc ! x264enc ! punktfunksink  →  relay (5 % loss)  →  punktfunksrc ! h264parse ! avdec_h264 ! sink
 //! ```
 //! Live stats every second, a summary at the end. Headless by default (`fakesink`); `--window`
-//! shows the video with `autovideosink`. Options: `--seconds N` (default 10), `--loss P`
+//! shows the video with `autovideosink` (headless, with a note, when there is no display). Options: `--seconds N` (default 10), `--loss P`
 //! (default 0.05), `--burst N` (Gilbert-Elliott bursts of mean length N), `--fec P` (default 20),
 //! `--bitrate KBPS` (default 8000), `--size WxH` (default 1280x720), `--fps N` (default 60),
 //! `--passphrase S` (default "punktfunk-demo"), `--hevc` (x265enc / avdec_h265).
@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 use gstpunktfunk::relay::Relay;
 use gstpunktfunk::transport::impair::{ImpairConfig, LossModel};
+
+#[path = "common/display.rs"]
+mod display;
 
 struct Opts {
     seconds: u64,
@@ -92,7 +95,7 @@ fn stat(s: &gst::StructureRef, name: &str) -> u64 {
 }
 
 fn main() {
-    let o = parse();
+    let mut o = parse();
     if let Err(e) = gst::init() {
         eprintln!("demo: GStreamer failed to initialise: {e}");
         std::process::exit(1);
@@ -159,6 +162,12 @@ fn main() {
         ImpairConfig::default(),
     )
     .expect("relay");
+    if o.window
+        && let Some(why) = display::missing_display_here()
+    {
+        eprintln!("demo: no display ({why}): --window ignored, running headless");
+        o.window = false;
+    }
     let video_sink = if o.window {
         "videoconvert ! autovideosink sync=false"
     } else {

@@ -92,6 +92,8 @@ pub(crate) fn stats_structure(s: &Stats, bound_port: u32) -> gst::Structure {
         .field("frames-repaired", s.frames_repaired)
         .field("frames-deadline-lost", s.frames_deadline_lost)
         .field("repair-spurious", s.repair_spurious)
+        .field("shards-reordered", s.shards_reordered)
+        .field("reorder-window-us", s.reorder_window_us)
         .field("loss-models", s.loss_models)
         // Congestion control (issue 10).
         .field("feedback-messages", s.feedback_messages)

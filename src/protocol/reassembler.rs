@@ -8,6 +8,12 @@
 //! distance alone would give up frames that are merely late). Frame indices are compared in
 //! wrapping u32 arithmetic.
 //!
+//! Reordering is measured, not guessed: an original shard that arrives below the highest
+//! original shard already received of its block filled a hole that reordering opened; how long
+//! that hole had been open is reported ([`Reassembler::take_reordering`]) so the session can
+//! wait that long before it asks for repair of the next hole. Each incomplete block also says
+//! since when it has had a hole ([`BlockNeed::gap_since`]).
+//!
 //! Frames leave strictly in index order. A complete frame waits only while an older frame is
 //! still in progress (until that completes or times out); a complete keyframe never waits —
 //! everything older is given up, since the keyframe restarts decoding anyway. There is no
@@ -112,6 +118,14 @@ pub struct BlockNeed {
     pub short_now: u16,
     /// Shards lacking if nothing more arrives.
     pub short_if_no_more: u16,
+    /// Since when the block has lacked an original shard (data or first-send parity) below
+    /// the highest original it received — the oldest such hole, `None` when there is none.
+    /// `short_now` counts those holes as lost; until a reorder window has passed since this
+    /// instant they may be merely reordered.
+    pub gap_since: Option<Instant>,
+    /// Original shards received above the block's lowest hole (0 without a hole): how many
+    /// later shards overtook it, for a duplicate-threshold rule.
+    pub above_first_hole: u16,
 }
 
 /// An incomplete frame in flight (see [`Reassembler::missing`]).
@@ -133,6 +147,8 @@ pub struct ReassemblerStats {
     pub shards_duplicate: u64,
     pub shards_late: u64,
     pub shards_recovered: u64,
+    /// Original shards that arrived after a higher original shard of their block (reordered).
+    pub shards_reordered: u64,
     pub frames_delivered: u64,
     pub frames_lost: u64,
     pub memory_drops: u64,
@@ -149,8 +165,13 @@ struct Block {
     /// highest parity index received.
     parity: Vec<u8>,
     done: bool,
-    /// Highest shard index received (`u16::MAX` before the first).
+    /// Highest original shard index received (`u16::MAX` before the first); repair rows
+    /// (above every original) do not count, so originals still coming above it are known.
     highest: u16,
+    /// Original shards received (data and first-send parity).
+    originals: u16,
+    /// Since when the block has had a hole below `highest` (see [`BlockNeed::gap_since`]).
+    gap_since: Option<Instant>,
 }
 
 impl Block {
@@ -159,6 +180,18 @@ impl Block {
     }
     fn set(&mut self, i: usize) {
         self.received[i / 64] |= 1 << (i % 64);
+    }
+    /// The lowest shard index not received.
+    fn first_missing(&self) -> usize {
+        let mut i = 0;
+        for w in self.received {
+            let ones = w.trailing_ones() as usize;
+            i += ones;
+            if ones < 64 {
+                break;
+            }
+        }
+        i
     }
 }
 
@@ -206,6 +239,9 @@ pub struct Reassembler {
     lost_since_delivery: bool,
     /// The instant of the call in progress (what a frame delivered now is stamped with).
     now: Option<Instant>,
+    /// The longest a hole filled by a reordered original had been open, since the last
+    /// [`Reassembler::take_reordering`].
+    reordering: Option<Duration>,
     stats: ReassemblerStats,
 }
 
@@ -219,6 +255,7 @@ impl Reassembler {
             out: Default::default(),
             lost_since_delivery: false,
             now: None,
+            reordering: None,
             stats: ReassemblerStats::default(),
         }
     }
@@ -233,7 +270,16 @@ impl Reassembler {
         self.floor = None;
         self.out.clear();
         self.lost_since_delivery = false;
+        self.reordering = None;
         self.stats.memory_in_use = 0;
+    }
+
+    /// The longest any hole filled by a reordered original shard had been open (from
+    /// [`BlockNeed::gap_since`] to the shard's arrival) since the last call; `None` when no
+    /// original shard arrived out of order since. Shards of blocks already complete count too
+    /// (they arrive as duplicates but still show how late reordering delivers).
+    pub fn take_reordering(&mut self) -> Option<Duration> {
+        self.reordering.take()
     }
 
     /// Next output, in order.
@@ -291,12 +337,14 @@ impl Reassembler {
     /// What frame `index` still lacks, block by block (complete blocks are left out), into
     /// `out`. `None` if the frame is not in flight.
     ///
-    /// For each block, `short_now` is how many shards it lacks even if every shard it has not
-    /// seen *above its highest received index* still arrives (shards below it that are missing
-    /// are taken as lost: a frame is sent in index order, so only reordering brings them
-    /// back). When `short_now > 0` the block cannot complete from what is in flight and the
-    /// client should ask for repair at once; `short_if_no_more` is what it lacks if nothing
-    /// more arrives (use it once the frame's shards stopped coming). Repair shards already
+    /// For each block, `short_now` is how many shards it lacks even if every original shard it
+    /// has not seen *above its highest received original index* still arrives (shards below
+    /// it that are missing are taken as lost: a frame is sent in index order, so only
+    /// reordering brings them back — [`BlockNeed::gap_since`] says how long they have been
+    /// missing). When `short_now > 0` the block cannot complete from what is in flight unless
+    /// its holes were reordered, and the client should ask for repair once a reorder window
+    /// has passed; `short_if_no_more` is what it lacks if nothing more arrives (use it once
+    /// the frame's shards stopped coming). Repair shards already
     /// requested but not yet arrived are not counted; the caller knows them.
     pub fn missing(&self, index: u32, out: &mut Vec<BlockNeed>) -> Option<FrameNeed> {
         let s = self.slots.iter().find(|s| s.index == index)?;
@@ -322,6 +370,13 @@ impl Reassembler {
                 received: received as u16,
                 short_now: short_now as u16,
                 short_if_no_more: short_if_no_more as u16,
+                gap_since: blk.gap_since,
+                // Every original below the lowest hole arrived; the rest lie above it.
+                above_first_hole: if blk.gap_since.is_some() {
+                    (blk.originals as usize).saturating_sub(blk.first_missing()) as u16
+                } else {
+                    0
+                },
             });
         }
         Some(FrameNeed {
@@ -427,6 +482,15 @@ impl Reassembler {
             if blk.m != u16::MAX && blk.m as usize != m {
                 return Err(inv("parity count differs within block"));
             }
+            let reordered =
+                si < k + m && blk.highest != u16::MAX && si < blk.highest as usize && !blk.has(si);
+            if reordered {
+                self.stats.shards_reordered += 1;
+                if let Some(t) = blk.gap_since {
+                    let age = now.saturating_duration_since(t);
+                    self.reordering = Some(self.reordering.map_or(age, |r| r.max(age)));
+                }
+            }
             if blk.done || blk.has(si) {
                 return Err(Rejected::Duplicate);
             }
@@ -475,8 +539,17 @@ impl Reassembler {
         let blk = &mut slot.blocks[b];
         blk.m = m as u16;
         blk.set(si);
-        if blk.highest == u16::MAX || si as u16 > blk.highest {
-            blk.highest = si as u16;
+        if si < k + m {
+            blk.originals += 1;
+            if blk.highest == u16::MAX || si as u16 > blk.highest {
+                blk.highest = si as u16;
+            }
+            // Every original at or below `highest` that has not arrived is a hole.
+            if blk.highest as usize + 1 == blk.originals as usize {
+                blk.gap_since = None;
+            } else {
+                blk.gap_since.get_or_insert(now);
+            }
         }
         blk.total_count += 1;
         if si < k {
@@ -548,6 +621,8 @@ impl Reassembler {
                 parity: Vec::new(),
                 done: false,
                 highest: u16::MAX,
+                originals: 0,
+                gap_since: None,
             })
             .collect();
         self.slots.push(Slot {

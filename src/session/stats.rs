@@ -136,6 +136,11 @@ pub struct Stats {
     /// Client: frames asked for because they stalled whose original shards came after the
     /// request (a late sender, not loss); each grows the stall windows.
     pub repair_spurious: u64,
+    /// Client: original shards that arrived after a later original of their block (reordered).
+    pub shards_reordered: u64,
+    /// Client: the reorder window now, in µs: how long a hole may stay open before repair is
+    /// asked for it (0 while no reordering is seen).
+    pub reorder_window_us: u64,
     /// Loss model reports sent (client) or used (host).
     pub loss_models: u64,
 

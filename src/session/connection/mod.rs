@@ -456,6 +456,8 @@ impl Connection {
             s.shards_duplicate = r.shards_duplicate;
             s.shards_late = r.shards_late;
             s.shards_invalid = r.shards_invalid;
+            s.shards_reordered = r.shards_reordered;
+            s.reorder_window_us = self.client.repair.reorder_window_us();
             s.memory_in_use = r.memory_in_use as u64;
             s.memory_peak = r.memory_peak as u64;
             if let Some(l) = self.link.as_ref() {

@@ -6,7 +6,8 @@
 //!   [`LossModelReport`] goes out with every loss report (`Control::LossModel`);
 //! - after each video datagram and timer, every incomplete frame is checked
 //!   ([`Reassembler::missing`]): a block that cannot complete from what is in flight
-//!   (`short_now > 0`), or lacks shards once the frame's shards stopped coming
+//!   (`short_now > 0`) once its holes count as loss (the reorder window below), or lacks shards
+//!   once the frame's shards stopped coming
 //!   (`short_if_no_more`: [`STALL_AFTER`] without a shard while a newer frame's shards arrive,
 //!   or [`LONG_STALL`] without any, both scaled as below), is asked for at once
 //!   (`Control::RepairRequest`), minus what this round already asked for. A round lasts one
@@ -26,12 +27,24 @@
 //!   arrives merely late; asking for it spends repair bytes on shards that were not lost.
 //!   Under real loss with a healthy sender nothing is spurious, so the windows stay at their
 //!   unscaled 3 / 8 ms and repair stays fast. The scale resets with the session;
+//! - reordering is not loss (RACK, RFC 8985, on the receiving side): a hole below a block's
+//!   highest original shard counts as loss only once it outlived the reorder window. While no
+//!   reordering is seen the window is 0 and a hole counts as soon as [`DUP_THRESH`] originals
+//!   arrived above it, or after a quarter RTT (at most [`STALL_AFTER`]). Every original shard
+//!   that fills a hole shows how long reordering kept it: the window grows to 1.25 × that plus
+//!   a quarter RTT, capped at half the repair deadline, and decays by 1 % per frame delivered
+//!   while no reordering is seen (forgotten once below a quarter RTT). The stall windows never
+//!   go below it. Why: a frame delivered backwards (a middlebox, a bonded or multipath link)
+//!   otherwise looked like dozens of lost shards the moment its first datagram arrived, and
+//!   the repair rows and refusals it drew gave up a frame that was arriving whole;
 //! - each incomplete frame gets a deadline ([`Reassembler::set_deadline`]): first shard +
 //!   frame interval + three rounds, or `Config::repair_deadline`, but never before the
 //!   reassembler's reorder window after its newest shard (a sender that is slow or was
 //!   descheduled is not given up on while its shards still come). At the deadline the
 //!   reassembler gives it up (`Event::FramesLost`, on which the element requests a keyframe at
-//!   once); a `RepairUnavailable` from the host moves the deadline to now.
+//!   once); a `RepairUnavailable` from the host (frame not held, rows used up) for a block that
+//!   cannot complete moves the deadline to the reorder window after the frame's newest shard
+//!   (now when no reordering is seen): no repair will come, but shards still arriving may.
 //!
 //! Host:
 //! - frames are recorded in a [`RepairHistory`] by their [`super::FrameTicket`] before sealing
@@ -94,6 +107,19 @@ const STALL_HEADROOM: f64 = 1.25;
 /// Bound of the scale whatever the deadline.
 const MAX_STALL_SCALE: f64 = 8.0;
 
+/// Headroom of the reorder window over the longest reordering seen: a hole is asked for once it
+/// has been open 1.25 × as long as any reordered shard took to fill one, plus the base
+/// allowance ([`Connection::reorder_base`]).
+const REORDER_HEADROOM: f64 = 1.25;
+
+/// Decay of the reorder window per frame delivered while no reordering was seen since the
+/// previous one (the stall scale's half-life: 69 frames, 1.15 s at 60 fps).
+const REORDER_DECAY: f64 = 0.99;
+
+/// While no reordering is seen, a hole counts as loss as soon as this many original shards of
+/// its block arrived above it (TCP's duplicate threshold), or after the base allowance.
+const DUP_THRESH: u16 = 3;
+
 /// Frames asked for on the stall path that are watched for late original shards.
 const STALL_WATCH: usize = 16;
 
@@ -128,6 +154,19 @@ struct Tracked {
     asked: Vec<(u16, u16)>,
     /// Whether repair was ever asked for this frame.
     requested: bool,
+    /// The host said no more repair can come (frame not held, rows used up): the frame is
+    /// given up once its own shards stop coming for a reorder window.
+    exhausted: bool,
+}
+
+impl Tracked {
+    /// Rows asked for `block` in the current round.
+    fn asked_of(&self, block: u16) -> u16 {
+        self.asked
+            .iter()
+            .find(|(b, _)| *b == block)
+            .map_or(0, |&(_, r)| r)
+    }
 }
 
 /// Client: loss model and repair requests.
@@ -153,6 +192,13 @@ pub(super) struct Repairs {
     originals: Option<(u32, Instant, Duration)>,
     /// The last frame found to have been asked for spuriously (its delivery does not decay).
     spurious: Option<u32>,
+    /// The reorder window (RACK's `reo_wnd`): how long a hole below a block's highest
+    /// original shard may stay open before it counts as loss. Zero until reordering is seen on
+    /// this session; then 1.25 × the longest hole a reordered shard filled plus a quarter
+    /// RTT, decaying while no reordering is seen, within half the repair deadline.
+    reorder: Duration,
+    /// Reordering was seen since the last frame delivered (that delivery does not decay).
+    reordered: bool,
 }
 
 impl Repairs {
@@ -169,7 +215,14 @@ impl Repairs {
             stall_asked: VecDeque::with_capacity(STALL_WATCH),
             originals: None,
             spurious: None,
+            reorder: Duration::ZERO,
+            reordered: false,
         }
+    }
+
+    /// The reorder window in µs, for the stats.
+    pub(super) fn reorder_window_us(&self) -> u64 {
+        self.reorder.as_micros() as u64
     }
 
     /// Forgets everything of the previous session.
@@ -182,6 +235,8 @@ impl Repairs {
         self.stall_asked.clear();
         self.originals = None;
         self.spurious = None;
+        self.reorder = Duration::ZERO;
+        self.reordered = false;
     }
 }
 
@@ -241,6 +296,9 @@ impl Connection {
         pushed: &Result<(), Rejected>,
         now: Instant,
     ) {
+        if let Some(age) = self.client.reassembler.take_reordering() {
+            self.on_reordering(age);
+        }
         let taken = match pushed {
             Ok(()) => true,
             Err(Rejected::Duplicate | Rejected::Late) => false,
@@ -297,6 +355,42 @@ impl Connection {
         }
     }
 
+    /// Client: an original shard filled a hole that had been open for `age`: the reorder
+    /// window grows to cover it with headroom (never past half the repair deadline, so a frame
+    /// that really lost shards still gets its repair rounds).
+    fn on_reordering(&mut self, age: Duration) {
+        let cap = self.repair_deadline() / 2;
+        let base = self.reorder_base();
+        let r = &mut self.client.repair;
+        r.reordered = true;
+        r.reorder = r.reorder.max(age.mul_f64(REORDER_HEADROOM) + base).min(cap);
+    }
+
+    /// The reorder window now (see [`Repairs::reorder`]).
+    fn reorder_window(&self) -> Duration {
+        self.client.repair.reorder
+    }
+
+    /// The least time a hole may be reordered: a quarter of the RTT (RACK's `min_rtt / 4`),
+    /// at most the short stall window.
+    fn reorder_base(&self) -> Duration {
+        (self.srtt.unwrap_or(DEFAULT_ROUND) / 4).min(STALL_AFTER)
+    }
+
+    /// When the holes of a block count as loss: once they outlived the reorder window; while
+    /// no reordering was seen, once [`DUP_THRESH`] originals arrived above the lowest or the
+    /// base allowance passed. `None`: the block has no hole.
+    fn gap_lost_at(n: &BlockNeed, reorder: Duration, base: Duration) -> Option<Instant> {
+        let g = n.gap_since?;
+        Some(if !reorder.is_zero() {
+            g + reorder
+        } else if n.above_first_hole >= DUP_THRESH {
+            g
+        } else {
+            g + base
+        })
+    }
+
     /// The largest stall scale: the long window stays within half the repair deadline (a
     /// frame whose tail was really lost still gets its repair rounds), and never below 1 (the
     /// unscaled windows).
@@ -306,11 +400,13 @@ impl Connection {
     }
 
     /// The stall windows now: ([`STALL_AFTER`], [`LONG_STALL`]) scaled, each within half the
-    /// repair deadline but never below its unscaled value.
+    /// repair deadline but never below its unscaled value nor below the reorder window (a
+    /// frame whose shards a newer frame overtook may only be reordered).
     fn stall_windows(&self) -> (Duration, Duration) {
         let cap = self.repair_deadline() / 2;
         let s = self.client.repair.stall_scale;
-        let scaled = |base: Duration| base.mul_f64(s).min(cap).max(base);
+        let reorder = self.reorder_window();
+        let scaled = |base: Duration| base.mul_f64(s).min(cap).max(base).max(reorder);
         (scaled(STALL_AFTER), scaled(LONG_STALL))
     }
 
@@ -343,6 +439,7 @@ impl Connection {
 
     /// Client: what the reassembler handed out, for the repair accounting.
     pub(super) fn repair_on_output(&mut self, o: &Output) {
+        let base = self.reorder_base();
         let r = &mut self.client.repair;
         match o {
             Output::Frame(f) => {
@@ -351,6 +448,13 @@ impl Connection {
                         self.stats.frames_repaired += 1;
                     }
                     r.tracked.swap_remove(p);
+                }
+                if !std::mem::take(&mut r.reordered) {
+                    r.reorder = r.reorder.mul_f64(REORDER_DECAY);
+                    // Shrunk below the base allowance: reordering is forgotten.
+                    if r.reorder < base {
+                        r.reorder = Duration::ZERO;
+                    }
                 }
                 if r.spurious != Some(f.index) {
                     // Decay towards 1, but keep covering this frame's longest silence between
@@ -386,23 +490,34 @@ impl Connection {
     }
 
     /// Client: a `RepairUnavailable`. When the host no longer holds the frame (or its blocks
-    /// used up their rows) and a block cannot complete from what is in flight, the frame is
-    /// given up now instead of at its deadline. A spent budget refills with every frame, and a
-    /// frame whose shards may still all come (a stall that was only a slow sender) can still
+    /// used up their rows) and a block cannot complete from what is in flight, no repair will
+    /// come: the frame is given up once its own shards stop coming for a reorder window — at
+    /// once when no reordering was seen — instead of at its deadline (its holes may still be
+    /// reordered shards on their way). A spent budget refills with every frame, and a frame
+    /// whose shards may still all come (a stall that was only a slow sender) can still
     /// complete: both wait for the deadline.
     pub(super) fn on_repair_unavailable(&mut self, u: RepairUnavailable, now: Instant) {
         if u.reason == UnavailableReason::Budget {
             return;
         }
         let mut needs = std::mem::take(&mut self.client.repair.needs);
-        let hopeless = self
-            .client
-            .reassembler
-            .missing(u.frame_index, &mut needs)
-            .is_some()
-            && needs.iter().any(|n| n.short_now > 0);
+        let need = self.client.reassembler.missing(u.frame_index, &mut needs);
+        let hopeless = need.is_some() && needs.iter().any(|n| n.short_now > 0);
         self.client.repair.needs = needs;
-        if hopeless && self.client.reassembler.set_deadline(u.frame_index, now) {
+        let Some(f) = need.filter(|_| hopeless) else {
+            return;
+        };
+        if let Some(t) = self
+            .client
+            .repair
+            .tracked
+            .iter_mut()
+            .find(|t| t.index == u.frame_index)
+        {
+            t.exhausted = true;
+        }
+        let give_up = (f.last_activity + self.reorder_window()).max(now);
+        if self.client.reassembler.set_deadline(u.frame_index, give_up) {
             self.client.reassembler.handle_timeout(now);
             self.drain_reassembler();
         }
@@ -415,19 +530,29 @@ impl Connection {
         }
         let round = self.repair_round();
         let (stall_after, long_stall) = self.stall_windows();
+        let reorder = self.reorder_window();
+        let base = self.reorder_base();
         let mut next: Option<Instant> = None;
         let mut needs = Vec::new();
-        for t in &self.client.repair.tracked {
+        for t in self.client.repair.tracked.iter().filter(|t| !t.exhausted) {
             let Some(f) = self.client.reassembler.missing(t.index, &mut needs) else {
                 continue;
             };
-            // Work that changes state: the end of the round (asks afresh), or the stall of a
-            // frame with no round open (asks what it lacks).
-            let at = match t.round_start {
+            // Work that changes state: the end of the round (asks afresh), the stall of a
+            // frame with no round open (asks what it lacks), or a hole not yet asked for
+            // outliving the reorder window.
+            let mut at = match t.round_start {
                 Some(s) => s + round,
                 None if self.frame_passed(t.index) => f.last_activity + stall_after,
                 None => f.last_activity + long_stall,
             };
+            for n in &needs {
+                if let Some(lost) = Self::gap_lost_at(n, reorder, base)
+                    && n.short_now > t.asked_of(n.block)
+                {
+                    at = at.min(lost);
+                }
+            }
             if needs.iter().any(|n| n.short_if_no_more > 0) {
                 next = Some(next.map_or(at, |x: Instant| x.min(at)));
             }
@@ -443,6 +568,8 @@ impl Connection {
         let round = self.repair_round();
         let deadline = self.repair_deadline();
         let (stall_after, long_stall) = self.stall_windows();
+        let reorder = self.reorder_window();
+        let base = self.reorder_base();
         let reorder_window = self.cfg.reassembler.reorder_window;
         let mut incomplete = std::mem::take(&mut self.client.repair.incomplete);
         self.client.reassembler.incomplete_into(&mut incomplete);
@@ -458,12 +585,6 @@ impl Connection {
                 self.client.repair.needs = needs;
                 continue;
             };
-            // The repair deadline, but never before the reorder window after the newest shard
-            // (a slow or descheduled sender is not given up while its shards still come).
-            let give_up = (f.first_seen + deadline).max(f.last_activity + reorder_window);
-            if f.deadline != Some(give_up) {
-                self.client.reassembler.set_deadline(index, give_up);
-            }
             let r = &mut self.client.repair;
             let newest = r.newest;
             let pos = match r.tracked.iter().position(|t| t.index == index) {
@@ -474,11 +595,27 @@ impl Connection {
                         round_start: None,
                         asked: Vec::new(),
                         requested: false,
+                        exhausted: false,
                     });
                     r.tracked.len() - 1
                 }
             };
             let t = &mut r.tracked[pos];
+            // The repair deadline, but never before the reorder window after the newest shard
+            // (a slow or descheduled sender is not given up while its shards still come). A
+            // frame no repair can reach goes once its shards stop for the reorder window.
+            let give_up = if t.exhausted {
+                f.last_activity + reorder
+            } else {
+                (f.first_seen + deadline).max(f.last_activity + reorder_window)
+            };
+            if f.deadline != Some(give_up) {
+                self.client.reassembler.set_deadline(index, give_up);
+            }
+            if t.exhausted {
+                r.needs = needs;
+                continue;
+            }
             if t.round_start.is_some_and(|s| now >= s + round) {
                 // The round is over: whatever is still missing is asked for afresh.
                 t.round_start = None;
@@ -491,16 +628,16 @@ impl Connection {
             let mut beyond = false;
             let mut items = Vec::new();
             for n in &needs {
+                // A hole below the block's highest original counts as loss only once it
+                // outlived the reorder window; before that it may be a reordered shard.
                 let want = if stalled {
                     n.short_if_no_more
-                } else {
+                } else if Self::gap_lost_at(n, reorder, base).is_none_or(|t| now >= t) {
                     n.short_now
+                } else {
+                    0
                 };
-                let asked = t
-                    .asked
-                    .iter()
-                    .find(|(b, _)| *b == n.block)
-                    .map_or(0, |&(_, r)| r);
+                let asked = t.asked_of(n.block);
                 let more = want.saturating_sub(asked).min(MAX_REPAIR_ROWS as u16);
                 if more == 0 || items.len() == MAX_REPAIR_ITEMS {
                     continue;
