@@ -107,6 +107,12 @@ pub struct Stats {
     /// Path validation: challenges sent, and times the peer's address moved after validation.
     pub path_challenges_sent: u64,
     pub path_migrations: u64,
+    /// Listener: an address caught re-sending the peer's datagrams (the same packet number
+    /// from two addresses); moves back to the previous address after a spurious move.
+    pub path_forwarding_detected: u64,
+    pub path_reverts: u64,
+    /// Caller: path challenges not answered (not from the configured listener address).
+    pub path_challenges_ignored: u64,
     /// Host: keyframe requests not acted on (more than one per 100 ms).
     pub keyframe_requests_throttled: u64,
     /// Host: input events dropped by the flood limits (per datagram, per second).

@@ -327,6 +327,8 @@ impl Connection {
             }
             Err(OpenError::Replay) => {
                 self.stats.replays_rejected += 1;
+                // A duplicate may have revealed a forwarder (`migrate`).
+                self.drive_path(now);
                 return None;
             }
             Err(OpenError::Auth) => {
