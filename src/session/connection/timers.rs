@@ -51,6 +51,9 @@ impl Connection {
         if let Some(t) = link.path.poll_timeout() {
             next = earliest(next, t);
         }
+        if let Some(t) = self.slot_timeout() {
+            next = earliest(next, t);
+        }
         if link.received == 0 {
             // Fast connect (issue 8): confirm again until the peer is heard on this session.
             next = earliest(next, self.last_ping + cfg.handshake_first_retry);
@@ -121,8 +124,14 @@ impl Connection {
         };
         if now.saturating_duration_since(self.last_ping) >= ping_every {
             self.send_ping(now);
+            if self.cfg.role == Role::Host {
+                // What the client compares with the video it got (`stall`).
+                let frames_sent = self.host.frames_in_session;
+                self.send_control(&Control::SendProgress { frames_sent });
+            }
         }
         self.drive_path(now);
+        self.slot_handle_timeout(now);
         if self.cfg.role == Role::Client {
             if now.saturating_duration_since(self.client.last_loss_report)
                 >= self.cfg.loss_report_interval
