@@ -458,6 +458,7 @@ impl Connection {
         self.client.info_generation = 0;
         self.client.stall = super::stall::StallWatch::default();
         self.host.frames_in_session = 0;
+        self.host.frames_reported = 0;
         self.host.input_rx = InputReceiver::new();
         self.host.frame_index = match self.cfg.initial_frame_index {
             Some(i) => i,

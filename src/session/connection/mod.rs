@@ -229,6 +229,8 @@ struct HostState {
     repair: repair::HostRepair,
     /// Frames sent in the current session (reported to the client with every keep-alive).
     frames_in_session: u64,
+    /// The count last sent in a `SendProgress`.
+    frames_reported: u64,
 }
 
 /// Client-only state.
@@ -349,6 +351,7 @@ impl Connection {
                 stream_info,
                 repair: repair::HostRepair::new(config.repair_history, now),
                 frames_in_session: 0,
+                frames_reported: 0,
             },
             client: ClientState {
                 reassembler: Reassembler::new(config.reassembler, Box::new(ReedSolomon8::new())),

@@ -2,7 +2,7 @@
 //! arrives (a path that lost only the media, a host that sends elsewhere).
 //!
 //! The host sends [`Control::SendProgress`] (frames sent in this session) with every
-//! keep-alive. The client remembers the count at the first report after its last video
+//! keep-alive after which it sent frames. The client remembers the count at the first report after its last video
 //! datagram; when a later report, at least [`MEDIA_STALL_AFTER`] on, shows
 //! [`MEDIA_STALL_MIN_FRAMES`] more frames sent while still no video came, the stream has
 //! stalled: [`Event::MediaStalled`], a counter, a keyframe request and a ping at once; if it

@@ -124,9 +124,11 @@ impl Connection {
         };
         if now.saturating_duration_since(self.last_ping) >= ping_every {
             self.send_ping(now);
-            if self.cfg.role == Role::Host {
-                // What the client compares with the video it got (`stall`).
-                let frames_sent = self.host.frames_in_session;
+            let frames_sent = self.host.frames_in_session;
+            if self.cfg.role == Role::Host && frames_sent != self.host.frames_reported {
+                // What the client compares with the video it got (`stall`); nothing while
+                // nothing is sent.
+                self.host.frames_reported = frames_sent;
                 self.send_control(&Control::SendProgress { frames_sent });
             }
         }
