@@ -243,8 +243,16 @@ fn a_forwarder_that_races_the_clients_datagrams_does_not_hijack_the_stream() {
         cs.path_challenges_ignored,
         cs.media_stalls,
     );
-    assert_eq!(host.peer(), Some(wire.host_side), "the host stays on the path");
-    assert_eq!(client.peer(), Some(wire.client_side), "the client keeps its listener");
+    assert_eq!(
+        host.peer(),
+        Some(wire.host_side),
+        "the host stays on the path"
+    );
+    assert_eq!(
+        client.peer(),
+        Some(wire.client_side),
+        "the client keeps its listener"
+    );
     assert_eq!(loot_video, 0, "no video to the attacker");
     assert!(hs.path_forwarding_detected >= 1);
     let total = (15 + sent + after) as usize;
@@ -306,7 +314,10 @@ fn video_that_stops_while_keepalives_flow_is_noticed_within_a_second() {
     eprintln!("stall noticed after {noticed:?}");
     assert!(noticed >= MEDIA_STALL_AFTER && noticed <= Duration::from_secs(1));
     let ev = sim.take_events(CLIENT);
-    assert!(ev.iter().any(|e| matches!(e, Event::MediaStalled { frames } if *frames >= 2)));
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::MediaStalled { frames } if *frames >= 2))
+    );
     assert!(sim.conn(HOST).stats().keyframe_requests > keyframes_before);
     assert!(ev.contains(&Event::Disconnected {
         reason: DisconnectReason::MediaStalled
@@ -449,7 +460,10 @@ fn a_live_client_is_not_displaced_by_a_second_one() {
     assert!(refused.iter().all(|r| *r != a_addr));
     assert!(refused.contains(&bs.last().unwrap().0.local_addr()));
     assert_eq!(a_drops, 0);
-    assert!(a_frames as u32 * 10 >= sent * 9, "A got {a_frames} of {sent}");
+    assert!(
+        a_frames as u32 * 10 >= sent * 9,
+        "A got {a_frames} of {sent}"
+    );
     assert_eq!(host.peer(), Some(a_addr));
     assert_eq!(a_session.stats().session_id, hs.session_id);
 }

@@ -244,7 +244,9 @@ mod tests {
             }),
             Control::Bye,
             Control::InputAck { next_expected: 12 },
-            Control::SendProgress { frames_sent: 1 << 33 },
+            Control::SendProgress {
+                frames_sent: 1 << 33,
+            },
             Control::LossModel(LossModelReport {
                 window_ms: 1000,
                 recent: LossCounts {

@@ -270,7 +270,8 @@ impl Path {
     }
 
     fn hold_forwarder(&mut self, addr: SocketAddr, now: Instant) {
-        self.forwarders.retain(|(a, until)| *a != addr && now < *until);
+        self.forwarders
+            .retain(|(a, until)| *a != addr && now < *until);
         if self.forwarders.len() == MAX_FORWARDERS {
             self.forwarders.remove(0);
         }

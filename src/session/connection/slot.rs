@@ -89,7 +89,11 @@ impl Connection {
 
     /// Listener: whether a newly confirmed session may replace the current one.
     pub(super) fn slot_may_replace(&self) -> bool {
-        self.cfg.replace_peer || self.link.as_ref().is_none_or(|l| self.slot_presumed_gone(l))
+        self.cfg.replace_peer
+            || self
+                .link
+                .as_ref()
+                .is_none_or(|l| self.slot_presumed_gone(l))
     }
 
     /// Listener: a newly confirmed session that may not replace the live one is dropped (its

@@ -50,7 +50,8 @@ impl Connection {
             return;
         };
         let unseen = frames_sent.saturating_sub(base);
-        if unseen < MEDIA_STALL_MIN_FRAMES || now.saturating_duration_since(since) < MEDIA_STALL_AFTER
+        if unseen < MEDIA_STALL_MIN_FRAMES
+            || now.saturating_duration_since(since) < MEDIA_STALL_AFTER
         {
             return;
         }
@@ -58,7 +59,8 @@ impl Connection {
             None => {
                 w.stalled_at = Some(now);
                 self.stats.media_stalls += 1;
-                self.events.push_back(Event::MediaStalled { frames: unseen });
+                self.events
+                    .push_back(Event::MediaStalled { frames: unseen });
                 // Recovery, cheapest first: a keyframe (the decoder needs one anyway) and a ping
                 // that shows whether the host still hears us.
                 self.client.last_keyframe_request = None;
