@@ -27,7 +27,9 @@
 //! (video in, input out, loss reports, keyframe requests), `timers` (timeout, keep-alive, RTT,
 //! retries), `ids` (attempt ids and frame indices, seedable), `timing` (the host clock, the
 //! frame timing the host writes, the NTP-style clock offset and the client's frame ages), `congestion` (bandwidth feedback out on the client, the estimator,
-//! pacing rate and [`Event::Bandwidth`] on the host). New
+//! pacing rate and [`Event::Bandwidth`] on the host), `migrate` (path validation against
+//! forwarders), `slot` (one peer: a newcomer is refused while the current peer answers a
+//! probe), `stall` (the client notices video that stopped while the host says it sends). New
 //! session-level features go beside their role: repair requests and loss-model or bandwidth feedback into `client` (what
 //! is measured and sent) and `host` (what is done with it), path validation and cookies into
 //! `establish`, new periodic work into `timers`.
