@@ -484,3 +484,21 @@ impl Default for SrcSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `replace-peer` reaches the session's `Config` (off by default).
+    #[test]
+    fn replace_peer_reaches_the_session_config() {
+        let ep = Endpoints {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            peer: None,
+        };
+        let mut s = CommonSettings::new(ConnectionMode::Listener);
+        assert!(!s.config(Role::Host, &ep).unwrap().replace_peer);
+        s.replace_peer = true;
+        assert!(s.config(Role::Host, &ep).unwrap().replace_peer);
+    }
+}
