@@ -532,3 +532,34 @@ fn with_replace_peer_a_newcomer_takes_over_a_live_client() {
     }));
     assert_eq!(host.stats().peer_probes, 0);
 }
+
+/// The same on virtual time: a second client with the passphrase hears Busy while the first
+/// answers; once the first goes silent (no bye) the second replaces it within a second.
+#[test]
+fn one_peer_slot_on_virtual_time() {
+    let mut sim = sim_pair(7);
+    let mut c = client_config("st", addr(1));
+    c.rng_seed = Some(3);
+    let b = sim.add(addr(3), c);
+    sim.run_for(Duration::from_secs(2));
+    assert!(!sim.conn(b).is_connected());
+    assert!(sim.saw(b, |e| *e
+        == Event::Rejected {
+            reason: RejectReason::Busy
+        }));
+    assert!(sim.saw(HOST, |e| *e == Event::PeerRefused { from: addr(3) }));
+    assert_eq!(sim.conn(HOST).peer(), Some(addr(2)));
+    assert_eq!(sim.conn(HOST).stats().handshakes_completed, 1);
+    // The first client dies.
+    sim.nodes[CLIENT].up = false;
+    let t0 = sim.now;
+    assert!(sim.run_until(LONG, |s| s.conn(HOST).peer() == Some(addr(3))));
+    let took = sim.now - t0;
+    eprintln!("replaced after {took:?} (virtual)");
+    assert!(took < PEER_PROBE_MAX, "{took:?}");
+    assert!(sim.saw(HOST, |e| *e
+        == Event::PeerReplaced {
+            old: addr(2),
+            new: addr(3)
+        }));
+}

@@ -140,7 +140,7 @@ impl Connection {
             }
         }
         // One peer slot: a newcomer waits for, or is refused by, the current peer (`slot`).
-        if !self.slot_admits(h.session_id, from, now) {
+        if !self.slot_admits(h.session_id, buf, from, now) {
             return;
         }
         let now_ms = self.unix_ms(now);

@@ -4,21 +4,22 @@
 //! sealed ping in the current session (the probe). If the peer answers (any pong to a ping sent
 //! since the probe) within [`probe_timeout`] (a few round trips, [`PEER_PROBE_MIN`] to
 //! [`PEER_PROBE_MAX`]), the newcomer is refused with Reject(Busy) and [`Event::PeerRefused`]; a
-//! refusal holds for [`PEER_ALIVE_FOR`] without a new probe (a newcomer's retries get Busy at
-//! once). If it does not answer, it is presumed gone (a crash, a restart on the same port) and
+//! refusal holds for [`PEER_ALIVE_FOR`] without a new probe while the peer keeps talking (a
+//! newcomer's retries get Busy at once). If it does not answer, it is presumed gone (a crash, a restart on the same port) and
 //! the newcomer's next hello is served as before; its session replaces the old one with
-//! [`Event::PeerReplaced`]. Hellos that arrive while the probe runs get no answer: the caller's
-//! own retries bring them back when the verdict is in. `Config::replace_peer` restores the old
+//! [`Event::PeerReplaced`]. Hellos that arrive while the probe runs get no answer then; the
+//! newest of them is served when the probe goes unanswered, and the callers' own retries bring
+//! the others back (with Busy when the peer answered). `Config::replace_peer` restores the old
 //! rule (the last to authenticate wins).
 //!
 //! Must never: send the newcomer more than one datagram per hello, probe a peer more than once
-//! at a time, or keep per-newcomer state (a hello flood costs one ping per probe, not per
-//! hello).
+//! at a time, or keep per-newcomer state beyond one held hello (a hello flood costs one ping
+//! per probe, not per hello).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::protocol::wire::{Kind, RejectReason};
+use crate::protocol::wire::{Header, Kind, RejectReason};
 
 use super::establish::clear_datagram;
 use super::link::Link;
@@ -32,6 +33,8 @@ pub const PEER_PROBE_MAX: Duration = Duration::from_secs(1);
 /// Newcomers from other addresses are refused without a new probe for this long after the
 /// current peer answered one.
 pub const PEER_ALIVE_FOR: Duration = Duration::from_secs(1);
+/// Scheduling slack on a keep-alive interval before a peer counts as quiet.
+const QUIET_SLACK: Duration = Duration::from_millis(50);
 /// A refused newcomer is reported at most once per this interval per address.
 const REFUSED_EVENT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -40,6 +43,9 @@ const REFUSED_EVENT_INTERVAL: Duration = Duration::from_secs(1);
 pub(super) struct PeerSlot {
     /// A probe in flight: the `t1` of its ping and when it is given up.
     probe: Option<(u64, Instant)>,
+    /// The newest hello that arrived during the probe, and from where: served at once when the
+    /// probe goes unanswered (one datagram, so a flood holds no more).
+    held: Option<(Vec<u8>, SocketAddr)>,
     /// When the current peer last answered a probe.
     alive_at: Option<Instant>,
     /// When a probe went unanswered (the peer is presumed gone until heard again).
@@ -56,7 +62,13 @@ pub(super) fn probe_timeout(srtt: Option<Duration>) -> Duration {
 impl Connection {
     /// Listener: whether a hello from `from` (attempt `attempt`) may be answered now. `false`
     /// when it was refused (Busy) or waits for the probe of the current peer.
-    pub(super) fn slot_admits(&mut self, attempt: u32, from: SocketAddr, now: Instant) -> bool {
+    pub(super) fn slot_admits(
+        &mut self,
+        attempt: u32,
+        hello: &[u8],
+        from: SocketAddr,
+        now: Instant,
+    ) -> bool {
         if self.cfg.replace_peer {
             return true;
         }
@@ -67,14 +79,19 @@ impl Connection {
             return true;
         }
         if self.slot.probe.is_some() {
-            self.stats.hellos_dropped += 1;
+            self.slot.held = Some((hello.to_vec(), from));
             return false;
         }
-        // From the peer's own address a hello means it restarted: always ask afresh.
-        let recently_alive = self
-            .slot
-            .alive_at
-            .is_some_and(|t| now.saturating_duration_since(t) < PEER_ALIVE_FOR);
+        // From the peer's own address a hello means it restarted: always ask afresh. Else an
+        // answer counts while it is recent and the peer has kept talking since (a live peer
+        // pings every keep-alive interval), so a peer that died right after answering is
+        // probed again after one quiet keep-alive, not after the whole interval.
+        let heard = now.saturating_duration_since(l.last_rx) < self.cfg.keepalive + QUIET_SLACK;
+        let recently_alive = heard
+            && self
+                .slot
+                .alive_at
+                .is_some_and(|t| now.saturating_duration_since(t) < PEER_ALIVE_FOR);
         if from != l.peer && recently_alive {
             self.refuse_newcomer(attempt, from, now);
             return false;
@@ -83,7 +100,7 @@ impl Connection {
         self.send_ping(now);
         let t1 = self.host_clock_us(now);
         self.slot.probe = Some((t1, now + probe_timeout(self.srtt)));
-        self.stats.hellos_dropped += 1;
+        self.slot.held = Some((hello.to_vec(), from));
         false
     }
 
@@ -108,6 +125,8 @@ impl Connection {
     pub(super) fn slot_on_pong(&mut self, t1: u64, now: Instant) {
         if self.slot.probe.is_some_and(|(sent, _)| t1 >= sent) {
             self.slot.probe = None;
+            // The newcomer hears Busy on its next retry.
+            self.slot.held = None;
             self.slot.alive_at = Some(now);
             self.slot.dead_at = None;
         }
@@ -118,13 +137,18 @@ impl Connection {
         self.slot.probe.map(|(_, deadline)| deadline)
     }
 
-    /// Gives up an unanswered probe that is due.
+    /// Gives up an unanswered probe that is due, and serves the hello held meanwhile.
     pub(super) fn slot_handle_timeout(&mut self, now: Instant) {
         if let Some((_, deadline)) = self.slot.probe
             && now >= deadline
         {
             self.slot.probe = None;
             self.slot.dead_at = Some(now);
+            if let Some((hello, from)) = self.slot.held.take()
+                && let Ok((h, _)) = Header::decode(&hello)
+            {
+                self.on_hello(&h, &hello, from, now);
+            }
         }
     }
 
