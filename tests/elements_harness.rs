@@ -1178,6 +1178,10 @@ fn unauthenticated_listener_on_all_addresses_is_refused_unless_allowed() {
     for name in ["punktfunksink", "punktfunksrc"] {
         let e = gst::ElementFactory::make(name).build().expect("element");
         assert!(!e.property::<bool>("allow-unauthenticated"));
+        // One peer slot unless the application allows replacement.
+        assert!(!e.property::<bool>("replace-peer"));
+        e.set_property("replace-peer", true);
+        assert!(e.property::<bool>("replace-peer"));
     }
 }
 

@@ -1,5 +1,6 @@
 //! What both elements say about their peer: `punktfunk-peer-connected` /
-//! `punktfunk-peer-disconnected` element messages, handshakes refused (a warning, rate-limited),
+//! `punktfunk-peer-disconnected` / `punktfunk-peer-refused` / `punktfunk-peer-replaced` /
+//! `punktfunk-media-stalled` element messages, handshakes refused (a warning, rate-limited),
 //! a listener that refused ours (an error or a warning that says what to change) and a caller
 //! that got no answer.
 //!
@@ -23,6 +24,12 @@ use super::settings::CommonSettings;
 pub(crate) const PEER_CONNECTED_NAME: &str = "punktfunk-peer-connected";
 /// Name of the element message posted when the peer goes away.
 pub(crate) const PEER_DISCONNECTED_NAME: &str = "punktfunk-peer-disconnected";
+/// Listener: a newcomer was refused because the current peer still answers (field `peer`).
+pub(crate) const PEER_REFUSED_NAME: &str = "punktfunk-peer-refused";
+/// Listener: a newcomer replaced the current peer (fields `old-peer`, `peer`).
+pub(crate) const PEER_REPLACED_NAME: &str = "punktfunk-peer-replaced";
+/// Client: keep-alives flow but video stopped while the host reports sending (field `frames`).
+pub(crate) const MEDIA_STALLED_NAME: &str = "punktfunk-media-stalled";
 
 /// The same handshake failure from the same address is posted as a warning at most this often
 /// (a caller with a wrong passphrase retries every 200 ms).
@@ -47,6 +54,7 @@ pub(crate) fn disconnect_reason(r: DisconnectReason) -> &'static str {
         DisconnectReason::Timeout => "timeout",
         DisconnectReason::Bye => "bye",
         DisconnectReason::Replaced => "replaced",
+        DisconnectReason::MediaStalled => "media-stalled",
     }
 }
 
@@ -113,6 +121,45 @@ impl PeerEvents {
             }
             Event::HandshakeFailed { from, reason } => {
                 self.handshake_failed(element, from, reason, Instant::now());
+                Ok(PeerChange::Unchanged)
+            }
+            Event::PeerRefused { from } => {
+                post_element_message(
+                    element,
+                    gst::Structure::builder(PEER_REFUSED_NAME)
+                        .field("peer", from.to_string())
+                        .build(),
+                );
+                let reason = HandshakeFailure::Refused(RejectReason::Busy);
+                self.handshake_failed(element, from, reason, Instant::now());
+                Ok(PeerChange::Unchanged)
+            }
+            Event::PeerReplaced { old, new } => {
+                gst::info!(cat, obj = element, "peer {old} replaced by {new}");
+                post_element_message(
+                    element,
+                    gst::Structure::builder(PEER_REPLACED_NAME)
+                        .field("old-peer", old.to_string())
+                        .field("peer", new.to_string())
+                        .build(),
+                );
+                Ok(PeerChange::Unchanged)
+            }
+            Event::MediaStalled { frames } => {
+                gst::element_warning!(
+                    element,
+                    gst::ResourceError::Read,
+                    (
+                        "No video from {} although it reports {frames} frames sent since the last; asked for a keyframe, reconnecting if it lasts",
+                        self.target
+                    )
+                );
+                post_element_message(
+                    element,
+                    gst::Structure::builder(MEDIA_STALLED_NAME)
+                        .field("frames", frames)
+                        .build(),
+                );
                 Ok(PeerChange::Unchanged)
             }
             Event::Rejected { reason } => Ok(rejected_once(element, reason)),

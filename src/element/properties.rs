@@ -193,6 +193,14 @@ fn common_properties(default_mode: ConnectionMode) -> Vec<glib::ParamSpec> {
             .default_value(false)
             .mutable_ready()
             .build(),
+        glib::ParamSpecBoolean::builder("replace-peer")
+            .nick("Replace peer")
+            .blurb(
+                "listener only: a newcomer that authenticates replaces the current peer even while it still answers (the last to connect wins). Default false: the newcomer is refused as busy (punktfunk-peer-refused) unless the current peer leaves a liveness probe unanswered within a second (a crash or restart), then it is replaced (punktfunk-peer-replaced)",
+            )
+            .default_value(false)
+            .mutable_ready()
+            .build(),
     ]
 }
 

@@ -102,6 +102,7 @@ pub(crate) struct CommonSettings {
     pub(crate) stats_interval_ms: u32,
     // --- security (issue 9) ---
     pub(crate) allow_unauthenticated: bool,
+    pub(crate) replace_peer: bool,
 }
 
 impl fmt::Debug for CommonSettings {
@@ -125,6 +126,7 @@ impl fmt::Debug for CommonSettings {
             .field("timeout_ms", &self.timeout_ms)
             .field("stats_interval_ms", &self.stats_interval_ms)
             .field("allow_unauthenticated", &self.allow_unauthenticated)
+            .field("replace_peer", &self.replace_peer)
             .finish()
     }
 }
@@ -142,6 +144,7 @@ impl CommonSettings {
             timeout_ms: DEFAULT_TIMEOUT_MS,
             stats_interval_ms: DEFAULT_STATS_INTERVAL_MS,
             allow_unauthenticated: false,
+            replace_peer: false,
         }
     }
 
@@ -198,6 +201,7 @@ impl CommonSettings {
                 self.stats_interval_ms = value.get().unwrap_or(DEFAULT_STATS_INTERVAL_MS)
             }
             "allow-unauthenticated" => self.allow_unauthenticated = value.get().unwrap_or(false),
+            "replace-peer" => self.replace_peer = value.get().unwrap_or(false),
             _ => return false,
         }
         true
@@ -222,6 +226,7 @@ impl CommonSettings {
             "timeout" => self.timeout_ms.to_value(),
             "stats-interval" => self.stats_interval_ms.to_value(),
             "allow-unauthenticated" => self.allow_unauthenticated.to_value(),
+            "replace-peer" => self.replace_peer.to_value(),
             _ => return None,
         })
     }
@@ -245,6 +250,7 @@ impl CommonSettings {
         c.encrypt = self.encrypt;
         c.timeout = Duration::from_millis(u64::from(self.timeout_ms.max(1)));
         c.allow_unauthenticated = self.allow_unauthenticated;
+        c.replace_peer = self.replace_peer;
         Ok(c)
     }
 
@@ -476,5 +482,23 @@ impl Default for SrcSettings {
             repair: DEFAULT_REPAIR,
             repair_deadline_ms: DEFAULT_REPAIR_DEADLINE_MS,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `replace-peer` reaches the session's `Config` (off by default).
+    #[test]
+    fn replace_peer_reaches_the_session_config() {
+        let ep = Endpoints {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            peer: None,
+        };
+        let mut s = CommonSettings::new(ConnectionMode::Listener);
+        assert!(!s.config(Role::Host, &ep).unwrap().replace_peer);
+        s.replace_peer = true;
+        assert!(s.config(Role::Host, &ep).unwrap().replace_peer);
     }
 }

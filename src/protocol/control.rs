@@ -94,6 +94,9 @@ pub enum Control {
     // Congestion control (issue 10).
     /// Client → host: per-frame arrival timing for the bandwidth estimator (`feedback`).
     Feedback(Feedback),
+    /// Host → client, with every keep-alive: frames sent in this session so far, so a client
+    /// whose keep-alives flow but whose video stopped can tell (`session::connection::stall`).
+    SendProgress { frames_sent: u64 },
 }
 
 const T_KEYFRAME: u8 = 1;
@@ -103,6 +106,8 @@ const T_PONG: u8 = 4;
 const T_INFO: u8 = 5;
 const T_BYE: u8 = 6;
 const T_ACK: u8 = 7;
+// 8 and 9 are the path frames (`path`).
+const T_SEND_PROGRESS: u8 = 10;
 // Loss model and repair: types from 16 up, so other additions below 16 do not collide.
 const T_LOSS_MODEL: u8 = 16;
 const T_REPAIR_REQUEST: u8 = 17;
@@ -158,6 +163,9 @@ impl Control {
                 w.u8(T_FEEDBACK);
                 f.encode(out);
             }
+            Control::SendProgress { frames_sent } => {
+                w.u8(T_SEND_PROGRESS).u64(*frames_sent);
+            }
         }
     }
 
@@ -184,6 +192,9 @@ impl Control {
             T_BYE => Control::Bye,
             T_ACK => Control::InputAck {
                 next_expected: r.u64()?,
+            },
+            T_SEND_PROGRESS => Control::SendProgress {
+                frames_sent: r.u64()?,
             },
             T_LOSS_MODEL => Control::LossModel(LossModelReport::decode(&mut r)?),
             T_REPAIR_REQUEST => Control::RepairRequest(RepairRequest::decode(&mut r)?),
@@ -233,6 +244,9 @@ mod tests {
             }),
             Control::Bye,
             Control::InputAck { next_expected: 12 },
+            Control::SendProgress {
+                frames_sent: 1 << 33,
+            },
             Control::LossModel(LossModelReport {
                 window_ms: 1000,
                 recent: LossCounts {

@@ -15,6 +15,15 @@
 //!   path. An attacker that only spoofs cannot receive the challenge; one that relays it to the
 //!   real client gets the response sent from the client's real address, which does not count.
 //! - Media keeps going to the validated address meanwhile.
+//! - Forwarding is evidence, not a move (RFC 9000 §9.3.3): an attacker that sees the peer's
+//!   datagrams can re-send each from its own address ahead of the original, so its copies carry
+//!   the newest numbers and the originals arrive as duplicates. The connection authenticates a
+//!   duplicate from the validated (or the previous) address while that can decide something
+//!   ([`Path::wants_duplicate`]); the same packet number from two addresses means the other one
+//!   forwards: the probe of it is dropped, a move to it is reverted, and it may not start a
+//!   probe for [`FORWARDER_HOLD`].
+//! - After a move the previous address stays known for [`PREVIOUS_HOLD`] and is challenged
+//!   too: its answer, a duplicate from it, or a newer datagram from it moves the path back.
 //!
 //! Control bodies (inside a sealed Control datagram, kind 17): type 8 PATH_CHALLENGE and type 9
 //! PATH_RESPONSE, each followed by the 8-byte token. The peer answers a challenge at once with a
@@ -46,6 +55,25 @@ pub const AMPLIFICATION_FACTOR: u64 = 3;
 pub const CHALLENGE_INTERVAL: Duration = Duration::from_millis(100);
 /// Challenges sent before a probe is abandoned (the address stays unvalidated).
 pub const MAX_CHALLENGES: u32 = 5;
+/// After a move, how long the previous address can still prove the move spurious (and is
+/// challenged meanwhile). A NAT rebinding leaves the old address silent, so this costs nothing.
+pub const PREVIOUS_HOLD: Duration = Duration::from_secs(3);
+/// An address caught forwarding the peer's datagrams starts no probe for this long.
+pub const FORWARDER_HOLD: Duration = Duration::from_secs(10);
+/// Forwarding addresses remembered at most (the oldest is forgotten first).
+const MAX_FORWARDERS: usize = 4;
+
+/// What a datagram did to the path (taken with [`Path::take_change`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathChange {
+    /// A challenged address answered: the path moved there.
+    Migrated,
+    /// The same packet number came from the validated address and the probed one: the probe
+    /// is dropped and the prober held off.
+    ForwardingDetected,
+    /// The previous address proved alive after a move: the path moved back.
+    Reverted,
+}
 
 /// A PATH_CHALLENGE or PATH_RESPONSE control body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +135,24 @@ struct Probe {
     tx_bytes: u64,
 }
 
+impl Probe {
+    /// A probe of `addr` with a fresh random token, first challenge due at `now`.
+    fn new(addr: SocketAddr, rx_bytes: u64, now: Instant) -> Probe {
+        let mut token = [0u8; PATH_TOKEN_LEN];
+        // Without OS randomness the handshake could not have run; a zero token would only make
+        // this probe guessable.
+        let _ = getrandom::fill(&mut token);
+        Probe {
+            addr,
+            token,
+            sent: 0,
+            next_send: now,
+            rx_bytes,
+            tx_bytes: 0,
+        }
+    }
+}
+
 /// The peer's validated address and at most one address being probed. See the module docs.
 #[derive(Debug, Clone)]
 pub struct Path {
@@ -114,6 +160,12 @@ pub struct Path {
     newest_pn: Option<u64>,
     probe: Option<Probe>,
     migrations: u64,
+    /// The address validated before `current`, until when it may prove the move spurious, and
+    /// the challenge that keeps validating it.
+    previous: Option<(Probe, Instant)>,
+    /// Addresses caught forwarding, and until when they start no probe.
+    forwarders: Vec<(SocketAddr, Instant)>,
+    change: Option<PathChange>,
 }
 
 impl Path {
@@ -125,6 +177,9 @@ impl Path {
             newest_pn: None,
             probe: None,
             migrations: 0,
+            previous: None,
+            forwarders: Vec::new(),
+            change: None,
         }
     }
 
@@ -162,35 +217,107 @@ impl Path {
             }
             return;
         }
-        if !newest || self.probe.as_ref().is_some_and(|p| p.addr == from) {
+        if newest && self.is_previous(from, now) {
+            // Newer datagrams on the old path: the move was spurious.
+            self.revert(now);
             return;
         }
-        let mut token = [0u8; PATH_TOKEN_LEN];
-        // Without OS randomness the handshake could not have run; a zero token would only make
-        // this probe guessable.
-        let _ = getrandom::fill(&mut token);
-        self.probe = Some(Probe {
-            addr: from,
-            token,
-            sent: 0,
-            next_send: now,
-            rx_bytes: len as u64,
-            tx_bytes: 0,
-        });
+        if !newest
+            || self.probe.as_ref().is_some_and(|p| p.addr == from)
+            || self.is_forwarder(from, now)
+        {
+            return;
+        }
+        self.probe = Some(Probe::new(from, len as u64, now));
     }
 
-    /// A PATH_RESPONSE with `token` came, authenticated, from `from`. Returns true if the path
-    /// moved to `from`.
-    pub fn on_path_response(&mut self, from: SocketAddr, token: &[u8; PATH_TOKEN_LEN]) -> bool {
+    /// Whether an authenticated copy of an already seen packet number from `from` would be
+    /// evidence of forwarding now: it comes from the validated address while another is probed,
+    /// or from the previous address after a move. Only then is a duplicate worth opening.
+    pub fn wants_duplicate(&self, from: SocketAddr, now: Instant) -> bool {
+        (from == self.current && self.probe.is_some()) || self.is_previous(from, now)
+    }
+
+    /// A duplicate packet number authenticated from `from` (see [`Path::wants_duplicate`]): the
+    /// number also came from another address, so one of the two forwards the other's datagrams.
+    /// The validated (or previous) address wins: it was the peer's before the other appeared.
+    pub fn on_duplicate(&mut self, from: SocketAddr, now: Instant) {
+        if from == self.current {
+            if let Some(p) = self.probe.take() {
+                self.hold_forwarder(p.addr, now);
+                self.change = Some(PathChange::ForwardingDetected);
+            }
+        } else if self.is_previous(from, now) {
+            self.revert(now);
+        }
+    }
+
+    /// What the last datagrams did to the path, once.
+    pub fn take_change(&mut self) -> Option<PathChange> {
+        self.change.take()
+    }
+
+    fn is_previous(&self, from: SocketAddr, now: Instant) -> bool {
+        self.previous
+            .as_ref()
+            .is_some_and(|(p, until)| p.addr == from && now < *until)
+    }
+
+    fn is_forwarder(&self, from: SocketAddr, now: Instant) -> bool {
+        self.forwarders
+            .iter()
+            .any(|(a, until)| *a == from && now < *until)
+    }
+
+    fn hold_forwarder(&mut self, addr: SocketAddr, now: Instant) {
+        self.forwarders
+            .retain(|(a, until)| *a != addr && now < *until);
+        if self.forwarders.len() == MAX_FORWARDERS {
+            self.forwarders.remove(0);
+        }
+        self.forwarders.push((addr, now + FORWARDER_HOLD));
+    }
+
+    /// Back to the previous address; the one left is held off as a forwarder.
+    fn revert(&mut self, now: Instant) {
+        let Some((prev, _)) = self.previous.take() else {
+            return;
+        };
+        let left = std::mem::replace(&mut self.current, prev.addr);
+        self.hold_forwarder(left, now);
+        self.probe = None;
+        self.change = Some(PathChange::Reverted);
+    }
+
+    /// A PATH_RESPONSE with `token` came, authenticated, from `from` at `now`. Returns true if
+    /// the path moved to `from` (see [`Path::take_change`] for a move back).
+    pub fn on_path_response(
+        &mut self,
+        from: SocketAddr,
+        token: &[u8; PATH_TOKEN_LEN],
+        now: Instant,
+    ) -> bool {
+        if let Some((prev, _)) = self.previous.as_ref()
+            && prev.addr == from
+            && bool::from(prev.token.ct_eq(token))
+            && self.is_previous(from, now)
+        {
+            // The old path still answers: the move was spurious.
+            self.revert(now);
+            return false;
+        }
         let Some(p) = self.probe.as_ref() else {
             return false;
         };
         if p.addr != from || !bool::from(p.token.ct_eq(token)) {
             return false;
         }
-        self.current = from;
+        let old = std::mem::replace(&mut self.current, from);
         self.probe = None;
         self.migrations += 1;
+        // Keep validating the old path: if the peer is still there, this move is undone.
+        self.previous = Some((Probe::new(old, 0, now), now + PREVIOUS_HOLD));
+        self.change = Some(PathChange::Migrated);
         true
     }
 
@@ -202,6 +329,16 @@ impl Path {
         now: Instant,
         sealed_len: usize,
     ) -> Option<(SocketAddr, PathFrame)> {
+        if let Some((prev, until)) = self.previous.as_mut() {
+            if now >= *until {
+                self.previous = None;
+            } else if prev.sent < MAX_CHALLENGES && now >= prev.next_send {
+                // Validated before: no amplification budget applies.
+                prev.sent += 1;
+                prev.next_send = now + CHALLENGE_INTERVAL;
+                return Some((prev.addr, PathFrame::Challenge(prev.token)));
+            }
+        }
         let p = self.probe.as_mut()?;
         if p.sent >= MAX_CHALLENGES {
             self.probe = None;
@@ -221,7 +358,17 @@ impl Path {
 
     /// When [`Path::poll_challenge`] may have something next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.probe.as_ref().map(|p| p.next_send)
+        let prev = self.previous.as_ref().map(|(p, until)| {
+            if p.sent < MAX_CHALLENGES {
+                p.next_send.min(*until)
+            } else {
+                *until
+            }
+        });
+        match (self.probe.as_ref().map(|p| p.next_send), prev) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Whether `len` more bytes may go to `to` now: always to the validated address, within
@@ -293,11 +440,11 @@ mod tests {
             panic!()
         };
         // A relayed challenge answered by the real client arrives from the client's address.
-        assert!(!p.on_path_response(client, &token));
+        assert!(!p.on_path_response(client, &token, t0));
         // A guessed token from the spoofed address does not do either.
         let mut wrong = token;
         wrong[0] ^= 1;
-        assert!(!p.on_path_response(spoofed, &wrong));
+        assert!(!p.on_path_response(spoofed, &wrong, t0));
         assert_eq!(p.current(), client);
         // No media to the spoofed address beyond 3× what came from it.
         assert!(!p.may_send(spoofed, 1200));
@@ -305,7 +452,7 @@ mod tests {
         // The client's next datagram (newer number, old address) cancels the probe.
         p.on_authenticated(client, 12, 100, t0 + Duration::from_millis(1));
         assert_eq!(p.probing(), None);
-        assert!(!p.on_path_response(spoofed, &token));
+        assert!(!p.on_path_response(spoofed, &token, t0));
         assert_eq!(p.current(), client);
         assert_eq!(p.migrations(), 0);
     }
@@ -339,7 +486,7 @@ mod tests {
         // Not due again until the interval passed.
         assert!(p.poll_challenge(t0, SEALED).is_none());
         assert_eq!(p.poll_timeout(), Some(t0 + CHALLENGE_INTERVAL));
-        assert!(p.on_path_response(new, &token));
+        assert!(p.on_path_response(new, &token, t0));
         assert_eq!(p.current(), new);
         assert_eq!(p.migrations(), 1);
         // The old address is now just another unvalidated one.
@@ -379,5 +526,101 @@ mod tests {
         assert_eq!(sent, MAX_CHALLENGES);
         assert_eq!(p.probing(), None, "abandoned");
         assert_eq!(p.current(), cur);
+    }
+
+    /// The forwarding attack: every client datagram arrives first as a copy from the attacker
+    /// (newest number) and then as the original from the client (a duplicate). The duplicate
+    /// from the validated address ends the probe and holds the attacker off.
+    #[test]
+    fn the_same_number_from_two_addresses_stops_the_probe_and_holds_the_forwarder_off() {
+        let t0 = Instant::now();
+        let client = a("198.51.100.7:5000");
+        let attacker = a("203.0.113.66:6666");
+        let mut p = Path::new(client);
+        p.on_authenticated(client, 1, 100, t0);
+        p.on_authenticated(attacker, 2, 100, t0);
+        assert_eq!(p.probing(), Some(attacker));
+        assert!(p.wants_duplicate(client, t0));
+        assert!(!p.wants_duplicate(attacker, t0));
+        p.on_duplicate(client, t0);
+        assert_eq!(p.take_change(), Some(PathChange::ForwardingDetected));
+        assert_eq!(p.probing(), None);
+        // Its next copies start no probe while it is held off...
+        p.on_authenticated(attacker, 3, 100, t0 + Duration::from_secs(1));
+        assert_eq!(p.probing(), None);
+        assert!(!p.wants_duplicate(client, t0));
+        // ...and after the hold it is an address like any other again.
+        p.on_authenticated(attacker, 4, 100, t0 + FORWARDER_HOLD);
+        assert_eq!(p.probing(), Some(attacker));
+        assert_eq!(p.current(), client);
+    }
+
+    /// A move the attacker won (its copy of the response came first) is undone by the
+    /// original arriving from the old address, and by the old address answering its challenge.
+    #[test]
+    fn a_spurious_move_is_reverted_by_the_old_path() {
+        let t0 = Instant::now();
+        let client = a("198.51.100.7:5000");
+        let attacker = a("203.0.113.66:6666");
+        for by_challenge in [false, true] {
+            let mut p = Path::new(client);
+            p.on_authenticated(attacker, 5, 1000, t0);
+            let (_, PathFrame::Challenge(token)) = p.poll_challenge(t0, SEALED).unwrap() else {
+                panic!()
+            };
+            assert!(p.on_path_response(attacker, &token, t0));
+            assert_eq!(p.take_change(), Some(PathChange::Migrated));
+            assert_eq!(p.current(), attacker);
+            // The old path is challenged too.
+            let (to, PathFrame::Challenge(old_token)) = p.poll_challenge(t0, SEALED).unwrap()
+            else {
+                panic!()
+            };
+            assert_eq!(to, client);
+            if by_challenge {
+                // A copy of the answer from the attacker's address does nothing...
+                assert!(!p.on_path_response(attacker, &old_token, t0));
+                assert_eq!(p.current(), attacker);
+                // ...the answer from the old address moves the path back.
+                assert!(!p.on_path_response(client, &old_token, t0));
+            } else {
+                assert!(p.wants_duplicate(client, t0));
+                p.on_duplicate(client, t0);
+            }
+            assert_eq!(p.take_change(), Some(PathChange::Reverted));
+            assert_eq!(p.current(), client);
+            // The forwarder starts no new probe.
+            p.on_authenticated(attacker, 9, 1000, t0);
+            assert_eq!(p.probing(), None);
+        }
+    }
+
+    #[test]
+    fn a_real_move_stays_once_the_old_address_is_silent() {
+        let t0 = Instant::now();
+        let old = a("192.0.2.1:4000");
+        let new = a("192.0.2.1:4001");
+        let mut p = Path::new(old);
+        p.on_authenticated(new, 2, 60, t0);
+        let (_, PathFrame::Challenge(token)) = p.poll_challenge(t0, SEALED).unwrap() else {
+            panic!()
+        };
+        assert!(p.on_path_response(new, &token, t0));
+        // The old path's challenges stop after MAX_CHALLENGES; its hold ends.
+        let mut to_old = 0;
+        let mut t = t0;
+        while t < t0 + PREVIOUS_HOLD + CHALLENGE_INTERVAL {
+            if let Some((to, _)) = p.poll_challenge(t, SEALED) {
+                assert_eq!(to, old);
+                to_old += 1;
+            }
+            t += CHALLENGE_INTERVAL / 2;
+        }
+        assert_eq!(to_old, MAX_CHALLENGES);
+        assert_eq!(p.poll_timeout(), None);
+        // A late datagram from the old address after the hold is just another address.
+        p.on_authenticated(old, 3, 60, t);
+        assert_eq!(p.current(), new);
+        assert_eq!(p.probing(), Some(old));
     }
 }

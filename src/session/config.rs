@@ -76,6 +76,10 @@ pub struct Config {
     pub allow_unauthenticated: bool,
     /// Listener: handshake rate limits and when cookies are asked for.
     pub rate_limits: RateLimitConfig,
+    /// Listener: a newcomer that authenticates replaces the current peer even while it still
+    /// answers (the last to connect wins). Off by default: the newcomer is refused as Busy
+    /// unless the current peer leaves a liveness probe unanswered (`connection::slot`).
+    pub replace_peer: bool,
     /// The wall clock at the instant passed to [`super::Connection::new_at`] (hello freshness
     /// needs Unix time; the connection itself never reads a clock). `None`: read once when the
     /// connection is created.
@@ -127,6 +131,7 @@ impl Config {
             rng_seed: None,
             allow_unauthenticated: false,
             rate_limits: RateLimitConfig::default(),
+            replace_peer: false,
             wall_clock: None,
             fec_target: TargetConfig::default(),
             repair_history: RepairConfig::default(),

@@ -111,6 +111,21 @@ pub struct Stats {
     /// Path validation: challenges sent, and times the peer's address moved after validation.
     pub path_challenges_sent: u64,
     pub path_migrations: u64,
+    /// Listener: an address caught re-sending the peer's datagrams (the same packet number
+    /// from two addresses); moves back to the previous address after a spurious move.
+    pub path_forwarding_detected: u64,
+    pub path_reverts: u64,
+    /// Caller: path challenges not answered (not from the configured listener address).
+    pub path_challenges_ignored: u64,
+    /// Client: stalls noticed (keep-alives flow, the host reports frames sent, no video for
+    /// `MEDIA_STALL_AFTER`), and sessions ended for a stall that lasted.
+    pub media_stalls: u64,
+    pub media_stall_reconnects: u64,
+    /// Listener: probes of the current peer when a newcomer knocked, newcomers refused
+    /// (Busy) because it answered, and sessions replaced by a newcomer.
+    pub peer_probes: u64,
+    pub peers_refused: u64,
+    pub peers_replaced: u64,
     /// Host: keyframe requests not acted on (more than one per 100 ms).
     pub keyframe_requests_throttled: u64,
     /// Host: input events dropped by the flood limits (per datagram, per second).

@@ -147,6 +147,10 @@ impl Connection {
                 return;
             }
         }
+        // One peer slot: a newcomer waits for, or is refused by, the current peer (`slot`).
+        if !self.slot_admits(h.session_id, buf, from, now) {
+            return;
+        }
         let now_ms = self.unix_ms(now);
         match self.guard.responder.respond(body, now_ms) {
             Ok((est, resp_body)) => {
@@ -339,6 +343,8 @@ impl Connection {
             }
             Err(OpenError::Replay) => {
                 self.stats.replays_rejected += 1;
+                // A duplicate may have revealed a forwarder (`migrate`).
+                self.drive_path(now);
                 return None;
             }
             Err(OpenError::Auth) => {
@@ -350,7 +356,12 @@ impl Connection {
             // Confirmed: this one becomes the session, the other candidates are dropped.
             let link = self.pending.swap_remove(p);
             self.pending.clear();
+            // The passphrase was right, whether or not the slot takes the newcomer.
             self.guess_confirmed(link.peer, now);
+            if !self.slot_may_replace() {
+                self.refuse_confirmed(link, now);
+                return None;
+            }
             self.install(link, now);
         }
         Some(body)
@@ -434,9 +445,15 @@ impl Connection {
 
     /// A new session with the peer is confirmed: make it current.
     pub(super) fn install(&mut self, mut link: Link, now: Instant) {
-        if self.link.is_some() {
+        if let Some(old) = self.link.as_ref().map(|l| l.peer) {
             self.drop_link(DisconnectReason::Replaced, now);
+            self.stats.peers_replaced += 1;
+            self.events.push_back(Event::PeerReplaced {
+                old,
+                new: link.peer,
+            });
         }
+        self.slot_reset();
         let peer = link.peer;
         let session_id = link.session_id;
         let peer_info = link.peer_info.take();
@@ -453,6 +470,9 @@ impl Connection {
         self.host.repair.reset();
         self.client.input_tx = InputSender::new(self.cfg.input_queue);
         self.client.info_generation = 0;
+        self.client.stall = super::stall::StallWatch::default();
+        self.host.frames_in_session = 0;
+        self.host.frames_reported = 0;
         self.host.input_rx = InputReceiver::new();
         self.host.frame_index = match self.cfg.initial_frame_index {
             Some(i) => i,

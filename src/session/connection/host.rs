@@ -168,6 +168,7 @@ impl Connection {
             (plan.count, plan.data_shards),
         );
         self.stats.frames_sent += 1;
+        self.host.frames_in_session += 1;
         if keyframe {
             self.stats.keyframes_sent += 1;
         }

@@ -15,7 +15,7 @@ use crate::protocol::control::StreamInfo;
 use crate::protocol::crypto::{Aead, AeadBackend, PlainAead};
 use crate::protocol::handshake::Established;
 use crate::protocol::path::Path;
-use crate::protocol::replay::ReplayWindow;
+use crate::protocol::replay::{ReplayError, ReplayWindow};
 use crate::protocol::wire::{FLAG_SEALED, HEADER_LEN, Header, Kind};
 
 pub(super) struct Link {
@@ -115,36 +115,61 @@ impl Link {
         from: SocketAddr,
         now: Instant,
     ) -> Result<Range<usize>, OpenError> {
-        if h.sealed() != self.encrypt {
+        if h.sealed() != self.encrypt || buf.len() < HEADER_LEN + self.open.tag_len() {
             return Err(OpenError::Invalid);
         }
-        // Plausibility first: a replay costs no AEAD work.
-        if self.replay.check(h.packet_number).is_err() {
-            return Err(OpenError::Replay);
+        // Plausibility first: a replay costs no AEAD work, unless a copy of that number from
+        // this address decides whether another address forwards the peer's datagrams
+        // (`protocol::path`): then it is opened, never committed.
+        match self.replay.check(h.packet_number) {
+            Ok(()) => {}
+            Err(ReplayError::Duplicate)
+                if self.follows_peer() && self.path.wants_duplicate(from, now) =>
+            {
+                if self.open_in_place(h, buf).is_some() {
+                    self.path.on_duplicate(from, now);
+                    self.peer = self.path.current();
+                }
+                return Err(OpenError::Replay);
+            }
+            Err(_) => return Err(OpenError::Replay),
         }
-        let tag_len = self.open.tag_len();
-        if buf.len() < HEADER_LEN + tag_len {
-            return Err(OpenError::Invalid);
-        }
-        let body_end = buf.len() - tag_len;
-        let (hdr, rest) = buf.split_at_mut(HEADER_LEN);
-        let (body, tag) = rest.split_at_mut(body_end - HEADER_LEN);
-        if self.open.open(h.packet_number, hdr, body, tag).is_err() {
-            return Err(OpenError::Auth);
-        }
+        let body = self.open_in_place(h, buf).ok_or(OpenError::Auth)?;
         self.replay.commit(h.packet_number);
         self.last_rx = now;
         // Authenticated: the peer may have moved (NAT rebinding). Follow it only once the new
         // address answered a challenge (`migrate`); only the newest packet number starts one.
-        if self.encrypt {
+        if self.follows_peer() {
             self.path
                 .on_authenticated(from, h.packet_number, buf.len(), now);
+            self.peer = self.path.current();
         }
         self.received += 1;
         self.max_pn = self.max_pn.max(h.packet_number);
         if self.first_pn.is_none_or(|f| h.packet_number < f) {
             self.first_pn = Some(h.packet_number);
         }
-        Ok(HEADER_LEN..body_end)
+        Ok(body)
+    }
+
+    /// Whether this end follows its peer to a new address: only a listener in a sealed session.
+    /// A caller keeps the listener address it was configured with, whatever arrives from
+    /// elsewhere (a forwarder could otherwise lead it away).
+    pub(super) fn follows_peer(&self) -> bool {
+        self.encrypt && !self.initiator
+    }
+
+    /// Authenticates and opens `buf` in place; the body's range, or `None` when the tag does
+    /// not verify (or the datagram is too short for one). Commits nothing.
+    fn open_in_place(&self, h: &Header, buf: &mut [u8]) -> Option<Range<usize>> {
+        let tag_len = self.open.tag_len();
+        if buf.len() < HEADER_LEN + tag_len {
+            return None;
+        }
+        let body_end = buf.len() - tag_len;
+        let (hdr, rest) = buf.split_at_mut(HEADER_LEN);
+        let (body, tag) = rest.split_at_mut(body_end - HEADER_LEN);
+        self.open.open(h.packet_number, hdr, body, tag).ok()?;
+        Some(HEADER_LEN..body_end)
     }
 }

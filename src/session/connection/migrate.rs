@@ -1,20 +1,27 @@
-//! Path validation in the session (issue 9, finding 5): the peer's address moves only after a
-//! challenge to the new address is answered from it (`protocol::path`).
+//! Path validation in the session: a listener's peer address moves only after a challenge to
+//! the new address is answered from it, and moves back when the old address proves the move
+//! spurious (`protocol::path`); a caller never moves at all.
 //!
-//! The link's [`crate::protocol::path::Path`] sees every authenticated datagram (after the
-//! replay window committed it); only the newest packet number from a new address starts a
-//! probe. Challenges go out from the timers and right after the datagram that started a probe,
-//! within the anti-amplification budget (3× the bytes received from that address). Media and
-//! control keep going to the validated address meanwhile; NAT rebinding is followed once the
-//! client answers from its new address.
+//! The listener's [`crate::protocol::path::Path`] sees every authenticated datagram (after the
+//! replay window committed it) and the authenticated duplicates that can reveal a forwarder;
+//! only the newest packet number from a new address starts a probe. Challenges go out from the
+//! timers and right after the datagram that started a probe, within the anti-amplification
+//! budget (3× the bytes received from that address). Media and control keep going to the
+//! validated address meanwhile; NAT rebinding is followed once the client answers from its new
+//! address.
 //!
-//! Must never: move `Link::peer` except through a validated path response, or send more to an
-//! unvalidated address than the budget allows.
+//! A caller keeps the listener address it was configured with: it answers a challenge only
+//! when it comes from there, and answers there. So a forwarder that relays the host's
+//! challenges gets no answer to relay back, and cannot lead the caller away either.
+//!
+//! Must never: move `Link::peer` except through a validated path response or a revert to the
+//! previous validated address, move a caller's peer, or send more to an unvalidated address
+//! than the budget allows.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::protocol::path::{PATH_BODY_LEN, PathFrame};
+use crate::protocol::path::{PATH_BODY_LEN, PathChange, PathFrame};
 use crate::protocol::wire::{HEADER_LEN, Kind};
 
 use super::Connection;
@@ -35,27 +42,45 @@ impl Connection {
             self.stats.invalid_datagrams += 1;
             return;
         };
+        let Some(l) = self.link.as_mut() else {
+            return;
+        };
         match frame {
             PathFrame::Challenge(_) => {
-                // Answer where the challenge came from (that is the address being validated).
-                if let Some(answer) = frame.answer() {
-                    self.send_path_frame(&answer, from);
+                // A listener answers where the challenge came from (the address being
+                // validated); a caller only answers its listener, at its address.
+                let to = if l.follows_peer() { from } else { l.peer };
+                if to != from {
+                    self.stats.path_challenges_ignored += 1;
+                } else if let Some(answer) = frame.answer() {
+                    self.send_path_frame(&answer, to);
                 }
             }
             PathFrame::Response(token) => {
-                if let Some(l) = self.link.as_mut()
-                    && l.path.on_path_response(from, &token)
-                {
+                if l.follows_peer() {
+                    l.path.on_path_response(from, &token, now);
                     l.peer = l.path.current();
-                    self.stats.path_migrations += 1;
                 }
             }
         }
         self.drive_path(now);
     }
 
+    /// Counts what the last datagrams did to the path.
+    pub(super) fn note_path_change(&mut self) {
+        let Some(change) = self.link.as_mut().and_then(|l| l.path.take_change()) else {
+            return;
+        };
+        match change {
+            PathChange::Migrated => self.stats.path_migrations += 1,
+            PathChange::ForwardingDetected => self.stats.path_forwarding_detected += 1,
+            PathChange::Reverted => self.stats.path_reverts += 1,
+        }
+    }
+
     /// Sends a due challenge to the address being probed, if the budget allows.
     pub(super) fn drive_path(&mut self, now: Instant) {
+        self.note_path_change();
         let Some(l) = self.link.as_mut() else {
             return;
         };

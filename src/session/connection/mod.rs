@@ -27,7 +27,9 @@
 //! (video in, input out, loss reports, keyframe requests), `timers` (timeout, keep-alive, RTT,
 //! retries), `ids` (attempt ids and frame indices, seedable), `timing` (the host clock, the
 //! frame timing the host writes, the NTP-style clock offset and the client's frame ages), `congestion` (bandwidth feedback out on the client, the estimator,
-//! pacing rate and [`Event::Bandwidth`] on the host). New
+//! pacing rate and [`Event::Bandwidth`] on the host), `migrate` (path validation against
+//! forwarders), `slot` (one peer: a newcomer is refused while the current peer answers a
+//! probe), `stall` (the client notices video that stopped while the host says it sends). New
 //! session-level features go beside their role: repair requests and loss-model or bandwidth feedback into `client` (what
 //! is measured and sent) and `host` (what is done with it), path validation and cookies into
 //! `establish`, new periodic work into `timers`.
@@ -61,6 +63,8 @@ mod ids;
 mod link;
 mod migrate;
 mod repair;
+mod slot;
+mod stall;
 mod timers;
 mod timing;
 
@@ -70,6 +74,8 @@ pub use guard::{
     MAX_INPUT_EVENTS_PER_DATAGRAM, REJECT_SERIES_COUNT, REJECT_SERIES_GAP, REJECT_SERIES_SPAN,
 };
 pub use host::{FrameTicket, SealedFrame};
+pub use slot::{PEER_ALIVE_FOR, PEER_PROBE_MAX, PEER_PROBE_MIN};
+pub use stall::{MEDIA_STALL_AFTER, MEDIA_STALL_MIN_FRAMES, MEDIA_STALL_RECONNECT};
 pub use timing::{DEFAULT_ANCHOR_US, FRAME_AGE_SPAN, FrameTimingIn};
 
 use establish::{Attempt, LastHello};
@@ -88,6 +94,9 @@ pub enum DisconnectReason {
     Bye,
     /// The peer restarted or another peer took over.
     Replaced,
+    /// Client: the host kept reporting frames sent but no video arrived for
+    /// [`MEDIA_STALL_RECONNECT`] after the stall was reported; a new handshake follows.
+    MediaStalled,
 }
 
 /// Why a listener refused a hello (see [`Event::HandshakeFailed`]). Its `Display` words the
@@ -210,6 +219,16 @@ pub enum Event {
     /// Host: the bandwidth estimate or the encoder's target changed notably (see
     /// `congestion`).
     Bandwidth(BandwidthUpdate),
+    /// Client: keep-alives flow and the host reports `frames` frames sent since video last
+    /// arrived, for at least [`MEDIA_STALL_AFTER`]. A keyframe was requested; a new handshake
+    /// follows if it lasts (`stall`).
+    MediaStalled { frames: u64 },
+    /// Listener: a newcomer was refused (Reject(Busy)) because the current peer still answers
+    /// (`slot`). At most once a second per address.
+    PeerRefused { from: SocketAddr },
+    /// Listener: the session of `new` replaced that of `old` (the old peer left a probe
+    /// unanswered, or `Config::replace_peer` is set). Follows `Disconnected { Replaced }`.
+    PeerReplaced { old: SocketAddr, new: SocketAddr },
 }
 
 /// One datagram to send (from [`Connection::poll_transmit`]).
@@ -228,6 +247,10 @@ struct HostState {
     stream_info: Option<StreamInfo>,
     /// Loss resilience (issue 8): repair history and loss-model feed.
     repair: repair::HostRepair,
+    /// Frames sent in the current session (reported to the client with every keep-alive).
+    frames_in_session: u64,
+    /// The count last sent in a `SendProgress`.
+    frames_reported: u64,
 }
 
 /// Client-only state.
@@ -240,6 +263,8 @@ struct ClientState {
     info_generation: u32,
     /// Loss resilience (issue 8): loss model and repair requests.
     repair: repair::Repairs,
+    /// Video stopped while the host says it sends (`stall`).
+    stall: stall::StallWatch,
 }
 
 /// One end of a stream, sans-IO. See the module docs.
@@ -280,6 +305,8 @@ pub struct Connection {
     guard: guard::Guard,
     /// Congestion control: feedback (client), estimator (host).
     cc: congestion::CongestionState,
+    /// Listener: the current peer's liveness when newcomers knock (`slot`).
+    slot: slot::PeerSlot,
 }
 
 impl Connection {
@@ -343,6 +370,8 @@ impl Connection {
                 input_rx: InputReceiver::new(),
                 stream_info,
                 repair: repair::HostRepair::new(config.repair_history, now),
+                frames_in_session: 0,
+                frames_reported: 0,
             },
             client: ClientState {
                 reassembler: Reassembler::new(config.reassembler, Box::new(ReedSolomon8::new())),
@@ -351,6 +380,7 @@ impl Connection {
                 last_keyframe_request: None,
                 info_generation: 0,
                 repair: repair::Repairs::new(),
+                stall: stall::StallWatch::default(),
             },
             stats: Stats {
                 role: Some(config.role),
@@ -360,6 +390,7 @@ impl Connection {
             timing: timing::TimingState::new(now),
             guard: guard::Guard::new(&hs, &config, now, wall),
             cc: congestion::CongestionState::new(&config.congestion),
+            slot: slot::PeerSlot::default(),
             cfg: config,
         })
     }
@@ -524,6 +555,7 @@ impl Connection {
         self.on_authenticated(h.packet_number, now);
         match (h.kind, self.cfg.role) {
             (Kind::Video, Role::Client) => {
+                self.stall_on_video();
                 self.note_video_arrival(body, wire_len, now);
                 self.on_video(body, now)
             }
@@ -545,7 +577,10 @@ impl Connection {
         let role = self.cfg.role;
         match c {
             Control::Ping { t1 } => self.on_ping(t1, now),
-            Control::Pong { t1, t2, t3 } => self.on_pong(t1, t2, t3, now),
+            Control::Pong { t1, t2, t3 } => {
+                self.on_pong(t1, t2, t3, now);
+                self.slot_on_pong(t1, now);
+            }
             Control::KeyframeRequest if role == Role::Host => {
                 if self.keyframe_request_allowed(now) {
                     self.on_keyframe_request()
@@ -563,6 +598,9 @@ impl Connection {
                 self.on_repair_unavailable(u, now)
             }
             Control::Feedback(fb) if role == Role::Host => self.on_feedback(fb, now),
+            Control::SendProgress { frames_sent } if role == Role::Client => {
+                self.on_send_progress(frames_sent, now)
+            }
             Control::Bye => {
                 self.stats.byes_received += 1;
                 if role == Role::Client {

@@ -51,6 +51,9 @@ impl Connection {
         if let Some(t) = link.path.poll_timeout() {
             next = earliest(next, t);
         }
+        if let Some(t) = self.slot_timeout() {
+            next = earliest(next, t);
+        }
         if link.received == 0 {
             // Fast connect (issue 8): confirm again until the peer is heard on this session.
             next = earliest(next, self.last_ping + cfg.handshake_first_retry);
@@ -121,8 +124,16 @@ impl Connection {
         };
         if now.saturating_duration_since(self.last_ping) >= ping_every {
             self.send_ping(now);
+            let frames_sent = self.host.frames_in_session;
+            if self.cfg.role == Role::Host && frames_sent != self.host.frames_reported {
+                // What the client compares with the video it got (`stall`); nothing while
+                // nothing is sent.
+                self.host.frames_reported = frames_sent;
+                self.send_control(&Control::SendProgress { frames_sent });
+            }
         }
         self.drive_path(now);
+        self.slot_handle_timeout(now);
         if self.cfg.role == Role::Client {
             if now.saturating_duration_since(self.client.last_loss_report)
                 >= self.cfg.loss_report_interval
