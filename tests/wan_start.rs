@@ -3,7 +3,8 @@
 //!
 //! What they show: a host chain and a client chain in one pipeline, beside a local preview
 //! branch, play after a slow handshake (a pipeline whose sinks preroll must not wait on a
-//! picture that only its own blocked branch can send).
+//! picture that only its own blocked branch can send); an intra-refresh H.264 stream recovers
+//! from an unrecoverable loss with the src's defaults.
 //!
 //! Synchronisation is on pad probes and bus messages only, with timeouts; every port is
 //! ephemeral. The tests run one at a time (see [`support::serial`]).
@@ -115,4 +116,59 @@ fn one_pipeline_with_a_preview_plays_after_a_slow_handshake_over_a_wan_path() {
     let (up, down) = (relay.up_stats(), relay.down_stats());
     assert!(up.dropped >= 4 && down.dropped >= 4, "{up:?} {down:?}");
     pipe.assert_no_errors();
+}
+
+/// `x264enc intra-refresh=true` (periodic intra refresh instead of IDR keyframes: no large
+/// frame ever) through an unrecoverable loss, default src properties: the client asks for a
+/// keyframe, the encoder answers the ForceKeyUnit with a new refresh wave whose first frame it
+/// marks as a sync point, the src takes that as the keyframe it waits for, and decoding goes on.
+#[test]
+fn intra_refresh_stream_recovers_from_an_unrecoverable_loss() {
+    let _serial = serial();
+    let host = Pipe::launch(
+        "host",
+        "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 \
+         ! x264enc name=enc tune=zerolatency speed-preset=ultrafast intra-refresh=true key-int-max=30 \
+         ! video/x-h264,stream-format=byte-stream,alignment=au \
+         ! punktfunksink name=sink address=127.0.0.1 port=0",
+    );
+    let sink = host.el("sink");
+    let sent = Tap::buffers(&pad(&sink, "sink"), false, "access units at the sink");
+    host.play();
+    let relay = support::DropRelay::start(SocketAddr::from(([127, 0, 0, 1], bound_port(&sink))))
+        .expect("relay");
+    let client = Pipe::launch(
+        "client",
+        &format!(
+            "punktfunksrc name=src port={} ! h264parse ! avdec_h264 name=dec ! fakesink name=out",
+            relay.addr().port()
+        ),
+    );
+    let src = client.el("src");
+    let received = Tap::buffers(&pad(&src, "src"), false, "access units from the src");
+    let decoded = Tap::buffers(&pad(&client.el("out"), "sink"), false, "decoded pictures");
+    client.play();
+    decoded.wait_len(15, WAIT);
+    let sync_points_before = received.count(support::Au::keyframe);
+    let sent_sync_before = sent.count(support::Au::keyframe);
+    let held_before = stat(&src, "frames-dropped-waiting-keyframe");
+    relay.drop_next_down(60);
+    received.wait_count(sync_points_before + 1, WAIT, support::Au::keyframe);
+    let n = decoded.len();
+    decoded.wait_len(n + 30, WAIT);
+    eprintln!(
+        "intra refresh: sync points sent {} -> {}, received {} -> {}, held back {} -> {}, \
+         keyframe requests {}",
+        sent_sync_before,
+        sent.count(support::Au::keyframe),
+        sync_points_before,
+        received.count(support::Au::keyframe),
+        held_before,
+        stat(&src, "frames-dropped-waiting-keyframe"),
+        stat(&src, "keyframe-requests"),
+    );
+    assert_eq!(relay.dropped(), 60);
+    assert!(stat(&src, "frames-dropped-waiting-keyframe") > held_before);
+    client.assert_no_errors();
+    host.assert_no_errors();
 }
