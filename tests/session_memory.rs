@@ -200,8 +200,8 @@ fn wrong_passphrase_yields_no_session_and_a_clear_reason() {
     assert_eq!(cs.frames_received, 0);
     assert!(cs.rejects_received >= 1);
     // Hellos at 0, 25, 50, 100 ms (fast connect backs off from `handshake_first_retry`), then
-    // every `handshake_retry` (200 ms) up to 4 s.
-    assert_eq!(cs.handshakes_sent, 24);
+    // every `handshake_retry` (100 ms) up to 4 s.
+    assert_eq!(cs.handshakes_sent, 43);
 }
 
 #[test]

@@ -110,9 +110,16 @@ fn one_pipeline_with_a_preview_plays_after_a_slow_handshake_over_a_wan_path() {
     pipe.play();
     decoded.wait_len(30, WAIT);
     preview.wait_len(30, WAIT);
-    assert!(stat(&sink, "frames-sent") >= 30, "{}", stat(&sink, "frames-sent"));
+    assert!(
+        stat(&sink, "frames-sent") >= 30,
+        "{}",
+        stat(&sink, "frames-sent")
+    );
     let hellos = stat(&src, "handshakes-sent");
-    assert!(hellos > 1, "the handshake was not slowed down: {hellos} hello(s)");
+    assert!(
+        hellos > 1,
+        "the handshake was not slowed down: {hellos} hello(s)"
+    );
     let (up, down) = (relay.up_stats(), relay.down_stats());
     assert!(up.dropped >= 4 && down.dropped >= 4, "{up:?} {down:?}");
     pipe.assert_no_errors();

@@ -171,6 +171,14 @@ impl Connection {
         if keyframe {
             self.stats.keyframes_sent += 1;
         }
+        if std::mem::take(&mut self.host.repeat_info)
+            && let Some(info) = self.host.stream_info.clone()
+        {
+            // The client drops frames until it has the stream info: a copy behind the first
+            // frame, a dozen datagrams after the one sent at confirmation, survives a burst
+            // that took the first (else the loss report asks for it a round trip later).
+            self.send_control(&Control::StreamInfo(info));
+        }
         self.stats.data_shards_sent += plan.data_shards as u64;
         self.stats.parity_shards_sent += (plan.count - plan.data_shards) as u64;
         Ok(Some(FrameTicket {
