@@ -168,3 +168,39 @@ fn the_first_picture_arrives_within_a_second_through_bursts_both_ways() {
     );
     assert!(late <= 2, "{late} of {RUNS} starts took longer than 1 s");
 }
+
+/// A keyframe's blocks carry at least half their data shards in parity, whatever the plan for
+/// other frames (here the 20 % a session starts with, before any loss report).
+#[test]
+fn keyframes_carry_at_least_half_their_data_shards_in_parity() {
+    let mut sim = Sim::new(3);
+    sim.add(addr(1), Config::host_listener());
+    sim.add(addr(2), Config::client_caller(addr(1)));
+    let ok = sim.run_until(Duration::from_secs(2), |s| s.conn(HOST).is_connected());
+    assert!(ok, "no session");
+    let data = frame_bytes(KEY_LEN, 7);
+    let mut shards = |key: bool| {
+        let before = sim.conn(HOST).stats();
+        sim.send_frame(HOST, &data, key).expect("connected");
+        let after = sim.conn(HOST).stats();
+        (
+            after.data_shards_sent - before.data_shards_sent,
+            after.parity_shards_sent - before.parity_shards_sent,
+        )
+    };
+    let (delta_data, delta_parity) = shards(false);
+    let (key_data, key_parity) = shards(true);
+    assert_eq!(delta_data, key_data);
+    assert!(
+        key_parity * 2 >= key_data,
+        "{key_parity} parity for {key_data} data shards"
+    );
+    assert!(key_parity > delta_parity, "{key_parity} vs {delta_parity}");
+    sim.run_for(Duration::from_millis(100));
+    let delivered = sim
+        .take_events(CLIENT)
+        .into_iter()
+        .filter(|e| matches!(e, Event::Frame(_)))
+        .count();
+    assert_eq!(delivered, 2);
+}

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use crate::protocol::control::{Control, LossReport, StreamInfo};
 use crate::protocol::crypto::Aead;
-use crate::protocol::fec::ParityTable;
+use crate::protocol::fec::{MAX_SHARDS_PER_BLOCK, ParityTable};
 use crate::protocol::handshake::Role;
 use crate::protocol::pacing::Schedule;
 use crate::protocol::packetizer::{Datagrams, FrameParams, PacketizeError, Packetizer, seal_all};
@@ -142,7 +142,11 @@ impl Connection {
             return Ok(None);
         };
         let seal = link.seal.clone();
-        let parity = self.host.fec.parity_table().clone();
+        let parity = if keyframe {
+            keyframe_parity(self.host.fec.parity_table())
+        } else {
+            self.host.fec.parity_table().clone()
+        };
         let plan = packetizer
             .plan_with(len, &parity, seal.tag_len())
             .map_err(Error::Packetize)?;
@@ -248,4 +252,20 @@ impl Connection {
         }
         self.events.push_back(Event::LossReport(r));
     }
+}
+
+/// Least parity of a keyframe's blocks, in percent of their data shards. A keyframe is what the
+/// client waits for at start (before any loss report sized the FEC) and after a loss, and
+/// losing it costs one more round trip of frozen pictures; keyframes are rare, so the extra
+/// parity costs little of the stream.
+pub(super) const KEYFRAME_MIN_PARITY_PERCENT: u8 = 50;
+
+/// The FEC plan for a keyframe: the current plan, raised to [`KEYFRAME_MIN_PARITY_PERCENT`].
+fn keyframe_parity(plan: &ParityTable) -> ParityTable {
+    let floor = ParityTable::from_percent(KEYFRAME_MIN_PARITY_PERCENT);
+    let mut t = plan.clone();
+    for k in 1..=MAX_SHARDS_PER_BLOCK {
+        t.set(k, plan.parity(k).max(floor.parity(k)));
+    }
+    t
 }
