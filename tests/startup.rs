@@ -134,39 +134,35 @@ fn start(seed: u64, run: Duration) -> (Client, Sim) {
 }
 
 /// Start-up over 400 seeded bursty paths: the first picture within 1 s of the client
-/// starting in (nearly) every run. Prints the distribution.
+/// starting in all but a few runs. Prints the distribution.
 #[test]
 fn the_first_picture_arrives_within_a_second_through_bursts_both_ways() {
     const RUNS: u64 = 400;
+    let mut late = Vec::new();
     let mut firsts: Vec<Duration> = (0..RUNS)
         .map(|seed| {
             let (c, mut sim) = start(seed, Duration::from_millis(1500));
-            if std::env::var_os("STARTUP_DEBUG").is_some()
-                && c.first_picture.is_none_or(|d| d > Duration::from_secs(1))
-            {
+            let first = c.first_picture.unwrap_or(Duration::MAX);
+            if first > Duration::from_secs(1) {
                 let cs = sim.conn(CLIENT).stats();
-                let hs = sim.conn(HOST).stats();
-                eprintln!("seed {seed}: first {:?} pictures {} | client hs {} fail {} kf-req {} lost {} recv {} | host kf {} kf-req {} throttled {} hs-fail {} frames {}",
-                    c.first_picture, c.pictures, cs.handshakes_sent, cs.handshake_failures, cs.keyframe_requests, cs.frames_lost, cs.frames_received,
-                    hs.keyframes_sent, hs.keyframe_requests, hs.keyframe_requests_throttled, hs.handshake_failures, hs.frames_sent);
+                late.push(format!(
+                    "seed {seed}: first picture {:?}, {} hellos, {} keyframe requests",
+                    c.first_picture, cs.handshakes_sent, cs.keyframe_requests
+                ));
             }
-            c.first_picture.unwrap_or(Duration::MAX)
+            first
         })
         .collect();
     firsts.sort();
     let q = |p: f64| firsts[((RUNS as f64 - 1.0) * p) as usize];
-    let late = firsts
-        .iter()
-        .filter(|d| **d > Duration::from_secs(1))
-        .count();
     eprintln!(
-        "first picture: p50 {:?} p90 {:?} p99 {:?} max {:?}; {late} of {RUNS} later than 1 s",
+        "first picture: p50 {:?} p90 {:?} p99 {:?}; {} of {RUNS} later than 1 s: {late:#?}",
         q(0.5),
         q(0.9),
         q(0.99),
-        firsts[RUNS as usize - 1],
+        late.len(),
     );
-    assert!(late <= 2, "{late} of {RUNS} starts took longer than 1 s");
+    assert!(late.len() <= 2, "{late:#?}");
 }
 
 /// A keyframe's blocks carry at least half their data shards in parity, whatever the plan for
