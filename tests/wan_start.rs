@@ -9,6 +9,7 @@
 //! Synchronisation is on pad probes and bus messages only, with timeouts; every port is
 //! ephemeral. The tests run one at a time (see [`support::serial`]).
 
+#[allow(dead_code)]
 #[path = "pipelines/support.rs"]
 mod support;
 
