@@ -120,7 +120,7 @@ impl Config {
             pacing: PacingConfig::default(),
             timeout: Duration::from_millis(3000),
             keepalive: Duration::from_millis(250),
-            handshake_retry: Duration::from_millis(200),
+            handshake_retry: Duration::from_millis(100),
             loss_report_interval: Duration::from_millis(100),
             keyframe_request_interval: Duration::from_millis(100),
             reassembler: ReassemblerConfig::default(),

@@ -254,6 +254,10 @@ impl Session {
         if let (Some(first), Some(last)) = (first_send, last_send) {
             c.on_frame_sent(frame, first, last, Instant::now());
         }
+        // Control the frame queued (the stream info behind a session's first frame).
+        let out = drain_transmits(&mut c);
+        drop(c);
+        self.flush(out);
         Ok(report)
     }
 

@@ -4,6 +4,10 @@
 //! Only the streaming thread blocks (in `create`, on a clone of the [`Session`], with no
 //! element mutex held); `unlock` wakes it at once. Input (Navigation events, action signals)
 //! is sent from whatever thread it arrives on: the session allows that concurrently.
+//!
+//! Preroll: when the host's stream info first sets the caps and nothing went downstream yet,
+//! a segment and a GAP event follow at once, so downstream sinks preroll before the first
+//! picture (see `push_preroll_gap`; one pipeline holding the host must never wait on it).
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,6 +48,8 @@ struct Stream {
     discont: bool,
     /// A frame arrived since start.
     seen_frame: bool,
+    /// Something that prerolls a sink (a buffer or a gap) went downstream since start.
+    prerolled: bool,
     stats: StatsTicker,
 }
 
@@ -201,9 +207,35 @@ impl PunktfunkSrc {
             );
             return Err(gst::FlowError::NotNegotiated);
         }
-        let mut stream = lock(&self.stream);
-        stream.caps = Some(caps);
+        let prerolled = {
+            let mut stream = lock(&self.stream);
+            stream.caps = Some(caps);
+            std::mem::replace(&mut stream.prerolled, true)
+        };
+        if !prerolled {
+            self.push_preroll_gap();
+        }
         Ok(())
+    }
+
+    /// Lets downstream sinks preroll before the first picture: a segment and a gap at the
+    /// running time now. In a pipeline that also holds the host (or any other branch with a
+    /// sink that prerolls), the pipeline reaches PLAYING only once every sink prerolled; until
+    /// then a prerolled sibling sink blocks its branch, its queue fills, a `tee` in front of
+    /// the host's encoder stops, and the picture this source waits for is never sent. The gap
+    /// breaks that circle as soon as the caps are known (with the session, before any frame).
+    fn push_preroll_gap(&self) {
+        let obj = self.obj();
+        let pad = obj.src_pad();
+        let segment = obj.segment();
+        let at = self.running_time_now().unwrap_or(gst::ClockTime::ZERO);
+        let seg_ok = pad.push_event(gst::event::Segment::new(&segment));
+        let gap_ok = pad.push_event(gst::event::Gap::builder(at).build());
+        gst::debug!(
+            CAT,
+            imp = self,
+            "gap at {at} to preroll downstream (segment: {seg_ok}, gap: {gap_ok})"
+        );
     }
 
     fn on_frame(
@@ -246,6 +278,7 @@ impl PunktfunkSrc {
         }
         stream.waiting_keyframe = false;
         let discont = std::mem::take(&mut stream.discont);
+        stream.prerolled = true;
         drop(stream);
         if first && !f.keyframe && settings.request_keyframe {
             self.request_keyframe(session, "first frame is not a keyframe");

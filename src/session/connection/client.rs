@@ -6,7 +6,7 @@
 //! (bandwidth feedback). Must never: deliver a frame twice, or send input outside the current
 //! session.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::protocol::control::{Control, LossReport, StreamInfo};
 use crate::protocol::handshake::Role;
@@ -18,6 +18,12 @@ use super::{Connection, Error, Event, Result};
 
 /// Input datagrams sent per call at most; the rest follows on the next timer.
 const MAX_INPUT_DATAGRAMS_PER_CALL: usize = 8;
+
+/// A keyframe request is sent at once and again this long after, each copy spaced wider than
+/// a loss burst, so one burst on the way up cannot cost a round trip. The host acts on the
+/// first that arrives and takes the rest as the same request (its keyframe throttle).
+pub(super) const KEYFRAME_REQUEST_COPIES: [Duration; 2] =
+    [Duration::from_millis(10), Duration::from_millis(25)];
 
 impl Connection {
     /// Client: queues an input event for reliable, ordered delivery and sends what is due at
@@ -51,7 +57,21 @@ impl Connection {
         self.client.last_keyframe_request = Some(now);
         self.stats.keyframe_requests += 1;
         self.send_control(&Control::KeyframeRequest);
+        self.client.keyframe_copies = KEYFRAME_REQUEST_COPIES.iter().map(|d| now + *d).collect();
         Ok(true)
+    }
+
+    /// Client: sends the copies of the last keyframe request that are due.
+    pub(super) fn send_keyframe_copies(&mut self, now: Instant) {
+        while self
+            .client
+            .keyframe_copies
+            .front()
+            .is_some_and(|t| now >= *t)
+        {
+            self.client.keyframe_copies.pop_front();
+            self.send_control(&Control::KeyframeRequest);
+        }
     }
 
     pub(super) fn on_video(&mut self, body: &[u8], now: Instant) {

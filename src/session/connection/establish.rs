@@ -44,6 +44,11 @@ pub(super) const MAX_ATTEMPTS: usize = 4;
 pub(super) const EMPTY_RESET_QUIET_KEEPALIVES: u32 = 2;
 /// At most one Reset hint per this interval from a listener.
 pub(super) const RESET_RATE: Duration = Duration::from_millis(50);
+/// A caller sends every hello twice, the byte-identical copy this much later: wider than a
+/// loss burst of a few datagrams, shorter than the first retry. The listener answers a
+/// duplicate from its cache (no new session, no rate-limit token), so the copy also doubles
+/// the chance that an answer gets back through a burst on the way down.
+pub(super) const HELLO_COPY_AFTER: Duration = Duration::from_millis(12);
 
 /// A caller's handshake in flight.
 pub(super) struct Attempt {
@@ -383,6 +388,18 @@ impl Connection {
         }
     }
 
+    /// Caller: sends the copy of the last hello once it is due.
+    pub(super) fn send_hello_copy(&mut self, now: Instant) {
+        if self
+            .hello_copy
+            .as_ref()
+            .is_some_and(|(at, _, _)| now >= *at)
+            && let Some((_, d, peer)) = self.hello_copy.take()
+        {
+            self.queue(d, peer);
+        }
+    }
+
     /// Caller: sends a new hello (keeping older attempts alive).
     pub(super) fn start_attempt(&mut self, now: Instant) {
         let Some(peer) = self.cfg.peer else {
@@ -412,6 +429,7 @@ impl Connection {
             Ok((initiator, body)) => {
                 let id = self.ids.next_u32();
                 let d = clear_datagram(Kind::HandshakeInit, id, &body);
+                self.hello_copy = Some((now + HELLO_COPY_AFTER, d.clone(), peer));
                 self.queue(d, peer);
                 self.stats.handshakes_sent += 1;
                 if self.attempts.len() == MAX_ATTEMPTS {
@@ -460,6 +478,7 @@ impl Connection {
         self.link = Some(link);
         self.attempts.clear();
         self.next_attempt = None;
+        self.hello_copy = None;
         self.connecting_since = None;
         self.connect_timeout_reported = false;
         self.last_reject = None;
@@ -467,6 +486,7 @@ impl Connection {
         self.stats.handshakes_completed += 1;
         self.client.reassembler.reset();
         self.client.repair.reset();
+        self.client.keyframe_copies.clear();
         self.host.repair.reset();
         self.client.input_tx = InputSender::new(self.cfg.input_queue);
         self.client.info_generation = 0;
@@ -491,5 +511,6 @@ impl Connection {
         {
             self.send_control(&Control::StreamInfo(info));
         }
+        self.host.repeat_info = self.cfg.role == Role::Host;
     }
 }

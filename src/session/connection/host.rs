@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use crate::protocol::control::{Control, LossReport, StreamInfo};
 use crate::protocol::crypto::Aead;
-use crate::protocol::fec::ParityTable;
+use crate::protocol::fec::{MAX_SHARDS_PER_BLOCK, ParityTable};
 use crate::protocol::handshake::Role;
 use crate::protocol::pacing::Schedule;
 use crate::protocol::packetizer::{Datagrams, FrameParams, PacketizeError, Packetizer, seal_all};
@@ -142,7 +142,11 @@ impl Connection {
             return Ok(None);
         };
         let seal = link.seal.clone();
-        let parity = self.host.fec.parity_table().clone();
+        let parity = if keyframe {
+            keyframe_parity(self.host.fec.parity_table())
+        } else {
+            self.host.fec.parity_table().clone()
+        };
         let plan = packetizer
             .plan_with(len, &parity, seal.tag_len())
             .map_err(Error::Packetize)?;
@@ -171,6 +175,14 @@ impl Connection {
         self.host.frames_in_session += 1;
         if keyframe {
             self.stats.keyframes_sent += 1;
+        }
+        if std::mem::take(&mut self.host.repeat_info)
+            && let Some(info) = self.host.stream_info.clone()
+        {
+            // The client drops frames until it has the stream info: a copy behind the first
+            // frame, a dozen datagrams after the one sent at confirmation, survives a burst
+            // that took the first (else the loss report asks for it a round trip later).
+            self.send_control(&Control::StreamInfo(info));
         }
         self.stats.data_shards_sent += plan.data_shards as u64;
         self.stats.parity_shards_sent += (plan.count - plan.data_shards) as u64;
@@ -241,4 +253,20 @@ impl Connection {
         }
         self.events.push_back(Event::LossReport(r));
     }
+}
+
+/// Least parity of a keyframe's blocks, in percent of their data shards. A keyframe is what the
+/// client waits for at start (before any loss report sized the FEC) and after a loss, and
+/// losing it costs one more round trip of frozen pictures; keyframes are rare, so the extra
+/// parity costs little of the stream.
+pub(super) const KEYFRAME_MIN_PARITY_PERCENT: u8 = 50;
+
+/// The FEC plan for a keyframe: the current plan, raised to [`KEYFRAME_MIN_PARITY_PERCENT`].
+fn keyframe_parity(plan: &ParityTable) -> ParityTable {
+    let floor = ParityTable::from_percent(KEYFRAME_MIN_PARITY_PERCENT);
+    let mut t = plan.clone();
+    for k in 1..=MAX_SHARDS_PER_BLOCK {
+        t.set(k, plan.parity(k).max(floor.parity(k)));
+    }
+    t
 }

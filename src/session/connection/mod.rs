@@ -245,6 +245,8 @@ struct HostState {
     pacer: Pacer,
     input_rx: InputReceiver,
     stream_info: Option<StreamInfo>,
+    /// The stream info goes again after the session's first frame (`host`).
+    repeat_info: bool,
     /// Loss resilience (issue 8): repair history and loss-model feed.
     repair: repair::HostRepair,
     /// Frames sent in the current session (reported to the client with every keep-alive).
@@ -259,6 +261,8 @@ struct ClientState {
     input_tx: InputSender,
     last_loss_report: Instant,
     last_keyframe_request: Option<Instant>,
+    /// When the copies of the last keyframe request are due, earliest first (`client`).
+    keyframe_copies: VecDeque<Instant>,
     /// Generation of the stream info handed out last (0 = none).
     info_generation: u32,
     /// Loss resilience (issue 8): loss model and repair requests.
@@ -282,6 +286,8 @@ pub struct Connection {
     attempts: Vec<Attempt>,
     /// Caller: when the next hello is due (`None`: at once).
     next_attempt: Option<Instant>,
+    /// Caller: the copy of the last hello still to send, when, and where (`establish`).
+    hello_copy: Option<(Instant, Vec<u8>, SocketAddr)>,
     /// Caller without a session: since when it tries (for `ConnectTimeout`).
     connecting_since: Option<Instant>,
     connect_timeout_reported: bool,
@@ -352,6 +358,7 @@ impl Connection {
             last_hello: None,
             attempts: Vec::new(),
             next_attempt: None,
+            hello_copy: None,
             connecting_since: (config.mode == Mode::Caller).then_some(now),
             connect_timeout_reported: false,
             last_reject: None,
@@ -369,6 +376,7 @@ impl Connection {
                 pacer: Pacer::new(config.pacing),
                 input_rx: InputReceiver::new(),
                 stream_info,
+                repeat_info: false,
                 repair: repair::HostRepair::new(config.repair_history, now),
                 frames_in_session: 0,
                 frames_reported: 0,
@@ -378,6 +386,7 @@ impl Connection {
                 input_tx: InputSender::new(config.input_queue),
                 last_loss_report: now,
                 last_keyframe_request: None,
+                keyframe_copies: VecDeque::new(),
                 info_generation: 0,
                 repair: repair::Repairs::new(),
                 stall: stall::StallWatch::default(),

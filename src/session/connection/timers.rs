@@ -41,6 +41,9 @@ impl Connection {
             if !self.connect_timeout_reported {
                 next = earliest(next, since + cfg.timeout);
             }
+            if let Some((at, _, _)) = self.hello_copy {
+                next = earliest(next, at);
+            }
             return earliest(next, self.next_attempt.unwrap_or(since));
         }
         let Some(link) = self.link.as_ref() else {
@@ -70,6 +73,9 @@ impl Connection {
                 next = earliest(next, t);
             }
             if let Some(t) = self.repair_timeout() {
+                next = earliest(next, t);
+            }
+            if let Some(&t) = self.client.keyframe_copies.front() {
                 next = earliest(next, t);
             }
         }
@@ -108,6 +114,7 @@ impl Connection {
                 self.connect_timeout_reported = true;
                 self.events.push_back(Event::ConnectTimeout);
             }
+            self.send_hello_copy(now);
             if self.next_attempt.is_none_or(|t| now >= t) {
                 self.start_attempt(now);
             }
@@ -144,6 +151,7 @@ impl Connection {
                 let model = self.loss_model_report(now);
                 self.send_control(&Control::LossModel(model));
             }
+            self.send_keyframe_copies(now);
             self.transmit_input(now);
             self.check_repair(now);
             self.client.reassembler.handle_timeout(now);
@@ -197,23 +205,31 @@ mod tests {
         assert!(c.poll_transmit().is_none());
         let first = c.config().handshake_first_retry;
         let retry = c.config().handshake_retry;
-        // Waits: first, first, then doubling (the time spent trying) up to the retry rate.
-        let mut at = t0;
-        let mut waits = Vec::new();
-        for _ in 0..7 {
+        // Waits: first, first, then doubling (the time spent trying) up to the retry rate; each
+        // hello followed by its byte-identical copy.
+        let (mut at, mut last) = (t0, hello.contents);
+        let (mut waits, mut copies) = (Vec::new(), 0);
+        while waits.len() < 7 {
             let next = c.poll_timeout().unwrap();
-            // Early: nothing; on time: the next hello.
+            // Early: nothing; on time: the copy or the next hello.
             c.handle_timeout(next - Duration::from_micros(1));
             assert!(c.poll_transmit().is_none());
             c.handle_timeout(next);
-            assert!(c.poll_transmit().is_some());
+            let d = c.poll_transmit().expect("a datagram");
+            assert!(c.poll_transmit().is_none());
+            if d.contents == last {
+                assert_eq!(next - at, super::super::establish::HELLO_COPY_AFTER);
+                copies += 1;
+                continue;
+            }
             waits.push(next - at);
-            at = next;
+            (at, last) = (next, d.contents);
         }
         assert_eq!(
             waits,
             [first, first, first * 2, first * 4, retry, retry, retry]
         );
+        assert_eq!(copies, 7);
         assert_eq!(c.stats().handshakes_sent, 8);
     }
 
