@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 
 use g2g::annexb::{HASH_SEED, hash64};
 use g2g::report::{self, Percentiles};
+use g2g::synthetic;
 use g2g::{Codec, PASSPHRASE, PathSpec, RowResult, RowSpec, Sample, Transport};
 use gst::prelude::*;
 
@@ -367,32 +368,9 @@ fn synthetic_frame(i: u32) -> Vec<u8> {
         300_000
     } else {
         // 95–105 kB: ~50 Mbit/s at 60 fps with the keyframes.
-        95_000 + (i as usize).wrapping_mul(2_654_435_761) % 10_000
+        synthetic::spread(i, 95_000, 10_000)
     };
-    let mut out = Vec::with_capacity(len + 8);
-    for k in 0..5 {
-        out.push(0x80 | ((i >> (7 * (4 - k))) & 0x7f) as u8);
-    }
-    let mut x = u64::from(i)
-        .wrapping_add(1)
-        .wrapping_mul(0xa076_1d64_78bd_642f)
-        | 1;
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend(x.to_le_bytes().map(|b| b.max(1)));
-    }
-    out.truncate(len);
-    out
-}
-
-fn synthetic_index(data: &[u8]) -> Option<u32> {
-    let head = data.get(..5)?;
-    Some(
-        head.iter()
-            .fold(0u32, |acc, b| (acc << 7) | u32::from(b & 0x7f)),
-    )
+    synthetic::frame(i, len)
 }
 
 struct SynRow {
@@ -481,7 +459,7 @@ fn synthetic_run(path: PathSpec, frames: u32, row: &mut SynRow) -> Result<(), St
             let at = Instant::now();
             if let Some(b) = info.buffer()
                 && let Ok(m) = b.map_readable()
-                && let Some(i) = synthetic_index(&m)
+                && let Some(i) = synthetic::index(&m)
             {
                 let h = hash64(&m, HASH_SEED);
                 let mut r = r.lock().unwrap_or_else(|e| e.into_inner());
@@ -560,7 +538,7 @@ fn synthetic_drive(
             let at = Instant::now();
             if let Some(b) = info.buffer()
                 && let Ok(m) = b.map_readable()
-                && let Some(i) = synthetic_index(&m)
+                && let Some(i) = synthetic::index(&m)
             {
                 let mut r = r.lock().unwrap_or_else(|e| e.into_inner());
                 r.rendered.entry(i).or_insert(at);

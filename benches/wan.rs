@@ -53,6 +53,7 @@ use std::time::{Duration, Instant};
 
 use g2g::annexb::{HASH_SEED, hash64};
 use g2g::report::Percentiles;
+use g2g::synthetic;
 use g2g::{Codec, PathSpec, RowResult, RowSpec, Sample, Transport};
 use gst::prelude::*;
 use plotters::prelude::*;
@@ -486,32 +487,9 @@ fn syn_frame(i: u32, key: bool) -> Vec<u8> {
     let len = if key {
         SYN_KEY_BYTES
     } else {
-        SYN_DELTA_BYTES + (i as usize).wrapping_mul(2_654_435_761) % 3_000
+        synthetic::spread(i, SYN_DELTA_BYTES, 3_000)
     };
-    let mut out = Vec::with_capacity(len + 8);
-    for k in 0..5 {
-        out.push(0x80 | ((i >> (7 * (4 - k))) & 0x7f) as u8);
-    }
-    let mut x = u64::from(i)
-        .wrapping_add(1)
-        .wrapping_mul(0xa076_1d64_78bd_642f)
-        | 1;
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend(x.to_le_bytes().map(|b| b.max(1)));
-    }
-    out.truncate(len);
-    out
-}
-
-fn syn_index(data: &[u8]) -> Option<u32> {
-    let head = data.get(..5)?;
-    Some(
-        head.iter()
-            .fold(0u32, |acc, b| (acc << 7) | u32::from(b & 0x7f)),
-    )
+    synthetic::frame(i, len)
 }
 
 #[derive(Default)]
@@ -608,7 +586,7 @@ fn synthetic_drive(
             let at = Instant::now();
             if let Some(b) = info.buffer()
                 && let Ok(m) = b.map_readable()
-                && let Some(i) = syn_index(&m)
+                && let Some(i) = synthetic::index(&m)
             {
                 let h = hash64(&m, HASH_SEED);
                 let mut r = r.lock().unwrap_or_else(|e| e.into_inner());

@@ -35,6 +35,8 @@
 pub mod annexb;
 pub mod args;
 pub mod report;
+#[allow(dead_code)] // used by benches/loss_resilience.rs and benches/wan.rs
+pub mod synthetic;
 
 use std::collections::HashMap;
 use std::io;
