@@ -11,9 +11,10 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::hello_datagram;
 use common::sim::{Sim, addr};
 use gstpunktfunk::protocol::control::StreamInfo;
-use gstpunktfunk::protocol::handshake::{HandshakeConfig, HelloParams, Initiator, Psk, Role};
+use gstpunktfunk::protocol::handshake::Role;
 use gstpunktfunk::protocol::wire::{Header, Kind, RejectReason};
 use gstpunktfunk::session::{Config, Event, HandshakeFailure, Mode};
 
@@ -177,30 +178,6 @@ fn the_owner_connects_within_two_seconds_during_a_flood() {
         assert!(sim.conn(owner).is_connected());
         assert!(flood <= 7 + 2, "{flood}");
     }
-}
-
-fn hello_datagram(pass: &str, unix_ms: u64, counter: u32, attempt: u32) -> Vec<u8> {
-    let cfg = HandshakeConfig {
-        role: Role::Client,
-        psk: Some(Psk::from_passphrase(pass)),
-        encrypt: true,
-    };
-    let p = HelloParams {
-        unix_ms,
-        counter,
-        cookie: None,
-    };
-    let (_, body) = Initiator::start_at(&cfg, &p).unwrap();
-    let mut d = Header {
-        kind: Kind::HandshakeInit,
-        flags: 0,
-        session_id: attempt,
-        packet_number: 0,
-    }
-    .to_bytes()
-    .to_vec();
-    d.extend_from_slice(&body);
-    d
 }
 
 /// The budget cannot be turned against the owner: an off-path attacker sending guesses with

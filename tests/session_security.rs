@@ -12,10 +12,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::frame_bytes;
+use common::hello_datagram;
 use common::sim::{Sim, addr};
-use gstpunktfunk::protocol::handshake::{
-    HELLO_DATAGRAM_LEN, HandshakeConfig, HelloParams, Initiator, Psk, Role,
-};
+use gstpunktfunk::protocol::handshake::{HELLO_DATAGRAM_LEN, Role};
 use gstpunktfunk::protocol::input::InputEvent;
 use gstpunktfunk::protocol::wire::{HEADER_LEN, Header, Kind, RejectReason};
 use gstpunktfunk::session::{
@@ -62,30 +61,6 @@ fn spoofed(i: u32) -> SocketAddr {
         [198, 51, (i >> 8) as u8 % 200, i as u8],
         40_000 + (i % 1000) as u16,
     ))
-}
-
-fn hello_datagram(pass: &str, unix_ms: u64, counter: u32, attempt: u32) -> Vec<u8> {
-    let cfg = HandshakeConfig {
-        role: Role::Client,
-        psk: Some(Psk::from_passphrase(pass)),
-        encrypt: true,
-    };
-    let p = HelloParams {
-        unix_ms,
-        counter,
-        cookie: None,
-    };
-    let (_, body) = Initiator::start_at(&cfg, &p).unwrap();
-    let mut d = Header {
-        kind: Kind::HandshakeInit,
-        flags: 0,
-        session_id: attempt,
-        packet_number: 0,
-    }
-    .to_bytes()
-    .to_vec();
-    d.extend_from_slice(&body);
-    d
 }
 
 fn unix_ms(sim: &Sim) -> u64 {

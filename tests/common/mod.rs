@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use gstpunktfunk::protocol::handshake::{HandshakeConfig, HelloParams, Initiator, Psk, Role};
+use gstpunktfunk::protocol::wire::{Header, Kind};
 use gstpunktfunk::session::{Event, Session};
 use gstpunktfunk::transport::{RecvBatch, SendOutcome, Transport};
 
@@ -36,9 +38,7 @@ pub fn wait_for(
             gstpunktfunk::protocol::handshake::Role::Host => {
                 s.poll_input(Duration::from_millis(20))
             }
-            gstpunktfunk::protocol::handshake::Role::Client => {
-                s.poll_frame(Duration::from_millis(20))
-            }
+            Role::Client => s.poll_frame(Duration::from_millis(20)),
         };
         if let Ok(Some(ev)) = ev
             && pred(&ev)
@@ -61,9 +61,7 @@ pub fn pump(
                 gstpunktfunk::protocol::handshake::Role::Host => {
                     s.poll_input(Duration::from_millis(10))
                 }
-                gstpunktfunk::protocol::handshake::Role::Client => {
-                    s.poll_frame(Duration::from_millis(10))
-                }
+                Role::Client => s.poll_frame(Duration::from_millis(10)),
             };
             match r {
                 Ok(Some(ev)) => evs.push(ev),
@@ -116,4 +114,30 @@ impl<T: Transport> Transport for Recorder<T> {
     fn local_addr(&self) -> SocketAddr {
         self.inner.local_addr()
     }
+}
+
+/// A caller's hello datagram (clear header + Noise hello) with the passphrase `pass`, its
+/// wall-clock time, counter and attempt id: for forging and replaying hellos.
+pub fn hello_datagram(pass: &str, unix_ms: u64, counter: u32, attempt: u32) -> Vec<u8> {
+    let cfg = HandshakeConfig {
+        role: Role::Client,
+        psk: Some(Psk::from_passphrase(pass)),
+        encrypt: true,
+    };
+    let p = HelloParams {
+        unix_ms,
+        counter,
+        cookie: None,
+    };
+    let (_, body) = Initiator::start_at(&cfg, &p).unwrap();
+    let mut d = Header {
+        kind: Kind::HandshakeInit,
+        flags: 0,
+        session_id: attempt,
+        packet_number: 0,
+    }
+    .to_bytes()
+    .to_vec();
+    d.extend_from_slice(&body);
+    d
 }
