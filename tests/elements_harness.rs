@@ -1192,6 +1192,31 @@ fn reject_for(hello: &[u8], reason: u8) -> Vec<u8> {
     d
 }
 
+/// Answers every hello that reaches `socket` with a Reject (wrong passphrase) until the src
+/// posts an error, and returns it; fails after [`WAIT`]. The socket needs a short read timeout
+/// so the bus is checked between reads.
+fn reject_until_error(socket: &UdpSocket, bus: &gst::Bus) -> glib::Error {
+    let mut buf = [0u8; 2048];
+    let end = Instant::now() + WAIT;
+    loop {
+        assert!(
+            Instant::now() < end,
+            "no error after rejects past the timeout"
+        );
+        if let Ok((n, from)) = socket.recv_from(&mut buf) {
+            socket
+                .send_to(&reject_for(&buf[..n], 2), from)
+                .expect("send");
+        }
+        if let Some(m) = bus.pop_filtered(&[gst::MessageType::Error]) {
+            let gst::MessageView::Error(e) = m.view() else {
+                unreachable!()
+            };
+            return e.error();
+        }
+    }
+}
+
 /// Issue 9, finding 4: a forged Reject does not stop the src. Rejects from another address, or
 /// one genuine-looking Reject for the live attempt, give at most a warning; the src keeps
 /// sending hellos. Only a listener that refuses every hello for the src's `timeout` ends it with
@@ -1246,24 +1271,7 @@ fn src_survives_a_forged_reject_and_gives_up_only_on_a_sustained_series() {
     listener
         .set_read_timeout(Some(Duration::from_millis(50)))
         .expect("timeout");
-    let end = Instant::now() + WAIT;
-    let err = loop {
-        assert!(
-            Instant::now() < end,
-            "no error after a sustained series of rejects"
-        );
-        if let Ok((n, from)) = listener.recv_from(&mut buf) {
-            listener
-                .send_to(&reject_for(&buf[..n], 2), from)
-                .expect("send");
-        }
-        if let Some(m) = bus.pop_filtered(&[gst::MessageType::Error]) {
-            let gst::MessageView::Error(e) = m.view() else {
-                unreachable!()
-            };
-            break e.error();
-        }
-    };
+    let err = reject_until_error(&listener, &bus);
     assert!(err.matches(gst::ResourceError::NotAuthorized), "{err}");
     pipeline.set_state(gst::State::Null).expect("null");
 }
@@ -1327,24 +1335,7 @@ fn src_outlasts_forged_rejects_while_the_host_is_silent() {
     }
     assert!(hellos >= 5, "the src kept trying: {hellos} hellos");
     // Rejects past the timeout: an error.
-    let end = Instant::now() + WAIT;
-    let err = loop {
-        assert!(
-            Instant::now() < end,
-            "no error after rejects past the timeout"
-        );
-        if let Ok((n, from)) = sniffer.recv_from(&mut buf) {
-            sniffer
-                .send_to(&reject_for(&buf[..n], 2), from)
-                .expect("send");
-        }
-        if let Some(m) = bus.pop_filtered(&[gst::MessageType::Error]) {
-            let gst::MessageView::Error(e) = m.view() else {
-                unreachable!()
-            };
-            break e.error();
-        }
-    };
+    let err = reject_until_error(&sniffer, &bus);
     assert!(err.matches(gst::ResourceError::NotAuthorized), "{err}");
     assert!(first.elapsed() >= Duration::from_millis(3_000));
     pipeline.set_state(gst::State::Null).expect("null");
