@@ -1,0 +1,166 @@
+//! Delivery over a wide-area path on virtual time (`common::sim`): 30 ms one way, 5 ms jitter
+//! and Gilbert-Elliott bursts on both directions, a synthetic 60 fps stream of small frames
+//! (640x360 at 4 Mbit/s: ~6 datagrams a frame) and of large ones (20 Mbit/s: 32 datagrams),
+//! with the default host and client settings. Counts frames delivered within one way + one RTT
+//! + 20 ms of their first shard's departure, frames lost, and the redundancy overhead.
+//!
+//! Deterministic (seeded loss, jitter and ids); nothing here reads a wall clock. The full table
+//! is `cargo test --release --all-features --test wan_loss -- --ignored --nocapture wan_table`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::frame_bytes;
+use common::sim::{Bursts, Sim, addr};
+use gstpunktfunk::protocol::handshake::Role;
+use gstpunktfunk::session::{Config, Event, Mode};
+
+const HOST: usize = 0;
+const CLIENT: usize = 1;
+const FRAME_INTERVAL: Duration = Duration::from_micros(16_667);
+const ONE_WAY: Duration = Duration::from_millis(30);
+const JITTER: Duration = Duration::from_millis(5);
+/// One way + one RTT + 20 ms: the latency budget a frame must arrive within.
+const ON_TIME: Duration = Duration::from_millis(30 + 60 + 20);
+/// 4 Mbit/s at 60 fps.
+const SMALL: usize = 8_333;
+/// 20 Mbit/s at 60 fps.
+const LARGE: usize = 41_667;
+
+fn configs() -> (Config, Config) {
+    let mut h = Config::new(Role::Host, Mode::Listener);
+    h.passphrase = Some("pw".into());
+    h.rng_seed = Some(1);
+    let mut c = Config::new(Role::Client, Mode::Caller);
+    c.peer = Some(addr(1));
+    c.passphrase = Some("pw".into());
+    c.rng_seed = Some(2);
+    (h, c)
+}
+
+/// What one run measured.
+pub struct Run {
+    pub frames: u64,
+    pub on_time: u64,
+    pub late: u64,
+    pub lost: u64,
+    /// (parity + repair) datagrams per data datagram.
+    pub overhead: f64,
+    pub repaired: u64,
+    pub repair_requests: u64,
+    /// Mean loss the host's datagrams met on the path.
+    pub path_loss: f64,
+}
+
+/// A session over the WAN path (bursts `enter`/`leave` both ways, seeded), connected on a
+/// clean path and warmed up for a second of lossy streaming of `len`-byte frames.
+fn wan(seed: u64, enter: f64, leave: f64, len: usize) -> Sim {
+    let (h, c) = configs();
+    let mut sim = Sim::new(seed);
+    assert_eq!(sim.add(addr(1), h), HOST);
+    assert_eq!(sim.add(addr(2), c), CLIENT);
+    for n in &mut sim.nodes {
+        n.link.delay = ONE_WAY;
+        n.link.jitter = JITTER;
+    }
+    let ok = sim.run_until(Duration::from_secs(5), |s| {
+        s.conn(HOST).is_connected() && s.conn(CLIENT).is_connected()
+    });
+    assert!(ok, "no session");
+    sim.nodes[HOST].link.bursts = Some(Bursts::new(enter, leave, seed ^ 0x5eed));
+    sim.nodes[CLIENT].link.bursts = Some(Bursts::new(enter, leave, seed ^ 0xc11e));
+    let data = frame_bytes(len, 7);
+    for i in 0..60 {
+        sim.send_frame(HOST, &data, i == 0);
+        sim.run_for(FRAME_INTERVAL);
+    }
+    // Every warm-up frame delivered or given up before the measurement starts.
+    sim.run_for(Duration::from_millis(300));
+    sim.take_events(CLIENT);
+    sim
+}
+
+/// Sorts the frames the client delivered since the last call into on time and late.
+fn count_frames(sim: &mut Sim, on_time: &mut u64, late: &mut u64) {
+    for e in sim.take_events(CLIENT) {
+        if let Event::Frame(f) = e {
+            // The first shard left about one way (± jitter) before it arrived.
+            let age = f.complete_at.saturating_duration_since(f.first_seen) + ONE_WAY;
+            if age <= ON_TIME {
+                *on_time += 1;
+            } else {
+                *late += 1;
+            }
+        }
+    }
+}
+
+/// Streams `n` frames of `len` bytes at 60 fps (a keyframe every 120) and measures.
+fn stream(sim: &mut Sim, n: u32, len: usize) -> Run {
+    let (h0, c0) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
+    let dropped0 = sim.nodes[HOST].link.bursts.as_ref().map_or(0, |b| b.dropped);
+    let sent0 = sim.sent.iter().filter(|s| s.from == HOST).count();
+    let mut on_time = 0;
+    let mut late = 0;
+    for i in 0..n {
+        let data = frame_bytes(len, u64::from(i));
+        sim.send_frame(HOST, &data, i % 120 == 0);
+        sim.run_for(FRAME_INTERVAL);
+        count_frames(sim, &mut on_time, &mut late);
+    }
+    sim.run_for(Duration::from_millis(400));
+    count_frames(sim, &mut on_time, &mut late);
+    let (h1, c1) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
+    let data_shards = (h1.data_shards_sent - h0.data_shards_sent) as f64;
+    let dropped = sim.nodes[HOST].link.bursts.as_ref().map_or(0, |b| b.dropped) - dropped0;
+    let sent = sim.sent.iter().filter(|s| s.from == HOST).count() - sent0;
+    Run {
+        frames: u64::from(n),
+        on_time,
+        late,
+        lost: c1.frames_lost - c0.frames_lost,
+        overhead: ((h1.parity_shards_sent - h0.parity_shards_sent)
+            + (h1.repair_shards - h0.repair_shards)) as f64
+            / data_shards,
+        repaired: c1.frames_repaired - c0.frames_repaired,
+        repair_requests: c1.repair_requests - c0.repair_requests,
+        path_loss: dropped as f64 / sent.max(1) as f64,
+    }
+}
+
+fn print_row(name: &str, r: &Run) {
+    println!(
+        "| {name} | {:.2} % | {} | {} | {} | {} | {:.1} % | {:.1} % |",
+        r.on_time as f64 * 100.0 / r.frames as f64,
+        r.late,
+        r.lost,
+        r.repaired,
+        r.repair_requests,
+        r.overhead * 100.0,
+        r.path_loss * 100.0,
+    );
+}
+
+/// The measurement table (docs/loss_resilience.md, "Over a WAN path").
+#[test]
+#[ignore]
+fn wan_table() {
+    let n = 3600;
+    println!(
+        "| stream, bursts enter/leave | on time | late | lost | repaired | requests | overhead | path loss |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (len, name) in [(SMALL, "4 Mbit/s"), (LARGE, "20 Mbit/s")] {
+        for (enter, leave) in [(0.02, 0.20), (0.01, 0.30)] {
+            let mut on = 0.0;
+            for seed in [11u64, 12, 13] {
+                let mut sim = wan(seed, enter, leave, len);
+                let r = stream(&mut sim, n, len);
+                on += r.on_time as f64 / r.frames as f64;
+                print_row(&format!("{name}, {enter}/{leave}, seed {seed}"), &r);
+            }
+            println!("mean on time {:.2} %", on * 100.0 / 3.0);
+        }
+    }
+}
