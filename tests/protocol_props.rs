@@ -453,7 +453,7 @@ proptest! {
             }
         }
         let items: Vec<RepairItem> = (0..blocks.len().min(16))
-            .map(|b| RepairItem { block: b as u16, needed: e as u8 })
+            .map(|b| RepairItem { block: b as u16, total: e as u8 })
             .collect();
         prop_assume!(blocks.len() <= 16);
         let req = RepairRequest::new(77, items).unwrap();
@@ -564,7 +564,7 @@ fn deadline_keeps_a_frame_for_repair_and_gives_it_up_when_it_passes() {
         20,
         vec![RepairItem {
             block: 0,
-            needed: 1,
+            total: 1,
         }],
     )
     .unwrap();

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use common::frame_bytes;
 use common::sim::{Bursts, Sim, addr};
+use gstpunktfunk::protocol::adaptive::FecMode;
 use gstpunktfunk::protocol::handshake::Role;
+use gstpunktfunk::protocol::wire::{Header, Kind};
 use gstpunktfunk::session::{Config, Event, Mode};
 
 const HOST: usize = 0;
@@ -140,6 +142,67 @@ fn print_row(name: &str, r: &Run) {
         r.overhead * 100.0,
         r.path_loss * 100.0,
     );
+}
+
+/// A repair request lost on the back path costs no round trip: a copy follows it within a few
+/// milliseconds, and the copy that arrives after the request was served costs no repair rows.
+#[test]
+fn a_lost_repair_request_is_covered_by_its_copy_within_one_round_trip() {
+    let (mut h, c) = configs();
+    // 2 parity shards per 32-shard block: a loss of 5 data shards needs repair.
+    h.fec_mode = FecMode::Fixed;
+    h.fec_percent = 5;
+    let mut sim = Sim::new(41);
+    sim.add(addr(1), h);
+    sim.add(addr(2), c);
+    for n in &mut sim.nodes {
+        n.link.delay = ONE_WAY;
+    }
+    assert!(sim.run_until(Duration::from_secs(5), |s| {
+        s.conn(HOST).is_connected() && s.conn(CLIENT).is_connected()
+    }));
+    let warm = frame_bytes(LARGE, 1);
+    for i in 0..30 {
+        sim.send_frame(HOST, &warm, i == 0);
+        sim.run_for(FRAME_INTERVAL);
+    }
+    sim.run_for(Duration::from_millis(200));
+    sim.take_events(CLIENT);
+    let (h0, c0) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
+    // Five data shards of the frame are lost, and so is the client's first repair request
+    // (a one-block request: a 41-byte sealed control datagram, unlike the client's others).
+    let mut video = 0usize;
+    let mut request_dropped = false;
+    sim.drop_script = Some(Box::new(move |from, bytes| {
+        let Ok((hd, _)) = Header::decode(bytes) else {
+            return false;
+        };
+        if from == HOST && hd.kind == Kind::Video {
+            video += 1;
+            return (4..9).contains(&video);
+        }
+        if from == CLIENT && hd.kind == Kind::Control && bytes.len() == 41 && !request_dropped {
+            request_dropped = true;
+            return true;
+        }
+        false
+    }));
+    let data = frame_bytes(LARGE, 2);
+    let sent_at = sim.now;
+    sim.send_frame(HOST, &data, false).unwrap();
+    assert!(sim.run_until(Duration::from_millis(300), |s| {
+        s.saw(CLIENT, |e| matches!(e, Event::Frame(_)))
+    }));
+    let took = sim.now - sent_at;
+    let (h1, c1) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
+    let ev = sim.take_events(CLIENT);
+    assert!(ev.iter().any(|e| matches!(e, Event::Frame(f) if f.data == data)));
+    // One way, the request's way back and the answer: one RTT after the frame arrived, plus
+    // the copy's spacing (a new round would come 1.5 RTT later).
+    assert!(took < Duration::from_millis(100), "took {took:?}");
+    assert_eq!(c1.repair_requests - c0.repair_requests, 1, "a second round");
+    assert!(h1.repair_requests - h0.repair_requests >= 1);
+    assert_eq!(h1.repair_shards - h0.repair_shards, 3);
 }
 
 /// The measurement table (docs/loss_resilience.md, "Over a WAN path").

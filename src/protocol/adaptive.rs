@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::fec::{MAX_DATA_SHARDS_PER_BLOCK, MAX_SHARDS_PER_BLOCK, MIN_PARITY, ParityTable};
 use super::lossmodel::{FailureTable, GilbertElliott, LossModelReport};
+use super::repair::RepairMargin;
 
 /// The span of recent reports the loss fraction is measured over. The client reports about
 /// every 100 ms, so this is about five reports: short enough to react within a frame or two
@@ -44,6 +45,15 @@ const MAX_WINDOW_REPORTS: usize = 64;
 /// overhead (repair datagrams are not free either) and kept the p99 at the lossless run's
 /// (see docs/BENCHMARKS.md).
 pub const DEFAULT_TARGET: f64 = 1e-3;
+
+/// Failure probability a repair answer is planned for: the least margin of extra rows
+/// ([`RepairMargin`]) that keeps the chance that the answer's rows lose more than the margin
+/// under this. A failed answer costs a round trip, which on a wide-area path is past the
+/// frame's deadline; the rows are few (repair is rare), so a generous margin is cheap.
+pub const REPAIR_TARGET: f64 = 1e-2;
+
+/// Most extra rows one answer carries per block.
+pub const MAX_REPAIR_MARGIN: usize = 16;
 
 /// Whether the parity share follows the loss reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -166,6 +176,8 @@ pub struct AdaptiveFec {
     target_cfg: TargetConfig,
     /// Target mode: what the newest model asks for.
     demand: Option<ParityTable>,
+    /// Target mode: extra rows for repair answers, from the newest model.
+    margin: RepairMargin,
     /// Target mode: when any block size's parity last rose, and last fell.
     last_raise: Option<Instant>,
     last_decay: Option<Instant>,
@@ -202,6 +214,7 @@ impl AdaptiveFec {
             table: ParityTable::from_percent(base_percent),
             target_cfg: TargetConfig::default(),
             demand: None,
+            margin: RepairMargin::NONE,
             last_raise: None,
             last_decay: None,
         }
@@ -221,6 +234,12 @@ impl AdaptiveFec {
     /// ([`Packetizer::plan_with`](super::packetizer::Packetizer::plan_with)).
     pub fn parity_table(&self) -> &ParityTable {
         &self.table
+    }
+
+    /// Extra rows a repair answer carries now (none before a loss model, and outside target
+    /// mode).
+    pub fn repair_margin(&self) -> RepairMargin {
+        self.margin
     }
 
     /// Parity for a block of `k` data shards now.
@@ -249,6 +268,11 @@ impl AdaptiveFec {
             .map(|g| FailureTable::new(g, MAX_SHARDS_PER_BLOCK))
             .collect();
         let demand = self.target_cfg.demand(&tables);
+        self.margin = RepairMargin::from_fn(|n| {
+            (0..=MAX_REPAIR_MARGIN)
+                .find(|&e| tables.iter().all(|t| t.block_failure(n, e) <= REPAIR_TARGET))
+                .unwrap_or(MAX_REPAIR_MARGIN)
+        });
         let mut raised = false;
         for k in 1..MAX_SHARDS_PER_BLOCK {
             let (cur, want) = (self.table.parity(k), demand.parity(k));
@@ -949,6 +973,38 @@ mod target_tests {
             prev = cur;
         }
         assert!(ks.iter().all(|&k| f.block_parity(k) == cfg.floor(k)));
+    }
+
+    #[test]
+    fn repair_margin_keeps_an_answer_within_the_repair_target() {
+        let mut f = target();
+        assert_eq!(f.repair_margin(), RepairMargin::NONE);
+        // Bursts entering at 2 % and leaving at 20 % (mean 5 datagrams): counts with exactly
+        // that fit.
+        let c = counts(11_000, 1_000, 200);
+        f.on_loss_model(&report(c, c), Instant::now());
+        let exact = FailureTable::new(&GilbertElliott::from_counts(&c).unwrap(), 256);
+        let margin = f.repair_margin();
+        for n in [1usize, 2, 3, 8, 20, 64] {
+            let e = margin.extra(n);
+            assert!(e <= MAX_REPAIR_MARGIN);
+            if e < MAX_REPAIR_MARGIN {
+                assert!(exact.block_failure(n, e) <= REPAIR_TARGET, "n {n} e {e}");
+            }
+            if e > 0 {
+                assert!(exact.block_failure(n, e - 1) > REPAIR_TARGET, "n {n} e {e}");
+            }
+        }
+        // One row asked needs rows beyond a mean burst; iid loss of the same rate far fewer.
+        assert!(margin.extra(1) > 5, "{}", margin.extra(1));
+        let mut g = target();
+        let iid = iid_counts(91);
+        g.on_loss_model(&report(iid, iid), Instant::now());
+        assert!(g.repair_margin().extra(1) < margin.extra(1) / 2);
+        // Outside target mode, none.
+        let mut a = AdaptiveFec::new(FecMode::Adaptive, 20, 100);
+        a.on_loss_model(&report(c, c), Instant::now());
+        assert_eq!(a.repair_margin(), RepairMargin::NONE);
     }
 
     #[test]

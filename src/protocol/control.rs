@@ -253,11 +253,11 @@ mod tests {
                     vec![
                         RepairItem {
                             block: 0,
-                            needed: 3,
+                            total: 3,
                         },
                         RepairItem {
                             block: 2,
-                            needed: 1,
+                            total: 1,
                         },
                     ],
                 )

@@ -10,6 +10,12 @@
 //! gets rows not sent before, and the host spends at most a share of its media bytes on repair
 //! ([`RepairConfig::budget_share`]).
 //!
+//! A request names, per block, the rows the client wants **in total** over every request for
+//! that frame, so the client may send each request several times (the back path loses too):
+//! a copy, or a request that arrives after a newer one, asks for nothing new and gets nothing.
+//! An answer may carry a few rows more than asked ([`RepairMargin`], from the loss model), so
+//! one burst on the answer itself does not cost another round trip.
+//!
 //! This module owns the history's memory bound (bytes and frames, oldest evicted first) and the
 //! message limits; it never reads a clock, never sends (it fills a [`Datagrams`] the session
 //! seals and sends like any frame) and never trusts a request (unknown frames, blocks and
@@ -49,14 +55,15 @@ pub const MAX_REPAIR_ITEMS: usize = 16;
 pub struct RepairItem {
     /// Block index within the frame.
     pub block: u16,
-    /// New parity shards wanted (1 … [`MAX_REPAIR_ROWS`]).
-    pub needed: u8,
+    /// Repair rows wanted for this block in total, over every request for this frame
+    /// (1 … [`MAX_REPAIR_ROWS`]): the host sends what it has not been asked for before.
+    pub total: u8,
 }
 
 /// Client → host: new parity for blocks of one frame.
 ///
 /// Wire (after the control type): `frame_index u32`, `count u8` (1 … 16), then `count` items
-/// of `block u16`, `needed u8`, blocks strictly increasing.
+/// of `block u16`, `total u8`, blocks strictly increasing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepairRequest {
     pub frame_index: u32,
@@ -65,13 +72,13 @@ pub struct RepairRequest {
 
 impl RepairRequest {
     /// A request, if it keeps the limits (1 … 16 items, blocks strictly increasing, each
-    /// `needed` in 1 … [`MAX_REPAIR_ROWS`]).
+    /// `total` in 1 … [`MAX_REPAIR_ROWS`]).
     pub fn new(frame_index: u32, items: Vec<RepairItem>) -> Option<Self> {
         let ok = !items.is_empty()
             && items.len() <= MAX_REPAIR_ITEMS
             && items
                 .iter()
-                .all(|i| i.needed >= 1 && i.needed as usize <= MAX_REPAIR_ROWS)
+                .all(|i| i.total >= 1 && i.total as usize <= MAX_REPAIR_ROWS)
             && items.windows(2).all(|w| w[0].block < w[1].block);
         ok.then_some(RepairRequest { frame_index, items })
     }
@@ -83,7 +90,7 @@ impl RepairRequest {
     pub fn encode(&self, w: &mut Writer<'_>) {
         w.u32(self.frame_index).u8(self.items.len() as u8);
         for i in &self.items {
-            w.u16(i.block).u8(i.needed);
+            w.u16(i.block).u8(i.total);
         }
     }
 
@@ -101,7 +108,7 @@ impl RepairRequest {
         for _ in 0..count {
             items.push(RepairItem {
                 block: r.u16()?,
-                needed: r.u8()?,
+                total: r.u8()?,
             });
         }
         RepairRequest::new(frame_index, items).ok_or(WireError::Limit("repair items"))
@@ -191,6 +198,38 @@ pub struct RepairStats {
     pub refused_budget: u64,
     pub refused_rows: u64,
     pub frames_evicted: u64,
+    /// Requests that asked for nothing new (copies, or older than one already served).
+    pub copies: u64,
+    /// Rows sent beyond what was asked ([`RepairMargin`]).
+    pub margin_rows: u64,
+}
+
+/// Repair rows an answer adds beyond what it was asked for, by the number asked: rows sent in
+/// one go travel back to back, so one loss burst can take several of them, and a round that
+/// misses one row costs a whole round trip. Planned by the host's FEC controller from the
+/// client's loss model (the least margin that keeps the answer's failure probability under a
+/// target); none without a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepairMargin([u8; MAX_REPAIR_ROWS + 1]);
+
+impl RepairMargin {
+    /// No extra rows.
+    pub const NONE: RepairMargin = RepairMargin([0; MAX_REPAIR_ROWS + 1]);
+
+    /// The margin for each count of rows asked, `margin(n)` for `n` in `0 ..= MAX_REPAIR_ROWS`
+    /// (the margin of 0 rows asked is always 0).
+    pub fn from_fn(mut margin: impl FnMut(usize) -> usize) -> Self {
+        let mut t = [0u8; MAX_REPAIR_ROWS + 1];
+        for (n, e) in t.iter_mut().enumerate().skip(1) {
+            *e = margin(n).min(MAX_REPAIR_ROWS) as u8;
+        }
+        RepairMargin(t)
+    }
+
+    /// Extra rows for an answer of `rows` rows.
+    pub fn extra(&self, rows: usize) -> usize {
+        self.0[rows.min(MAX_REPAIR_ROWS)] as usize
+    }
 }
 
 struct HeldFrame {
@@ -203,8 +242,11 @@ struct HeldFrame {
     layout: BlockLayout,
     /// Original parity per block.
     parity: Vec<u8>,
-    /// Repair rows already sent per block.
+    /// Repair rows already sent per block (margin included).
     repaired: Vec<u8>,
+    /// Rows served per block against the client's totals (margin excluded): a request's
+    /// `total` above this is new.
+    served: Vec<u8>,
     /// `n × shard_size` bytes: the data shards, padded.
     data: Vec<u8>,
 }
@@ -236,6 +278,7 @@ pub struct RepairHistory {
     /// Evicted buffers kept for reuse, so recording allocates nothing in steady state.
     spare: Vec<Vec<u8>>,
     stats: RepairStats,
+    margin: RepairMargin,
 }
 
 impl RepairHistory {
@@ -247,7 +290,13 @@ impl RepairHistory {
             budget: 0.0,
             spare: Vec::new(),
             stats: RepairStats::default(),
+            margin: RepairMargin::NONE,
         }
+    }
+
+    /// The extra rows answers carry from now on (see [`RepairMargin`]).
+    pub fn set_margin(&mut self, margin: RepairMargin) {
+        self.margin = margin;
     }
 
     pub fn stats(&self) -> RepairStats {
@@ -332,15 +381,17 @@ impl RepairHistory {
             layout,
             parity: d.block_parity().to_vec(),
             repaired: vec![0; layout.blocks],
+            served: vec![0; layout.blocks],
             data,
         });
     }
 
     /// Answers `req`: writes new parity datagrams for the blocks it names into `out`
     /// (framed with `params`, packet numbers from `params.first_packet_number`, not yet
-    /// sealed) and says whether anything could not be served. Rows already sent for a block
-    /// are never sent again; each block is capped at [`MAX_REPAIR_ROWS`] and 256 shards; the
-    /// budget caps the total.
+    /// sealed) and says whether anything could not be served. Each block gets the rows its
+    /// `total` asks beyond those already served (a copy of a served request gets none), plus
+    /// the margin; rows already sent for a block are never sent again; each block is capped at
+    /// [`MAX_REPAIR_ROWS`] and 256 shards; the budget caps the total, margin first.
     pub fn answer(
         &mut self,
         req: &RepairRequest,
@@ -365,9 +416,12 @@ impl RepairHistory {
         let dlen = HEADER_LEN + VIDEO_HEADER_LEN + f.shard_size + params.tag_len;
 
         // What each item gets: rows left for the block, then the budget.
-        let mut plan: [(usize, usize, usize); MAX_REPAIR_ITEMS] = [(0, 0, 0); MAX_REPAIR_ITEMS];
+        // Per item: (block, first row, rows served against the total, margin rows).
+        let mut plan: [(usize, usize, usize, usize); MAX_REPAIR_ITEMS] =
+            [(0, 0, 0, 0); MAX_REPAIR_ITEMS];
         let mut total = 0usize;
         let mut short = None;
+        let mut fresh = false;
         let mut budget_rows = (self.budget / dlen as f64) as usize;
         for (slot, item) in plan.iter_mut().zip(req.items()) {
             let b = item.block as usize;
@@ -375,14 +429,19 @@ impl RepairHistory {
                 short.get_or_insert(UnavailableReason::NotHeld);
                 continue;
             }
+            let wanted = (item.total as usize).saturating_sub(f.served[b] as usize);
+            if wanted == 0 {
+                continue;
+            }
+            fresh = true;
             let k = f.layout.data_in_block(b);
             let m = f.parity[b] as usize;
             let done = f.repaired[b] as usize;
             let rows_left = MAX_REPAIR_ROWS
                 .saturating_sub(done)
                 .min(MAX_SHARDS_PER_BLOCK.saturating_sub(k + m + done));
-            let mut give = (item.needed as usize).min(rows_left);
-            if give < item.needed as usize {
+            let mut give = wanted.min(rows_left);
+            if give < wanted {
                 short.get_or_insert(UnavailableReason::RowsExhausted);
             }
             if give > budget_rows {
@@ -390,8 +449,17 @@ impl RepairHistory {
                 short = Some(UnavailableReason::Budget);
             }
             budget_rows -= give;
-            *slot = (b, m + done, give);
-            total += give;
+            let extra = self
+                .margin
+                .extra(give)
+                .min(rows_left - give)
+                .min(budget_rows);
+            budget_rows -= extra;
+            *slot = (b, m + done, give, extra);
+            total += give + extra;
+        }
+        if !fresh && short.is_none() {
+            self.stats.copies += 1;
         }
         match short {
             Some(UnavailableReason::Budget) => self.stats.refused_budget += 1,
@@ -409,7 +477,8 @@ impl RepairHistory {
         );
         let flags = if params.sealed { FLAG_SEALED } else { 0 };
         let mut i = 0usize;
-        for &(b, first_row, give) in plan.iter().take(req.items().len()) {
+        for &(b, first_row, served, extra) in plan.iter().take(req.items().len()) {
+            let give = served + extra;
             if give == 0 {
                 continue;
             }
@@ -455,10 +524,10 @@ impl RepairHistory {
             i += give;
         }
         let f = &mut self.frames[pos];
-        for &(b, _, give) in plan.iter().take(req.items().len()) {
-            if give > 0 {
-                f.repaired[b] += give as u8;
-            }
+        for &(b, _, served, extra) in plan.iter().take(req.items().len()) {
+            f.repaired[b] += (served + extra) as u8;
+            f.served[b] += served as u8;
+            self.stats.margin_rows += extra as u64;
         }
         let bytes = total * dlen;
         self.budget -= bytes as f64;
@@ -520,7 +589,7 @@ mod tests {
             index,
             items
                 .iter()
-                .map(|&(block, needed)| RepairItem { block, needed })
+                .map(|&(block, total)| RepairItem { block, total })
                 .collect(),
         )
         .unwrap()
@@ -574,9 +643,16 @@ mod tests {
             Some(Output::Frame(f)) => assert_eq!(f.data, data),
             other => panic!("{other:?}"),
         }
-        // A second request gets further rows, never the same ones.
+        // A copy of the request gets nothing; one asking for 2 more (5 in total) gets further
+        // rows, never the same ones.
         let a = h
-            .answer(&request(5, &[(0, 2)]), &mut coder, &params(), &mut out)
+            .answer(&request(5, &[(0, 3)]), &mut coder, &params(), &mut out)
+            .unwrap();
+        assert_eq!(a.shards, 0);
+        assert_eq!(a.unavailable, None);
+        assert_eq!(h.stats().copies, 1);
+        let a = h
+            .answer(&request(5, &[(0, 5)]), &mut coder, &params(), &mut out)
             .unwrap();
         assert_eq!(a.shards, 2);
         let (vh, _) = VideoHeader::decode(&out.get(0)[HEADER_LEN..]).unwrap();
@@ -605,18 +681,24 @@ mod tests {
             .unwrap();
         assert_eq!(a.shards, 1);
         assert_eq!(a.unavailable.unwrap().reason, UnavailableReason::NotHeld);
-        // Rows run out at MAX_REPAIR_ROWS for the block.
-        let mut sent_rows = 1;
-        while sent_rows < MAX_REPAIR_ROWS {
-            let a = h
-                .answer(&request(9, &[(0, 64)]), &mut c, &params(), &mut out)
-                .unwrap();
-            sent_rows += a.shards;
-            assert!(a.shards > 0);
-        }
-        assert_eq!(sent_rows, MAX_REPAIR_ROWS);
+        // Rows run out at MAX_REPAIR_ROWS for the block: 1 served so far, asking for all 64
+        // gets the other 63.
         let a = h
-            .answer(&request(9, &[(0, 1)]), &mut c, &params(), &mut out)
+            .answer(&request(9, &[(0, 64)]), &mut c, &params(), &mut out)
+            .unwrap();
+        assert_eq!(a.shards, MAX_REPAIR_ROWS - 1);
+        assert_eq!(a.unavailable, None);
+        // Margin rows count against the block's rows: a block whose margin took them all
+        // refuses what is asked beyond them.
+        h.record(&sent(&frame(5_000, 3), 10, 20));
+        h.set_margin(RepairMargin::from_fn(|_| MAX_REPAIR_ROWS));
+        let a = h
+            .answer(&request(10, &[(0, 1)]), &mut c, &params(), &mut out)
+            .unwrap();
+        assert_eq!((a.shards, a.unavailable), (MAX_REPAIR_ROWS, None));
+        assert_eq!(h.stats().margin_rows, MAX_REPAIR_ROWS as u64 - 1);
+        let a = h
+            .answer(&request(10, &[(0, 2)]), &mut c, &params(), &mut out)
             .unwrap();
         assert_eq!(a.shards, 0);
         assert_eq!(
@@ -693,7 +775,7 @@ mod tests {
                 1,
                 vec![RepairItem {
                     block: 0,
-                    needed: 65
+                    total: 65
                 }]
             )
             .is_none()
@@ -704,17 +786,17 @@ mod tests {
                 vec![
                     RepairItem {
                         block: 2,
-                        needed: 1
+                        total: 1
                     },
                     RepairItem {
                         block: 2,
-                        needed: 1
+                        total: 1
                     }
                 ]
             )
             .is_none()
         );
-        // Count beyond the limit, count with missing items, zero needed.
+        // Count beyond the limit, count with missing items, zero total.
         assert!(RepairRequest::decode(&mut Reader::new(&[0, 0, 0, 1, 17])).is_err());
         assert_eq!(
             RepairRequest::decode(&mut Reader::new(&[0, 0, 0, 1, 2, 0, 0, 1])),

@@ -113,6 +113,21 @@ const DEADLINE_ROUNDS: u32 = 3;
 const MIN_DEADLINE: Duration = Duration::from_millis(10);
 const MAX_DEADLINE: Duration = Duration::from_millis(250);
 
+/// Copies of each repair request sent after the first: the back path loses in bursts too, and
+/// a lost request costs a whole round trip, which on a wide-area path is past the deadline.
+/// The host answers the part of a request's totals it has not served, so a copy that arrives
+/// after its original costs one tiny datagram and no repair bytes.
+pub(crate) const REQUEST_COPIES: u8 = 2;
+
+/// Bounds of the spacing between copies of a request (a sixteenth of the RTT between them):
+/// apart enough that a short burst on the back path does not take every copy, close enough
+/// that the last copy's answer still makes a one-round-trip deadline.
+const MIN_COPY_SPACING: Duration = Duration::from_millis(1);
+const MAX_COPY_SPACING: Duration = Duration::from_millis(4);
+
+/// Requests whose copies are pending at most (a frame's new request replaces its old copies).
+const MAX_PENDING_COPIES: usize = 32;
+
 /// Host: repair requests accepted per second, and the burst (each costs an encode of at most
 /// the budget's bytes; the budget bounds the bytes, this bounds the work of tiny requests).
 const REQUEST_RATE: f64 = 1000.0;
@@ -126,6 +141,9 @@ struct Tracked {
     round_start: Option<Instant>,
     /// Rows asked per block in the current round (`(block, rows)`, blocks increasing).
     asked: Vec<(u16, u16)>,
+    /// Rows asked per block over every round (what a request names: the host answers the
+    /// part of a total it has not served, so copies and stale requests cost nothing).
+    totals: Vec<(u16, u8)>,
     /// Whether repair was ever asked for this frame.
     requested: bool,
 }
@@ -153,6 +171,9 @@ pub(super) struct Repairs {
     originals: Option<(u32, Instant, Duration)>,
     /// The last frame found to have been asked for spuriously (its delivery does not decay).
     spurious: Option<u32>,
+    /// Requests whose copies are still to go: (when the next copy is due, copies left, the
+    /// request). At most one entry per frame, at most [`MAX_PENDING_COPIES`].
+    copies: VecDeque<(Instant, u8, RepairRequest)>,
 }
 
 impl Repairs {
@@ -169,6 +190,7 @@ impl Repairs {
             stall_asked: VecDeque::with_capacity(STALL_WATCH),
             originals: None,
             spurious: None,
+            copies: VecDeque::new(),
         }
     }
 
@@ -182,6 +204,7 @@ impl Repairs {
         self.stall_asked.clear();
         self.originals = None;
         self.spurious = None;
+        self.copies.clear();
     }
 }
 
@@ -432,7 +455,44 @@ impl Connection {
                 next = Some(next.map_or(at, |x: Instant| x.min(at)));
             }
         }
+        if let Some(at) = self.client.repair.copies.iter().map(|c| c.0).min() {
+            next = Some(next.map_or(at, |x| x.min(at)));
+        }
         next
+    }
+
+    /// Time between copies of a repair request.
+    fn copy_spacing(&self) -> Duration {
+        self.srtt.map_or(MIN_COPY_SPACING, |r| {
+            (r / 16).clamp(MIN_COPY_SPACING, MAX_COPY_SPACING)
+        })
+    }
+
+    /// Client: sends the request copies due at `now` for frames still incomplete
+    /// (`incomplete`), and queues the copies of the requests just sent (`sent`; they replace
+    /// the older copies of their frames).
+    fn send_request_copies(&mut self, now: Instant, incomplete: &[u32], sent: &[RepairRequest]) {
+        let spacing = self.copy_spacing();
+        let copies = &mut self.client.repair.copies;
+        copies.retain(|(_, _, r)| incomplete.contains(&r.frame_index));
+        let mut due = Vec::new();
+        for (at, left, r) in copies.iter_mut() {
+            if *at <= now {
+                due.push(r.clone());
+                *left -= 1;
+                *at = now + spacing;
+            }
+        }
+        copies.retain(|(_, left, r)| *left > 0 && !sent.iter().any(|s| s.frame_index == r.frame_index));
+        for r in sent {
+            if copies.len() == MAX_PENDING_COPIES {
+                copies.pop_front();
+            }
+            copies.push_back((now + spacing, REQUEST_COPIES, r.clone()));
+        }
+        for r in due {
+            self.send_control(&Control::RepairRequest(r));
+        }
     }
 
     /// Client: asks for what incomplete frames lack (see the module docs).
@@ -473,6 +533,7 @@ impl Connection {
                         index,
                         round_start: None,
                         asked: Vec::new(),
+                        totals: Vec::new(),
                         requested: false,
                     });
                     r.tracked.len() - 1
@@ -501,15 +562,27 @@ impl Connection {
                     .iter()
                     .find(|(b, _)| *b == n.block)
                     .map_or(0, |&(_, r)| r);
-                let more = want.saturating_sub(asked).min(MAX_REPAIR_ROWS as u16);
+                let total = t
+                    .totals
+                    .iter()
+                    .find(|(b, _)| *b == n.block)
+                    .map_or(0, |&(_, r)| r as u16);
+                let more = want
+                    .saturating_sub(asked)
+                    .min(MAX_REPAIR_ROWS as u16 - total.min(MAX_REPAIR_ROWS as u16));
                 if more == 0 || items.len() == MAX_REPAIR_ITEMS {
                     continue;
                 }
                 beyond |= more > n.short_now.saturating_sub(asked);
+                let total = (total + more) as u8;
                 items.push(RepairItem {
                     block: n.block,
-                    needed: more as u8,
+                    total,
                 });
+                match t.totals.iter_mut().find(|(b, _)| *b == n.block) {
+                    Some(e) => e.1 = total,
+                    None => t.totals.push((n.block, total)),
+                }
                 match t.asked.iter_mut().find(|(b, _)| *b == n.block) {
                     Some(e) => e.1 += more,
                     None => t.asked.push((n.block, more)),
@@ -528,11 +601,14 @@ impl Connection {
                 }
             }
         }
-        self.client.repair.incomplete = incomplete;
-        for req in requests {
+        for req in &requests {
             self.stats.repair_requests += 1;
-            self.send_control(&Control::RepairRequest(req));
+            self.send_control(&Control::RepairRequest(req.clone()));
         }
+        if REQUEST_COPIES > 0 {
+            self.send_request_copies(now, &incomplete, &requests);
+        }
+        self.client.repair.incomplete = incomplete;
     }
 
     /// Host: a loss model report from the client.
@@ -544,6 +620,8 @@ impl Connection {
         self.host.repair.last_model_pn = Some(pn);
         self.stats.loss_models += 1;
         self.host.fec.on_loss_model(&m, now);
+        let margin = self.host.fec.repair_margin();
+        lock(&self.host.repair.history).set_margin(margin);
     }
 
     /// Host: answers a repair request with new parity rows from the history.
