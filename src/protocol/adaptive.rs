@@ -55,6 +55,12 @@ pub const REPAIR_TARGET: f64 = 1e-2;
 /// Most extra rows one answer carries per block.
 pub const MAX_REPAIR_MARGIN: usize = 16;
 
+/// How long after the bandwidth estimator last saw a growing queue the loss reports are still
+/// taken as congestion's: the client's loss model covers about a second
+/// ([`WINDOW_REPORTS`](super::lossmodel::WINDOW_REPORTS) intervals), which still holds the loss
+/// of the queue's overflow after the queue drained.
+pub const CONGESTION_MEMORY: Duration = Duration::from_secs(1);
+
 /// Whether the parity share follows the loss reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FecMode {
@@ -178,6 +184,8 @@ pub struct AdaptiveFec {
     demand: Option<ParityTable>,
     /// Target mode: extra rows for repair answers, from the newest model.
     margin: RepairMargin,
+    /// Until when loss is taken as congestion's (see [`AdaptiveFec::on_congestion`]).
+    congested_until: Option<Instant>,
     /// Target mode: when any block size's parity last rose, and last fell.
     last_raise: Option<Instant>,
     last_decay: Option<Instant>,
@@ -215,6 +223,7 @@ impl AdaptiveFec {
             target_cfg: TargetConfig::default(),
             demand: None,
             margin: RepairMargin::NONE,
+            congested_until: None,
             last_raise: None,
             last_decay: None,
         }
@@ -234,6 +243,34 @@ impl AdaptiveFec {
     /// ([`Packetizer::plan_with`](super::packetizer::Packetizer::plan_with)).
     pub fn parity_table(&self) -> &ParityTable {
         &self.table
+    }
+
+    /// The bandwidth estimator's verdict at `now`: `congested` while it sees a growing queue
+    /// (over-use, or draining one). Target mode then takes loss as congestion's, not the
+    /// path's: from now until [`CONGESTION_MEMORY`] after the last congested verdict, loss
+    /// models raise no parity, and every block's parity is capped at its data shard count
+    /// (never below the floor), so parity and repair do not deepen the queue that loses.
+    pub fn on_congestion(&mut self, congested: bool, now: Instant) {
+        if !congested || self.mode != FecMode::Target {
+            return;
+        }
+        self.congested_until = Some(now + CONGESTION_MEMORY);
+        for k in 1..MAX_SHARDS_PER_BLOCK {
+            let cap = self.congested_cap(k);
+            if self.table.parity(k) > cap {
+                self.table.set(k, cap);
+            }
+        }
+    }
+
+    fn congested(&self, now: Instant) -> bool {
+        self.congested_until.is_some_and(|t| now < t)
+    }
+
+    /// Most parity for a block of `k` data shards while the path is congested: the data
+    /// shard count, but never below the floor.
+    fn congested_cap(&self, k: usize) -> usize {
+        k.max(self.target_cfg.floor(k))
     }
 
     /// Extra rows a repair answer carries now (none before a loss model, and outside target
@@ -267,7 +304,15 @@ impl AdaptiveFec {
             .iter()
             .map(|g| FailureTable::new(g, MAX_SHARDS_PER_BLOCK))
             .collect();
-        let demand = self.target_cfg.demand(&tables);
+        let mut demand = self.target_cfg.demand(&tables);
+        if self.congested(now) {
+            // Loss that comes with a growing queue is the queue's overflow: parity would only
+            // feed the queue. Nothing rises beyond what is planned now or beyond the data.
+            for k in 1..MAX_SHARDS_PER_BLOCK {
+                let cap = self.table.parity(k).min(self.congested_cap(k));
+                demand.set(k, demand.parity(k).min(cap));
+            }
+        }
         self.margin = RepairMargin::from_fn(|n| {
             (0..=MAX_REPAIR_MARGIN)
                 .find(|&e| tables.iter().all(|t| t.block_failure(n, e) <= REPAIR_TARGET))
@@ -1005,6 +1050,38 @@ mod target_tests {
         let mut a = AdaptiveFec::new(FecMode::Adaptive, 20, 100);
         a.on_loss_model(&report(c, c), Instant::now());
         assert_eq!(a.repair_margin(), RepairMargin::NONE);
+    }
+
+    #[test]
+    fn loss_with_a_growing_queue_raises_no_parity_and_parity_stays_within_the_data() {
+        let mut f = target();
+        let cfg = *f.target_config();
+        let t0 = Instant::now();
+        // Bursty loss (enter 1 %, leave 30 %) raised small blocks above their data (ceiling
+        // 8 shards) and a 32-shard block to 27.
+        let c = counts(31_000, 1_000, 300);
+        f.on_loss_model(&report(c, c), t0);
+        assert!(f.block_parity(2) > 2 && f.block_parity(32) > cfg.floor(32));
+        let before = f.block_parity(32);
+        // Congested: every block is capped at its data (not below the floor), and the same
+        // loss (and worse) raises nothing for a second after the last congested verdict.
+        f.on_congestion(true, t0 + TICK);
+        for k in 1..MAX_SHARDS_PER_BLOCK {
+            assert!(f.block_parity(k) <= k.max(cfg.floor(k)), "k {k}");
+        }
+        let heavy = counts(2_000, 1_000, 100);
+        for i in 2..10 {
+            f.on_loss_model(&report(heavy, heavy), t0 + TICK * i);
+            assert!(f.block_parity(32) <= before, "raised while congested");
+            assert!(f.block_parity(2) <= 2);
+        }
+        // A verdict that is not congested neither caps nor extends the memory.
+        f.on_congestion(false, t0 + TICK * 10);
+        // Past the memory, loss raises parity again.
+        let later = t0 + TICK + CONGESTION_MEMORY + TICK;
+        f.on_loss_model(&report(heavy, heavy), later);
+        assert!(f.block_parity(32) > before);
+        assert!(f.block_parity(2) > 2);
     }
 
     #[test]

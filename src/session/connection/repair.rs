@@ -550,6 +550,7 @@ impl Connection {
             let stalled = silent >= long_stall || (passed && silent >= stall_after);
             // Whether this request asks for rows beyond `short_now` (only a stall does).
             let mut beyond = false;
+            let mut exhausted = false;
             let mut items = Vec::new();
             for n in &needs {
                 let want = if stalled {
@@ -567,6 +568,9 @@ impl Connection {
                     .iter()
                     .find(|(b, _)| *b == n.block)
                     .map_or(0, |&(_, r)| r as u16);
+                // A block whose totals reached the rows the host may send asks for nothing
+                // more, but the round still runs (its end is this frame's next timer).
+                exhausted |= want > asked && total >= MAX_REPAIR_ROWS as u16;
                 let more = want
                     .saturating_sub(asked)
                     .min(MAX_REPAIR_ROWS as u16 - total.min(MAX_REPAIR_ROWS as u16));
@@ -589,6 +593,9 @@ impl Connection {
                 }
             }
             r.needs = needs;
+            if exhausted {
+                t.round_start.get_or_insert(now);
+            }
             if let Some(req) = RepairRequest::new(index, items) {
                 t.round_start.get_or_insert(now);
                 t.requested = true;
