@@ -34,7 +34,7 @@
 use std::time::{Duration, Instant};
 
 use crate::protocol::bwe::{
-    BandwidthEstimator, BweConfig, BweEvent, BweState, DelaySignal, Estimate,
+    BandwidthEstimator, BweConfig, BweEvent, BweState, Estimate,
 };
 use crate::protocol::control::Control;
 use crate::protocol::feedback::{Feedback, FeedbackBuilder};
@@ -275,7 +275,7 @@ impl Connection {
         let e = bwe.estimate();
         let bounds = (bwe.config().min_bitrate_bps, bwe.config().max_bitrate_bps);
         // Loss with a growing queue is the queue's: FEC does not answer it with more parity.
-        let congested = e.state == BweState::Drain || e.signal == DelaySignal::Overuse;
+        let congested = e.state == BweState::Drain;
         self.host.fec.on_congestion(congested, now);
         if large {
             self.cc.large_drops += 1;
