@@ -246,7 +246,7 @@ impl AdaptiveFec {
     }
 
     /// The bandwidth estimator's verdict at `now`: `congested` while it sees a growing queue
-    /// (over-use, or draining one). Target mode then takes loss as congestion's, not the
+    /// (its `Drain` state: over-use seen, the queue being drained). Target mode then takes loss as congestion's, not the
     /// path's: from now until [`CONGESTION_MEMORY`] after the last congested verdict, loss
     /// models raise no parity, and every block's parity is capped at its data shard count
     /// (never below the floor), so parity and repair do not deepen the queue that loses.

@@ -23,7 +23,7 @@
 //!   the smaller budget).
 //!
 //! FEC parity and headers fit inside the estimate: the target is the estimate times the media
-//! share actually sent. While the estimator sees a growing queue (over-use or a drain), FEC by
+//! share actually sent. While the estimator sees a growing queue (its `Drain` state), FEC by
 //! target takes the loss as the queue's: no parity is raised for it and parity stays at most
 //! the data (`AdaptiveFec::on_congestion`). Estimator and builder start afresh with every new session (a new peer
 //! or a restart has a new path and new frame indices).
