@@ -301,7 +301,10 @@ fn after_a_capacity_fall_parity_never_exceeds_the_data() {
         windows.push(format!("{:.2}", parity / data.max(1.0)));
         worst = worst.max(parity / data.max(1.0));
     }
-    eprintln!("parity / data per 250 ms after the fall: {}", windows.join(" "));
+    eprintln!(
+        "parity / data per 250 ms after the fall: {}",
+        windows.join(" ")
+    );
     let drops = r.sim.nodes[HOST].link.bottleneck.as_ref().unwrap().dropped;
     assert!(drops > 0, "the fall overflowed the queue");
     assert!(worst <= 1.0, "parity / data reached {worst:.2}");

@@ -183,7 +183,11 @@ fn repair_within_the_deadline_delivers_the_frame_byte_exact() {
     let hs = sim.conn(HOST).stats();
     assert_eq!(cs.repair_requests, 1);
     // The request's copies (sent until the answer completes the frame) cost no repair rows.
-    assert!((1..=3).contains(&hs.repair_requests), "{}", hs.repair_requests);
+    assert!(
+        (1..=3).contains(&hs.repair_requests),
+        "{}",
+        hs.repair_requests
+    );
     assert_eq!(hs.repair_shards, 3);
     assert_eq!(cs.repair_shards, 3);
     assert_eq!(cs.frames_repaired, 1);
@@ -282,7 +286,11 @@ fn repair_for_a_frame_the_host_no_longer_holds_gives_up_at_once() {
     assert!(got[0].discont);
     let hs = sim.conn(HOST).stats();
     // The request and the copies that left before its answer came back: each refused.
-    assert!((1..=3).contains(&hs.repair_requests), "{}", hs.repair_requests);
+    assert!(
+        (1..=3).contains(&hs.repair_requests),
+        "{}",
+        hs.repair_requests
+    );
     assert_eq!(
         (hs.repair_shards, hs.repair_refused),
         (0, hs.repair_requests)

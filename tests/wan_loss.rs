@@ -101,7 +101,11 @@ fn count_frames(sim: &mut Sim, on_time: &mut u64, late: &mut u64) {
 /// Streams `n` frames of `len` bytes at 60 fps (a keyframe every 120) and measures.
 fn stream(sim: &mut Sim, n: u32, len: usize) -> Run {
     let (h0, c0) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
-    let dropped0 = sim.nodes[HOST].link.bursts.as_ref().map_or(0, |b| b.dropped);
+    let dropped0 = sim.nodes[HOST]
+        .link
+        .bursts
+        .as_ref()
+        .map_or(0, |b| b.dropped);
     let sent0 = sim.sent.iter().filter(|s| s.from == HOST).count();
     let mut on_time = 0;
     let mut late = 0;
@@ -115,7 +119,12 @@ fn stream(sim: &mut Sim, n: u32, len: usize) -> Run {
     count_frames(sim, &mut on_time, &mut late);
     let (h1, c1) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
     let data_shards = (h1.data_shards_sent - h0.data_shards_sent) as f64;
-    let dropped = sim.nodes[HOST].link.bursts.as_ref().map_or(0, |b| b.dropped) - dropped0;
+    let dropped = sim.nodes[HOST]
+        .link
+        .bursts
+        .as_ref()
+        .map_or(0, |b| b.dropped)
+        - dropped0;
     let sent = sim.sent.iter().filter(|s| s.from == HOST).count() - sent0;
     Run {
         frames: u64::from(n),
@@ -196,7 +205,10 @@ fn a_lost_repair_request_is_covered_by_its_copy_within_one_round_trip() {
     let took = sim.now - sent_at;
     let (h1, c1) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
     let ev = sim.take_events(CLIENT);
-    assert!(ev.iter().any(|e| matches!(e, Event::Frame(f) if f.data == data)));
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::Frame(f) if f.data == data))
+    );
     // One way, the request's way back and the answer: one RTT after the frame arrived, plus
     // the copy's spacing (a new round would come 1.5 RTT later).
     assert!(took < Duration::from_millis(100), "took {took:?}");

@@ -315,7 +315,11 @@ impl AdaptiveFec {
         }
         self.margin = RepairMargin::from_fn(|n| {
             (0..=MAX_REPAIR_MARGIN)
-                .find(|&e| tables.iter().all(|t| t.block_failure(n, e) <= REPAIR_TARGET))
+                .find(|&e| {
+                    tables
+                        .iter()
+                        .all(|t| t.block_failure(n, e) <= REPAIR_TARGET)
+                })
                 .unwrap_or(MAX_REPAIR_MARGIN)
         });
         let mut raised = false;

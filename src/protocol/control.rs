@@ -251,14 +251,8 @@ mod tests {
                 RepairRequest::new(
                     0xfffe_0001,
                     vec![
-                        RepairItem {
-                            block: 0,
-                            total: 3,
-                        },
-                        RepairItem {
-                            block: 2,
-                            total: 1,
-                        },
+                        RepairItem { block: 0, total: 3 },
+                        RepairItem { block: 2, total: 1 },
                     ],
                 )
                 .unwrap(),

@@ -784,14 +784,8 @@ mod tests {
             RepairRequest::new(
                 1,
                 vec![
-                    RepairItem {
-                        block: 2,
-                        total: 1
-                    },
-                    RepairItem {
-                        block: 2,
-                        total: 1
-                    }
+                    RepairItem { block: 2, total: 1 },
+                    RepairItem { block: 2, total: 1 }
                 ]
             )
             .is_none()

@@ -83,7 +83,11 @@ impl Bursts {
     /// Whether the next datagram is lost.
     fn lose(&mut self) -> bool {
         let u = self.unit();
-        self.bad = if self.bad { u >= self.leave } else { u < self.enter };
+        self.bad = if self.bad {
+            u >= self.leave
+        } else {
+            u < self.enter
+        };
         self.dropped += u64::from(self.bad);
         self.bad
     }
@@ -259,7 +263,12 @@ impl Sim {
         if loss > 0.0 && self.random() < loss {
             return;
         }
-        if self.nodes[from].link.bursts.as_mut().is_some_and(|b| b.lose()) {
+        if self.nodes[from]
+            .link
+            .bursts
+            .as_mut()
+            .is_some_and(|b| b.lose())
+        {
             return;
         }
         if let Some(script) = self.drop_script.as_mut()

@@ -483,7 +483,9 @@ impl Connection {
                 *at = now + spacing;
             }
         }
-        copies.retain(|(_, left, r)| *left > 0 && !sent.iter().any(|s| s.frame_index == r.frame_index));
+        copies.retain(|(_, left, r)| {
+            *left > 0 && !sent.iter().any(|s| s.frame_index == r.frame_index)
+        });
         for r in sent {
             if copies.len() == MAX_PENDING_COPIES {
                 copies.pop_front();
