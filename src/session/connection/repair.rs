@@ -11,7 +11,9 @@
 //!   or [`LONG_STALL`] without any, both scaled as below), is asked for at once
 //!   (`Control::RepairRequest`), minus what this round already asked for. A round lasts one
 //!   RTT plus margin (`repair_round`); after it, what is still missing is asked for again (the
-//!   host sends new rows);
+//!   host sends new rows). A request names per-block totals over all rounds, and each goes out
+//!   [`REQUEST_COPIES`] more times, RTT / 16 apart (1–4 ms), while its frame is incomplete: the
+//!   back path loses in bursts too, and the host serves a copy nothing new;
 //! - the stall windows adapt, like RACK's reordering window on DSACKs: a request that asked for
 //!   rows beyond `short_now` (the stall path) is *spurious* if an original shard of that frame
 //!   (data or parity of the first send, not a repair row) arrives after it, taken or refused
@@ -38,9 +40,10 @@
 //!   (shared through an `Arc<Mutex>`: taken by the connection on a request, by the ticket
 //!   outside the connection's lock; never both in the other order);
 //! - a `RepairRequest` (authenticated and replay-checked like every sealed control message)
-//!   passes a request token bucket, then the history answers it with new parity rows, bounded
-//!   by the repair budget (`RepairConfig::budget_share` of the stream), sealed with fresh
-//!   packet numbers and queued as transmits;
+//!   passes a request token bucket, then the history answers it with new parity rows (what
+//!   its totals ask beyond what was served, plus the FEC controller's margin for a burst on the
+//!   answer), bounded by the repair budget (`RepairConfig::budget_share` of the stream),
+//!   sealed with fresh packet numbers and queued as transmits;
 //! - a `LossModel` report feeds [`AdaptiveFec::on_loss_model`](crate::protocol::adaptive::AdaptiveFec)
 //!   unless it is older (by packet number) than the newest one used.
 //!
