@@ -503,6 +503,8 @@ impl Connection {
     /// Client: asks for what incomplete frames lack (see the module docs).
     pub(super) fn check_repair(&mut self, now: Instant) {
         if !self.cfg.repair || self.link.is_none() {
+            // No copy may stay due with nobody to send it (its timer would never move on).
+            self.client.repair.copies.clear();
             return;
         }
         let round = self.repair_round();
