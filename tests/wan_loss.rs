@@ -9,7 +9,9 @@
 
 mod common;
 
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use common::frame_bytes;
@@ -228,6 +230,74 @@ fn a_lost_repair_request_is_covered_by_its_copy_within_one_round_trip() {
     assert_eq!(c1.repair_requests - c0.repair_requests, 1, "a second round");
     assert!(h1.repair_requests - h0.repair_requests >= 1);
     assert_eq!(h1.repair_shards - h0.repair_shards, 3);
+}
+
+/// A frame of which every datagram is lost (data and parity: one burst) is asked for whole as
+/// soon as the next frame's shards show the gap, and arrives byte-exact within one RTT + a frame
+/// interval + a few ms of when it would have arrived; the frame behind it waits for it and
+/// follows in order; nothing is given up.
+#[test]
+fn a_frame_lost_whole_is_repaired_within_one_round_trip() {
+    let (h, c) = configs();
+    let mut sim = Sim::new(43);
+    sim.add(addr(1), h);
+    sim.add(addr(2), c);
+    for n in &mut sim.nodes {
+        n.link.delay = ONE_WAY;
+    }
+    assert!(sim.run_until(Duration::from_secs(5), |s| {
+        s.conn(HOST).is_connected() && s.conn(CLIENT).is_connected()
+    }));
+    let warm = frame_bytes(SMALL, 1);
+    for i in 0..30 {
+        sim.send_frame(HOST, &warm, i == 0);
+        sim.run_for(FRAME_INTERVAL);
+    }
+    sim.run_for(Duration::from_millis(200));
+    sim.take_events(CLIENT);
+    let (h0, c0) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
+    let dropping = Rc::new(Cell::new(false));
+    let dropped = Rc::new(Cell::new(0usize));
+    let (d, n) = (dropping.clone(), dropped.clone());
+    sim.drop_script = Some(Box::new(move |from, bytes| {
+        let video = Header::decode(bytes).is_ok_and(|(hd, _)| hd.kind == Kind::Video);
+        let drop = from == HOST && video && d.get();
+        n.set(n.get() + usize::from(drop));
+        drop
+    }));
+    let lost = frame_bytes(SMALL, 2);
+    let next = frame_bytes(SMALL, 3);
+    let sent_at = sim.now;
+    dropping.set(true);
+    let count = sim.send_frame(HOST, &lost, false).unwrap();
+    dropping.set(false);
+    assert_eq!(dropped.get(), count, "every datagram of the frame is lost");
+    assert!(count > 6, "data and parity");
+    sim.run_for(FRAME_INTERVAL);
+    sim.send_frame(HOST, &next, false).unwrap();
+    assert!(sim.run_until(Duration::from_millis(300), |s| {
+        s.saw(CLIENT, |e| matches!(e, Event::Frame(f) if f.data == lost))
+    }));
+    let took = sim.now - sent_at;
+    // It would have arrived one way after it was sent; the next frame shows the gap a frame
+    // interval later, and the request and its answer take one RTT.
+    let allowed = ONE_WAY + 2 * ONE_WAY + FRAME_INTERVAL + Duration::from_millis(5);
+    assert!(took <= allowed, "took {took:?}, allowed {allowed:?}");
+    sim.run_for(Duration::from_millis(50));
+    let frames: Vec<Vec<u8>> = sim
+        .take_events(CLIENT)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Frame(f) => Some(f.data),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(frames, [lost, next], "both, in order, byte-exact");
+    let (h1, c1) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
+    assert_eq!(c1.frames_lost, c0.frames_lost);
+    assert_eq!(c1.frames_repaired - c0.frames_repaired, 1);
+    assert_eq!(c1.repair_requests - c0.repair_requests, 1, "one request (and its copies)");
+    assert!(h1.repair_shards - h0.repair_shards >= 6);
 }
 
 /// The measurement table (docs/loss_resilience.md, "Over a WAN path").

@@ -257,6 +257,7 @@ mod tests {
                 )
                 .unwrap(),
             ),
+            Control::RepairRequest(RepairRequest::whole(0xffff_ffff, 2).unwrap()),
             Control::RepairUnavailable(RepairUnavailable {
                 frame_index: 5,
                 reason: UnavailableReason::NotHeld,

@@ -12,6 +12,12 @@
 //! still in progress (until that completes or times out); a complete keyframe never waits —
 //! everything older is given up, since the keyframe restarts decoding anyway. There is no
 //! jitter buffer and no timer on the lossless path.
+//!
+//! A frame of which no shard arrived is given up as soon as a later frame is ready, unless the
+//! caller awaits it ([`Reassembler::await_frame`]: its repair was asked for): then it holds the
+//! frames behind it until its shards arrive (taken through the normal path, as any frame's)
+//! or its deadline passes. At most [`MAX_AWAITED`] frames are awaited at once, only frames
+//! between the next one to deliver and the newest in flight; an awaited frame costs no buffer.
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +42,9 @@ pub struct ReassemblerConfig {
     /// in flight is given up and the stream restarts at the new index.
     pub max_index_jump: u32,
 }
+
+/// Frames of which nothing arrived that may be awaited at once ([`Reassembler::await_frame`]).
+pub const MAX_AWAITED: usize = 4;
 
 /// Default memory cap: two 64 MiB worst-case frames, or ~1,000 1080p frames.
 pub const DEFAULT_MEMORY_CAP: usize = 2 * MAX_FRAME_BYTES + (4 << 20);
@@ -200,6 +209,8 @@ pub struct Reassembler {
     cfg: ReassemblerConfig,
     coder: Box<dyn FecCoder>,
     slots: Vec<Slot>,
+    /// Frames with no shard yet that are awaited until a deadline (at most [`MAX_AWAITED`]).
+    awaited: Vec<(u32, Instant)>,
     /// Next index to deliver; `None` before the first shard.
     floor: Option<u32>,
     out: std::collections::VecDeque<Output>,
@@ -215,6 +226,7 @@ impl Reassembler {
             cfg,
             coder,
             slots: Vec::new(),
+            awaited: Vec::new(),
             floor: None,
             out: Default::default(),
             lost_since_delivery: false,
@@ -230,6 +242,7 @@ impl Reassembler {
     /// Forgets every frame in progress (a new session starts).
     pub fn reset(&mut self) {
         self.slots.clear();
+        self.awaited.clear();
         self.floor = None;
         self.out.clear();
         self.lost_since_delivery = false;
@@ -247,6 +260,7 @@ impl Reassembler {
             .iter()
             .filter(|s| !s.complete())
             .map(|s| self.give_up_at(s))
+            .chain(self.awaited.iter().map(|a| a.1))
             .min()
     }
 
@@ -268,8 +282,75 @@ impl Reassembler {
                 s.deadline = Some(at);
                 true
             }
-            None => false,
+            None => match self.awaited.iter_mut().find(|a| a.0 == index) {
+                Some(a) => {
+                    a.1 = at;
+                    true
+                }
+                None => false,
+            },
         }
+    }
+
+    /// The frames of which no shard arrived, between the next frame to deliver and the newest
+    /// frame in flight, at most `window` frames behind the newest (older ones are past any
+    /// repair), oldest first, into `out`. Awaited frames are included.
+    pub fn unseen_into(&self, window: u32, out: &mut Vec<u32>) {
+        out.clear();
+        let Some(floor) = self.floor else { return };
+        let Some(newest) = self
+            .slots
+            .iter()
+            .map(|s| s.index)
+            .max_by_key(|&i| seq_diff(i, floor))
+        else {
+            return;
+        };
+        let span = seq_diff(newest, floor);
+        if span <= 0 {
+            return;
+        }
+        let from = (span as u32).saturating_sub(window);
+        for d in from..span as u32 {
+            let i = floor.wrapping_add(d);
+            if !self.slots.iter().any(|s| s.index == i) {
+                out.push(i);
+            }
+        }
+    }
+
+    /// Awaits frame `index`, of which no shard arrived, until `deadline`: frames behind it are
+    /// not delivered before its shards arrive or the deadline passes (then it is given up as
+    /// lost). Returns `false` when it cannot be awaited: a shard of it arrived, it is not
+    /// between the next frame to deliver and the newest in flight, or [`MAX_AWAITED`] frames
+    /// are awaited already. Awaiting an awaited frame moves its deadline.
+    pub fn await_frame(&mut self, index: u32, deadline: Instant) -> bool {
+        let Some(floor) = self.floor else {
+            return false;
+        };
+        let d = seq_diff(index, floor);
+        let behind_newest = self
+            .slots
+            .iter()
+            .any(|s| seq_diff(s.index, index) > 0);
+        if d < 0 || !behind_newest || self.slots.iter().any(|s| s.index == index) {
+            return false;
+        }
+        if let Some(a) = self.awaited.iter_mut().find(|a| a.0 == index) {
+            a.1 = deadline;
+            return true;
+        }
+        if self.awaited.len() >= MAX_AWAITED {
+            return false;
+        }
+        self.awaited.push((index, deadline));
+        true
+    }
+
+    /// Whether frame `index` is awaited (see [`Reassembler::await_frame`]) and none of its
+    /// shards arrived yet.
+    pub fn is_awaited(&self, index: u32) -> bool {
+        self.awaited.iter().any(|a| a.0 == index)
     }
 
     /// Indices of the frames in flight that are not complete yet, oldest first.
@@ -396,6 +477,7 @@ impl Reassembler {
             if d as u32 > self.cfg.max_index_jump {
                 // A discontinuity: restart at this frame.
                 self.give_up_all();
+                self.awaited.clear();
                 self.floor = Some(h.frame_index);
             }
         } else {
@@ -566,8 +648,14 @@ impl Reassembler {
             last_data_at: now,
             recovered: 0,
             bytes,
-            deadline: None,
+            // An awaited frame keeps the deadline it was awaited until.
+            deadline: self
+                .awaited
+                .iter()
+                .find(|a| a.0 == h.frame_index)
+                .map(|a| a.1),
         });
+        self.awaited.retain(|a| a.0 != h.frame_index);
         self.stats.memory_in_use += bytes;
         self.stats.memory_peak = self.stats.memory_peak.max(self.stats.memory_in_use);
         Ok(self.slots.len() - 1)
@@ -675,6 +763,7 @@ impl Reassembler {
             self.lost(st, run);
         }
         self.floor = Some(end);
+        self.awaited.retain(|a| seq_diff(a.0, end) >= 0);
     }
 
     fn give_up_all(&mut self) {
@@ -712,6 +801,8 @@ impl Reassembler {
 
     /// Delivers what is deliverable, gives up what timed out.
     fn advance(&mut self, now: Instant) {
+        // An awaited frame past its deadline is a frame never seen like any other.
+        self.awaited.retain(|a| a.1 > now);
         loop {
             let Some(floor) = self.floor else { return };
             // A complete keyframe ahead releases everything before it at once.
@@ -740,7 +831,11 @@ impl Reassembler {
                     }
                 }
                 None => {
-                    // Never seen. Give it up once a later frame is complete or has timed out.
+                    // Never seen. Give it up once a later frame is complete or has timed out,
+                    // unless it is awaited and its deadline has not passed.
+                    if self.is_awaited(floor) {
+                        return;
+                    }
                     let later_ready = self.slots.iter().any(|s| {
                         s.complete()
                             || now.saturating_duration_since(s.last_activity)

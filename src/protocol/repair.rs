@@ -50,6 +50,10 @@ pub const MAX_REPAIR_ROWS: usize = 64;
 /// Blocks one request may name (a frame of 16 blocks is 2,048 data shards, ~2.7 MB).
 pub const MAX_REPAIR_ITEMS: usize = 16;
 
+/// Rounds a whole-frame request may name: each asks every block for its data shard count of
+/// rows (a frame lost whole, asked again after its answer was lost too).
+pub const MAX_WHOLE_ROUNDS: u8 = 4;
+
 /// One block of a [`RepairRequest`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RepairItem {
@@ -63,11 +67,16 @@ pub struct RepairItem {
 /// Client → host: new parity for blocks of one frame.
 ///
 /// Wire (after the control type): `frame_index u32`, `count u8` (1 … 16), then `count` items
-/// of `block u16`, `total u8`, blocks strictly increasing.
+/// of `block u16`, `total u8`, blocks strictly increasing. `count = 0` asks for a frame of
+/// which nothing arrived (the client does not know its blocks): it is followed by one byte,
+/// `rounds` (1 … [`MAX_WHOLE_ROUNDS`]), and means a total of `rounds × k_b` rows (at most
+/// [`MAX_REPAIR_ROWS`]) for every block `b` of the frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepairRequest {
     pub frame_index: u32,
     items: Vec<RepairItem>,
+    /// Rounds of a whole-frame request (`items` is empty); 0 for a request naming blocks.
+    whole: u8,
 }
 
 impl RepairRequest {
@@ -80,15 +89,40 @@ impl RepairRequest {
                 .iter()
                 .all(|i| i.total >= 1 && i.total as usize <= MAX_REPAIR_ROWS)
             && items.windows(2).all(|w| w[0].block < w[1].block);
-        ok.then_some(RepairRequest { frame_index, items })
+        ok.then_some(RepairRequest {
+            frame_index,
+            items,
+            whole: 0,
+        })
     }
 
+    /// A request for a frame of which nothing arrived: `rounds × k_b` rows in total for every
+    /// block (`rounds` within 1 … [`MAX_WHOLE_ROUNDS`]).
+    pub fn whole(frame_index: u32, rounds: u8) -> Option<Self> {
+        (1..=MAX_WHOLE_ROUNDS)
+            .contains(&rounds)
+            .then_some(RepairRequest {
+                frame_index,
+                items: Vec::new(),
+                whole: rounds,
+            })
+    }
+
+    /// The blocks asked for (empty for a whole-frame request).
     pub fn items(&self) -> &[RepairItem] {
         &self.items
     }
 
+    /// The rounds of a whole-frame request; `None` for a request naming blocks.
+    pub fn whole_rounds(&self) -> Option<u8> {
+        (self.whole > 0).then_some(self.whole)
+    }
+
     pub fn encode(&self, w: &mut Writer<'_>) {
         w.u32(self.frame_index).u8(self.items.len() as u8);
+        if self.whole > 0 {
+            w.u8(self.whole);
+        }
         for i in &self.items {
             w.u16(i.block).u8(i.total);
         }
@@ -97,7 +131,11 @@ impl RepairRequest {
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
         let frame_index = r.u32()?;
         let count = r.u8()? as usize;
-        if count == 0 || count > MAX_REPAIR_ITEMS {
+        if count == 0 {
+            return RepairRequest::whole(frame_index, r.u8()?)
+                .ok_or(WireError::Limit("repair rounds"));
+        }
+        if count > MAX_REPAIR_ITEMS {
             return Err(WireError::Limit("repair item count"));
         }
         // Checked before allocating: the items must all be present.
@@ -202,6 +240,8 @@ pub struct RepairStats {
     pub copies: u64,
     /// Rows sent beyond what was asked ([`RepairMargin`]).
     pub margin_rows: u64,
+    /// Whole-frame requests (copies included).
+    pub whole_requests: u64,
 }
 
 /// Repair rows an answer adds beyond what it was asked for, by the number asked: rows sent in
@@ -400,6 +440,9 @@ impl RepairHistory {
         out: &mut Datagrams,
     ) -> Result<RepairAnswer, FecError> {
         self.stats.requests += 1;
+        if req.whole_rounds().is_some() {
+            self.stats.whole_requests += 1;
+        }
         let unavailable = |reason| RepairUnavailable {
             frame_index: req.frame_index,
             reason,
@@ -415,6 +458,35 @@ impl RepairHistory {
         let f = &self.frames[pos];
         let dlen = HEADER_LEN + VIDEO_HEADER_LEN + f.shard_size + params.tag_len;
 
+        // A whole-frame request asks every block for `rounds × k` rows in total. A frame of
+        // more blocks than a request may name, or with a block of more data shards than its
+        // repair rows, cannot be rebuilt from repair rows alone: refused before any work.
+        let mut whole_items = [RepairItem { block: 0, total: 0 }; MAX_REPAIR_ITEMS];
+        let items: &[RepairItem] = match req.whole_rounds() {
+            None => req.items(),
+            Some(rounds) => {
+                let blocks = f.layout.blocks;
+                if blocks > MAX_REPAIR_ITEMS
+                    || (0..blocks).any(|b| f.layout.data_in_block(b) > MAX_REPAIR_ROWS)
+                {
+                    self.stats.refused_rows += 1;
+                    out.prepare(0, 0, 0, req.frame_index, params.first_packet_number);
+                    return Ok(RepairAnswer {
+                        shards: 0,
+                        unavailable: Some(unavailable(UnavailableReason::RowsExhausted)),
+                    });
+                }
+                for (b, item) in whole_items.iter_mut().enumerate().take(blocks) {
+                    let rows = rounds as usize * f.layout.data_in_block(b);
+                    *item = RepairItem {
+                        block: b as u16,
+                        total: rows.min(MAX_REPAIR_ROWS) as u8,
+                    };
+                }
+                &whole_items[..blocks]
+            }
+        };
+
         // What each item gets: rows left for the block, then the budget.
         // Per item: (block, first row, rows served against the total, margin rows).
         let mut plan: [(usize, usize, usize, usize); MAX_REPAIR_ITEMS] =
@@ -423,7 +495,7 @@ impl RepairHistory {
         let mut short = None;
         let mut fresh = false;
         let mut budget_rows = (self.budget / dlen as f64) as usize;
-        for (slot, item) in plan.iter_mut().zip(req.items()) {
+        for (slot, item) in plan.iter_mut().zip(items) {
             let b = item.block as usize;
             if b >= f.layout.blocks {
                 short.get_or_insert(UnavailableReason::NotHeld);
@@ -477,7 +549,7 @@ impl RepairHistory {
         );
         let flags = if params.sealed { FLAG_SEALED } else { 0 };
         let mut i = 0usize;
-        for &(b, first_row, served, extra) in plan.iter().take(req.items().len()) {
+        for &(b, first_row, served, extra) in plan.iter().take(items.len()) {
             let give = served + extra;
             if give == 0 {
                 continue;
@@ -524,7 +596,7 @@ impl RepairHistory {
             i += give;
         }
         let f = &mut self.frames[pos];
-        for &(b, _, served, extra) in plan.iter().take(req.items().len()) {
+        for &(b, _, served, extra) in plan.iter().take(items.len()) {
             f.repaired[b] += (served + extra) as u8;
             f.served[b] += served as u8;
             self.stats.margin_rows += extra as u64;
@@ -798,5 +870,137 @@ mod tests {
         );
         assert!(RepairRequest::decode(&mut Reader::new(&[0, 0, 0, 1, 1, 0, 0, 0])).is_err());
         assert!(RepairUnavailable::decode(&mut Reader::new(&[0, 0, 0, 1, 9])).is_err());
+    }
+
+    #[test]
+    fn whole_frame_request_codec_limits() {
+        let enc = |r: &RepairRequest| {
+            let mut b = Vec::new();
+            r.encode(&mut Writer::new(&mut b));
+            b
+        };
+        let r = RepairRequest::whole(u32::MAX, 3).unwrap();
+        assert_eq!(enc(&r), [0xff, 0xff, 0xff, 0xff, 0, 3]);
+        assert_eq!(RepairRequest::decode(&mut Reader::new(&enc(&r))), Ok(r));
+        assert!(RepairRequest::whole(1, 0).is_none());
+        assert!(RepairRequest::whole(1, MAX_WHOLE_ROUNDS + 1).is_none());
+        // No rounds byte, zero rounds, too many rounds.
+        assert_eq!(
+            RepairRequest::decode(&mut Reader::new(&[0, 0, 0, 1, 0])),
+            Err(WireError::Truncated)
+        );
+        assert!(RepairRequest::decode(&mut Reader::new(&[0, 0, 0, 1, 0, 0])).is_err());
+        assert!(RepairRequest::decode(&mut Reader::new(&[0, 0, 0, 1, 0, 5])).is_err());
+    }
+
+    /// A frame of which nothing arrived is rebuilt from the answer to a whole-frame request
+    /// alone, through the reassembler's normal path; a copy of the request gets nothing, the
+    /// next round's request gets one more round of rows (within the block's 64).
+    #[test]
+    fn whole_frame_answer_rebuilds_a_frame_never_seen() {
+        // One block of 40 data shards.
+        let data = frame(53_000, 4);
+        let d = sent(&data, 9, 20);
+        // Budget for more than the frame (a fresh history has saved up one frame's share).
+        let mut h = RepairHistory::new(RepairConfig {
+            budget_share: 4.0,
+            ..RepairConfig::default()
+        });
+        h.record(&d);
+        let mut coder = ReedSolomon8::new();
+        let mut out = Datagrams::new();
+        let a = h
+            .answer(
+                &RepairRequest::whole(9, 1).unwrap(),
+                &mut coder,
+                &params(),
+                &mut out,
+            )
+            .unwrap();
+        assert_eq!(a.unavailable, None);
+        assert_eq!(a.shards, d.data_count());
+        assert_eq!(h.stats().whole_requests, 1);
+        seal_all(&mut out, &PlainAead);
+        let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
+        let now = Instant::now();
+        for dg in out.iter() {
+            let (_, body) = Header::decode(dg).unwrap();
+            r.push(body, now).unwrap();
+        }
+        match r.poll() {
+            Some(Output::Frame(f)) => assert_eq!(f.data, data),
+            other => panic!("{other:?}"),
+        }
+        let copy = h
+            .answer(
+                &RepairRequest::whole(9, 1).unwrap(),
+                &mut coder,
+                &params(),
+                &mut out,
+            )
+            .unwrap();
+        assert_eq!(copy.shards, 0);
+        assert_eq!(copy.unavailable, None);
+        assert_eq!(h.stats().copies, 1);
+        let next = h
+            .answer(
+                &RepairRequest::whole(9, 2).unwrap(),
+                &mut coder,
+                &params(),
+                &mut out,
+            )
+            .unwrap();
+        // Two rounds ask 80 rows in all, capped at the 64 a block may get: 24 more.
+        assert_eq!(next.shards, 64 - 40);
+        assert_eq!(next.unavailable, None);
+    }
+
+    fn unavailable(frame_index: u32, reason: u8) -> RepairUnavailable {
+        let mut b = vec![0u8; 5];
+        b[..4].copy_from_slice(&frame_index.to_be_bytes());
+        b[4] = reason;
+        RepairUnavailable::decode(&mut Reader::new(&b)).unwrap()
+    }
+
+    /// Hostile whole-frame requests are refused before any coding work and counted: a frame
+    /// never held (too old or never sent), and a frame whose blocks repair rows cannot rebuild
+    /// (more data shards in a block than a block may get rows).
+    #[test]
+    fn hostile_whole_frame_requests_are_refused_cheaply() {
+        let mut h = RepairHistory::new(RepairConfig::default());
+        h.record(&sent(&frame(8_000, 1), 100, 20));
+        // One block of 100 data shards.
+        h.record(&sent(&frame(133_000, 2), 101, 20));
+        let mut coder = ReedSolomon8::new();
+        let mut out = Datagrams::new();
+        let budget = h.budget();
+        for old in [99u32, 100u32.wrapping_sub(1 << 31), 102, u32::MAX] {
+            let a = h
+                .answer(
+                    &RepairRequest::whole(old, 4).unwrap(),
+                    &mut coder,
+                    &params(),
+                    &mut out,
+                )
+                .unwrap();
+            assert_eq!(a.shards, 0);
+            assert_eq!(a.unavailable, Some(unavailable(old, 1)));
+        }
+        let a = h
+            .answer(
+                &RepairRequest::whole(101, 1).unwrap(),
+                &mut coder,
+                &params(),
+                &mut out,
+            )
+            .unwrap();
+        assert_eq!(a.shards, 0);
+        assert_eq!(a.unavailable, Some(unavailable(101, 3)));
+        let st = h.stats();
+        assert_eq!(st.refused_not_held, 4);
+        assert_eq!(st.refused_rows, 1);
+        assert_eq!(st.whole_requests, 5);
+        assert_eq!(st.shards_sent, 0);
+        assert_eq!(h.budget(), budget);
     }
 }

@@ -62,7 +62,7 @@ use crate::protocol::packetizer::{Datagrams, seal_all};
 use crate::protocol::ratelimit::TokenBucket;
 use crate::protocol::reassembler::{BlockNeed, Output, Rejected};
 use crate::protocol::repair::{
-    MAX_REPAIR_ITEMS, MAX_REPAIR_ROWS, RepairConfig, RepairHistory, RepairItem, RepairParams,
+    MAX_REPAIR_ITEMS, MAX_REPAIR_ROWS, MAX_WHOLE_ROUNDS, RepairConfig, RepairHistory, RepairItem, RepairParams,
     RepairRequest, RepairUnavailable, UnavailableReason,
 };
 use crate::protocol::wire::{VideoHeader, seq_diff};
@@ -149,6 +149,29 @@ struct Tracked {
     totals: Vec<(u16, u8)>,
     /// Whether repair was ever asked for this frame.
     requested: bool,
+    /// Rounds of whole-frame requests sent (0: the frame's shards arrived before any repair).
+    whole: u8,
+    /// When a frame asked for whole would have arrived: its deadline counts from here, not
+    /// from its first (repair) shard.
+    origin: Option<Instant>,
+    /// Whether the totals of a frame asked for whole were taken over once its blocks became
+    /// known (the whole-frame requests asked each block for `rounds × k` rows).
+    seeded: bool,
+}
+
+impl Tracked {
+    fn new(index: u32) -> Self {
+        Tracked {
+            index,
+            round_start: None,
+            asked: Vec::new(),
+            totals: Vec::new(),
+            requested: false,
+            whole: 0,
+            origin: None,
+            seeded: false,
+        }
+    }
 }
 
 /// Client: loss model and repair requests.
@@ -158,6 +181,8 @@ pub(super) struct Repairs {
     needs: Vec<BlockNeed>,
     /// Reused list of the frames in flight that are not complete.
     incomplete: Vec<u32>,
+    /// Reused list of the frames not seen although a newer one was.
+    unseen: Vec<u32>,
     /// Smoothed frame interval from delivered frames, and the last `(index, first_seen)`.
     frame_interval: Option<Duration>,
     last_frame: Option<(u32, Instant)>,
@@ -186,6 +211,7 @@ impl Repairs {
             tracked: Vec::new(),
             needs: Vec::new(),
             incomplete: Vec::new(),
+            unseen: Vec::new(),
             frame_interval: None,
             last_frame: None,
             newest: None,
@@ -372,10 +398,12 @@ impl Connection {
         let r = &mut self.client.repair;
         match o {
             Output::Frame(f) => {
+                let mut whole = false;
                 if let Some(p) = r.tracked.iter().position(|t| t.index == f.index) {
                     if r.tracked[p].requested {
                         self.stats.frames_repaired += 1;
                     }
+                    whole = r.tracked[p].whole > 0;
                     r.tracked.swap_remove(p);
                 }
                 if r.spurious != Some(f.index) {
@@ -388,6 +416,10 @@ impl Connection {
                     let held = gap.as_secs_f64() * STALL_HEADROOM / LONG_STALL.as_secs_f64();
                     let decayed = 1.0 + (r.stall_scale - 1.0) * STALL_DECAY;
                     r.stall_scale = decayed.max(held.min(r.stall_scale));
+                }
+                // A frame asked for whole is first seen a round trip late: no interval sample.
+                if whole {
+                    return;
                 }
                 if let Some((i, t)) = r.last_frame {
                     let d = seq_diff(f.index, i);
@@ -421,12 +453,13 @@ impl Connection {
             return;
         }
         let mut needs = std::mem::take(&mut self.client.repair.needs);
-        let hopeless = self
-            .client
-            .reassembler
-            .missing(u.frame_index, &mut needs)
-            .is_some()
-            && needs.iter().any(|n| n.short_now > 0);
+        let hopeless = self.client.reassembler.is_awaited(u.frame_index)
+            || (self
+                .client
+                .reassembler
+                .missing(u.frame_index, &mut needs)
+                .is_some()
+                && needs.iter().any(|n| n.short_now > 0));
         self.client.repair.needs = needs;
         if hopeless && self.client.reassembler.set_deadline(u.frame_index, now) {
             self.client.reassembler.handle_timeout(now);
@@ -456,6 +489,14 @@ impl Connection {
             };
             if needs.iter().any(|n| n.short_if_no_more > 0) {
                 next = Some(next.map_or(at, |x: Instant| x.min(at)));
+            }
+        }
+        for t in &self.client.repair.tracked {
+            if t.whole > 0 && self.client.reassembler.is_awaited(t.index) {
+                if let Some(s) = t.round_start {
+                    let at = s + round;
+                    next = Some(next.map_or(at, |x: Instant| x.min(at)));
+                }
             }
         }
         if let Some(at) = self.client.repair.copies.iter().map(|c| c.0).min() {
@@ -514,10 +555,10 @@ impl Connection {
         let mut incomplete = std::mem::take(&mut self.client.repair.incomplete);
         self.client.reassembler.incomplete_into(&mut incomplete);
         // Forget frames no longer in flight (delivered or given up without an output seen).
-        self.client
-            .repair
-            .tracked
-            .retain(|t| incomplete.contains(&t.index));
+        let reassembler = &self.client.reassembler;
+        self.client.repair.tracked.retain(|t| {
+            incomplete.contains(&t.index) || (t.whole > 0 && reassembler.is_awaited(t.index))
+        });
         let mut requests: Vec<RepairRequest> = Vec::new();
         for &index in &incomplete {
             let mut needs = std::mem::take(&mut self.client.repair.needs);
@@ -526,8 +567,17 @@ impl Connection {
                 continue;
             };
             // The repair deadline, but never before the reorder window after the newest shard
-            // (a slow or descheduled sender is not given up while its shards still come).
-            let give_up = (f.first_seen + deadline).max(f.last_activity + reorder_window);
+            // (a slow or descheduled sender is not given up while its shards still come). A
+            // frame asked for whole counts from when it would have arrived.
+            let origin = self
+                .client
+                .repair
+                .tracked
+                .iter()
+                .find(|t| t.index == index)
+                .and_then(|t| t.origin)
+                .unwrap_or(f.first_seen);
+            let give_up = (origin + deadline).max(f.last_activity + reorder_window);
             if f.deadline != Some(give_up) {
                 self.client.reassembler.set_deadline(index, give_up);
             }
@@ -536,13 +586,7 @@ impl Connection {
             let pos = match r.tracked.iter().position(|t| t.index == index) {
                 Some(p) => p,
                 None => {
-                    r.tracked.push(Tracked {
-                        index,
-                        round_start: None,
-                        asked: Vec::new(),
-                        totals: Vec::new(),
-                        requested: false,
-                    });
+                    r.tracked.push(Tracked::new(index));
                     r.tracked.len() - 1
                 }
             };
@@ -551,6 +595,19 @@ impl Connection {
                 // The round is over: whatever is still missing is asked for afresh.
                 t.round_start = None;
                 t.asked.clear();
+            }
+            if t.whole > 0 && !t.seeded {
+                // The frame asked for whole shows its blocks: what the whole-frame requests
+                // asked becomes the blocks' totals (and, while their round runs, what this
+                // round asked), so later requests ask the host for rows beyond them.
+                t.seeded = true;
+                for n in &needs {
+                    let rows = (t.whole as usize * n.k as usize).min(MAX_REPAIR_ROWS);
+                    t.totals.push((n.block, rows as u8));
+                    if t.round_start.is_some() {
+                        t.asked.push((n.block, rows as u16));
+                    }
+                }
             }
             let silent = now.saturating_duration_since(f.last_activity);
             let passed = newest.is_some_and(|n| seq_diff(n, index) > 0);
@@ -615,6 +672,7 @@ impl Connection {
                 }
             }
         }
+        self.ask_whole_frames(now, &mut requests, &mut incomplete);
         for req in &requests {
             self.stats.repair_requests += 1;
             self.send_control(&Control::RepairRequest(req.clone()));
@@ -623,6 +681,74 @@ impl Connection {
             self.send_request_copies(now, &incomplete, &requests);
         }
         self.client.repair.incomplete = incomplete;
+    }
+
+    /// Client: frames of which nothing arrived although a newer frame's shards did (frame
+    /// indices are consecutive, so the sender sent them and every datagram was lost) are asked
+    /// for whole at once, awaited by the reassembler until their deadline, and asked again
+    /// (one more round of rows per block) when a round passes without a shard of theirs. Only
+    /// frames within the repair deadline behind the newest, at most [`MAX_AWAITED`](crate::protocol::reassembler::MAX_AWAITED) at once.
+    /// Their indices join `incomplete` (their request copies stay due).
+    fn ask_whole_frames(
+        &mut self,
+        now: Instant,
+        requests: &mut Vec<RepairRequest>,
+        incomplete: &mut Vec<u32>,
+    ) {
+        let round = self.repair_round();
+        let deadline = self.repair_deadline();
+        let fi = self
+            .client
+            .repair
+            .frame_interval
+            .unwrap_or(DEFAULT_FRAME_INTERVAL)
+            .max(Duration::from_millis(1));
+        let window = (deadline.as_micros() / fi.as_micros()).clamp(1, 64) as u32;
+        let mut unseen = std::mem::take(&mut self.client.repair.unseen);
+        self.client.reassembler.unseen_into(window, &mut unseen);
+        for &index in &unseen {
+            let r = &mut self.client.repair;
+            match r.tracked.iter_mut().find(|t| t.index == index) {
+                None => {
+                    // It would have arrived about a frame interval before the newer frame.
+                    let origin = now.checked_sub(fi).unwrap_or(now);
+                    if !self.client.reassembler.await_frame(index, origin + deadline) {
+                        continue;
+                    }
+                    let Some(req) = RepairRequest::whole(index, 1) else {
+                        continue;
+                    };
+                    let mut t = Tracked::new(index);
+                    t.whole = 1;
+                    t.origin = Some(origin);
+                    t.round_start = Some(now);
+                    t.requested = true;
+                    r.tracked.push(t);
+                    requests.push(req);
+                }
+                Some(t) if t.whole > 0 && self.client.reassembler.is_awaited(index) => {
+                    if t.round_start.is_some_and(|s| now < s + round) {
+                        continue;
+                    }
+                    // A round without a shard: the answer was lost too; ask for more rows.
+                    t.whole = (t.whole + 1).min(MAX_WHOLE_ROUNDS);
+                    t.round_start = Some(now);
+                    if let Some(req) = RepairRequest::whole(index, t.whole) {
+                        requests.push(req);
+                    }
+                }
+                Some(_) => continue,
+            }
+        }
+        for t in &self.client.repair.tracked {
+            if t.whole > 0
+                && self.client.reassembler.is_awaited(t.index)
+                && !incomplete.contains(&t.index)
+            {
+                incomplete.push(t.index);
+            }
+        }
+        self.client.repair.unseen = unseen;
     }
 
     /// Host: a loss model report from the client.
