@@ -293,21 +293,23 @@ impl Reassembler {
     }
 
     /// The frames of which no shard arrived, between the next frame to deliver and the newest
-    /// frame in flight, at most `window` frames behind the newest (older ones are past any
-    /// repair), oldest first, into `out`. Awaited frames are included.
-    pub fn unseen_into(&self, window: u32, out: &mut Vec<u32>) {
+    /// frame in flight (or `arriving`, the frame of a shard about to be pushed, if newer), at
+    /// most `window` frames behind it (older ones are past any repair), oldest first, into
+    /// `out`. Awaited frames are included. Nothing across a discontinuity (an index jump).
+    pub fn unseen_into(&self, window: u32, arriving: Option<u32>, out: &mut Vec<u32>) {
         out.clear();
         let Some(floor) = self.floor else { return };
         let Some(newest) = self
             .slots
             .iter()
             .map(|s| s.index)
+            .chain(arriving)
             .max_by_key(|&i| seq_diff(i, floor))
         else {
             return;
         };
         let span = seq_diff(newest, floor);
-        if span <= 0 {
+        if span <= 0 || span as u32 > self.cfg.max_index_jump {
             return;
         }
         let from = (span as u32).saturating_sub(window);
@@ -321,19 +323,16 @@ impl Reassembler {
 
     /// Awaits frame `index`, of which no shard arrived, until `deadline`: frames behind it are
     /// not delivered before its shards arrive or the deadline passes (then it is given up as
-    /// lost). Returns `false` when it cannot be awaited: a shard of it arrived, it is not
-    /// between the next frame to deliver and the newest in flight, or [`MAX_AWAITED`] frames
+    /// lost). Returns `false` when it cannot be awaited: a shard of it arrived, it is older
+    /// than the next frame to deliver or an index jump ahead of it, or [`MAX_AWAITED`] frames
     /// are awaited already. Awaiting an awaited frame moves its deadline.
     pub fn await_frame(&mut self, index: u32, deadline: Instant) -> bool {
         let Some(floor) = self.floor else {
             return false;
         };
         let d = seq_diff(index, floor);
-        let behind_newest = self
-            .slots
-            .iter()
-            .any(|s| seq_diff(s.index, index) > 0);
-        if d < 0 || !behind_newest || self.slots.iter().any(|s| s.index == index) {
+        if d < 0 || d as u32 > self.cfg.max_index_jump || self.slots.iter().any(|s| s.index == index)
+        {
             return false;
         }
         if let Some(a) = self.awaited.iter_mut().find(|a| a.0 == index) {
@@ -916,5 +915,98 @@ mod memory_tests {
         assert!(r.slots.len() <= cap / per_frame);
         r.reset();
         assert_eq!(r.stats().memory_in_use, 0);
+    }
+
+    /// The one data shard of a one-shard frame `index` (2 parity), carrying byte `fill`.
+    fn shard(index: u32, fill: u8) -> Vec<u8> {
+        let h = VideoHeader {
+            frame_index: index,
+            frame_len: 4,
+            shard_size: 4,
+            block_count: 1,
+            block_index: 0,
+            shard_index: 0,
+            parity: 2,
+            flags: 0,
+            fec_scheme: FEC_SCHEME_RS8,
+            timing: Default::default(),
+        };
+        let mut body = vec![fill; VIDEO_HEADER_LEN + 4];
+        h.encode(&mut body[..VIDEO_HEADER_LEN]);
+        body
+    }
+
+    fn delivered(r: &mut Reassembler) -> Vec<(u32, bool)> {
+        std::iter::from_fn(|| r.poll())
+            .map(|o| match o {
+                Output::Frame(f) => (f.index, true),
+                Output::Lost { first_index, .. } => (first_index, false),
+            })
+            .collect()
+    }
+
+    /// A frame of which nothing arrived holds the frames behind it while it is awaited, is
+    /// taken through the normal path when its shards come, and is given up at its deadline
+    /// otherwise; only frames between the next to deliver and the newest, a few at a time, and
+    /// across the u32 wrap.
+    #[test]
+    fn awaited_frames_hold_until_their_shards_or_deadline() {
+        let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
+        let t0 = Instant::now();
+        let base = u32::MAX - 1;
+        r.push(&shard(base, 1), t0).unwrap();
+        // base + 1 and base + 2 (index 0 after the wrap) never arrive; base + 3 does, and is
+        // complete at once: the gap it shows is awaited before it is pushed.
+        let mut unseen = Vec::new();
+        r.unseen_into(8, Some(base.wrapping_add(3)), &mut unseen);
+        assert_eq!(unseen, [base.wrapping_add(1), base.wrapping_add(2)]);
+        let deadline = t0 + Duration::from_millis(100);
+        assert!(r.await_frame(base.wrapping_add(1), deadline));
+        assert!(r.await_frame(base.wrapping_add(2), deadline));
+        r.push(&shard(base.wrapping_add(3), 4), t0).unwrap();
+        r.unseen_into(8, None, &mut unseen);
+        assert_eq!(unseen, [base.wrapping_add(1), base.wrapping_add(2)]);
+        r.unseen_into(1, None, &mut unseen);
+        assert_eq!(unseen, [base.wrapping_add(2)]);
+        // Not awaitable: delivered already, seen, an index jump ahead.
+        assert!(!r.await_frame(base, deadline));
+        assert!(!r.await_frame(base.wrapping_add(3), deadline));
+        assert!(!r.await_frame(base.wrapping_add(1 << 20), deadline));
+        assert_eq!(delivered(&mut r), [(base, true)]);
+        assert_eq!(r.next_timeout(), Some(deadline));
+        // The first awaited frame's shard arrives (as a repair row would): delivered, and the
+        // second still holds the complete frame behind it.
+        let t1 = t0 + Duration::from_millis(90);
+        r.push(&shard(base.wrapping_add(1), 2), t1).unwrap();
+        assert_eq!(delivered(&mut r), [(base.wrapping_add(1), true)]);
+        assert!(r.is_awaited(base.wrapping_add(2)));
+        // At its deadline it is given up and the frame behind it delivered.
+        r.handle_timeout(deadline);
+        assert_eq!(
+            delivered(&mut r),
+            [(base.wrapping_add(2), false), (base.wrapping_add(3), true)]
+        );
+        assert!(!r.is_awaited(base.wrapping_add(2)));
+        assert_eq!(r.next_timeout(), None);
+    }
+
+    /// At most `MAX_AWAITED` frames are awaited at once, whatever the gap.
+    #[test]
+    fn awaited_frames_are_bounded() {
+        let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
+        let t0 = Instant::now();
+        r.push(&shard(10, 1), t0).unwrap();
+        let mut unseen = Vec::new();
+        r.unseen_into(u32::MAX, Some(1_000), &mut unseen);
+        assert_eq!(unseen.len(), 1_000 - 11);
+        let deadline = t0 + Duration::from_millis(50);
+        let taken = unseen.iter().filter(|&&i| r.await_frame(i, deadline)).count();
+        assert_eq!(taken, MAX_AWAITED);
+        assert_eq!(r.awaited.len(), MAX_AWAITED);
+        // Nothing across a discontinuity.
+        r.unseen_into(u32::MAX, Some(10 + (1 << 17)), &mut unseen);
+        assert!(unseen.is_empty());
+        r.reset();
+        assert!(!r.is_awaited(11));
     }
 }

@@ -696,23 +696,14 @@ impl Connection {
         incomplete: &mut Vec<u32>,
     ) {
         let round = self.repair_round();
-        let deadline = self.repair_deadline();
-        let fi = self
-            .client
-            .repair
-            .frame_interval
-            .unwrap_or(DEFAULT_FRAME_INTERVAL)
-            .max(Duration::from_millis(1));
-        let window = (deadline.as_micros() / fi.as_micros()).clamp(1, 64) as u32;
+        let (window, origin, give_up) = self.whole_frame_window(now);
         let mut unseen = std::mem::take(&mut self.client.repair.unseen);
-        self.client.reassembler.unseen_into(window, &mut unseen);
+        self.client.reassembler.unseen_into(window, None, &mut unseen);
         for &index in &unseen {
             let r = &mut self.client.repair;
             match r.tracked.iter_mut().find(|t| t.index == index) {
                 None => {
-                    // It would have arrived about a frame interval before the newer frame.
-                    let origin = now.checked_sub(fi).unwrap_or(now);
-                    if !self.client.reassembler.await_frame(index, origin + deadline) {
+                    if !self.client.reassembler.await_frame(index, give_up) {
                         continue;
                     }
                     let Some(req) = RepairRequest::whole(index, 1) else {
@@ -746,6 +737,45 @@ impl Connection {
                 && !incomplete.contains(&t.index)
             {
                 incomplete.push(t.index);
+            }
+        }
+        self.client.repair.unseen = unseen;
+    }
+
+    /// Client: how far behind the newest frame a frame lost whole is still asked for (the
+    /// frames within its repair deadline), and, for one found lost now, when it would have
+    /// arrived (about a frame interval before the newer frame that shows the gap) and when it
+    /// is given up.
+    fn whole_frame_window(&self, now: Instant) -> (u32, Instant, Instant) {
+        let deadline = self.repair_deadline();
+        let fi = self
+            .client
+            .repair
+            .frame_interval
+            .unwrap_or(DEFAULT_FRAME_INTERVAL)
+            .max(Duration::from_millis(1));
+        let window = (deadline.as_micros() / fi.as_micros()).clamp(1, 64) as u32;
+        let origin = now.checked_sub(fi).unwrap_or(now);
+        (window, origin, origin + deadline)
+    }
+
+    /// Client: before a video body is pushed, holds the frames it shows lost whole (see
+    /// [`Connection::ask_whole_frames`], which asks for them right after the push).
+    pub(super) fn hold_unseen_before(&mut self, body: &[u8], now: Instant) {
+        if !self.cfg.repair || self.link.is_none() {
+            return;
+        }
+        let Ok((h, _)) = VideoHeader::decode(body) else {
+            return;
+        };
+        let (window, _, give_up) = self.whole_frame_window(now);
+        let mut unseen = std::mem::take(&mut self.client.repair.unseen);
+        self.client
+            .reassembler
+            .unseen_into(window, Some(h.frame_index), &mut unseen);
+        for &index in &unseen {
+            if index != h.frame_index && !self.client.reassembler.is_awaited(index) {
+                self.client.reassembler.await_frame(index, give_up);
             }
         }
         self.client.repair.unseen = unseen;
