@@ -296,7 +296,11 @@ fn a_frame_lost_whole_is_repaired_within_one_round_trip() {
     let (h1, c1) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
     assert_eq!(c1.frames_lost, c0.frames_lost);
     assert_eq!(c1.frames_repaired - c0.frames_repaired, 1);
-    assert_eq!(c1.repair_requests - c0.repair_requests, 1, "one request (and its copies)");
+    assert_eq!(
+        c1.repair_requests - c0.repair_requests,
+        1,
+        "one request (and its copies)"
+    );
     assert!(h1.repair_shards - h0.repair_shards >= 6);
 }
 

@@ -46,12 +46,14 @@ fuzz_target!(|data: &[u8]| {
                 return;
             };
             assert!(req.items().len() <= MAX_REPAIR_ITEMS);
-            // A multi-block frame the request may or may not name.
-            let frame: Vec<u8> = (0..200_000u32).map(|i| (i * 7) as u8).collect();
+            // A multi-block frame the request may or may not name, or (bit 2 of the index) a
+            // one-block frame a whole-frame request can be answered for.
+            let len = if req.frame_index & 4 != 0 { 8_333 } else { 200_000 };
+            let frame: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
             let mut p = Packetizer::new(1400, Box::new(ReedSolomon8::new()));
             let mut d = Datagrams::new();
             let fp = FrameParams {
-                frame_index: req.frame_index & 3,
+                frame_index: req.frame_index & 7,
                 keyframe: false,
                 fec_percent: 10,
                 session_id: 1,

@@ -331,7 +331,9 @@ impl Reassembler {
             return false;
         };
         let d = seq_diff(index, floor);
-        if d < 0 || d as u32 > self.cfg.max_index_jump || self.slots.iter().any(|s| s.index == index)
+        if d < 0
+            || d as u32 > self.cfg.max_index_jump
+            || self.slots.iter().any(|s| s.index == index)
         {
             return false;
         }
@@ -1000,7 +1002,10 @@ mod memory_tests {
         r.unseen_into(u32::MAX, Some(1_000), &mut unseen);
         assert_eq!(unseen.len(), 1_000 - 11);
         let deadline = t0 + Duration::from_millis(50);
-        let taken = unseen.iter().filter(|&&i| r.await_frame(i, deadline)).count();
+        let taken = unseen
+            .iter()
+            .filter(|&&i| r.await_frame(i, deadline))
+            .count();
         assert_eq!(taken, MAX_AWAITED);
         assert_eq!(r.awaited.len(), MAX_AWAITED);
         // Nothing across a discontinuity.

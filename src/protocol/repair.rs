@@ -13,6 +13,10 @@
 //! A request names, per block, the rows the client wants **in total** over every request for
 //! that frame, so the client may send each request several times (the back path loses too):
 //! a copy, or a request that arrives after a newer one, asks for nothing new and gets nothing.
+//! A frame lost whole (the client saw none of its datagrams) is asked for by index alone
+//! ([`RepairRequest::whole`]): every block gets `rounds × k` rows in total, which rebuild it
+//! from repair rows alone; frames whose blocks repair rows cannot rebuild (more than
+//! [`MAX_REPAIR_ROWS`] data shards in a block, more than [`MAX_REPAIR_ITEMS`] blocks) are refused.
 //! An answer may carry a few rows more than asked ([`RepairMargin`], from the loss model), so
 //! one burst on the answer itself does not cost another round trip.
 //!

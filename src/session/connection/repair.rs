@@ -28,6 +28,13 @@
 //!   arrives merely late; asking for it spends repair bytes on shards that were not lost.
 //!   Under real loss with a healthy sender nothing is spurious, so the windows stay at their
 //!   unscaled 3 / 8 ms and repair stays fast. The scale resets with the session;
+//! - a frame of which nothing arrived while a newer frame's shards do (indices are
+//!   consecutive: every datagram of it was lost) is awaited by the reassembler before the
+//!   newer shard is pushed, and asked for whole at once (`RepairRequest::whole`: `rounds × k`
+//!   rows per block, the host knows the blocks), with the same copies; a round without any
+//!   answer asks for one more round of rows. Only frames within the repair deadline behind the
+//!   newest, at most `MAX_AWAITED` at once; once its shards arrive it is repaired like any
+//!   frame, its totals taken over from the whole-frame requests;
 //! - each incomplete frame gets a deadline ([`Reassembler::set_deadline`]): first shard +
 //!   frame interval + three rounds, or `Config::repair_deadline`, but never before the
 //!   reassembler's reorder window after its newest shard (a sender that is slow or was
@@ -62,8 +69,8 @@ use crate::protocol::packetizer::{Datagrams, seal_all};
 use crate::protocol::ratelimit::TokenBucket;
 use crate::protocol::reassembler::{BlockNeed, Output, Rejected};
 use crate::protocol::repair::{
-    MAX_REPAIR_ITEMS, MAX_REPAIR_ROWS, MAX_WHOLE_ROUNDS, RepairConfig, RepairHistory, RepairItem, RepairParams,
-    RepairRequest, RepairUnavailable, UnavailableReason,
+    MAX_REPAIR_ITEMS, MAX_REPAIR_ROWS, MAX_WHOLE_ROUNDS, RepairConfig, RepairHistory, RepairItem,
+    RepairParams, RepairRequest, RepairUnavailable, UnavailableReason,
 };
 use crate::protocol::wire::{VideoHeader, seq_diff};
 use crate::sync::lock;
@@ -492,11 +499,12 @@ impl Connection {
             }
         }
         for t in &self.client.repair.tracked {
-            if t.whole > 0 && self.client.reassembler.is_awaited(t.index) {
-                if let Some(s) = t.round_start {
-                    let at = s + round;
-                    next = Some(next.map_or(at, |x: Instant| x.min(at)));
-                }
+            if t.whole > 0
+                && self.client.reassembler.is_awaited(t.index)
+                && let Some(s) = t.round_start
+            {
+                let at = s + round;
+                next = Some(next.map_or(at, |x: Instant| x.min(at)));
             }
         }
         if let Some(at) = self.client.repair.copies.iter().map(|c| c.0).min() {
@@ -698,7 +706,9 @@ impl Connection {
         let round = self.repair_round();
         let (window, origin, give_up) = self.whole_frame_window(now);
         let mut unseen = std::mem::take(&mut self.client.repair.unseen);
-        self.client.reassembler.unseen_into(window, None, &mut unseen);
+        self.client
+            .reassembler
+            .unseen_into(window, None, &mut unseen);
         for &index in &unseen {
             let r = &mut self.client.repair;
             match r.tracked.iter_mut().find(|t| t.index == index) {
