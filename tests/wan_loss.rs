@@ -304,6 +304,71 @@ fn a_frame_lost_whole_is_repaired_within_one_round_trip() {
     assert!(h1.repair_shards - h0.repair_shards >= 6);
 }
 
+/// A frame lost whole that the host no longer holds is refused (counted, no repair rows) and
+/// given up at once on the host's answer, not at its deadline; the frame behind it follows.
+#[test]
+fn a_frame_lost_whole_that_the_host_no_longer_holds_is_given_up_at_once() {
+    let (mut h, c) = configs();
+    // The host keeps one frame: the next frame evicts the one lost whole.
+    h.repair_history.max_frames = 1;
+    let mut sim = Sim::new(44);
+    sim.add(addr(1), h);
+    sim.add(addr(2), c);
+    for n in &mut sim.nodes {
+        n.link.delay = ONE_WAY;
+    }
+    assert!(sim.run_until(Duration::from_secs(5), |s| {
+        s.conn(HOST).is_connected() && s.conn(CLIENT).is_connected()
+    }));
+    let warm = frame_bytes(SMALL, 1);
+    for i in 0..30 {
+        sim.send_frame(HOST, &warm, i == 0);
+        sim.run_for(FRAME_INTERVAL);
+    }
+    sim.run_for(Duration::from_millis(200));
+    sim.take_events(CLIENT);
+    let (h0, c0) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
+    let dropping = Rc::new(Cell::new(false));
+    let d = dropping.clone();
+    sim.drop_script = Some(Box::new(move |from, bytes| {
+        let video = Header::decode(bytes).is_ok_and(|(hd, _)| hd.kind == Kind::Video);
+        from == HOST && video && d.get()
+    }));
+    let lost = frame_bytes(SMALL, 2);
+    let next = frame_bytes(SMALL, 3);
+    dropping.set(true);
+    sim.send_frame(HOST, &lost, false).unwrap();
+    dropping.set(false);
+    sim.run_for(FRAME_INTERVAL);
+    let next_sent = sim.now;
+    sim.send_frame(HOST, &next, false).unwrap();
+    assert!(sim.run_until(Duration::from_millis(300), |s| {
+        s.saw(CLIENT, |e| matches!(e, Event::FramesLost { .. }))
+    }));
+    // The next frame's arrival, the request's way and the answer's: one way + one RTT.
+    let took = sim.now - next_sent;
+    assert!(
+        took <= 3 * ONE_WAY + Duration::from_millis(5),
+        "given up after {took:?}"
+    );
+    sim.run_for(Duration::from_millis(20));
+    let frames: Vec<(Vec<u8>, bool)> = sim
+        .take_events(CLIENT)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Frame(f) => Some((f.data, f.discont)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(frames, [(next, true)]);
+    let (h1, c1) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
+    assert_eq!(c1.frames_lost - c0.frames_lost, 1);
+    let asked = h1.repair_requests - h0.repair_requests;
+    assert!((1..=3).contains(&asked), "{asked}");
+    assert_eq!(h1.repair_refused - h0.repair_refused, asked);
+    assert_eq!(h1.repair_shards, h0.repair_shards);
+}
+
 /// The measurement table (docs/loss_resilience.md, "Over a WAN path").
 #[test]
 #[ignore]
