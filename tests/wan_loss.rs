@@ -234,8 +234,8 @@ fn a_lost_repair_request_is_covered_by_its_copy_within_one_round_trip() {
 
 /// A frame of which every datagram is lost (data and parity: one burst) is asked for whole as
 /// soon as the next frame's shards show the gap, and arrives byte-exact within one RTT + a frame
-/// interval + a few ms of when it would have arrived; the frame behind it waits for it and
-/// follows in order; nothing is given up.
+/// interval + a few ms of when it would have arrived; the frame behind it (complete on its
+/// first datagram) waits for it and follows in order; nothing is given up.
 #[test]
 fn a_frame_lost_whole_is_repaired_within_one_round_trip() {
     let (h, c) = configs();
@@ -266,7 +266,9 @@ fn a_frame_lost_whole_is_repaired_within_one_round_trip() {
         drop
     }));
     let lost = frame_bytes(SMALL, 2);
-    let next = frame_bytes(SMALL, 3);
+    // One data datagram: its first shard completes it, which must not release the lost frame
+    // before its repair is asked for.
+    let next = frame_bytes(1_000, 3);
     let sent_at = sim.now;
     dropping.set(true);
     let count = sim.send_frame(HOST, &lost, false).unwrap();

@@ -778,6 +778,15 @@ impl Connection {
         let Ok((h, _)) = VideoHeader::decode(body) else {
             return;
         };
+        // Only a shard of a frame newer than every frame seen can show a new gap.
+        if self
+            .client
+            .repair
+            .newest
+            .is_some_and(|n| seq_diff(h.frame_index, n) <= 0)
+        {
+            return;
+        }
         let (window, _, give_up) = self.whole_frame_window(now);
         let mut unseen = std::mem::take(&mut self.client.repair.unseen);
         self.client
