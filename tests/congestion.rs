@@ -281,3 +281,33 @@ fn a_host_without_congestion_control_ignores_the_clients_feedback() {
     assert!(r.encoder_trace.is_empty());
     assert_eq!(s.invalid_datagrams, 0);
 }
+
+/// After a capacity fall the loss comes from the bottleneck's queue: FEC by target does not
+/// answer it with more parity than data (parity would only deepen the queue), and the stream
+/// keeps flowing.
+#[test]
+fn after_a_capacity_fall_parity_never_exceeds_the_data() {
+    let mut r = Run::new(true, 30_000_000);
+    r.run_for(Duration::from_secs(4));
+    r.sim.nodes[HOST].link.bottleneck.as_mut().unwrap().rate_bps = 8_000_000;
+    let mut worst = 0.0f64;
+    let mut windows = Vec::new();
+    for _ in 0..16 {
+        let before = r.sim.conn(HOST).stats();
+        r.run_for(Duration::from_millis(250));
+        let after = r.sim.conn(HOST).stats();
+        let data = (after.data_shards_sent - before.data_shards_sent) as f64;
+        let parity = (after.parity_shards_sent - before.parity_shards_sent) as f64;
+        windows.push(format!("{:.2}", parity / data.max(1.0)));
+        worst = worst.max(parity / data.max(1.0));
+    }
+    eprintln!(
+        "parity / data per 250 ms after the fall: {}",
+        windows.join(" ")
+    );
+    let drops = r.sim.nodes[HOST].link.bottleneck.as_ref().unwrap().dropped;
+    assert!(drops > 0, "the fall overflowed the queue");
+    assert!(worst <= 1.0, "parity / data reached {worst:.2}");
+    let share = r.delivered_share(6.0, 7.5);
+    assert!(share >= 0.95, "delivered {share}");
+}

@@ -453,7 +453,7 @@ proptest! {
             }
         }
         let items: Vec<RepairItem> = (0..blocks.len().min(16))
-            .map(|b| RepairItem { block: b as u16, needed: e as u8 })
+            .map(|b| RepairItem { block: b as u16, total: e as u8 })
             .collect();
         prop_assume!(blocks.len() <= 16);
         let req = RepairRequest::new(77, items).unwrap();
@@ -560,14 +560,7 @@ fn deadline_keeps_a_frame_for_repair_and_gives_it_up_when_it_passes() {
     assert_eq!(r.next_timeout(), Some(t0 + Duration::from_millis(40)));
     r.handle_timeout(t0 + cfg.reorder_window + Duration::from_millis(5));
     assert!(r.poll().is_none(), "given up before its deadline");
-    let req = RepairRequest::new(
-        20,
-        vec![RepairItem {
-            block: 0,
-            needed: 1,
-        }],
-    )
-    .unwrap();
+    let req = RepairRequest::new(20, vec![RepairItem { block: 0, total: 1 }]).unwrap();
     let mut rep = Datagrams::new();
     history
         .answer(&req, &mut ReedSolomon8::new(), &repair_params(), &mut rep)

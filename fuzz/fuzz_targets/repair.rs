@@ -10,8 +10,8 @@ use gstpunktfunk::protocol::fec::{ParityTable, ReedSolomon8};
 use gstpunktfunk::protocol::lossmodel::LossModelReport;
 use gstpunktfunk::protocol::packetizer::{Datagrams, FrameParams, Packetizer};
 use gstpunktfunk::protocol::repair::{
-    MAX_REPAIR_ITEMS, MAX_REPAIR_ROWS, RepairConfig, RepairHistory, RepairParams, RepairRequest,
-    RepairUnavailable,
+    MAX_REPAIR_ITEMS, MAX_REPAIR_ROWS, RepairConfig, RepairHistory, RepairMargin, RepairParams,
+    RepairRequest, RepairUnavailable,
 };
 use gstpunktfunk::protocol::wire::{Reader, Writer};
 use libfuzzer_sys::fuzz_target;
@@ -46,12 +46,14 @@ fuzz_target!(|data: &[u8]| {
                 return;
             };
             assert!(req.items().len() <= MAX_REPAIR_ITEMS);
-            // A multi-block frame the request may or may not name.
-            let frame: Vec<u8> = (0..200_000u32).map(|i| (i * 7) as u8).collect();
+            // A multi-block frame the request may or may not name, or (bit 2 of the index) a
+            // one-block frame a whole-frame request can be answered for.
+            let len = if req.frame_index & 4 != 0 { 8_333 } else { 200_000 };
+            let frame: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
             let mut p = Packetizer::new(1400, Box::new(ReedSolomon8::new()));
             let mut d = Datagrams::new();
             let fp = FrameParams {
-                frame_index: req.frame_index & 3,
+                frame_index: req.frame_index & 7,
                 keyframe: false,
                 fec_percent: 10,
                 session_id: 1,
@@ -65,6 +67,9 @@ fuzz_target!(|data: &[u8]| {
             p.encode_recorded_parity(&mut d).expect("parity");
             let mut h = RepairHistory::new(RepairConfig::default());
             h.record(&d);
+            // Answers with and without a margin of extra rows (the selector's spare bits).
+            let extra = usize::from(sel >> 2);
+            h.set_margin(RepairMargin::from_fn(|n| (n * extra) % (MAX_REPAIR_ROWS + 1)));
             let budget = h.budget();
             let mut out = Datagrams::new();
             let params = RepairParams {
@@ -73,12 +78,18 @@ fuzz_target!(|data: &[u8]| {
                 sealed: false,
                 tag_len: 0,
             };
+            let mut served = false;
             for _ in 0..3 {
                 let a = h
                     .answer(&req, &mut ReedSolomon8::new(), &params, &mut out)
                     .expect("answer");
                 assert_eq!(a.shards, out.len());
                 assert!(a.shards <= MAX_REPAIR_ITEMS * MAX_REPAIR_ROWS);
+                // A request names totals: once served in full, its copies get nothing.
+                if served {
+                    assert_eq!(a.shards, 0, "a copy was answered again");
+                }
+                served |= a.unavailable.is_none();
             }
             assert!(h.stats().bytes_sent as usize <= budget);
         }

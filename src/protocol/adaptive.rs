@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::fec::{MAX_DATA_SHARDS_PER_BLOCK, MAX_SHARDS_PER_BLOCK, MIN_PARITY, ParityTable};
 use super::lossmodel::{FailureTable, GilbertElliott, LossModelReport};
+use super::repair::RepairMargin;
 
 /// The span of recent reports the loss fraction is measured over. The client reports about
 /// every 100 ms, so this is about five reports: short enough to react within a frame or two
@@ -44,6 +45,21 @@ const MAX_WINDOW_REPORTS: usize = 64;
 /// overhead (repair datagrams are not free either) and kept the p99 at the lossless run's
 /// (see docs/BENCHMARKS.md).
 pub const DEFAULT_TARGET: f64 = 1e-3;
+
+/// Failure probability a repair answer is planned for: the least margin of extra rows
+/// ([`RepairMargin`]) that keeps the chance that the answer's rows lose more than the margin
+/// under this. A failed answer costs a round trip, which on a wide-area path is past the
+/// frame's deadline; the rows are few (repair is rare), so a generous margin is cheap.
+pub const REPAIR_TARGET: f64 = 1e-2;
+
+/// Most extra rows one answer carries per block.
+pub const MAX_REPAIR_MARGIN: usize = 16;
+
+/// How long after the bandwidth estimator last saw a growing queue the loss reports are still
+/// taken as congestion's: the client's loss model covers about a second
+/// ([`WINDOW_REPORTS`](super::lossmodel::WINDOW_REPORTS) intervals), which still holds the loss
+/// of the queue's overflow after the queue drained.
+pub const CONGESTION_MEMORY: Duration = Duration::from_secs(1);
 
 /// Whether the parity share follows the loss reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -166,6 +182,10 @@ pub struct AdaptiveFec {
     target_cfg: TargetConfig,
     /// Target mode: what the newest model asks for.
     demand: Option<ParityTable>,
+    /// Target mode: extra rows for repair answers, from the newest model.
+    margin: RepairMargin,
+    /// Until when loss is taken as congestion's (see [`AdaptiveFec::on_congestion`]).
+    congested_until: Option<Instant>,
     /// Target mode: when any block size's parity last rose, and last fell.
     last_raise: Option<Instant>,
     last_decay: Option<Instant>,
@@ -202,6 +222,8 @@ impl AdaptiveFec {
             table: ParityTable::from_percent(base_percent),
             target_cfg: TargetConfig::default(),
             demand: None,
+            margin: RepairMargin::NONE,
+            congested_until: None,
             last_raise: None,
             last_decay: None,
         }
@@ -221,6 +243,40 @@ impl AdaptiveFec {
     /// ([`Packetizer::plan_with`](super::packetizer::Packetizer::plan_with)).
     pub fn parity_table(&self) -> &ParityTable {
         &self.table
+    }
+
+    /// The bandwidth estimator's verdict at `now`: `congested` while it sees a growing queue
+    /// (its `Drain` state: over-use seen, the queue being drained). Target mode then takes loss as congestion's, not the
+    /// path's: from now until [`CONGESTION_MEMORY`] after the last congested verdict, loss
+    /// models raise no parity, and every block's parity is capped at its data shard count
+    /// (never below the floor), so parity and repair do not deepen the queue that loses.
+    pub fn on_congestion(&mut self, congested: bool, now: Instant) {
+        if !congested || self.mode != FecMode::Target {
+            return;
+        }
+        self.congested_until = Some(now + CONGESTION_MEMORY);
+        for k in 1..MAX_SHARDS_PER_BLOCK {
+            let cap = self.congested_cap(k);
+            if self.table.parity(k) > cap {
+                self.table.set(k, cap);
+            }
+        }
+    }
+
+    fn congested(&self, now: Instant) -> bool {
+        self.congested_until.is_some_and(|t| now < t)
+    }
+
+    /// Most parity for a block of `k` data shards while the path is congested: the data
+    /// shard count, but never below the floor.
+    fn congested_cap(&self, k: usize) -> usize {
+        k.max(self.target_cfg.floor(k))
+    }
+
+    /// Extra rows a repair answer carries now (none before a loss model, and outside target
+    /// mode).
+    pub fn repair_margin(&self) -> RepairMargin {
+        self.margin
     }
 
     /// Parity for a block of `k` data shards now.
@@ -248,7 +304,24 @@ impl AdaptiveFec {
             .iter()
             .map(|g| FailureTable::new(g, MAX_SHARDS_PER_BLOCK))
             .collect();
-        let demand = self.target_cfg.demand(&tables);
+        let mut demand = self.target_cfg.demand(&tables);
+        if self.congested(now) {
+            // Loss that comes with a growing queue is the queue's overflow: parity would only
+            // feed the queue. Nothing rises beyond what is planned now or beyond the data.
+            for k in 1..MAX_SHARDS_PER_BLOCK {
+                let cap = self.table.parity(k).min(self.congested_cap(k));
+                demand.set(k, demand.parity(k).min(cap));
+            }
+        }
+        self.margin = RepairMargin::from_fn(|n| {
+            (0..=MAX_REPAIR_MARGIN)
+                .find(|&e| {
+                    tables
+                        .iter()
+                        .all(|t| t.block_failure(n, e) <= REPAIR_TARGET)
+                })
+                .unwrap_or(MAX_REPAIR_MARGIN)
+        });
         let mut raised = false;
         for k in 1..MAX_SHARDS_PER_BLOCK {
             let (cur, want) = (self.table.parity(k), demand.parity(k));
@@ -949,6 +1022,70 @@ mod target_tests {
             prev = cur;
         }
         assert!(ks.iter().all(|&k| f.block_parity(k) == cfg.floor(k)));
+    }
+
+    #[test]
+    fn repair_margin_keeps_an_answer_within_the_repair_target() {
+        let mut f = target();
+        assert_eq!(f.repair_margin(), RepairMargin::NONE);
+        // Bursts entering at 2 % and leaving at 20 % (mean 5 datagrams): counts with exactly
+        // that fit.
+        let c = counts(11_000, 1_000, 200);
+        f.on_loss_model(&report(c, c), Instant::now());
+        let exact = FailureTable::new(&GilbertElliott::from_counts(&c).unwrap(), 256);
+        let margin = f.repair_margin();
+        for n in [1usize, 2, 3, 8, 20, 64] {
+            let e = margin.extra(n);
+            assert!(e <= MAX_REPAIR_MARGIN);
+            if e < MAX_REPAIR_MARGIN {
+                assert!(exact.block_failure(n, e) <= REPAIR_TARGET, "n {n} e {e}");
+            }
+            if e > 0 {
+                assert!(exact.block_failure(n, e - 1) > REPAIR_TARGET, "n {n} e {e}");
+            }
+        }
+        // One row asked needs rows beyond a mean burst; iid loss of the same rate far fewer.
+        assert!(margin.extra(1) > 5, "{}", margin.extra(1));
+        let mut g = target();
+        let iid = iid_counts(91);
+        g.on_loss_model(&report(iid, iid), Instant::now());
+        assert!(g.repair_margin().extra(1) < margin.extra(1) / 2);
+        // Outside target mode, none.
+        let mut a = AdaptiveFec::new(FecMode::Adaptive, 20, 100);
+        a.on_loss_model(&report(c, c), Instant::now());
+        assert_eq!(a.repair_margin(), RepairMargin::NONE);
+    }
+
+    #[test]
+    fn loss_with_a_growing_queue_raises_no_parity_and_parity_stays_within_the_data() {
+        let mut f = target();
+        let cfg = *f.target_config();
+        let t0 = Instant::now();
+        // Bursty loss (enter 1 %, leave 30 %) raised small blocks above their data (ceiling
+        // 8 shards) and a 32-shard block to 27.
+        let c = counts(31_000, 1_000, 300);
+        f.on_loss_model(&report(c, c), t0);
+        assert!(f.block_parity(2) > 2 && f.block_parity(32) > cfg.floor(32));
+        let before = f.block_parity(32);
+        // Congested: every block is capped at its data (not below the floor), and the same
+        // loss (and worse) raises nothing for a second after the last congested verdict.
+        f.on_congestion(true, t0 + TICK);
+        for k in 1..MAX_SHARDS_PER_BLOCK {
+            assert!(f.block_parity(k) <= k.max(cfg.floor(k)), "k {k}");
+        }
+        let heavy = counts(2_000, 1_000, 100);
+        for i in 2..10 {
+            f.on_loss_model(&report(heavy, heavy), t0 + TICK * i);
+            assert!(f.block_parity(32) <= before, "raised while congested");
+            assert!(f.block_parity(2) <= 2);
+        }
+        // A verdict that is not congested neither caps nor extends the memory.
+        f.on_congestion(false, t0 + TICK * 10);
+        // Past the memory, loss raises parity again.
+        let later = t0 + TICK + CONGESTION_MEMORY + TICK;
+        f.on_loss_model(&report(heavy, heavy), later);
+        assert!(f.block_parity(32) > before);
+        assert!(f.block_parity(2) > 2);
     }
 
     #[test]

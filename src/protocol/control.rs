@@ -265,18 +265,13 @@ mod tests {
                 RepairRequest::new(
                     0xfffe_0001,
                     vec![
-                        RepairItem {
-                            block: 0,
-                            needed: 3,
-                        },
-                        RepairItem {
-                            block: 2,
-                            needed: 1,
-                        },
+                        RepairItem { block: 0, total: 3 },
+                        RepairItem { block: 2, total: 1 },
                     ],
                 )
                 .unwrap(),
             ),
+            Control::RepairRequest(RepairRequest::whole(0xffff_ffff, 2).unwrap()),
             Control::RepairUnavailable(RepairUnavailable {
                 frame_index: 5,
                 reason: UnavailableReason::NotHeld,

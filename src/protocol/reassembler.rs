@@ -18,6 +18,12 @@
 //! still in progress (until that completes or times out); a complete keyframe never waits —
 //! everything older is given up, since the keyframe restarts decoding anyway. There is no
 //! jitter buffer and no timer on the lossless path.
+//!
+//! A frame of which no shard arrived is given up as soon as a later frame is ready, unless the
+//! caller awaits it ([`Reassembler::await_frame`]: its repair was asked for): then it holds the
+//! frames behind it until its shards arrive (taken through the normal path, as any frame's)
+//! or its deadline passes. At most [`MAX_AWAITED`] frames are awaited at once, only frames
+//! between the next one to deliver and the newest in flight; an awaited frame costs no buffer.
 
 use std::time::{Duration, Instant};
 
@@ -42,6 +48,9 @@ pub struct ReassemblerConfig {
     /// in flight is given up and the stream restarts at the new index.
     pub max_index_jump: u32,
 }
+
+/// Frames of which nothing arrived that may be awaited at once ([`Reassembler::await_frame`]).
+pub const MAX_AWAITED: usize = 4;
 
 /// Default memory cap: two 64 MiB worst-case frames, or ~1,000 1080p frames.
 pub const DEFAULT_MEMORY_CAP: usize = 2 * MAX_FRAME_BYTES + (4 << 20);
@@ -233,6 +242,8 @@ pub struct Reassembler {
     cfg: ReassemblerConfig,
     coder: Box<dyn FecCoder>,
     slots: Vec<Slot>,
+    /// Frames with no shard yet that are awaited until a deadline (at most [`MAX_AWAITED`]).
+    awaited: Vec<(u32, Instant)>,
     /// Next index to deliver; `None` before the first shard.
     floor: Option<u32>,
     out: std::collections::VecDeque<Output>,
@@ -251,6 +262,7 @@ impl Reassembler {
             cfg,
             coder,
             slots: Vec::new(),
+            awaited: Vec::new(),
             floor: None,
             out: Default::default(),
             lost_since_delivery: false,
@@ -267,6 +279,7 @@ impl Reassembler {
     /// Forgets every frame in progress (a new session starts).
     pub fn reset(&mut self) {
         self.slots.clear();
+        self.awaited.clear();
         self.floor = None;
         self.out.clear();
         self.lost_since_delivery = false;
@@ -293,6 +306,7 @@ impl Reassembler {
             .iter()
             .filter(|s| !s.complete())
             .map(|s| self.give_up_at(s))
+            .chain(self.awaited.iter().map(|a| a.1))
             .min()
     }
 
@@ -314,8 +328,76 @@ impl Reassembler {
                 s.deadline = Some(at);
                 true
             }
-            None => false,
+            None => match self.awaited.iter_mut().find(|a| a.0 == index) {
+                Some(a) => {
+                    a.1 = at;
+                    true
+                }
+                None => false,
+            },
         }
+    }
+
+    /// The frames of which no shard arrived, between the next frame to deliver and the newest
+    /// frame in flight (or `arriving`, the frame of a shard about to be pushed, if newer), at
+    /// most `window` frames behind it (older ones are past any repair), oldest first, into
+    /// `out`. Awaited frames are included. Nothing across a discontinuity (an index jump).
+    pub fn unseen_into(&self, window: u32, arriving: Option<u32>, out: &mut Vec<u32>) {
+        out.clear();
+        let Some(floor) = self.floor else { return };
+        let Some(newest) = self
+            .slots
+            .iter()
+            .map(|s| s.index)
+            .chain(arriving)
+            .max_by_key(|&i| seq_diff(i, floor))
+        else {
+            return;
+        };
+        let span = seq_diff(newest, floor);
+        if span <= 0 || span as u32 > self.cfg.max_index_jump {
+            return;
+        }
+        let from = (span as u32).saturating_sub(window);
+        for d in from..span as u32 {
+            let i = floor.wrapping_add(d);
+            if !self.slots.iter().any(|s| s.index == i) {
+                out.push(i);
+            }
+        }
+    }
+
+    /// Awaits frame `index`, of which no shard arrived, until `deadline`: frames behind it are
+    /// not delivered before its shards arrive or the deadline passes (then it is given up as
+    /// lost). Returns `false` when it cannot be awaited: a shard of it arrived, it is older
+    /// than the next frame to deliver or an index jump ahead of it, or [`MAX_AWAITED`] frames
+    /// are awaited already. Awaiting an awaited frame moves its deadline.
+    pub fn await_frame(&mut self, index: u32, deadline: Instant) -> bool {
+        let Some(floor) = self.floor else {
+            return false;
+        };
+        let d = seq_diff(index, floor);
+        if d < 0
+            || d as u32 > self.cfg.max_index_jump
+            || self.slots.iter().any(|s| s.index == index)
+        {
+            return false;
+        }
+        if let Some(a) = self.awaited.iter_mut().find(|a| a.0 == index) {
+            a.1 = deadline;
+            return true;
+        }
+        if self.awaited.len() >= MAX_AWAITED {
+            return false;
+        }
+        self.awaited.push((index, deadline));
+        true
+    }
+
+    /// Whether frame `index` is awaited (see [`Reassembler::await_frame`]) and none of its
+    /// shards arrived yet.
+    pub fn is_awaited(&self, index: u32) -> bool {
+        self.awaited.iter().any(|a| a.0 == index)
     }
 
     /// Indices of the frames in flight that are not complete yet, oldest first.
@@ -451,6 +533,7 @@ impl Reassembler {
             if d as u32 > self.cfg.max_index_jump {
                 // A discontinuity: restart at this frame.
                 self.give_up_all();
+                self.awaited.clear();
                 self.floor = Some(h.frame_index);
             }
         } else {
@@ -641,8 +724,14 @@ impl Reassembler {
             last_data_at: now,
             recovered: 0,
             bytes,
-            deadline: None,
+            // An awaited frame keeps the deadline it was awaited until.
+            deadline: self
+                .awaited
+                .iter()
+                .find(|a| a.0 == h.frame_index)
+                .map(|a| a.1),
         });
+        self.awaited.retain(|a| a.0 != h.frame_index);
         self.stats.memory_in_use += bytes;
         self.stats.memory_peak = self.stats.memory_peak.max(self.stats.memory_in_use);
         Ok(self.slots.len() - 1)
@@ -750,6 +839,7 @@ impl Reassembler {
             self.lost(st, run);
         }
         self.floor = Some(end);
+        self.awaited.retain(|a| seq_diff(a.0, end) >= 0);
     }
 
     fn give_up_all(&mut self) {
@@ -787,6 +877,8 @@ impl Reassembler {
 
     /// Delivers what is deliverable, gives up what timed out.
     fn advance(&mut self, now: Instant) {
+        // An awaited frame past its deadline is a frame never seen like any other.
+        self.awaited.retain(|a| a.1 > now);
         loop {
             let Some(floor) = self.floor else { return };
             // A complete keyframe ahead releases everything before it at once.
@@ -815,7 +907,11 @@ impl Reassembler {
                     }
                 }
                 None => {
-                    // Never seen. Give it up once a later frame is complete or has timed out.
+                    // Never seen. Give it up once a later frame is complete or has timed out,
+                    // unless it is awaited and its deadline has not passed.
+                    if self.is_awaited(floor) {
+                        return;
+                    }
                     let later_ready = self.slots.iter().any(|s| {
                         s.complete()
                             || now.saturating_duration_since(s.last_activity)
@@ -896,5 +992,101 @@ mod memory_tests {
         assert!(r.slots.len() <= cap / per_frame);
         r.reset();
         assert_eq!(r.stats().memory_in_use, 0);
+    }
+
+    /// The one data shard of a one-shard frame `index` (2 parity), carrying byte `fill`.
+    fn shard(index: u32, fill: u8) -> Vec<u8> {
+        let h = VideoHeader {
+            frame_index: index,
+            frame_len: 4,
+            shard_size: 4,
+            block_count: 1,
+            block_index: 0,
+            shard_index: 0,
+            parity: 2,
+            flags: 0,
+            fec_scheme: FEC_SCHEME_RS8,
+            timing: Default::default(),
+        };
+        let mut body = vec![fill; VIDEO_HEADER_LEN + 4];
+        h.encode(&mut body[..VIDEO_HEADER_LEN]);
+        body
+    }
+
+    fn delivered(r: &mut Reassembler) -> Vec<(u32, bool)> {
+        std::iter::from_fn(|| r.poll())
+            .map(|o| match o {
+                Output::Frame(f) => (f.index, true),
+                Output::Lost { first_index, .. } => (first_index, false),
+            })
+            .collect()
+    }
+
+    /// A frame of which nothing arrived holds the frames behind it while it is awaited, is
+    /// taken through the normal path when its shards come, and is given up at its deadline
+    /// otherwise; only frames between the next to deliver and the newest, a few at a time, and
+    /// across the u32 wrap.
+    #[test]
+    fn awaited_frames_hold_until_their_shards_or_deadline() {
+        let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
+        let t0 = Instant::now();
+        let base = u32::MAX - 1;
+        r.push(&shard(base, 1), t0).unwrap();
+        // base + 1 and base + 2 (index 0 after the wrap) never arrive; base + 3 does, and is
+        // complete at once: the gap it shows is awaited before it is pushed.
+        let mut unseen = Vec::new();
+        r.unseen_into(8, Some(base.wrapping_add(3)), &mut unseen);
+        assert_eq!(unseen, [base.wrapping_add(1), base.wrapping_add(2)]);
+        let deadline = t0 + Duration::from_millis(100);
+        assert!(r.await_frame(base.wrapping_add(1), deadline));
+        assert!(r.await_frame(base.wrapping_add(2), deadline));
+        r.push(&shard(base.wrapping_add(3), 4), t0).unwrap();
+        r.unseen_into(8, None, &mut unseen);
+        assert_eq!(unseen, [base.wrapping_add(1), base.wrapping_add(2)]);
+        r.unseen_into(1, None, &mut unseen);
+        assert_eq!(unseen, [base.wrapping_add(2)]);
+        // Not awaitable: delivered already, seen, an index jump ahead.
+        assert!(!r.await_frame(base, deadline));
+        assert!(!r.await_frame(base.wrapping_add(3), deadline));
+        assert!(!r.await_frame(base.wrapping_add(1 << 20), deadline));
+        assert_eq!(delivered(&mut r), [(base, true)]);
+        assert_eq!(r.next_timeout(), Some(deadline));
+        // The first awaited frame's shard arrives (as a repair row would): delivered, and the
+        // second still holds the complete frame behind it.
+        let t1 = t0 + Duration::from_millis(90);
+        r.push(&shard(base.wrapping_add(1), 2), t1).unwrap();
+        assert_eq!(delivered(&mut r), [(base.wrapping_add(1), true)]);
+        assert!(r.is_awaited(base.wrapping_add(2)));
+        // At its deadline it is given up and the frame behind it delivered.
+        r.handle_timeout(deadline);
+        assert_eq!(
+            delivered(&mut r),
+            [(base.wrapping_add(2), false), (base.wrapping_add(3), true)]
+        );
+        assert!(!r.is_awaited(base.wrapping_add(2)));
+        assert_eq!(r.next_timeout(), None);
+    }
+
+    /// At most `MAX_AWAITED` frames are awaited at once, whatever the gap.
+    #[test]
+    fn awaited_frames_are_bounded() {
+        let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
+        let t0 = Instant::now();
+        r.push(&shard(10, 1), t0).unwrap();
+        let mut unseen = Vec::new();
+        r.unseen_into(u32::MAX, Some(1_000), &mut unseen);
+        assert_eq!(unseen.len(), 1_000 - 11);
+        let deadline = t0 + Duration::from_millis(50);
+        let taken = unseen
+            .iter()
+            .filter(|&&i| r.await_frame(i, deadline))
+            .count();
+        assert_eq!(taken, MAX_AWAITED);
+        assert_eq!(r.awaited.len(), MAX_AWAITED);
+        // Nothing across a discontinuity.
+        r.unseen_into(u32::MAX, Some(10 + (1 << 17)), &mut unseen);
+        assert!(unseen.is_empty());
+        r.reset();
+        assert!(!r.is_awaited(11));
     }
 }

@@ -10,6 +10,16 @@
 //! gets rows not sent before, and the host spends at most a share of its media bytes on repair
 //! ([`RepairConfig::budget_share`]).
 //!
+//! A request names, per block, the rows the client wants **in total** over every request for
+//! that frame, so the client may send each request several times (the back path loses too):
+//! a copy, or a request that arrives after a newer one, asks for nothing new and gets nothing.
+//! A frame lost whole (the client saw none of its datagrams) is asked for by index alone
+//! ([`RepairRequest::whole`]): every block gets `rounds × k` rows in total, which rebuild it
+//! from repair rows alone; frames whose blocks repair rows cannot rebuild (more than
+//! [`MAX_REPAIR_ROWS`] data shards in a block, more than [`MAX_REPAIR_ITEMS`] blocks) are refused.
+//! An answer may carry a few rows more than asked ([`RepairMargin`], from the loss model), so
+//! one burst on the answer itself does not cost another round trip.
+//!
 //! This module owns the history's memory bound (bytes and frames, oldest evicted first) and the
 //! message limits; it never reads a clock, never sends (it fills a [`Datagrams`] the session
 //! seals and sends like any frame) and never trusts a request (unknown frames, blocks and
@@ -44,53 +54,92 @@ pub const MAX_REPAIR_ROWS: usize = 64;
 /// Blocks one request may name (a frame of 16 blocks is 2,048 data shards, ~2.7 MB).
 pub const MAX_REPAIR_ITEMS: usize = 16;
 
+/// Rounds a whole-frame request may name: each asks every block for its data shard count of
+/// rows (a frame lost whole, asked again after its answer was lost too).
+pub const MAX_WHOLE_ROUNDS: u8 = 4;
+
 /// One block of a [`RepairRequest`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RepairItem {
     /// Block index within the frame.
     pub block: u16,
-    /// New parity shards wanted (1 … [`MAX_REPAIR_ROWS`]).
-    pub needed: u8,
+    /// Repair rows wanted for this block in total, over every request for this frame
+    /// (1 … [`MAX_REPAIR_ROWS`]): the host sends what it has not been asked for before.
+    pub total: u8,
 }
 
 /// Client → host: new parity for blocks of one frame.
 ///
 /// Wire (after the control type): `frame_index u32`, `count u8` (1 … 16), then `count` items
-/// of `block u16`, `needed u8`, blocks strictly increasing.
+/// of `block u16`, `total u8`, blocks strictly increasing. `count = 0` asks for a frame of
+/// which nothing arrived (the client does not know its blocks): it is followed by one byte,
+/// `rounds` (1 … [`MAX_WHOLE_ROUNDS`]), and means a total of `rounds × k_b` rows (at most
+/// [`MAX_REPAIR_ROWS`]) for every block `b` of the frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepairRequest {
     pub frame_index: u32,
     items: Vec<RepairItem>,
+    /// Rounds of a whole-frame request (`items` is empty); 0 for a request naming blocks.
+    whole: u8,
 }
 
 impl RepairRequest {
     /// A request, if it keeps the limits (1 … 16 items, blocks strictly increasing, each
-    /// `needed` in 1 … [`MAX_REPAIR_ROWS`]).
+    /// `total` in 1 … [`MAX_REPAIR_ROWS`]).
     pub fn new(frame_index: u32, items: Vec<RepairItem>) -> Option<Self> {
         let ok = !items.is_empty()
             && items.len() <= MAX_REPAIR_ITEMS
             && items
                 .iter()
-                .all(|i| i.needed >= 1 && i.needed as usize <= MAX_REPAIR_ROWS)
+                .all(|i| i.total >= 1 && i.total as usize <= MAX_REPAIR_ROWS)
             && items.windows(2).all(|w| w[0].block < w[1].block);
-        ok.then_some(RepairRequest { frame_index, items })
+        ok.then_some(RepairRequest {
+            frame_index,
+            items,
+            whole: 0,
+        })
     }
 
+    /// A request for a frame of which nothing arrived: `rounds × k_b` rows in total for every
+    /// block (`rounds` within 1 … [`MAX_WHOLE_ROUNDS`]).
+    pub fn whole(frame_index: u32, rounds: u8) -> Option<Self> {
+        (1..=MAX_WHOLE_ROUNDS)
+            .contains(&rounds)
+            .then_some(RepairRequest {
+                frame_index,
+                items: Vec::new(),
+                whole: rounds,
+            })
+    }
+
+    /// The blocks asked for (empty for a whole-frame request).
     pub fn items(&self) -> &[RepairItem] {
         &self.items
     }
 
+    /// The rounds of a whole-frame request; `None` for a request naming blocks.
+    pub fn whole_rounds(&self) -> Option<u8> {
+        (self.whole > 0).then_some(self.whole)
+    }
+
     pub fn encode(&self, w: &mut Writer<'_>) {
         w.u32(self.frame_index).u8(self.items.len() as u8);
+        if self.whole > 0 {
+            w.u8(self.whole);
+        }
         for i in &self.items {
-            w.u16(i.block).u8(i.needed);
+            w.u16(i.block).u8(i.total);
         }
     }
 
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
         let frame_index = r.u32()?;
         let count = r.u8()? as usize;
-        if count == 0 || count > MAX_REPAIR_ITEMS {
+        if count == 0 {
+            return RepairRequest::whole(frame_index, r.u8()?)
+                .ok_or(WireError::Limit("repair rounds"));
+        }
+        if count > MAX_REPAIR_ITEMS {
             return Err(WireError::Limit("repair item count"));
         }
         // Checked before allocating: the items must all be present.
@@ -101,7 +150,7 @@ impl RepairRequest {
         for _ in 0..count {
             items.push(RepairItem {
                 block: r.u16()?,
-                needed: r.u8()?,
+                total: r.u8()?,
             });
         }
         RepairRequest::new(frame_index, items).ok_or(WireError::Limit("repair items"))
@@ -191,6 +240,40 @@ pub struct RepairStats {
     pub refused_budget: u64,
     pub refused_rows: u64,
     pub frames_evicted: u64,
+    /// Requests that asked for nothing new (copies, or older than one already served).
+    pub copies: u64,
+    /// Rows sent beyond what was asked ([`RepairMargin`]).
+    pub margin_rows: u64,
+    /// Whole-frame requests (copies included).
+    pub whole_requests: u64,
+}
+
+/// Repair rows an answer adds beyond what it was asked for, by the number asked: rows sent in
+/// one go travel back to back, so one loss burst can take several of them, and a round that
+/// misses one row costs a whole round trip. Planned by the host's FEC controller from the
+/// client's loss model (the least margin that keeps the answer's failure probability under a
+/// target); none without a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepairMargin([u8; MAX_REPAIR_ROWS + 1]);
+
+impl RepairMargin {
+    /// No extra rows.
+    pub const NONE: RepairMargin = RepairMargin([0; MAX_REPAIR_ROWS + 1]);
+
+    /// The margin for each count of rows asked, `margin(n)` for `n` in `0 ..= MAX_REPAIR_ROWS`
+    /// (the margin of 0 rows asked is always 0).
+    pub fn from_fn(mut margin: impl FnMut(usize) -> usize) -> Self {
+        let mut t = [0u8; MAX_REPAIR_ROWS + 1];
+        for (n, e) in t.iter_mut().enumerate().skip(1) {
+            *e = margin(n).min(MAX_REPAIR_ROWS) as u8;
+        }
+        RepairMargin(t)
+    }
+
+    /// Extra rows for an answer of `rows` rows.
+    pub fn extra(&self, rows: usize) -> usize {
+        self.0[rows.min(MAX_REPAIR_ROWS)] as usize
+    }
 }
 
 struct HeldFrame {
@@ -203,8 +286,11 @@ struct HeldFrame {
     layout: BlockLayout,
     /// Original parity per block.
     parity: Vec<u8>,
-    /// Repair rows already sent per block.
+    /// Repair rows already sent per block (margin included).
     repaired: Vec<u8>,
+    /// Rows served per block against the client's totals (margin excluded): a request's
+    /// `total` above this is new.
+    served: Vec<u8>,
     /// `n × shard_size` bytes: the data shards, padded.
     data: Vec<u8>,
 }
@@ -236,6 +322,7 @@ pub struct RepairHistory {
     /// Evicted buffers kept for reuse, so recording allocates nothing in steady state.
     spare: Vec<Vec<u8>>,
     stats: RepairStats,
+    margin: RepairMargin,
 }
 
 impl RepairHistory {
@@ -247,7 +334,13 @@ impl RepairHistory {
             budget: 0.0,
             spare: Vec::new(),
             stats: RepairStats::default(),
+            margin: RepairMargin::NONE,
         }
+    }
+
+    /// The extra rows answers carry from now on (see [`RepairMargin`]).
+    pub fn set_margin(&mut self, margin: RepairMargin) {
+        self.margin = margin;
     }
 
     pub fn stats(&self) -> RepairStats {
@@ -332,15 +425,17 @@ impl RepairHistory {
             layout,
             parity: d.block_parity().to_vec(),
             repaired: vec![0; layout.blocks],
+            served: vec![0; layout.blocks],
             data,
         });
     }
 
     /// Answers `req`: writes new parity datagrams for the blocks it names into `out`
     /// (framed with `params`, packet numbers from `params.first_packet_number`, not yet
-    /// sealed) and says whether anything could not be served. Rows already sent for a block
-    /// are never sent again; each block is capped at [`MAX_REPAIR_ROWS`] and 256 shards; the
-    /// budget caps the total.
+    /// sealed) and says whether anything could not be served. Each block gets the rows its
+    /// `total` asks beyond those already served (a copy of a served request gets none), plus
+    /// the margin; rows already sent for a block are never sent again; each block is capped at
+    /// [`MAX_REPAIR_ROWS`] and 256 shards; the budget caps the total, margin first.
     pub fn answer(
         &mut self,
         req: &RepairRequest,
@@ -349,6 +444,9 @@ impl RepairHistory {
         out: &mut Datagrams,
     ) -> Result<RepairAnswer, FecError> {
         self.stats.requests += 1;
+        if req.whole_rounds().is_some() {
+            self.stats.whole_requests += 1;
+        }
         let unavailable = |reason| RepairUnavailable {
             frame_index: req.frame_index,
             reason,
@@ -364,25 +462,62 @@ impl RepairHistory {
         let f = &self.frames[pos];
         let dlen = HEADER_LEN + VIDEO_HEADER_LEN + f.shard_size + params.tag_len;
 
+        // A whole-frame request asks every block for `rounds × k` rows in total. A frame of
+        // more blocks than a request may name, or with a block of more data shards than its
+        // repair rows, cannot be rebuilt from repair rows alone: refused before any work.
+        let mut whole_items = [RepairItem { block: 0, total: 0 }; MAX_REPAIR_ITEMS];
+        let items: &[RepairItem] = match req.whole_rounds() {
+            None => req.items(),
+            Some(rounds) => {
+                let blocks = f.layout.blocks;
+                if blocks > MAX_REPAIR_ITEMS
+                    || (0..blocks).any(|b| f.layout.data_in_block(b) > MAX_REPAIR_ROWS)
+                {
+                    self.stats.refused_rows += 1;
+                    out.prepare(0, 0, 0, req.frame_index, params.first_packet_number);
+                    return Ok(RepairAnswer {
+                        shards: 0,
+                        unavailable: Some(unavailable(UnavailableReason::RowsExhausted)),
+                    });
+                }
+                for (b, item) in whole_items.iter_mut().enumerate().take(blocks) {
+                    let rows = rounds as usize * f.layout.data_in_block(b);
+                    *item = RepairItem {
+                        block: b as u16,
+                        total: rows.min(MAX_REPAIR_ROWS) as u8,
+                    };
+                }
+                &whole_items[..blocks]
+            }
+        };
+
         // What each item gets: rows left for the block, then the budget.
-        let mut plan: [(usize, usize, usize); MAX_REPAIR_ITEMS] = [(0, 0, 0); MAX_REPAIR_ITEMS];
+        // Per item: (block, first row, rows served against the total, margin rows).
+        let mut plan: [(usize, usize, usize, usize); MAX_REPAIR_ITEMS] =
+            [(0, 0, 0, 0); MAX_REPAIR_ITEMS];
         let mut total = 0usize;
         let mut short = None;
+        let mut fresh = false;
         let mut budget_rows = (self.budget / dlen as f64) as usize;
-        for (slot, item) in plan.iter_mut().zip(req.items()) {
+        for (slot, item) in plan.iter_mut().zip(items) {
             let b = item.block as usize;
             if b >= f.layout.blocks {
                 short.get_or_insert(UnavailableReason::NotHeld);
                 continue;
             }
+            let wanted = (item.total as usize).saturating_sub(f.served[b] as usize);
+            if wanted == 0 {
+                continue;
+            }
+            fresh = true;
             let k = f.layout.data_in_block(b);
             let m = f.parity[b] as usize;
             let done = f.repaired[b] as usize;
             let rows_left = MAX_REPAIR_ROWS
                 .saturating_sub(done)
                 .min(MAX_SHARDS_PER_BLOCK.saturating_sub(k + m + done));
-            let mut give = (item.needed as usize).min(rows_left);
-            if give < item.needed as usize {
+            let mut give = wanted.min(rows_left);
+            if give < wanted {
                 short.get_or_insert(UnavailableReason::RowsExhausted);
             }
             if give > budget_rows {
@@ -390,8 +525,17 @@ impl RepairHistory {
                 short = Some(UnavailableReason::Budget);
             }
             budget_rows -= give;
-            *slot = (b, m + done, give);
-            total += give;
+            let extra = self
+                .margin
+                .extra(give)
+                .min(rows_left - give)
+                .min(budget_rows);
+            budget_rows -= extra;
+            *slot = (b, m + done, give, extra);
+            total += give + extra;
+        }
+        if !fresh && short.is_none() {
+            self.stats.copies += 1;
         }
         match short {
             Some(UnavailableReason::Budget) => self.stats.refused_budget += 1,
@@ -409,7 +553,8 @@ impl RepairHistory {
         );
         let flags = if params.sealed { FLAG_SEALED } else { 0 };
         let mut i = 0usize;
-        for &(b, first_row, give) in plan.iter().take(req.items().len()) {
+        for &(b, first_row, served, extra) in plan.iter().take(items.len()) {
+            let give = served + extra;
             if give == 0 {
                 continue;
             }
@@ -455,10 +600,10 @@ impl RepairHistory {
             i += give;
         }
         let f = &mut self.frames[pos];
-        for &(b, _, give) in plan.iter().take(req.items().len()) {
-            if give > 0 {
-                f.repaired[b] += give as u8;
-            }
+        for &(b, _, served, extra) in plan.iter().take(items.len()) {
+            f.repaired[b] += (served + extra) as u8;
+            f.served[b] += served as u8;
+            self.stats.margin_rows += extra as u64;
         }
         let bytes = total * dlen;
         self.budget -= bytes as f64;
@@ -520,7 +665,7 @@ mod tests {
             index,
             items
                 .iter()
-                .map(|&(block, needed)| RepairItem { block, needed })
+                .map(|&(block, total)| RepairItem { block, total })
                 .collect(),
         )
         .unwrap()
@@ -574,9 +719,16 @@ mod tests {
             Some(Output::Frame(f)) => assert_eq!(f.data, data),
             other => panic!("{other:?}"),
         }
-        // A second request gets further rows, never the same ones.
+        // A copy of the request gets nothing; one asking for 2 more (5 in total) gets further
+        // rows, never the same ones.
         let a = h
-            .answer(&request(5, &[(0, 2)]), &mut coder, &params(), &mut out)
+            .answer(&request(5, &[(0, 3)]), &mut coder, &params(), &mut out)
+            .unwrap();
+        assert_eq!(a.shards, 0);
+        assert_eq!(a.unavailable, None);
+        assert_eq!(h.stats().copies, 1);
+        let a = h
+            .answer(&request(5, &[(0, 5)]), &mut coder, &params(), &mut out)
             .unwrap();
         assert_eq!(a.shards, 2);
         let (vh, _) = VideoHeader::decode(&out.get(0)[HEADER_LEN..]).unwrap();
@@ -605,18 +757,24 @@ mod tests {
             .unwrap();
         assert_eq!(a.shards, 1);
         assert_eq!(a.unavailable.unwrap().reason, UnavailableReason::NotHeld);
-        // Rows run out at MAX_REPAIR_ROWS for the block.
-        let mut sent_rows = 1;
-        while sent_rows < MAX_REPAIR_ROWS {
-            let a = h
-                .answer(&request(9, &[(0, 64)]), &mut c, &params(), &mut out)
-                .unwrap();
-            sent_rows += a.shards;
-            assert!(a.shards > 0);
-        }
-        assert_eq!(sent_rows, MAX_REPAIR_ROWS);
+        // Rows run out at MAX_REPAIR_ROWS for the block: 1 served so far, asking for all 64
+        // gets the other 63.
         let a = h
-            .answer(&request(9, &[(0, 1)]), &mut c, &params(), &mut out)
+            .answer(&request(9, &[(0, 64)]), &mut c, &params(), &mut out)
+            .unwrap();
+        assert_eq!(a.shards, MAX_REPAIR_ROWS - 1);
+        assert_eq!(a.unavailable, None);
+        // Margin rows count against the block's rows: a block whose margin took them all
+        // refuses what is asked beyond them.
+        h.record(&sent(&frame(5_000, 3), 10, 20));
+        h.set_margin(RepairMargin::from_fn(|_| MAX_REPAIR_ROWS));
+        let a = h
+            .answer(&request(10, &[(0, 1)]), &mut c, &params(), &mut out)
+            .unwrap();
+        assert_eq!((a.shards, a.unavailable), (MAX_REPAIR_ROWS, None));
+        assert_eq!(h.stats().margin_rows, MAX_REPAIR_ROWS as u64 - 1);
+        let a = h
+            .answer(&request(10, &[(0, 2)]), &mut c, &params(), &mut out)
             .unwrap();
         assert_eq!(a.shards, 0);
         assert_eq!(
@@ -693,7 +851,7 @@ mod tests {
                 1,
                 vec![RepairItem {
                     block: 0,
-                    needed: 65
+                    total: 65
                 }]
             )
             .is_none()
@@ -702,19 +860,13 @@ mod tests {
             RepairRequest::new(
                 1,
                 vec![
-                    RepairItem {
-                        block: 2,
-                        needed: 1
-                    },
-                    RepairItem {
-                        block: 2,
-                        needed: 1
-                    }
+                    RepairItem { block: 2, total: 1 },
+                    RepairItem { block: 2, total: 1 }
                 ]
             )
             .is_none()
         );
-        // Count beyond the limit, count with missing items, zero needed.
+        // Count beyond the limit, count with missing items, zero total.
         assert!(RepairRequest::decode(&mut Reader::new(&[0, 0, 0, 1, 17])).is_err());
         assert_eq!(
             RepairRequest::decode(&mut Reader::new(&[0, 0, 0, 1, 2, 0, 0, 1])),
@@ -722,5 +874,137 @@ mod tests {
         );
         assert!(RepairRequest::decode(&mut Reader::new(&[0, 0, 0, 1, 1, 0, 0, 0])).is_err());
         assert!(RepairUnavailable::decode(&mut Reader::new(&[0, 0, 0, 1, 9])).is_err());
+    }
+
+    #[test]
+    fn whole_frame_request_codec_limits() {
+        let enc = |r: &RepairRequest| {
+            let mut b = Vec::new();
+            r.encode(&mut Writer::new(&mut b));
+            b
+        };
+        let r = RepairRequest::whole(u32::MAX, 3).unwrap();
+        assert_eq!(enc(&r), [0xff, 0xff, 0xff, 0xff, 0, 3]);
+        assert_eq!(RepairRequest::decode(&mut Reader::new(&enc(&r))), Ok(r));
+        assert!(RepairRequest::whole(1, 0).is_none());
+        assert!(RepairRequest::whole(1, MAX_WHOLE_ROUNDS + 1).is_none());
+        // No rounds byte, zero rounds, too many rounds.
+        assert_eq!(
+            RepairRequest::decode(&mut Reader::new(&[0, 0, 0, 1, 0])),
+            Err(WireError::Truncated)
+        );
+        assert!(RepairRequest::decode(&mut Reader::new(&[0, 0, 0, 1, 0, 0])).is_err());
+        assert!(RepairRequest::decode(&mut Reader::new(&[0, 0, 0, 1, 0, 5])).is_err());
+    }
+
+    /// A frame of which nothing arrived is rebuilt from the answer to a whole-frame request
+    /// alone, through the reassembler's normal path; a copy of the request gets nothing, the
+    /// next round's request gets one more round of rows (within the block's 64).
+    #[test]
+    fn whole_frame_answer_rebuilds_a_frame_never_seen() {
+        // One block of 40 data shards.
+        let data = frame(53_000, 4);
+        let d = sent(&data, 9, 20);
+        // Budget for more than the frame (a fresh history has saved up one frame's share).
+        let mut h = RepairHistory::new(RepairConfig {
+            budget_share: 4.0,
+            ..RepairConfig::default()
+        });
+        h.record(&d);
+        let mut coder = ReedSolomon8::new();
+        let mut out = Datagrams::new();
+        let a = h
+            .answer(
+                &RepairRequest::whole(9, 1).unwrap(),
+                &mut coder,
+                &params(),
+                &mut out,
+            )
+            .unwrap();
+        assert_eq!(a.unavailable, None);
+        assert_eq!(a.shards, d.data_count());
+        assert_eq!(h.stats().whole_requests, 1);
+        seal_all(&mut out, &PlainAead);
+        let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
+        let now = Instant::now();
+        for dg in out.iter() {
+            let (_, body) = Header::decode(dg).unwrap();
+            r.push(body, now).unwrap();
+        }
+        match r.poll() {
+            Some(Output::Frame(f)) => assert_eq!(f.data, data),
+            other => panic!("{other:?}"),
+        }
+        let copy = h
+            .answer(
+                &RepairRequest::whole(9, 1).unwrap(),
+                &mut coder,
+                &params(),
+                &mut out,
+            )
+            .unwrap();
+        assert_eq!(copy.shards, 0);
+        assert_eq!(copy.unavailable, None);
+        assert_eq!(h.stats().copies, 1);
+        let next = h
+            .answer(
+                &RepairRequest::whole(9, 2).unwrap(),
+                &mut coder,
+                &params(),
+                &mut out,
+            )
+            .unwrap();
+        // Two rounds ask 80 rows in all, capped at the 64 a block may get: 24 more.
+        assert_eq!(next.shards, 64 - 40);
+        assert_eq!(next.unavailable, None);
+    }
+
+    fn unavailable(frame_index: u32, reason: u8) -> RepairUnavailable {
+        let mut b = vec![0u8; 5];
+        b[..4].copy_from_slice(&frame_index.to_be_bytes());
+        b[4] = reason;
+        RepairUnavailable::decode(&mut Reader::new(&b)).unwrap()
+    }
+
+    /// Hostile whole-frame requests are refused before any coding work and counted: a frame
+    /// never held (too old or never sent), and a frame whose blocks repair rows cannot rebuild
+    /// (more data shards in a block than a block may get rows).
+    #[test]
+    fn hostile_whole_frame_requests_are_refused_cheaply() {
+        let mut h = RepairHistory::new(RepairConfig::default());
+        h.record(&sent(&frame(8_000, 1), 100, 20));
+        // One block of 100 data shards.
+        h.record(&sent(&frame(133_000, 2), 101, 20));
+        let mut coder = ReedSolomon8::new();
+        let mut out = Datagrams::new();
+        let budget = h.budget();
+        for old in [99u32, 100u32.wrapping_sub(1 << 31), 102, u32::MAX] {
+            let a = h
+                .answer(
+                    &RepairRequest::whole(old, 4).unwrap(),
+                    &mut coder,
+                    &params(),
+                    &mut out,
+                )
+                .unwrap();
+            assert_eq!(a.shards, 0);
+            assert_eq!(a.unavailable, Some(unavailable(old, 1)));
+        }
+        let a = h
+            .answer(
+                &RepairRequest::whole(101, 1).unwrap(),
+                &mut coder,
+                &params(),
+                &mut out,
+            )
+            .unwrap();
+        assert_eq!(a.shards, 0);
+        assert_eq!(a.unavailable, Some(unavailable(101, 3)));
+        let st = h.stats();
+        assert_eq!(st.refused_not_held, 4);
+        assert_eq!(st.refused_rows, 1);
+        assert_eq!(st.whole_requests, 5);
+        assert_eq!(st.shards_sent, 0);
+        assert_eq!(h.budget(), budget);
     }
 }

@@ -1,7 +1,8 @@
 //! A simulated network for [`Connection`]s on virtual time.
 //!
 //! Each node is one connection at an address. What a node sends goes through its outbound link
-//! (a fixed delay, seeded iid loss, and an optional script that drops chosen datagrams) and is
+//! (a fixed delay with optional seeded jitter that keeps the order, seeded iid loss, optional
+//! seeded Gilbert-Elliott bursts, and an optional script that drops chosen datagrams) and is
 //! delivered to the node at the destination address, if one is up there. The clock jumps
 //! straight to the next delivery or the earliest `poll_timeout`, so thousands of virtual seconds
 //! run in milliseconds, and a run is the same every time (seeded loss, seeded ids).
@@ -29,6 +30,11 @@ pub struct LinkConfig {
     pub delay: Duration,
     /// Probability that a datagram is lost (seeded).
     pub loss: f64,
+    /// Gilbert-Elliott bursts on this link (seeded, its own chain per link).
+    pub bursts: Option<Bursts>,
+    /// Each datagram's delay varies uniformly within `delay ± jitter`; a datagram never
+    /// overtakes an earlier one on the same link (as the project's netem keeps the order).
+    pub jitter: Duration,
     /// A rate limit with a drop-tail queue before the delay (congestion control tests).
     pub bottleneck: Option<Bottleneck>,
 }
@@ -38,8 +44,52 @@ impl Default for LinkConfig {
         LinkConfig {
             delay: Duration::from_millis(1),
             loss: 0.0,
+            bursts: None,
+            jitter: Duration::ZERO,
             bottleneck: None,
         }
+    }
+}
+
+/// A Gilbert-Elliott loss chain per datagram: the good state never loses, the bad state always
+/// does; good→bad with probability `enter`, bad→good with `leave` (mean burst `1 / leave`).
+pub struct Bursts {
+    pub enter: f64,
+    pub leave: f64,
+    bad: bool,
+    rng: u64,
+    /// Datagrams this chain dropped.
+    pub dropped: u64,
+}
+
+impl Bursts {
+    pub fn new(enter: f64, leave: f64, seed: u64) -> Self {
+        Bursts {
+            enter,
+            leave,
+            bad: false,
+            rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            dropped: 0,
+        }
+    }
+
+    fn unit(&mut self) -> f64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Whether the next datagram is lost.
+    fn lose(&mut self) -> bool {
+        let u = self.unit();
+        self.bad = if self.bad {
+            u >= self.leave
+        } else {
+            u < self.enter
+        };
+        self.dropped += u64::from(self.bad);
+        self.bad
     }
 }
 
@@ -86,6 +136,8 @@ pub struct Node {
     /// Every event the connection produced, in order (tests take from it).
     pub events: Vec<Event>,
     packetizer: Packetizer,
+    /// Arrival of the latest datagram put on the link (jitter never reorders).
+    last_arrival: Option<Instant>,
 }
 
 struct InFlight {
@@ -178,6 +230,7 @@ impl Sim {
             link: LinkConfig::default(),
             events: Vec::new(),
             packetizer: Packetizer::new(mtu, Box::new(ReedSolomon8::new())),
+            last_arrival: None,
         });
         self.nodes.len() - 1
     }
@@ -210,6 +263,14 @@ impl Sim {
         if loss > 0.0 && self.random() < loss {
             return;
         }
+        if self.nodes[from]
+            .link
+            .bursts
+            .as_mut()
+            .is_some_and(|b| b.lose())
+        {
+            return;
+        }
         if let Some(script) = self.drop_script.as_mut()
             && script(from, &bytes)
         {
@@ -222,7 +283,19 @@ impl Sim {
                 None => return,
             }
         }
-        let at = depart + self.nodes[from].link.delay;
+        let mut at = depart + self.nodes[from].link.delay;
+        let jitter = self.nodes[from].link.jitter;
+        if !jitter.is_zero() {
+            let u = self.random() * 2.0 - 1.0;
+            at = if u >= 0.0 {
+                at + jitter.mul_f64(u)
+            } else {
+                at.checked_sub(jitter.mul_f64(-u)).unwrap_or(at).max(depart)
+            };
+            let last = &mut self.nodes[from].last_arrival;
+            at = last.map_or(at, |l| at.max(l));
+            *last = Some(at);
+        }
         self.inject_at(at, self.nodes[from].addr, to, bytes);
     }
 

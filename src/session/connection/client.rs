@@ -75,6 +75,9 @@ impl Connection {
     }
 
     pub(super) fn on_video(&mut self, body: &[u8], now: Instant) {
+        // Frames this shard shows lost whole are held before it is taken: a frame it completes
+        // would otherwise release (give up) them before their repair is asked for.
+        self.hold_unseen_before(body, now);
         // Rejections are counted by the reassembler itself.
         let pushed = self.client.reassembler.push(body, now);
         self.count_repair_shard(body, &pushed, now);

@@ -23,7 +23,9 @@
 //!   the smaller budget).
 //!
 //! FEC parity and headers fit inside the estimate: the target is the estimate times the media
-//! share actually sent. Estimator and builder start afresh with every new session (a new peer
+//! share actually sent. While the estimator sees a growing queue (its `Drain` state), FEC by
+//! target takes the loss as the queue's: no parity is raised for it and parity stays at most
+//! the data (`AdaptiveFec::on_congestion`). Estimator and builder start afresh with every new session (a new peer
 //! or a restart has a new path and new frame indices).
 //!
 //! Must never: act on feedback outside the current session (it arrives sealed in it), trust
@@ -270,6 +272,9 @@ impl Connection {
         }
         let e = bwe.estimate();
         let bounds = (bwe.config().min_bitrate_bps, bwe.config().max_bitrate_bps);
+        // Loss with a growing queue is the queue's: FEC does not answer it with more parity.
+        let congested = e.state == BweState::Drain;
+        self.host.fec.on_congestion(congested, now);
         if large {
             self.cc.large_drops += 1;
         }

@@ -12,7 +12,9 @@
 //!   or [`LONG_STALL`] without any, both scaled as below), is asked for at once
 //!   (`Control::RepairRequest`), minus what this round already asked for. A round lasts one
 //!   RTT plus margin (`repair_round`); after it, what is still missing is asked for again (the
-//!   host sends new rows);
+//!   host sends new rows). A request names per-block totals over all rounds, and each goes out
+//!   [`REQUEST_COPIES`] more times, RTT / 16 apart (1–4 ms), while its frame is incomplete: the
+//!   back path loses in bursts too, and the host serves a copy nothing new;
 //! - the stall windows adapt, like RACK's reordering window on DSACKs: a request that asked for
 //!   rows beyond `short_now` (the stall path) is *spurious* if an original shard of that frame
 //!   (data or parity of the first send, not a repair row) arrives after it, taken or refused
@@ -37,6 +39,13 @@
 //!   go below it. Why: a frame delivered backwards (a middlebox, a bonded or multipath link)
 //!   otherwise looked like dozens of lost shards the moment its first datagram arrived, and
 //!   the repair rows and refusals it drew gave up a frame that was arriving whole;
+//! - a frame of which nothing arrived while a newer frame's shards do (indices are
+//!   consecutive: every datagram of it was lost) is awaited by the reassembler before the
+//!   newer shard is pushed, and asked for whole at once (`RepairRequest::whole`: `rounds × k`
+//!   rows per block, the host knows the blocks), with the same copies; a round without any
+//!   answer asks for one more round of rows. Only frames within the repair deadline behind the
+//!   newest, at most `MAX_AWAITED` at once; once its shards arrive it is repaired like any
+//!   frame, its totals taken over from the whole-frame requests;
 //! - each incomplete frame gets a deadline ([`Reassembler::set_deadline`]): first shard +
 //!   frame interval + three rounds, or `Config::repair_deadline`, but never before the
 //!   reassembler's reorder window after its newest shard (a sender that is slow or was
@@ -51,9 +60,10 @@
 //!   (shared through an `Arc<Mutex>`: taken by the connection on a request, by the ticket
 //!   outside the connection's lock; never both in the other order);
 //! - a `RepairRequest` (authenticated and replay-checked like every sealed control message)
-//!   passes a request token bucket, then the history answers it with new parity rows, bounded
-//!   by the repair budget (`RepairConfig::budget_share` of the stream), sealed with fresh
-//!   packet numbers and queued as transmits;
+//!   passes a request token bucket, then the history answers it with new parity rows (what
+//!   its totals ask beyond what was served, plus the FEC controller's margin for a burst on the
+//!   answer), bounded by the repair budget (`RepairConfig::budget_share` of the stream),
+//!   sealed with fresh packet numbers and queued as transmits;
 //! - a `LossModel` report feeds [`AdaptiveFec::on_loss_model`](crate::protocol::adaptive::AdaptiveFec)
 //!   unless it is older (by packet number) than the newest one used.
 //!
@@ -72,8 +82,8 @@ use crate::protocol::packetizer::{Datagrams, seal_all};
 use crate::protocol::ratelimit::TokenBucket;
 use crate::protocol::reassembler::{BlockNeed, Output, Rejected};
 use crate::protocol::repair::{
-    MAX_REPAIR_ITEMS, MAX_REPAIR_ROWS, RepairConfig, RepairHistory, RepairItem, RepairParams,
-    RepairRequest, RepairUnavailable, UnavailableReason,
+    MAX_REPAIR_ITEMS, MAX_REPAIR_ROWS, MAX_WHOLE_ROUNDS, RepairConfig, RepairHistory, RepairItem,
+    RepairParams, RepairRequest, RepairUnavailable, UnavailableReason,
 };
 use crate::protocol::wire::{VideoHeader, seq_diff};
 use crate::sync::lock;
@@ -139,6 +149,21 @@ const DEADLINE_ROUNDS: u32 = 3;
 const MIN_DEADLINE: Duration = Duration::from_millis(10);
 const MAX_DEADLINE: Duration = Duration::from_millis(250);
 
+/// Copies of each repair request sent after the first: the back path loses in bursts too, and
+/// a lost request costs a whole round trip, which on a wide-area path is past the deadline.
+/// The host answers the part of a request's totals it has not served, so a copy that arrives
+/// after its original costs one tiny datagram and no repair bytes.
+pub(crate) const REQUEST_COPIES: u8 = 2;
+
+/// Bounds of the spacing between copies of a request (a sixteenth of the RTT between them):
+/// apart enough that a short burst on the back path does not take every copy, close enough
+/// that the last copy's answer still makes a one-round-trip deadline.
+const MIN_COPY_SPACING: Duration = Duration::from_millis(1);
+const MAX_COPY_SPACING: Duration = Duration::from_millis(4);
+
+/// Requests whose copies are pending at most (a frame's new request replaces its old copies).
+const MAX_PENDING_COPIES: usize = 32;
+
 /// Host: repair requests accepted per second, and the burst (each costs an encode of at most
 /// the budget's bytes; the budget bounds the bytes, this bounds the work of tiny requests).
 const REQUEST_RATE: f64 = 1000.0;
@@ -152,14 +177,47 @@ struct Tracked {
     round_start: Option<Instant>,
     /// Rows asked per block in the current round (`(block, rows)`, blocks increasing).
     asked: Vec<(u16, u16)>,
+    /// Rows asked per block over every round (what a request names: the host answers the
+    /// part of a total it has not served, so copies and stale requests cost nothing).
+    totals: Vec<(u16, u8)>,
     /// Whether repair was ever asked for this frame.
     requested: bool,
     /// The host said no more repair can come (frame not held, rows used up): the frame is
     /// given up once its own shards stop coming for a reorder window.
     exhausted: bool,
+    /// Rounds of whole-frame requests sent (0: the frame's shards arrived before any repair).
+    whole: u8,
+    /// When a frame asked for whole would have arrived: its deadline counts from here, not
+    /// from its first (repair) shard.
+    origin: Option<Instant>,
+    /// Whether the totals of a frame asked for whole were taken over once its blocks became
+    /// known (the whole-frame requests asked each block for `rounds × k` rows).
+    seeded: bool,
 }
 
 impl Tracked {
+    fn new(index: u32) -> Self {
+        Tracked {
+            index,
+            round_start: None,
+            asked: Vec::new(),
+            totals: Vec::new(),
+            requested: false,
+            exhausted: false,
+            whole: 0,
+            origin: None,
+            seeded: false,
+        }
+    }
+
+    /// Rows asked for `block` over every round.
+    fn total_of(&self, block: u16) -> u16 {
+        self.totals
+            .iter()
+            .find(|(b, _)| *b == block)
+            .map_or(0, |&(_, r)| u16::from(r))
+    }
+
     /// Rows asked for `block` in the current round.
     fn asked_of(&self, block: u16) -> u16 {
         self.asked
@@ -176,6 +234,8 @@ pub(super) struct Repairs {
     needs: Vec<BlockNeed>,
     /// Reused list of the frames in flight that are not complete.
     incomplete: Vec<u32>,
+    /// Reused list of the frames not seen although a newer one was.
+    unseen: Vec<u32>,
     /// Smoothed frame interval from delivered frames, and the last `(index, first_seen)`.
     frame_interval: Option<Duration>,
     last_frame: Option<(u32, Instant)>,
@@ -199,6 +259,9 @@ pub(super) struct Repairs {
     reorder: Duration,
     /// Reordering was seen since the last frame delivered (that delivery does not decay).
     reordered: bool,
+    /// Requests whose copies are still to go: (when the next copy is due, copies left, the
+    /// request). At most one entry per frame, at most [`MAX_PENDING_COPIES`].
+    copies: VecDeque<(Instant, u8, RepairRequest)>,
 }
 
 impl Repairs {
@@ -208,6 +271,7 @@ impl Repairs {
             tracked: Vec::new(),
             needs: Vec::new(),
             incomplete: Vec::new(),
+            unseen: Vec::new(),
             frame_interval: None,
             last_frame: None,
             newest: None,
@@ -217,6 +281,7 @@ impl Repairs {
             spurious: None,
             reorder: Duration::ZERO,
             reordered: false,
+            copies: VecDeque::new(),
         }
     }
 
@@ -237,6 +302,7 @@ impl Repairs {
         self.spurious = None;
         self.reorder = Duration::ZERO;
         self.reordered = false;
+        self.copies.clear();
     }
 }
 
@@ -443,10 +509,12 @@ impl Connection {
         let r = &mut self.client.repair;
         match o {
             Output::Frame(f) => {
+                let mut whole = false;
                 if let Some(p) = r.tracked.iter().position(|t| t.index == f.index) {
                     if r.tracked[p].requested {
                         self.stats.frames_repaired += 1;
                     }
+                    whole = r.tracked[p].whole > 0;
                     r.tracked.swap_remove(p);
                 }
                 if !std::mem::take(&mut r.reordered) {
@@ -466,6 +534,10 @@ impl Connection {
                     let held = gap.as_secs_f64() * STALL_HEADROOM / LONG_STALL.as_secs_f64();
                     let decayed = 1.0 + (r.stall_scale - 1.0) * STALL_DECAY;
                     r.stall_scale = decayed.max(held.min(r.stall_scale));
+                }
+                // A frame asked for whole is first seen a round trip late: no interval sample.
+                if whole {
+                    return;
                 }
                 if let Some((i, t)) = r.last_frame {
                     let d = seq_diff(f.index, i);
@@ -502,11 +574,12 @@ impl Connection {
         }
         let mut needs = std::mem::take(&mut self.client.repair.needs);
         let need = self.client.reassembler.missing(u.frame_index, &mut needs);
-        let hopeless = need.is_some() && needs.iter().any(|n| n.short_now > 0);
+        let awaited = self.client.reassembler.is_awaited(u.frame_index);
+        let hopeless = awaited || (need.is_some() && needs.iter().any(|n| n.short_now > 0));
         self.client.repair.needs = needs;
-        let Some(f) = need.filter(|_| hopeless) else {
+        if !hopeless {
             return;
-        };
+        }
         if let Some(t) = self
             .client
             .repair
@@ -516,7 +589,8 @@ impl Connection {
         {
             t.exhausted = true;
         }
-        let give_up = (f.last_activity + self.reorder_window()).max(now);
+        // A frame asked for whole and never seen has no shards on their way: it goes now.
+        let give_up = need.map_or(now, |f| (f.last_activity + self.reorder_window()).max(now));
         if self.client.reassembler.set_deadline(u.frame_index, give_up) {
             self.client.reassembler.handle_timeout(now);
             self.drain_reassembler();
@@ -547,8 +621,11 @@ impl Connection {
                 None => f.last_activity + long_stall,
             };
             for n in &needs {
+                // Only a hole that can still be asked for (a block whose totals reached the
+                // rows the host may send asks for nothing more: no timer in the past).
                 if let Some(lost) = Self::gap_lost_at(n, reorder, base)
                     && n.short_now > t.asked_of(n.block)
+                    && t.total_of(n.block) < MAX_REPAIR_ROWS as u16
                 {
                     at = at.min(lost);
                 }
@@ -557,12 +634,62 @@ impl Connection {
                 next = Some(next.map_or(at, |x: Instant| x.min(at)));
             }
         }
+        for t in &self.client.repair.tracked {
+            if t.whole > 0
+                && self.client.reassembler.is_awaited(t.index)
+                && let Some(s) = t.round_start
+            {
+                let at = s + round;
+                next = Some(next.map_or(at, |x: Instant| x.min(at)));
+            }
+        }
+        if let Some(at) = self.client.repair.copies.iter().map(|c| c.0).min() {
+            next = Some(next.map_or(at, |x| x.min(at)));
+        }
         next
+    }
+
+    /// Time between copies of a repair request.
+    fn copy_spacing(&self) -> Duration {
+        self.srtt.map_or(MIN_COPY_SPACING, |r| {
+            (r / 16).clamp(MIN_COPY_SPACING, MAX_COPY_SPACING)
+        })
+    }
+
+    /// Client: sends the request copies due at `now` for frames still incomplete
+    /// (`incomplete`), and queues the copies of the requests just sent (`sent`; they replace
+    /// the older copies of their frames).
+    fn send_request_copies(&mut self, now: Instant, incomplete: &[u32], sent: &[RepairRequest]) {
+        let spacing = self.copy_spacing();
+        let copies = &mut self.client.repair.copies;
+        copies.retain(|(_, _, r)| incomplete.contains(&r.frame_index));
+        let mut due = Vec::new();
+        for (at, left, r) in copies.iter_mut() {
+            if *at <= now {
+                due.push(r.clone());
+                *left -= 1;
+                *at = now + spacing;
+            }
+        }
+        copies.retain(|(_, left, r)| {
+            *left > 0 && !sent.iter().any(|s| s.frame_index == r.frame_index)
+        });
+        for r in sent {
+            if copies.len() == MAX_PENDING_COPIES {
+                copies.pop_front();
+            }
+            copies.push_back((now + spacing, REQUEST_COPIES, r.clone()));
+        }
+        for r in due {
+            self.send_control(&Control::RepairRequest(r));
+        }
     }
 
     /// Client: asks for what incomplete frames lack (see the module docs).
     pub(super) fn check_repair(&mut self, now: Instant) {
         if !self.cfg.repair || self.link.is_none() {
+            // No copy may stay due with nobody to send it (its timer would never move on).
+            self.client.repair.copies.clear();
             return;
         }
         let round = self.repair_round();
@@ -574,10 +701,10 @@ impl Connection {
         let mut incomplete = std::mem::take(&mut self.client.repair.incomplete);
         self.client.reassembler.incomplete_into(&mut incomplete);
         // Forget frames no longer in flight (delivered or given up without an output seen).
-        self.client
-            .repair
-            .tracked
-            .retain(|t| incomplete.contains(&t.index));
+        let reassembler = &self.client.reassembler;
+        self.client.repair.tracked.retain(|t| {
+            incomplete.contains(&t.index) || (t.whole > 0 && reassembler.is_awaited(t.index))
+        });
         let mut requests: Vec<RepairRequest> = Vec::new();
         for &index in &incomplete {
             let mut needs = std::mem::take(&mut self.client.repair.needs);
@@ -590,13 +717,7 @@ impl Connection {
             let pos = match r.tracked.iter().position(|t| t.index == index) {
                 Some(p) => p,
                 None => {
-                    r.tracked.push(Tracked {
-                        index,
-                        round_start: None,
-                        asked: Vec::new(),
-                        requested: false,
-                        exhausted: false,
-                    });
+                    r.tracked.push(Tracked::new(index));
                     r.tracked.len() - 1
                 }
             };
@@ -607,7 +728,7 @@ impl Connection {
             let give_up = if t.exhausted {
                 f.last_activity + reorder
             } else {
-                (f.first_seen + deadline).max(f.last_activity + reorder_window)
+                (t.origin.unwrap_or(f.first_seen) + deadline).max(f.last_activity + reorder_window)
             };
             if f.deadline != Some(give_up) {
                 self.client.reassembler.set_deadline(index, give_up);
@@ -621,11 +742,25 @@ impl Connection {
                 t.round_start = None;
                 t.asked.clear();
             }
+            if t.whole > 0 && !t.seeded {
+                // The frame asked for whole shows its blocks: what the whole-frame requests
+                // asked becomes the blocks' totals (and, while their round runs, what this
+                // round asked), so later requests ask the host for rows beyond them.
+                t.seeded = true;
+                for n in &needs {
+                    let rows = (t.whole as usize * n.k as usize).min(MAX_REPAIR_ROWS);
+                    t.totals.push((n.block, rows as u8));
+                    if t.round_start.is_some() {
+                        t.asked.push((n.block, rows as u16));
+                    }
+                }
+            }
             let silent = now.saturating_duration_since(f.last_activity);
             let passed = newest.is_some_and(|n| seq_diff(n, index) > 0);
             let stalled = silent >= long_stall || (passed && silent >= stall_after);
             // Whether this request asks for rows beyond `short_now` (only a stall does).
             let mut beyond = false;
+            let mut exhausted = false;
             let mut items = Vec::new();
             for n in &needs {
                 // A hole below the block's highest original counts as loss only once it
@@ -638,21 +773,35 @@ impl Connection {
                     0
                 };
                 let asked = t.asked_of(n.block);
-                let more = want.saturating_sub(asked).min(MAX_REPAIR_ROWS as u16);
+                let total = t.total_of(n.block);
+                // A block whose totals reached the rows the host may send asks for nothing
+                // more, but the round still runs (its end is this frame's next timer).
+                exhausted |= want > asked && total >= MAX_REPAIR_ROWS as u16;
+                let more = want
+                    .saturating_sub(asked)
+                    .min(MAX_REPAIR_ROWS as u16 - total.min(MAX_REPAIR_ROWS as u16));
                 if more == 0 || items.len() == MAX_REPAIR_ITEMS {
                     continue;
                 }
                 beyond |= more > n.short_now.saturating_sub(asked);
+                let total = (total + more) as u8;
                 items.push(RepairItem {
                     block: n.block,
-                    needed: more as u8,
+                    total,
                 });
+                match t.totals.iter_mut().find(|(b, _)| *b == n.block) {
+                    Some(e) => e.1 = total,
+                    None => t.totals.push((n.block, total)),
+                }
                 match t.asked.iter_mut().find(|(b, _)| *b == n.block) {
                     Some(e) => e.1 += more,
                     None => t.asked.push((n.block, more)),
                 }
             }
             r.needs = needs;
+            if exhausted {
+                t.round_start.get_or_insert(now);
+            }
             if let Some(req) = RepairRequest::new(index, items) {
                 t.round_start.get_or_insert(now);
                 t.requested = true;
@@ -665,11 +814,124 @@ impl Connection {
                 }
             }
         }
-        self.client.repair.incomplete = incomplete;
-        for req in requests {
+        self.ask_whole_frames(now, &mut requests, &mut incomplete);
+        for req in &requests {
             self.stats.repair_requests += 1;
-            self.send_control(&Control::RepairRequest(req));
+            self.send_control(&Control::RepairRequest(req.clone()));
         }
+        if REQUEST_COPIES > 0 {
+            self.send_request_copies(now, &incomplete, &requests);
+        }
+        self.client.repair.incomplete = incomplete;
+    }
+
+    /// Client: frames of which nothing arrived although a newer frame's shards did (frame
+    /// indices are consecutive, so the sender sent them and every datagram was lost) are asked
+    /// for whole at once, awaited by the reassembler until their deadline, and asked again
+    /// (one more round of rows per block) when a round passes without a shard of theirs. Only
+    /// frames within the repair deadline behind the newest, at most [`MAX_AWAITED`](crate::protocol::reassembler::MAX_AWAITED) at once.
+    /// Their indices join `incomplete` (their request copies stay due).
+    fn ask_whole_frames(
+        &mut self,
+        now: Instant,
+        requests: &mut Vec<RepairRequest>,
+        incomplete: &mut Vec<u32>,
+    ) {
+        let round = self.repair_round();
+        let (window, origin, give_up) = self.whole_frame_window(now);
+        let mut unseen = std::mem::take(&mut self.client.repair.unseen);
+        self.client
+            .reassembler
+            .unseen_into(window, None, &mut unseen);
+        for &index in &unseen {
+            let r = &mut self.client.repair;
+            match r.tracked.iter_mut().find(|t| t.index == index) {
+                None => {
+                    if !self.client.reassembler.await_frame(index, give_up) {
+                        continue;
+                    }
+                    let Some(req) = RepairRequest::whole(index, 1) else {
+                        continue;
+                    };
+                    let mut t = Tracked::new(index);
+                    t.whole = 1;
+                    t.origin = Some(origin);
+                    t.round_start = Some(now);
+                    t.requested = true;
+                    r.tracked.push(t);
+                    requests.push(req);
+                }
+                Some(t) if t.whole > 0 && self.client.reassembler.is_awaited(index) => {
+                    if t.round_start.is_some_and(|s| now < s + round) {
+                        continue;
+                    }
+                    // A round without a shard: the answer was lost too; ask for more rows.
+                    t.whole = (t.whole + 1).min(MAX_WHOLE_ROUNDS);
+                    t.round_start = Some(now);
+                    if let Some(req) = RepairRequest::whole(index, t.whole) {
+                        requests.push(req);
+                    }
+                }
+                Some(_) => continue,
+            }
+        }
+        for t in &self.client.repair.tracked {
+            if t.whole > 0
+                && self.client.reassembler.is_awaited(t.index)
+                && !incomplete.contains(&t.index)
+            {
+                incomplete.push(t.index);
+            }
+        }
+        self.client.repair.unseen = unseen;
+    }
+
+    /// Client: how far behind the newest frame a frame lost whole is still asked for (the
+    /// frames within its repair deadline), and, for one found lost now, when it would have
+    /// arrived (about a frame interval before the newer frame that shows the gap) and when it
+    /// is given up.
+    fn whole_frame_window(&self, now: Instant) -> (u32, Instant, Instant) {
+        let deadline = self.repair_deadline();
+        let fi = self
+            .client
+            .repair
+            .frame_interval
+            .unwrap_or(DEFAULT_FRAME_INTERVAL)
+            .max(Duration::from_millis(1));
+        let window = (deadline.as_micros() / fi.as_micros()).clamp(1, 64) as u32;
+        let origin = now.checked_sub(fi).unwrap_or(now);
+        (window, origin, origin + deadline)
+    }
+
+    /// Client: before a video body is pushed, holds the frames it shows lost whole (see
+    /// [`Connection::ask_whole_frames`], which asks for them right after the push).
+    pub(super) fn hold_unseen_before(&mut self, body: &[u8], now: Instant) {
+        if !self.cfg.repair || self.link.is_none() {
+            return;
+        }
+        let Ok((h, _)) = VideoHeader::decode(body) else {
+            return;
+        };
+        // Only a shard of a frame newer than every frame seen can show a new gap.
+        if self
+            .client
+            .repair
+            .newest
+            .is_some_and(|n| seq_diff(h.frame_index, n) <= 0)
+        {
+            return;
+        }
+        let (window, _, give_up) = self.whole_frame_window(now);
+        let mut unseen = std::mem::take(&mut self.client.repair.unseen);
+        self.client
+            .reassembler
+            .unseen_into(window, Some(h.frame_index), &mut unseen);
+        for &index in &unseen {
+            if index != h.frame_index && !self.client.reassembler.is_awaited(index) {
+                self.client.reassembler.await_frame(index, give_up);
+            }
+        }
+        self.client.repair.unseen = unseen;
     }
 
     /// Host: a loss model report from the client.
@@ -681,6 +943,8 @@ impl Connection {
         self.host.repair.last_model_pn = Some(pn);
         self.stats.loss_models += 1;
         self.host.fec.on_loss_model(&m, now);
+        let margin = self.host.fec.repair_margin();
+        lock(&self.host.repair.history).set_margin(margin);
     }
 
     /// Host: answers a repair request with new parity rows from the history.

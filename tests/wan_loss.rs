@@ -1,0 +1,395 @@
+//! Delivery over a wide-area path on virtual time (`common::sim`): 30 ms one way, 5 ms jitter
+//! and Gilbert-Elliott bursts on both directions, a synthetic 60 fps stream of small frames
+//! (640x360 at 4 Mbit/s: ~6 datagrams a frame) and of large ones (20 Mbit/s: 32 datagrams),
+//! with the default host and client settings. Counts frames delivered within one way + one RTT
+//! + 20 ms of their first shard's departure, frames lost, and the redundancy overhead.
+//!
+//! Deterministic (seeded loss, jitter and ids); nothing here reads a wall clock. The full table
+//! is `cargo test --release --all-features --test wan_loss -- --ignored --nocapture wan_table`.
+
+mod common;
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use common::frame_bytes;
+use common::sim::{Bursts, Sim, addr};
+use gstpunktfunk::protocol::adaptive::FecMode;
+use gstpunktfunk::protocol::handshake::Role;
+use gstpunktfunk::protocol::wire::{Header, Kind};
+use gstpunktfunk::session::{Config, Event, Mode};
+
+const HOST: usize = 0;
+const CLIENT: usize = 1;
+const FRAME_INTERVAL: Duration = Duration::from_micros(16_667);
+const ONE_WAY: Duration = Duration::from_millis(30);
+const JITTER: Duration = Duration::from_millis(5);
+/// One way + one RTT + 20 ms: the latency budget a frame must arrive within, from when the host
+/// sent it.
+const ON_TIME: Duration = Duration::from_millis(30 + 60 + 20);
+/// 4 Mbit/s at 60 fps.
+const SMALL: usize = 8_333;
+/// 20 Mbit/s at 60 fps.
+const LARGE: usize = 41_667;
+
+fn configs() -> (Config, Config) {
+    let mut h = Config::new(Role::Host, Mode::Listener);
+    h.passphrase = Some("pw".into());
+    h.rng_seed = Some(1);
+    let mut c = Config::new(Role::Client, Mode::Caller);
+    c.peer = Some(addr(1));
+    c.passphrase = Some("pw".into());
+    c.rng_seed = Some(2);
+    (h, c)
+}
+
+/// What one run measured.
+pub struct Run {
+    pub frames: u64,
+    pub on_time: u64,
+    pub late: u64,
+    pub lost: u64,
+    /// (parity + repair) datagrams per data datagram.
+    pub overhead: f64,
+    pub repaired: u64,
+    pub repair_requests: u64,
+    /// Mean loss the host's datagrams met on the path.
+    pub path_loss: f64,
+}
+
+/// A session over the WAN path (bursts `enter`/`leave` both ways, seeded), connected on a
+/// clean path and warmed up for a second of lossy streaming of `len`-byte frames.
+fn wan(seed: u64, enter: f64, leave: f64, len: usize) -> Sim {
+    let (h, c) = configs();
+    let mut sim = Sim::new(seed);
+    assert_eq!(sim.add(addr(1), h), HOST);
+    assert_eq!(sim.add(addr(2), c), CLIENT);
+    for n in &mut sim.nodes {
+        n.link.delay = ONE_WAY;
+        n.link.jitter = JITTER;
+    }
+    let ok = sim.run_until(Duration::from_secs(5), |s| {
+        s.conn(HOST).is_connected() && s.conn(CLIENT).is_connected()
+    });
+    assert!(ok, "no session");
+    sim.nodes[HOST].link.bursts = Some(Bursts::new(enter, leave, seed ^ 0x5eed));
+    sim.nodes[CLIENT].link.bursts = Some(Bursts::new(enter, leave, seed ^ 0xc11e));
+    let data = frame_bytes(len, 7);
+    for i in 0..60 {
+        sim.send_frame(HOST, &data, i == 0);
+        sim.run_for(FRAME_INTERVAL);
+    }
+    // Every warm-up frame delivered or given up before the measurement starts.
+    sim.run_for(Duration::from_millis(300));
+    sim.take_events(CLIENT);
+    sim
+}
+
+/// Sorts the frames the client delivered since the last call into on time and late, by their
+/// age since the host sent them (`sent`: a frame's first bytes → when it was sent; the frames
+/// of a run differ in their first bytes). A frame whose every original datagram was lost is
+/// first seen when its repair arrives, so its age must not be taken from its arrival.
+fn count_frames(
+    sim: &mut Sim,
+    sent: &HashMap<[u8; 16], Instant>,
+    on_time: &mut u64,
+    late: &mut u64,
+) {
+    for e in sim.take_events(CLIENT) {
+        if let Event::Frame(f) = e {
+            let key: [u8; 16] = f.data[..16].try_into().expect("frames are longer");
+            let sent_at = sent.get(&key).copied().expect("a frame of this run");
+            let age = f.complete_at.saturating_duration_since(sent_at);
+            if age <= ON_TIME {
+                *on_time += 1;
+            } else {
+                *late += 1;
+            }
+        }
+    }
+}
+
+/// Streams `n` frames of `len` bytes at 60 fps (a keyframe every 120) and measures.
+fn stream(sim: &mut Sim, n: u32, len: usize) -> Run {
+    let (h0, c0) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
+    let dropped0 = sim.nodes[HOST]
+        .link
+        .bursts
+        .as_ref()
+        .map_or(0, |b| b.dropped);
+    let sent0 = sim.sent.iter().filter(|s| s.from == HOST).count();
+    let mut on_time = 0;
+    let mut late = 0;
+    let mut sent_at = HashMap::new();
+    for i in 0..n {
+        let data = frame_bytes(len, u64::from(i));
+        sent_at.insert(data[..16].try_into().unwrap(), sim.now);
+        sim.send_frame(HOST, &data, i % 120 == 0);
+        sim.run_for(FRAME_INTERVAL);
+        count_frames(sim, &sent_at, &mut on_time, &mut late);
+    }
+    sim.run_for(Duration::from_millis(400));
+    count_frames(sim, &sent_at, &mut on_time, &mut late);
+    let (h1, c1) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
+    let data_shards = (h1.data_shards_sent - h0.data_shards_sent) as f64;
+    let dropped = sim.nodes[HOST]
+        .link
+        .bursts
+        .as_ref()
+        .map_or(0, |b| b.dropped)
+        - dropped0;
+    let sent = sim.sent.iter().filter(|s| s.from == HOST).count() - sent0;
+    Run {
+        frames: u64::from(n),
+        on_time,
+        late,
+        lost: c1.frames_lost - c0.frames_lost,
+        overhead: ((h1.parity_shards_sent - h0.parity_shards_sent)
+            + (h1.repair_shards - h0.repair_shards)) as f64
+            / data_shards,
+        repaired: c1.frames_repaired - c0.frames_repaired,
+        repair_requests: c1.repair_requests - c0.repair_requests,
+        path_loss: dropped as f64 / sent.max(1) as f64,
+    }
+}
+
+fn print_row(name: &str, r: &Run) {
+    println!(
+        "| {name} | {:.2} % | {} | {} | {} | {} | {:.1} % | {:.1} % |",
+        r.on_time as f64 * 100.0 / r.frames as f64,
+        r.late,
+        r.lost,
+        r.repaired,
+        r.repair_requests,
+        r.overhead * 100.0,
+        r.path_loss * 100.0,
+    );
+}
+
+/// A repair request lost on the back path costs no round trip: a copy follows it within a few
+/// milliseconds, and the copy that arrives after the request was served costs no repair rows.
+#[test]
+fn a_lost_repair_request_is_covered_by_its_copy_within_one_round_trip() {
+    let (mut h, c) = configs();
+    // 2 parity shards per 32-shard block: a loss of 5 data shards needs repair.
+    h.fec_mode = FecMode::Fixed;
+    h.fec_percent = 5;
+    let mut sim = Sim::new(41);
+    sim.add(addr(1), h);
+    sim.add(addr(2), c);
+    for n in &mut sim.nodes {
+        n.link.delay = ONE_WAY;
+    }
+    assert!(sim.run_until(Duration::from_secs(5), |s| {
+        s.conn(HOST).is_connected() && s.conn(CLIENT).is_connected()
+    }));
+    let warm = frame_bytes(LARGE, 1);
+    for i in 0..30 {
+        sim.send_frame(HOST, &warm, i == 0);
+        sim.run_for(FRAME_INTERVAL);
+    }
+    sim.run_for(Duration::from_millis(200));
+    sim.take_events(CLIENT);
+    let (h0, c0) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
+    // Five data shards of the frame are lost, and so is the client's first repair request
+    // (a one-block request: a 41-byte sealed control datagram, unlike the client's others).
+    let mut video = 0usize;
+    let mut request_dropped = false;
+    sim.drop_script = Some(Box::new(move |from, bytes| {
+        let Ok((hd, _)) = Header::decode(bytes) else {
+            return false;
+        };
+        if from == HOST && hd.kind == Kind::Video {
+            video += 1;
+            return (4..9).contains(&video);
+        }
+        if from == CLIENT && hd.kind == Kind::Control && bytes.len() == 41 && !request_dropped {
+            request_dropped = true;
+            return true;
+        }
+        false
+    }));
+    let data = frame_bytes(LARGE, 2);
+    let sent_at = sim.now;
+    sim.send_frame(HOST, &data, false).unwrap();
+    assert!(sim.run_until(Duration::from_millis(300), |s| {
+        s.saw(CLIENT, |e| matches!(e, Event::Frame(_)))
+    }));
+    let took = sim.now - sent_at;
+    let (h1, c1) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
+    let ev = sim.take_events(CLIENT);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::Frame(f) if f.data == data))
+    );
+    // One way, the request's way back and the answer: one RTT after the frame arrived, plus
+    // the copy's spacing (a new round would come 1.5 RTT later).
+    assert!(took < Duration::from_millis(100), "took {took:?}");
+    assert_eq!(c1.repair_requests - c0.repair_requests, 1, "a second round");
+    assert!(h1.repair_requests - h0.repair_requests >= 1);
+    assert_eq!(h1.repair_shards - h0.repair_shards, 3);
+}
+
+/// A frame of which every datagram is lost (data and parity: one burst) is asked for whole as
+/// soon as the next frame's shards show the gap, and arrives byte-exact within one RTT + a frame
+/// interval + a few ms of when it would have arrived; the frame behind it (complete on its
+/// first datagram) waits for it and follows in order; nothing is given up.
+#[test]
+fn a_frame_lost_whole_is_repaired_within_one_round_trip() {
+    let (h, c) = configs();
+    let mut sim = Sim::new(43);
+    sim.add(addr(1), h);
+    sim.add(addr(2), c);
+    for n in &mut sim.nodes {
+        n.link.delay = ONE_WAY;
+    }
+    assert!(sim.run_until(Duration::from_secs(5), |s| {
+        s.conn(HOST).is_connected() && s.conn(CLIENT).is_connected()
+    }));
+    let warm = frame_bytes(SMALL, 1);
+    for i in 0..30 {
+        sim.send_frame(HOST, &warm, i == 0);
+        sim.run_for(FRAME_INTERVAL);
+    }
+    sim.run_for(Duration::from_millis(200));
+    sim.take_events(CLIENT);
+    let (h0, c0) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
+    let dropping = Rc::new(Cell::new(false));
+    let dropped = Rc::new(Cell::new(0usize));
+    let (d, n) = (dropping.clone(), dropped.clone());
+    sim.drop_script = Some(Box::new(move |from, bytes| {
+        let video = Header::decode(bytes).is_ok_and(|(hd, _)| hd.kind == Kind::Video);
+        let drop = from == HOST && video && d.get();
+        n.set(n.get() + usize::from(drop));
+        drop
+    }));
+    let lost = frame_bytes(SMALL, 2);
+    // One data datagram: its first shard completes it, which must not release the lost frame
+    // before its repair is asked for.
+    let next = frame_bytes(1_000, 3);
+    let sent_at = sim.now;
+    dropping.set(true);
+    let count = sim.send_frame(HOST, &lost, false).unwrap();
+    dropping.set(false);
+    assert_eq!(dropped.get(), count, "every datagram of the frame is lost");
+    assert!(count > 6, "data and parity");
+    sim.run_for(FRAME_INTERVAL);
+    sim.send_frame(HOST, &next, false).unwrap();
+    assert!(sim.run_until(Duration::from_millis(300), |s| {
+        s.saw(CLIENT, |e| matches!(e, Event::Frame(f) if f.data == lost))
+    }));
+    let took = sim.now - sent_at;
+    // It would have arrived one way after it was sent; the next frame shows the gap a frame
+    // interval later, and the request and its answer take one RTT.
+    let allowed = ONE_WAY + 2 * ONE_WAY + FRAME_INTERVAL + Duration::from_millis(5);
+    assert!(took <= allowed, "took {took:?}, allowed {allowed:?}");
+    sim.run_for(Duration::from_millis(50));
+    let frames: Vec<Vec<u8>> = sim
+        .take_events(CLIENT)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Frame(f) => Some(f.data),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(frames, [lost, next], "both, in order, byte-exact");
+    let (h1, c1) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
+    assert_eq!(c1.frames_lost, c0.frames_lost);
+    assert_eq!(c1.frames_repaired - c0.frames_repaired, 1);
+    assert_eq!(
+        c1.repair_requests - c0.repair_requests,
+        1,
+        "one request (and its copies)"
+    );
+    assert!(h1.repair_shards - h0.repair_shards >= 6);
+}
+
+/// A frame lost whole that the host no longer holds is refused (counted, no repair rows) and
+/// given up at once on the host's answer, not at its deadline; the frame behind it follows.
+#[test]
+fn a_frame_lost_whole_that_the_host_no_longer_holds_is_given_up_at_once() {
+    let (mut h, c) = configs();
+    // The host keeps one frame: the next frame evicts the one lost whole.
+    h.repair_history.max_frames = 1;
+    let mut sim = Sim::new(44);
+    sim.add(addr(1), h);
+    sim.add(addr(2), c);
+    for n in &mut sim.nodes {
+        n.link.delay = ONE_WAY;
+    }
+    assert!(sim.run_until(Duration::from_secs(5), |s| {
+        s.conn(HOST).is_connected() && s.conn(CLIENT).is_connected()
+    }));
+    let warm = frame_bytes(SMALL, 1);
+    for i in 0..30 {
+        sim.send_frame(HOST, &warm, i == 0);
+        sim.run_for(FRAME_INTERVAL);
+    }
+    sim.run_for(Duration::from_millis(200));
+    sim.take_events(CLIENT);
+    let (h0, c0) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
+    let dropping = Rc::new(Cell::new(false));
+    let d = dropping.clone();
+    sim.drop_script = Some(Box::new(move |from, bytes| {
+        let video = Header::decode(bytes).is_ok_and(|(hd, _)| hd.kind == Kind::Video);
+        from == HOST && video && d.get()
+    }));
+    let lost = frame_bytes(SMALL, 2);
+    let next = frame_bytes(SMALL, 3);
+    dropping.set(true);
+    sim.send_frame(HOST, &lost, false).unwrap();
+    dropping.set(false);
+    sim.run_for(FRAME_INTERVAL);
+    let next_sent = sim.now;
+    sim.send_frame(HOST, &next, false).unwrap();
+    assert!(sim.run_until(Duration::from_millis(300), |s| {
+        s.saw(CLIENT, |e| matches!(e, Event::FramesLost { .. }))
+    }));
+    // The next frame's arrival, the request's way and the answer's: one way + one RTT.
+    let took = sim.now - next_sent;
+    assert!(
+        took <= 3 * ONE_WAY + Duration::from_millis(5),
+        "given up after {took:?}"
+    );
+    sim.run_for(Duration::from_millis(20));
+    let frames: Vec<(Vec<u8>, bool)> = sim
+        .take_events(CLIENT)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Frame(f) => Some((f.data, f.discont)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(frames, [(next, true)]);
+    let (h1, c1) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
+    assert_eq!(c1.frames_lost - c0.frames_lost, 1);
+    let asked = h1.repair_requests - h0.repair_requests;
+    assert!((1..=3).contains(&asked), "{asked}");
+    assert_eq!(h1.repair_refused - h0.repair_refused, asked);
+    assert_eq!(h1.repair_shards, h0.repair_shards);
+}
+
+/// The measurement table (docs/loss_resilience.md, "Over a WAN path").
+#[test]
+#[ignore]
+fn wan_table() {
+    let n = 3600;
+    println!(
+        "| stream, bursts enter/leave | on time | late | lost | repaired | requests | overhead | path loss |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (len, name) in [(SMALL, "4 Mbit/s"), (LARGE, "20 Mbit/s")] {
+        for (enter, leave) in [(0.02, 0.20), (0.01, 0.30)] {
+            let mut on = 0.0;
+            for seed in [11u64, 12, 13] {
+                let mut sim = wan(seed, enter, leave, len);
+                let r = stream(&mut sim, n, len);
+                on += r.on_time as f64 / r.frames as f64;
+                print_row(&format!("{name}, {enter}/{leave}, seed {seed}"), &r);
+            }
+            println!("mean on time {:.2} %", on * 100.0 / 3.0);
+        }
+    }
+}
