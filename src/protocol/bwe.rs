@@ -2139,6 +2139,28 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_bottleneck_behind_a_jittery_bursty_path_is_still_found() {
+        // The jitter floor and the slope's noise must not hide a real queue: 12 Mbit/s with a
+        // 50 ms drop-tail queue behind the same WAN path, a 20 Mbit/s stream.
+        for bursts in [(0.02, 0.2), (0.01, 0.3)] {
+            let link = Link {
+                schedule: vec![(0, 12_000_000)],
+                ..wan_link(bursts)
+            };
+            let sim = run(link, vec![flow(0.0, 8_000_000, 20_000_000, 20)], 30.0);
+            let f = &sim.flows[0];
+            let trace = f.trace(1.0, 30.0);
+            let wire = f.wire_rate(5.0, 29.5);
+            assert!((0.75 * 12e6..12e6).contains(&wire), "{bursts:?} wire {wire}\n{trace}");
+            // The queue does not stand: p99 of a first datagram's wait stays well below the
+            // 50 ms the bottleneck holds.
+            let q99 = f.queue_ms(5.0, 29.5, 0.99);
+            assert!(q99 < 25.0, "{bursts:?} q99 {q99}\n{trace}");
+            assert!(drops_between(&sim, 5.0, 29.5) < 50, "{trace}");
+        }
+    }
+
     fn sent(t: Instant, datagrams: u32, data: u32) -> SentFrame {
         SentFrame {
             first_send: t,
