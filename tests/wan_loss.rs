@@ -87,6 +87,28 @@ fn wan(seed: u64, enter: f64, leave: f64, len: usize) -> Sim {
     sim
 }
 
+/// A session over a clean path of [`ONE_WAY`] each way (seeded), connected and warmed up with
+/// 30 frames of `warm_len` bytes, every one of them delivered and its event taken.
+fn connected_on_a_delayed_path(seed: u64, h: Config, c: Config, warm_len: usize) -> Sim {
+    let mut sim = Sim::new(seed);
+    sim.add(addr(1), h);
+    sim.add(addr(2), c);
+    for n in &mut sim.nodes {
+        n.link.delay = ONE_WAY;
+    }
+    assert!(sim.run_until(Duration::from_secs(5), |s| {
+        s.conn(HOST).is_connected() && s.conn(CLIENT).is_connected()
+    }));
+    let warm = frame_bytes(warm_len, 1);
+    for i in 0..30 {
+        sim.send_frame(HOST, &warm, i == 0);
+        sim.run_for(FRAME_INTERVAL);
+    }
+    sim.run_for(Duration::from_millis(200));
+    sim.take_events(CLIENT);
+    sim
+}
+
 /// Sorts the frames the client delivered since the last call into on time and late, by their
 /// age since the host sent them (`sent`: a frame's first bytes → when it was sent; the frames
 /// of a run differ in their first bytes). A frame whose every original datagram was lost is
@@ -176,22 +198,7 @@ fn a_lost_repair_request_is_covered_by_its_copy_within_one_round_trip() {
     // 2 parity shards per 32-shard block: a loss of 5 data shards needs repair.
     h.fec_mode = FecMode::Fixed;
     h.fec_percent = 5;
-    let mut sim = Sim::new(41);
-    sim.add(addr(1), h);
-    sim.add(addr(2), c);
-    for n in &mut sim.nodes {
-        n.link.delay = ONE_WAY;
-    }
-    assert!(sim.run_until(Duration::from_secs(5), |s| {
-        s.conn(HOST).is_connected() && s.conn(CLIENT).is_connected()
-    }));
-    let warm = frame_bytes(LARGE, 1);
-    for i in 0..30 {
-        sim.send_frame(HOST, &warm, i == 0);
-        sim.run_for(FRAME_INTERVAL);
-    }
-    sim.run_for(Duration::from_millis(200));
-    sim.take_events(CLIENT);
+    let mut sim = connected_on_a_delayed_path(41, h, c, LARGE);
     let (h0, c0) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
     // Five data shards of the frame are lost, and so is the client's first repair request
     // (a one-block request: a 41-byte sealed control datagram, unlike the client's others).
@@ -239,22 +246,7 @@ fn a_lost_repair_request_is_covered_by_its_copy_within_one_round_trip() {
 #[test]
 fn a_frame_lost_whole_is_repaired_within_one_round_trip() {
     let (h, c) = configs();
-    let mut sim = Sim::new(43);
-    sim.add(addr(1), h);
-    sim.add(addr(2), c);
-    for n in &mut sim.nodes {
-        n.link.delay = ONE_WAY;
-    }
-    assert!(sim.run_until(Duration::from_secs(5), |s| {
-        s.conn(HOST).is_connected() && s.conn(CLIENT).is_connected()
-    }));
-    let warm = frame_bytes(SMALL, 1);
-    for i in 0..30 {
-        sim.send_frame(HOST, &warm, i == 0);
-        sim.run_for(FRAME_INTERVAL);
-    }
-    sim.run_for(Duration::from_millis(200));
-    sim.take_events(CLIENT);
+    let mut sim = connected_on_a_delayed_path(43, h, c, SMALL);
     let (h0, c0) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
     let dropping = Rc::new(Cell::new(false));
     let dropped = Rc::new(Cell::new(0usize));
@@ -313,22 +305,7 @@ fn a_frame_lost_whole_that_the_host_no_longer_holds_is_given_up_at_once() {
     let (mut h, c) = configs();
     // The host keeps one frame: the next frame evicts the one lost whole.
     h.repair_history.max_frames = 1;
-    let mut sim = Sim::new(44);
-    sim.add(addr(1), h);
-    sim.add(addr(2), c);
-    for n in &mut sim.nodes {
-        n.link.delay = ONE_WAY;
-    }
-    assert!(sim.run_until(Duration::from_secs(5), |s| {
-        s.conn(HOST).is_connected() && s.conn(CLIENT).is_connected()
-    }));
-    let warm = frame_bytes(SMALL, 1);
-    for i in 0..30 {
-        sim.send_frame(HOST, &warm, i == 0);
-        sim.run_for(FRAME_INTERVAL);
-    }
-    sim.run_for(Duration::from_millis(200));
-    sim.take_events(CLIENT);
+    let mut sim = connected_on_a_delayed_path(44, h, c, SMALL);
     let (h0, c0) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
     let dropping = Rc::new(Cell::new(false));
     let d = dropping.clone();
