@@ -453,20 +453,12 @@ fn synthetic_run(path: PathSpec, frames: u32, row: &mut SynRow) -> Result<(), St
     let src = client.by_name("src").ok_or("no src")?;
     let rec: Arc<Mutex<SynRecord>> = Arc::default();
     let r = rec.clone();
-    src.static_pad("src")
-        .ok_or("src has no src pad")?
-        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            let at = Instant::now();
-            if let Some(b) = info.buffer()
-                && let Ok(m) = b.map_readable()
-                && let Some(i) = synthetic::index(&m)
-            {
-                let h = hash64(&m, HASH_SEED);
-                let mut r = r.lock().unwrap_or_else(|e| e.into_inner());
-                r.pushed.entry(i).or_insert((at, h, m.len()));
-            }
-            gst::PadProbeReturn::Ok
-        });
+    let pad = src.static_pad("src").ok_or("src has no src pad")?;
+    synthetic::probe(&pad, move |i, at, m| {
+        let h = hash64(m, HASH_SEED);
+        let mut r = r.lock().unwrap_or_else(|e| e.into_inner());
+        r.pushed.entry(i).or_insert((at, h, m.len()));
+    });
     let outcome = (|| -> Result<(), String> {
         client
             .set_state(gst::State::Playing)
@@ -532,19 +524,11 @@ fn synthetic_drive(
         .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
         .ok_or("no appsrc")?;
     let r = rec.clone();
-    sink.static_pad("sink")
-        .ok_or("sink has no sink pad")?
-        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            let at = Instant::now();
-            if let Some(b) = info.buffer()
-                && let Ok(m) = b.map_readable()
-                && let Some(i) = synthetic::index(&m)
-            {
-                let mut r = r.lock().unwrap_or_else(|e| e.into_inner());
-                r.rendered.entry(i).or_insert(at);
-            }
-            gst::PadProbeReturn::Ok
-        });
+    let pad = sink.static_pad("sink").ok_or("sink has no sink pad")?;
+    synthetic::probe(&pad, move |i, at, _| {
+        let mut r = r.lock().unwrap_or_else(|e| e.into_inner());
+        r.rendered.entry(i).or_insert(at);
+    });
     host.set_state(gst::State::Playing)
         .map_err(|e| format!("host: {e}"))?;
     // The stream starts once the handshake is done (frames before it would be dropped as

@@ -580,20 +580,12 @@ fn synthetic_drive(
             gst::PadProbeReturn::Ok
         });
     let r = rec.clone();
-    src.static_pad("src")
-        .ok_or("src has no src pad")?
-        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            let at = Instant::now();
-            if let Some(b) = info.buffer()
-                && let Ok(m) = b.map_readable()
-                && let Some(i) = synthetic::index(&m)
-            {
-                let h = hash64(&m, HASH_SEED);
-                let mut r = r.lock().unwrap_or_else(|e| e.into_inner());
-                r.got.entry(i).or_insert((at, h, m.len()));
-            }
-            gst::PadProbeReturn::Ok
-        });
+    let pad = src.static_pad("src").ok_or("src has no src pad")?;
+    synthetic::probe(&pad, move |i, at, m| {
+        let h = hash64(m, HASH_SEED);
+        let mut r = r.lock().unwrap_or_else(|e| e.into_inner());
+        r.got.entry(i).or_insert((at, h, m.len()));
+    });
     host.set_state(gst::State::Playing)
         .map_err(|e| format!("host: {e}"))?;
     let port = u16::try_from(sink.property::<u32>("port"))

@@ -3,6 +3,10 @@
 //! and seeded xorshift bytes after it (never zero), so a delivered frame can be named and
 //! checked without keeping it.
 
+use std::time::Instant;
+
+use gst::prelude::*;
+
 /// Frame `i` of `len` bytes.
 pub fn frame(i: u32, len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 8);
@@ -35,4 +39,19 @@ pub fn index(data: &[u8]) -> Option<u32> {
 /// A spread of sizes around a mean, the same for every run: `base + (i · φ) mod spread`.
 pub fn spread(i: u32, base: usize, spread: usize) -> usize {
     base + (i as usize).wrapping_mul(2_654_435_761) % spread
+}
+
+/// Calls `seen(index, when, bytes)` for every buffer crossing `pad` that is a frame made by
+/// [`frame`], at the moment it crosses.
+pub fn probe(pad: &gst::Pad, seen: impl Fn(u32, Instant, &[u8]) + Send + Sync + 'static) {
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let at = Instant::now();
+        if let Some(b) = info.buffer()
+            && let Ok(m) = b.map_readable()
+            && let Some(i) = index(&m)
+        {
+            seen(i, at, &m);
+        }
+        gst::PadProbeReturn::Ok
+    });
 }
