@@ -913,14 +913,7 @@ mod tests {
         h.record(&d);
         let mut coder = ReedSolomon8::new();
         let mut out = Datagrams::new();
-        let a = h
-            .answer(
-                &RepairRequest::whole(9, 1).unwrap(),
-                &mut coder,
-                &params(),
-                &mut out,
-            )
-            .unwrap();
+        let a = ask_whole(&mut h, 9, 1, &mut coder, &mut out);
         assert_eq!(a.unavailable, None);
         assert_eq!(a.shards, d.data_count());
         assert_eq!(h.stats().whole_requests, 1);
@@ -935,28 +928,26 @@ mod tests {
             Some(Output::Frame(f)) => assert_eq!(f.data, data),
             other => panic!("{other:?}"),
         }
-        let copy = h
-            .answer(
-                &RepairRequest::whole(9, 1).unwrap(),
-                &mut coder,
-                &params(),
-                &mut out,
-            )
-            .unwrap();
+        let copy = ask_whole(&mut h, 9, 1, &mut coder, &mut out);
         assert_eq!(copy.shards, 0);
         assert_eq!(copy.unavailable, None);
         assert_eq!(h.stats().copies, 1);
-        let next = h
-            .answer(
-                &RepairRequest::whole(9, 2).unwrap(),
-                &mut coder,
-                &params(),
-                &mut out,
-            )
-            .unwrap();
+        let next = ask_whole(&mut h, 9, 2, &mut coder, &mut out);
         // Two rounds ask 80 rows in all, capped at the 64 a block may get: 24 more.
         assert_eq!(next.shards, 64 - 40);
         assert_eq!(next.unavailable, None);
+    }
+
+    /// `h`'s answer to a whole-frame request for `index` over `rounds` rounds.
+    fn ask_whole(
+        h: &mut RepairHistory,
+        index: u32,
+        rounds: u8,
+        coder: &mut ReedSolomon8,
+        out: &mut Datagrams,
+    ) -> RepairAnswer {
+        let req = RepairRequest::whole(index, rounds).unwrap();
+        h.answer(&req, coder, &params(), out).unwrap()
     }
 
     fn unavailable(frame_index: u32, reason: u8) -> RepairUnavailable {
@@ -979,25 +970,11 @@ mod tests {
         let mut out = Datagrams::new();
         let budget = h.budget();
         for old in [99u32, 100u32.wrapping_sub(1 << 31), 102, u32::MAX] {
-            let a = h
-                .answer(
-                    &RepairRequest::whole(old, 4).unwrap(),
-                    &mut coder,
-                    &params(),
-                    &mut out,
-                )
-                .unwrap();
+            let a = ask_whole(&mut h, old, 4, &mut coder, &mut out);
             assert_eq!(a.shards, 0);
             assert_eq!(a.unavailable, Some(unavailable(old, 1)));
         }
-        let a = h
-            .answer(
-                &RepairRequest::whole(101, 1).unwrap(),
-                &mut coder,
-                &params(),
-                &mut out,
-            )
-            .unwrap();
+        let a = ask_whole(&mut h, 101, 1, &mut coder, &mut out);
         assert_eq!(a.shards, 0);
         assert_eq!(a.unavailable, Some(unavailable(101, 3)));
         let st = h.stats();
