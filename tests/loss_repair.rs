@@ -13,11 +13,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use common::frame_bytes;
-use common::sim::{Sim, addr};
+use common::sim::{Sim, addr, passphrase_pair};
 use gstpunktfunk::protocol::adaptive::FecMode;
-use gstpunktfunk::protocol::handshake::Role;
 use gstpunktfunk::protocol::wire::{Header, Kind};
-use gstpunktfunk::session::{Config, Event, Mode};
+use gstpunktfunk::session::{Config, Event};
 
 const HOST: usize = 0;
 const CLIENT: usize = 1;
@@ -25,21 +24,10 @@ const FRAME_INTERVAL: Duration = Duration::from_micros(16_667);
 /// A 720p x264 frame at 20 Mbit/s: 32 data shards at the default mtu.
 const FRAME_LEN: usize = 42_000;
 
-fn configs() -> (Config, Config) {
-    let mut h = Config::new(Role::Host, Mode::Listener);
-    h.passphrase = Some("pw".into());
-    h.rng_seed = Some(1);
-    let mut c = Config::new(Role::Client, Mode::Caller);
-    c.peer = Some(addr(1));
-    c.passphrase = Some("pw".into());
-    c.rng_seed = Some(2);
-    (h, c)
-}
-
 /// Repair tests: a fixed floor of 2 parity shards per 32-shard block (what target mode
 /// settles at on a clean link), so a chosen loss pattern is certain to need repair.
 fn repair_configs() -> (Config, Config) {
-    let (mut h, c) = configs();
+    let (mut h, c) = passphrase_pair();
     h.fec_mode = FecMode::Fixed;
     h.fec_percent = 5;
     (h, c)
@@ -119,7 +107,7 @@ fn send_counting_parity(sim: &mut Sim, data: &[u8]) -> u64 {
 
 #[test]
 fn parity_rises_within_one_report_of_a_loss_change_and_falls_slowly() {
-    let (h, c) = configs();
+    let (h, c) = passphrase_pair();
     let mut sim = connected(11, h, c);
     let data = frame_bytes(FRAME_LEN, 1);
     let stream = |sim: &mut Sim, d: Duration| -> Vec<u64> {
@@ -408,7 +396,7 @@ fn stream(sim: &mut Sim, n: u32, len: usize) -> Run {
 }
 
 fn lossy(seed: u64, target: f64, setup: impl FnOnce(&mut Sim)) -> Sim {
-    let (mut h, c) = configs();
+    let (mut h, c) = passphrase_pair();
     h.fec_target.target = target;
     let mut sim = connected(seed, h, c);
     setup(&mut sim);

@@ -11,8 +11,8 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::hello_datagram;
 use common::sim::{Sim, addr};
+use common::{hello_datagram, reject};
 use gstpunktfunk::protocol::control::StreamInfo;
 use gstpunktfunk::protocol::handshake::Role;
 use gstpunktfunk::protocol::wire::{Header, Kind, RejectReason};
@@ -211,19 +211,6 @@ fn spoofed_guesses_do_not_lock_the_owners_address() {
         sim.run_until(Duration::from_secs(2), |s| s.conn(owner).is_connected()),
         "the owner was locked out by guesses spoofed from its address"
     );
-}
-
-fn reject(attempt: u32, reason: RejectReason) -> Vec<u8> {
-    let mut d = Header {
-        kind: Kind::Reject,
-        flags: 0,
-        session_id: attempt,
-        packet_number: 0,
-    }
-    .to_bytes()
-    .to_vec();
-    d.push(reason as u8);
-    d
 }
 
 /// Answers every hello the client sent since `from` (an index into `sim.sent`) with a forged

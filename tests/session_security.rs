@@ -12,8 +12,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::frame_bytes;
-use common::hello_datagram;
 use common::sim::{Sim, addr};
+use common::{hello_datagram, reject};
 use gstpunktfunk::protocol::handshake::{HELLO_DATAGRAM_LEN, Role};
 use gstpunktfunk::protocol::input::InputEvent;
 use gstpunktfunk::protocol::wire::{HEADER_LEN, Header, Kind, RejectReason};
@@ -176,19 +176,6 @@ fn no_answer_before_validation_is_larger_than_the_hello() {
         sim.run_for(Duration::from_millis(10));
         assert!(sim.saw(CLIENT, |e| matches!(e, Event::StreamInfo(_))));
     }
-}
-
-fn reject(attempt: u32, reason: RejectReason) -> Vec<u8> {
-    let mut d = Header {
-        kind: Kind::Reject,
-        flags: 0,
-        session_id: attempt,
-        packet_number: 0,
-    }
-    .to_bytes()
-    .to_vec();
-    d.push(reason as u8);
-    d
 }
 
 /// The attempt id of the last hello `CLIENT` sent.

@@ -15,11 +15,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use common::frame_bytes;
-use common::sim::{Bursts, Sim, addr};
+use common::sim::{Bursts, Sim, addr, passphrase_pair};
 use gstpunktfunk::protocol::adaptive::FecMode;
-use gstpunktfunk::protocol::handshake::Role;
 use gstpunktfunk::protocol::wire::{Header, Kind};
-use gstpunktfunk::session::{Config, Event, Mode};
+use gstpunktfunk::session::{Config, Event};
 
 const HOST: usize = 0;
 const CLIENT: usize = 1;
@@ -33,17 +32,6 @@ const ON_TIME: Duration = Duration::from_millis(30 + 60 + 20);
 const SMALL: usize = 8_333;
 /// 20 Mbit/s at 60 fps.
 const LARGE: usize = 41_667;
-
-fn configs() -> (Config, Config) {
-    let mut h = Config::new(Role::Host, Mode::Listener);
-    h.passphrase = Some("pw".into());
-    h.rng_seed = Some(1);
-    let mut c = Config::new(Role::Client, Mode::Caller);
-    c.peer = Some(addr(1));
-    c.passphrase = Some("pw".into());
-    c.rng_seed = Some(2);
-    (h, c)
-}
 
 /// What one run measured.
 pub struct Run {
@@ -62,7 +50,7 @@ pub struct Run {
 /// A session over the WAN path (bursts `enter`/`leave` both ways, seeded), connected on a
 /// clean path and warmed up for a second of lossy streaming of `len`-byte frames.
 fn wan(seed: u64, enter: f64, leave: f64, len: usize) -> Sim {
-    let (h, c) = configs();
+    let (h, c) = passphrase_pair();
     let mut sim = Sim::new(seed);
     assert_eq!(sim.add(addr(1), h), HOST);
     assert_eq!(sim.add(addr(2), c), CLIENT);
@@ -194,7 +182,7 @@ fn print_row(name: &str, r: &Run) {
 /// milliseconds, and the copy that arrives after the request was served costs no repair rows.
 #[test]
 fn a_lost_repair_request_is_covered_by_its_copy_within_one_round_trip() {
-    let (mut h, c) = configs();
+    let (mut h, c) = passphrase_pair();
     // 2 parity shards per 32-shard block: a loss of 5 data shards needs repair.
     h.fec_mode = FecMode::Fixed;
     h.fec_percent = 5;
@@ -245,7 +233,7 @@ fn a_lost_repair_request_is_covered_by_its_copy_within_one_round_trip() {
 /// first datagram) waits for it and follows in order; nothing is given up.
 #[test]
 fn a_frame_lost_whole_is_repaired_within_one_round_trip() {
-    let (h, c) = configs();
+    let (h, c) = passphrase_pair();
     let mut sim = connected_on_a_delayed_path(43, h, c, SMALL);
     let (h0, c0) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
     let dropping = Rc::new(Cell::new(false));
@@ -302,7 +290,7 @@ fn a_frame_lost_whole_is_repaired_within_one_round_trip() {
 /// given up at once on the host's answer, not at its deadline; the frame behind it follows.
 #[test]
 fn a_frame_lost_whole_that_the_host_no_longer_holds_is_given_up_at_once() {
-    let (mut h, c) = configs();
+    let (mut h, c) = passphrase_pair();
     // The host keeps one frame: the next frame evicts the one lost whole.
     h.repair_history.max_frames = 1;
     let mut sim = connected_on_a_delayed_path(44, h, c, SMALL);

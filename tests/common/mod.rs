@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gstpunktfunk::protocol::handshake::{HandshakeConfig, HelloParams, Initiator, Psk, Role};
-use gstpunktfunk::protocol::wire::{Header, Kind};
+use gstpunktfunk::protocol::wire::{Header, Kind, RejectReason};
 use gstpunktfunk::session::{Event, Session};
 use gstpunktfunk::transport::{RecvBatch, SendOutcome, Transport};
 
@@ -139,5 +139,20 @@ pub fn hello_datagram(pass: &str, unix_ms: u64, counter: u32, attempt: u32) -> V
     .to_bytes()
     .to_vec();
     d.extend_from_slice(&body);
+    d
+}
+
+/// A listener's Reject for the caller's attempt `attempt` (clear header + reason): for
+/// forging refusals.
+pub fn reject(attempt: u32, reason: RejectReason) -> Vec<u8> {
+    let mut d = Header {
+        kind: Kind::Reject,
+        flags: 0,
+        session_id: attempt,
+        packet_number: 0,
+    }
+    .to_bytes()
+    .to_vec();
+    d.push(reason as u8);
     d
 }

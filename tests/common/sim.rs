@@ -16,8 +16,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use gstpunktfunk::protocol::fec::ReedSolomon8;
+use gstpunktfunk::protocol::handshake::Role;
 use gstpunktfunk::protocol::packetizer::{Datagrams, Packetizer};
-use gstpunktfunk::session::{Config, Connection, Event, FrameTimingIn};
+use gstpunktfunk::session::{Config, Connection, Event, FrameTimingIn, Mode};
 
 /// Steps after which a run is considered stuck (a timer that never moves on).
 const MAX_STEPS: u64 = 50_000_000;
@@ -186,6 +187,19 @@ pub struct Sim {
     pub steps: u64,
     /// The wall clock at `start` (virtual: moves with `now`, for hello freshness).
     pub wall_start: SystemTime,
+}
+
+/// A listening host at `addr(1)` and a calling client, both with the passphrase "pw" and
+/// seeded ids (host seed 1, client seed 2).
+pub fn passphrase_pair() -> (Config, Config) {
+    let mut h = Config::new(Role::Host, Mode::Listener);
+    h.passphrase = Some("pw".into());
+    h.rng_seed = Some(1);
+    let mut c = Config::new(Role::Client, Mode::Caller);
+    c.peer = Some(addr(1));
+    c.passphrase = Some("pw".into());
+    c.rng_seed = Some(2);
+    (h, c)
 }
 
 pub fn addr(port: u16) -> SocketAddr {
