@@ -265,6 +265,34 @@ struct Row {
     seconds: f64,
 }
 
+impl Row {
+    /// A row not run yet: nothing measured.
+    fn new(
+        stream: String,
+        pipelines: &'static str,
+        transport: String,
+        path: (f64, f64),
+        fps: u32,
+    ) -> Row {
+        Row {
+            stream,
+            pipelines,
+            transport,
+            path,
+            pics: Vec::new(),
+            end_ms: 0.0,
+            frame_ms: 1e3 / f64::from(fps),
+            overhead: None,
+            rtt_ms: None,
+            repair: None,
+            achieved_fps: None,
+            encoder_kbps: None,
+            error: None,
+            seconds: 0.0,
+        }
+    }
+}
+
 struct Summary {
     measured: usize,
     shown: usize,
@@ -400,25 +428,11 @@ fn real_row(o: &Options, transport: Transport, stream: Big, path: (f64, f64)) ->
         sink_props: std::env::var("WAN_SINK_PROPS").unwrap_or_default(),
         bottleneck: None,
     };
-    let mut row = Row {
-        stream,
-        pipelines,
-        transport: match transport {
-            Transport::PunktfunkSplit => "punktfunk".into(),
-            t => t.label(),
-        },
-        path,
-        pics: Vec::new(),
-        end_ms: 0.0,
-        frame_ms: 1e3 / f64::from(fps),
-        overhead: None,
-        rtt_ms: None,
-        repair: None,
-        achieved_fps: None,
-        encoder_kbps: None,
-        error: None,
-        seconds: 0.0,
+    let transport_name = match transport {
+        Transport::PunktfunkSplit => "punktfunk".into(),
+        t => t.label(),
     };
+    let mut row = Row::new(stream, pipelines, transport_name, path, fps);
     let missing = spec.missing_elements();
     if !missing.is_empty() {
         row.error = Some(format!("missing elements {}", missing.join(", ")));
@@ -508,26 +522,12 @@ fn launch(d: &str) -> Result<gst::Pipeline, String> {
 }
 
 fn synthetic_row(o: &Options, path: (f64, f64)) -> Row {
-    let mut row = Row {
-        stream: format!(
-            "synthetic 60 fps ≈ 20 Mbit/s ({} kB key / {} kB delta)",
-            SYN_KEY_BYTES / 1000,
-            SYN_DELTA_BYTES / 1000
-        ),
-        pipelines: "2",
-        transport: "punktfunk".into(),
-        path,
-        pics: Vec::new(),
-        end_ms: 0.0,
-        frame_ms: 1e3 / f64::from(SYN_FPS),
-        overhead: None,
-        rtt_ms: None,
-        repair: None,
-        achieved_fps: None,
-        encoder_kbps: None,
-        error: None,
-        seconds: 0.0,
-    };
+    let stream = format!(
+        "synthetic 60 fps ≈ 20 Mbit/s ({} kB key / {} kB delta)",
+        SYN_KEY_BYTES / 1000,
+        SYN_DELTA_BYTES / 1000
+    );
+    let mut row = Row::new(stream, "2", "punktfunk".into(), path, SYN_FPS);
     let t = Instant::now();
     if let Err(e) = synthetic_run(o, path, &mut row) {
         row.error = Some(e);
