@@ -34,7 +34,7 @@ use gstpunktfunk::protocol::packetizer::{Datagrams, FrameParams, Packetizer, sea
 use gstpunktfunk::protocol::reassembler::{Output, Reassembler, ReassemblerConfig};
 use gstpunktfunk::protocol::wire::{DEFAULT_MTU, HEADER_LEN, TAG_LEN};
 use gstpunktfunk::session::{Config, Mode, Session};
-use gstpunktfunk::transport::memory::MemoryTransport;
+use gstpunktfunk::testkit::memory::MemoryTransport;
 
 /// 50 Mbit/s at 60 frames a second, in bytes per frame.
 const FRAME_1080P60_50M: usize = 104_167;

@@ -1,6 +1,6 @@
 //! Pictures over a wide-area path: 30 ms one way, ± 5 ms jitter, Gilbert-Elliott bursts on both
 //! directions, default properties. Every row runs through the project's UDP relay
-//! ([`gstpunktfunk::relay`]), the same impairment applied to the video and to the back channel
+//! ([`gstpunktfunk::testkit::relay`]), the same impairment applied to the video and to the back channel
 //! (independently seeded), and reports against the targets of a stream that keeps every picture
 //! at a latency budget of one way + one RTT.
 //!

@@ -21,9 +21,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use gstpunktfunk::relay::{Relay, RelayConfig, RelayFlow};
-use gstpunktfunk::transport::impair::netem::{Netem, PathConfig, Verdict, parse_rate};
-use gstpunktfunk::transport::impair::{
+use gstpunktfunk::testkit::relay::{Relay, RelayConfig, RelayFlow};
+use gstpunktfunk::testkit::impair::netem::{Netem, PathConfig, Verdict, parse_rate};
+use gstpunktfunk::testkit::impair::{
     BottleneckConfig, ImpairConfig, LossModel, LossTrace, QueueLimit, RateSchedule,
 };
 

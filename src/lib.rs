@@ -30,10 +30,10 @@
 #[cfg(feature = "gst")]
 mod element;
 pub mod protocol;
-#[cfg(feature = "testing")]
-pub mod relay;
 pub mod session;
 pub(crate) mod sync;
+#[cfg(feature = "testing")]
+pub mod testkit;
 pub mod transport;
 
 #[cfg(feature = "gst")]

@@ -20,7 +20,7 @@ use gstpunktfunk::protocol::input::InputEvent;
 use gstpunktfunk::protocol::reassembler::Frame;
 use gstpunktfunk::protocol::wire::{Header, Kind, RejectReason};
 use gstpunktfunk::session::{Config, DisconnectReason, Error, Event, Mode, Session};
-use gstpunktfunk::transport::memory::MemoryTransport;
+use gstpunktfunk::testkit::memory::MemoryTransport;
 
 const LONG: Duration = Duration::from_secs(10);
 const CAPS: &str = "video/x-h264, stream-format=byte-stream, alignment=au";

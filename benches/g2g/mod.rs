@@ -46,9 +46,9 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use gst_video::prelude::*;
-use gstpunktfunk::relay::{Relay, RelayConfig, RelayFlow};
-use gstpunktfunk::transport::impair::netem::BottleneckConfig;
-use gstpunktfunk::transport::impair::{ImpairConfig, ImpairStats, LossModel};
+use gstpunktfunk::testkit::relay::{Relay, RelayConfig, RelayFlow};
+use gstpunktfunk::testkit::impair::netem::BottleneckConfig;
+use gstpunktfunk::testkit::impair::{ImpairConfig, ImpairStats, LossModel};
 
 use annexb::{HASH_SEED, NalSyntax, Splitter, hash64, vcl_fingerprints};
 

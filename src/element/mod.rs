@@ -58,9 +58,8 @@ macro_rules! impl_element_class {
     };
 }
 
+mod capture_time;
 mod caps;
-mod congestion;
-pub(crate) mod encoder;
 mod input_message;
 mod navigation;
 mod net;
@@ -71,8 +70,6 @@ mod punktfunksrc;
 mod session_slot;
 mod settings;
 mod stats;
-mod timing;
-mod uri;
 
 /// Longest single wait of the thread that polls a session (the sink's receive thread, the
 /// src's `create`); it bounds how late a changed `stats-interval` takes effect.

@@ -15,7 +15,7 @@ use gst::prelude::*;
 
 use crate::protocol::wire::{DEFAULT_MTU, MAX_DATAGRAM_BYTES, MIN_MTU};
 
-use super::congestion::{
+use super::punktfunksink::congestion::{
     DEFAULT_CONGESTION_CONTROL, DEFAULT_ENCODER_BUFFER_MS, DEFAULT_LINK_SHARE, DEFAULT_MAX_BITRATE,
     DEFAULT_MIN_BITRATE,
 };

@@ -18,7 +18,7 @@ use gst::prelude::*;
 use crate::protocol::handshake::Role;
 use crate::session::{self, Config};
 
-use super::congestion::{
+use super::punktfunksink::congestion::{
     CongestionControl, DEFAULT_CONGESTION_CONTROL, DEFAULT_ENCODER_BUFFER_MS, DEFAULT_LINK_SHARE,
     DEFAULT_MAX_BITRATE, DEFAULT_MIN_BITRATE,
 };

@@ -105,7 +105,7 @@ pub(crate) fn stats_structure(s: &Stats, bound_port: u32) -> gst::Structure {
         .field("loss-models", s.loss_models)
         // Congestion control (issue 10).
         .field("feedback-messages", s.feedback_messages)
-        .field("bwe-state", super::congestion::state_name(s.bwe_state))
+        .field("bwe-state", super::punktfunksink::congestion::state_name(s.bwe_state))
         .field("bwe-estimate", s.bwe_estimate_bps)
         .field("bwe-target-bitrate", s.bwe_target_bitrate_bps)
         .field("bwe-pacing-rate", s.bwe_pacing_rate_bps)
@@ -116,7 +116,7 @@ pub(crate) fn stats_structure(s: &Stats, bound_port: u32) -> gst::Structure {
         .field("bwe-large-drops", s.bwe_large_drops)
         .build();
     // Frame timing (issue 6).
-    crate::element::timing::add_timing_fields(&mut st, s);
+    crate::element::capture_time::add_timing_fields(&mut st, s);
     st
 }
 

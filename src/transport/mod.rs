@@ -2,9 +2,8 @@
 //!
 //! A [`Transport`] moves whole datagrams; it knows nothing about the protocol. Implementations:
 //! [`udp::UdpTransport`] (Linux sockets through `nix`: sendmmsg, UDP GSO with fall-back, recvmmsg
-//! into a reused ring, optional GRO), [`memory::MemoryTransport`] (an in-process pair for tests
-//! and benchmarks) and [`impair::Impaired`] (a seeded loss/burst/reorder/duplicate/delay wrapper
-//! around any other transport).
+//! into a reused ring, optional GRO); the test kit (`crate::testkit`, feature `testing`) adds an
+//! in-process pair and a seeded impairment wrapper around any other transport.
 //!
 //! All methods take `&self` so that one thread can send while another blocks in
 //! [`Transport::recv`]; [`Transport::wake`] makes a blocked `recv` return at once.
@@ -13,10 +12,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-#[cfg(feature = "testing")]
-pub mod impair;
-#[cfg(feature = "testing")]
-pub mod memory;
 pub mod udp;
 
 /// What one call to [`Transport::send`] did.

@@ -23,14 +23,14 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use crate::element::caps::codec_of;
-use crate::element::congestion::{Attach, CongestionControl, Steering, bandwidth_structure};
+use super::congestion::{Attach, CongestionControl, Steering, bandwidth_structure};
 use crate::element::input_message::input_structure;
 use crate::element::navigation::input_to_navigation;
 use crate::element::peer::{PeerChange, PeerEvents, post_element_message};
 use crate::element::properties::{self, Core};
 use crate::element::settings::{DEFAULT_STATS_INTERVAL_MS, SinkSettings};
 use crate::element::stats::{StatsTicker, stats_structure};
-use crate::element::timing::capture_timing;
+use crate::element::capture_time::capture_timing;
 use crate::element::{POLL_SLICE, debug_category, lock};
 use crate::protocol::annexb::{Codec, ParameterSets};
 use crate::protocol::pacing::PacingConfig;

@@ -5,6 +5,8 @@
 
 use gst::glib;
 
+pub(super) mod congestion;
+mod encoder;
 mod imp;
 
 glib::wrapper! {

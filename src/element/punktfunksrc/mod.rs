@@ -6,6 +6,7 @@
 use gst::glib;
 
 mod imp;
+mod uri;
 
 glib::wrapper! {
     /// The receiving element. See the module docs and the properties.

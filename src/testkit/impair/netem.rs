@@ -1,7 +1,7 @@
 //! A sans-IO network emulator: packets in with timestamps, decisions and deliveries out.
 //!
 //! This module owns [`Netem`] and its models; [`super::Impaired`] (any [`Transport`]) and the
-//! UDP relay ([`crate::relay`]) drive it. It never reads a clock, sleeps, starts a thread or
+//! UDP relay ([`crate::testkit::relay`]) drive it. It never reads a clock, sleeps, starts a thread or
 //! touches a socket: every call takes the current time, so tests run it on virtual time
 //! (thousands of seconds of traffic in milliseconds, the same result on every run).
 //!

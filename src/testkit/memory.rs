@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use super::{RecvBatch, SendOutcome, Transport};
+use crate::transport::{RecvBatch, SendOutcome, Transport};
 
 /// Default queue capacity per direction, in datagrams.
 pub const DEFAULT_CAPACITY: usize = 65536;

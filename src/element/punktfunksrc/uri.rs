@@ -7,8 +7,8 @@
 use std::fmt;
 use std::net::Ipv6Addr;
 
-use super::net::host_port;
-use super::settings::DEFAULT_PORT;
+use crate::element::net::host_port;
+use crate::element::settings::DEFAULT_PORT;
 
 /// URI scheme of `punktfunksrc`.
 pub(crate) const URI_SCHEME: &str = "punktfunk";

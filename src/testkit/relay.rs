@@ -1,5 +1,5 @@
 //! A UDP impairment relay: sits between callers and listeners and forwards datagrams both ways
-//! through the sans-IO network emulator ([`crate::transport::impair::netem`]): loss (iid,
+//! through the sans-IO network emulator ([`crate::testkit::impair::netem`]): loss (iid,
 //! Gilbert-Elliott, trace-driven), delay and jitter, reordering, duplication, and a rate-limited
 //! drop-tail bottleneck with a rate schedule that several flows share.
 //!
@@ -32,10 +32,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::transport::impair::netem::{
+use crate::testkit::impair::netem::{
     BottleneckConfig, FlowId, FlowStats, LinkId, LinkStats, Netem,
 };
-use crate::transport::impair::{ImpairConfig, ImpairStats};
+use crate::testkit::impair::{ImpairConfig, ImpairStats};
 use crate::transport::udp::{UdpOptions, UdpTransport};
 use crate::transport::{RecvBatch, Transport};
 
@@ -413,7 +413,7 @@ impl Drop for Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::impair::{LossModel, QueueLimit};
+    use crate::testkit::impair::{LossModel, QueueLimit};
 
     fn local() -> SocketAddr {
         "127.0.0.1:0".parse().expect("literal")
@@ -585,7 +585,7 @@ mod tests {
     /// The datagrams `cfg` lets through of `n` offered in a row (the emulator's own decisions
     /// for that seed: they depend on nothing but the seed and the packet sequence).
     fn predicted(cfg: &ImpairConfig, n: u32) -> Vec<u32> {
-        use crate::transport::impair::netem::Verdict;
+        use crate::testkit::impair::netem::Verdict;
         let t0 = Instant::now();
         let mut net: Netem<()> = Netem::new(t0);
         let f = net.add_flow(cfg.path(), cfg.seed, None);

@@ -282,7 +282,7 @@ fn from_bps(bps: u64, unit: BitrateUnit) -> u64 {
 }
 
 fn read_uint(element: &gst::Element, prop: &str) -> Option<u64> {
-    super::unsigned_of(&element.property_value(prop)).flatten()
+    crate::element::unsigned_of(&element.property_value(prop)).flatten()
 }
 
 /// Writes an integer property of whatever integer type it has, clamped to the spec's range.

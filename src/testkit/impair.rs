@@ -3,7 +3,7 @@
 //! This module owns [`Impaired`], [`ImpairConfig`] and [`ImpairStats`], and, in [`netem`], the
 //! sans-IO network emulator they are built on (loss models, delay, jitter, reordering,
 //! duplication, a rate-limited drop-tail bottleneck with a rate schedule, trace-driven loss).
-//! The UDP relay ([`crate::relay`]) uses the same emulator. It must never be needed by the
+//! The UDP relay ([`crate::testkit::relay`]) uses the same emulator. It must never be needed by the
 //! shipped streaming path: it is a test tool.
 //!
 //! The impairments act on the *send* path of the wrapped transport: each datagram handed to
@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{RecvBatch, SendOutcome, Transport, TransportInfo};
+use crate::transport::{RecvBatch, SendOutcome, Transport, TransportInfo};
 
 pub mod netem;
 
@@ -333,7 +333,7 @@ const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::memory::MemoryTransport;
+    use crate::testkit::memory::MemoryTransport;
 
     fn seq_payload(i: u32) -> [u8; 8] {
         let mut p = [0u8; 8];
