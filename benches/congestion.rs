@@ -48,9 +48,9 @@ use std::time::{Duration, Instant};
 use g2g::report::Percentiles;
 use g2g::{Codec, PathSpec, RowResult, RowSpec, Sample, Transport};
 use gst::prelude::*;
-use gstpunktfunk::testkit::relay::{Relay, RelayConfig, RelayFlow};
 use gstpunktfunk::testkit::impair::ImpairConfig;
 use gstpunktfunk::testkit::impair::netem::{BottleneckConfig, QueueLimit, RateSchedule};
+use gstpunktfunk::testkit::relay::{Relay, RelayConfig, RelayFlow};
 use plotters::prelude::*;
 
 const FPS: u32 = 60;

@@ -21,8 +21,8 @@ use gstpunktfunk::protocol::fec::ReedSolomon8;
 use gstpunktfunk::protocol::pacing::{Pacer, PacingConfig};
 use gstpunktfunk::protocol::packetizer::{Datagrams, FrameParams, Packetizer};
 use gstpunktfunk::protocol::wire::{DEFAULT_MTU, TAG_LEN};
-use gstpunktfunk::testkit::relay::Relay;
 use gstpunktfunk::testkit::impair::{ImpairConfig, LossModel};
+use gstpunktfunk::testkit::relay::Relay;
 
 const FPS: u64 = 60;
 const RATE: u64 = 1_000_000_000;

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
-use gstpunktfunk::testkit::relay::Relay;
 use gstpunktfunk::testkit::impair::{ImpairConfig, LossModel};
+use gstpunktfunk::testkit::relay::Relay;
 
 #[path = "common/display.rs"]
 mod display;

@@ -21,11 +21,11 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use gstpunktfunk::testkit::relay::{Relay, RelayConfig, RelayFlow};
 use gstpunktfunk::testkit::impair::netem::{Netem, PathConfig, Verdict, parse_rate};
 use gstpunktfunk::testkit::impair::{
     BottleneckConfig, ImpairConfig, LossModel, LossTrace, QueueLimit, RateSchedule,
 };
+use gstpunktfunk::testkit::relay::{Relay, RelayConfig, RelayFlow};
 
 const HELP: &str = "\
 relay: a UDP impairment relay (loss, bursts, traces, delay, jitter, reordering, duplication,

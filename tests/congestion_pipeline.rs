@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
-use gstpunktfunk::testkit::relay::{Relay, RelayConfig, RelayFlow};
 use gstpunktfunk::testkit::impair::ImpairConfig;
 use gstpunktfunk::testkit::impair::netem::{BottleneckConfig, QueueLimit};
+use gstpunktfunk::testkit::relay::{Relay, RelayConfig, RelayFlow};
 
 use support::{Pipe, WAIT, bound_port, element_structure, serial};
 

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use gst_video::NavigationEvent;
-use gstpunktfunk::testkit::relay::Relay;
 use gstpunktfunk::testkit::impair::{ImpairConfig, LossModel};
+use gstpunktfunk::testkit::relay::Relay;
 
 use support::{
     Au, DropRelay, Pipe, Tap, WAIT, bound_port, call_the_sinks_port, fd_count, pad, serial, stat,

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use common::{frame_bytes, pump, wait_for};
 use gstpunktfunk::protocol::handshake::Role;
 use gstpunktfunk::session::{Config, Event, Mode, Session};
-use gstpunktfunk::transport::Transport;
 use gstpunktfunk::testkit::impair::{ImpairConfig, Impaired, LossModel};
+use gstpunktfunk::transport::Transport;
 use gstpunktfunk::transport::udp::{UdpOptions, UdpTransport};
 
 const LONG: Duration = Duration::from_secs(20);

@@ -17,8 +17,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use gst::prelude::*;
-use gstpunktfunk::testkit::relay::Relay;
 use gstpunktfunk::testkit::impair::{ImpairConfig, LossModel, LossTrace};
+use gstpunktfunk::testkit::relay::Relay;
 
 use support::{Pipe, Tap, WAIT, bound_port, pad, serial, stat};
 

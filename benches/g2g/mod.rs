@@ -46,9 +46,9 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use gst_video::prelude::*;
-use gstpunktfunk::testkit::relay::{Relay, RelayConfig, RelayFlow};
 use gstpunktfunk::testkit::impair::netem::BottleneckConfig;
 use gstpunktfunk::testkit::impair::{ImpairConfig, ImpairStats, LossModel};
+use gstpunktfunk::testkit::relay::{Relay, RelayConfig, RelayFlow};
 
 use annexb::{HASH_SEED, NalSyntax, Splitter, hash64, vcl_fingerprints};
 

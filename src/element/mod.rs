@@ -2,20 +2,23 @@
 //!
 //! The elements translate and nothing more (see `docs/ARCHITECTURE.md`): caps ↔ stream info,
 //! buffers ↔ frames, `ForceKeyUnit` ↔ keyframe requests, Navigation events ↔ input events,
-//! properties ↔ [`crate::session::Config`], counters ↔ the `stats` structure. The shared parts
-//! live here, one module per concern, so neither element copies the other:
+//! properties ↔ [`crate::session::Config`], counters ↔ the `stats` structure. Each element's
+//! own parts live in its folder; the shared parts live here, one module per concern, so neither
+//! element copies the other:
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`settings`] | the common properties, their defaults and values |
+//! | [`settings`] | the common properties' values and defaults, settings → session `Config` |
+//! | [`properties`] | the common ParamSpecs, `set_property` / `property` for both elements |
 //! | [`net`] | name resolution, endpoints, binding with errors a person can act on |
 //! | [`session_slot`] | the running session, `stats` after stop, the bound port read back |
 //! | [`peer`] | peer connected / gone / refused messages, the rate-limited handshake warning |
 //! | [`stats`] | the `punktfunk-stats` structure and when it is posted |
 //! | [`caps`] | pad templates, codec of caps |
-//! | [`uri`] | `punktfunk://` URIs |
 //! | [`navigation`], [`input_message`] | input events ↔ Navigation events and `punktfunk-input` |
-//! | [`timing`] | capture time → host clock, the host-timestamp meta, frame-age stats fields |
+//! | [`capture_time`] | capture time → host clock, the host-timestamp meta, frame-age stats fields |
+//! | [`punktfunksink`] | the sender: its properties, congestion control, encoder steering |
+//! | [`punktfunksrc`] | the receiver: its properties, `punktfunk://` URIs |
 //!
 //! Everything here is private to the crate: the public API of the elements is their
 //! properties, signals and messages. Nothing in this module tree may be used by the session,
@@ -58,8 +61,8 @@ macro_rules! impl_element_class {
     };
 }
 
-mod capture_time;
 mod caps;
+mod capture_time;
 mod input_message;
 mod navigation;
 mod net;
@@ -99,6 +102,7 @@ fn debug_category(name: &str, description: &str) -> gst::DebugCategory {
 /// Registers both elements and the types gst-inspect documents.
 pub(crate) fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     settings::mark_plugin_api();
+    punktfunksink::mark_plugin_api();
     // Encoders put `multiview-flags=(GstVideoMultiviewFlagsSet)...` into their caps. libgstvideo
     // registers that GType lazily, and a client process whose only other elements are, say,
     // h264parse ! nvh264dec may not have done so when punktfunksrc parses the host's caps

@@ -2,15 +2,15 @@
 //! and OS errors turned into element errors a person can act on ("address already in use:
 //! choose another port, or port=0").
 //!
-//! Owns: [`Endpoints`] and [`bind_transport`]. Must never: be called from a streaming thread —
-//! resolving a host name may block; the elements call it from `start()` only.
+//! Owns: [`Endpoints`], [`endpoints`] and [`bind_transport`]. Must never: know the elements'
+//! settings (it takes plain values, so the settings may use it without it using them), or be
+//! called from a streaming thread — resolving a host name may block; the elements call it from
+//! `start()` only.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
 use crate::session;
 use crate::transport::udp::{UdpOptions, UdpTransport};
-
-use super::settings::{CommonSettings, ConnectionMode};
 
 /// Where a session binds and whom it calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,46 +20,50 @@ pub(crate) struct Endpoints {
     pub(crate) peer: Option<SocketAddr>,
 }
 
-impl CommonSettings {
-    /// Resolves where to bind and whom to call. Listener: binds `address:port`. Caller: sends
-    /// to `address:port` from `bind-address:bind-port`; with an IPv6 peer and no
-    /// `bind-address`, it binds `[::]`.
-    pub(crate) fn endpoints(&self) -> Result<Endpoints, gst::ErrorMessage> {
-        let port = port_u16(self.port, "port")?;
-        match self.mode {
-            ConnectionMode::Listener => {
-                let bind = resolve(self.address(), port, None)?;
-                Ok(Endpoints { bind, peer: None })
+/// Resolves where to bind and whom to call. Listener: binds `address:port`. Caller: sends to
+/// `address:port` from `bind_address:bind_port`; with an IPv6 peer and no `bind_address`, it
+/// binds `[::]`. The names in the errors are the properties' (`port`, `bind-port`, ...).
+pub(crate) fn endpoints(
+    mode: session::Mode,
+    address: &str,
+    port: u32,
+    bind_address: Option<&str>,
+    bind_port: u32,
+) -> Result<Endpoints, gst::ErrorMessage> {
+    let port = port_u16(port, "port")?;
+    match mode {
+        session::Mode::Listener => {
+            let bind = resolve(address, port, None)?;
+            Ok(Endpoints { bind, peer: None })
+        }
+        session::Mode::Caller => {
+            if port == 0 {
+                return Err(gst::error_msg!(
+                    gst::ResourceError::Settings,
+                    ("mode=caller needs the listener's port: port=0 cannot be called (set port to the listener's bound port)")
+                ));
             }
-            ConnectionMode::Caller => {
-                if port == 0 {
-                    return Err(gst::error_msg!(
+            let bind_port = port_u16(bind_port, "bind-port")?;
+            let explicit_bind = match bind_address {
+                Some(a) => Some(parse_ip(a).ok_or_else(|| {
+                    gst::error_msg!(
                         gst::ResourceError::Settings,
-                        ("mode=caller needs the listener's port: port=0 cannot be called (set port to the listener's bound port)")
-                    ));
-                }
-                let bind_port = port_u16(self.bind_port, "bind-port")?;
-                let explicit_bind = match self.bind_address.as_deref() {
-                    Some(a) => Some(parse_ip(a).ok_or_else(|| {
-                        gst::error_msg!(
-                            gst::ResourceError::Settings,
-                            ("bind-address '{a}' is not an IPv4 or IPv6 address")
-                        )
-                    })?),
-                    None => None,
-                };
-                let family = explicit_bind.map(|ip| ip.is_ipv6());
-                let peer = resolve(self.address(), port, family)?;
-                let bind_ip = explicit_bind.unwrap_or(if peer.is_ipv6() {
-                    IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-                } else {
-                    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-                });
-                Ok(Endpoints {
-                    bind: SocketAddr::new(bind_ip, bind_port),
-                    peer: Some(peer),
-                })
-            }
+                        ("bind-address '{a}' is not an IPv4 or IPv6 address")
+                    )
+                })?),
+                None => None,
+            };
+            let family = explicit_bind.map(|ip| ip.is_ipv6());
+            let peer = resolve(address, port, family)?;
+            let bind_ip = explicit_bind.unwrap_or(if peer.is_ipv6() {
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+            } else {
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            });
+            Ok(Endpoints {
+                bind: SocketAddr::new(bind_ip, bind_port),
+                peer: Some(peer),
+            })
         }
     }
 }

@@ -213,7 +213,7 @@ impl PeerEvents {
 
 /// One refusal of our hello (a Reject, or a failed key confirmation). Unauthenticated (anyone
 /// who saw the hello could send it), so only a warning: the session keeps trying, and an error
-/// follows only from [`rejected`] after a sustained series (issue 9, finding 4).
+/// follows only from [`rejected`] after a sustained series.
 fn rejected_once(element: &gst::Element, reason: RejectReason) -> PeerChange {
     let describe = reason.describe();
     gst::element_warning!(

@@ -13,12 +13,11 @@ use gst::glib;
 use gst::prelude::*;
 
 use crate::protocol::handshake::Role;
-use crate::session::{Config, Session, Stats};
-use crate::transport::udp::UdpOptions;
+use crate::session::{Session, Stats};
 
 use super::lock;
 use super::net::{bind_transport, session_error};
-use super::settings::{CommonSettings, ConnectionMode};
+use super::settings::{ConnectionMode, OwnSettings, Settings};
 use super::stats::stats_structure;
 
 /// The running session and the mode it was started in (settings may change while running;
@@ -97,29 +96,27 @@ impl SessionSlot {
         }
     }
 
-    /// Starts a session as `settings` ask, with `fill` completing the role's part of the
-    /// configuration, on a socket bound with `opts`. Posts the warning about an unauthenticated
+    /// Starts a session as `settings` ask ([`Settings::config`]), on a socket opened with
+    /// the element's [`OwnSettings::udp_options`]. Posts the warning about an unauthenticated
     /// peer, and notifies the bound port.
-    pub(crate) fn open(
+    pub(crate) fn open<O: OwnSettings>(
         &self,
         element: &gst::Element,
         cat: gst::DebugCategory,
-        settings: &CommonSettings,
-        fill: impl FnOnce(&mut Config),
-        opts: &UdpOptions,
+        all: &Settings<O>,
     ) -> Result<Session, gst::ErrorMessage> {
+        let settings = &all.common;
         if let Some(w) = settings.security_warning() {
             gst::warning!(cat, obj = element, "{w}");
             gst::element_warning!(element, gst::ResourceError::Settings, ("{w}"));
         }
         let ep = settings.endpoints()?;
-        let mut config = settings.config(self.role, &ep)?;
-        fill(&mut config);
+        let config = all.config(&ep)?;
         // Checked before binding, so a setting error never holds a port.
         config.validate().map_err(session_error)?;
         // Safe by default: refused before binding when the address is known to be exposed.
         config.check_exposure(ep.bind).map_err(exposure_error)?;
-        let transport = bind_transport(ep.bind, opts)?;
+        let transport = bind_transport(ep.bind, &all.own.udp_options())?;
         let session = Session::new(config, transport).map_err(session_error)?;
         let local = session.local_addr();
         match ep.peer {

@@ -1,13 +1,14 @@
 //! The values of the elements' properties: the ones both share (`mode`, `address`, `port`,
-//! `bind-address`, `bind-port`, `passphrase`, `encrypt`, `timeout`, `stats-interval`) in
-//! [`CommonSettings`], each element's own in [`SinkSettings`] / [`SrcSettings`], their defaults,
-//! and the session [`Config`] they ask for. The declarations (ParamSpecs) are in
-//! [`super::properties`].
+//! `bind-address`, `bind-port`, `passphrase`, `encrypt`, `timeout`, `stats-interval`,
+//! `allow-unauthenticated`, `replace-peer`) in [`CommonSettings`], an element's own beside them
+//! ([`OwnSettings`], implemented in each element's folder), and [`Settings::config`], the one
+//! place settings become a session [`Config`]. The declarations (ParamSpecs) are in
+//! [`super::properties`] and the elements' `settings` modules.
 //!
-//! Owns: [`Settings`] (the common settings with an element's [`OwnSettings`]), the `DEFAULT_*`
-//! values, the `GstPunktfunkMode` and `GstPunktfunkFecMode` enum types.
-//! Must never: log the passphrase (the `Debug` impl hides it), or hold a lock (it is plain data;
-//! the elements keep it behind their own mutex and copy it out before any work).
+//! Owns: [`Settings`], the common `DEFAULT_*` values, the `GstPunktfunkMode` enum type and where
+//! a session binds and whom it calls ([`CommonSettings::endpoints`]). Must never: log the
+//! passphrase (the `Debug` impl hides it), or hold a lock (it is plain data; the elements keep it
+//! behind their own mutex and copy it out before any work).
 
 use std::fmt;
 use std::time::Duration;
@@ -18,12 +19,9 @@ use gst::prelude::*;
 use crate::protocol::handshake::Role;
 use crate::session::{self, Config};
 
-use super::punktfunksink::congestion::{
-    CongestionControl, DEFAULT_CONGESTION_CONTROL, DEFAULT_ENCODER_BUFFER_MS, DEFAULT_LINK_SHARE,
-    DEFAULT_MAX_BITRATE, DEFAULT_MIN_BITRATE,
-};
-use super::net::{Endpoints, host_port};
-use crate::protocol::wire::DEFAULT_MTU;
+use crate::transport::udp::UdpOptions;
+
+use super::net::{self, Endpoints, host_port};
 
 pub(crate) const DEFAULT_PORT: u32 = 7600;
 pub(crate) const DEFAULT_LISTENER_ADDRESS: &str = "0.0.0.0";
@@ -57,36 +55,6 @@ impl From<ConnectionMode> for session::Mode {
     }
 }
 
-/// How the sink chooses its FEC share (the `fec-mode` property).
-#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
-#[repr(u32)]
-#[enum_type(name = "GstPunktfunkFecMode")]
-pub(crate) enum FecModeSetting {
-    #[enum_value(name = "Fixed: always fec-percent", nick = "fixed")]
-    Fixed = 0,
-    #[enum_value(
-        name = "Adaptive: fec-percent as a floor, raised from the client's loss reports",
-        nick = "adaptive"
-    )]
-    Adaptive = 1,
-    // Loss resilience (issue 8).
-    #[enum_value(
-        name = "Target: per block, the least parity that keeps its failure probability under fec-target, from the client's loss model",
-        nick = "target"
-    )]
-    Target = 2,
-}
-
-impl From<FecModeSetting> for crate::protocol::adaptive::FecMode {
-    fn from(m: FecModeSetting) -> Self {
-        match m {
-            FecModeSetting::Fixed => Self::Fixed,
-            FecModeSetting::Adaptive => Self::Adaptive,
-            FecModeSetting::Target => Self::Target,
-        }
-    }
-}
-
 /// The properties both elements have. `address` and `bind-address` are `None` until set, so
 /// their defaults can follow `mode` and the peer's address family.
 #[derive(Clone)]
@@ -100,7 +68,6 @@ pub(crate) struct CommonSettings {
     pub(crate) encrypt: bool,
     pub(crate) timeout_ms: u32,
     pub(crate) stats_interval_ms: u32,
-    // --- security (issue 9) ---
     pub(crate) allow_unauthenticated: bool,
     pub(crate) replace_peer: bool,
 }
@@ -231,27 +198,15 @@ impl CommonSettings {
         })
     }
 
-    /// The session configuration these settings ask for (role-specific fields are left at
-    /// their defaults for the element to fill in).
-    pub(crate) fn config(&self, role: Role, ep: &Endpoints) -> Result<Config, gst::ErrorMessage> {
-        if !self.encrypt && !self.passphrase.is_empty() {
-            return Err(gst::error_msg!(
-                gst::ResourceError::Settings,
-                ("encrypt=false cannot be combined with a passphrase: either remove the passphrase (plaintext, for debugging) or keep encrypt=true")
-            ));
-        }
-        let mut c = Config::new(role, self.mode.into());
-        c.peer = ep.peer;
-        c.passphrase = if self.passphrase.is_empty() {
-            None
-        } else {
-            Some(self.passphrase.clone())
-        };
-        c.encrypt = self.encrypt;
-        c.timeout = Duration::from_millis(u64::from(self.timeout_ms.max(1)));
-        c.allow_unauthenticated = self.allow_unauthenticated;
-        c.replace_peer = self.replace_peer;
-        Ok(c)
+    /// Where to bind and whom to call (see [`net::endpoints`]).
+    pub(crate) fn endpoints(&self) -> Result<Endpoints, gst::ErrorMessage> {
+        net::endpoints(
+            self.mode.into(),
+            self.address(),
+            self.port,
+            self.bind_address.as_deref(),
+            self.bind_port,
+        )
     }
 
     /// What to warn about at start when the peer is not authenticated, if anything.
@@ -270,26 +225,10 @@ impl CommonSettings {
     }
 }
 
-/// Registers the enum types for documentation (gst-inspect shows them).
+/// Registers the common enum types for documentation (gst-inspect shows them).
 pub(crate) fn mark_plugin_api() {
     ConnectionMode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
-    FecModeSetting::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
-    CongestionControl::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
 }
-
-pub(crate) const DEFAULT_FEC_PERCENT: u32 = 20;
-pub(crate) const DEFAULT_FEC_MODE: FecModeSetting = FecModeSetting::Target;
-pub(crate) const DEFAULT_PACING_RATE: u64 = 0;
-pub(crate) const DEFAULT_DSCP: u32 = 0;
-pub(crate) const DEFAULT_WAIT_FOR_KEYFRAME: bool = true;
-pub(crate) const DEFAULT_REQUEST_KEYFRAME: bool = true;
-// Loss resilience (issue 8): defaults from the session's `Config` (see docs/PROTOCOL.md §9, §10).
-pub(crate) const DEFAULT_FEC_TARGET: f64 = crate::protocol::adaptive::DEFAULT_TARGET;
-pub(crate) const DEFAULT_FEC_FLOOR: u32 = 5;
-pub(crate) const DEFAULT_FEC_CEILING: u32 = 100;
-pub(crate) const DEFAULT_REPAIR_SHARE: f64 = 0.25;
-pub(crate) const DEFAULT_REPAIR: bool = true;
-pub(crate) const DEFAULT_REPAIR_DEADLINE_MS: u32 = 0;
 
 /// An element's own properties, beside the common ones.
 pub(crate) trait OwnSettings: Clone + fmt::Debug + Default {
@@ -297,13 +236,18 @@ pub(crate) trait OwnSettings: Clone + fmt::Debug + Default {
     const ROLE: Role;
     /// The default of its `mode`.
     const DEFAULT_MODE: ConnectionMode;
-    /// Its properties that take effect while running (the others at the next start).
-    const LIVE: &'static [&'static str];
     /// Sets the property `name` if it is one of the element's own; false for any other name.
     /// GObject has checked `value` against the property's ParamSpec.
     fn set(&mut self, name: &str, value: &glib::Value) -> bool;
     /// The value of the property `name` if it is one of the element's own.
     fn get(&self, name: &str) -> Option<glib::Value>;
+    /// Fills in the element's own part of the session configuration (called by
+    /// [`Settings::config`] only).
+    fn configure(&self, config: &mut Config);
+    /// How the element's socket is opened.
+    fn udp_options(&self) -> UdpOptions {
+        UdpOptions::default()
+    }
 }
 
 /// All settings of one element: the common ones and its own.
@@ -334,160 +278,38 @@ impl<O: OwnSettings> Settings<O> {
             .property(pspec)
             .or_else(|| self.own.get(pspec.name()))
     }
-}
 
-/// `punktfunksink`'s own properties.
-#[derive(Debug, Clone)]
-pub(crate) struct SinkSettings {
-    pub(crate) fec_percent: u32,
-    pub(crate) fec_mode: FecModeSetting,
-    pub(crate) mtu: u32,
-    pub(crate) pacing_rate: u64,
-    pub(crate) dscp: u32,
-    // Loss resilience (issue 8).
-    pub(crate) fec_target: f64,
-    pub(crate) fec_floor: u32,
-    pub(crate) fec_ceiling: u32,
-    pub(crate) repair_share: f64,
-    // Congestion control (issue 10).
-    pub(crate) congestion_control: CongestionControl,
-    pub(crate) min_bitrate: u64,
-    pub(crate) max_bitrate: u64,
-    pub(crate) encoder_buffer: u32,
-    pub(crate) link_share: u32,
-}
-
-impl Default for SinkSettings {
-    fn default() -> Self {
-        SinkSettings {
-            fec_percent: DEFAULT_FEC_PERCENT,
-            fec_mode: DEFAULT_FEC_MODE,
-            mtu: DEFAULT_MTU as u32,
-            pacing_rate: DEFAULT_PACING_RATE,
-            dscp: DEFAULT_DSCP,
-            fec_target: DEFAULT_FEC_TARGET,
-            fec_floor: DEFAULT_FEC_FLOOR,
-            fec_ceiling: DEFAULT_FEC_CEILING,
-            repair_share: DEFAULT_REPAIR_SHARE,
-            congestion_control: DEFAULT_CONGESTION_CONTROL,
-            min_bitrate: DEFAULT_MIN_BITRATE,
-            max_bitrate: DEFAULT_MAX_BITRATE,
-            encoder_buffer: DEFAULT_ENCODER_BUFFER_MS,
-            link_share: DEFAULT_LINK_SHARE,
+    /// The session configuration these settings ask for, with `ep.peer` to call. The one place
+    /// element settings become a [`Config`]: the common part here, the element's own through
+    /// [`OwnSettings::configure`].
+    pub(crate) fn config(&self, ep: &Endpoints) -> Result<Config, gst::ErrorMessage> {
+        let common = &self.common;
+        if !common.encrypt && !common.passphrase.is_empty() {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("encrypt=false cannot be combined with a passphrase: either remove the passphrase (plaintext, for debugging) or keep encrypt=true")
+            ));
         }
-    }
-}
-
-impl OwnSettings for SinkSettings {
-    const ROLE: Role = Role::Host;
-    const DEFAULT_MODE: ConnectionMode = ConnectionMode::Listener;
-    const LIVE: &'static [&'static str] = &["stats-interval"];
-
-    fn set(&mut self, name: &str, value: &glib::Value) -> bool {
-        match name {
-            "fec-percent" => self.fec_percent = value.get().unwrap_or(DEFAULT_FEC_PERCENT),
-            "fec-mode" => self.fec_mode = value.get().unwrap_or(DEFAULT_FEC_MODE),
-            "mtu" => self.mtu = value.get().unwrap_or(DEFAULT_MTU as u32),
-            "pacing-rate" => self.pacing_rate = value.get().unwrap_or(DEFAULT_PACING_RATE),
-            "dscp" => self.dscp = value.get().unwrap_or(DEFAULT_DSCP),
-            "fec-target" => self.fec_target = value.get().unwrap_or(DEFAULT_FEC_TARGET),
-            "fec-floor" => self.fec_floor = value.get().unwrap_or(DEFAULT_FEC_FLOOR),
-            "fec-ceiling" => self.fec_ceiling = value.get().unwrap_or(DEFAULT_FEC_CEILING),
-            "repair-share" => self.repair_share = value.get().unwrap_or(DEFAULT_REPAIR_SHARE),
-            "congestion-control" => {
-                self.congestion_control = value.get().unwrap_or(DEFAULT_CONGESTION_CONTROL)
-            }
-            "min-bitrate" => self.min_bitrate = value.get().unwrap_or(DEFAULT_MIN_BITRATE),
-            "max-bitrate" => self.max_bitrate = value.get().unwrap_or(DEFAULT_MAX_BITRATE),
-            "encoder-buffer" => {
-                self.encoder_buffer = value.get().unwrap_or(DEFAULT_ENCODER_BUFFER_MS)
-            }
-            "link-share" => self.link_share = value.get().unwrap_or(DEFAULT_LINK_SHARE),
-            _ => return false,
-        }
-        true
-    }
-
-    fn get(&self, name: &str) -> Option<glib::Value> {
-        Some(match name {
-            "fec-percent" => self.fec_percent.to_value(),
-            "fec-mode" => self.fec_mode.to_value(),
-            "mtu" => self.mtu.to_value(),
-            "pacing-rate" => self.pacing_rate.to_value(),
-            "dscp" => self.dscp.to_value(),
-            "fec-target" => self.fec_target.to_value(),
-            "fec-floor" => self.fec_floor.to_value(),
-            "fec-ceiling" => self.fec_ceiling.to_value(),
-            "repair-share" => self.repair_share.to_value(),
-            "congestion-control" => self.congestion_control.to_value(),
-            "min-bitrate" => self.min_bitrate.to_value(),
-            "max-bitrate" => self.max_bitrate.to_value(),
-            "encoder-buffer" => self.encoder_buffer.to_value(),
-            "link-share" => self.link_share.to_value(),
-            _ => return None,
-        })
-    }
-}
-
-/// `punktfunksrc`'s own properties (`create` copies them for every event: they change
-/// while playing).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct SrcSettings {
-    pub(crate) wait_for_keyframe: bool,
-    pub(crate) request_keyframe: bool,
-    // Loss resilience (issue 8); take effect at the next start.
-    pub(crate) repair: bool,
-    pub(crate) repair_deadline_ms: u32,
-}
-
-impl OwnSettings for SrcSettings {
-    const ROLE: Role = Role::Client;
-    const DEFAULT_MODE: ConnectionMode = ConnectionMode::Caller;
-    const LIVE: &'static [&'static str] =
-        &["stats-interval", "wait-for-keyframe", "request-keyframe"];
-
-    fn set(&mut self, name: &str, value: &glib::Value) -> bool {
-        // Both default to true (GObject checked the type; the fallback stands in for the
-        // impossible).
-        if name == "repair-deadline" {
-            self.repair_deadline_ms = value.get().unwrap_or(DEFAULT_REPAIR_DEADLINE_MS);
-            return true;
-        }
-        let flag = match name {
-            "wait-for-keyframe" => &mut self.wait_for_keyframe,
-            "request-keyframe" => &mut self.request_keyframe,
-            "repair" => &mut self.repair,
-            _ => return false,
+        let mut c = Config::new(O::ROLE, common.mode.into());
+        c.peer = ep.peer;
+        c.passphrase = if common.passphrase.is_empty() {
+            None
+        } else {
+            Some(common.passphrase.clone())
         };
-        *flag = value.get().unwrap_or(true);
-        true
-    }
-
-    fn get(&self, name: &str) -> Option<glib::Value> {
-        match name {
-            "wait-for-keyframe" => Some(self.wait_for_keyframe.to_value()),
-            "request-keyframe" => Some(self.request_keyframe.to_value()),
-            "repair" => Some(self.repair.to_value()),
-            "repair-deadline" => Some(self.repair_deadline_ms.to_value()),
-            _ => None,
-        }
-    }
-}
-
-impl Default for SrcSettings {
-    fn default() -> Self {
-        SrcSettings {
-            wait_for_keyframe: DEFAULT_WAIT_FOR_KEYFRAME,
-            request_keyframe: DEFAULT_REQUEST_KEYFRAME,
-            repair: DEFAULT_REPAIR,
-            repair_deadline_ms: DEFAULT_REPAIR_DEADLINE_MS,
-        }
+        c.encrypt = common.encrypt;
+        c.timeout = Duration::from_millis(u64::from(common.timeout_ms.max(1)));
+        c.allow_unauthenticated = common.allow_unauthenticated;
+        c.replace_peer = common.replace_peer;
+        self.own.configure(&mut c);
+        Ok(c)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::element::punktfunksink::SinkSettings;
 
     /// `replace-peer` reaches the session's `Config` (off by default).
     #[test]
@@ -496,9 +318,9 @@ mod tests {
             bind: "127.0.0.1:0".parse().unwrap(),
             peer: None,
         };
-        let mut s = CommonSettings::new(ConnectionMode::Listener);
-        assert!(!s.config(Role::Host, &ep).unwrap().replace_peer);
-        s.replace_peer = true;
-        assert!(s.config(Role::Host, &ep).unwrap().replace_peer);
+        let mut s = Settings::<SinkSettings>::default();
+        assert!(!s.config(&ep).unwrap().replace_peer);
+        s.common.replace_peer = true;
+        assert!(s.config(&ep).unwrap().replace_peer);
     }
 }

@@ -7,11 +7,23 @@
 
 use std::time::{Duration, Instant};
 
+use crate::protocol::bwe::BweState;
 use crate::protocol::handshake::Role;
 use crate::session::Stats;
 
 /// Name of the stats structure (property `stats` and the periodic element message).
 pub(crate) const STATS_NAME: &str = "punktfunk-stats";
+
+/// The estimator's state as `punktfunk-stats` and `punktfunk-bandwidth` spell it.
+pub(crate) fn state_name(s: Option<BweState>) -> &'static str {
+    match s {
+        None => "off",
+        Some(BweState::Startup) => "startup",
+        Some(BweState::Increase) => "increase",
+        Some(BweState::Hold) => "hold",
+        Some(BweState::Drain) => "drain",
+    }
+}
 
 /// The `stats` structure (`punktfunk-stats`) of a session's counters.
 pub(crate) fn stats_structure(s: &Stats, bound_port: u32) -> gst::Structure {
@@ -68,7 +80,7 @@ pub(crate) fn stats_structure(s: &Stats, bound_port: u32) -> gst::Structure {
         .field("send-buffer", s.send_buffer)
         .field("recv-buffer", s.recv_buffer)
         .field("gso", s.gso)
-        // Security (issue 9).
+        // Security.
         .field("cookies-sent", s.cookies_sent)
         .field("hellos-dropped", s.hellos_dropped)
         .field("hellos-stale", s.hellos_stale)
@@ -90,7 +102,7 @@ pub(crate) fn stats_structure(s: &Stats, bound_port: u32) -> gst::Structure {
         .field("keyframe-requests-throttled", s.keyframe_requests_throttled)
         .field("input-throttled", s.input_throttled)
         .field("seal-failures", s.seal_failures)
-        // Loss resilience (issue 8).
+        // Loss resilience.
         .field("data-shards-sent", s.data_shards_sent)
         .field("parity-shards-sent", s.parity_shards_sent)
         .field("repair-requests", s.repair_requests)
@@ -103,9 +115,9 @@ pub(crate) fn stats_structure(s: &Stats, bound_port: u32) -> gst::Structure {
         .field("shards-reordered", s.shards_reordered)
         .field("reorder-window-us", s.reorder_window_us)
         .field("loss-models", s.loss_models)
-        // Congestion control (issue 10).
+        // Congestion control.
         .field("feedback-messages", s.feedback_messages)
-        .field("bwe-state", super::punktfunksink::congestion::state_name(s.bwe_state))
+        .field("bwe-state", state_name(s.bwe_state))
         .field("bwe-estimate", s.bwe_estimate_bps)
         .field("bwe-target-bitrate", s.bwe_target_bitrate_bps)
         .field("bwe-pacing-rate", s.bwe_pacing_rate_bps)
@@ -115,7 +127,7 @@ pub(crate) fn stats_structure(s: &Stats, bound_port: u32) -> gst::Structure {
         .field("bwe-loss", s.bwe_loss)
         .field("bwe-large-drops", s.bwe_large_drops)
         .build();
-    // Frame timing (issue 6).
+    // Frame timing.
     crate::element::capture_time::add_timing_fields(&mut st, s);
     st
 }

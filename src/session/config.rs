@@ -69,7 +69,7 @@ pub struct Config {
     /// Seeds the attempt ids and first frame indices (reproducible tests); `None` draws them
     /// from the OS. Keys are always fresh OS randomness.
     pub rng_seed: Option<u64>,
-    // --- security (issue 9) ---
+    // --- security ---
     /// Listener: start without a passphrase on an address other than loopback. Off by default:
     /// such a listener lets anyone who reaches the port receive the stream and send input
     /// (checked by [`Config::check_exposure`] when the session starts).
@@ -85,7 +85,7 @@ pub struct Config {
     /// connection is created.
     pub wall_clock: Option<SystemTime>,
 
-    // Loss resilience (issue 8): FEC by target, deadline-bounded repair, fast connect.
+    // Loss resilience: FEC by target, deadline-bounded repair, fast connect.
     /// Host: target, floor and ceiling of [`FecMode::Target`].
     pub fec_target: TargetConfig,
     /// Host: bounds of the repair history and the repair budget (share of the stream).
@@ -99,7 +99,7 @@ pub struct Config {
     /// Caller: the first handshake retry comes after this; each further one after twice the
     /// previous wait, up to `handshake_retry`.
     pub handshake_first_retry: Duration,
-    // Congestion control (issue 10).
+    // Congestion control.
     /// Bandwidth feedback (client) and estimation, pacing and encoder target (host).
     pub congestion: CongestionConfig,
 }

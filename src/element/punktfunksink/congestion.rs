@@ -1,4 +1,4 @@
-//! The sink's congestion control (issue 10): the `congestion-control`, `min-bitrate` and
+//! The sink's congestion control: the `congestion-control`, `min-bitrate` and
 //! `max-bitrate` properties, the `punktfunk-bandwidth` element message, and steering the
 //! upstream encoder from the session's [`BandwidthUpdate`]s.
 //!
@@ -23,7 +23,7 @@
 use gst::glib;
 use gst::prelude::*;
 
-use crate::protocol::bwe::BweState;
+use crate::element::stats::state_name;
 use crate::session::BandwidthUpdate;
 
 use super::encoder::{EncoderControl, find_upstream_encoder};
@@ -36,10 +36,8 @@ pub(crate) const DEFAULT_MAX_BITRATE: u64 = 0;
 /// `encoder-buffer`: the encoder's rate-control buffer in milliseconds of its bitrate; 0 leaves
 /// the encoder's own. On by default (two frames at 60 fps): with x264's own 600 ms buffer a
 /// keyframe is 5–20 P-frames, overflows a narrow path's queue and reads as congestion (12 Mbit/s
-/// bottleneck: 96–99 % of pictures shown, p99 70–75 ms against 100 % and ~30–40 ms bounded). It
-/// was off while bounded, uniform frames broke the fairness between two streams (0.01–0.16);
-/// that came from the media-share trap and unpaced frame bursts, both fixed (see
-/// docs/BENCHMARKS.md, issue 10, third session).
+/// bottleneck: 96–99 % of pictures shown, p99 70–75 ms against 100 % and ~30–40 ms bounded; see
+/// docs/BENCHMARKS.md).
 pub(crate) const DEFAULT_ENCODER_BUFFER_MS: u32 = 34;
 
 /// `link-share`: the largest share of the path's measured rate the stream may take, percent
@@ -69,17 +67,6 @@ pub(crate) enum CongestionControl {
 }
 
 pub(crate) const DEFAULT_CONGESTION_CONTROL: CongestionControl = CongestionControl::Encoder;
-
-/// The estimator's state as the message and stats spell it.
-pub(crate) fn state_name(s: Option<BweState>) -> &'static str {
-    match s {
-        None => "off",
-        Some(BweState::Startup) => "startup",
-        Some(BweState::Increase) => "increase",
-        Some(BweState::Hold) => "hold",
-        Some(BweState::Drain) => "drain",
-    }
-}
 
 /// The `punktfunk-bandwidth` structure: `estimate` (wire bit/s), `target-bitrate` (media
 /// bit/s), `encoder-bitrate` (what the encoder was set to, bit/s; 0 = not steered), `state`,

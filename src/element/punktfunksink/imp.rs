@@ -22,20 +22,19 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
-use crate::element::caps::codec_of;
 use super::congestion::{Attach, CongestionControl, Steering, bandwidth_structure};
+use super::settings::{self, SinkSettings};
+use crate::element::caps::codec_of;
+use crate::element::capture_time::capture_timing;
 use crate::element::input_message::input_structure;
 use crate::element::navigation::input_to_navigation;
 use crate::element::peer::{PeerChange, PeerEvents, post_element_message};
-use crate::element::properties::{self, Core};
-use crate::element::settings::{DEFAULT_STATS_INTERVAL_MS, SinkSettings};
+use crate::element::properties::Core;
+use crate::element::settings::DEFAULT_STATS_INTERVAL_MS;
 use crate::element::stats::{StatsTicker, stats_structure};
-use crate::element::capture_time::capture_timing;
 use crate::element::{POLL_SLICE, debug_category, lock};
 use crate::protocol::annexb::{Codec, ParameterSets};
-use crate::protocol::pacing::PacingConfig;
-use crate::session::{self, CongestionConfig, Event, Session};
-use crate::transport::udp::UdpOptions;
+use crate::session::{self, Event, Session};
 
 static CAT: LazyLock<gst::DebugCategory> =
     LazyLock::new(|| debug_category("punktfunksink", "punktfunk sender"));
@@ -61,7 +60,7 @@ pub(crate) struct PunktfunkSink {
     stream: Mutex<Stream>,
     /// `stats-interval` as the receive thread reads it (changeable while playing).
     stats_interval: Arc<AtomicU32>,
-    /// Congestion control: the encoder steered from the receive thread (issue 10).
+    /// Congestion control: the encoder steered from the receive thread.
     steering: Mutex<Steering>,
 }
 
@@ -269,7 +268,7 @@ impl ObjectSubclass for PunktfunkSink {
 
 impl ObjectImpl for PunktfunkSink {
     fn properties() -> &'static [glib::ParamSpec] {
-        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(properties::sink);
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(settings::properties);
         PROPERTIES.as_ref()
     }
 
@@ -307,40 +306,10 @@ impl BaseSinkImpl for PunktfunkSink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.core.settings();
         gst::debug!(CAT, imp = self, "starting with {settings:?}");
-        let opts = UdpOptions {
-            dscp: settings.own.dscp.min(63) as u8,
-            ..UdpOptions::default()
-        };
-        let session = self.core.slot.open(
-            self.obj().upcast_ref(),
-            *CAT,
-            &settings.common,
-            |config| {
-                config.fec_percent = settings.own.fec_percent.min(100) as u8;
-                config.fec_mode = settings.own.fec_mode.into();
-                config.mtu = settings.own.mtu as usize;
-                // Loss resilience (issue 8).
-                config.fec_target.target = settings.own.fec_target;
-                config.fec_target.floor_percent = settings.own.fec_floor.min(100) as u8;
-                config.fec_target.ceiling_percent = settings.own.fec_ceiling.min(200) as u16;
-                config.repair_history.budget_share = settings.own.repair_share;
-                config.pacing = PacingConfig {
-                    rate_bps: settings.own.pacing_rate,
-                    ..PacingConfig::default()
-                };
-                let cc = settings.own.congestion_control;
-                config.congestion = CongestionConfig {
-                    enabled: cc != CongestionControl::None,
-                    pace: cc == CongestionControl::Encoder,
-                    min_bitrate_bps: settings.own.min_bitrate,
-                    max_bitrate_bps: settings.own.max_bitrate,
-                    start_bitrate_bps: 0,
-                    link_share_percent: settings.own.link_share,
-                };
-            },
-            &opts,
-        )?;
-
+        let session = self
+            .core
+            .slot
+            .open(self.obj().upcast_ref(), *CAT, &settings)?;
         *lock(&self.stream) = Stream::default();
         *lock(&self.steering) = Steering::new(
             settings.own.congestion_control,

@@ -2,12 +2,27 @@
 //! protocol (FEC-protected, paced, encrypted) and turns what the client sends back into
 //! upstream events: keyframe requests become `ForceKeyUnit`, input becomes Navigation events
 //! and `punktfunk-input` element messages.
+//!
+//! | module | owns |
+//! |---|---|
+//! | `imp` | the `BaseSink`: `render`, the receive thread, start / stop |
+//! | `settings` | the sink's own properties, their values and their part of the session `Config` |
+//! | `congestion` | `congestion-control`: bandwidth messages, steering the encoder's bitrate |
+//! | `encoder` | finding the upstream encoder, setting its bitrate and rate-control buffer |
+//!
+//! Nothing outside this folder uses these modules, except the plugin registration
+//! ([`mark_plugin_api`]). They must never be used by `punktfunksrc`.
 
 use gst::glib;
 
-pub(super) mod congestion;
+mod congestion;
 mod encoder;
 mod imp;
+mod settings;
+
+#[cfg(test)]
+pub(crate) use settings::SinkSettings;
+pub(crate) use settings::mark_plugin_api;
 
 glib::wrapper! {
     /// The sending element. See the module docs and the properties.

@@ -21,18 +21,18 @@ use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 
+use super::settings::{self, SrcSettings};
+use super::uri::{PunktfunkUri, URI_SCHEME};
+use crate::element::capture_time::attach_host_timestamp;
 use crate::element::input_message::input_from_structure;
 use crate::element::navigation::navigation_to_input;
 use crate::element::peer::{PeerChange, PeerEvents, post_element_message};
-use crate::element::properties::{self, Core};
-use crate::element::settings::{ConnectionMode, SrcSettings};
+use crate::element::properties::Core;
+use crate::element::settings::ConnectionMode;
 use crate::element::stats::StatsTicker;
-use crate::element::capture_time::attach_host_timestamp;
-use super::uri::{PunktfunkUri, URI_SCHEME};
 use crate::element::{POLL_SLICE, debug_category, lock};
 use crate::protocol::input::InputEvent;
 use crate::session::{self, Event, Session};
-use crate::transport::udp::UdpOptions;
 
 static CAT: LazyLock<gst::DebugCategory> =
     LazyLock::new(|| debug_category("punktfunksrc", "punktfunk receiver"));
@@ -334,7 +334,7 @@ fn send_from_signal(
 
 impl ObjectImpl for PunktfunkSrc {
     fn properties() -> &'static [glib::ParamSpec] {
-        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(properties::src);
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(settings::properties);
         PROPERTIES.as_ref()
     }
 
@@ -476,19 +476,9 @@ impl BaseSrcImpl for PunktfunkSrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.core.settings();
         gst::debug!(CAT, imp = self, "starting with {settings:?}");
-        self.core.slot.open(
-            self.obj().upcast_ref(),
-            *CAT,
-            &settings.common,
-            |config| {
-                // Loss resilience (issue 8).
-                config.repair = settings.own.repair;
-                config.repair_deadline = (settings.own.repair_deadline_ms > 0).then(|| {
-                    std::time::Duration::from_millis(settings.own.repair_deadline_ms.into())
-                });
-            },
-            &UdpOptions::default(),
-        )?;
+        self.core
+            .slot
+            .open(self.obj().upcast_ref(), *CAT, &settings)?;
         *lock(&self.stream) = Stream::new(settings.own.wait_for_keyframe);
         *lock(&self.peer) = Some(PeerEvents::new(*CAT, &settings.common));
         self.frames_dropped.store(0, Ordering::Relaxed);

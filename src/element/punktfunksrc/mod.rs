@@ -2,10 +2,19 @@
 //! reassembling) and pushes whole H.264 / H.265 access units, live, with caps taken from the
 //! host's stream info. Upstream Navigation events and the `send-*` action signals travel back
 //! to the host as input events. Also a URI handler for `punktfunk://[passphrase@]host:port`.
+//!
+//! | module | owns |
+//! |---|---|
+//! | `imp` | the `PushSrc`: `create`, session events → caps / buffers / EOS, action signals |
+//! | `settings` | the src's own properties, their values and their part of the session `Config` |
+//! | `uri` | parsing and printing `punktfunk://` URIs |
+//!
+//! Nothing outside this folder uses these modules; they must never be used by `punktfunksink`.
 
 use gst::glib;
 
 mod imp;
+mod settings;
 mod uri;
 
 glib::wrapper! {

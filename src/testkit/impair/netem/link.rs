@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 /// since the emulator sees UDP payloads while a real link carries whole IP packets.
 pub const DEFAULT_OVERHEAD_BYTES: usize = 28;
 
-/// Default queue limit: 50 ms at the link's current rate (issue 10's bottleneck).
+/// Default queue limit: 50 ms at the link's current rate (the congestion tests' bottleneck).
 pub const DEFAULT_QUEUE: QueueLimit = QueueLimit::Time(Duration::from_millis(50));
 
 /// Most steps in a rate schedule.

@@ -31,7 +31,7 @@ pub enum LossModel {
 impl LossModel {
     /// The classic Gilbert model with transition probabilities `p` (good → bad) and `r`
     /// (bad → good): everything in the bad state is lost, nothing in the good state. Mean loss
-    /// is `p / (p + r)`, mean burst length `1 / r`. (Issue 8's path: `gilbert(0.01, 0.3)`,
+    /// is `p / (p + r)`, mean burst length `1 / r`. (The loss tests' path: `gilbert(0.01, 0.3)`,
     /// ≈ 3.2 % loss in bursts of 3.3 on average.)
     pub fn gilbert(p: f64, r: f64) -> Self {
         LossModel::GilbertElliott {
