@@ -34,6 +34,8 @@ use gstpunktfunk::protocol::packetizer::Datagrams;
 use gstpunktfunk::session::{Config, Event, Mode, Session};
 use gstpunktfunk::transport::Transport;
 use gstpunktfunk::transport::udp::{UdpOptions, UdpTransport};
+use rand_xoshiro::SplitMix64;
+use rand_xoshiro::rand_core::{RngCore, SeedableRng};
 
 /// 50 Mbit/s at 60 frames a second, in bytes per frame.
 const FRAME_LEN: usize = 104_167;
@@ -121,19 +123,6 @@ fn kernel_rcvbuf_errors() -> Option<u64> {
     values.split_whitespace().nth(col)?.parse().ok()
 }
 
-/// SplitMix64: a deterministic drop pattern.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 fn frame(len: usize, seed: u32) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u32 ^ seed).wrapping_mul(2_654_435_761).to_be_bytes()[0])
@@ -219,7 +208,8 @@ fn run(host: &Session, client: &Session, frames: usize, seed: u64) -> RunResult 
         std::thread::spawn(move || {
             pin_to(1);
             let tx = bind();
-            let mut rng = Rng(seed);
+            // SplitMix64: a deterministic drop pattern.
+            let mut rng = SplitMix64::seed_from_u64(seed);
             let mut refs: Vec<&[u8]> = Vec::with_capacity(128);
             let (mut sent, mut dropped) = (0u64, 0u64);
             start.wait();
@@ -230,7 +220,7 @@ fn run(host: &Session, client: &Session, frames: usize, seed: u64) -> RunResult 
                 }
                 refs.clear();
                 for j in 0..d.len() {
-                    if rng.next() % 100 < LOSS_PERCENT {
+                    if rng.next_u64() % 100 < LOSS_PERCENT {
                         dropped += 1;
                     } else {
                         refs.push(d.get(j));

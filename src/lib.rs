@@ -4,20 +4,22 @@
 //!
 //! Layers, top to bottom: the elements (thin, private to the crate, behind the default `gst`
 //! feature), the [`session`] (one end of a stream), the sans-IO [`protocol`] and the
-//! [`transport`] (UDP; the in-memory pair and the impairment wrapper behind the `testing`
-//! feature). `docs/ARCHITECTURE.md` has the whole picture.
+//! [`transport`] (UDP). Beside them, behind the `testing` feature, the test kit (`testkit`:
+//! the in-memory pair, the impairment wrapper, the relay). `docs/ARCHITECTURE.md` has the whole
+//! picture.
 //!
 //! Cargo features:
 //! - `gst` (default): the GStreamer elements and the plugin entry points
 //!   (`plugin_register_static`). Without it the crate builds no GStreamer crate at all.
-//! - `testing`: test tools — `relay` (a UDP relay with impairment), `transport::impair` and
-//!   `transport::memory`. Never part of the default build, so the plugin (`.so`) ships none of it.
+//! - `testing`: the test kit, `testkit` — `relay` (a UDP relay with impairment), `impair`,
+//!   `memory` and the seeded `rng`. Never part of the default build, so the plugin (`.so`)
+//!   ships none of it.
 //!
 //! What is public, and why:
 //! - [`session`]: the library API — `Session` (the driver), `Config`, `Event`, `Stats`, and the
 //!   sans-IO `Connection` for applications that bring their own I/O loop.
-//! - [`transport`]: the `Transport` trait and `UdpTransport` (and, with `testing`, the test
-//!   transports).
+//! - [`transport`]: the `Transport` trait and `UdpTransport`.
+//! - `testkit` (with `testing`): the tools tests, benchmarks and examples build networks from.
 //! - [`protocol`]: the sans-IO building blocks (wire layouts, packetizer, reassembler, FEC,
 //!   handshake, estimators). Public so that property tests, fuzz targets and benchmarks — which
 //!   are separate crates — can drive them directly; they are not a stable API of their own.

@@ -1,11 +1,12 @@
 //! Synthetic access units for the benches that count frames byte-exact: each carries its index
 //! in its first five bytes (7 bits a byte, high bit set, so no Annex B start code can appear)
-//! and seeded xorshift bytes after it (never zero), so a delivered frame can be named and
-//! checked without keeping it.
+//! and bytes from the test kit's generator seeded with the index after it (never zero), so a
+//! delivered frame can be named and checked without keeping it.
 
 use std::time::Instant;
 
 use gst::prelude::*;
+use gstpunktfunk::testkit::rng::Rng;
 
 /// Frame `i` of `len` bytes.
 pub fn frame(i: u32, len: usize) -> Vec<u8> {
@@ -13,15 +14,9 @@ pub fn frame(i: u32, len: usize) -> Vec<u8> {
     for k in 0..5 {
         out.push(0x80 | ((i >> (7 * (4 - k))) & 0x7f) as u8);
     }
-    let mut x = u64::from(i)
-        .wrapping_add(1)
-        .wrapping_mul(0xa076_1d64_78bd_642f)
-        | 1;
+    let mut rng = Rng::new(u64::from(i));
     while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend(x.to_le_bytes().map(|b| b.max(1)));
+        out.extend(rng.next_u64().to_le_bytes().map(|b| b.max(1)));
     }
     out.truncate(len);
     out

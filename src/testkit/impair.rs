@@ -3,8 +3,8 @@
 //! This module owns [`Impaired`], [`ImpairConfig`] and [`ImpairStats`], and, in [`netem`], the
 //! sans-IO network emulator they are built on (loss models, delay, jitter, reordering,
 //! duplication, a rate-limited drop-tail bottleneck with a rate schedule, trace-driven loss).
-//! The UDP relay ([`crate::testkit::relay`]) uses the same emulator. It must never be needed by the
-//! shipped streaming path: it is a test tool.
+//! The UDP relay ([`crate::testkit::relay`]) uses the same emulator. It must never be needed by
+//! the shipped streaming path: it is a test tool.
 //!
 //! The impairments act on the *send* path of the wrapped transport: each datagram handed to
 //! [`Transport::send`] enters the emulator (one flow, through its own bottleneck when
@@ -28,13 +28,10 @@ use crate::transport::{RecvBatch, SendOutcome, Transport, TransportInfo};
 pub mod netem;
 
 pub use netem::{
-    BottleneckConfig, DEFAULT_MAX_HOLD, LinkStats, LossModel, LossTrace, PathConfig, QueueLimit,
-    RateSchedule, TraceError,
+    BottleneckConfig, LinkStats, LossModel, LossTrace, PathConfig, QueueLimit, RateSchedule,
+    TraceError,
 };
 use netem::{FlowId, LinkId, Netem};
-
-/// The longest a reordered datagram is held back by default ([`ImpairConfig::reorder_max_hold`]).
-pub const MAX_HOLD: Duration = DEFAULT_MAX_HOLD;
 
 /// Datagrams handed to the inner transport per call at most.
 const CHUNK: usize = 64;
@@ -54,7 +51,7 @@ pub struct ImpairConfig {
     /// A held-back datagram is released after this many later datagrams went out (or after
     /// `reorder_max_hold`).
     pub reorder_depth: usize,
-    /// The longest a held-back datagram waits ([`MAX_HOLD`] by default).
+    /// The longest a held-back datagram waits (5 ms by default).
     pub reorder_max_hold: Duration,
     /// Probability that a datagram is sent twice.
     pub duplicate: f64,
@@ -518,7 +515,11 @@ mod tests {
         assert_eq!(b.recv(&mut batch, Some(Duration::ZERO)).unwrap(), 0);
         // Returns at its timeout (nothing comes in), having sent the held datagrams on the way.
         let mut own = RecvBatch::new(4, 16);
-        assert_eq!(imp.recv(&mut own, Some(4 * MAX_HOLD)).unwrap(), 0);
+        assert_eq!(
+            imp.recv(&mut own, Some(4 * netem::DEFAULT_MAX_HOLD))
+                .unwrap(),
+            0
+        );
         let k = b.recv(&mut batch, Some(Duration::ZERO)).unwrap();
         let got: Vec<u32> = (0..k).map(|i| parse(batch.get(i).0)).collect();
         assert_eq!(got, (0..10).collect::<Vec<_>>());

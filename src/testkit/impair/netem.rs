@@ -1,9 +1,9 @@
 //! A sans-IO network emulator: packets in with timestamps, decisions and deliveries out.
 //!
 //! This module owns [`Netem`] and its models; [`super::Impaired`] (any [`Transport`]) and the
-//! UDP relay ([`crate::testkit::relay`]) drive it. It never reads a clock, sleeps, starts a thread or
-//! touches a socket: every call takes the current time, so tests run it on virtual time
-//! (thousands of seconds of traffic in milliseconds, the same result on every run).
+//! UDP relay ([`crate::testkit::relay`]) drive it. It never reads a clock, sleeps, starts a
+//! thread or touches a socket: every call takes the current time, so tests run it on virtual
+//! time (thousands of seconds of traffic in milliseconds, the same result on every run).
 //!
 //! [`Transport`]: crate::transport::Transport
 //!
@@ -45,25 +45,24 @@ use std::time::{Duration, Instant};
 
 mod link;
 mod loss;
-mod rng;
 mod trace;
 
 pub use link::{
-    BottleneckConfig, DEFAULT_OVERHEAD_BYTES, DEFAULT_QUEUE, LinkStats, MAX_SCHEDULE_STEPS,
-    QueueLimit, RateSchedule, parse_duration, parse_rate,
+    BottleneckConfig, DEFAULT_OVERHEAD_BYTES, DEFAULT_QUEUE, LinkStats, QueueLimit, RateSchedule,
+    parse_duration, parse_rate,
 };
 pub use loss::LossModel;
 pub use trace::{LossTrace, MAX_TRACE_BYTES, MAX_TRACE_DELAY_US, MAX_TRACE_LINES, TraceError};
 
+use crate::testkit::rng::Rng;
 use link::Link;
 use loss::LossState;
-use rng::Rng;
 
 /// Default for [`PathConfig::reorder_max_hold`]: the longest a reordered packet is held back.
-pub const DEFAULT_MAX_HOLD: Duration = Duration::from_millis(5);
+pub(crate) const DEFAULT_MAX_HOLD: Duration = Duration::from_millis(5);
 
 /// Default for [`PathConfig::reorder_depth`].
-pub const DEFAULT_REORDER_DEPTH: usize = 3;
+pub(crate) const DEFAULT_REORDER_DEPTH: usize = 3;
 
 /// Default bound on the packets in flight in one [`Netem`] (queued, delayed or held).
 pub const DEFAULT_MAX_PACKETS: usize = 1 << 16;
@@ -249,7 +248,7 @@ impl<P: Clone> Netem<P> {
     }
 
     /// Adds a bottleneck that flows can share.
-    pub fn add_link(&mut self, config: BottleneckConfig) -> LinkId {
+    pub(crate) fn add_link(&mut self, config: BottleneckConfig) -> LinkId {
         self.links.push(Link::new(config, self.start));
         LinkId(self.links.len() - 1)
     }

@@ -21,7 +21,7 @@ pub const DEFAULT_OVERHEAD_BYTES: usize = 28;
 pub const DEFAULT_QUEUE: QueueLimit = QueueLimit::Time(Duration::from_millis(50));
 
 /// Most steps in a rate schedule.
-pub const MAX_SCHEDULE_STEPS: usize = 4096;
+pub(crate) const MAX_SCHEDULE_STEPS: usize = 4096;
 
 /// How much a bottleneck's drop-tail queue holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::rng::{Rng, clamp_prob};
 use super::trace::{LossTrace, TraceCursor};
+use crate::testkit::rng::{Rng, clamp_prob};
 
 /// How a flow's datagrams are lost.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -232,15 +232,10 @@ fn offer_cbr(
         }
     };
     let mut seq = 0u64;
-    // Spacing varies uniformly in ±50 % around the mean (a tiny LCG: the test's own numbers),
-    // so the flows do not arrive in lock step, which would make drop-tail pick favourites.
-    let mut lcg = 0x2545_F491_4F6C_DD1Du64;
-    let mut spread = move |gap: Duration| {
-        lcg = lcg
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        gap.mul_f64(0.5 + (lcg >> 11) as f64 / (1u64 << 53) as f64)
-    };
+    // Spacing varies uniformly in ±50 % around the mean, so the flows do not arrive in lock
+    // step, which would make drop-tail pick favourites.
+    let mut rng = Rng::new(0x2545_F491_4F6C_DD1D);
+    let mut spread = move |gap: Duration| gap.mul_f64(0.5 + rng.next_f64());
     loop {
         let (i, &t) = next
             .iter()
