@@ -1,4 +1,8 @@
-//! What a user configures for one end of a stream.
+//! What a user configures for one end of a stream: [`Config`], its defaults, and the checks a
+//! session runs on it before it binds ([`Config::validate`], [`Config::check_exposure`]).
+//!
+//! Owns: the defaults of every session setting. Must never: do I/O or read a clock — it is plain
+//! data that the elements and applications fill in and the session reads.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
@@ -31,7 +35,9 @@ pub enum Mode {
 /// Configuration of a [`super::Session`] (and of its [`super::Connection`]).
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Which end of the stream: the host sends media, the client receives it and sends input.
     pub role: Role,
+    /// Who waits and who calls (independent of the role).
     pub mode: Mode,
     /// The listener's address (callers only).
     pub peer: Option<SocketAddr>,
@@ -43,9 +49,11 @@ pub struct Config {
     pub aead: AeadBackend,
     /// Parity share of every FEC block, in percent (0 = no FEC).
     pub fec_percent: u8,
+    /// How the host chooses the parity of each block (fixed, adaptive or by target).
     pub fec_mode: FecMode,
     /// Largest datagram (UDP payload) in bytes.
     pub mtu: usize,
+    /// How the host spreads a frame's datagrams over time.
     pub pacing: PacingConfig,
     /// Without any datagram from the peer for this long, the peer counts as gone.
     pub timeout: Duration,
@@ -57,6 +65,7 @@ pub struct Config {
     pub loss_report_interval: Duration,
     /// Client: shortest interval between two keyframe requests.
     pub keyframe_request_interval: Duration,
+    /// Client: the reassembler's bounds (frame size, memory, frames in flight, reorder window).
     pub reassembler: ReassemblerConfig,
     /// Host: the stream info to hand to clients (can be set later).
     pub stream_info: Option<StreamInfo>,
@@ -142,10 +151,12 @@ impl Config {
         }
     }
 
+    /// A host that listens (the sink's default), with every other field at its default.
     pub fn host_listener() -> Self {
         Self::new(Role::Host, Mode::Listener)
     }
 
+    /// A client that calls the listener at `peer` (the src's default).
     pub fn client_caller(peer: SocketAddr) -> Self {
         let mut c = Self::new(Role::Client, Mode::Caller);
         c.peer = Some(peer);

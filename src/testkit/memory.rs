@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::transport::{RecvBatch, SendOutcome, Transport};
 
 /// Default queue capacity per direction, in datagrams.
-pub(crate) const DEFAULT_CAPACITY: usize = 65536;
+pub const DEFAULT_CAPACITY: usize = 65536;
 
 /// Most spare buffers kept for reuse per queue.
 const MAX_FREE_BUFFERS: usize = 4096;

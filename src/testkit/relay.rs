@@ -61,6 +61,7 @@ pub struct RelayFlow {
 /// A relay's pairs and shared bottlenecks.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RelayConfig {
+    /// The pairs to forward, each with its own front socket.
     pub flows: Vec<RelayFlow>,
     /// Shared by every pair's down direction (unless the direction has its own).
     pub down_bottleneck: Option<BottleneckConfig>,

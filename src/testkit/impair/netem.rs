@@ -133,7 +133,9 @@ pub enum Verdict {
 pub struct Delivery<P> {
     /// When it is due (≤ the `now` it was polled at).
     pub at: Instant,
+    /// The flow it was pushed into.
     pub flow: FlowId,
+    /// What was pushed with it, unchanged.
     pub payload: P,
 }
 
@@ -248,7 +250,7 @@ impl<P: Clone> Netem<P> {
     }
 
     /// Adds a bottleneck that flows can share.
-    pub(crate) fn add_link(&mut self, config: BottleneckConfig) -> LinkId {
+    pub fn add_link(&mut self, config: BottleneckConfig) -> LinkId {
         self.links.push(Link::new(config, self.start));
         LinkId(self.links.len() - 1)
     }
