@@ -319,3 +319,21 @@ pub(crate) fn properties() -> Vec<glib::ParamSpec> {
     ]);
     props
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sink's properties that take effect while playing: `stats-interval` only (the others
+    /// get the "takes effect at the next start" warning).
+    #[test]
+    fn only_stats_interval_changes_while_playing() {
+        gst::init().unwrap();
+        let live: Vec<_> = properties()
+            .iter()
+            .filter(|p| p.flags().contains(gst::PARAM_FLAG_MUTABLE_PLAYING))
+            .map(|p| p.name().to_owned())
+            .collect();
+        assert_eq!(live, ["stats-interval"]);
+    }
+}

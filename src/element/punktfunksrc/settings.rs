@@ -120,3 +120,24 @@ pub(crate) fn properties() -> Vec<glib::ParamSpec> {
     ]);
     props
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The src's properties that take effect while playing (`create` reads them for every
+    /// event); the others get the "takes effect at the next start" warning.
+    #[test]
+    fn keyframe_flags_and_stats_interval_change_while_playing() {
+        gst::init().unwrap();
+        let live: Vec<_> = properties()
+            .iter()
+            .filter(|p| p.flags().contains(gst::PARAM_FLAG_MUTABLE_PLAYING))
+            .map(|p| p.name().to_owned())
+            .collect();
+        assert_eq!(
+            live,
+            ["stats-interval", "wait-for-keyframe", "request-keyframe"]
+        );
+    }
+}
