@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use gstpunktfunk::protocol::path::{AMPLIFICATION_FACTOR, Path, PathFrame};
+use gstpunktfunk::protocol::security::path::{AMPLIFICATION_FACTOR, Path, PathFrame};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

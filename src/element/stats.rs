@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::protocol::handshake::Role;
+use crate::protocol::security::handshake::Role;
 use crate::session::Stats;
 
 /// Name of the stats structure (property `stats` and the periodic element message).

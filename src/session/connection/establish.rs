@@ -24,11 +24,13 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use crate::protocol::cookie;
-use crate::protocol::crypto::{RESET_TOKEN_LEN, ResetToken};
-use crate::protocol::handshake::{HandshakeError, HelloParams, Initiator, Role, peek_hello};
 use crate::protocol::input::{InputReceiver, InputSender};
-use crate::protocol::ratelimit::Admission;
+use crate::protocol::security::cookie;
+use crate::protocol::security::crypto::{RESET_TOKEN_LEN, ResetToken};
+use crate::protocol::security::handshake::{
+    HandshakeError, HelloParams, Initiator, Role, peek_hello,
+};
+use crate::protocol::security::ratelimit::Admission;
 use crate::protocol::wire::{HEADER_LEN, Header, Kind, RejectReason};
 
 use super::guard::{MAX_PENDING, MAX_PENDING_PER_SOURCE};

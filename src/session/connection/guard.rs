@@ -1,6 +1,6 @@
 //! Security state of a connection (issue 9): the listener's handshake admission (freshness
 //! cache, rate limits, cookies) and its passphrase-guessing budget (an answered hello is charged,
-//! a confirmed session refunded: [`crate::protocol::guessing`]), the caller's view of refusals
+//! a confirmed session refunded: [`crate::protocol::security::guessing`]), the caller's view of refusals
 //! (a Reject or a failed key confirmation counts only from the configured peer for a live
 //! attempt, and only a series that lasts the connect `timeout` is final), reset tokens of
 //! retired sessions, and the host's throttles on what an authenticated client may make it do
@@ -18,11 +18,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use zeroize::Zeroizing;
 
-use crate::protocol::cookie;
-use crate::protocol::crypto::ResetToken;
-use crate::protocol::guessing::{Charge, GuessBudget, Refusal};
-use crate::protocol::handshake::{HandshakeConfig, Responder};
-use crate::protocol::ratelimit::{HandshakeGate, TokenBucket};
+use crate::protocol::security::cookie;
+use crate::protocol::security::crypto::ResetToken;
+use crate::protocol::security::guessing::{Charge, GuessBudget, Refusal};
+use crate::protocol::security::handshake::{HandshakeConfig, Responder};
+use crate::protocol::security::ratelimit::{HandshakeGate, TokenBucket};
 use crate::protocol::wire::{Kind, RejectReason};
 
 use super::link::Link;
@@ -40,7 +40,7 @@ pub(super) const MAX_PENDING_PER_SOURCE: usize = super::establish::MAX_ATTEMPTS;
 pub const REJECT_SERIES_COUNT: u32 = 3;
 pub const REJECT_SERIES_SPAN: Duration = Duration::from_secs(1);
 /// A series with no refusal for this long starts over: longer than a listener's longest
-/// guessing back-off ([`crate::protocol::guessing::GuessConfig::backoff_max`]), so a caller
+/// guessing back-off ([`crate::protocol::security::guessing::GuessConfig::backoff_max`]), so a caller
 /// with a wrong passphrase still sees its series complete.
 pub const REJECT_SERIES_GAP: Duration = Duration::from_secs(30);
 /// A listener's "too many guesses" event at most this often (the refused hellos are counted;

@@ -3,7 +3,7 @@
 //!
 //! Nonce = 4 zero bytes ‖ packet number (u64, big endian). Keys come fresh from every handshake
 //! and each direction has its own, so a (key, nonce) pair can only repeat if one sender reused a
-//! packet number — which [`crate::protocol::replay`] and the session's counters rule out.
+//! packet number — which [`super::replay`] and the session's counters rule out.
 //! This module never logs or exposes key bytes.
 //!
 //! A seal that fails is a bug (it can only fail for inputs beyond GCM's 64 GiB limit): it panics
@@ -27,7 +27,7 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::wire::TAG_LEN;
+use crate::protocol::wire::TAG_LEN;
 
 /// Opening failed: wrong key, tampered bytes or a forged datagram. Counted, never fatal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

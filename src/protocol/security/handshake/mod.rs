@@ -44,9 +44,9 @@ use snow::{Builder, HandshakeState};
 use spake2::{Ed25519Group, Identity, Password, Spake2};
 use zeroize::{Zeroize, Zeroizing};
 
-use super::control::StreamInfo;
 use super::cookie::{COOKIE_LEN, Cookie};
-use super::wire::{HEADER_LEN, Reader, RejectReason, WireError};
+use crate::protocol::control::StreamInfo;
+use crate::protocol::wire::{HEADER_LEN, Reader, RejectReason, WireError};
 
 const PATTERN_PAKE: &str = "Noise_NNpsk2_25519_ChaChaPoly_SHA256";
 const PATTERN_NN: &str = "Noise_NN_25519_ChaChaPoly_SHA256";
@@ -786,7 +786,7 @@ fn respond_inner(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::crypto::AeadBackend;
+    use crate::protocol::security::crypto::AeadBackend;
 
     const NOW: u64 = 1_700_000_000_000;
 

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use subtle::ConstantTimeEq;
 
-use super::wire::WireError;
+use crate::protocol::wire::WireError;
 
 /// Control type of a PATH_CHALLENGE body.
 pub const CONTROL_PATH_CHALLENGE: u8 = 8;

@@ -27,7 +27,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::wire::{HEADER_LEN, KIND_COOKIE_REPLY, VERSION, WireError};
+use crate::protocol::wire::{HEADER_LEN, KIND_COOKIE_REPLY, VERSION, WireError};
 
 /// Bytes of a cookie.
 pub const COOKIE_LEN: usize = 16;
@@ -143,7 +143,7 @@ pub fn encode_reply(attempt_id: u32, cookie: &Cookie) -> [u8; COOKIE_REPLY_LEN] 
 /// Reads a CookieReply datagram: the attempt id it answers and the cookie. The caller must
 /// still check that the attempt is live and that it came from the address the attempt went to.
 ///
-/// Reads the clear header itself: kind 5 is not yet a [`super::wire::Kind`] variant (see
+/// Reads the clear header itself: kind 5 is not yet a [`crate::protocol::wire::Kind`] variant (see
 /// [`KIND_COOKIE_REPLY`]).
 pub fn decode_reply(datagram: &[u8]) -> Result<(u32, Cookie), WireError> {
     if datagram.len() < HEADER_LEN {
