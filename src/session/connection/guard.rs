@@ -1,4 +1,4 @@
-//! Security state of a connection (issue 9): the listener's handshake admission (freshness
+//! Security state of a connection: the listener's handshake admission (freshness
 //! cache, rate limits, cookies) and its passphrase-guessing budget (an answered hello is charged,
 //! a confirmed session refunded: [`crate::protocol::security::guessing`]), the caller's view of refusals
 //! (a Reject or a failed key confirmation counts only from the configured peer for a live
@@ -7,7 +7,8 @@
 //! (keyframe requests, input events).
 //!
 //! Why here and not in `establish`: `establish` keeps the order of a handshake; this file keeps
-//! the limits and the bookkeeping that make it safe to answer strangers. Must never: let an
+//! the limits (including [`MAX_ATTEMPTS`]) and the bookkeeping that make it safe to answer
+//! strangers, and never imports from `establish`. Must never: let an
 //! unauthenticated datagram end a session or stop a caller on its own, answer a hello with more
 //! bytes than it carried before the caller's address is validated, or keep per-source state
 //! without a bound.
@@ -28,11 +29,13 @@ use crate::protocol::wire::{Kind, RejectReason};
 use super::link::Link;
 use super::{Connection, Event, Mode};
 
+/// Handshake attempts (caller) and unconfirmed sessions (listener) kept at once.
+pub(super) const MAX_ATTEMPTS: usize = 4;
 /// Unconfirmed sessions a listener keeps in all; the oldest goes first when full.
 pub(super) const MAX_PENDING: usize = 16;
 /// Unconfirmed sessions a listener keeps per source address (a caller keeps this many
 /// attempts in flight, so a late answer to an earlier retry still completes).
-pub(super) const MAX_PENDING_PER_SOURCE: usize = super::establish::MAX_ATTEMPTS;
+pub(super) const MAX_PENDING_PER_SOURCE: usize = MAX_ATTEMPTS;
 /// A caller gives up (reports [`Event::RejectSustained`]) only after this many matching
 /// refusals, each for a different live attempt, spanning at least its `Config::timeout` (and at
 /// least [`REJECT_SERIES_SPAN`]): forged Rejects while the listener is silent (not started,
@@ -208,7 +211,7 @@ impl Connection {
         };
         a.cookie_taken = true;
         let body = a.initiator.hello_with_cookie(&c);
-        let d = super::establish::clear_datagram(Kind::HandshakeInit, attempt_id, &body);
+        let d = super::clear_datagram(Kind::HandshakeInit, attempt_id, &body);
         self.queue(d, from);
         self.stats.handshakes_sent += 1;
     }

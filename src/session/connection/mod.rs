@@ -626,3 +626,16 @@ impl Connection {
 fn body_of(buf: &[u8]) -> &[u8] {
     buf.get(HEADER_LEN..).unwrap_or(&[])
 }
+
+/// A handshake-phase datagram: a clear header (packet number 0) followed by `body`.
+pub(super) fn clear_datagram(kind: Kind, session_id: u32, body: &[u8]) -> Vec<u8> {
+    let h = Header {
+        kind,
+        flags: 0,
+        session_id,
+        packet_number: 0,
+    };
+    let mut d = h.to_bytes().to_vec();
+    d.extend_from_slice(body);
+    d
+}
