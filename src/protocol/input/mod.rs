@@ -19,14 +19,14 @@ mod tests;
 
 pub use event::{InputEvent, TouchPhase};
 pub use receiver::InputReceiver;
-pub use sender::{InputQueueFull, InputSender};
+pub(crate) use sender::InputSender;
 
 /// Longest key name carried, in bytes. GstNavigation key names ("Return", "KP_Add",
 /// "XF86AudioRaiseVolume") are far shorter; a longer one is cut on a char boundary when sent.
-pub const MAX_KEY_BYTES: usize = 64;
+pub(crate) const MAX_KEY_BYTES: usize = 64;
 
 /// Bytes before the first event of an input body: `first_seq: u64` and `count: u16`.
-pub const BODY_HEADER_LEN: usize = 10;
+pub(crate) const BODY_HEADER_LEN: usize = 10;
 
 /// How far beyond the next expected sequence number the receiver buffers events. Anything
 /// further ahead is dropped: the sender retransmits it once the gap is filled, and the bound

@@ -14,7 +14,7 @@ use crate::protocol::wire::Writer;
 /// [`InputSender::push`] refused an event: `max_pending` events are already waiting for an ack.
 /// The link is down or far behind; the caller counts the drop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InputQueueFull;
+pub(crate) struct InputQueueFull;
 
 impl fmt::Display for InputQueueFull {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -42,7 +42,7 @@ struct Pending {
 ///
 /// Sequence numbers start at 0 for each sender (one per session) and increase by one per event.
 #[derive(Debug)]
-pub struct InputSender {
+pub(crate) struct InputSender {
     pub(super) max_pending: usize,
     queue: VecDeque<Pending>,
     /// Sequence number of `queue[0]`: everything below it is acknowledged.
@@ -58,7 +58,7 @@ pub struct InputSender {
 
 impl InputSender {
     /// A sender that holds at most `max_pending` unacknowledged events (at least 1).
-    pub fn new(max_pending: usize) -> Self {
+    pub(crate) fn new(max_pending: usize) -> Self {
         InputSender {
             max_pending: max_pending.max(1),
             queue: VecDeque::new(),
@@ -71,7 +71,7 @@ impl InputSender {
 
     /// Queues an event for delivery and returns its sequence number. Call
     /// [`InputSender::poll_transmit`] afterwards: new events are due at once.
-    pub fn push(&mut self, ev: InputEvent) -> Result<u64, InputQueueFull> {
+    pub(crate) fn push(&mut self, ev: InputEvent) -> Result<u64, InputQueueFull> {
         if self.queue.len() >= self.max_pending {
             return Err(InputQueueFull);
         }
@@ -86,17 +86,19 @@ impl InputSender {
     }
 
     /// Events pushed and not yet acknowledged.
-    pub fn pending(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> usize {
         self.queue.len()
     }
 
     /// True when some event has never been sent.
-    pub fn has_unsent(&self) -> bool {
+    pub(crate) fn has_unsent(&self) -> bool {
         self.unsent_from < self.queue.len()
     }
 
     /// Sequence number the next pushed event gets.
-    pub fn next_seq(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn next_seq(&self) -> u64 {
         self.base_seq.wrapping_add(self.queue.len() as u64)
     }
 
@@ -121,7 +123,7 @@ impl InputSender {
     /// fit behind it, so every body also repeats what is in flight (cheap insurance at high
     /// loss), and carries as many consecutive events as fit in `max_len` bytes — always at least
     /// one, even if that one alone is larger. Every event in it counts as sent at `now`.
-    pub fn poll_transmit(
+    pub(crate) fn poll_transmit(
         &mut self,
         now: Instant,
         rto: Duration,
@@ -184,7 +186,7 @@ impl InputSender {
     /// Applies a cumulative acknowledgement: the receiver has every event below
     /// `next_expected`. Stale acks are ignored; an ack beyond what was ever sent only covers
     /// what was sent.
-    pub fn on_ack(&mut self, next_expected: u64) {
+    pub(crate) fn on_ack(&mut self, next_expected: u64) {
         if next_expected <= self.base_seq {
             return;
         }
@@ -202,7 +204,7 @@ impl InputSender {
     /// retransmission deadline, or the latest `now` it was given while some event is unsent
     /// (that is, at once). `None` when nothing is pending, or when events are pending but
     /// `poll_transmit` was never called.
-    pub fn next_timeout(&self, rto: Duration) -> Option<Instant> {
+    pub(crate) fn next_timeout(&self, rto: Duration) -> Option<Instant> {
         let retransmit = self.earliest_tx.and_then(|t| t.checked_add(rto));
         let unsent = if self.has_unsent() {
             self.last_poll

@@ -41,31 +41,31 @@ use subtle::ConstantTimeEq;
 use crate::protocol::wire::WireError;
 
 /// Control type of a PATH_CHALLENGE body.
-pub const CONTROL_PATH_CHALLENGE: u8 = 8;
+pub(crate) const CONTROL_PATH_CHALLENGE: u8 = 8;
 /// Control type of a PATH_RESPONSE body.
-pub const CONTROL_PATH_RESPONSE: u8 = 9;
+pub(crate) const CONTROL_PATH_RESPONSE: u8 = 9;
 /// Bytes of a path token.
-pub const PATH_TOKEN_LEN: usize = 8;
+pub(crate) const PATH_TOKEN_LEN: usize = 8;
 /// Length of either body.
-pub const PATH_BODY_LEN: usize = 1 + PATH_TOKEN_LEN;
+pub(crate) const PATH_BODY_LEN: usize = 1 + PATH_TOKEN_LEN;
 
 /// Before validation, at most this many bytes are sent to an address per byte received from it.
 pub const AMPLIFICATION_FACTOR: u64 = 3;
 /// Time between challenges to an address that has not answered.
-pub const CHALLENGE_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const CHALLENGE_INTERVAL: Duration = Duration::from_millis(100);
 /// Challenges sent before a probe is abandoned (the address stays unvalidated).
-pub const MAX_CHALLENGES: u32 = 5;
+pub(crate) const MAX_CHALLENGES: u32 = 5;
 /// After a move, how long the previous address can still prove the move spurious (and is
 /// challenged meanwhile). A NAT rebinding leaves the old address silent, so this costs nothing.
-pub const PREVIOUS_HOLD: Duration = Duration::from_secs(3);
+pub(crate) const PREVIOUS_HOLD: Duration = Duration::from_secs(3);
 /// An address caught forwarding the peer's datagrams starts no probe for this long.
-pub const FORWARDER_HOLD: Duration = Duration::from_secs(10);
+pub(crate) const FORWARDER_HOLD: Duration = Duration::from_secs(10);
 /// Forwarding addresses remembered at most (the oldest is forgotten first).
 const MAX_FORWARDERS: usize = 4;
 
 /// What a datagram did to the path (taken with [`Path::take_change`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PathChange {
+pub(crate) enum PathChange {
     /// A challenged address answered: the path moved there.
     Migrated,
     /// The same packet number came from the validated address and the probed one: the probe
@@ -189,7 +189,8 @@ impl Path {
     }
 
     /// The address being probed, if any.
-    pub fn probing(&self) -> Option<SocketAddr> {
+    #[cfg(test)]
+    pub(crate) fn probing(&self) -> Option<SocketAddr> {
         self.probe.as_ref().map(|p| p.addr)
     }
 
@@ -234,14 +235,14 @@ impl Path {
     /// Whether an authenticated copy of an already seen packet number from `from` would be
     /// evidence of forwarding now: it comes from the validated address while another is probed,
     /// or from the previous address after a move. Only then is a duplicate worth opening.
-    pub fn wants_duplicate(&self, from: SocketAddr, now: Instant) -> bool {
+    pub(crate) fn wants_duplicate(&self, from: SocketAddr, now: Instant) -> bool {
         (from == self.current && self.probe.is_some()) || self.is_previous(from, now)
     }
 
     /// A duplicate packet number authenticated from `from` (see [`Path::wants_duplicate`]): the
     /// number also came from another address, so one of the two forwards the other's datagrams.
     /// The validated (or previous) address wins: it was the peer's before the other appeared.
-    pub fn on_duplicate(&mut self, from: SocketAddr, now: Instant) {
+    pub(crate) fn on_duplicate(&mut self, from: SocketAddr, now: Instant) {
         if from == self.current {
             if let Some(p) = self.probe.take() {
                 self.hold_forwarder(p.addr, now);
@@ -253,7 +254,7 @@ impl Path {
     }
 
     /// What the last datagrams did to the path, once.
-    pub fn take_change(&mut self) -> Option<PathChange> {
+    pub(crate) fn take_change(&mut self) -> Option<PathChange> {
         self.change.take()
     }
 

@@ -30,7 +30,7 @@ use super::guessing::GuessConfig;
 
 /// A token bucket: `rate` tokens a second, at most `burst` stored.
 #[derive(Debug, Clone)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     rate: f64,
     burst: f64,
     tokens: f64,
@@ -39,7 +39,7 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     /// A full bucket.
-    pub fn new(rate_per_s: f64, burst: f64, now: Instant) -> TokenBucket {
+    pub(crate) fn new(rate_per_s: f64, burst: f64, now: Instant) -> TokenBucket {
         TokenBucket {
             rate: rate_per_s.max(0.0),
             burst: burst.max(1.0),
@@ -57,13 +57,13 @@ impl TokenBucket {
     }
 
     /// Tokens available now.
-    pub fn level(&mut self, now: Instant) -> f64 {
+    pub(crate) fn level(&mut self, now: Instant) -> f64 {
         self.refill(now);
         self.tokens
     }
 
     /// Takes one token if there is one.
-    pub fn take(&mut self, now: Instant) -> bool {
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
         self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -74,7 +74,7 @@ impl TokenBucket {
     }
 
     /// Returns `n` tokens taken earlier (never above the burst).
-    pub fn put_back(&mut self, n: f64, now: Instant) {
+    pub(crate) fn put_back(&mut self, n: f64, now: Instant) {
         self.refill(now);
         self.tokens = (self.tokens + n.max(0.0)).min(self.burst);
     }
@@ -126,13 +126,13 @@ impl Default for RateLimitConfig {
 /// A source as rate limiting sees it: an IPv4 address or an IPv6 /64 (one host usually owns a
 /// whole /64, so per-address limits would be free to evade).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SourceKey {
+pub(crate) enum SourceKey {
     V4([u8; 4]),
     V6Prefix([u8; 8]),
 }
 
 impl SourceKey {
-    pub fn of(ip: IpAddr) -> SourceKey {
+    pub(crate) fn of(ip: IpAddr) -> SourceKey {
         match ip {
             IpAddr::V4(v4) => SourceKey::V4(v4.octets()),
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -153,7 +153,7 @@ struct Entry {
 }
 
 /// Per-source buckets in a bounded map, plus a global bucket. See the module docs.
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     cfg: RateLimitConfig,
     sources: HashMap<SourceKey, Entry>,
     global: TokenBucket,
@@ -161,7 +161,7 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    pub fn new(cfg: RateLimitConfig, now: Instant) -> RateLimiter {
+    pub(crate) fn new(cfg: RateLimitConfig, now: Instant) -> RateLimiter {
         RateLimiter {
             cfg,
             sources: HashMap::new(),
@@ -171,18 +171,18 @@ impl RateLimiter {
     }
 
     /// Sources tracked now (never above `max_sources`).
-    pub fn tracked(&self) -> usize {
+    pub(crate) fn tracked(&self) -> usize {
         self.sources.len()
     }
 
     /// Whether the global bucket is below half: the gate asks for cookies then.
-    pub fn busy(&mut self, now: Instant) -> bool {
+    pub(crate) fn busy(&mut self, now: Instant) -> bool {
         self.global.level(now) < self.cfg.global_burst / 2.0
     }
 
     /// Takes a token from `ip`'s bucket and then from the global one; false if either is empty
     /// (a refused source does not drain the global bucket).
-    pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
+    pub(crate) fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
         let key = SourceKey::of(ip);
         if !self.sources.contains_key(&key) {
             self.make_room(now);

@@ -56,11 +56,11 @@ pub(crate) use recv::clock_ns;
 use send::SendState;
 
 /// Messages per `sendmmsg` call at most.
-pub const MAX_BATCH: usize = 64;
+pub(crate) const MAX_BATCH: usize = 64;
 /// Segments per GSO message at most.
-pub const MAX_GSO_SEGMENTS: usize = 64;
+pub(crate) const MAX_GSO_SEGMENTS: usize = 64;
 /// Bytes per GSO message at most.
-pub const MAX_GSO_BYTES: usize = 65000;
+pub(crate) const MAX_GSO_BYTES: usize = 65000;
 /// Socket buffer size asked for by default (each direction).
 pub const DEFAULT_BUFFER: usize = 32 << 20;
 

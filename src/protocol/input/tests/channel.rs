@@ -2,6 +2,7 @@
 //! receive window, and delivery over a simulated lossy link.
 
 use super::*;
+use crate::protocol::input::sender::InputQueueFull;
 
 #[test]
 fn sequence_numbers_start_at_zero_and_count_up() {

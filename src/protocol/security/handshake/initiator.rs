@@ -117,7 +117,7 @@ impl Initiator {
     /// [`Initiator::finish`] that keeps the attempt usable when the response fails: a forged
     /// or garbled response (anyone who saw the hello knows its attempt id) leaves the state as
     /// it was, so the real answer still completes it. Call it again only after an error.
-    pub fn try_finish(&mut self, body: &[u8]) -> Result<Established, HandshakeError> {
+    pub(crate) fn try_finish(&mut self, body: &[u8]) -> Result<Established, HandshakeError> {
         if body.len() > RESPONSE_BODY_MAX {
             return Err(HandshakeError::Wire(WireError::Limit("response length")));
         }

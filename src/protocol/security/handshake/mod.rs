@@ -58,13 +58,10 @@ const PATTERN_NN: &str = "Noise_NN_25519_ChaChaPoly_SHA256";
 const PROLOGUE: &[u8] = b"punktfunk/2 handshake";
 
 /// Handshake format version, first byte of every handshake body.
-pub const HANDSHAKE_VERSION: u8 = 2;
-
-/// Largest handshake message we read (Noise's own limit).
-pub const MAX_HANDSHAKE_LEN: usize = 65_535;
+pub(crate) const HANDSHAKE_VERSION: u8 = 2;
 
 /// Bytes of a SPAKE2 message (side byte + compressed Edwards point).
-pub const SPAKE2_MSG_LEN: usize = 33;
+pub(crate) const SPAKE2_MSG_LEN: usize = 33;
 
 const FLAG_PASSPHRASE: u8 = 0x01;
 const FLAG_ENCRYPT: u8 = 0x02;
@@ -84,13 +81,13 @@ const RESPONSE_PAYLOAD_LEN: usize = 2;
 /// Every hello body has exactly this length (the datagram is [`HELLO_DATAGRAM_LEN`]). Chosen so
 /// that the largest answer fits under it with room for a later field; padding is inside the
 /// Noise payload (zeros, checked), so it cannot be altered without failing the handshake.
-pub const HELLO_BODY_LEN: usize = 176;
+pub(crate) const HELLO_BODY_LEN: usize = 176;
 
 /// A hello datagram's length: the clear header and [`HELLO_BODY_LEN`].
 pub const HELLO_DATAGRAM_LEN: usize = HEADER_LEN + HELLO_BODY_LEN;
 
 /// The largest response body: clear bytes, SPAKE2 B, Noise message 2 (`e`, payload, tag).
-pub const RESPONSE_BODY_MAX: usize =
+pub(crate) const RESPONSE_BODY_MAX: usize =
     4 + SPAKE2_MSG_LEN + NOISE_KEY_LEN + RESPONSE_PAYLOAD_LEN + NOISE_TAG_LEN;
 
 // No answer is larger than the hello it answers (amplification ≤ 1×): the response, a
@@ -103,12 +100,12 @@ const _: () = assert!(HEADER_LEN < HELLO_DATAGRAM_LEN);
 /// stream to each other are expected to run NTP; a minute leaves room for a clock that is not
 /// disciplined but was set by hand. Replays inside the window are refused by [`Responder`]'s
 /// cache, so the window only bounds that cache.
-pub const HELLO_FRESHNESS_MS: u64 = 60_000;
+pub(crate) const HELLO_FRESHNESS_MS: u64 = 60_000;
 
 /// Hellos remembered for duplicate detection (16 bytes each plus map overhead, ~1.5 MiB at
 /// most). At the default global handshake rate ([`super::ratelimit`]) a full window of
 /// accepted hellos fits; above it the oldest are forgotten first.
-pub const HELLO_CACHE_CAP: usize = 32_768;
+pub(crate) const HELLO_CACHE_CAP: usize = 32_768;
 
 /// Which end of the stream a party is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,14 +242,15 @@ pub struct Established {
     /// Secret for [`super::crypto::ResetToken`]s of this session (same on both ends).
     pub reset_secret: [u8; 32],
     /// Whether this end was the caller (Noise initiator); reset tokens are per side.
-    pub initiator: bool,
+    pub(crate) initiator: bool,
     pub peer_role: Role,
     /// Always `None` since handshake version 2: stream info travels sealed after confirmation
     /// (it made the response larger than the hello). Kept so callers compile unchanged.
-    pub peer_info: Option<StreamInfo>,
+    pub(crate) peer_info: Option<StreamInfo>,
     pub encrypt: bool,
     /// The caller's hello time and counter (listener side), for diagnostics.
     pub hello_unix_ms: u64,
+    /// The caller's hello counter (listener side), for diagnostics.
     pub hello_counter: u32,
 }
 

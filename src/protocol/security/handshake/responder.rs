@@ -84,7 +84,8 @@ impl Responder {
     }
 
     /// Hellos remembered for duplicate detection.
-    pub fn cached_hellos(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn cached_hellos(&self) -> usize {
         self.cache.seen.len()
     }
 }
