@@ -12,13 +12,18 @@ use crate::protocol::wire::{Reader, WireError, Writer};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum TouchPhase {
+    /// The point touched the surface.
     Down = 0,
+    /// The point moved.
     Motion = 1,
+    /// The point left the surface.
     Up = 2,
+    /// The system took the touch away (no release happened).
     Cancel = 3,
 }
 
 impl TouchPhase {
+    /// The phase of a wire byte; an unknown byte is an error.
     pub fn from_u8(v: u8) -> Result<Self, WireError> {
         Ok(match v {
             0 => Self::Down,

@@ -10,6 +10,9 @@
 //! It must never read a clock (time is always an argument), touch a socket, panic on bytes from
 //! the network, allocate in proportion to what a body *claims* rather than to what it carries,
 //! or deliver an event twice or out of order: a lost key release is a stuck key on the host.
+//!
+//! Parts: this file holds the body layout constants and the event type bytes; `event` encodes
+//! and decodes one event, `sender` and `receiver` are the two ends of the reliable channel.
 
 mod event;
 mod receiver;

@@ -23,6 +23,7 @@ pub struct InputReceiver {
 }
 
 impl InputReceiver {
+    /// A receiver that expects sequence number 0 first.
     pub fn new() -> Self {
         Self::default()
     }

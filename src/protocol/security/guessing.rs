@@ -59,9 +59,11 @@ pub struct GuessConfig {
     pub backoff_max: Duration,
     /// Answers a second in total to sources that are not known, and the burst.
     pub global_rate: f64,
+    /// Answers at once in total to sources that are not known, before the rate applies.
     pub global_burst: f64,
     /// First answers to sources never answered before, apart from the global bucket.
     pub newcomer_rate: f64,
+    /// First answers at once to new sources, before the newcomer rate applies.
     pub newcomer_burst: f64,
     /// Sources with a record at once (~64 bytes each).
     pub max_sources: usize,

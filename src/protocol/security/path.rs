@@ -2,9 +2,9 @@
 //! it can receive (a PATH_CHALLENGE answered by a PATH_RESPONSE), and until then sends it at
 //! most [`AMPLIFICATION_FACTOR`] times the bytes received from it (QUIC's rules, RFC 9000 §8–9).
 //!
-//! Why: the host used to move its peer address to the source of any authenticated datagram, so
-//! an on-path attacker could race a copy of a client datagram with a spoofed source and have the
-//! video sent there. Now:
+//! Why: if the host moved its peer address to the source of any authenticated datagram, an
+//! on-path attacker could race a copy of a client datagram with a spoofed source and have the
+//! video sent there. So:
 //!
 //! - Only an authenticated datagram whose packet number is the newest seen so far may start a
 //!   probe of a new address; an older one (a raced or replayed copy arrives with a number the
@@ -78,7 +78,9 @@ pub(crate) enum PathChange {
 /// A PATH_CHALLENGE or PATH_RESPONSE control body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathFrame {
+    /// "Answer this token from the address you claim."
     Challenge([u8; PATH_TOKEN_LEN]),
+    /// The token of a challenge, echoed.
     Response([u8; PATH_TOKEN_LEN]),
 }
 
@@ -418,7 +420,7 @@ mod tests {
         assert_eq!(PathFrame::decode(&[3; 9]), Err(WireError::UnknownKind(3)));
     }
 
-    /// Issue 9 finding 5: an on-path attacker races a copy of a client datagram in from a
+    /// An on-path attacker races a copy of a client datagram in from a
     /// spoofed address. The copy is authenticated and may even carry the newest packet number,
     /// but the stream stays on the client's address: the path moves only for a response from
     /// the new address itself, and the client's next datagram cancels the probe.

@@ -94,12 +94,15 @@ impl TokenBucket {
 pub struct RateLimitConfig {
     /// Hellos a second from one source (WireGuard uses 20).
     pub per_source_rate: f64,
+    /// Hellos one source may send at once before its rate applies.
     pub per_source_burst: f64,
     /// Hellos a second processed in total: ~0.2 ms each, so 500/s is a tenth of a core.
     pub global_rate: f64,
+    /// Hellos processed at once in total before the global rate applies.
     pub global_burst: f64,
     /// Cookie replies a second in total (each no larger than the hello it answers).
     pub reply_rate: f64,
+    /// Cookie replies sent at once before their rate applies.
     pub reply_burst: f64,
     /// Sources tracked at once (~64 bytes each).
     pub max_sources: usize,
@@ -247,6 +250,7 @@ pub struct HandshakeGate {
 }
 
 impl HandshakeGate {
+    /// A gate with the limits of `cfg` and a fresh random cookie secret.
     pub fn new(cfg: RateLimitConfig, now: Instant) -> HandshakeGate {
         HandshakeGate::with_cookie_secret(cfg, CookieSecret::new(now), now)
     }
@@ -366,8 +370,8 @@ mod tests {
         );
     }
 
-    /// Issue 9 finding 3: a captured hello replayed from ~2,000 new source addresses a second
-    /// kept a client with a 40 ms RTT from ever being confirmed. With the gate the flood turns
+    /// A captured hello replayed from ~2,000 new source addresses a second must not keep a
+    /// client with a 40 ms RTT from being confirmed. With the gate the flood turns
     /// into cookie replies (spoofed sources cannot answer them, and they cost no state), and
     /// the client, answering its cookie, is processed within one round trip.
     #[test]

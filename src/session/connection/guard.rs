@@ -41,6 +41,7 @@ pub(super) const MAX_PENDING_PER_SOURCE: usize = MAX_ATTEMPTS;
 /// least [`REJECT_SERIES_SPAN`]): forged Rejects while the listener is silent (not started,
 /// restarting) end nothing before the caller has heard refusals for its whole timeout.
 pub const REJECT_SERIES_COUNT: u32 = 3;
+/// The shortest span of a series of refusals that ends a caller (see [`REJECT_SERIES_COUNT`]).
 pub const REJECT_SERIES_SPAN: Duration = Duration::from_secs(1);
 /// A series with no refusal for this long starts over: longer than a listener's longest
 /// guessing back-off ([`crate::protocol::security::guessing::GuessConfig::backoff_max`]), so a caller
@@ -57,9 +58,10 @@ pub const KEYFRAME_REQUEST_MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// Host: input events taken from one datagram at most (a full datagram of tiny events is
 /// ~2,000, each a bus message and an upstream event).
 pub const MAX_INPUT_EVENTS_PER_DATAGRAM: usize = 256;
-/// Host: input events taken per second at most (token bucket), and the burst (two seconds of
-/// a 1 kHz mouse with keys; a client's reliable queue sent at once after a stall fits).
+/// Host: input events taken per second at most (token bucket).
 pub const INPUT_EVENTS_PER_SECOND: f64 = 4_000.0;
+/// Host: input events taken at once at most (two seconds of a 1 kHz mouse with keys; a
+/// client's reliable queue sent at once after a stall fits).
 pub const INPUT_EVENTS_BURST: f64 = 2_000.0;
 /// A listener's "stale hello" event at most this often (replays are counted, not reported).
 const STALE_EVENT_INTERVAL: Duration = Duration::from_secs(1);

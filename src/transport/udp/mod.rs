@@ -32,6 +32,11 @@
 //! later GRO segment size would be lost; its `sendmmsg` shares one control message across all
 //! messages of a call and can only report its result through an iterator that reads
 //! uninitialised address storage; and its `ppoll` needs the `signal` feature.
+//!
+//! Parts: this file creates and configures the socket ([`UdpTransport::bind`]) and implements
+//! [`Transport`]; `send` batches and segments outgoing datagrams, `recv` receives, splits and
+//! timestamps incoming ones and waits. Must never: block a sender on a full buffer, or let a
+//! datagram from the network make it panic or allocate without bound.
 
 mod recv;
 mod send;

@@ -15,8 +15,11 @@ use crate::protocol::wire::WireError;
 /// What [`peek_hello`] reads from a hello's clear bytes without any crypto.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HelloPeek {
+    /// The caller's role.
     pub role: Role,
+    /// The caller uses a passphrase.
     pub passphrase: bool,
+    /// The caller wants the session sealed.
     pub encrypt: bool,
     /// The echoed cookie, if the hello carries one.
     pub cookie: Option<Cookie>,

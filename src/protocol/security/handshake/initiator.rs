@@ -4,8 +4,6 @@
 //! Must never: let a failed response consume the attempt (a forged answer leaves the state as it
 //! was), or read a clock (the hello's time comes in [`HelloParams`]).
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use zeroize::Zeroizing;
 
 use super::super::cookie::{COOKIE_LEN, Cookie};
@@ -15,7 +13,6 @@ use super::{
     HandshakeError, HelloParams, NOISE_KEY_LEN, NOISE_TAG_LEN, NONCE_LEN, RESPONSE_BODY_MAX,
     RESPONSE_PAYLOAD_LEN, Role, SPAKE2_MSG_LEN, hello::hello_payload_len,
 };
-use crate::protocol::control::StreamInfo;
 use crate::protocol::wire::{Reader, RejectReason, WireError};
 use snow::HandshakeState;
 
@@ -83,13 +80,15 @@ impl Initiator {
         Ok((init, out))
     }
 
-    /// Transitional form used by the current session: no clock (timestamp 0, a process-wide
-    /// counter), stream info ignored (it is sent sealed after confirmation now). A listener
-    /// using [`Responder`] refuses such hellos as stale; [`respond`] takes them.
-    pub fn start(
+    /// The clockless form the unit tests use: timestamp 0 and a process-wide counter; stream
+    /// info is ignored (it travels sealed after confirmation). A [`super::Responder`] refuses
+    /// such hellos as stale; the stateless `respond` takes them.
+    #[cfg(test)]
+    pub(crate) fn start(
         cfg: &HandshakeConfig,
-        _info: Option<&StreamInfo>,
+        _info: Option<&crate::protocol::control::StreamInfo>,
     ) -> Result<(Initiator, Vec<u8>), HandshakeError> {
+        use std::sync::atomic::{AtomicU32, Ordering};
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let params = HelloParams {
             unix_ms: 0,

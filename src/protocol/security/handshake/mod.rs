@@ -23,8 +23,8 @@
 //!
 //! Hello hardening: a hello has one fixed length ([`HELLO_BODY_LEN`]), larger than any answer
 //! ([`RESPONSE_BODY_MAX`], [`super::cookie::COOKIE_REPLY_LEN`], a Reject), so the listener never
-//! sends more bytes than it received before the caller's address is validated. Stream info is no
-//! longer in the response (it grew the answer to 450+ bytes): the host sends it sealed after
+//! sends more bytes than it received before the caller's address is validated. Stream info is not
+//! in the response (it would grow the answer to 450+ bytes): the host sends it sealed after
 //! confirmation. The hello's Noise payload carries the caller's wall-clock time (ms) and a
 //! counter; [`Responder`] refuses hellos outside [`HELLO_FRESHNESS_MS`] of its own clock and
 //! exact replays inside it, before any expensive crypto. The cookie field is outside the Noise
@@ -34,6 +34,10 @@
 //! connection's. It never reads a clock (times are passed in) and never logs key material;
 //! every secret it holds is zeroised on drop (the `spake2` crate keeps its own copy of the
 //! passphrase for the life of one attempt and does not zeroise it — a limitation of the crate).
+//!
+//! Parts: this file holds the shared types, the layout constants and the Noise setup; `hello`
+//! reads a hello's clear bytes, `keys` is the key schedule, `initiator` and `responder` are the
+//! two sides' state machines, `tests` the unit tests.
 
 use snow::{Builder, HandshakeState};
 use zeroize::{Zeroize, Zeroizing};
@@ -51,7 +55,9 @@ mod tests;
 
 pub use hello::{HelloParams, HelloPeek, peek_hello};
 pub use initiator::Initiator;
-pub use responder::{Responder, respond};
+pub use responder::Responder;
+#[cfg(test)]
+use responder::respond;
 
 const PATTERN_PAKE: &str = "Noise_NNpsk2_25519_ChaChaPoly_SHA256";
 const PATTERN_NN: &str = "Noise_NN_25519_ChaChaPoly_SHA256";
@@ -135,6 +141,7 @@ impl Role {
 pub struct Psk(Zeroizing<Vec<u8>>);
 
 impl Psk {
+    /// The passphrase's UTF-8 bytes, as typed (no normalisation, no stretching).
     pub fn from_passphrase(passphrase: &str) -> Psk {
         Psk(Zeroizing::new(passphrase.as_bytes().to_vec()))
     }
@@ -149,8 +156,11 @@ impl std::fmt::Debug for Psk {
 /// What this end brings to a handshake.
 #[derive(Debug, Clone)]
 pub struct HandshakeConfig {
+    /// This end's role; the peer must have the other one.
     pub role: Role,
+    /// The shared passphrase (SPAKE2 + `Noise_NNpsk2`), or none (`Noise_NN`, unauthenticated).
     pub psk: Option<Psk>,
+    /// Seal media and control with the session keys; both ends must agree.
     pub encrypt: bool,
 }
 
@@ -234,6 +244,7 @@ impl From<WireError> for HandshakeError {
 
 /// The outcome of a completed handshake. Key material is zeroised on drop.
 pub struct Established {
+    /// The session id both ends put in their headers (from the handshake hash, never 0).
     pub session_id: u32,
     /// Key for what this end sends.
     pub send_key: [u8; 32],
@@ -243,12 +254,14 @@ pub struct Established {
     pub reset_secret: [u8; 32],
     /// Whether this end was the caller (Noise initiator); reset tokens are per side.
     pub(crate) initiator: bool,
+    /// The peer's role (the other one than ours).
     pub peer_role: Role,
-    /// Always `None` since handshake version 2: stream info travels sealed after confirmation
-    /// (it made the response larger than the hello). Kept so callers compile unchanged.
+    /// Always `None`: stream info travels sealed after confirmation, so that the response
+    /// stays smaller than the hello.
     pub(crate) peer_info: Option<StreamInfo>,
+    /// Whether media and control are sealed in this session.
     pub encrypt: bool,
-    /// The caller's hello time and counter (listener side), for diagnostics.
+    /// The caller's hello time, ms since the Unix epoch (listener side), for diagnostics.
     pub hello_unix_ms: u64,
     /// The caller's hello counter (listener side), for diagnostics.
     pub hello_counter: u32,

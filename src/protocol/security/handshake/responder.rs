@@ -17,7 +17,6 @@ use super::{
     NONCE_LEN, RESPONSE_BODY_MAX, RESPONSE_PAYLOAD_LEN, SPAKE2_MSG_LEN, hello::hello_payload_len,
     peek_hello,
 };
-use crate::protocol::control::StreamInfo;
 use crate::protocol::wire::{Reader, RejectReason, WireError};
 
 /// Duplicate and freshness check of hellos on the listener (see the module docs).
@@ -62,6 +61,7 @@ pub struct Responder {
 }
 
 impl Responder {
+    /// A responder for `cfg` with an empty duplicate cache.
     pub fn new(cfg: HandshakeConfig) -> Responder {
         Responder {
             cfg,
@@ -90,12 +90,13 @@ impl Responder {
     }
 }
 
-/// Transitional stateless form used by the current session: no freshness or duplicate check.
-/// Stream info is ignored (see [`Established::peer_info`]).
-pub fn respond(
+/// The stateless form the unit tests use: no freshness or duplicate check. Stream info is
+/// ignored (see [`Established::peer_info`]).
+#[cfg(test)]
+pub(crate) fn respond(
     cfg: &HandshakeConfig,
     body: &[u8],
-    _info: Option<&StreamInfo>,
+    _info: Option<&crate::protocol::control::StreamInfo>,
 ) -> Result<(Established, Vec<u8>), HandshakeError> {
     respond_inner(cfg, body, None)
 }

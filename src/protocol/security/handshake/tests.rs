@@ -57,8 +57,8 @@ fn right_passphrase_interoperates() {
     assert!(sealed_datagram_opens(&h, &c));
 }
 
-/// Issue 9 finding 7: a forged or garbled response (anyone who saw the hello knows its
-/// attempt id) no longer consumes the attempt: the real answer still completes it, with
+/// A forged or garbled response (anyone who saw the hello knows its
+/// attempt id) does not consume the attempt: the real answer still completes it, with
 /// and without a passphrase.
 #[test]
 fn a_failed_response_keeps_the_attempt() {
@@ -102,7 +102,7 @@ fn fresh_keys_every_time() {
     }
 }
 
-/// Issue 9 finding 1, (b): a wrong passphrase fails on both sides, and the listener's side
+/// A wrong passphrase fails on both sides, and the listener's side
 /// of it is invisible on the wire: it answers exactly as it answers the right passphrase
 /// (no Reject, same length, same clear bytes), and the caller learns it only because key
 /// confirmation fails.
@@ -168,7 +168,7 @@ fn old_guess_matches(captured: &[u8], guess: &str) -> bool {
     hs.read_message(captured, &mut p).is_ok()
 }
 
-/// Issue 9 finding 1, (a): a captured hello (and even hello + response) gives nothing to
+/// A captured hello (and even hello + response) gives nothing to
 /// test a passphrase guess against offline. Every test an attacker can run from public
 /// data comes out the same for the right guess and a wrong one; the same test against the
 /// old NNpsk0 hello singles out the right guess.
@@ -237,7 +237,7 @@ fn captured_hello_gives_no_offline_test_of_a_guess() {
     assert_ne!(a1[..SPAKE2_MSG_LEN + 12], a2[..SPAKE2_MSG_LEN + 12]);
 }
 
-/// Issue 9 finding 3 (amplification): before the caller's address is validated, nothing
+/// Amplification: before the caller's address is validated, nothing
 /// the listener sends is larger than the hello it answers.
 #[test]
 fn every_answer_is_no_larger_than_the_hello() {
