@@ -45,7 +45,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use super::ratelimit::{SourceKey, TokenBucket};
+use super::bucket::{SourceKey, TokenBucket};
 
 /// Limits of a [`GuessBudget`].
 #[derive(Debug, Clone, Copy)]

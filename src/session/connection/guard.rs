@@ -19,11 +19,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use zeroize::Zeroizing;
 
+use crate::protocol::security::bucket::TokenBucket;
 use crate::protocol::security::cookie;
 use crate::protocol::security::crypto::ResetToken;
 use crate::protocol::security::guessing::{Charge, GuessBudget, Refusal};
 use crate::protocol::security::handshake::{HandshakeConfig, Responder};
-use crate::protocol::security::ratelimit::{HandshakeGate, TokenBucket};
+use crate::protocol::security::ratelimit::HandshakeGate;
 use crate::protocol::wire::{Kind, RejectReason};
 
 use super::link::Link;

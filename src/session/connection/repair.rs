@@ -83,8 +83,8 @@ use crate::protocol::repair::{
     MAX_REPAIR_ITEMS, MAX_REPAIR_ROWS, MAX_WHOLE_ROUNDS, RepairConfig, RepairHistory, RepairItem,
     RepairParams, RepairRequest, RepairUnavailable, UnavailableReason,
 };
+use crate::protocol::security::bucket::TokenBucket;
 use crate::protocol::security::handshake::Role;
-use crate::protocol::security::ratelimit::TokenBucket;
 use crate::protocol::wire::{VideoHeader, seq_diff};
 use crate::sync::lock;
 
