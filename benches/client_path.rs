@@ -28,9 +28,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use gstpunktfunk::protocol::crypto::AeadBackend;
-use gstpunktfunk::protocol::handshake::Role;
 use gstpunktfunk::protocol::packetizer::Datagrams;
+use gstpunktfunk::protocol::security::crypto::AeadBackend;
+use gstpunktfunk::protocol::security::handshake::Role;
 use gstpunktfunk::session::{Config, Event, Mode, Session};
 use gstpunktfunk::transport::Transport;
 use gstpunktfunk::transport::udp::{UdpOptions, UdpTransport};

@@ -27,11 +27,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use gstpunktfunk::protocol::crypto::{Aead, AeadBackend};
 use gstpunktfunk::protocol::fec::{BlockLayout, ReedSolomon8, parity_for, parity_rows};
-use gstpunktfunk::protocol::handshake::Role;
 use gstpunktfunk::protocol::packetizer::{Datagrams, FrameParams, Packetizer, seal_all};
 use gstpunktfunk::protocol::reassembler::{Output, Reassembler, ReassemblerConfig};
+use gstpunktfunk::protocol::security::crypto::{Aead, AeadBackend};
+use gstpunktfunk::protocol::security::handshake::Role;
 use gstpunktfunk::protocol::wire::{DEFAULT_MTU, HEADER_LEN, TAG_LEN};
 use gstpunktfunk::session::{Config, Mode, Session};
 use gstpunktfunk::testkit::memory::MemoryTransport;

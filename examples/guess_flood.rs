@@ -12,7 +12,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use gstpunktfunk::protocol::handshake::Role;
+use gstpunktfunk::protocol::security::handshake::Role;
 use gstpunktfunk::session::{Config, Connection, Mode, Session};
 use gstpunktfunk::transport::udp::{UdpOptions, UdpTransport};
 

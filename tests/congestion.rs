@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::sim::{Bottleneck, Sim, addr};
-use gstpunktfunk::protocol::handshake::Role;
+use gstpunktfunk::protocol::security::handshake::Role;
 use gstpunktfunk::session::{Config, Event, Mode};
 
 const HOST: usize = 0;

@@ -57,10 +57,10 @@ impl Pump {
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Acquire) {
                     let r = match session.role() {
-                        gstpunktfunk::protocol::handshake::Role::Host => {
+                        gstpunktfunk::protocol::security::handshake::Role::Host => {
                             session.poll_input(Duration::from_millis(50))
                         }
-                        gstpunktfunk::protocol::handshake::Role::Client => {
+                        gstpunktfunk::protocol::security::handshake::Role::Client => {
                             session.poll_frame(Duration::from_millis(50))
                         }
                     };

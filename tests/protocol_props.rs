@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use common::frame_bytes;
 
-use gstpunktfunk::protocol::crypto::PlainAead;
 use gstpunktfunk::protocol::fec::{BlockLayout, ReedSolomon8, parity_for};
 use gstpunktfunk::protocol::packetizer::{Datagrams, FrameParams, Packetizer, seal_all};
 use gstpunktfunk::protocol::reassembler::{Output, Reassembler, ReassemblerConfig};
+use gstpunktfunk::protocol::security::crypto::PlainAead;
 use gstpunktfunk::protocol::wire::{HEADER_LEN, VIDEO_HEADER_LEN, VideoHeader};
 use proptest::prelude::*;
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::sim::{Sim, addr};
 use common::{hello_datagram, reject};
 use gstpunktfunk::protocol::control::StreamInfo;
-use gstpunktfunk::protocol::handshake::Role;
+use gstpunktfunk::protocol::security::handshake::Role;
 use gstpunktfunk::protocol::wire::{Header, Kind, RejectReason};
 use gstpunktfunk::session::{Config, Event, HandshakeFailure, Mode};
 

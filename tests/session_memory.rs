@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use common::sim::{Sim, addr};
 use common::{frame_bytes, pump, wait_for};
-use gstpunktfunk::protocol::handshake::Role;
 use gstpunktfunk::protocol::input::InputEvent;
 use gstpunktfunk::protocol::reassembler::Frame;
+use gstpunktfunk::protocol::security::handshake::Role;
 use gstpunktfunk::protocol::wire::{Header, Kind, RejectReason};
 use gstpunktfunk::session::{Config, DisconnectReason, Error, Event, Mode, Session};
 use gstpunktfunk::testkit::memory::MemoryTransport;
@@ -719,7 +719,7 @@ fn ring_and_aes_gcm_backends_interoperate_in_a_session() {
     let (a, b) = MemoryTransport::pair();
     let (mut hc, cc) = configs(Some("pw"));
     // The client keeps the default (ring); the host uses the aes-gcm crate.
-    hc.aead = gstpunktfunk::protocol::crypto::AeadBackend::AesGcm;
+    hc.aead = gstpunktfunk::protocol::security::crypto::AeadBackend::AesGcm;
     let host = Session::new(hc, a).unwrap();
     let client = Session::new(cc, b).unwrap();
     connect(&host, &client);

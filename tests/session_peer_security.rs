@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use common::sim::{Sim, addr};
 use common::{frame_bytes, pump, wait_for};
-use gstpunktfunk::protocol::handshake::Role;
 use gstpunktfunk::protocol::input::InputEvent;
+use gstpunktfunk::protocol::security::handshake::Role;
 use gstpunktfunk::protocol::wire::{Kind, RejectReason};
 use gstpunktfunk::session::{
     Config, DisconnectReason, Event, MEDIA_STALL_AFTER, Mode, PEER_PROBE_MAX, Session,

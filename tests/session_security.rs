@@ -1,7 +1,7 @@
 //! Issue 9 at the session level, on virtual time (`common::sim`): each finding as a test that
 //! failed against the old session and passes now. Finding 1 (a captured hello gives no offline
 //! test of a passphrase) is shown at protocol level:
-//! `protocol::handshake::tests::captured_hello_gives_no_offline_test_of_a_guess`; finding 2
+//! `protocol::security::handshake::tests::captured_hello_gives_no_offline_test_of_a_guess`; finding 2
 //! (unauthenticated listener on 0.0.0.0) here for the `Config` and in `tests/elements_harness.rs`
 //! for the element.
 
@@ -14,8 +14,8 @@ use std::time::Duration;
 use common::frame_bytes;
 use common::sim::{Sim, addr};
 use common::{hello_datagram, reject};
-use gstpunktfunk::protocol::handshake::{HELLO_DATAGRAM_LEN, Role};
 use gstpunktfunk::protocol::input::InputEvent;
+use gstpunktfunk::protocol::security::handshake::{HELLO_DATAGRAM_LEN, Role};
 use gstpunktfunk::protocol::wire::{HEADER_LEN, Header, Kind, RejectReason};
 use gstpunktfunk::session::{
     Config, Connection, Error, Event, INPUT_EVENTS_BURST, MAX_INPUT_EVENTS_PER_DATAGRAM, Mode,

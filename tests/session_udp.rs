@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{frame_bytes, pump, wait_for};
-use gstpunktfunk::protocol::handshake::Role;
+use gstpunktfunk::protocol::security::handshake::Role;
 use gstpunktfunk::session::{Config, Event, Mode, Session};
 use gstpunktfunk::testkit::impair::{ImpairConfig, Impaired, LossModel};
 use gstpunktfunk::transport::Transport;

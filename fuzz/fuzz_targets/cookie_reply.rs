@@ -10,9 +10,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use gstpunktfunk::protocol::cookie::{self, COOKIE_REPLY_LEN, Cookie, CookieSecret};
-use gstpunktfunk::protocol::handshake::HELLO_DATAGRAM_LEN;
-use gstpunktfunk::protocol::ratelimit::{Admission, HandshakeGate, RateLimitConfig};
+use gstpunktfunk::protocol::security::cookie::{self, COOKIE_REPLY_LEN, Cookie, CookieSecret};
+use gstpunktfunk::protocol::security::handshake::HELLO_DATAGRAM_LEN;
+use gstpunktfunk::protocol::security::ratelimit::{Admission, HandshakeGate, RateLimitConfig};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

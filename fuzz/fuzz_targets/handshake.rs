@@ -20,8 +20,8 @@
 
 use std::sync::LazyLock;
 
-use gstpunktfunk::protocol::cookie::{COOKIE_LEN, Cookie};
-use gstpunktfunk::protocol::handshake::{
+use gstpunktfunk::protocol::security::cookie::{COOKIE_LEN, Cookie};
+use gstpunktfunk::protocol::security::handshake::{
     self, Established, HandshakeConfig, HandshakeError, HelloParams, Initiator, Psk, Responder,
     Role,
 };

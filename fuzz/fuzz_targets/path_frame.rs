@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use gstpunktfunk::protocol::path::{AMPLIFICATION_FACTOR, Path, PathFrame};
+use gstpunktfunk::protocol::security::path::{AMPLIFICATION_FACTOR, Path, PathFrame};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
             2 => {
                 let token = challenged.get(&from).copied().unwrap_or([rec[2]; 8]);
                 let before = path.current();
-                if path.on_path_response(from, &token) {
+                if path.on_path_response(from, &token, now) {
                     assert_eq!(challenged.get(&from), Some(&token), "moved without its challenge");
                     assert_ne!(before, from);
                     challenged.clear();

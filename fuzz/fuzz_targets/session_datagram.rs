@@ -27,9 +27,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use gstpunktfunk::protocol::crypto::AeadBackend;
+use gstpunktfunk::protocol::security::crypto::AeadBackend;
 use gstpunktfunk::protocol::fec::ReedSolomon8;
-use gstpunktfunk::protocol::handshake::Role;
+use gstpunktfunk::protocol::security::handshake::Role;
 use gstpunktfunk::protocol::input::InputEvent;
 use gstpunktfunk::protocol::packetizer::{Datagrams, Packetizer};
 use gstpunktfunk::protocol::reassembler::DEFAULT_MEMORY_CAP;

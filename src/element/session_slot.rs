@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use gst::glib;
 use gst::prelude::*;
 
-use crate::protocol::handshake::Role;
+use crate::protocol::security::handshake::Role;
 use crate::session::{Session, Stats};
 
 use super::lock;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use gst::glib;
 use gst::prelude::*;
 
-use crate::protocol::handshake::Role;
+use crate::protocol::security::handshake::Role;
 use crate::session::{self, Config};
 
 use crate::transport::udp::UdpOptions;

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use crate::protocol::bwe::BweState;
-use crate::protocol::handshake::Role;
+use crate::protocol::security::handshake::Role;
 use crate::session::Stats;
 
 /// Name of the stats structure (property `stats` and the periodic element message).

@@ -8,8 +8,8 @@
 //! whole run to UDP GSO. Send order is every data shard first, then the parity, so a lossless
 //! frame completes on its last data shard.
 
-use super::crypto::Aead;
 use super::fec::{BlockLayout, FecCoder, FecError, ParityTable};
+use super::security::crypto::Aead;
 use super::timing::FrameTiming;
 use super::wire::{
     FLAG_SEALED, HEADER_LEN, Header, Kind, VIDEO_FLAG_KEYFRAME, VIDEO_HEADER_LEN, VideoHeader,

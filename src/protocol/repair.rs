@@ -619,10 +619,10 @@ impl RepairHistory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::crypto::PlainAead;
     use crate::protocol::fec::{ParityTable, ReedSolomon8};
     use crate::protocol::packetizer::{FrameParams, Packetizer, seal_all};
     use crate::protocol::reassembler::{Output, Reassembler, ReassemblerConfig};
+    use crate::protocol::security::crypto::PlainAead;
     use std::time::Instant;
 
     fn frame(len: usize, seed: u32) -> Vec<u8> {

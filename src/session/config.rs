@@ -9,12 +9,12 @@ use std::time::{Duration, SystemTime};
 
 use crate::protocol::adaptive::{FecMode, TargetConfig};
 use crate::protocol::control::StreamInfo;
-use crate::protocol::crypto::AeadBackend;
-use crate::protocol::handshake::Role;
 use crate::protocol::pacing::PacingConfig;
-use crate::protocol::ratelimit::RateLimitConfig;
 use crate::protocol::reassembler::ReassemblerConfig;
 use crate::protocol::repair::RepairConfig;
+use crate::protocol::security::crypto::AeadBackend;
+use crate::protocol::security::handshake::Role;
+use crate::protocol::security::ratelimit::RateLimitConfig;
 use crate::protocol::wire::{DEFAULT_MTU, MAX_DATAGRAM_BYTES, MIN_MTU};
 
 use super::Error;

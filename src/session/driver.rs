@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::protocol::fec::ReedSolomon8;
-use crate::protocol::handshake::Role;
 use crate::protocol::input::InputEvent;
 use crate::protocol::packetizer::{Datagrams, Packetizer};
+use crate::protocol::security::handshake::Role;
 use crate::sync::lock;
 use crate::transport::udp::clock_ns;
 use crate::transport::{RecvBatch, Transport, TransportInfo};

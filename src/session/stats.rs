@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use crate::protocol::bwe::BweState;
-use crate::protocol::handshake::Role;
+use crate::protocol::security::handshake::Role;
 use crate::protocol::timing::AgeSummary;
 
 /// Cumulative counters since the session was created (over all peers it had), plus the state

@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gstpunktfunk::protocol::handshake::{HandshakeConfig, HelloParams, Initiator, Psk, Role};
+use gstpunktfunk::protocol::security::handshake::{
+    HandshakeConfig, HelloParams, Initiator, Psk, Role,
+};
 use gstpunktfunk::protocol::wire::{Header, Kind, RejectReason};
 use gstpunktfunk::session::{Event, Session};
 use gstpunktfunk::transport::{RecvBatch, SendOutcome, Transport};
@@ -35,7 +37,7 @@ pub fn wait_for(
     let end = Instant::now() + limit;
     while Instant::now() < end {
         let ev = match s.role() {
-            gstpunktfunk::protocol::handshake::Role::Host => {
+            gstpunktfunk::protocol::security::handshake::Role::Host => {
                 s.poll_input(Duration::from_millis(20))
             }
             Role::Client => s.poll_frame(Duration::from_millis(20)),
@@ -58,7 +60,7 @@ pub fn pump(
         let mut evs = Vec::new();
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             let r = match s.role() {
-                gstpunktfunk::protocol::handshake::Role::Host => {
+                gstpunktfunk::protocol::security::handshake::Role::Host => {
                     s.poll_input(Duration::from_millis(10))
                 }
                 Role::Client => s.poll_frame(Duration::from_millis(10)),

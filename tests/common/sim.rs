@@ -16,8 +16,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use gstpunktfunk::protocol::fec::ReedSolomon8;
-use gstpunktfunk::protocol::handshake::Role;
 use gstpunktfunk::protocol::packetizer::{Datagrams, Packetizer};
+use gstpunktfunk::protocol::security::handshake::Role;
 use gstpunktfunk::session::{Config, Connection, Event, FrameTimingIn, Mode};
 
 /// Steps after which a run is considered stuck (a timer that never moves on).

@@ -10,7 +10,7 @@ use gst::prelude::*;
 
 use crate::element::properties::common_properties;
 use crate::element::settings::{ConnectionMode, OwnSettings};
-use crate::protocol::handshake::Role;
+use crate::protocol::security::handshake::Role;
 use crate::protocol::pacing::PacingConfig;
 use crate::protocol::wire::{DEFAULT_MTU, MAX_DATAGRAM_BYTES, MIN_MTU};
 use crate::session::{Config, CongestionConfig};

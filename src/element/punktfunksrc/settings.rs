@@ -13,7 +13,7 @@ use gst::prelude::*;
 
 use crate::element::properties::common_properties;
 use crate::element::settings::{ConnectionMode, OwnSettings};
-use crate::protocol::handshake::Role;
+use crate::protocol::security::handshake::Role;
 use crate::session::Config;
 
 pub(crate) const DEFAULT_WAIT_FOR_KEYFRAME: bool = true;

@@ -9,9 +9,9 @@
 use std::time::{Duration, Instant};
 
 use crate::protocol::control::{Control, LossReport, StreamInfo};
-use crate::protocol::handshake::Role;
 use crate::protocol::input::InputEvent;
 use crate::protocol::reassembler::Output;
+use crate::protocol::security::handshake::Role;
 use crate::protocol::wire::{HEADER_LEN, Kind, TAG_LEN};
 
 use super::{Connection, Error, Event, Result};

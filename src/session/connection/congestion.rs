@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use crate::protocol::bwe::{BandwidthEstimator, BweConfig, BweEvent, BweState, Estimate};
 use crate::protocol::control::Control;
 use crate::protocol::feedback::{Feedback, FeedbackBuilder};
-use crate::protocol::handshake::Role;
+use crate::protocol::security::handshake::Role;
 
 use super::{Connection, Event, SealedFrame};
 

@@ -8,7 +8,7 @@
 //! whose session it does not know (it restarted) to start again with a clear, rate-limited
 //! Reset (with the reset token when it retired that session, see below).
 //!
-//! Hardening (issue 9; limits and bookkeeping in `guard`, path validation in `migrate`): the
+//! Hardening (limits and bookkeeping in `guard`, path validation in `migrate`): the
 //! caller's hellos carry its wall-clock time and a counter (handshake v2, `start_at`); the
 //! listener peeks at a hello's clear bytes, asks its [`HandshakeGate`] (rate limits, cookies
 //! under load) and only then runs the [`Responder`] (freshness window and replay cache before
@@ -18,26 +18,26 @@
 //! an empty one only after [`EMPTY_RESET_QUIET_KEEPALIVES`] keep-alive intervals of silence.
 //!
 //! Must never: let an unauthenticated datagram replace a live session, or answer a hello with
-//! more than one datagram.
+//! more than one datagram. It takes its limits from `guard`, which never imports from here.
 
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use crate::protocol::cookie;
-use crate::protocol::crypto::{RESET_TOKEN_LEN, ResetToken};
-use crate::protocol::handshake::{HandshakeError, HelloParams, Initiator, Role, peek_hello};
 use crate::protocol::input::{InputReceiver, InputSender};
-use crate::protocol::ratelimit::Admission;
+use crate::protocol::security::cookie;
+use crate::protocol::security::crypto::{RESET_TOKEN_LEN, ResetToken};
+use crate::protocol::security::handshake::{
+    HandshakeError, HelloParams, Initiator, Role, peek_hello,
+};
+use crate::protocol::security::ratelimit::Admission;
 use crate::protocol::wire::{HEADER_LEN, Header, Kind, RejectReason};
 
-use super::guard::{MAX_PENDING, MAX_PENDING_PER_SOURCE};
+use super::guard::{MAX_ATTEMPTS, MAX_PENDING, MAX_PENDING_PER_SOURCE};
 use super::link::{Link, OpenError};
-use super::{Connection, DisconnectReason, Event, HandshakeFailure, Mode, body_of};
+use super::{Connection, DisconnectReason, Event, HandshakeFailure, Mode, body_of, clear_datagram};
 use crate::protocol::control::Control;
 
-/// Handshake attempts (caller) and unconfirmed sessions (listener) kept at once.
-pub(super) const MAX_ATTEMPTS: usize = 4;
 /// A caller believes an empty (token-less) Reset only after this many keep-alive intervals
 /// without an authenticated datagram: its own keep-alives went unanswered, so the session is
 /// dead already and a forged Reset costs nothing.
@@ -65,18 +65,6 @@ pub(super) struct LastHello {
     hello: Vec<u8>,
     response: Vec<u8>,
     from: SocketAddr,
-}
-
-pub(super) fn clear_datagram(kind: Kind, session_id: u32, body: &[u8]) -> Vec<u8> {
-    let h = Header {
-        kind,
-        flags: 0,
-        session_id,
-        packet_number: 0,
-    };
-    let mut d = h.to_bytes().to_vec();
-    d.extend_from_slice(body);
-    d
 }
 
 impl Connection {
@@ -410,7 +398,7 @@ impl Connection {
             Role::Client => None,
         };
         // Also after a failure, so a broken start is retried at the retry rate, not in a spin.
-        // Fast connect under loss (issue 8): the wait doubles from `handshake_first_retry` (it is
+        // Fast connect under loss: the wait doubles from `handshake_first_retry` (it is
         // the time spent trying so far) up to `handshake_retry`, so a lost hello or answer costs
         // tens of milliseconds at first, and an absent listener still sees the retry rate.
         let trying = now.saturating_duration_since(self.connecting_since.unwrap_or(now));

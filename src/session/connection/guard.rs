@@ -1,13 +1,14 @@
-//! Security state of a connection (issue 9): the listener's handshake admission (freshness
+//! Security state of a connection: the listener's handshake admission (freshness
 //! cache, rate limits, cookies) and its passphrase-guessing budget (an answered hello is charged,
-//! a confirmed session refunded: [`crate::protocol::guessing`]), the caller's view of refusals
+//! a confirmed session refunded: [`crate::protocol::security::guessing`]), the caller's view of refusals
 //! (a Reject or a failed key confirmation counts only from the configured peer for a live
 //! attempt, and only a series that lasts the connect `timeout` is final), reset tokens of
 //! retired sessions, and the host's throttles on what an authenticated client may make it do
 //! (keyframe requests, input events).
 //!
 //! Why here and not in `establish`: `establish` keeps the order of a handshake; this file keeps
-//! the limits and the bookkeeping that make it safe to answer strangers. Must never: let an
+//! the limits (including [`MAX_ATTEMPTS`]) and the bookkeeping that make it safe to answer
+//! strangers, and never imports from `establish`. Must never: let an
 //! unauthenticated datagram end a session or stop a caller on its own, answer a hello with more
 //! bytes than it carried before the caller's address is validated, or keep per-source state
 //! without a bound.
@@ -18,29 +19,33 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use zeroize::Zeroizing;
 
-use crate::protocol::cookie;
-use crate::protocol::crypto::ResetToken;
-use crate::protocol::guessing::{Charge, GuessBudget, Refusal};
-use crate::protocol::handshake::{HandshakeConfig, Responder};
-use crate::protocol::ratelimit::{HandshakeGate, TokenBucket};
+use crate::protocol::security::bucket::TokenBucket;
+use crate::protocol::security::cookie;
+use crate::protocol::security::crypto::ResetToken;
+use crate::protocol::security::guessing::{Charge, GuessBudget, Refusal};
+use crate::protocol::security::handshake::{HandshakeConfig, Responder};
+use crate::protocol::security::ratelimit::HandshakeGate;
 use crate::protocol::wire::{Kind, RejectReason};
 
 use super::link::Link;
 use super::{Connection, Event, Mode};
 
+/// Handshake attempts (caller) and unconfirmed sessions (listener) kept at once.
+pub(super) const MAX_ATTEMPTS: usize = 4;
 /// Unconfirmed sessions a listener keeps in all; the oldest goes first when full.
 pub(super) const MAX_PENDING: usize = 16;
 /// Unconfirmed sessions a listener keeps per source address (a caller keeps this many
 /// attempts in flight, so a late answer to an earlier retry still completes).
-pub(super) const MAX_PENDING_PER_SOURCE: usize = super::establish::MAX_ATTEMPTS;
+pub(super) const MAX_PENDING_PER_SOURCE: usize = MAX_ATTEMPTS;
 /// A caller gives up (reports [`Event::RejectSustained`]) only after this many matching
 /// refusals, each for a different live attempt, spanning at least its `Config::timeout` (and at
 /// least [`REJECT_SERIES_SPAN`]): forged Rejects while the listener is silent (not started,
 /// restarting) end nothing before the caller has heard refusals for its whole timeout.
 pub const REJECT_SERIES_COUNT: u32 = 3;
+/// The shortest span of a series of refusals that ends a caller (see [`REJECT_SERIES_COUNT`]).
 pub const REJECT_SERIES_SPAN: Duration = Duration::from_secs(1);
 /// A series with no refusal for this long starts over: longer than a listener's longest
-/// guessing back-off ([`crate::protocol::guessing::GuessConfig::backoff_max`]), so a caller
+/// guessing back-off ([`crate::protocol::security::guessing::GuessConfig::backoff_max`]), so a caller
 /// with a wrong passphrase still sees its series complete.
 pub const REJECT_SERIES_GAP: Duration = Duration::from_secs(30);
 /// A listener's "too many guesses" event at most this often (the refused hellos are counted;
@@ -54,9 +59,10 @@ pub const KEYFRAME_REQUEST_MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// Host: input events taken from one datagram at most (a full datagram of tiny events is
 /// ~2,000, each a bus message and an upstream event).
 pub const MAX_INPUT_EVENTS_PER_DATAGRAM: usize = 256;
-/// Host: input events taken per second at most (token bucket), and the burst (two seconds of
-/// a 1 kHz mouse with keys; a client's reliable queue sent at once after a stall fits).
+/// Host: input events taken per second at most (token bucket).
 pub const INPUT_EVENTS_PER_SECOND: f64 = 4_000.0;
+/// Host: input events taken at once at most (two seconds of a 1 kHz mouse with keys; a
+/// client's reliable queue sent at once after a stall fits).
 pub const INPUT_EVENTS_BURST: f64 = 2_000.0;
 /// A listener's "stale hello" event at most this often (replays are counted, not reported).
 const STALE_EVENT_INTERVAL: Duration = Duration::from_secs(1);
@@ -208,7 +214,7 @@ impl Connection {
         };
         a.cookie_taken = true;
         let body = a.initiator.hello_with_cookie(&c);
-        let d = super::establish::clear_datagram(Kind::HandshakeInit, attempt_id, &body);
+        let d = super::clear_datagram(Kind::HandshakeInit, attempt_id, &body);
         self.queue(d, from);
         self.stats.handshakes_sent += 1;
     }

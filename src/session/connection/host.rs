@@ -15,12 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::protocol::control::{Control, LossReport, StreamInfo};
-use crate::protocol::crypto::Aead;
 use crate::protocol::fec::{MAX_SHARDS_PER_BLOCK, ParityTable};
-use crate::protocol::handshake::Role;
 use crate::protocol::pacing::Schedule;
 use crate::protocol::packetizer::{Datagrams, FrameParams, PacketizeError, Packetizer, seal_all};
 use crate::protocol::repair::RepairHistory;
+use crate::protocol::security::crypto::Aead;
+use crate::protocol::security::handshake::Role;
 use crate::protocol::wire::{FEC_SCHEME_RS8, HEADER_LEN, VIDEO_HEADER_LEN};
 use crate::sync::lock;
 

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::protocol::control::StreamInfo;
-use crate::protocol::crypto::{Aead, AeadBackend, PlainAead};
-use crate::protocol::handshake::Established;
-use crate::protocol::path::Path;
-use crate::protocol::replay::{ReplayError, ReplayWindow};
+use crate::protocol::security::crypto::{Aead, AeadBackend, PlainAead};
+use crate::protocol::security::handshake::Established;
+use crate::protocol::security::path::Path;
+use crate::protocol::security::replay::{ReplayError, ReplayWindow};
 use crate::protocol::wire::{FLAG_SEALED, HEADER_LEN, Header, Kind};
 
 pub(super) struct Link {
@@ -120,7 +120,7 @@ impl Link {
         }
         // Plausibility first: a replay costs no AEAD work, unless a copy of that number from
         // this address decides whether another address forwards the peer's datagrams
-        // (`protocol::path`): then it is opened, never committed.
+        // (`protocol::security::path`): then it is opened, never committed.
         match self.replay.check(h.packet_number) {
             Ok(()) => {}
             Err(ReplayError::Duplicate)

@@ -1,8 +1,8 @@
 //! Path validation in the session: a listener's peer address moves only after a challenge to
 //! the new address is answered from it, and moves back when the old address proves the move
-//! spurious (`protocol::path`); a caller never moves at all.
+//! spurious (`protocol::security::path`); a caller never moves at all.
 //!
-//! The listener's [`crate::protocol::path::Path`] sees every authenticated datagram (after the
+//! The listener's [`crate::protocol::security::path::Path`] sees every authenticated datagram (after the
 //! replay window committed it) and the authenticated duplicates that can reveal a forwarder;
 //! only the newest packet number from a new address starts a probe. Challenges go out from the
 //! timers and right after the datagram that started a probe, within the anti-amplification
@@ -21,7 +21,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::protocol::path::{PATH_BODY_LEN, PathChange, PathFrame};
+use crate::protocol::security::path::{PATH_BODY_LEN, PathChange, PathFrame};
 use crate::protocol::wire::{HEADER_LEN, Kind};
 
 use super::Connection;
@@ -30,8 +30,8 @@ use super::Connection;
 pub(super) fn is_path_body(body: &[u8]) -> bool {
     matches!(
         body.first(),
-        Some(&crate::protocol::path::CONTROL_PATH_CHALLENGE)
-            | Some(&crate::protocol::path::CONTROL_PATH_RESPONSE)
+        Some(&crate::protocol::security::path::CONTROL_PATH_CHALLENGE)
+            | Some(&crate::protocol::security::path::CONTROL_PATH_RESPONSE)
     )
 }
 

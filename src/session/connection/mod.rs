@@ -44,10 +44,10 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::protocol::adaptive::AdaptiveFec;
 use crate::protocol::control::{Control, LossReport, StreamInfo};
 use crate::protocol::fec::ReedSolomon8;
-use crate::protocol::handshake::{HandshakeConfig, HandshakeError, Psk, Role};
 use crate::protocol::input::{InputEvent, InputReceiver, InputSender};
 use crate::protocol::pacing::Pacer;
 use crate::protocol::reassembler::{Frame, Reassembler};
+use crate::protocol::security::handshake::{HandshakeConfig, HandshakeError, Psk, Role};
 use crate::protocol::wire::{
     FEC_SCHEME_RS8, HEADER_LEN, Header, KIND_COOKIE_REPLY, Kind, RejectReason, WireError,
 };
@@ -118,7 +118,7 @@ pub enum HandshakeFailure {
     /// We answered a hello but the caller never confirmed the session. With a passphrase set
     /// this is what a wrong passphrase looks like from the listener's side.
     Unconfirmed { passphrase: bool },
-    /// The hello went unanswered: the guessing budget (see [`crate::protocol::guessing`]) is
+    /// The hello went unanswered: the guessing budget (see [`crate::protocol::security::guessing`]) is
     /// spent for this address (`unconfirmed` answers to it in a row were never confirmed) or,
     /// with `global`, for all addresses together. Passphrase guessing, or a client with a
     /// wrong passphrase that keeps retrying.
@@ -625,4 +625,17 @@ impl Connection {
 /// Where a header's body starts (the rest of a handshake datagram).
 fn body_of(buf: &[u8]) -> &[u8] {
     buf.get(HEADER_LEN..).unwrap_or(&[])
+}
+
+/// A handshake-phase datagram: a clear header (packet number 0) followed by `body`.
+pub(super) fn clear_datagram(kind: Kind, session_id: u32, body: &[u8]) -> Vec<u8> {
+    let h = Header {
+        kind,
+        flags: 0,
+        session_id,
+        packet_number: 0,
+    };
+    let mut d = h.to_bytes().to_vec();
+    d.extend_from_slice(body);
+    d
 }

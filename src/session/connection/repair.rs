@@ -76,15 +76,15 @@ use std::time::{Duration, Instant};
 
 use crate::protocol::control::Control;
 use crate::protocol::fec::{BlockLayout, ReedSolomon8};
-use crate::protocol::handshake::Role;
 use crate::protocol::lossmodel::{LossEstimator, LossModelReport};
 use crate::protocol::packetizer::{Datagrams, seal_all};
-use crate::protocol::ratelimit::TokenBucket;
 use crate::protocol::reassembler::{BlockNeed, Output, Rejected};
 use crate::protocol::repair::{
     MAX_REPAIR_ITEMS, MAX_REPAIR_ROWS, MAX_WHOLE_ROUNDS, RepairConfig, RepairHistory, RepairItem,
     RepairParams, RepairRequest, RepairUnavailable, UnavailableReason,
 };
+use crate::protocol::security::bucket::TokenBucket;
+use crate::protocol::security::handshake::Role;
 use crate::protocol::wire::{VideoHeader, seq_diff};
 use crate::sync::lock;
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::protocol::wire::{Header, Kind, RejectReason};
 
-use super::establish::clear_datagram;
+use super::clear_datagram;
 use super::link::Link;
 use super::{Connection, Event};
 

@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use crate::protocol::control::Control;
-use crate::protocol::handshake::Role;
+use crate::protocol::security::handshake::Role;
 
 use super::{Connection, DisconnectReason, Event, Mode};
 

@@ -16,8 +16,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::protocol::clock::ClockOffset;
-use crate::protocol::handshake::Role;
 use crate::protocol::reassembler::Frame;
+use crate::protocol::security::handshake::Role;
 use crate::protocol::timing::{AGE_WINDOW, AgeSample, AgeSummary, AgeWindow, Arrival, FrameTiming};
 
 use super::Connection;

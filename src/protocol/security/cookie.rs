@@ -27,13 +27,13 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::wire::{HEADER_LEN, KIND_COOKIE_REPLY, VERSION, WireError};
+use crate::protocol::wire::{HEADER_LEN, KIND_COOKIE_REPLY, VERSION, WireError};
 
 /// Bytes of a cookie.
 pub const COOKIE_LEN: usize = 16;
 
 /// How long one secret makes cookies. WireGuard's value; a cookie verifies for 2 to 4 minutes.
-pub const COOKIE_ROTATION: Duration = Duration::from_secs(120);
+pub(crate) const COOKIE_ROTATION: Duration = Duration::from_secs(120);
 
 /// Length of a CookieReply datagram: the clear header and the cookie.
 pub const COOKIE_REPLY_LEN: usize = HEADER_LEN + COOKIE_LEN;
@@ -99,7 +99,7 @@ impl CookieSecret {
 
     /// Rotates if [`COOKIE_ROTATION`] has passed. Called by `make` and `verify`; the listener
     /// may also call it from its timer.
-    pub fn rotate_if_due(&mut self, now: Instant) {
+    pub(crate) fn rotate_if_due(&mut self, now: Instant) {
         let age = now.saturating_duration_since(self.rotated_at);
         if age < COOKIE_ROTATION {
             return;
@@ -118,7 +118,7 @@ impl CookieSecret {
 
     /// Whether `cookie` was made for `from` by the current or the previous secret. Constant
     /// time in the cookie bytes.
-    pub fn verify(&mut self, from: SocketAddr, cookie: &Cookie, now: Instant) -> bool {
+    pub(crate) fn verify(&mut self, from: SocketAddr, cookie: &Cookie, now: Instant) -> bool {
         self.rotate_if_due(now);
         let ok_now = bool::from(mac(&self.current, from).ct_eq(&cookie.0));
         let ok_before = self
@@ -143,7 +143,7 @@ pub fn encode_reply(attempt_id: u32, cookie: &Cookie) -> [u8; COOKIE_REPLY_LEN] 
 /// Reads a CookieReply datagram: the attempt id it answers and the cookie. The caller must
 /// still check that the attempt is live and that it came from the address the attempt went to.
 ///
-/// Reads the clear header itself: kind 5 is not yet a [`super::wire::Kind`] variant (see
+/// Reads the clear header itself: kind 5 is not yet a [`crate::protocol::wire::Kind`] variant (see
 /// [`KIND_COOKIE_REPLY`]).
 pub fn decode_reply(datagram: &[u8]) -> Result<(u32, Cookie), WireError> {
     if datagram.len() < HEADER_LEN {

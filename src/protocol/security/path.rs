@@ -2,9 +2,9 @@
 //! it can receive (a PATH_CHALLENGE answered by a PATH_RESPONSE), and until then sends it at
 //! most [`AMPLIFICATION_FACTOR`] times the bytes received from it (QUIC's rules, RFC 9000 §8–9).
 //!
-//! Why: the host used to move its peer address to the source of any authenticated datagram, so
-//! an on-path attacker could race a copy of a client datagram with a spoofed source and have the
-//! video sent there. Now:
+//! Why: if the host moved its peer address to the source of any authenticated datagram, an
+//! on-path attacker could race a copy of a client datagram with a spoofed source and have the
+//! video sent there. So:
 //!
 //! - Only an authenticated datagram whose packet number is the newest seen so far may start a
 //!   probe of a new address; an older one (a raced or replayed copy arrives with a number the
@@ -38,34 +38,34 @@ use std::time::{Duration, Instant};
 
 use subtle::ConstantTimeEq;
 
-use super::wire::WireError;
+use crate::protocol::wire::WireError;
 
 /// Control type of a PATH_CHALLENGE body.
-pub const CONTROL_PATH_CHALLENGE: u8 = 8;
+pub(crate) const CONTROL_PATH_CHALLENGE: u8 = 8;
 /// Control type of a PATH_RESPONSE body.
-pub const CONTROL_PATH_RESPONSE: u8 = 9;
+pub(crate) const CONTROL_PATH_RESPONSE: u8 = 9;
 /// Bytes of a path token.
-pub const PATH_TOKEN_LEN: usize = 8;
+pub(crate) const PATH_TOKEN_LEN: usize = 8;
 /// Length of either body.
-pub const PATH_BODY_LEN: usize = 1 + PATH_TOKEN_LEN;
+pub(crate) const PATH_BODY_LEN: usize = 1 + PATH_TOKEN_LEN;
 
 /// Before validation, at most this many bytes are sent to an address per byte received from it.
 pub const AMPLIFICATION_FACTOR: u64 = 3;
 /// Time between challenges to an address that has not answered.
-pub const CHALLENGE_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const CHALLENGE_INTERVAL: Duration = Duration::from_millis(100);
 /// Challenges sent before a probe is abandoned (the address stays unvalidated).
-pub const MAX_CHALLENGES: u32 = 5;
+pub(crate) const MAX_CHALLENGES: u32 = 5;
 /// After a move, how long the previous address can still prove the move spurious (and is
 /// challenged meanwhile). A NAT rebinding leaves the old address silent, so this costs nothing.
-pub const PREVIOUS_HOLD: Duration = Duration::from_secs(3);
+pub(crate) const PREVIOUS_HOLD: Duration = Duration::from_secs(3);
 /// An address caught forwarding the peer's datagrams starts no probe for this long.
-pub const FORWARDER_HOLD: Duration = Duration::from_secs(10);
+pub(crate) const FORWARDER_HOLD: Duration = Duration::from_secs(10);
 /// Forwarding addresses remembered at most (the oldest is forgotten first).
 const MAX_FORWARDERS: usize = 4;
 
 /// What a datagram did to the path (taken with [`Path::take_change`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PathChange {
+pub(crate) enum PathChange {
     /// A challenged address answered: the path moved there.
     Migrated,
     /// The same packet number came from the validated address and the probed one: the probe
@@ -78,7 +78,9 @@ pub enum PathChange {
 /// A PATH_CHALLENGE or PATH_RESPONSE control body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathFrame {
+    /// "Answer this token from the address you claim."
     Challenge([u8; PATH_TOKEN_LEN]),
+    /// The token of a challenge, echoed.
     Response([u8; PATH_TOKEN_LEN]),
 }
 
@@ -189,7 +191,8 @@ impl Path {
     }
 
     /// The address being probed, if any.
-    pub fn probing(&self) -> Option<SocketAddr> {
+    #[cfg(test)]
+    pub(crate) fn probing(&self) -> Option<SocketAddr> {
         self.probe.as_ref().map(|p| p.addr)
     }
 
@@ -234,14 +237,14 @@ impl Path {
     /// Whether an authenticated copy of an already seen packet number from `from` would be
     /// evidence of forwarding now: it comes from the validated address while another is probed,
     /// or from the previous address after a move. Only then is a duplicate worth opening.
-    pub fn wants_duplicate(&self, from: SocketAddr, now: Instant) -> bool {
+    pub(crate) fn wants_duplicate(&self, from: SocketAddr, now: Instant) -> bool {
         (from == self.current && self.probe.is_some()) || self.is_previous(from, now)
     }
 
     /// A duplicate packet number authenticated from `from` (see [`Path::wants_duplicate`]): the
     /// number also came from another address, so one of the two forwards the other's datagrams.
     /// The validated (or previous) address wins: it was the peer's before the other appeared.
-    pub fn on_duplicate(&mut self, from: SocketAddr, now: Instant) {
+    pub(crate) fn on_duplicate(&mut self, from: SocketAddr, now: Instant) {
         if from == self.current {
             if let Some(p) = self.probe.take() {
                 self.hold_forwarder(p.addr, now);
@@ -253,7 +256,7 @@ impl Path {
     }
 
     /// What the last datagrams did to the path, once.
-    pub fn take_change(&mut self) -> Option<PathChange> {
+    pub(crate) fn take_change(&mut self) -> Option<PathChange> {
         self.change.take()
     }
 
@@ -417,7 +420,7 @@ mod tests {
         assert_eq!(PathFrame::decode(&[3; 9]), Err(WireError::UnknownKind(3)));
     }
 
-    /// Issue 9 finding 5: an on-path attacker races a copy of a client datagram in from a
+    /// An on-path attacker races a copy of a client datagram in from a
     /// spoofed address. The copy is authenticated and may even carry the newest packet number,
     /// but the stream stays on the client's address: the path moves only for a response from
     /// the new address itself, and the client's next datagram cancels the probe.

@@ -3,7 +3,7 @@
 //!
 //! Nonce = 4 zero bytes ‖ packet number (u64, big endian). Keys come fresh from every handshake
 //! and each direction has its own, so a (key, nonce) pair can only repeat if one sender reused a
-//! packet number — which [`crate::protocol::replay`] and the session's counters rule out.
+//! packet number — which [`super::replay`] and the session's counters rule out.
 //! This module never logs or exposes key bytes.
 //!
 //! A seal that fails is a bug (it can only fail for inputs beyond GCM's 64 GiB limit): it panics
@@ -27,7 +27,7 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::wire::TAG_LEN;
+use crate::protocol::wire::TAG_LEN;
 
 /// Opening failed: wrong key, tampered bytes or a forged datagram. Counted, never fatal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +65,8 @@ static SEAL_FAILURES: AtomicU64 = AtomicU64::new(0);
 
 /// Seals that failed in this process since it started (see the module docs). Always 0 unless
 /// there is a bug; sessions add their own per-session count.
-pub fn seal_failures() -> u64 {
+#[cfg(test)]
+pub(crate) fn seal_failures() -> u64 {
     SEAL_FAILURES.load(Ordering::Relaxed)
 }
 
@@ -89,12 +90,12 @@ fn nonce(packet_number: u64) -> [u8; 12] {
 }
 
 /// AES-256-GCM from the `aes-gcm` crate (AES-NI and CLMUL picked at run time).
-pub struct AesGcmAead {
+pub(crate) struct AesGcmAead {
     cipher: Aes256Gcm,
 }
 
 impl AesGcmAead {
-    pub fn new(key: &[u8; 32]) -> Self {
+    pub(crate) fn new(key: &[u8; 32]) -> Self {
         AesGcmAead {
             cipher: Aes256Gcm::new(key.into()),
         }
@@ -142,12 +143,12 @@ impl Aead for AesGcmAead {
 /// AES-256-GCM from `ring` (hand-tuned assembly). Same construction and wire format as
 /// [`AesGcmAead`] — the two interoperate — but several times faster per datagram; see
 /// `docs/BENCHMARKS.md`. The default ([`AeadBackend::Ring`]).
-pub struct RingAead {
+pub(crate) struct RingAead {
     key: ring::aead::LessSafeKey,
 }
 
 impl RingAead {
-    pub fn new(key: &[u8; 32]) -> Self {
+    pub(crate) fn new(key: &[u8; 32]) -> Self {
         // AES_256_GCM takes any 32-byte key; `new` only fails for a wrong key length.
         let unbound = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, key)
             .expect("a 32-byte key is valid for AES-256-GCM");
@@ -238,14 +239,14 @@ impl Aead for PlainAead {
 }
 
 /// Length of a reset token on the wire (the body of a Reset datagram).
-pub const RESET_TOKEN_LEN: usize = 16;
+pub(crate) const RESET_TOKEN_LEN: usize = 16;
 
 /// Proof that a Reset comes from the peer of a session: 16 bytes derived with HKDF-SHA256 from
 /// the session's reset secret (itself from the Noise split output, see
 /// [`super::handshake::Established::reset_secret`]), the session id and the sender's side.
 /// Nobody without the session keys can make one, so a forged Reset can never end a session.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct ResetToken(pub [u8; RESET_TOKEN_LEN]);
+pub(crate) struct ResetToken(pub [u8; RESET_TOKEN_LEN]);
 
 impl std::fmt::Debug for ResetToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -255,7 +256,11 @@ impl std::fmt::Debug for ResetToken {
 
 impl ResetToken {
     /// The token that the side `from_initiator` (the caller: `true`) of `session_id` sends.
-    pub fn make(reset_secret: &[u8; 32], session_id: u32, from_initiator: bool) -> ResetToken {
+    pub(crate) fn make(
+        reset_secret: &[u8; 32],
+        session_id: u32,
+        from_initiator: bool,
+    ) -> ResetToken {
         let hk = Hkdf::<Sha256>::from_prk(reset_secret)
             .unwrap_or_else(|_| Hkdf::<Sha256>::new(None, reset_secret));
         let mut info = [0u8; 23];
@@ -270,7 +275,7 @@ impl ResetToken {
 
     /// Whether `body` (a Reset datagram's body) is the token the peer `from_initiator` of
     /// `session_id` would send. Constant time in the token bytes.
-    pub fn verify(
+    pub(crate) fn verify(
         reset_secret: &[u8; 32],
         session_id: u32,
         from_initiator: bool,

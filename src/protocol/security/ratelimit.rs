@@ -25,81 +25,24 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use super::bucket::{SourceKey, TokenBucket};
 use super::cookie::{Cookie, CookieSecret};
 use super::guessing::GuessConfig;
-
-/// A token bucket: `rate` tokens a second, at most `burst` stored.
-#[derive(Debug, Clone)]
-pub struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    /// A full bucket.
-    pub fn new(rate_per_s: f64, burst: f64, now: Instant) -> TokenBucket {
-        TokenBucket {
-            rate: rate_per_s.max(0.0),
-            burst: burst.max(1.0),
-            tokens: burst.max(1.0),
-            last: now,
-        }
-    }
-
-    fn refill(&mut self, now: Instant) {
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
-        if now > self.last {
-            self.last = now;
-        }
-    }
-
-    /// Tokens available now.
-    pub fn level(&mut self, now: Instant) -> f64 {
-        self.refill(now);
-        self.tokens
-    }
-
-    /// Takes one token if there is one.
-    pub fn take(&mut self, now: Instant) -> bool {
-        self.refill(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Returns `n` tokens taken earlier (never above the burst).
-    pub fn put_back(&mut self, n: f64, now: Instant) {
-        self.refill(now);
-        self.tokens = (self.tokens + n.max(0.0)).min(self.burst);
-    }
-
-    /// How long until the bucket is full again from empty (entries idle that long are fresh).
-    fn refill_time(&self) -> Duration {
-        if self.rate > 0.0 {
-            Duration::from_secs_f64(self.burst / self.rate)
-        } else {
-            Duration::MAX
-        }
-    }
-}
 
 /// Limits of a [`RateLimiter`] and a [`HandshakeGate`].
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimitConfig {
     /// Hellos a second from one source (WireGuard uses 20).
     pub per_source_rate: f64,
+    /// Hellos one source may send at once before its rate applies.
     pub per_source_burst: f64,
     /// Hellos a second processed in total: ~0.2 ms each, so 500/s is a tenth of a core.
     pub global_rate: f64,
+    /// Hellos processed at once in total before the global rate applies.
     pub global_burst: f64,
     /// Cookie replies a second in total (each no larger than the hello it answers).
     pub reply_rate: f64,
+    /// Cookie replies sent at once before their rate applies.
     pub reply_burst: f64,
     /// Sources tracked at once (~64 bytes each).
     pub max_sources: usize,
@@ -123,37 +66,13 @@ impl Default for RateLimitConfig {
     }
 }
 
-/// A source as rate limiting sees it: an IPv4 address or an IPv6 /64 (one host usually owns a
-/// whole /64, so per-address limits would be free to evade).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SourceKey {
-    V4([u8; 4]),
-    V6Prefix([u8; 8]),
-}
-
-impl SourceKey {
-    pub fn of(ip: IpAddr) -> SourceKey {
-        match ip {
-            IpAddr::V4(v4) => SourceKey::V4(v4.octets()),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => SourceKey::V4(v4.octets()),
-                None => {
-                    let mut p = [0u8; 8];
-                    p.copy_from_slice(&v6.octets()[..8]);
-                    SourceKey::V6Prefix(p)
-                }
-            },
-        }
-    }
-}
-
 struct Entry {
     bucket: TokenBucket,
     last_seen: Instant,
 }
 
 /// Per-source buckets in a bounded map, plus a global bucket. See the module docs.
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     cfg: RateLimitConfig,
     sources: HashMap<SourceKey, Entry>,
     global: TokenBucket,
@@ -161,7 +80,7 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    pub fn new(cfg: RateLimitConfig, now: Instant) -> RateLimiter {
+    pub(crate) fn new(cfg: RateLimitConfig, now: Instant) -> RateLimiter {
         RateLimiter {
             cfg,
             sources: HashMap::new(),
@@ -171,18 +90,18 @@ impl RateLimiter {
     }
 
     /// Sources tracked now (never above `max_sources`).
-    pub fn tracked(&self) -> usize {
+    pub(crate) fn tracked(&self) -> usize {
         self.sources.len()
     }
 
     /// Whether the global bucket is below half: the gate asks for cookies then.
-    pub fn busy(&mut self, now: Instant) -> bool {
+    pub(crate) fn busy(&mut self, now: Instant) -> bool {
         self.global.level(now) < self.cfg.global_burst / 2.0
     }
 
     /// Takes a token from `ip`'s bucket and then from the global one; false if either is empty
     /// (a refused source does not drain the global bucket).
-    pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
+    pub(crate) fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
         let key = SourceKey::of(ip);
         if !self.sources.contains_key(&key) {
             self.make_room(now);
@@ -247,6 +166,7 @@ pub struct HandshakeGate {
 }
 
 impl HandshakeGate {
+    /// A gate with the limits of `cfg` and a fresh random cookie secret.
     pub fn new(cfg: RateLimitConfig, now: Instant) -> HandshakeGate {
         HandshakeGate::with_cookie_secret(cfg, CookieSecret::new(now), now)
     }
@@ -366,8 +286,8 @@ mod tests {
         );
     }
 
-    /// Issue 9 finding 3: a captured hello replayed from ~2,000 new source addresses a second
-    /// kept a client with a 40 ms RTT from ever being confirmed. With the gate the flood turns
+    /// A captured hello replayed from ~2,000 new source addresses a second must not keep a
+    /// client with a 40 ms RTT from being confirmed. With the gate the flood turns
     /// into cookie replies (spoofed sources cannot answer them, and they cost no state), and
     /// the client, answering its cookie, is processed within one round trip.
     #[test]

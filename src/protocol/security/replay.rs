@@ -23,16 +23,16 @@ const WORDS: usize = 2048;
 /// the reassembler accepts (64 MiB = 49,710 shards at the default MTU) even at 100 % FEC, with
 /// any number of control datagrams sent meanwhile — an 8 MB keyframe at 1 Gbit/s (~7,200
 /// datagrams with 20 % parity) uses a twentieth of it.
-pub const REPLAY_WINDOW: u64 = (WORDS as u64 - 1) * 64;
+pub(crate) const REPLAY_WINDOW: u64 = (WORDS as u64 - 1) * 64;
 
 /// Largest forward jump accepted. A sender increments by one per datagram; a jump of 2^32
 /// would take hours at line rate, so anything beyond is a forgery and is refused before
 /// spending an AEAD open on it.
-pub const MAX_FORWARD_JUMP: u64 = 1 << 32;
+pub(crate) const MAX_FORWARD_JUMP: u64 = 1 << 32;
 
 /// Why a packet number was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplayError {
+pub(crate) enum ReplayError {
     /// Seen already.
     Duplicate,
     /// Older than the window.
@@ -43,7 +43,7 @@ pub enum ReplayError {
 
 /// The window. See the module docs.
 #[derive(Clone)]
-pub struct ReplayWindow {
+pub(crate) struct ReplayWindow {
     /// Newest committed number + 1 (0 = nothing committed yet).
     top: u64,
     /// Bit `pn % 64` of word `(pn / 64) % WORDS` is set when `pn` was seen (for `pn` within the
@@ -58,16 +58,11 @@ impl Default for ReplayWindow {
 }
 
 impl ReplayWindow {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         ReplayWindow {
             top: 0,
             bits: Box::new([0; WORDS]),
         }
-    }
-
-    /// The newest committed packet number, if any.
-    pub fn newest(&self) -> Option<u64> {
-        self.top.checked_sub(1)
     }
 
     fn slot(pn: u64) -> (usize, u64) {
@@ -75,7 +70,7 @@ impl ReplayWindow {
     }
 
     /// Whether `pn` may be processed. Does not change the window.
-    pub fn check(&self, pn: u64) -> Result<(), ReplayError> {
+    pub(crate) fn check(&self, pn: u64) -> Result<(), ReplayError> {
         if pn == u64::MAX {
             return Err(ReplayError::TooFarAhead);
         }
@@ -97,7 +92,7 @@ impl ReplayWindow {
     }
 
     /// Records an authenticated `pn`. Call only after `check` passed and the AEAD opened it.
-    pub fn commit(&mut self, pn: u64) {
+    pub(crate) fn commit(&mut self, pn: u64) {
         if pn >= self.top {
             let new_word = pn / 64;
             // Words strictly after the current newest one up to the new one hold numbers that
@@ -164,10 +159,10 @@ mod tests {
         assert_eq!(w.check(far), Err(ReplayError::Duplicate));
     }
 
-    /// Issue 9, finding 6: an 8 MB keyframe at 1 Gbit/s reserves ~7,200 packet numbers at once
+    /// An 8 MB keyframe at 1 Gbit/s reserves ~7,200 packet numbers at once
     /// (6,000 data shards + 20 % parity) and is sent paced over a frame interval, while control
-    /// and input datagrams take later numbers and arrive first. The old 4,096-number window
-    /// rejected 3,393 of the frame's datagrams as replays.
+    /// and input datagrams take later numbers and arrive first. A 4,096-number window
+    /// would reject 3,393 of the frame's datagrams as replays.
     #[test]
     fn eight_megabyte_keyframe_with_later_control_numbers_arriving_first_is_accepted() {
         let mut w = ReplayWindow::new();

@@ -45,7 +45,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use super::ratelimit::{SourceKey, TokenBucket};
+use super::bucket::{SourceKey, TokenBucket};
 
 /// Limits of a [`GuessBudget`].
 #[derive(Debug, Clone, Copy)]
@@ -59,9 +59,11 @@ pub struct GuessConfig {
     pub backoff_max: Duration,
     /// Answers a second in total to sources that are not known, and the burst.
     pub global_rate: f64,
+    /// Answers at once in total to sources that are not known, before the rate applies.
     pub global_burst: f64,
     /// First answers to sources never answered before, apart from the global bucket.
     pub newcomer_rate: f64,
+    /// First answers at once to new sources, before the newcomer rate applies.
     pub newcomer_burst: f64,
     /// Sources with a record at once (~64 bytes each).
     pub max_sources: usize,
@@ -90,7 +92,7 @@ impl Default for GuessConfig {
 
 /// Where an answer's cost was taken from (hand it back to [`GuessBudget::answered`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Charge {
+pub(crate) enum Charge {
     /// A known source: only its own back-off.
     Known,
     /// A source's first answer, from the newcomer bucket.
@@ -101,7 +103,7 @@ pub enum Charge {
 
 /// Why a hello goes unanswered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The source's own back-off: `unconfirmed` answers in a row were never confirmed; the
     /// next one goes out after `wait`.
     Source { unconfirmed: u32, wait: Duration },
@@ -120,7 +122,7 @@ struct Record {
 }
 
 /// The listener's guessing budget. See the module docs.
-pub struct GuessBudget {
+pub(crate) struct GuessBudget {
     cfg: GuessConfig,
     sources: HashMap<SourceKey, Record>,
     /// Sources that confirmed a session, and when they last did.
@@ -131,7 +133,7 @@ pub struct GuessBudget {
 }
 
 impl GuessBudget {
-    pub fn new(cfg: GuessConfig, now: Instant) -> GuessBudget {
+    pub(crate) fn new(cfg: GuessConfig, now: Instant) -> GuessBudget {
         GuessBudget {
             cfg,
             sources: HashMap::new(),
@@ -144,12 +146,13 @@ impl GuessBudget {
 
     /// Sources with a record now (never above `max_sources`), and known sources (never above
     /// `max_known`).
-    pub fn tracked(&self) -> (usize, usize) {
+    #[cfg(test)]
+    pub(crate) fn tracked(&self) -> (usize, usize) {
         (self.sources.len(), self.known.len())
     }
 
     /// Answers to `ip` since its last confirmation.
-    pub fn unconfirmed(&self, ip: IpAddr) -> u32 {
+    pub(crate) fn unconfirmed(&self, ip: IpAddr) -> u32 {
         self.sources
             .get(&SourceKey::of(ip))
             .map_or(0, |r| r.unconfirmed)
@@ -157,7 +160,7 @@ impl GuessBudget {
 
     /// Whether a hello from `ip` may be answered now, and from which budget. Takes nothing:
     /// charge with [`GuessBudget::answered`] once the answer went out.
-    pub fn check(&mut self, ip: IpAddr, now: Instant) -> Result<Charge, Refusal> {
+    pub(crate) fn check(&mut self, ip: IpAddr, now: Instant) -> Result<Charge, Refusal> {
         self.gc(now);
         let key = SourceKey::of(ip);
         let rec = self.sources.get(&key);
@@ -183,7 +186,7 @@ impl GuessBudget {
     }
 
     /// An answer to `ip` went out under `charge` (from [`GuessBudget::check`] just before).
-    pub fn answered(&mut self, ip: IpAddr, charge: Charge, now: Instant) {
+    pub(crate) fn answered(&mut self, ip: IpAddr, charge: Charge, now: Instant) {
         let taken = match charge {
             Charge::Known => true,
             Charge::Newcomer => self.newcomers.take(now),
@@ -222,7 +225,7 @@ impl GuessBudget {
 
     /// A session with `ip` was confirmed: it knew the passphrase. Its unconfirmed answers are
     /// forgiven (and their global tokens returned), and it becomes known.
-    pub fn confirmed(&mut self, ip: IpAddr, now: Instant) {
+    pub(crate) fn confirmed(&mut self, ip: IpAddr, now: Instant) {
         let key = SourceKey::of(ip);
         if let Some(r) = self.sources.get_mut(&key) {
             self.global.put_back(f64::from(r.global_charges), now);
