@@ -10,8 +10,8 @@ use gst::prelude::*;
 
 use crate::element::properties::common_properties;
 use crate::element::settings::{ConnectionMode, OwnSettings};
-use crate::protocol::security::handshake::Role;
 use crate::protocol::pacing::PacingConfig;
+use crate::protocol::security::handshake::Role;
 use crate::protocol::wire::{DEFAULT_MTU, MAX_DATAGRAM_BYTES, MIN_MTU};
 use crate::session::{Config, CongestionConfig};
 use crate::transport::udp::UdpOptions;
