@@ -292,13 +292,22 @@ fn recover(
 #[test]
 fn one_loss_brings_one_keyframe_however_often_the_client_asks() {
     let one_way = Duration::from_millis(60);
-    let (r, mut sim) = recover(one_way, Duration::ZERO, |n, _| n == 30, Duration::from_secs(1));
+    let (r, mut sim) = recover(
+        one_way,
+        Duration::ZERO,
+        |n, _| n == 30,
+        Duration::from_secs(1),
+    );
     assert_eq!(r.lost_at.len(), 1, "{r:?}");
     // The session's first keyframe, and one for the loss.
     assert_eq!(r.keyframes_sent.len(), 2, "{r:?}");
     let (hs, cs) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
     assert_eq!(hs.keyframe_requests, 1);
-    assert!(cs.keyframe_requests >= 5, "{} requests", cs.keyframe_requests);
+    assert!(
+        cs.keyframe_requests >= 5,
+        "{} requests",
+        cs.keyframe_requests
+    );
     assert!(
         hs.keyframe_requests_coalesced >= 10,
         "{} coalesced",
@@ -306,7 +315,10 @@ fn one_loss_brings_one_keyframe_however_often_the_client_asks() {
     );
     // The keyframe ended the wait one round trip and a frame after the loss was seen.
     let waited = r.keyframes_delivered[1] - r.lost_at[0];
-    assert!(waited <= 2 * one_way + FRAME_INTERVAL + STEP * 2, "{waited:?}");
+    assert!(
+        waited <= 2 * one_way + FRAME_INTERVAL + STEP * 2,
+        "{waited:?}"
+    );
 }
 
 /// The keyframe that answers a loss is lost too: the client names it, and the host answers at

@@ -40,9 +40,8 @@ pub use connection::{
 };
 // Who the stream goes to: one peer slot, media-stall watch; keyframe requests.
 pub use connection::{
-    KEYFRAME_PENDING_FOR, LOST_KEYFRAME_MIN_INTERVAL,
-    MEDIA_STALL_AFTER, MEDIA_STALL_MIN_FRAMES, MEDIA_STALL_RECONNECT, PEER_ALIVE_FOR,
-    PEER_PROBE_MAX, PEER_PROBE_MIN,
+    KEYFRAME_PENDING_FOR, LOST_KEYFRAME_MIN_INTERVAL, MEDIA_STALL_AFTER, MEDIA_STALL_MIN_FRAMES,
+    MEDIA_STALL_RECONNECT, PEER_ALIVE_FOR, PEER_PROBE_MAX, PEER_PROBE_MIN,
 };
 pub use driver::{SendReport, Session, monotonic_us};
 pub use stats::Stats;

@@ -214,10 +214,9 @@ impl Connection {
             _ => false,
         };
         let due = newer
-            || self
-                .client
-                .last_keyframe_request
-                .is_none_or(|t| now.saturating_duration_since(t) >= self.cfg.keyframe_request_interval);
+            || self.client.last_keyframe_request.is_none_or(|t| {
+                now.saturating_duration_since(t) >= self.cfg.keyframe_request_interval
+            });
         if !due || self.link.is_none() {
             return false;
         }
@@ -232,7 +231,13 @@ impl Connection {
     /// Client: sends the copies of the last keyframe request that are due.
     pub(super) fn send_keyframe_copies(&mut self, now: Instant) {
         let lost = self.client.keyframe.named;
-        while self.client.keyframe.copies.front().is_some_and(|t| now >= *t) {
+        while self
+            .client
+            .keyframe
+            .copies
+            .front()
+            .is_some_and(|t| now >= *t)
+        {
             self.client.keyframe.copies.pop_front();
             self.send_control(&Control::KeyframeRequest { lost });
         }

@@ -40,8 +40,10 @@
 //!   otherwise looked like dozens of lost shards the moment its first datagram arrived, and
 //!   the repair rows and refusals it drew gave up a frame that was arriving whole;
 //! - a frame of which nothing arrived while a newer frame's shards do (indices are
-//!   consecutive: every datagram of it was lost) is awaited by the reassembler before the
-//!   newer shard is pushed, and asked for whole at once (`RepairRequest::whole`: `rounds × k`
+//!   consecutive: every datagram of it was lost, or it was overtaken) is awaited by the
+//!   reassembler before the newer shard is pushed, and asked for whole once the gap outlived
+//!   the reorder window (the base allowance while none is seen; its first original shard, if
+//!   it was only overtaken, teaches the window) (`RepairRequest::whole`: `rounds × k`
 //!   rows per block, the host knows the blocks), with the same copies; a round without any
 //!   answer asks for one more round of rows. Only frames within the repair deadline behind the
 //!   newest, at most `MAX_AWAITED` at once; once its shards arrive it is repaired like any
@@ -891,10 +893,7 @@ impl Connection {
         self.client
             .reassembler
             .unseen_into(window, None, &mut unseen);
-        self.client
-            .repair
-            .gaps
-            .retain(|g| unseen.contains(&g.0));
+        self.client.repair.gaps.retain(|g| unseen.contains(&g.0));
         for &index in &unseen {
             let r = &mut self.client.repair;
             match r.tracked.iter_mut().find(|t| t.index == index) {
