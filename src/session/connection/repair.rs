@@ -162,7 +162,7 @@ const MAX_DEADLINE: Duration = Duration::from_millis(250);
 /// a lost request costs a whole round trip, which on a wide-area path is past the deadline.
 /// The host answers the part of a request's totals it has not served, so a copy that arrives
 /// after its original costs one tiny datagram and no repair bytes.
-pub(crate) const REQUEST_COPIES: u8 = 2;
+pub(crate) const REQUEST_COPIES: u8 = 3;
 
 /// Bounds of the spacing between copies of a request (a sixteenth of the RTT between them):
 /// apart enough that a short burst on the back path does not take every copy, close enough
@@ -518,10 +518,13 @@ impl Connection {
         (scaled(STALL_AFTER), scaled(LONG_STALL))
     }
 
-    /// One RTT plus margin: how long a repair answer takes to come back.
+    /// One RTT plus margin: how long a repair answer takes to come back. The margin (a quarter
+    /// RTT and 2 ms) covers the jitter of both ways and the host's wake-up; every millisecond
+    /// beyond it is added to the freeze of a frame whose request copies were all lost (the
+    /// second round starts only when this one ends).
     fn repair_round(&self) -> Duration {
         self.srtt
-            .map_or(DEFAULT_ROUND, |r| r + r / 2 + ROUND_MARGIN)
+            .map_or(DEFAULT_ROUND, |r| r + r / 4 + ROUND_MARGIN)
     }
 
     /// How long after its first shard a frame may wait for repair.
