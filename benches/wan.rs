@@ -875,12 +875,20 @@ fn freeze_breakdown(r: &Row, target: f64, n: usize) -> Vec<String> {
                     arrival(b)
                 )
             } else {
+                // Frames delivered behind it within a frame interval: held while it was repaired.
+                let shown_at = b.shown_at_ms.unwrap_or(0.0);
+                let held = measured
+                    .iter()
+                    .filter(|p| {
+                        p.index > b.index
+                            && p.shown_at_ms.is_some_and(|t| t - shown_at < r.frame_ms)
+                    })
+                    .count();
                 format!(
-                    "held by #{} (sent {}, arrival {}); {} frame(s) behind it shown with it",
+                    "held by #{} (sent {}, arrival {}), {held} frame(s) behind it shown with it",
                     a.index + 1,
                     first.map_or("–".into(), |p| sent(p)),
                     first.map_or("–".into(), |p| arrival(p)),
-                    between.len()
                 )
             };
             format!(
