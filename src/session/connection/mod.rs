@@ -29,7 +29,9 @@
 //! frame timing the host writes, the NTP-style clock offset and the client's frame ages), `congestion` (bandwidth feedback out on the client, the estimator,
 //! pacing rate and [`Event::Bandwidth`] on the host), `migrate` (path validation against
 //! forwarders), `slot` (one peer: a newcomer is refused while the current peer answers a
-//! probe), `stall` (the client notices video that stopped while the host says it sends). New
+//! probe), `stall` (the client notices video that stopped while the host says it sends),
+//! `keyframe` (keyframe requests by frame index: what the client names, how the host coalesces
+//! them). New
 //! session-level features go beside their role: repair requests and loss-model or bandwidth feedback into `client` (what
 //! is measured and sent) and `host` (what is done with it), path validation and cookies into
 //! `establish`, new periodic work into `timers`.
