@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use common::frame_bytes;
 use common::sim::{Sim, addr};
-use gstpunktfunk::session::{Config, Event};
+use gstpunktfunk::session::{Config, Event, KEYFRAME_REQUEST_MIN_INTERVAL};
 
 const HOST: usize = 0;
 const CLIENT: usize = 1;
@@ -343,4 +343,38 @@ fn a_lost_keyframe_is_answered_within_a_round_trip_and_a_frame() {
         "the second keyframe came {waited:?} after the first was given up: {r:?}"
     );
     assert_eq!(sim.conn(HOST).stats().keyframe_requests, 2);
+}
+
+/// A second loss, right after the keyframe that answered the first, is not dropped by the
+/// host's throttle: it is held and answered with one keyframe as soon as the throttle allows,
+/// without the client asking again.
+#[test]
+fn a_loss_inside_the_throttle_is_held_and_answered_when_it_ends() {
+    // A short path: the second request and both its copies reach the host within 100 ms of
+    // the first request.
+    let one_way = Duration::from_millis(10);
+    // Frame 30 is lost; the keyframe for it is frame 33; frame 34, the delta after it, is lost
+    // too.
+    let (r, mut sim) = recover(
+        one_way,
+        Duration::from_secs(10),
+        |n, key| !key && (n == 30 || n == 34),
+        Duration::from_secs(1),
+    );
+    assert_eq!(r.lost_at.len(), 2, "{r:?}");
+    assert_eq!(r.keyframes_sent.len(), 3, "{r:?}");
+    let hs = sim.conn(HOST).stats();
+    assert_eq!(hs.keyframe_requests, 2);
+    assert!(
+        hs.keyframe_requests_throttled >= 1,
+        "nothing was held: {r:?}"
+    );
+    // The first keyframe left a frame after its request at the most; the second one throttle
+    // interval after the first request, and a frame.
+    let first_asked = r.keyframes_sent[1] - FRAME_INTERVAL;
+    let second = r.keyframes_sent[2];
+    assert!(
+        second <= first_asked + KEYFRAME_REQUEST_MIN_INTERVAL + FRAME_INTERVAL + STEP,
+        "{r:?}"
+    );
 }
