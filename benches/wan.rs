@@ -241,6 +241,11 @@ struct Pic {
     arrival_ms: Option<f64>,
     /// When it was shown (decoded / delivered), shown pictures only.
     shown_at_ms: Option<f64>,
+    /// Frame index in the sender's stream, and whether it is a keyframe (real codec rows).
+    index: u32,
+    keyframe: bool,
+    /// When the encoder produced it (real codec rows).
+    encoded_ms: Option<f64>,
 }
 
 struct Row {
@@ -458,6 +463,9 @@ fn fill_real(row: &mut Row, r: &RowResult) {
             corrupt: f.decoded_ns.is_some() && !f.shown,
             arrival_ms: f.arrival_ms(),
             shown_at_ms: f.decoded_ns.filter(|_| f.shown).map(ms),
+            index: f.index,
+            keyframe: f.keyframe,
+            encoded_ms: Some(ms(f.encoded_ns)),
         })
         .collect();
     // The window ends with the last frame the row asked for, at the frame rate asked for, or
@@ -677,6 +685,9 @@ fn synthetic_drive(
             arrival_ms: got
                 .map(|&(at, ..)| at.saturating_duration_since(sent_at).as_secs_f64() * 1e3),
             shown_at_ms: got.filter(|_| exact).map(|&(at, ..)| ms(at)),
+            index: i,
+            keyframe: false,
+            encoded_ms: None,
         });
     }
     row.end_ms = row.pics.last().map_or(0.0, |p| p.t_ms);
@@ -701,6 +712,35 @@ fn target_shown(path: (f64, f64)) -> Option<f64> {
         .iter()
         .find(|(p, r, _)| (p - path.0).abs() < 1e-9 && (r - path.1).abs() < 1e-9)
         .map(|t| t.2)
+}
+
+/// Per row: keyframes the encoder made in the window, and the freezes over the target taken
+/// apart ([`freeze_breakdown`]).
+fn freezes(o: &Options, rows: &[Row]) -> String {
+    let rtt = 2.0 * o.delay.as_secs_f64() * 1e3;
+    let mut s = String::from(
+        "\nFreezes over one RTT + two frame intervals, longest first (ms since the client \
+         started; \"sent\": the encoder's output; arrival: capture → arrival):\n\n",
+    );
+    for r in rows.iter().filter(|r| r.transport == "punktfunk") {
+        let target = rtt + 2.0 * r.frame_ms;
+        let keys = r.measured().filter(|p| p.keyframe).count();
+        let list = freeze_breakdown(r, target, 3);
+        let _ = writeln!(
+            s,
+            "- {}/{} {} ({} pipeline(s)): {keys} keyframe(s) in the window; {}",
+            r.path.0 * 100.0,
+            r.path.1 * 100.0,
+            r.stream,
+            r.pipelines,
+            if list.is_empty() {
+                "no freeze over the target".to_string()
+            } else {
+                list.join("; ")
+            }
+        );
+    }
+    s
 }
 
 fn ok(met: bool) -> &'static str {
@@ -777,6 +817,91 @@ fn table(o: &Options, rows: &[Row]) -> String {
         );
     }
     s
+}
+
+/// The freezes of a row longer than `target` ms, longest first (at most `n`), each taken apart:
+/// the last picture shown before it, the frame that ended it, and what the frames between them
+/// did (never shown: lost, and the keyframe that ended the wait; shown late: held by repair).
+/// Times in ms: "sent" is the encoder's output, arrival counts from capture.
+fn freeze_breakdown(r: &Row, target: f64, n: usize) -> Vec<String> {
+    let measured: Vec<&Pic> = r.measured().collect();
+    let mut shown: Vec<&Pic> = measured
+        .iter()
+        .copied()
+        .filter(|p| p.shown_at_ms.is_some())
+        .collect();
+    shown.sort_by(|a, b| {
+        a.shown_at_ms
+            .unwrap_or(0.0)
+            .total_cmp(&b.shown_at_ms.unwrap_or(0.0))
+    });
+    let mut gaps: Vec<(f64, &Pic, &Pic)> = shown
+        .windows(2)
+        .map(|w| {
+            (
+                w[1].shown_at_ms.unwrap_or(0.0) - w[0].shown_at_ms.unwrap_or(0.0),
+                w[0],
+                w[1],
+            )
+        })
+        .filter(|g| g.0 > target)
+        .collect();
+    gaps.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let total = gaps.len();
+    let mut out: Vec<String> = gaps
+        .into_iter()
+        .take(n)
+        .map(|(gap, a, b)| {
+            let between: Vec<&Pic> = measured
+                .iter()
+                .copied()
+                .filter(|p| p.index > a.index && p.index < b.index)
+                .collect();
+            let never = between.iter().filter(|p| !p.shown).count();
+            let first = measured.iter().find(|p| p.index == a.index + 1);
+            let sent = |p: &Pic| p.encoded_ms.map_or("–".into(), |e| format!("{e:.0}"));
+            let arrival = |p: &Pic| p.arrival_ms.map_or("never".into(), |v| format!("{v:.0}"));
+            let cause = if never > 0 {
+                format!(
+                    "{never} frame(s) never shown (first #{}, sent {}, arrival {}); ended by {}#{} \
+                     sent {} ({:.0} after the last picture), arrival {}",
+                    a.index + 1,
+                    first.map_or("–".into(), |p| sent(p)),
+                    first.map_or("–".into(), |p| arrival(p)),
+                    if b.keyframe { "keyframe " } else { "" },
+                    b.index,
+                    sent(b),
+                    b.encoded_ms.unwrap_or(0.0) - a.shown_at_ms.unwrap_or(0.0),
+                    arrival(b)
+                )
+            } else {
+                // Frames delivered behind it within a frame interval: held while it was repaired.
+                let shown_at = b.shown_at_ms.unwrap_or(0.0);
+                let held = measured
+                    .iter()
+                    .filter(|p| {
+                        p.index > b.index
+                            && p.shown_at_ms.is_some_and(|t| t - shown_at < r.frame_ms)
+                    })
+                    .count();
+                format!(
+                    "held by #{} (sent {}, arrival {}), {held} frame(s) behind it shown with it",
+                    a.index + 1,
+                    first.map_or("–".into(), |p| sent(p)),
+                    first.map_or("–".into(), |p| arrival(p)),
+                )
+            };
+            format!(
+                "{gap:.0} ms after #{} (shown at {:.0}): {cause}",
+                a.index,
+                a.shown_at_ms.unwrap_or(0.0)
+            )
+        })
+        .collect();
+    if total > n {
+        out.push(format!("and {} more", total - n));
+    }
+    out
 }
 
 /// The width of the time bins of the CSV and the plot.
@@ -988,6 +1113,7 @@ fn main() {
         started.elapsed().as_secs_f64(),
     );
     doc.push_str(&table(&o, &rows));
+    doc.push_str(&freezes(&o, &rows));
     let _ = writeln!(
         doc,
         "\n{:.0} s a row. Pictures shown: identical to a local decode of the sender's stream \

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use common::frame_bytes;
 use common::sim::{Sim, addr};
-use gstpunktfunk::session::{Config, Event};
+use gstpunktfunk::session::{Config, Event, KEYFRAME_REQUEST_MIN_INTERVAL};
 
 const HOST: usize = 0;
 const CLIENT: usize = 1;
@@ -199,4 +199,182 @@ fn keyframes_carry_at_least_half_their_data_shards_in_parity() {
         .filter(|e| matches!(e, Event::Frame(_)))
         .count();
     assert_eq!(delivered, 2);
+}
+
+/// What [`recover`] saw: when the host sent keyframes, when the client gave frames up, and when
+/// it got keyframes (virtual time since the run started).
+#[derive(Default, Debug)]
+struct Recovery {
+    keyframes_sent: Vec<Duration>,
+    lost_at: Vec<Duration>,
+    keyframes_delivered: Vec<Duration>,
+}
+
+/// Host and client on a clean path of `one_way` each way, the client without repair (so a lost
+/// frame is given up and asks for a keyframe), streaming for `run`. The frames that
+/// `drop` (by number, counted from the first frame sent, and keyframe flag) are lost whole. The client asks for a keyframe on every loss and on every delta while it waits,
+/// with `interval` between requests at the least.
+fn recover(
+    one_way: Duration,
+    interval: Duration,
+    drop: impl Fn(u64, bool) -> bool,
+    run: Duration,
+) -> (Recovery, Sim) {
+    let mut sim = Sim::new(5);
+    let mut host = Config::host_listener();
+    host.rng_seed = Some(5);
+    let mut client = Config::client_caller(addr(1));
+    client.rng_seed = Some(6);
+    client.repair = false;
+    client.keyframe_request_interval = interval;
+    sim.add(addr(1), host);
+    sim.conn(HOST).set_stream_info(CAPS).expect("host");
+    sim.add(addr(2), client);
+    for n in &mut sim.nodes {
+        n.link.delay = one_way;
+    }
+    let dropping = Rc::new(std::cell::Cell::new(false));
+    let d = dropping.clone();
+    sim.drop_script = Some(Box::new(move |from, _| from == HOST && d.get()));
+    let ok = sim.run_until(Duration::from_secs(2), |s| {
+        s.conn(CLIENT).is_connected() && s.conn(HOST).is_connected()
+    });
+    assert!(ok, "no session");
+    let (key, delta) = (frame_bytes(KEY_LEN, 1), frame_bytes(DELTA_LEN, 2));
+    let mut r = Recovery::default();
+    let (mut want_key, mut waiting, mut n) = (true, true, 0u64);
+    let start = sim.now;
+    let mut next_frame = sim.now;
+    while sim.now - start < run {
+        if sim.now >= next_frame {
+            next_frame += FRAME_INTERVAL;
+            let k = std::mem::take(&mut want_key);
+            dropping.set(drop(n, k));
+            sim.send_frame(HOST, if k { &key } else { &delta }, k)
+                .expect("connected");
+            dropping.set(false);
+            if k {
+                r.keyframes_sent.push(sim.now - start);
+            }
+            n += 1;
+        }
+        sim.run_for(STEP);
+        let now = sim.now;
+        for ev in sim.take_events(HOST) {
+            if matches!(ev, Event::KeyframeRequest) {
+                want_key = true;
+            }
+        }
+        for ev in sim.take_events(CLIENT) {
+            match ev {
+                Event::FramesLost { .. } => {
+                    r.lost_at.push(now - start);
+                    waiting = true;
+                    sim.conn(CLIENT).request_keyframe(now).expect("client");
+                }
+                Event::Frame(f) if f.keyframe => {
+                    r.keyframes_delivered.push(now - start);
+                    waiting = false;
+                }
+                Event::Frame(_) if waiting => {
+                    sim.conn(CLIENT).request_keyframe(now).expect("client");
+                }
+                _ => {}
+            }
+        }
+    }
+    (r, sim)
+}
+
+/// One lost delta, and a client that asks again on every frame it cannot show (each request
+/// with its copies) for longer than the host's throttle: the host sends one keyframe for it,
+/// and counts the rest as coalesced.
+#[test]
+fn one_loss_brings_one_keyframe_however_often_the_client_asks() {
+    let one_way = Duration::from_millis(60);
+    let (r, mut sim) = recover(
+        one_way,
+        Duration::ZERO,
+        |n, _| n == 30,
+        Duration::from_secs(1),
+    );
+    assert_eq!(r.lost_at.len(), 1, "{r:?}");
+    // The session's first keyframe, and one for the loss.
+    assert_eq!(r.keyframes_sent.len(), 2, "{r:?}");
+    let (hs, cs) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
+    assert_eq!(hs.keyframe_requests, 1);
+    assert!(
+        cs.keyframe_requests >= 5,
+        "{} requests",
+        cs.keyframe_requests
+    );
+    assert!(
+        hs.keyframe_requests_coalesced >= 10,
+        "{} coalesced",
+        hs.keyframe_requests_coalesced
+    );
+    // The keyframe ended the wait one round trip and a frame after the loss was seen.
+    let waited = r.keyframes_delivered[1] - r.lost_at[0];
+    assert!(
+        waited <= 2 * one_way + FRAME_INTERVAL + STEP * 2,
+        "{waited:?}"
+    );
+}
+
+/// The keyframe that answers a loss is lost too: the client names it, and the host answers at
+/// once, without waiting for its throttle: the next keyframe arrives within one round trip, a
+/// frame interval and a datagram's wait of the client giving the first up.
+#[test]
+fn a_lost_keyframe_is_answered_within_a_round_trip_and_a_frame() {
+    let one_way = ONE_WAY;
+    // Frame 30 is lost, and so is the keyframe that answers it (the first after the session's).
+    let (r, mut sim) = recover(
+        one_way,
+        Config::client_caller(addr(1)).keyframe_request_interval,
+        |n, key| n == 30 || (key && n > 30 && n < 40),
+        Duration::from_secs(1),
+    );
+    assert_eq!(r.lost_at.len(), 2, "{r:?}");
+    assert_eq!(r.keyframes_sent.len(), 3, "{r:?}");
+    assert!(r.keyframes_delivered.len() >= 2, "{r:?}");
+    let waited = r.keyframes_delivered[1] - r.lost_at[1];
+    assert!(
+        waited <= 2 * one_way + FRAME_INTERVAL + STEP * 2,
+        "the second keyframe came {waited:?} after the first was given up: {r:?}"
+    );
+    assert_eq!(sim.conn(HOST).stats().keyframe_requests, 2);
+}
+
+/// A second loss, right after the keyframe that answered the first, is not dropped by the
+/// host's throttle: it is held and answered with one keyframe as soon as the throttle allows,
+/// without the client asking again.
+#[test]
+fn a_loss_inside_the_throttle_is_held_and_answered_when_it_ends() {
+    // A short path: the second request and both its copies reach the host within 100 ms of
+    // the first request.
+    let one_way = Duration::from_millis(10);
+    // Frame 30 is lost; the keyframe for it is frame 33; frame 34, the delta after it, is lost
+    // too.
+    let (r, mut sim) = recover(
+        one_way,
+        Duration::from_secs(10),
+        |n, key| !key && (n == 30 || n == 34),
+        Duration::from_secs(1),
+    );
+    assert_eq!(r.lost_at.len(), 2, "{r:?}");
+    assert_eq!(r.keyframes_sent.len(), 3, "{r:?}");
+    let hs = sim.conn(HOST).stats();
+    assert_eq!(hs.keyframe_requests, 2);
+    assert!(
+        hs.keyframe_requests_throttled >= 1,
+        "nothing was held: {r:?}"
+    );
+    // The first keyframe left a frame after its request at the most; the second one throttle
+    // interval after the first request, and a frame.
+    let first_asked = r.keyframes_sent[1] - FRAME_INTERVAL;
+    let second = r.keyframes_sent[2];
+    assert!(
+        second <= first_asked + KEYFRAME_REQUEST_MIN_INTERVAL + FRAME_INTERVAL + STEP,
+        "{r:?}"
+    );
 }

@@ -100,6 +100,7 @@ pub(crate) fn stats_structure(s: &Stats, bound_port: u32) -> gst::Structure {
         .field("peers-refused", s.peers_refused)
         .field("peers-replaced", s.peers_replaced)
         .field("keyframe-requests-throttled", s.keyframe_requests_throttled)
+        .field("keyframe-requests-coalesced", s.keyframe_requests_coalesced)
         .field("input-throttled", s.input_throttled)
         .field("seal-failures", s.seal_failures)
         // Loss resilience.

@@ -69,8 +69,12 @@ pub struct LossReport {
 /// One control message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
-    /// Client → host: please send a keyframe (with parameter sets).
-    KeyframeRequest,
+    /// Client → host: please send a keyframe (with parameter sets). `lost` names the newest
+    /// frame the client cannot decode (lost, or a delta it holds no keyframe for): any keyframe
+    /// sent after it answers the request, so copies and later requests for the same loss are
+    /// coalesced by the host. `None` (an empty body) is an unnamed request, acted on under the
+    /// host's throttle.
+    KeyframeRequest { lost: Option<u32> },
     /// Client → host: cumulative reception counters.
     LossReport(LossReport),
     /// Either way: echo this back. `t1` is the sender's host clock (monotonic µs) at sending.
@@ -119,8 +123,11 @@ impl Control {
     pub fn encode(&self, out: &mut Vec<u8>) {
         let mut w = Writer::new(out);
         match self {
-            Control::KeyframeRequest => {
+            Control::KeyframeRequest { lost } => {
                 w.u8(T_KEYFRAME);
+                if let Some(i) = lost {
+                    w.u32(*i);
+                }
             }
             Control::LossReport(r) => {
                 w.u8(T_LOSS)
@@ -173,7 +180,13 @@ impl Control {
     pub fn decode(body: &[u8]) -> Result<Control, WireError> {
         let mut r = Reader::new(body);
         let msg = match r.u8()? {
-            T_KEYFRAME => Control::KeyframeRequest,
+            T_KEYFRAME => Control::KeyframeRequest {
+                lost: if r.rest().is_empty() {
+                    None
+                } else {
+                    Some(r.u32()?)
+                },
+            },
             T_LOSS => Control::LossReport(LossReport {
                 packets_received: r.u64()?,
                 packets_lost: r.u64()?,
@@ -221,7 +234,10 @@ mod tests {
 
     fn all() -> Vec<Control> {
         vec![
-            Control::KeyframeRequest,
+            Control::KeyframeRequest { lost: None },
+            Control::KeyframeRequest {
+                lost: Some(0xffff_fff0),
+            },
             Control::LossReport(LossReport {
                 packets_received: 1,
                 packets_lost: 2,
@@ -300,13 +316,23 @@ mod tests {
             let mut b = Vec::new();
             m.encode(&mut b);
             assert_eq!(Control::decode(&b).unwrap(), m);
-            // Every strict prefix is rejected, never accepted as something else.
+            // Every strict prefix is rejected, never accepted as something else (a named
+            // keyframe request's type byte alone is the unnamed request).
             for cut in 0..b.len() {
-                assert!(Control::decode(&b[..cut]).is_err(), "{m:?} cut at {cut}");
+                let got = Control::decode(&b[..cut]);
+                if cut == 1 && matches!(m, Control::KeyframeRequest { .. }) {
+                    assert_eq!(got, Ok(Control::KeyframeRequest { lost: None }));
+                    continue;
+                }
+                assert!(got.is_err(), "{m:?} cut at {cut}");
             }
-            // Trailing garbage is rejected.
+            // Trailing garbage is rejected (behind an unnamed keyframe request it is a
+            // truncated frame index).
             b.push(0);
-            assert_eq!(Control::decode(&b), Err(WireError::TrailingBytes));
+            assert!(Control::decode(&b).is_err(), "{m:?} with a trailing byte");
+            if !matches!(m, Control::KeyframeRequest { lost: None }) {
+                assert_eq!(Control::decode(&b), Err(WireError::TrailingBytes));
+            }
         }
     }
 

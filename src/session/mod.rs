@@ -38,10 +38,10 @@ pub use connection::{
     INPUT_EVENTS_BURST, INPUT_EVENTS_PER_SECOND, KEYFRAME_REQUEST_MIN_INTERVAL,
     MAX_INPUT_EVENTS_PER_DATAGRAM, REJECT_SERIES_COUNT, REJECT_SERIES_GAP, REJECT_SERIES_SPAN,
 };
-// Who the stream goes to: one peer slot, media-stall watch.
+// Who the stream goes to: one peer slot, media-stall watch; keyframe requests.
 pub use connection::{
-    MEDIA_STALL_AFTER, MEDIA_STALL_MIN_FRAMES, MEDIA_STALL_RECONNECT, PEER_ALIVE_FOR,
-    PEER_PROBE_MAX, PEER_PROBE_MIN,
+    KEYFRAME_PENDING_FOR, LOST_KEYFRAME_MIN_INTERVAL, MEDIA_STALL_AFTER, MEDIA_STALL_MIN_FRAMES,
+    MEDIA_STALL_RECONNECT, PEER_ALIVE_FOR, PEER_PROBE_MAX, PEER_PROBE_MIN,
 };
 pub use driver::{SendReport, Session, monotonic_us};
 pub use stats::Stats;

@@ -126,8 +126,12 @@ pub struct Stats {
     pub peer_probes: u64,
     pub peers_refused: u64,
     pub peers_replaced: u64,
-    /// Host: keyframe requests not acted on (more than one per 100 ms).
+    /// Host: keyframe requests not acted on (more than one per 100 ms; held ones count here
+    /// when they arrive).
     pub keyframe_requests_throttled: u64,
+    /// Host: keyframe requests answered by a keyframe already sent after the frame they name,
+    /// or already asked of the encoder (copies, requests for the same loss).
+    pub keyframe_requests_coalesced: u64,
     /// Host: input events dropped by the flood limits (per datagram, per second).
     pub input_throttled: u64,
     /// Datagrams not sent because sealing failed (a bug; debug builds panic).

@@ -6,9 +6,9 @@
 //! (bandwidth feedback). Must never: deliver a frame twice, or send input outside the current
 //! session.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::protocol::control::{Control, LossReport, StreamInfo};
+use crate::protocol::control::{LossReport, StreamInfo};
 use crate::protocol::input::InputEvent;
 use crate::protocol::reassembler::Output;
 use crate::protocol::security::handshake::Role;
@@ -18,12 +18,6 @@ use super::{Connection, Error, Event, Result};
 
 /// Input datagrams sent per call at most; the rest follows on the next timer.
 const MAX_INPUT_DATAGRAMS_PER_CALL: usize = 8;
-
-/// A keyframe request is sent at once and again this long after, each copy spaced wider than
-/// a loss burst, so one burst on the way up cannot cost a round trip. The host acts on the
-/// first that arrives and takes the rest as the same request (its keyframe throttle).
-pub(super) const KEYFRAME_REQUEST_COPIES: [Duration; 2] =
-    [Duration::from_millis(10), Duration::from_millis(25)];
 
 impl Connection {
     /// Client: queues an input event for reliable, ordered delivery and sends what is due at
@@ -43,35 +37,12 @@ impl Connection {
         Ok(())
     }
 
-    /// Client: asks the host for a keyframe, at most once per
-    /// `Config::keyframe_request_interval`. Returns whether a request went out.
+    /// Client: asks the host for a keyframe, naming the newest frame it cannot decode (see
+    /// `keyframe`): at most once per `Config::keyframe_request_interval`, unless it names a
+    /// newer loss than the last request. Returns whether a request went out.
     pub fn request_keyframe(&mut self, now: Instant) -> Result<bool> {
         self.require(Role::Client, "request_keyframe is for the client")?;
-        let due = self
-            .client
-            .last_keyframe_request
-            .is_none_or(|t| now.saturating_duration_since(t) >= self.cfg.keyframe_request_interval);
-        if !due || self.link.is_none() {
-            return Ok(false);
-        }
-        self.client.last_keyframe_request = Some(now);
-        self.stats.keyframe_requests += 1;
-        self.send_control(&Control::KeyframeRequest);
-        self.client.keyframe_copies = KEYFRAME_REQUEST_COPIES.iter().map(|d| now + *d).collect();
-        Ok(true)
-    }
-
-    /// Client: sends the copies of the last keyframe request that are due.
-    pub(super) fn send_keyframe_copies(&mut self, now: Instant) {
-        while self
-            .client
-            .keyframe_copies
-            .front()
-            .is_some_and(|t| now >= *t)
-        {
-            self.client.keyframe_copies.pop_front();
-            self.send_control(&Control::KeyframeRequest);
-        }
+        Ok(self.ask_keyframe(now, false))
     }
 
     pub(super) fn on_video(&mut self, body: &[u8], now: Instant) {
@@ -95,8 +66,14 @@ impl Connection {
 
     pub(super) fn drain_reassembler(&mut self) {
         while let Some(o) = self.client.reassembler.poll() {
-            if let Output::Frame(f) = &o {
-                self.record_frame_age(f);
+            match &o {
+                Output::Frame(f) => {
+                    self.record_frame_age(f);
+                    self.client.keyframe.on_delivered(f.index, f.keyframe);
+                }
+                Output::Lost { first_index, count } => {
+                    self.client.keyframe.on_lost(*first_index, *count)
+                }
             }
             self.repair_on_output(&o);
             self.events.push_back(match o {

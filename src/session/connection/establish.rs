@@ -474,7 +474,7 @@ impl Connection {
         self.stats.handshakes_completed += 1;
         self.client.reassembler.reset();
         self.client.repair.reset();
-        self.client.keyframe_copies.clear();
+        self.client.keyframe.clear();
         self.host.repair.reset();
         self.client.input_tx = InputSender::new(self.cfg.input_queue);
         self.client.info_generation = 0;

@@ -175,6 +175,7 @@ impl Connection {
         self.host.frames_in_session += 1;
         if keyframe {
             self.stats.keyframes_sent += 1;
+            self.keyframe_sent(frame_index);
         }
         if std::mem::take(&mut self.host.repeat_info)
             && let Some(info) = self.host.stream_info.clone()
@@ -229,11 +230,6 @@ impl Connection {
         self.host.stream_info = Some(info.clone());
         self.send_control(&Control::StreamInfo(info));
         Ok(())
-    }
-
-    pub(super) fn on_keyframe_request(&mut self) {
-        self.stats.keyframe_requests += 1;
-        self.events.push_back(Event::KeyframeRequest);
     }
 
     pub(super) fn on_loss_report(&mut self, r: LossReport, now: Instant) {

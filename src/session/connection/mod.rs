@@ -29,7 +29,9 @@
 //! frame timing the host writes, the NTP-style clock offset and the client's frame ages), `congestion` (bandwidth feedback out on the client, the estimator,
 //! pacing rate and [`Event::Bandwidth`] on the host), `migrate` (path validation against
 //! forwarders), `slot` (one peer: a newcomer is refused while the current peer answers a
-//! probe), `stall` (the client notices video that stopped while the host says it sends). New
+//! probe), `stall` (the client notices video that stopped while the host says it sends),
+//! `keyframe` (keyframe requests by frame index: what the client names, how the host coalesces
+//! them). New
 //! session-level features go beside their role: repair requests and loss-model or bandwidth feedback into `client` (what
 //! is measured and sent) and `host` (what is done with it), path validation and cookies into
 //! `establish`, new periodic work into `timers`.
@@ -60,6 +62,7 @@ mod establish;
 mod guard;
 mod host;
 mod ids;
+mod keyframe;
 mod link;
 mod migrate;
 mod repair;
@@ -74,6 +77,7 @@ pub use guard::{
     MAX_INPUT_EVENTS_PER_DATAGRAM, REJECT_SERIES_COUNT, REJECT_SERIES_GAP, REJECT_SERIES_SPAN,
 };
 pub use host::{FrameTicket, SealedFrame};
+pub use keyframe::{KEYFRAME_PENDING_FOR, LOST_KEYFRAME_MIN_INTERVAL};
 pub use slot::{PEER_ALIVE_FOR, PEER_PROBE_MAX, PEER_PROBE_MIN};
 pub use stall::{MEDIA_STALL_AFTER, MEDIA_STALL_MIN_FRAMES, MEDIA_STALL_RECONNECT};
 pub use timing::{DEFAULT_ANCHOR_US, FRAME_AGE_SPAN, FrameTimingIn};
@@ -253,6 +257,8 @@ struct HostState {
     frames_in_session: u64,
     /// The count last sent in a `SendProgress`.
     frames_reported: u64,
+    /// Keyframes sent and asked for, to coalesce requests (`keyframe`).
+    keyframes: keyframe::KeyframeAnswers,
 }
 
 /// Client-only state.
@@ -261,8 +267,8 @@ struct ClientState {
     input_tx: InputSender,
     last_loss_report: Instant,
     last_keyframe_request: Option<Instant>,
-    /// When the copies of the last keyframe request are due, earliest first (`client`).
-    keyframe_copies: VecDeque<Instant>,
+    /// The keyframe request in flight and what it names (`keyframe`).
+    keyframe: keyframe::KeyframeAsk,
     /// Generation of the stream info handed out last (0 = none).
     info_generation: u32,
     /// Loss resilience (issue 8): loss model and repair requests.
@@ -380,13 +386,14 @@ impl Connection {
                 repair: repair::HostRepair::new(config.repair_history, now),
                 frames_in_session: 0,
                 frames_reported: 0,
+                keyframes: Default::default(),
             },
             client: ClientState {
                 reassembler: Reassembler::new(config.reassembler, Box::new(ReedSolomon8::new())),
                 input_tx: InputSender::new(config.input_queue),
                 last_loss_report: now,
                 last_keyframe_request: None,
-                keyframe_copies: VecDeque::new(),
+                keyframe: Default::default(),
                 info_generation: 0,
                 repair: repair::Repairs::new(),
                 stall: stall::StallWatch::default(),
@@ -590,10 +597,8 @@ impl Connection {
                 self.on_pong(t1, t2, t3, now);
                 self.slot_on_pong(t1, now);
             }
-            Control::KeyframeRequest if role == Role::Host => {
-                if self.keyframe_request_allowed(now) {
-                    self.on_keyframe_request()
-                }
+            Control::KeyframeRequest { lost } if role == Role::Host => {
+                self.on_keyframe_request(lost, now)
             }
             Control::LossReport(r) if role == Role::Host => self.on_loss_report(r, now),
             Control::StreamInfo(info) if role == Role::Client => self.on_stream_info(info),

@@ -40,8 +40,10 @@
 //!   otherwise looked like dozens of lost shards the moment its first datagram arrived, and
 //!   the repair rows and refusals it drew gave up a frame that was arriving whole;
 //! - a frame of which nothing arrived while a newer frame's shards do (indices are
-//!   consecutive: every datagram of it was lost) is awaited by the reassembler before the
-//!   newer shard is pushed, and asked for whole at once (`RepairRequest::whole`: `rounds × k`
+//!   consecutive: every datagram of it was lost, or it was overtaken) is awaited by the
+//!   reassembler before the newer shard is pushed, and asked for whole once the gap outlived
+//!   the reorder window (the base allowance while none is seen; its first original shard, if
+//!   it was only overtaken, teaches the window) (`RepairRequest::whole`: `rounds × k`
 //!   rows per block, the host knows the blocks), with the same copies; a round without any
 //!   answer asks for one more round of rows. Only frames within the repair deadline behind the
 //!   newest, at most `MAX_AWAITED` at once; once its shards arrive it is repaired like any
@@ -160,7 +162,7 @@ const MAX_DEADLINE: Duration = Duration::from_millis(250);
 /// a lost request costs a whole round trip, which on a wide-area path is past the deadline.
 /// The host answers the part of a request's totals it has not served, so a copy that arrives
 /// after its original costs one tiny datagram and no repair bytes.
-pub(crate) const REQUEST_COPIES: u8 = 2;
+pub(crate) const REQUEST_COPIES: u8 = 3;
 
 /// Bounds of the spacing between copies of a request (a sixteenth of the RTT between them):
 /// apart enough that a short burst on the back path does not take every copy, close enough
@@ -269,7 +271,14 @@ pub(super) struct Repairs {
     /// Requests whose copies are still to go: (when the next copy is due, copies left, the
     /// request). At most one entry per frame, at most [`MAX_PENDING_COPIES`].
     copies: VecDeque<(Instant, u8, RepairRequest)>,
+    /// Frames not seen although a newer frame's shards arrived, since when, and whether the
+    /// gap was dealt with (asked for whole, or cannot be) (oldest first, at most [`MAX_GAPS`]):
+    /// each is asked for whole once the gap outlived the reorder window.
+    gaps: VecDeque<(u32, Instant, bool)>,
 }
+
+/// Unseen frames whose gap is timed at once at most.
+const MAX_GAPS: usize = 16;
 
 impl Repairs {
     pub(super) fn new() -> Self {
@@ -289,6 +298,7 @@ impl Repairs {
             reorder: Duration::ZERO,
             reordered: false,
             copies: VecDeque::new(),
+            gaps: VecDeque::new(),
         }
     }
 
@@ -310,6 +320,26 @@ impl Repairs {
         self.reorder = Duration::ZERO;
         self.reordered = false;
         self.copies.clear();
+        self.gaps.clear();
+    }
+
+    /// When the gap of unseen frame `index` was first seen (`now` if it is new).
+    fn gap_noticed(&mut self, index: u32, now: Instant) -> Instant {
+        if let Some(&(_, at, _)) = self.gaps.iter().find(|g| g.0 == index) {
+            return at;
+        }
+        if self.gaps.len() == MAX_GAPS {
+            self.gaps.pop_front();
+        }
+        self.gaps.push_back((index, now, false));
+        now
+    }
+
+    /// The gap of frame `index` needs no more timer.
+    fn gap_done(&mut self, index: u32) {
+        if let Some(g) = self.gaps.iter_mut().find(|g| g.0 == index) {
+            g.2 = true;
+        }
     }
 }
 
@@ -407,6 +437,11 @@ impl Connection {
     /// silences; if the frame was asked for on the stall path, that request was spurious (the
     /// shards were late, not lost): counted once per frame, and the stall windows grow.
     fn on_original_shard(&mut self, index: u32, now: Instant) {
+        if let Some(p) = self.client.repair.gaps.iter().position(|g| g.0 == index) {
+            // A frame that a newer one overtook: reordering, as a hole filled late is.
+            let (_, noticed, _) = self.client.repair.gaps.remove(p).expect("found");
+            self.on_reordering(now.saturating_duration_since(noticed));
+        }
         let r = &mut self.client.repair;
         match &mut r.originals {
             Some((i, last, gap)) if *i == index => {
@@ -483,10 +518,13 @@ impl Connection {
         (scaled(STALL_AFTER), scaled(LONG_STALL))
     }
 
-    /// One RTT plus margin: how long a repair answer takes to come back.
+    /// One RTT plus margin: how long a repair answer takes to come back. The margin (a quarter
+    /// RTT and 2 ms) covers the jitter of both ways and the host's wake-up; every millisecond
+    /// beyond it is added to the freeze of a frame whose request copies were all lost (the
+    /// second round starts only when this one ends).
     fn repair_round(&self) -> Duration {
         self.srtt
-            .map_or(DEFAULT_ROUND, |r| r + r / 2 + ROUND_MARGIN)
+            .map_or(DEFAULT_ROUND, |r| r + r / 4 + ROUND_MARGIN)
     }
 
     /// How long after its first shard a frame may wait for repair.
@@ -647,6 +685,13 @@ impl Connection {
                 && let Some(s) = t.round_start
             {
                 let at = s + round;
+                next = Some(next.map_or(at, |x: Instant| x.min(at)));
+            }
+        }
+        let wait = self.whole_frame_wait();
+        for &(_, noticed, done) in &self.client.repair.gaps {
+            if !done {
+                let at = noticed + wait;
                 next = Some(next.map_or(at, |x: Instant| x.min(at)));
             }
         }
@@ -845,15 +890,28 @@ impl Connection {
         incomplete: &mut Vec<u32>,
     ) {
         let round = self.repair_round();
+        let wait = self.whole_frame_wait();
         let (window, origin, give_up) = self.whole_frame_window(now);
         let mut unseen = std::mem::take(&mut self.client.repair.unseen);
         self.client
             .reassembler
             .unseen_into(window, None, &mut unseen);
+        self.client.repair.gaps.retain(|g| unseen.contains(&g.0));
         for &index in &unseen {
             let r = &mut self.client.repair;
             match r.tracked.iter_mut().find(|t| t.index == index) {
                 None => {
+                    // Reordering is not loss: the frame may only have been overtaken.
+                    let noticed = r.gap_noticed(index, now);
+                    if now < noticed + wait {
+                        continue;
+                    }
+                    r.gap_done(index);
+                    let early = now - noticed;
+                    let (origin, give_up) = (
+                        origin.checked_sub(early).unwrap_or(origin),
+                        give_up.checked_sub(early).unwrap_or(give_up),
+                    );
                     if !self.client.reassembler.await_frame(index, give_up) {
                         continue;
                     }
@@ -891,6 +949,18 @@ impl Connection {
             }
         }
         self.client.repair.unseen = unseen;
+    }
+
+    /// Client: how long a gap in the frame indices waits for the frame before it is asked for
+    /// whole: the reorder window, or while no reordering was seen the base allowance (a
+    /// quarter RTT, at most [`REORDER_BASE_MAX`]).
+    fn whole_frame_wait(&self) -> Duration {
+        let reorder = self.reorder_window();
+        if reorder.is_zero() {
+            self.reorder_base()
+        } else {
+            reorder
+        }
     }
 
     /// Client: how far behind the newest frame a frame lost whole is still asked for (the
@@ -936,6 +1006,9 @@ impl Connection {
         for &index in &unseen {
             if index != h.frame_index && !self.client.reassembler.is_awaited(index) {
                 self.client.reassembler.await_frame(index, give_up);
+            }
+            if index != h.frame_index {
+                self.client.repair.gap_noticed(index, now);
             }
         }
         self.client.repair.unseen = unseen;

@@ -63,8 +63,9 @@ impl Connection {
                     .push_back(Event::MediaStalled { frames: unseen });
                 // Recovery, cheapest first: a keyframe (the decoder needs one anyway) and a ping
                 // that shows whether the host still hears us.
+                // Unnamed: whatever keyframe the host sent since may be what went missing.
                 self.client.last_keyframe_request = None;
-                let _ = self.request_keyframe(now);
+                let _ = self.ask_keyframe(now, true);
                 self.send_ping(now);
             }
             Some(at) if now.saturating_duration_since(at) >= MEDIA_STALL_RECONNECT => {

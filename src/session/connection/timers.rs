@@ -1,6 +1,6 @@
 //! Time-driven work: the peer timeout, a caller's handshake retries and connect timeout,
-//! keep-alive pings and the RTT they measure, the client's loss reports, input retransmission
-//! and the reassembler's give-up window.
+//! keep-alive pings and the RTT they measure, the client's loss reports, input retransmission,
+//! the reassembler's give-up window and the host's held keyframe request.
 //!
 //! [`Connection::poll_timeout`] and [`Connection::handle_timeout`] must agree: every deadline
 //! the first reports is one the second acts on, so a driver that sleeps until the reported
@@ -75,9 +75,14 @@ impl Connection {
             if let Some(t) = self.repair_timeout() {
                 next = earliest(next, t);
             }
-            if let Some(&t) = self.client.keyframe_copies.front() {
+            if let Some(t) = self.client.keyframe.next_copy() {
                 next = earliest(next, t);
             }
+        }
+        if cfg.role == Role::Host
+            && let Some(t) = self.host.keyframes.held_until()
+        {
+            next = earliest(next, t);
         }
         if let Some(t) = self.congestion_timeout() {
             next = earliest(next, t);
@@ -156,6 +161,9 @@ impl Connection {
             self.check_repair(now);
             self.client.reassembler.handle_timeout(now);
             self.drain_reassembler();
+        }
+        if self.cfg.role == Role::Host {
+            self.keyframe_held_due(now);
         }
         self.handle_congestion_timeout(now);
     }
