@@ -95,7 +95,7 @@ pub(crate) fn properties() -> Vec<glib::ParamSpec> {
                 glib::ParamSpecBoolean::builder("request-keyframe")
                     .nick("Request keyframe")
                     .blurb(
-                        "On start and after a loss, ask the sender for a keyframe (throttled to one request per 100 ms) (default true)",
+                        "On start and after a loss, ask the sender for a keyframe (the host answers each lost frame once) (default true)",
                     )
                     .default_value(DEFAULT_REQUEST_KEYFRAME)
                     .mutable_playing()
