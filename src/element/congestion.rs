@@ -23,7 +23,7 @@
 use gst::glib;
 use gst::prelude::*;
 
-use crate::protocol::bwe::BweState;
+use crate::protocol::congestion::BweState;
 use crate::session::BandwidthUpdate;
 
 use super::encoder::{EncoderControl, find_upstream_encoder};

@@ -6,7 +6,7 @@
 
 pub mod adaptive;
 pub mod annexb;
-pub mod bwe;
+pub mod congestion;
 pub mod clock;
 pub mod control;
 pub mod cookie;
