@@ -34,6 +34,8 @@ pub mod protocol;
 pub mod relay;
 pub mod session;
 pub(crate) mod sync;
+#[cfg(feature = "testing")]
+pub mod testkit;
 pub mod transport;
 
 #[cfg(feature = "gst")]

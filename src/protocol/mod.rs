@@ -6,8 +6,8 @@
 
 pub mod adaptive;
 pub mod annexb;
-pub mod congestion;
 pub mod clock;
+pub mod congestion;
 pub mod control;
 pub mod cookie;
 pub mod crypto;

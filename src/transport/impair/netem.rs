@@ -56,8 +56,8 @@ pub use loss::LossModel;
 pub use trace::{LossTrace, MAX_TRACE_BYTES, MAX_TRACE_DELAY_US, MAX_TRACE_LINES, TraceError};
 
 use link::Link;
-use loss::LossState;
-use rng::Rng;
+pub(crate) use loss::LossState;
+pub(crate) use rng::Rng;
 
 /// Default for [`PathConfig::reorder_max_hold`]: the longest a reordered packet is held back.
 pub const DEFAULT_MAX_HOLD: Duration = Duration::from_millis(5);

@@ -1,0 +1,3 @@
+//! Test tools behind the `testing` feature, never compiled into the plugin.
+
+pub mod bottleneck;
