@@ -39,6 +39,10 @@ pub struct Link {
     /// direction its own chain: (enter, leave) probabilities per datagram; everything
     /// is lost in the bad state.
     pub bursts: Option<(f64, f64)>,
+    /// A token-bucket policer after the bottleneck, in front of the client: (rate bits/s,
+    /// bucket bytes). A datagram that finds fewer tokens than its bytes is dropped; nothing
+    /// queues, so the loss comes without any delay growth.
+    pub policer: Option<(u64, u64)>,
 }
 
 impl Link {
@@ -50,6 +54,7 @@ impl Link {
             loss: 0.0,
             jitter_ns: 0,
             bursts: None,
+            policer: None,
         }
     }
     fn rate(&self, t: u64) -> u64 {
@@ -132,6 +137,10 @@ pub struct Sim {
     burst_state: [LossState; 2],
     /// Latest arrival scheduled on the forward and the feedback path (order is kept).
     last_arrival: [u64; 2],
+    /// The policer's tokens (bytes) and when they were last filled (ns).
+    tokens: (f64, u64),
+    /// Datagrams the policer dropped, by when.
+    pub policer_drops: Vec<u64>,
 }
 
 impl Sim {
@@ -150,6 +159,8 @@ impl Sim {
             iid_state: LossState::default(),
             burst_state: Default::default(),
             last_arrival: [0; 2],
+            tokens: (f64::MAX, 0),
+            policer_drops: Vec::new(),
         };
         for (i, cfg) in flows.into_iter().enumerate() {
             let start = t0 + Duration::from_nanos(cfg.start_ns);
@@ -186,6 +197,19 @@ impl Sim {
         };
         let model = LossModel::gilbert(enter, leave);
         self.burst_state[dir].next(&model, &mut self.rng).is_none()
+    }
+
+    /// Whether the policer drops `bytes` passing at `t` (a token bucket, full at the start).
+    fn policer_drops(&mut self, t: u64, bytes: u64) -> bool {
+        let Some((rate, bucket)) = self.link.policer else {
+            return false;
+        };
+        let (tokens, at) = self.tokens;
+        let filled = t.saturating_sub(at) as f64 * rate as f64 / 8e9;
+        let tokens = (tokens.min(bucket as f64) + filled).min(bucket as f64);
+        let drop = tokens < bytes as f64;
+        self.tokens = (if drop { tokens } else { tokens - bytes as f64 }, t);
+        drop
     }
 
     /// Whether the forward path's iid loss takes the next datagram.
@@ -249,6 +273,10 @@ impl Sim {
                 }
                 let tx = bytes * 8 * 1_000_000_000 / rate.max(1);
                 self.busy_until = self.busy_until.max(t) + tx;
+                if self.policer_drops(self.busy_until, bytes) {
+                    self.policer_drops.push(self.busy_until);
+                    return;
+                }
                 if self.iid_loses() || self.burst_loses(0) {
                     return;
                 }
