@@ -214,8 +214,8 @@ fn under_a_12_mbit_bottleneck_the_target_falls_below_it_frames_flow_and_it_rises
     let s = r.sim.conn(HOST).stats();
     if !matches!(
         s.bwe_state,
-        Some(gstpunktfunk::protocol::bwe::BweState::Drain)
-            | Some(gstpunktfunk::protocol::bwe::BweState::Hold)
+        Some(gstpunktfunk::protocol::congestion::BweState::Drain)
+            | Some(gstpunktfunk::protocol::congestion::BweState::Hold)
     ) {
         assert_eq!(s.bwe_pacing_rate_bps, 0, "{:?}", s.bwe_state);
     }
@@ -239,7 +239,7 @@ fn without_a_known_maximum_congestion_control_does_not_pace() {
     }
     // Not vacuous: the bottleneck was found (the stream started at 20 Mbit/s through 12).
     assert!(
-        states.contains(&gstpunktfunk::protocol::bwe::BweState::Drain),
+        states.contains(&gstpunktfunk::protocol::congestion::BweState::Drain),
         "{states:?}"
     );
     assert!(!r.encoder_trace.is_empty());

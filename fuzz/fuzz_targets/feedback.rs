@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use gstpunktfunk::protocol::bwe::{BandwidthEstimator, BweConfig, SentFrame};
+use gstpunktfunk::protocol::congestion::{BandwidthEstimator, BweConfig, SentFrame};
 use gstpunktfunk::protocol::feedback::{Feedback, MAX_FEEDBACK_FRAMES};
 use libfuzzer_sys::fuzz_target;
 

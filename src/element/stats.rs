@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::protocol::bwe::BweState;
+use crate::protocol::congestion::BweState;
 use crate::protocol::security::handshake::Role;
 use crate::session::Stats;
 

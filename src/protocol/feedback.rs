@@ -3,7 +3,7 @@
 //! This module owns the feedback body's byte layout ([`Feedback`], documented in
 //! `docs/PROTOCOL.md` §10) and the client's [`FeedbackBuilder`], which is fed one call per
 //! received video datagram and says when a message is due. The host's use of it is
-//! [`super::bwe::BandwidthEstimator`]. It never reads a clock (every method takes `now`), never
+//! [`super::congestion::BandwidthEstimator`]. It never reads a clock (every method takes `now`), never
 //! sends anything and never trusts a decoded message beyond its limits: decoding returns a
 //! [`WireError`], allocates at most [`MAX_FEEDBACK_FRAMES`] entries, and accepts exactly one
 //! spelling of each message (so a decoded message re-encodes to the same bytes).

@@ -6,8 +6,8 @@
 
 pub mod adaptive;
 pub mod annexb;
-pub mod bwe;
 pub mod clock;
+pub mod congestion;
 pub mod control;
 pub mod fec;
 pub mod feedback;

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use crate::protocol::bwe::BweState;
+use crate::protocol::congestion::BweState;
 use crate::protocol::security::handshake::Role;
 use crate::protocol::timing::AgeSummary;
 

@@ -33,7 +33,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::protocol::bwe::{BandwidthEstimator, BweConfig, BweEvent, BweState, Estimate};
+use crate::protocol::congestion::{BandwidthEstimator, BweConfig, BweEvent, BweState, Estimate};
 use crate::protocol::control::Control;
 use crate::protocol::feedback::{Feedback, FeedbackBuilder};
 use crate::protocol::security::handshake::Role;
@@ -230,7 +230,7 @@ impl Connection {
             return;
         }
         let d = frame.datagrams();
-        let sent = crate::protocol::bwe::SentFrame {
+        let sent = crate::protocol::congestion::SentFrame {
             first_send,
             last_send: last_send.max(first_send),
             datagrams: d.len() as u32,

@@ -56,7 +56,7 @@ pub use trace::{LossTrace, MAX_TRACE_BYTES, MAX_TRACE_DELAY_US, MAX_TRACE_LINES,
 
 use crate::testkit::rng::Rng;
 use link::Link;
-use loss::LossState;
+pub(crate) use loss::LossState;
 
 /// Default for [`PathConfig::reorder_max_hold`]: the longest a reordered packet is held back.
 pub(crate) const DEFAULT_MAX_HOLD: Duration = Duration::from_millis(5);
