@@ -14,7 +14,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::fec::{MAX_DATA_SHARDS_PER_BLOCK, MAX_SHARDS_PER_BLOCK, MIN_PARITY, ParityTable};
+use super::fec::{
+    MAX_DATA_SHARDS_PER_BLOCK, MAX_SHARDS_PER_BLOCK, MAX_TRAILING_K, MIN_PARITY, ParityTable,
+};
 use super::lossmodel::{FailureTable, GilbertElliott, LossModelReport};
 use super::repair::RepairMargin;
 
@@ -211,6 +213,11 @@ impl AdaptiveFec {
     /// A controller starting at `base_percent`. `max_percent` below `base_percent` is taken
     /// as `base_percent`.
     pub fn new(mode: FecMode, base_percent: u8, max_percent: u8) -> Self {
+        let mut table = ParityTable::from_percent(base_percent);
+        if mode == FecMode::Target {
+            // Small frames send part of their parity behind the next frame (PROTOCOL §9.3).
+            table.set_trailing(MAX_TRAILING_K);
+        }
         AdaptiveFec {
             mode,
             base: base_percent,
@@ -219,7 +226,7 @@ impl AdaptiveFec {
             last: None,
             window: VecDeque::new(),
             clean_since: None,
-            table: ParityTable::from_percent(base_percent),
+            table,
             target_cfg: TargetConfig::default(),
             demand: None,
             margin: RepairMargin::NONE,

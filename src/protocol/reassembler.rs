@@ -27,7 +27,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::fec::{BlockLayout, FecCoder, MAX_SHARDS_PER_BLOCK};
+use super::fec::{BlockLayout, FecCoder, MAX_SHARDS_PER_BLOCK, MAX_TRAILING_K};
 use super::packetizer::MAX_FRAME_BYTES;
 use super::repair::MAX_REPAIR_ROWS;
 use super::timing::FrameTiming;
@@ -142,6 +142,9 @@ pub struct BlockNeed {
 pub struct FrameNeed {
     pub index: u32,
     pub keyframe: bool,
+    /// Part of its parity travels behind the next frame (`VIDEO_FLAG_TRAILING`): the frame's
+    /// shards do not stop when the next frame's start.
+    pub trailing: bool,
     pub first_seen: Instant,
     /// When its newest shard arrived.
     pub last_activity: Instant,
@@ -210,6 +213,7 @@ struct Slot {
     shard_size: u16,
     layout: BlockLayout,
     keyframe: bool,
+    trailing: bool,
     fec_scheme: u8,
     timing: FrameTiming,
     data: Vec<u8>,
@@ -464,6 +468,7 @@ impl Reassembler {
         Some(FrameNeed {
             index: s.index,
             keyframe: s.keyframe,
+            trailing: s.trailing,
             first_seen: s.first_seen,
             last_activity: s.last_activity,
             deadline: s.deadline,
@@ -523,6 +528,11 @@ impl Reassembler {
         if si >= index_limit {
             return Err(inv("shard index"));
         }
+        // Only a small one-block frame may keep parity behind the next frame: a flag on any
+        // other claims rows no host sends, and would only hold the client's repair back.
+        if h.trailing() && (layout.blocks != 1 || k > MAX_TRAILING_K) {
+            return Err(inv("trailing parity"));
+        }
 
         // Ordering against what was delivered.
         if let Some(floor) = self.floor {
@@ -547,6 +557,7 @@ impl Reassembler {
                     || s.shard_size != h.shard_size
                     || s.layout != layout
                     || s.keyframe != h.keyframe()
+                    || s.trailing != h.trailing()
                     || s.fec_scheme != h.fec_scheme
                     || s.timing != h.timing
                 {
@@ -714,6 +725,7 @@ impl Reassembler {
             shard_size: h.shard_size,
             layout,
             keyframe: h.keyframe(),
+            trailing: h.trailing(),
             fec_scheme: h.fec_scheme,
             timing: h.timing,
             data: vec![0u8; data_bytes],

@@ -223,6 +223,9 @@ impl Connection {
         last_send: Instant,
         now: Instant,
     ) {
+        if self.cfg.role == Role::Host {
+            self.send_trailing_parity(frame.datagrams().frame_index(), now);
+        }
         if self.cfg.role != Role::Host || !self.congestion_enabled() {
             return;
         }

@@ -78,9 +78,9 @@ use crate::protocol::control::Control;
 use crate::protocol::fec::{BlockLayout, ReedSolomon8};
 use crate::protocol::handshake::Role;
 use crate::protocol::lossmodel::{LossEstimator, LossModelReport};
-use crate::protocol::packetizer::{Datagrams, seal_all};
+use crate::protocol::packetizer::{Datagrams, TrailingParity, seal_all};
 use crate::protocol::ratelimit::TokenBucket;
-use crate::protocol::reassembler::{BlockNeed, Output, Rejected};
+use crate::protocol::reassembler::{BlockNeed, FrameNeed, Output, Rejected};
 use crate::protocol::repair::{
     MAX_REPAIR_ITEMS, MAX_REPAIR_ROWS, MAX_WHOLE_ROUNDS, RepairConfig, RepairHistory, RepairItem,
     RepairParams, RepairRequest, RepairUnavailable, UnavailableReason,
@@ -316,6 +316,8 @@ impl Repairs {
 /// Host: repair history and what the loss-model feed needs.
 pub(super) struct HostRepair {
     pub(super) history: Arc<Mutex<RepairHistory>>,
+    /// Parity rows of small frames that travel behind the next frame.
+    pub(super) trailing: Arc<Mutex<TrailingParity>>,
     coder: ReedSolomon8,
     out: Datagrams,
     limiter: TokenBucket,
@@ -329,6 +331,7 @@ impl HostRepair {
     pub(super) fn new(cfg: RepairConfig, now: Instant) -> Self {
         HostRepair {
             history: Arc::new(Mutex::new(RepairHistory::new(cfg))),
+            trailing: Arc::new(Mutex::new(TrailingParity::new())),
             coder: ReedSolomon8::new(),
             out: Datagrams::new(),
             limiter: TokenBucket::new(REQUEST_RATE, REQUEST_BURST, now),
@@ -339,6 +342,7 @@ impl HostRepair {
 
     pub(super) fn reset(&mut self) {
         lock(&self.history).clear();
+        lock(&self.trailing).clear();
         self.last_model_pn = None;
     }
 }
@@ -502,12 +506,28 @@ impl Connection {
         (fi + self.repair_round() * DEADLINE_ROUNDS).clamp(MIN_DEADLINE, MAX_DEADLINE)
     }
 
-    /// Whether shards of a frame newer than `index` arrived (its sender moved on).
-    fn frame_passed(&self, index: u32) -> bool {
-        self.client
+    /// Whether frame `f`'s sender moved on, and its long stall window (`long_stall` for most
+    /// frames). A frame whose parity partly trails behind the next frame
+    /// ([`FrameNeed::trailing`]) has not stopped when the next frame's shards arrive: its
+    /// sender moved on once a frame after that one shows, and its long window is a frame
+    /// interval longer. Asking before its trailing rows could arrive would spend repair on
+    /// what they rebuild one frame interval later.
+    fn stall_view(&self, f: &FrameNeed, long_stall: Duration) -> (bool, Duration) {
+        let ahead = self
+            .client
             .repair
             .newest
-            .is_some_and(|n| seq_diff(n, index) > 0)
+            .map_or(0, |n| seq_diff(n, f.index));
+        if f.trailing {
+            let fi = self
+                .client
+                .repair
+                .frame_interval
+                .unwrap_or(DEFAULT_FRAME_INTERVAL);
+            (ahead > 1, long_stall + fi)
+        } else {
+            (ahead > 0, long_stall)
+        }
     }
 
     /// Client: what the reassembler handed out, for the repair accounting.
@@ -622,9 +642,10 @@ impl Connection {
             // Work that changes state: the end of the round (asks afresh), the stall of a
             // frame with no round open (asks what it lacks), or a hole not yet asked for
             // outliving the reorder window.
+            let (passed, long_stall) = self.stall_view(&f, long_stall);
             let mut at = match t.round_start {
                 Some(s) => s + round,
-                None if self.frame_passed(t.index) => f.last_activity + stall_after,
+                None if passed => f.last_activity + stall_after,
                 None => f.last_activity + long_stall,
             };
             for n in &needs {
@@ -719,8 +740,8 @@ impl Connection {
                 self.client.repair.needs = needs;
                 continue;
             };
+            let (passed, long_stall) = self.stall_view(&f, long_stall);
             let r = &mut self.client.repair;
-            let newest = r.newest;
             let pos = match r.tracked.iter().position(|t| t.index == index) {
                 Some(p) => p,
                 None => {
@@ -763,7 +784,6 @@ impl Connection {
                 }
             }
             let silent = now.saturating_duration_since(f.last_activity);
-            let passed = newest.is_some_and(|n| seq_diff(n, index) > 0);
             let stalled = silent >= long_stall || (passed && silent >= stall_after);
             // Whether this request asks for rows beyond `short_now` (only a stall does).
             let mut beyond = false;
@@ -952,6 +972,31 @@ impl Connection {
         self.host.fec.on_loss_model(&m, now);
         let margin = self.host.fec.repair_margin();
         lock(&self.host.repair.history).set_margin(margin);
+    }
+
+    /// Host: after frame `frame_index` went out, sends the parity rows that older frames
+    /// keep behind it (sealed with fresh packet numbers), so one burst rarely takes a small
+    /// frame's data and all its parity.
+    pub(super) fn send_trailing_parity(&mut self, frame_index: u32, now: Instant) {
+        let Some(link) = self.link.as_mut() else {
+            lock(&self.host.repair.trailing).clear();
+            return;
+        };
+        let peer = link.peer;
+        let transmits = &mut self.transmits;
+        let sent = lock(&self.host.repair.trailing).release(
+            frame_index,
+            now,
+            &mut link.next_pn,
+            &*link.seal,
+            |d| {
+                transmits.push_back(super::Transmit {
+                    destination: peer,
+                    contents: d.to_vec(),
+                })
+            },
+        );
+        self.stats.parity_shards_sent += sent as u64;
     }
 
     /// Host: answers a repair request with new parity rows from the history.
