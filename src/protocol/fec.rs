@@ -110,16 +110,16 @@ pub struct ParityTable {
 pub const MAX_TRAILING_K: usize = 16;
 
 /// How many of the `m` parity rows of a one-block frame of `k` data shards trail behind the
-/// next frame's datagrams (the rest follow the frame's own data): all but
-/// `max(1, m − k)`. One row stays with the frame so the common single loss is rebuilt at once;
-/// up to `k` rows travel later, so that a burst that takes the frame's data and early parity
-/// whole leaves enough rows to rebuild it from the trailing ones alone. 0 for `m < 2` or
+/// next frame's datagrams: `min(m, k + 1)`; the rest (`m − k − 1`, when positive) follow the
+/// frame's own data. A burst that takes the frame's data whole then leaves `k + 1` rows on
+/// their way, one to spare; a lossless frame still completes on its last data shard, and a
+/// lossy one is rebuilt one frame interval later, far inside a round trip. 0 for `m < 2` or
 /// `k > MAX_TRAILING_K`.
 pub fn trailing_parity(k: usize, m: usize) -> usize {
     if m < 2 || k == 0 || k > MAX_TRAILING_K {
         return 0;
     }
-    m - m.saturating_sub(k).max(1)
+    m.min(k + 1)
 }
 
 impl std::fmt::Debug for ParityTable {

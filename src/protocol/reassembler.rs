@@ -33,6 +33,11 @@ use super::repair::MAX_REPAIR_ROWS;
 use super::timing::FrameTiming;
 use super::wire::{VideoHeader, WireError, seq_diff};
 
+/// Longest a complete keyframe waits for the frame just before it, whose trailing parity
+/// travels right behind the keyframe (see `keyframe_held_until`): past it, that frame is given
+/// up as before. A few milliseconds of one keyframe against a lost picture.
+pub const KEYFRAME_TRAILING_WAIT: Duration = Duration::from_millis(5);
+
 /// Limits and timing of a [`Reassembler`].
 #[derive(Debug, Clone, Copy)]
 pub struct ReassemblerConfig {
@@ -311,7 +316,26 @@ impl Reassembler {
             .filter(|s| !s.complete())
             .map(|s| self.give_up_at(s))
             .chain(self.awaited.iter().map(|a| a.1))
+            .chain(self.keyframe_held_until())
             .min()
+    }
+
+    /// Until when a complete keyframe waits for the frame just before it: that frame is
+    /// incomplete and keeps parity behind the next frame — behind this keyframe — so its
+    /// trailing rows arrive right after the keyframe's own datagrams. `None` when no keyframe
+    /// waits. Bounded by [`KEYFRAME_TRAILING_WAIT`] after the keyframe's newest shard.
+    fn keyframe_held_until(&self) -> Option<Instant> {
+        let floor = self.floor?;
+        let kf = self
+            .slots
+            .iter()
+            .filter(|s| s.keyframe && s.complete() && s.index != floor)
+            .min_by_key(|s| seq_diff(s.index, floor))?;
+        let before = self
+            .slots
+            .iter()
+            .find(|s| s.index == kf.index.wrapping_sub(1))?;
+        (before.trailing && !before.complete()).then(|| kf.last_activity + KEYFRAME_TRAILING_WAIT)
     }
 
     /// When an incomplete frame is given up: its deadline if one was set, otherwise the
@@ -893,7 +917,11 @@ impl Reassembler {
         self.awaited.retain(|a| a.1 > now);
         loop {
             let Some(floor) = self.floor else { return };
-            // A complete keyframe ahead releases everything before it at once.
+            // A complete keyframe ahead releases everything before it at once (after the
+            // trailing rows of the frame just before it had their moment).
+            if self.keyframe_held_until().is_some_and(|t| now < t) {
+                return;
+            }
             if let Some(kf) = self
                 .slots
                 .iter()
@@ -1023,6 +1051,66 @@ mod memory_tests {
         let mut body = vec![fill; VIDEO_HEADER_LEN + 4];
         h.encode(&mut body[..VIDEO_HEADER_LEN]);
         body
+    }
+
+    /// Shard `si` of frame `index` laid out as `frame_len` bytes in shards of 100 bytes and
+    /// `blocks` blocks, 2 parity a block, with video `flags`.
+    fn flagged(index: u32, frame_len: u32, blocks: u16, si: u8, flags: u8) -> Vec<u8> {
+        let h = VideoHeader {
+            frame_index: index,
+            frame_len,
+            shard_size: 100,
+            block_count: blocks,
+            block_index: 0,
+            shard_index: si,
+            parity: 2,
+            flags,
+            fec_scheme: FEC_SCHEME_RS8,
+            timing: Default::default(),
+        };
+        let mut body = vec![7u8; VIDEO_HEADER_LEN + 100];
+        h.encode(&mut body[..VIDEO_HEADER_LEN]);
+        body
+    }
+
+    /// Hostile trailing-parity claims are counted drops that allocate nothing: the flag on a
+    /// frame of two blocks or of more than `MAX_TRAILING_K` data shards (rows no host sends
+    /// behind the next frame, which would only hold the client's repair back), and a shard
+    /// whose flag contradicts its frame's. A real trailing frame whose rows never come is
+    /// given up at its deadline like any frame: memory stays bounded.
+    #[test]
+    fn hostile_trailing_parity_claims_are_counted_drops() {
+        use crate::protocol::wire::VIDEO_FLAG_TRAILING as T;
+        let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
+        let t0 = Instant::now();
+        // Two blocks (4 data shards) claiming trailing rows.
+        assert!(matches!(
+            r.push(&flagged(5, 400, 2, 0, T), t0),
+            Err(Rejected::Invalid(_))
+        ));
+        // One block of MAX_TRAILING_K + 1 data shards claiming them.
+        let big = (MAX_TRAILING_K as u32 + 1) * 100;
+        assert!(matches!(
+            r.push(&flagged(5, big, 1, 0, T), t0),
+            Err(Rejected::Invalid(_))
+        ));
+        assert_eq!(r.stats().shards_invalid, 2);
+        assert_eq!(r.stats().memory_in_use, 0);
+        assert!(r.slots.is_empty());
+        // A real small trailing frame, then a shard of it without the flag: dropped.
+        r.push(&flagged(5, 400, 1, 0, T), t0).unwrap();
+        assert!(matches!(
+            r.push(&flagged(5, 400, 1, 1, 0), t0),
+            Err(Rejected::Invalid(_))
+        ));
+        assert_eq!(r.stats().shards_invalid, 3);
+        let need = r.missing(5, &mut Vec::new()).expect("in flight");
+        assert!(need.trailing);
+        // Its trailing rows never come: given up at its deadline, nothing held.
+        assert!(r.set_deadline(5, t0 + Duration::from_millis(50)));
+        r.handle_timeout(t0 + Duration::from_millis(50));
+        assert_eq!(delivered(&mut r), vec![(5, false)]);
+        assert_eq!(r.stats().memory_in_use, 0);
     }
 
     fn delivered(r: &mut Reassembler) -> Vec<(u32, bool)> {

@@ -248,6 +248,12 @@ pub(super) struct Repairs {
     last_frame: Option<(u32, Instant)>,
     /// Index of the newest frame a shard arrived for.
     newest: Option<u32>,
+    /// Whether that frame keeps parity behind the next frame (the host sends small frames so):
+    /// a frame lost whole before it may still be rebuilt by its own trailing rows, which
+    /// travel behind this one.
+    newest_trailing: bool,
+    /// When the last video shard that was taken arrived.
+    last_shard_at: Option<Instant>,
     /// Scale of both stall windows (≥ 1): doubles on a spurious stall request, decays towards 1
     /// with frames delivered without one.
     stall_scale: f64,
@@ -282,6 +288,8 @@ impl Repairs {
             frame_interval: None,
             last_frame: None,
             newest: None,
+            newest_trailing: false,
+            last_shard_at: None,
             stall_scale: 1.0,
             stall_asked: VecDeque::with_capacity(STALL_WATCH),
             originals: None,
@@ -303,6 +311,8 @@ impl Repairs {
         self.tracked.clear();
         self.last_frame = None;
         self.newest = None;
+        self.newest_trailing = false;
+        self.last_shard_at = None;
         self.stall_scale = 1.0;
         self.stall_asked.clear();
         self.originals = None;
@@ -385,9 +395,11 @@ impl Connection {
             return;
         };
         if taken {
+            self.client.repair.last_shard_at = Some(now);
             let newest = &mut self.client.repair.newest;
             if newest.is_none_or(|n| seq_diff(h.frame_index, n) > 0) {
                 *newest = Some(h.frame_index);
+                self.client.repair.newest_trailing = h.trailing();
             }
         }
         let n = (h.frame_len as usize).div_ceil(h.shard_size.max(1) as usize);
@@ -512,21 +524,23 @@ impl Connection {
     /// sender moved on once a frame after that one shows, and its long window is a frame
     /// interval longer. Asking before its trailing rows could arrive would spend repair on
     /// what they rebuild one frame interval later.
-    fn stall_view(&self, f: &FrameNeed, long_stall: Duration) -> (bool, Duration) {
-        let ahead = self
-            .client
-            .repair
-            .newest
-            .map_or(0, |n| seq_diff(n, f.index));
+    fn stall_view(&self, f: &FrameNeed, long_stall: Duration) -> (Option<Instant>, Duration) {
+        let r = &self.client.repair;
+        let ahead = r.newest.map_or(0, |n| seq_diff(n, f.index));
         if f.trailing {
-            let fi = self
-                .client
-                .repair
-                .frame_interval
-                .unwrap_or(DEFAULT_FRAME_INTERVAL);
-            (ahead > 1, long_stall + fi)
+            let fi = r.frame_interval.unwrap_or(DEFAULT_FRAME_INTERVAL);
+            let moved_on = match ahead {
+                ..=0 => None,
+                // Its rows follow the next frame's datagrams: once those stopped too.
+                1 => Some(
+                    r.last_shard_at
+                        .map_or(f.last_activity, |t| t.max(f.last_activity)),
+                ),
+                _ => Some(f.last_activity),
+            };
+            (moved_on, long_stall + fi)
         } else {
-            (ahead > 0, long_stall)
+            ((ahead > 0).then_some(f.last_activity), long_stall)
         }
     }
 
@@ -642,11 +656,11 @@ impl Connection {
             // Work that changes state: the end of the round (asks afresh), the stall of a
             // frame with no round open (asks what it lacks), or a hole not yet asked for
             // outliving the reorder window.
-            let (passed, long_stall) = self.stall_view(&f, long_stall);
-            let mut at = match t.round_start {
-                Some(s) => s + round,
-                None if passed => f.last_activity + stall_after,
-                None => f.last_activity + long_stall,
+            let (moved_on, long_stall) = self.stall_view(&f, long_stall);
+            let mut at = match (t.round_start, moved_on) {
+                (Some(s), _) => s + round,
+                (None, Some(m)) => (m + stall_after).min(f.last_activity + long_stall),
+                (None, None) => f.last_activity + long_stall,
             };
             for n in &needs {
                 // Only a hole that can still be asked for (a block whose totals reached the
@@ -740,7 +754,7 @@ impl Connection {
                 self.client.repair.needs = needs;
                 continue;
             };
-            let (passed, long_stall) = self.stall_view(&f, long_stall);
+            let (moved_on, long_stall) = self.stall_view(&f, long_stall);
             let r = &mut self.client.repair;
             let pos = match r.tracked.iter().position(|t| t.index == index) {
                 Some(p) => p,
@@ -784,7 +798,7 @@ impl Connection {
                 }
             }
             let silent = now.saturating_duration_since(f.last_activity);
-            let stalled = silent >= long_stall || (passed && silent >= stall_after);
+            let stalled = silent >= long_stall || moved_on.is_some_and(|m| now >= m + stall_after);
             // Whether this request asks for rows beyond `short_now` (only a stall does).
             let mut beyond = false;
             let mut exhausted = false;
@@ -872,7 +886,13 @@ impl Connection {
             .unseen_into(window, None, &mut unseen);
         for &index in &unseen {
             let r = &mut self.client.repair;
+            // The frame just before a small frame of the host's kept parity behind it: its
+            // trailing rows come behind the newest frame's datagrams and may rebuild it alone,
+            // so it is asked for once a frame after that shows (it stays awaited meanwhile).
+            let trailing_due =
+                r.newest_trailing && r.newest.is_some_and(|n| seq_diff(n, index) == 1);
             match r.tracked.iter_mut().find(|t| t.index == index) {
+                None if trailing_due => continue,
                 None => {
                     if !self.client.reassembler.await_frame(index, give_up) {
                         continue;
