@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::fec::{
     MAX_DATA_SHARDS_PER_BLOCK, MAX_SHARDS_PER_BLOCK, MAX_TRAILING_K, MIN_PARITY, ParityTable,
+    trailing_parity,
 };
 use super::lossmodel::{FailureTable, GilbertElliott, LossModelReport};
 use super::repair::RepairMargin;
@@ -53,6 +54,25 @@ pub const DEFAULT_TARGET: f64 = 1e-3;
 /// under this. A failed answer costs a round trip, which on a wide-area path is past the
 /// frame's deadline; the rows are few (repair is rare), so a generous margin is cheap.
 pub const REPAIR_TARGET: f64 = 1e-2;
+
+/// Share of [`TargetConfig::target`] a block is planned for when its repair cannot land in
+/// time ([`repair_in_time`]): what repair cannot reach is FEC's alone, so such a block is
+/// planned ten times tighter.
+pub const LATE_REPAIR_SHARE: f64 = 0.1;
+
+/// Slack of the latency budget over one way + one RTT (`docs/wan.md`): a frame is on time
+/// within one way + one RTT + this of its first datagram leaving.
+pub const BUDGET_SLACK: Duration = Duration::from_millis(20);
+
+/// Whether a repair round for a block fits in the latency budget (one way + one RTT +
+/// [`BUDGET_SLACK`]) on a path of round trip `rtt`, once its loss shows `detect` after the
+/// frame arrived: the answer lands 1.25 RTT + 2 ms after the loss is seen (one RTT, the jitter
+/// of both legs, the answer's own rows). Large blocks show a loss at once (later shards overtake
+/// the hole); a small frame's trailing rows come a frame interval later, and only then can the
+/// client know what they cannot rebuild.
+pub fn repair_in_time(rtt: Duration, detect: Duration) -> bool {
+    detect + rtt.mul_f64(1.25) + Duration::from_millis(2) <= rtt + BUDGET_SLACK
+}
 
 /// Most extra rows one answer carries per block.
 pub const MAX_REPAIR_MARGIN: usize = 16;
@@ -140,12 +160,35 @@ impl TargetConfig {
     /// For every block size, the least `m` in `[floor, ceiling]` whose failure probability is
     /// at most the target under every model in `tables` (the ceiling if none is).
     pub fn demand(&self, tables: &[FailureTable]) -> ParityTable {
+        self.demand_on_path(tables, 0, |_| self.target)
+    }
+
+    /// [`TargetConfig::demand`] with blocks of at most `trail_max_k` data shards sending
+    /// their parity apart ([`trailing_parity`], planned by
+    /// [`FailureTable::split_block_failure`]), and the target of block size `k` from
+    /// `target(k)`.
+    pub fn demand_on_path(
+        &self,
+        tables: &[FailureTable],
+        trail_max_k: usize,
+        target: impl Fn(usize) -> f64,
+    ) -> ParityTable {
         let mut t = ParityTable::from_percent(0);
         for k in 1..MAX_SHARDS_PER_BLOCK {
             let (lo, hi) = (self.floor(k), self.ceiling(k));
-            let m = (lo..=hi)
-                .find(|&m| tables.iter().all(|f| f.block_failure(k, m) <= self.target))
-                .unwrap_or(hi);
+            let goal = target(k);
+            let fails = |m: usize| {
+                let trailing = if k <= trail_max_k {
+                    trailing_parity(k, m)
+                } else {
+                    0
+                };
+                tables
+                    .iter()
+                    .map(|f| f.split_block_failure(k, m, trailing))
+                    .fold(0.0, f64::max)
+            };
+            let m = (lo..=hi).find(|&m| fails(m) <= goal).unwrap_or(hi);
             t.set(k, m);
         }
         t
@@ -191,6 +234,8 @@ pub struct AdaptiveFec {
     /// Target mode: when any block size's parity last rose, and last fell.
     last_raise: Option<Instant>,
     last_decay: Option<Instant>,
+    /// The path as last measured: round trip and frame interval (`None` before an RTT).
+    path: Option<(Duration, Duration)>,
 }
 
 /// Percent of parity that a loss of `lost` out of `total` packets calls for (0 for no loss).
@@ -233,6 +278,35 @@ impl AdaptiveFec {
             congested_until: None,
             last_raise: None,
             last_decay: None,
+            path: None,
+        }
+    }
+
+    /// The path's round trip and the stream's frame interval, as measured now: blocks whose
+    /// repair cannot land within the latency budget are planned tighter (see
+    /// [`repair_in_time`], [`LATE_REPAIR_SHARE`]). Until it is called every block is planned
+    /// for [`TargetConfig::target`].
+    pub fn set_path(&mut self, rtt: Duration, frame_interval: Duration) {
+        self.path = Some((rtt, frame_interval));
+    }
+
+    /// The failure target of a block of `k` data shards on the path as measured.
+    fn block_target(&self, k: usize) -> f64 {
+        let base = self.target_cfg.target;
+        let Some((rtt, fi)) = self.path else {
+            return base;
+        };
+        let detect = if self.table.trails(k) {
+            // Its rows follow the next frame; the client asks a few ms after they should
+            // have come.
+            fi + Duration::from_millis(3)
+        } else {
+            Duration::ZERO
+        };
+        if repair_in_time(rtt, detect) {
+            base
+        } else {
+            base * LATE_REPAIR_SHARE
         }
     }
 
@@ -311,7 +385,13 @@ impl AdaptiveFec {
             .iter()
             .map(|g| FailureTable::new(g, MAX_SHARDS_PER_BLOCK))
             .collect();
-        let mut demand = self.target_cfg.demand(&tables);
+        let trail_max_k = (1..=MAX_TRAILING_K)
+            .rev()
+            .find(|&k| self.table.trails(k))
+            .unwrap_or(0);
+        let mut demand =
+            self.target_cfg
+                .demand_on_path(&tables, trail_max_k, |k| self.block_target(k));
         if self.congested(now) {
             // Loss that comes with a growing queue is the queue's overflow: parity would only
             // feed the queue. Nothing rises beyond what is planned now or beyond the data.

@@ -148,6 +148,12 @@ impl ParityTable {
         self.trail_max_k = k.min(MAX_TRAILING_K) as u8;
     }
 
+    /// Whether a one-block frame of `k` data shards sends its parity behind the next frame
+    /// (when it has at least two rows).
+    pub fn trails(&self, k: usize) -> bool {
+        k >= 1 && k <= self.trail_max_k as usize
+    }
+
     /// Parity rows of a frame of `data_shards` shards (in `blocks` blocks) that trail behind
     /// the next frame (see [`trailing_parity`]).
     pub fn trailing(&self, data_shards: usize, blocks: usize) -> usize {

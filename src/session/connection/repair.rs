@@ -989,6 +989,10 @@ impl Connection {
         }
         self.host.repair.last_model_pn = Some(pn);
         self.stats.loss_models += 1;
+        if let Some(rtt) = self.srtt {
+            let fi = self.host.pacer.frame_interval();
+            self.host.fec.set_path(rtt, fi);
+        }
         self.host.fec.on_loss_model(&m, now);
         let margin = self.host.fec.repair_margin();
         lock(&self.host.repair.history).set_margin(margin);
