@@ -310,6 +310,13 @@ impl AdaptiveFec {
         }
     }
 
+    /// Frames of one block of at most `max_k` data shards send their parity behind the next
+    /// frame (target mode's default: [`MAX_TRAILING_K`]; 0 turns it off).
+    pub fn with_trailing(mut self, max_k: usize) -> Self {
+        self.table.set_trailing(max_k);
+        self
+    }
+
     /// Target mode with these settings (the defaults otherwise).
     pub fn with_target(mut self, cfg: TargetConfig) -> Self {
         self.target_cfg = cfg;
@@ -937,11 +944,102 @@ mod target_tests {
     }
 
     /// Target mode at 1e-4 (the figures below are for that target, not the default).
+    /// (Every block planned as one run of consecutive datagrams: trailing parity off.)
     fn target() -> AdaptiveFec {
-        AdaptiveFec::new(FecMode::Target, 20, 100).with_target(TargetConfig {
-            target: 1e-4,
-            ..TargetConfig::default()
-        })
+        AdaptiveFec::new(FecMode::Target, 20, 100)
+            .with_target(TargetConfig {
+                target: 1e-4,
+                ..TargetConfig::default()
+            })
+            .with_trailing(0)
+    }
+
+    /// Failure of a block whose last `t` rows are sent after `gap` other datagrams, by seeded
+    /// Monte Carlo over the Gilbert chain.
+    fn monte_carlo_split(p: f64, r: f64, k: usize, m: usize, t: usize, gap: usize) -> f64 {
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        let mut unit = || {
+            s ^= s >> 12;
+            s ^= s << 25;
+            s ^= s >> 27;
+            (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let pb = p / (p + r);
+        let trials = 400_000u32;
+        let mut fails = 0u32;
+        for _ in 0..trials {
+            let mut bad = unit() < pb;
+            let mut lost = 0;
+            for i in 0..k + m + gap {
+                let mine = i < k + m - t || i >= k + m - t + gap;
+                lost += usize::from(bad && mine);
+                bad = if bad { unit() >= r } else { unit() < p };
+            }
+            fails += u32::from(lost > m);
+        }
+        f64::from(fails) / f64::from(trials)
+    }
+
+    /// The split plan: a small block's failure over its two runs (data, and the trailing rows
+    /// a frame later) matches Monte Carlo with a frame's datagrams between them, lies far below
+    /// the consecutive block's, and the controller picks the least `m` that meets the target
+    /// under it; on a path where repair cannot land in time the target is ten times tighter,
+    /// on one where it can (or before an RTT) it is the configured one.
+    #[test]
+    fn small_blocks_are_planned_with_their_parity_apart_and_by_the_round_trip() {
+        let (p, r) = (0.02, 0.2);
+        let g = GilbertElliott {
+            p,
+            r,
+            loss_good: 0.0,
+            loss_bad: 1.0,
+        };
+        let t = FailureTable::new(&g, MAX_SHARDS_PER_BLOCK);
+        for (k, m) in [(7, 4), (7, 8), (3, 4)] {
+            let tr = trailing_parity(k, m);
+            let exact = t.split_block_failure(k, m, tr);
+            let mc = monte_carlo_split(p, r, k, m, tr, 15);
+            assert!(
+                (exact - mc).abs() < 0.15 * exact + 2e-4,
+                "k {k} m {m}: {exact} vs {mc}"
+            );
+            // Apart, a burst that takes the data whole leaves the rows (m > k) to rebuild it.
+            if m > k {
+                assert!(exact < t.block_failure(k, m) / 2.0, "k {k} m {m}");
+            }
+        }
+        let c = LossCounts {
+            packets: 100_000,
+            lost: 9_000,
+            bursts: 1_800,
+        };
+        let plan = |f: &mut AdaptiveFec| {
+            f.on_loss_model(&report(c, c), Instant::now());
+            f.block_parity(7)
+        };
+        let mut lan = AdaptiveFec::new(FecMode::Target, 20, 100);
+        lan.set_path(Duration::from_millis(1), Duration::from_micros(16_667));
+        let mut wan = AdaptiveFec::new(FecMode::Target, 20, 100);
+        wan.set_path(Duration::from_millis(60), Duration::from_micros(16_667));
+        let (m_lan, m_wan) = (plan(&mut lan), plan(&mut wan));
+        assert!(m_wan >= m_lan, "{m_wan} < {m_lan}");
+        let models: Vec<FailureTable> = [&report(c, c).window]
+            .into_iter()
+            .filter_map(GilbertElliott::from_counts)
+            .map(|g| FailureTable::new(&g, MAX_SHARDS_PER_BLOCK))
+            .collect();
+        let cfg = TargetConfig::default();
+        let fails = |m: usize| models[0].split_block_failure(7, m, trailing_parity(7, m));
+        if m_lan > cfg.floor(7) && m_lan < cfg.ceiling(7) {
+            assert!(fails(m_lan) <= cfg.target && fails(m_lan - 1) > cfg.target);
+        }
+        // Large blocks keep the configured target on both paths (a loss shows at once).
+        assert!(repair_in_time(Duration::from_millis(60), Duration::ZERO));
+        assert!(!repair_in_time(
+            Duration::from_millis(60),
+            Duration::from_micros(19_667)
+        ));
+        assert!(repair_in_time(Duration::from_millis(1), Duration::ZERO));
     }
 
     #[test]

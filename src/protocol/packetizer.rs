@@ -540,7 +540,7 @@ pub fn seal_all(out: &mut Datagrams, aead: &dyn Aead) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::fec::{ReedSolomon8, parity_for};
+    use crate::protocol::fec::{MAX_TRAILING_K, ReedSolomon8, parity_for};
 
     fn params(tag_len: usize) -> FrameParams {
         FrameParams {
@@ -594,6 +594,71 @@ mod tests {
         }
         rebuilt.truncate(10_000);
         assert_eq!(rebuilt, frame);
+    }
+
+    /// A one-block frame of a table that trails keeps `min(m, k + 1)` parity rows out of its
+    /// send (flagged, headers written), the holder sends them behind the next frame with
+    /// fresh packet numbers, sealed, and they rebuild the frame's data alone; at most
+    /// `MAX_HELD_FRAMES` frames are held, and rows older than `MAX_TRAILING_AGE` are dropped.
+    #[test]
+    fn trailing_rows_leave_behind_the_next_frame_renumbered_and_rebuild_the_data() {
+        use crate::protocol::crypto::PlainAead;
+        use crate::protocol::reassembler::{Output, Reassembler, ReassemblerConfig};
+        let mut p = Packetizer::new(1400, Box::new(ReedSolomon8::new()));
+        let mut table = ParityTable::from_percent(100);
+        table.set_trailing(MAX_TRAILING_K);
+        let frame: Vec<u8> = (0..5_000u32).map(|i| (i * 7) as u8).collect();
+        let mut prm = params(0);
+        prm.keyframe = false;
+        let mut out = Datagrams::new();
+        p.packetize_with(&frame, &prm, &table, &mut out).unwrap();
+        p.encode_recorded_parity(&mut out).unwrap();
+        let n = out.data_count();
+        assert_eq!(n, 4);
+        // m = 4 ≤ k + 1: every parity row trails; the frame sends its data alone.
+        assert_eq!((out.len(), out.trailing_count()), (4, 4));
+        assert_eq!(p.plan_with(5_000, &table, 0).unwrap().trailing, 4);
+        for d in out.iter() {
+            let (_, body) = Header::decode(d).unwrap();
+            assert!(VideoHeader::decode(body).unwrap().0.trailing());
+        }
+        let t0 = Instant::now();
+        let mut held = TrailingParity::new();
+        held.hold(&out, t0);
+        let mut rows = Vec::new();
+        let mut pn = 5_000;
+        // Not before the next frame is sent.
+        assert_eq!(held.release(7, t0, &mut pn, &PlainAead, |_| {}), 0);
+        let sent = held.release(8, t0, &mut pn, &PlainAead, |d| rows.push(d.to_vec()));
+        assert_eq!((sent, pn, held.frames_held()), (4, 5_004, 0));
+        for (i, d) in rows.iter().enumerate() {
+            let (h, body) = Header::decode(d).unwrap();
+            assert_eq!(h.packet_number, 5_000 + i as u64);
+            assert_eq!(VideoHeader::decode(body).unwrap().0.shard_index as usize, n + i);
+        }
+        // Every data shard lost: the trailing rows alone rebuild the frame.
+        let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
+        for d in &rows {
+            r.push(&d[HEADER_LEN..], t0).unwrap();
+        }
+        match r.poll() {
+            Some(Output::Frame(f)) => assert_eq!(f.data, frame),
+            _ => panic!("not rebuilt"),
+        }
+        // Bounded: a fifth frame held drops the oldest; stale rows are dropped unsent.
+        for i in 0..5 {
+            prm.frame_index = 10 + i;
+            p.packetize_with(&frame, &prm, &table, &mut out).unwrap();
+            held.hold(&out, t0);
+        }
+        assert_eq!((held.frames_held(), held.dropped), (MAX_HELD_FRAMES, 1));
+        let later = t0 + MAX_TRAILING_AGE + Duration::from_millis(1);
+        assert_eq!(held.release(20, later, &mut pn, &PlainAead, |_| {}), 0);
+        assert_eq!((held.frames_held(), held.dropped), (0, 5));
+        // Large frames keep their parity with them.
+        let big = vec![1u8; 40_000];
+        let plan = p.plan_with(big.len(), &table, 0).unwrap();
+        assert_eq!(plan.trailing, 0);
     }
 
     #[test]
