@@ -283,7 +283,8 @@ fn a_frame_lost_whole_is_repaired_within_one_round_trip() {
         1,
         "one request (and its copies)"
     );
-    assert!(h1.repair_shards - h0.repair_shards >= 6);
+    // Its 7 data shards, less the 2 parity rows that trailed behind the next frame.
+    assert!(h1.repair_shards - h0.repair_shards >= 5);
 }
 
 /// A frame lost whole that the host no longer holds is refused (counted, no repair rows) and

@@ -396,9 +396,9 @@ impl AdaptiveFec {
             .rev()
             .find(|&k| self.table.trails(k))
             .unwrap_or(0);
-        let mut demand =
-            self.target_cfg
-                .demand_on_path(&tables, trail_max_k, |k| self.block_target(k));
+        let mut demand = self
+            .target_cfg
+            .demand_on_path(&tables, trail_max_k, |k| self.block_target(k));
         if self.congested(now) {
             // Loss that comes with a growing queue is the queue's overflow: parity would only
             // feed the queue. Nothing rises beyond what is planned now or beyond the data.

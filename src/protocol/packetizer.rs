@@ -634,7 +634,10 @@ mod tests {
         for (i, d) in rows.iter().enumerate() {
             let (h, body) = Header::decode(d).unwrap();
             assert_eq!(h.packet_number, 5_000 + i as u64);
-            assert_eq!(VideoHeader::decode(body).unwrap().0.shard_index as usize, n + i);
+            assert_eq!(
+                VideoHeader::decode(body).unwrap().0.shard_index as usize,
+                n + i
+            );
         }
         // Every data shard lost: the trailing rows alone rebuild the frame.
         let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));

@@ -311,10 +311,20 @@ impl Reassembler {
 
     /// When [`Reassembler::handle_timeout`] should run next.
     pub fn next_timeout(&self) -> Option<Instant> {
+        // Frames are given up in order: a later frame whose time came first (its shards were
+        // first seen later, e.g. only its trailing rows arrived) waits for the one to deliver.
+        let floor_at = self
+            .slots
+            .iter()
+            .find(|s| Some(s.index) == self.floor && !s.complete())
+            .map(|s| self.give_up_at(s));
         self.slots
             .iter()
             .filter(|s| !s.complete())
-            .map(|s| self.give_up_at(s))
+            .map(|s| {
+                let at = self.give_up_at(s);
+                floor_at.map_or(at, |f| at.max(f))
+            })
             .chain(self.awaited.iter().map(|a| a.1))
             .chain(self.keyframe_held_until())
             .min()
@@ -919,15 +929,14 @@ impl Reassembler {
             let Some(floor) = self.floor else { return };
             // A complete keyframe ahead releases everything before it at once (after the
             // trailing rows of the frame just before it had their moment).
-            if self.keyframe_held_until().is_some_and(|t| now < t) {
-                return;
-            }
-            if let Some(kf) = self
-                .slots
-                .iter()
-                .filter(|s| s.keyframe && s.complete() && s.index != floor)
-                .map(|s| s.index)
-                .min_by_key(|&i| seq_diff(i, floor))
+            let held = self.keyframe_held_until().is_some_and(|t| now < t);
+            if !held
+                && let Some(kf) = self
+                    .slots
+                    .iter()
+                    .filter(|s| s.keyframe && s.complete() && s.index != floor)
+                    .map(|s| s.index)
+                    .min_by_key(|&i| seq_diff(i, floor))
             {
                 self.give_up_through(kf.wrapping_sub(1));
                 continue;
