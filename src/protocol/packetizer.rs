@@ -23,7 +23,7 @@ use super::crypto::Aead;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::fec::{BlockLayout, FecCoder, FecError, ParityTable};
+use super::fec::{BlockLayout, FecCoder, FecError, ParityTable, trailing_parity};
 use super::timing::FrameTiming;
 use super::wire::{
     FLAG_SEALED, HEADER_LEN, Header, Kind, VIDEO_FLAG_KEYFRAME, VIDEO_FLAG_TRAILING,
@@ -519,6 +519,22 @@ impl TrailingParity {
     pub fn clear(&mut self) {
         self.held.clear();
     }
+}
+
+/// Whether the opened video `body` is a parity row its frame sent behind the next frame
+/// (flagged frame, shard index among the last [`trailing_parity`] rows of the block).
+pub fn is_trailing_row(body: &[u8]) -> bool {
+    let Ok((h, _)) = VideoHeader::decode(body) else {
+        return false;
+    };
+    if !h.trailing() || h.shard_size == 0 {
+        return false;
+    }
+    let k = (h.frame_len as usize).div_ceil(h.shard_size as usize);
+    let m = h.parity as usize;
+    let t = trailing_parity(k, m);
+    let si = h.shard_index as usize;
+    si < k + m && si + t >= k + m
 }
 
 /// Seals every datagram of `out` in place with `aead` (the clear header is the AAD).

@@ -15,9 +15,11 @@
 //! since when it has had a hole ([`BlockNeed::gap_since`]).
 //!
 //! Frames leave strictly in index order. A complete frame waits only while an older frame is
-//! still in progress (until that completes or times out); a complete keyframe never waits —
-//! everything older is given up, since the keyframe restarts decoding anyway. There is no
-//! jitter buffer and no timer on the lossless path.
+//! still in progress (until that completes or times out); a complete keyframe does not wait —
+//! everything older is given up, since the keyframe restarts decoding anyway — except for up
+//! to [`KEYFRAME_TRAILING_WAIT`] while the frame just before it is incomplete and flagged
+//! trailing (its parity rows travel right behind the keyframe). There is no jitter buffer and
+//! no timer on the lossless path.
 //!
 //! A frame of which no shard arrived is given up as soon as a later frame is ready, unless the
 //! caller awaits it ([`Reassembler::await_frame`]: its repair was asked for): then it holds the

@@ -46,6 +46,11 @@
 //!   answer asks for one more round of rows. Only frames within the repair deadline behind the
 //!   newest, at most `MAX_AWAITED` at once; once its shards arrive it is repaired like any
 //!   frame, its totals taken over from the whole-frame requests;
+//! - a frame flagged trailing (its parity follows the next frame, `docs/PROTOCOL.md` §9.3) has
+//!   not stalled when the next frame's shards arrive: the short stall window counts from when
+//!   the next frame's shards stopped too (or from a frame after that), the long one is a frame
+//!   interval longer; a frame lost whole just before a trailing frame is asked for whole only
+//!   once a frame after that shows (its trailing rows may rebuild it alone);
 //! - each incomplete frame gets a deadline ([`Reassembler::set_deadline`]): first shard +
 //!   frame interval + three rounds, or `Config::repair_deadline`, but never before the
 //!   reassembler's reorder window after its newest shard (a sender that is slow or was
@@ -56,6 +61,8 @@
 //!   (now when no reordering is seen): no repair will come, but shards still arriving may.
 //!
 //! Host:
+//! - the parity rows small frames keep for behind the next frame ([`TrailingParity`]) are
+//!   sealed with fresh packet numbers and queued once the next frame was sent;
 //! - frames are recorded in a [`RepairHistory`] by their [`super::FrameTicket`] before sealing
 //!   (shared through an `Arc<Mutex>`: taken by the connection on a request, by the ticket
 //!   outside the connection's lock; never both in the other order);
@@ -1001,11 +1008,17 @@ impl Connection {
     /// Host: after frame `frame_index` went out, sends the parity rows that older frames
     /// keep behind it (sealed with fresh packet numbers), so one burst rarely takes a small
     /// frame's data and all its parity.
-    pub(super) fn send_trailing_parity(&mut self, frame_index: u32, now: Instant) {
+    /// Returns the datagrams and bytes sent.
+    pub(super) fn send_trailing_parity(
+        &mut self,
+        frame_index: u32,
+        now: Instant,
+    ) -> (usize, usize) {
         let Some(link) = self.link.as_mut() else {
             lock(&self.host.repair.trailing).clear();
-            return;
+            return (0, 0);
         };
+        let mut bytes = 0;
         let peer = link.peer;
         let transmits = &mut self.transmits;
         let sent = lock(&self.host.repair.trailing).release(
@@ -1014,6 +1027,7 @@ impl Connection {
             &mut link.next_pn,
             &*link.seal,
             |d| {
+                bytes += d.len();
                 transmits.push_back(super::Transmit {
                     destination: peer,
                     contents: d.to_vec(),
@@ -1021,6 +1035,7 @@ impl Connection {
             },
         );
         self.stats.parity_shards_sent += sent as u64;
+        (sent, bytes)
     }
 
     /// Host: answers a repair request with new parity rows from the history.
