@@ -258,11 +258,7 @@ impl AdaptiveFec {
     /// A controller starting at `base_percent`. `max_percent` below `base_percent` is taken
     /// as `base_percent`.
     pub fn new(mode: FecMode, base_percent: u8, max_percent: u8) -> Self {
-        let mut table = ParityTable::from_percent(base_percent);
-        if mode == FecMode::Target {
-            // Small frames send part of their parity behind the next frame (PROTOCOL §9.3).
-            table.set_trailing(MAX_TRAILING_K);
-        }
+        let table = ParityTable::from_percent(base_percent);
         AdaptiveFec {
             mode,
             base: base_percent,
@@ -286,8 +282,18 @@ impl AdaptiveFec {
     /// repair cannot land within the latency budget are planned tighter (see
     /// [`repair_in_time`], [`LATE_REPAIR_SHARE`]). Until it is called every block is planned
     /// for [`TargetConfig::target`].
+    ///
+    /// In target mode it also chooses where small frames' parity goes (PROTOCOL §9.3): behind
+    /// the next frame when that is sooner than a repair answer (1.25 RTT + 2 ms exceeds a frame
+    /// interval: any WAN path), right behind the frame's data otherwise (a LAN, where repair
+    /// lands within a frame interval and one burst rarely outlasts it).
     pub fn set_path(&mut self, rtt: Duration, frame_interval: Duration) {
         self.path = Some((rtt, frame_interval));
+        if self.mode == FecMode::Target {
+            let trail = rtt.mul_f64(1.25) + Duration::from_millis(2) > frame_interval;
+            self.table
+                .set_trailing(if trail { MAX_TRAILING_K } else { 0 });
+        }
     }
 
     /// The failure target of a block of `k` data shards on the path as measured.

@@ -474,6 +474,11 @@ impl TrailingParity {
         self.held.len()
     }
 
+    /// When the newest held rows were packetized (`None` when none are held).
+    pub fn newest_at(&self) -> Option<Instant> {
+        self.held.back().map(|h| h.at)
+    }
+
     /// Releases the rows of every frame before `frame_index` (the frame just sent), oldest
     /// first: each datagram is numbered from `*next_pn` on (advanced), sealed with `aead` and
     /// handed to `emit`. Rows older than [`MAX_TRAILING_AGE`] are dropped. Returns the

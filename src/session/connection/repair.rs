@@ -1038,6 +1038,18 @@ impl Connection {
         (sent, bytes)
     }
 
+    /// Host: sends every held trailing row now (the stream ends: no next frame will carry
+    /// them, and the last frames may need them).
+    pub(super) fn flush_trailing_parity(&mut self) {
+        if self.cfg.role != Role::Host {
+            return;
+        }
+        let at = lock(&self.host.repair.trailing).newest_at();
+        if let Some(at) = at {
+            self.send_trailing_parity(self.host.frame_index, at);
+        }
+    }
+
     /// Host: answers a repair request with new parity rows from the history.
     pub(super) fn on_repair_request(&mut self, req: RepairRequest, now: Instant) {
         self.stats.repair_requests += 1;
