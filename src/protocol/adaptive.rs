@@ -14,7 +14,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::fec::{MAX_DATA_SHARDS_PER_BLOCK, MAX_SHARDS_PER_BLOCK, MIN_PARITY, ParityTable};
+use super::fec::{
+    MAX_DATA_SHARDS_PER_BLOCK, MAX_SHARDS_PER_BLOCK, MAX_TRAILING_K, MIN_PARITY, ParityTable,
+    trailing_parity,
+};
 use super::lossmodel::{FailureTable, GilbertElliott, LossModelReport};
 use super::repair::RepairMargin;
 
@@ -51,6 +54,25 @@ pub const DEFAULT_TARGET: f64 = 1e-3;
 /// under this. A failed answer costs a round trip, which on a wide-area path is past the
 /// frame's deadline; the rows are few (repair is rare), so a generous margin is cheap.
 pub const REPAIR_TARGET: f64 = 1e-2;
+
+/// Share of [`TargetConfig::target`] a block is planned for when its repair cannot land in
+/// time ([`repair_in_time`]): what repair cannot reach is FEC's alone, so such a block is
+/// planned ten times tighter.
+pub const LATE_REPAIR_SHARE: f64 = 0.1;
+
+/// Slack of the latency budget over one way + one RTT (`docs/wan.md`): a frame is on time
+/// within one way + one RTT + this of its first datagram leaving.
+pub const BUDGET_SLACK: Duration = Duration::from_millis(20);
+
+/// Whether a repair round for a block fits in the latency budget (one way + one RTT +
+/// [`BUDGET_SLACK`]) on a path of round trip `rtt`, once its loss shows `detect` after the
+/// frame arrived: the answer lands 1.25 RTT + 2 ms after the loss is seen (one RTT, the jitter
+/// of both legs, the answer's own rows). Large blocks show a loss at once (later shards overtake
+/// the hole); a small frame's trailing rows come a frame interval later, and only then can the
+/// client know what they cannot rebuild.
+pub fn repair_in_time(rtt: Duration, detect: Duration) -> bool {
+    detect + rtt.mul_f64(1.25) + Duration::from_millis(2) <= rtt + BUDGET_SLACK
+}
 
 /// Most extra rows one answer carries per block.
 pub const MAX_REPAIR_MARGIN: usize = 16;
@@ -138,12 +160,35 @@ impl TargetConfig {
     /// For every block size, the least `m` in `[floor, ceiling]` whose failure probability is
     /// at most the target under every model in `tables` (the ceiling if none is).
     pub fn demand(&self, tables: &[FailureTable]) -> ParityTable {
+        self.demand_on_path(tables, 0, |_| self.target)
+    }
+
+    /// [`TargetConfig::demand`] with blocks of at most `trail_max_k` data shards sending
+    /// their parity apart ([`trailing_parity`], planned by
+    /// [`FailureTable::split_block_failure`]), and the target of block size `k` from
+    /// `target(k)`.
+    pub fn demand_on_path(
+        &self,
+        tables: &[FailureTable],
+        trail_max_k: usize,
+        target: impl Fn(usize) -> f64,
+    ) -> ParityTable {
         let mut t = ParityTable::from_percent(0);
         for k in 1..MAX_SHARDS_PER_BLOCK {
             let (lo, hi) = (self.floor(k), self.ceiling(k));
-            let m = (lo..=hi)
-                .find(|&m| tables.iter().all(|f| f.block_failure(k, m) <= self.target))
-                .unwrap_or(hi);
+            let goal = target(k);
+            let fails = |m: usize| {
+                let trailing = if k <= trail_max_k {
+                    trailing_parity(k, m)
+                } else {
+                    0
+                };
+                tables
+                    .iter()
+                    .map(|f| f.split_block_failure(k, m, trailing))
+                    .fold(0.0, f64::max)
+            };
+            let m = (lo..=hi).find(|&m| fails(m) <= goal).unwrap_or(hi);
             t.set(k, m);
         }
         t
@@ -189,6 +234,8 @@ pub struct AdaptiveFec {
     /// Target mode: when any block size's parity last rose, and last fell.
     last_raise: Option<Instant>,
     last_decay: Option<Instant>,
+    /// The path as last measured: round trip and frame interval (`None` before an RTT).
+    path: Option<(Duration, Duration)>,
 }
 
 /// Percent of parity that a loss of `lost` out of `total` packets calls for (0 for no loss).
@@ -211,6 +258,7 @@ impl AdaptiveFec {
     /// A controller starting at `base_percent`. `max_percent` below `base_percent` is taken
     /// as `base_percent`.
     pub fn new(mode: FecMode, base_percent: u8, max_percent: u8) -> Self {
+        let table = ParityTable::from_percent(base_percent);
         AdaptiveFec {
             mode,
             base: base_percent,
@@ -219,14 +267,60 @@ impl AdaptiveFec {
             last: None,
             window: VecDeque::new(),
             clean_since: None,
-            table: ParityTable::from_percent(base_percent),
+            table,
             target_cfg: TargetConfig::default(),
             demand: None,
             margin: RepairMargin::NONE,
             congested_until: None,
             last_raise: None,
             last_decay: None,
+            path: None,
         }
+    }
+
+    /// The path's round trip and the stream's frame interval, as measured now: blocks whose
+    /// repair cannot land within the latency budget are planned tighter (see
+    /// [`repair_in_time`], [`LATE_REPAIR_SHARE`]). Until it is called every block is planned
+    /// for [`TargetConfig::target`].
+    ///
+    /// In target mode it also chooses where small frames' parity goes (PROTOCOL §9.3): behind
+    /// the next frame when that is sooner than a repair answer (1.25 RTT + 2 ms exceeds a frame
+    /// interval: any WAN path), right behind the frame's data otherwise (a LAN, where repair
+    /// lands within a frame interval and one burst rarely outlasts it).
+    pub fn set_path(&mut self, rtt: Duration, frame_interval: Duration) {
+        self.path = Some((rtt, frame_interval));
+        if self.mode == FecMode::Target {
+            let trail = rtt.mul_f64(1.25) + Duration::from_millis(2) > frame_interval;
+            self.table
+                .set_trailing(if trail { MAX_TRAILING_K } else { 0 });
+        }
+    }
+
+    /// The failure target of a block of `k` data shards on the path as measured.
+    fn block_target(&self, k: usize) -> f64 {
+        let base = self.target_cfg.target;
+        let Some((rtt, fi)) = self.path else {
+            return base;
+        };
+        let detect = if self.table.trails(k) {
+            // Its rows follow the next frame; the client asks a few ms after they should
+            // have come.
+            fi + Duration::from_millis(3)
+        } else {
+            Duration::ZERO
+        };
+        if repair_in_time(rtt, detect) {
+            base
+        } else {
+            base * LATE_REPAIR_SHARE
+        }
+    }
+
+    /// Frames of one block of at most `max_k` data shards send their parity behind the next
+    /// frame (target mode's default: [`MAX_TRAILING_K`]; 0 turns it off).
+    pub fn with_trailing(mut self, max_k: usize) -> Self {
+        self.table.set_trailing(max_k);
+        self
     }
 
     /// Target mode with these settings (the defaults otherwise).
@@ -304,7 +398,13 @@ impl AdaptiveFec {
             .iter()
             .map(|g| FailureTable::new(g, MAX_SHARDS_PER_BLOCK))
             .collect();
-        let mut demand = self.target_cfg.demand(&tables);
+        let trail_max_k = (1..=MAX_TRAILING_K)
+            .rev()
+            .find(|&k| self.table.trails(k))
+            .unwrap_or(0);
+        let mut demand = self
+            .target_cfg
+            .demand_on_path(&tables, trail_max_k, |k| self.block_target(k));
         if self.congested(now) {
             // Loss that comes with a growing queue is the queue's overflow: parity would only
             // feed the queue. Nothing rises beyond what is planned now or beyond the data.
@@ -850,11 +950,102 @@ mod target_tests {
     }
 
     /// Target mode at 1e-4 (the figures below are for that target, not the default).
+    /// (Every block planned as one run of consecutive datagrams: trailing parity off.)
     fn target() -> AdaptiveFec {
-        AdaptiveFec::new(FecMode::Target, 20, 100).with_target(TargetConfig {
-            target: 1e-4,
-            ..TargetConfig::default()
-        })
+        AdaptiveFec::new(FecMode::Target, 20, 100)
+            .with_target(TargetConfig {
+                target: 1e-4,
+                ..TargetConfig::default()
+            })
+            .with_trailing(0)
+    }
+
+    /// Failure of a block whose last `t` rows are sent after `gap` other datagrams, by seeded
+    /// Monte Carlo over the Gilbert chain.
+    fn monte_carlo_split(p: f64, r: f64, k: usize, m: usize, t: usize, gap: usize) -> f64 {
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        let mut unit = || {
+            s ^= s >> 12;
+            s ^= s << 25;
+            s ^= s >> 27;
+            (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let pb = p / (p + r);
+        let trials = 400_000u32;
+        let mut fails = 0u32;
+        for _ in 0..trials {
+            let mut bad = unit() < pb;
+            let mut lost = 0;
+            for i in 0..k + m + gap {
+                let mine = i < k + m - t || i >= k + m - t + gap;
+                lost += usize::from(bad && mine);
+                bad = if bad { unit() >= r } else { unit() < p };
+            }
+            fails += u32::from(lost > m);
+        }
+        f64::from(fails) / f64::from(trials)
+    }
+
+    /// The split plan: a small block's failure over its two runs (data, and the trailing rows
+    /// a frame later) matches Monte Carlo with a frame's datagrams between them, lies far below
+    /// the consecutive block's, and the controller picks the least `m` that meets the target
+    /// under it; on a path where repair cannot land in time the target is ten times tighter,
+    /// on one where it can (or before an RTT) it is the configured one.
+    #[test]
+    fn small_blocks_are_planned_with_their_parity_apart_and_by_the_round_trip() {
+        let (p, r) = (0.02, 0.2);
+        let g = GilbertElliott {
+            p,
+            r,
+            loss_good: 0.0,
+            loss_bad: 1.0,
+        };
+        let t = FailureTable::new(&g, MAX_SHARDS_PER_BLOCK);
+        for (k, m) in [(7, 4), (7, 8), (3, 4)] {
+            let tr = trailing_parity(k, m);
+            let exact = t.split_block_failure(k, m, tr);
+            let mc = monte_carlo_split(p, r, k, m, tr, 15);
+            assert!(
+                (exact - mc).abs() < 0.15 * exact + 2e-4,
+                "k {k} m {m}: {exact} vs {mc}"
+            );
+            // Apart, a burst that takes the data whole leaves the rows (m > k) to rebuild it.
+            if m > k {
+                assert!(exact < t.block_failure(k, m) / 2.0, "k {k} m {m}");
+            }
+        }
+        let c = LossCounts {
+            packets: 100_000,
+            lost: 9_000,
+            bursts: 1_800,
+        };
+        let plan = |f: &mut AdaptiveFec| {
+            f.on_loss_model(&report(c, c), Instant::now());
+            f.block_parity(7)
+        };
+        let mut lan = AdaptiveFec::new(FecMode::Target, 20, 100);
+        lan.set_path(Duration::from_millis(1), Duration::from_micros(16_667));
+        let mut wan = AdaptiveFec::new(FecMode::Target, 20, 100);
+        wan.set_path(Duration::from_millis(60), Duration::from_micros(16_667));
+        let (m_lan, m_wan) = (plan(&mut lan), plan(&mut wan));
+        assert!(m_wan >= m_lan, "{m_wan} < {m_lan}");
+        let models: Vec<FailureTable> = [&report(c, c).window]
+            .into_iter()
+            .filter_map(GilbertElliott::from_counts)
+            .map(|g| FailureTable::new(&g, MAX_SHARDS_PER_BLOCK))
+            .collect();
+        let cfg = TargetConfig::default();
+        let fails = |m: usize| models[0].split_block_failure(7, m, trailing_parity(7, m));
+        if m_lan > cfg.floor(7) && m_lan < cfg.ceiling(7) {
+            assert!(fails(m_lan) <= cfg.target && fails(m_lan - 1) > cfg.target);
+        }
+        // Large blocks keep the configured target on both paths (a loss shows at once).
+        assert!(repair_in_time(Duration::from_millis(60), Duration::ZERO));
+        assert!(!repair_in_time(
+            Duration::from_millis(60),
+            Duration::from_micros(19_667)
+        ));
+        assert!(repair_in_time(Duration::from_millis(1), Duration::ZERO));
     }
 
     #[test]

@@ -99,6 +99,27 @@ pub fn parity_for(k: usize, percent: u8) -> usize {
 #[derive(Clone, PartialEq, Eq)]
 pub struct ParityTable {
     m: [u8; MAX_SHARDS_PER_BLOCK + 1],
+    /// Frames of one block of at most this many data shards send part of their parity behind
+    /// the next frame ([`trailing_parity`]); 0: none.
+    trail_max_k: u8,
+}
+
+/// Largest block whose parity may trail behind the next frame: a small frame cannot protect
+/// itself against a burst longer than its parity, a large one (720p at 20 Mbit/s, ≥ 30 data
+/// shards) can, and holding its rows would only delay their repair.
+pub const MAX_TRAILING_K: usize = 16;
+
+/// How many of the `m` parity rows of a one-block frame of `k` data shards trail behind the
+/// next frame's datagrams: `min(m, k + 1)`; the rest (`m − k − 1`, when positive) follow the
+/// frame's own data. A burst that takes the frame's data whole then leaves `k + 1` rows on
+/// their way, one to spare; a lossless frame still completes on its last data shard, and a
+/// lossy one is rebuilt one frame interval later, far inside a round trip. 0 for `m < 2` or
+/// `k > MAX_TRAILING_K`.
+pub fn trailing_parity(k: usize, m: usize) -> usize {
+    if m < 2 || k == 0 || k > MAX_TRAILING_K {
+        return 0;
+    }
+    m.min(k + 1)
 }
 
 impl std::fmt::Debug for ParityTable {
@@ -118,7 +139,28 @@ impl ParityTable {
         for (k, v) in m.iter_mut().enumerate() {
             *v = parity_for(k, percent) as u8;
         }
-        ParityTable { m }
+        ParityTable { m, trail_max_k: 0 }
+    }
+
+    /// Frames of one block of at most `k` data shards (capped at [`MAX_TRAILING_K`]) send
+    /// part of their parity behind the next frame; 0 turns it off.
+    pub fn set_trailing(&mut self, k: usize) {
+        self.trail_max_k = k.min(MAX_TRAILING_K) as u8;
+    }
+
+    /// Whether a one-block frame of `k` data shards sends its parity behind the next frame
+    /// (when it has at least two rows).
+    pub fn trails(&self, k: usize) -> bool {
+        k >= 1 && k <= self.trail_max_k as usize
+    }
+
+    /// Parity rows of a frame of `data_shards` shards (in `blocks` blocks) that trail behind
+    /// the next frame (see [`trailing_parity`]).
+    pub fn trailing(&self, data_shards: usize, blocks: usize) -> usize {
+        if blocks != 1 || data_shards > self.trail_max_k as usize {
+            return 0;
+        }
+        trailing_parity(data_shards, self.parity(data_shards))
     }
 
     /// Parity shards for a block of `k` data shards (0 for `k` = 0 or beyond GF(2^8)).

@@ -602,6 +602,33 @@ impl FailureTable {
     pub fn block_failure(&self, k: usize, m: usize) -> f64 {
         self.tail(k + m, m)
     }
+
+    /// `P(more than m of n consecutive datagrams lost)` for any integer `m`: 1 below 0.
+    fn tail_or_one(&self, n: usize, m: isize) -> f64 {
+        if m < 0 { 1.0 } else { self.tail(n, m as usize) }
+    }
+
+    /// Failure probability of a block of `k` data and `m` parity shards of which `trailing`
+    /// travel apart from the rest (behind the next frame's datagrams): more than `m` lost
+    /// among the `k + m − trailing` consecutive datagrams sent with the frame and the
+    /// `trailing` consecutive ones sent later, the two runs taken as independent (a frame's
+    /// worth of datagrams lies between them, over which the chain returns to its steady
+    /// state). Equals [`FailureTable::block_failure`] for `trailing = 0`.
+    pub fn split_block_failure(&self, k: usize, m: usize, trailing: usize) -> f64 {
+        if trailing == 0 || trailing > m {
+            return self.block_failure(k, m);
+        }
+        let n1 = k + m - trailing;
+        let mut fail = 0.0;
+        for x in 0..=n1 {
+            // P(exactly x lost of the first run) × P(more than m − x of the trailing lost).
+            let exact = self.tail_or_one(n1, x as isize - 1) - self.tail_or_one(n1, x as isize);
+            if exact > 0.0 {
+                fail += exact * self.tail_or_one(trailing, m as isize - x as isize);
+            }
+        }
+        fail.clamp(0.0, 1.0)
+    }
 }
 
 #[cfg(test)]

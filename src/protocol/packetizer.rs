@@ -7,12 +7,27 @@
 //! out back to back in one reusable buffer, all the same length, so the transport can hand a
 //! whole run to UDP GSO. Send order is every data shard first, then the parity, so a lossless
 //! frame completes on its last data shard.
+//!
+//! A small frame (one block of at most [`MAX_TRAILING_K`](super::fec::MAX_TRAILING_K) data shards, when the parity table
+//! allows it) keeps only part of its parity with it: the rest
+//! ([`trailing_parity`](super::fec::trailing_parity)) is held in
+//! [`TrailingParity`] and sent behind the *next* frame's datagrams, with fresh packet numbers.
+//! One burst of consecutive datagrams then takes the frame's data and early parity or its
+//! trailing rows, rarely both; the trailing rows rebuild it one frame interval later, where a
+//! repair request would take a round trip. Every shard of such a frame carries
+//! [`VIDEO_FLAG_TRAILING`], so the client knows to wait for them before asking for repair.
+//!
+//! Must never: delay a data shard, or hold more than [`MAX_HELD_FRAMES`] frames' rows.
 
-use super::fec::{BlockLayout, FecCoder, FecError, ParityTable};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::fec::{BlockLayout, FecCoder, FecError, ParityTable, trailing_parity};
 use super::security::crypto::Aead;
 use super::timing::FrameTiming;
 use super::wire::{
-    FLAG_SEALED, HEADER_LEN, Header, Kind, VIDEO_FLAG_KEYFRAME, VIDEO_HEADER_LEN, VideoHeader,
+    FLAG_SEALED, HEADER_LEN, Header, Kind, VIDEO_FLAG_KEYFRAME, VIDEO_FLAG_TRAILING,
+    VIDEO_HEADER_LEN, VideoHeader, seq_diff,
 };
 
 /// Largest access unit we send or accept: a 64 MiB frame is far beyond any real 8K keyframe,
@@ -62,13 +77,15 @@ pub struct Datagrams {
     timing: FrameTiming,
     /// Parity shards of each block, as packetized (what [`Packetizer::encode_parity`] fills).
     block_parity: Vec<u8>,
+    /// Parity datagrams after the first `count` that travel behind the next frame.
+    trailing: usize,
 }
 
 impl Datagrams {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Number of datagrams (data + parity).
+    /// Number of datagrams sent with the frame (data + parity, not the trailing rows).
     pub fn len(&self) -> usize {
         self.count
     }
@@ -118,9 +135,18 @@ impl Datagrams {
     pub fn timing(&self) -> FrameTiming {
         self.timing
     }
-    /// Parity shards of each block of the frame, in block order.
+    /// Parity shards of each block of the frame, in block order (trailing rows included).
     pub fn block_parity(&self) -> &[u8] {
         &self.block_parity
+    }
+    /// Parity datagrams that travel behind the next frame (see [`TrailingParity`]).
+    pub fn trailing_count(&self) -> usize {
+        self.trailing
+    }
+    /// The trailing datagrams, back to back (headers written, not sealed).
+    pub fn trailing(&self) -> &[u8] {
+        let dlen = self.datagram_len;
+        &self.buf[self.count * dlen..(self.count + self.trailing) * dlen]
     }
     /// The payload of data shard `i` (`i < data_count()`), padding included.
     pub fn data_shard(&self, i: usize) -> &[u8] {
@@ -145,6 +171,7 @@ impl Datagrams {
         self.frame_index = frame_index;
         self.first_packet_number = first_packet_number;
         self.block_parity.clear();
+        self.trailing = 0;
         if self.buf.len() < count * datagram_len {
             self.buf.resize(count * datagram_len, 0);
         }
@@ -159,8 +186,10 @@ pub struct Plan {
     /// Bytes per shard.
     pub shard: usize,
     pub layout: BlockLayout,
-    /// Datagrams in all, data and parity.
+    /// Datagrams sent with the frame, data and parity.
     pub count: usize,
+    /// Parity datagrams that trail behind the next frame (not in `count`).
+    pub trailing: usize,
 }
 
 /// What the session tells the packetizer about a frame.
@@ -229,11 +258,13 @@ impl Packetizer {
         let parity_total: usize = (0..layout.blocks)
             .map(|b| parity.parity(layout.data_in_block(b)))
             .sum();
+        let trailing = parity.trailing(n, layout.blocks);
         Ok(Plan {
             data_shards: n,
             shard: len.div_ceil(n),
             layout,
-            count: n + parity_total,
+            count: n + parity_total - trailing,
+            trailing,
         })
     }
 
@@ -264,10 +295,12 @@ impl Packetizer {
             shard,
             layout,
             count,
+            trailing,
         } = self.plan_with(frame.len(), parity, p.tag_len)?;
         let dlen = HEADER_LEN + VIDEO_HEADER_LEN + shard + p.tag_len;
         out.datagram_len = dlen;
         out.count = count;
+        out.trailing = trailing;
         out.data_count = n;
         out.shard_size = shard;
         out.frame_index = p.frame_index;
@@ -276,11 +309,14 @@ impl Packetizer {
         out.keyframe = p.keyframe;
         out.timing = p.timing;
         out.block_parity.clear();
-        if out.buf.len() < count * dlen {
-            out.buf.resize(count * dlen, 0);
+        let total = count + trailing;
+        if out.buf.len() < total * dlen {
+            out.buf.resize(total * dlen, 0);
         }
 
         let flags = if p.sealed { FLAG_SEALED } else { 0 };
+        let video_flags = if p.keyframe { VIDEO_FLAG_KEYFRAME } else { 0 }
+            | if trailing > 0 { VIDEO_FLAG_TRAILING } else { 0 };
         let mut vh = VideoHeader {
             frame_index: p.frame_index,
             frame_len: frame.len() as u32,
@@ -289,10 +325,11 @@ impl Packetizer {
             block_index: 0,
             shard_index: 0,
             parity: 0,
-            flags: if p.keyframe { VIDEO_FLAG_KEYFRAME } else { 0 },
+            flags: video_flags,
             fec_scheme: self.coder.scheme(),
             timing: p.timing,
         };
+        // Trailing rows get their packet numbers when they are sent (see `TrailingParity`).
         let write_headers = |i: usize, vh: &VideoHeader, buf: &mut [u8]| {
             let d = &mut buf[i * dlen..(i + 1) * dlen];
             let h = Header {
@@ -349,7 +386,8 @@ impl Packetizer {
     /// Computes the parity payloads of the frame in `out` with the parity counts recorded by
     /// [`Packetizer::packetize_with`].
     pub fn encode_recorded_parity(&mut self, out: &mut Datagrams) -> Result<(), PacketizeError> {
-        if out.count == out.data_count {
+        let total = out.count + out.trailing;
+        if total == out.data_count {
             return Ok(());
         }
         let dlen = out.datagram_len;
@@ -357,7 +395,7 @@ impl Packetizer {
         let shard = out.shard_size;
         let n = out.data_count;
         let layout = BlockLayout::for_shards(n);
-        let (data_region, parity_region) = out.buf[..out.count * dlen].split_at_mut(n * dlen);
+        let (data_region, parity_region) = out.buf[..total * dlen].split_at_mut(n * dlen);
         let mut parity_iter = parity_region.chunks_exact_mut(dlen);
         for b in 0..layout.blocks {
             let k = layout.data_in_block(b);
@@ -382,6 +420,128 @@ impl Packetizer {
     }
 }
 
+/// Most frames whose trailing rows [`TrailingParity`] holds at once (a sender that seals
+/// ahead of sending keeps a frame or two in hand; older rows are dropped).
+pub const MAX_HELD_FRAMES: usize = 4;
+
+/// Trailing rows older than this are dropped instead of sent: a stream that paused has long
+/// had its frames repaired or given up, and rows for them would only be counted late.
+pub const MAX_TRAILING_AGE: Duration = Duration::from_millis(100);
+
+/// One frame's trailing rows, unsealed.
+struct HeldRows {
+    frame_index: u32,
+    datagram_len: usize,
+    count: usize,
+    buf: Vec<u8>,
+    at: Instant,
+}
+
+/// The host's trailing parity rows (see the module docs): held when a frame is packetized,
+/// released behind the next frame's datagrams.
+#[derive(Default)]
+pub struct TrailingParity {
+    held: VecDeque<HeldRows>,
+    /// Frames whose rows were dropped unsent (too many held, or too old).
+    pub dropped: u64,
+}
+
+impl TrailingParity {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keeps the trailing rows of the frame just packetized into `d` (before sealing).
+    pub fn hold(&mut self, d: &Datagrams, now: Instant) {
+        if d.trailing == 0 {
+            return;
+        }
+        if self.held.len() == MAX_HELD_FRAMES {
+            self.held.pop_front();
+            self.dropped += 1;
+        }
+        self.held.push_back(HeldRows {
+            frame_index: d.frame_index,
+            datagram_len: d.datagram_len,
+            count: d.trailing,
+            buf: d.trailing().to_vec(),
+            at: now,
+        });
+    }
+
+    /// Frames whose rows are held.
+    pub fn frames_held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// When the newest held rows were packetized (`None` when none are held).
+    pub fn newest_at(&self) -> Option<Instant> {
+        self.held.back().map(|h| h.at)
+    }
+
+    /// Releases the rows of every frame before `frame_index` (the frame just sent), oldest
+    /// first: each datagram is numbered from `*next_pn` on (advanced), sealed with `aead` and
+    /// handed to `emit`. Rows older than [`MAX_TRAILING_AGE`] are dropped. Returns the
+    /// datagrams emitted.
+    pub fn release(
+        &mut self,
+        frame_index: u32,
+        now: Instant,
+        next_pn: &mut u64,
+        aead: &dyn Aead,
+        mut emit: impl FnMut(&[u8]),
+    ) -> usize {
+        let mut sent = 0;
+        while let Some(f) = self.held.front() {
+            if seq_diff(frame_index, f.frame_index) <= 0 {
+                break;
+            }
+            let mut f = self.held.pop_front().expect("front exists");
+            if now.saturating_duration_since(f.at) > MAX_TRAILING_AGE {
+                self.dropped += 1;
+                continue;
+            }
+            let tag_len = aead.tag_len();
+            for d in f.buf[..f.count * f.datagram_len].chunks_exact_mut(f.datagram_len) {
+                let (hdr, rest) = d.split_at_mut(HEADER_LEN);
+                let Ok((mut h, _)) = Header::decode(hdr) else {
+                    continue;
+                };
+                h.packet_number = *next_pn;
+                *next_pn += 1;
+                h.encode(hdr.try_into().expect("header slice is HEADER_LEN"));
+                let body_len = rest.len() - tag_len;
+                let (body, tag) = rest.split_at_mut(body_len);
+                aead.seal(h.packet_number, hdr, body, tag);
+                emit(d);
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// Forgets every held row (a new session starts).
+    pub fn clear(&mut self) {
+        self.held.clear();
+    }
+}
+
+/// Whether the opened video `body` is a parity row its frame sent behind the next frame
+/// (flagged frame, shard index among the last [`trailing_parity`] rows of the block).
+pub fn is_trailing_row(body: &[u8]) -> bool {
+    let Ok((h, _)) = VideoHeader::decode(body) else {
+        return false;
+    };
+    if !h.trailing() || h.shard_size == 0 {
+        return false;
+    }
+    let k = (h.frame_len as usize).div_ceil(h.shard_size as usize);
+    let m = h.parity as usize;
+    let t = trailing_parity(k, m);
+    let si = h.shard_index as usize;
+    si < k + m && si + t >= k + m
+}
+
 /// Seals every datagram of `out` in place with `aead` (the clear header is the AAD).
 pub fn seal_all(out: &mut Datagrams, aead: &dyn Aead) {
     let tag_len = aead.tag_len();
@@ -401,7 +561,7 @@ pub fn seal_all(out: &mut Datagrams, aead: &dyn Aead) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::fec::{ReedSolomon8, parity_for};
+    use crate::protocol::fec::{MAX_TRAILING_K, ReedSolomon8, parity_for};
 
     fn params(tag_len: usize) -> FrameParams {
         FrameParams {
@@ -455,6 +615,74 @@ mod tests {
         }
         rebuilt.truncate(10_000);
         assert_eq!(rebuilt, frame);
+    }
+
+    /// A one-block frame of a table that trails keeps `min(m, k + 1)` parity rows out of its
+    /// send (flagged, headers written), the holder sends them behind the next frame with
+    /// fresh packet numbers, sealed, and they rebuild the frame's data alone; at most
+    /// `MAX_HELD_FRAMES` frames are held, and rows older than `MAX_TRAILING_AGE` are dropped.
+    #[test]
+    fn trailing_rows_leave_behind_the_next_frame_renumbered_and_rebuild_the_data() {
+        use crate::protocol::reassembler::{Output, Reassembler, ReassemblerConfig};
+        use crate::protocol::security::crypto::PlainAead;
+        let mut p = Packetizer::new(1400, Box::new(ReedSolomon8::new()));
+        let mut table = ParityTable::from_percent(100);
+        table.set_trailing(MAX_TRAILING_K);
+        let frame: Vec<u8> = (0..5_000u32).map(|i| (i * 7) as u8).collect();
+        let mut prm = params(0);
+        prm.keyframe = false;
+        let mut out = Datagrams::new();
+        p.packetize_with(&frame, &prm, &table, &mut out).unwrap();
+        p.encode_recorded_parity(&mut out).unwrap();
+        let n = out.data_count();
+        assert_eq!(n, 4);
+        // m = 4 ≤ k + 1: every parity row trails; the frame sends its data alone.
+        assert_eq!((out.len(), out.trailing_count()), (4, 4));
+        assert_eq!(p.plan_with(5_000, &table, 0).unwrap().trailing, 4);
+        for d in out.iter() {
+            let (_, body) = Header::decode(d).unwrap();
+            assert!(VideoHeader::decode(body).unwrap().0.trailing());
+        }
+        let t0 = Instant::now();
+        let mut held = TrailingParity::new();
+        held.hold(&out, t0);
+        let mut rows = Vec::new();
+        let mut pn = 5_000;
+        // Not before the next frame is sent.
+        assert_eq!(held.release(7, t0, &mut pn, &PlainAead, |_| {}), 0);
+        let sent = held.release(8, t0, &mut pn, &PlainAead, |d| rows.push(d.to_vec()));
+        assert_eq!((sent, pn, held.frames_held()), (4, 5_004, 0));
+        for (i, d) in rows.iter().enumerate() {
+            let (h, body) = Header::decode(d).unwrap();
+            assert_eq!(h.packet_number, 5_000 + i as u64);
+            assert_eq!(
+                VideoHeader::decode(body).unwrap().0.shard_index as usize,
+                n + i
+            );
+        }
+        // Every data shard lost: the trailing rows alone rebuild the frame.
+        let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
+        for d in &rows {
+            r.push(&d[HEADER_LEN..], t0).unwrap();
+        }
+        match r.poll() {
+            Some(Output::Frame(f)) => assert_eq!(f.data, frame),
+            _ => panic!("not rebuilt"),
+        }
+        // Bounded: a fifth frame held drops the oldest; stale rows are dropped unsent.
+        for i in 0..5 {
+            prm.frame_index = 10 + i;
+            p.packetize_with(&frame, &prm, &table, &mut out).unwrap();
+            held.hold(&out, t0);
+        }
+        assert_eq!((held.frames_held(), held.dropped), (MAX_HELD_FRAMES, 1));
+        let later = t0 + MAX_TRAILING_AGE + Duration::from_millis(1);
+        assert_eq!(held.release(20, later, &mut pn, &PlainAead, |_| {}), 0);
+        assert_eq!((held.frames_held(), held.dropped), (0, 5));
+        // Large frames keep their parity with them.
+        let big = vec![1u8; 40_000];
+        let plan = p.plan_with(big.len(), &table, 0).unwrap();
+        assert_eq!(plan.trailing, 0);
     }
 
     #[test]

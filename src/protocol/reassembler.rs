@@ -15,9 +15,11 @@
 //! since when it has had a hole ([`BlockNeed::gap_since`]).
 //!
 //! Frames leave strictly in index order. A complete frame waits only while an older frame is
-//! still in progress (until that completes or times out); a complete keyframe never waits —
-//! everything older is given up, since the keyframe restarts decoding anyway. There is no
-//! jitter buffer and no timer on the lossless path.
+//! still in progress (until that completes or times out); a complete keyframe does not wait —
+//! everything older is given up, since the keyframe restarts decoding anyway — except for up
+//! to [`KEYFRAME_TRAILING_WAIT`] while the frame just before it is incomplete and flagged
+//! trailing (its parity rows travel right behind the keyframe). There is no jitter buffer and
+//! no timer on the lossless path.
 //!
 //! A frame of which no shard arrived is given up as soon as a later frame is ready, unless the
 //! caller awaits it ([`Reassembler::await_frame`]: its repair was asked for): then it holds the
@@ -27,11 +29,16 @@
 
 use std::time::{Duration, Instant};
 
-use super::fec::{BlockLayout, FecCoder, MAX_SHARDS_PER_BLOCK};
+use super::fec::{BlockLayout, FecCoder, MAX_SHARDS_PER_BLOCK, MAX_TRAILING_K};
 use super::packetizer::MAX_FRAME_BYTES;
 use super::repair::MAX_REPAIR_ROWS;
 use super::timing::FrameTiming;
 use super::wire::{VideoHeader, WireError, seq_diff};
+
+/// Longest a complete keyframe waits for the frame just before it, whose trailing parity
+/// travels right behind the keyframe (see `keyframe_held_until`): past it, that frame is given
+/// up as before. A few milliseconds of one keyframe against a lost picture.
+pub const KEYFRAME_TRAILING_WAIT: Duration = Duration::from_millis(5);
 
 /// Limits and timing of a [`Reassembler`].
 #[derive(Debug, Clone, Copy)]
@@ -142,6 +149,9 @@ pub struct BlockNeed {
 pub struct FrameNeed {
     pub index: u32,
     pub keyframe: bool,
+    /// Part of its parity travels behind the next frame (`VIDEO_FLAG_TRAILING`): the frame's
+    /// shards do not stop when the next frame's start.
+    pub trailing: bool,
     pub first_seen: Instant,
     /// When its newest shard arrived.
     pub last_activity: Instant,
@@ -210,6 +220,7 @@ struct Slot {
     shard_size: u16,
     layout: BlockLayout,
     keyframe: bool,
+    trailing: bool,
     fec_scheme: u8,
     timing: FrameTiming,
     data: Vec<u8>,
@@ -302,12 +313,41 @@ impl Reassembler {
 
     /// When [`Reassembler::handle_timeout`] should run next.
     pub fn next_timeout(&self) -> Option<Instant> {
+        // Frames are given up in order: a later frame whose time came first (its shards were
+        // first seen later, e.g. only its trailing rows arrived) waits for the one to deliver.
+        let floor_at = self
+            .slots
+            .iter()
+            .find(|s| Some(s.index) == self.floor && !s.complete())
+            .map(|s| self.give_up_at(s));
         self.slots
             .iter()
             .filter(|s| !s.complete())
-            .map(|s| self.give_up_at(s))
+            .map(|s| {
+                let at = self.give_up_at(s);
+                floor_at.map_or(at, |f| at.max(f))
+            })
             .chain(self.awaited.iter().map(|a| a.1))
+            .chain(self.keyframe_held_until())
             .min()
+    }
+
+    /// Until when a complete keyframe waits for the frame just before it: that frame is
+    /// incomplete and keeps parity behind the next frame — behind this keyframe — so its
+    /// trailing rows arrive right after the keyframe's own datagrams. `None` when no keyframe
+    /// waits. Bounded by [`KEYFRAME_TRAILING_WAIT`] after the keyframe's newest shard.
+    fn keyframe_held_until(&self) -> Option<Instant> {
+        let floor = self.floor?;
+        let kf = self
+            .slots
+            .iter()
+            .filter(|s| s.keyframe && s.complete() && s.index != floor)
+            .min_by_key(|s| seq_diff(s.index, floor))?;
+        let before = self
+            .slots
+            .iter()
+            .find(|s| s.index == kf.index.wrapping_sub(1))?;
+        (before.trailing && !before.complete()).then(|| kf.last_activity + KEYFRAME_TRAILING_WAIT)
     }
 
     /// When an incomplete frame is given up: its deadline if one was set, otherwise the
@@ -464,6 +504,7 @@ impl Reassembler {
         Some(FrameNeed {
             index: s.index,
             keyframe: s.keyframe,
+            trailing: s.trailing,
             first_seen: s.first_seen,
             last_activity: s.last_activity,
             deadline: s.deadline,
@@ -523,6 +564,11 @@ impl Reassembler {
         if si >= index_limit {
             return Err(inv("shard index"));
         }
+        // Only a small one-block frame may keep parity behind the next frame: a flag on any
+        // other claims rows no host sends, and would only hold the client's repair back.
+        if h.trailing() && (layout.blocks != 1 || k > MAX_TRAILING_K) {
+            return Err(inv("trailing parity"));
+        }
 
         // Ordering against what was delivered.
         if let Some(floor) = self.floor {
@@ -547,6 +593,7 @@ impl Reassembler {
                     || s.shard_size != h.shard_size
                     || s.layout != layout
                     || s.keyframe != h.keyframe()
+                    || s.trailing != h.trailing()
                     || s.fec_scheme != h.fec_scheme
                     || s.timing != h.timing
                 {
@@ -714,6 +761,7 @@ impl Reassembler {
             shard_size: h.shard_size,
             layout,
             keyframe: h.keyframe(),
+            trailing: h.trailing(),
             fec_scheme: h.fec_scheme,
             timing: h.timing,
             data: vec![0u8; data_bytes],
@@ -881,13 +929,16 @@ impl Reassembler {
         self.awaited.retain(|a| a.1 > now);
         loop {
             let Some(floor) = self.floor else { return };
-            // A complete keyframe ahead releases everything before it at once.
-            if let Some(kf) = self
-                .slots
-                .iter()
-                .filter(|s| s.keyframe && s.complete() && s.index != floor)
-                .map(|s| s.index)
-                .min_by_key(|&i| seq_diff(i, floor))
+            // A complete keyframe ahead releases everything before it at once (after the
+            // trailing rows of the frame just before it had their moment).
+            let held = self.keyframe_held_until().is_some_and(|t| now < t);
+            if !held
+                && let Some(kf) = self
+                    .slots
+                    .iter()
+                    .filter(|s| s.keyframe && s.complete() && s.index != floor)
+                    .map(|s| s.index)
+                    .min_by_key(|&i| seq_diff(i, floor))
             {
                 self.give_up_through(kf.wrapping_sub(1));
                 continue;
@@ -1011,6 +1062,66 @@ mod memory_tests {
         let mut body = vec![fill; VIDEO_HEADER_LEN + 4];
         h.encode(&mut body[..VIDEO_HEADER_LEN]);
         body
+    }
+
+    /// Shard `si` of frame `index` laid out as `frame_len` bytes in shards of 100 bytes and
+    /// `blocks` blocks, 2 parity a block, with video `flags`.
+    fn flagged(index: u32, frame_len: u32, blocks: u16, si: u8, flags: u8) -> Vec<u8> {
+        let h = VideoHeader {
+            frame_index: index,
+            frame_len,
+            shard_size: 100,
+            block_count: blocks,
+            block_index: 0,
+            shard_index: si,
+            parity: 2,
+            flags,
+            fec_scheme: FEC_SCHEME_RS8,
+            timing: Default::default(),
+        };
+        let mut body = vec![7u8; VIDEO_HEADER_LEN + 100];
+        h.encode(&mut body[..VIDEO_HEADER_LEN]);
+        body
+    }
+
+    /// Hostile trailing-parity claims are counted drops that allocate nothing: the flag on a
+    /// frame of two blocks or of more than `MAX_TRAILING_K` data shards (rows no host sends
+    /// behind the next frame, which would only hold the client's repair back), and a shard
+    /// whose flag contradicts its frame's. A real trailing frame whose rows never come is
+    /// given up at its deadline like any frame: memory stays bounded.
+    #[test]
+    fn hostile_trailing_parity_claims_are_counted_drops() {
+        use crate::protocol::wire::VIDEO_FLAG_TRAILING as T;
+        let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
+        let t0 = Instant::now();
+        // Two blocks (4 data shards) claiming trailing rows.
+        assert!(matches!(
+            r.push(&flagged(5, 400, 2, 0, T), t0),
+            Err(Rejected::Invalid(_))
+        ));
+        // One block of MAX_TRAILING_K + 1 data shards claiming them.
+        let big = (MAX_TRAILING_K as u32 + 1) * 100;
+        assert!(matches!(
+            r.push(&flagged(5, big, 1, 0, T), t0),
+            Err(Rejected::Invalid(_))
+        ));
+        assert_eq!(r.stats().shards_invalid, 2);
+        assert_eq!(r.stats().memory_in_use, 0);
+        assert!(r.slots.is_empty());
+        // A real small trailing frame, then a shard of it without the flag: dropped.
+        r.push(&flagged(5, 400, 1, 0, T), t0).unwrap();
+        assert!(matches!(
+            r.push(&flagged(5, 400, 1, 1, 0), t0),
+            Err(Rejected::Invalid(_))
+        ));
+        assert_eq!(r.stats().shards_invalid, 3);
+        let need = r.missing(5, &mut Vec::new()).expect("in flight");
+        assert!(need.trailing);
+        // Its trailing rows never come: given up at its deadline, nothing held.
+        assert!(r.set_deadline(5, t0 + Duration::from_millis(50)));
+        r.handle_timeout(t0 + Duration::from_millis(50));
+        assert_eq!(delivered(&mut r), vec![(5, false)]);
+        assert_eq!(r.stats().memory_in_use, 0);
     }
 
     fn delivered(r: &mut Reassembler) -> Vec<(u32, bool)> {

@@ -43,8 +43,8 @@ use super::fec::{BlockLayout, FecCoder, FecError, MAX_SHARDS_PER_BLOCK};
 use super::packetizer::Datagrams;
 use super::timing::FrameTiming;
 use super::wire::{
-    FLAG_SEALED, HEADER_LEN, Header, Kind, Reader, VIDEO_FLAG_KEYFRAME, VIDEO_HEADER_LEN,
-    VideoHeader, WireError, Writer,
+    FLAG_SEALED, HEADER_LEN, Header, Kind, Reader, VIDEO_FLAG_KEYFRAME, VIDEO_FLAG_TRAILING,
+    VIDEO_HEADER_LEN, VideoHeader, WireError, Writer,
 };
 
 /// Repair rows a block may get beyond its original parity, in all. The reassembler accepts
@@ -281,6 +281,8 @@ struct HeldFrame {
     frame_len: usize,
     shard_size: usize,
     keyframe: bool,
+    /// Part of its parity trailed behind the next frame: repair rows carry the flag too.
+    trailing: bool,
     /// Repair shards carry the frame's timing like its original shards.
     timing: FrameTiming,
     layout: BlockLayout,
@@ -421,6 +423,7 @@ impl RepairHistory {
             frame_len: d.frame_len(),
             shard_size: shard,
             keyframe: d.keyframe(),
+            trailing: d.trailing_count() > 0,
             timing: d.timing(),
             layout,
             parity: d.block_parity().to_vec(),
@@ -568,7 +571,8 @@ impl RepairHistory {
                 block_index: b as u16,
                 shard_index: 0,
                 parity: f.parity[b],
-                flags: if f.keyframe { VIDEO_FLAG_KEYFRAME } else { 0 },
+                flags: if f.keyframe { VIDEO_FLAG_KEYFRAME } else { 0 }
+                    | if f.trailing { VIDEO_FLAG_TRAILING } else { 0 },
                 fec_scheme: coder.scheme(),
                 timing: f.timing,
             };

@@ -40,6 +40,10 @@ pub const FLAG_SEALED: u16 = 0x0001;
 
 /// Video flag: this access unit is a keyframe (IDR / IRAP).
 pub const VIDEO_FLAG_KEYFRAME: u8 = 0x01;
+/// Part of the frame's parity travels behind the next frame's datagrams
+/// (`packetizer::TrailingParity`); only frames of one block of at most
+/// `fec::MAX_TRAILING_K` data shards carry it.
+pub const VIDEO_FLAG_TRAILING: u8 = 0x02;
 
 /// FEC scheme identifier for the Reed-Solomon GF(2^8) coder.
 pub const FEC_SCHEME_RS8: u8 = 1;
@@ -291,6 +295,11 @@ impl VideoHeader {
 
     pub fn keyframe(&self) -> bool {
         self.flags & VIDEO_FLAG_KEYFRAME != 0
+    }
+
+    /// Whether part of the frame's parity trails behind the next frame ([`VIDEO_FLAG_TRAILING`]).
+    pub fn trailing(&self) -> bool {
+        self.flags & VIDEO_FLAG_TRAILING != 0
     }
 }
 

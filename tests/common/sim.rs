@@ -474,14 +474,27 @@ impl Sim {
             .map(|k| (schedule.release_of(k), d.get(k).to_vec()))
             .collect();
         let (first, last) = (schedule.release_of(0), schedule.release_of(count - 1));
-        n.conn
-            .on_frame_sent(&frame, first.max(now), last.max(now), now);
+        let mut end = now;
         for (k, (at, bytes)) in out.into_iter().enumerate() {
             let held = match hold {
                 Some((from, d)) if k >= from => d,
                 _ => Duration::ZERO,
             };
+            end = end.max(at.max(now) + held);
             self.launch(i, to, bytes, at.max(now) + held);
+        }
+        // As the driver does: what the frame queued (the parity rows that older frames keep
+        // behind it, a stream info) leaves right after its last datagram.
+        let n = &mut self.nodes[i];
+        n.conn
+            .on_frame_sent(&frame, first.max(now), last.max(now), now);
+        let mut queued = Vec::new();
+        while let Some(t) = n.conn.poll_transmit() {
+            n.conn.record_sent(1, t.contents.len(), 0);
+            queued.push(t);
+        }
+        for t in queued {
+            self.launch(i, t.destination, t.contents, end);
         }
         Some(count)
     }

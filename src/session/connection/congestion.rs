@@ -223,6 +223,11 @@ impl Connection {
         last_send: Instant,
         now: Instant,
     ) {
+        let (trailing, trailing_bytes) = if self.cfg.role == Role::Host {
+            self.send_trailing_parity(frame.datagrams().frame_index(), now)
+        } else {
+            (0, 0)
+        };
         if self.cfg.role != Role::Host || !self.congestion_enabled() {
             return;
         }
@@ -233,9 +238,11 @@ impl Connection {
         let sent = crate::protocol::congestion::SentFrame {
             first_send,
             last_send: last_send.max(first_send),
-            datagrams: d.len() as u32,
+            // The parity rows older frames keep behind this one leave with it: they load the
+            // path as its own parity would (and keep the media share honest).
+            datagrams: (d.len() + trailing) as u32,
             data_datagrams: d.data_count() as u32,
-            wire_bytes: d.wire_bytes() as u64,
+            wire_bytes: (d.wire_bytes() + trailing_bytes) as u64,
             media_bytes: frame.payload_bytes() as u64,
         };
         if let Some(bwe) = self.cc.bwe.as_mut() {
@@ -333,7 +340,12 @@ impl Connection {
         let Some(index) = body.get(..4) else {
             return;
         };
-        let frame_index = u32::from_be_bytes([index[0], index[1], index[2], index[3]]);
+        let mut frame_index = u32::from_be_bytes([index[0], index[1], index[2], index[3]]);
+        // A trailing parity row left behind the next frame and counts with it, as the host
+        // counted it (`on_frame_sent`).
+        if crate::protocol::packetizer::is_trailing_row(body) {
+            frame_index = frame_index.wrapping_add(1);
+        }
         if let Some(b) = self.cc.builder.as_mut() {
             b.on_datagram(frame_index, wire_len, now);
         }

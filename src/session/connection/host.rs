@@ -17,7 +17,9 @@ use std::time::Instant;
 use crate::protocol::control::{Control, LossReport, StreamInfo};
 use crate::protocol::fec::{MAX_SHARDS_PER_BLOCK, ParityTable};
 use crate::protocol::pacing::Schedule;
-use crate::protocol::packetizer::{Datagrams, FrameParams, PacketizeError, Packetizer, seal_all};
+use crate::protocol::packetizer::{
+    Datagrams, FrameParams, PacketizeError, Packetizer, TrailingParity, seal_all,
+};
 use crate::protocol::repair::RepairHistory;
 use crate::protocol::security::crypto::Aead;
 use crate::protocol::security::handshake::Role;
@@ -38,6 +40,9 @@ pub struct FrameTicket {
     parity: ParityTable,
     /// Where the data shards are kept for repair (recorded before sealing).
     history: Arc<Mutex<RepairHistory>>,
+    /// Where the parity rows that trail behind the next frame wait (held before sealing).
+    trailing: Arc<Mutex<TrailingParity>>,
+    reserved_at: Instant,
 }
 
 impl FrameTicket {
@@ -61,6 +66,7 @@ impl FrameTicket {
         packetizer.packetize_with(data, &self.params, &self.parity, buf)?;
         packetizer.encode_recorded_parity(buf)?;
         lock(&self.history).record(buf);
+        lock(&self.trailing).hold(buf, self.reserved_at);
         Ok(())
     }
 
@@ -194,6 +200,8 @@ impl Connection {
             payload_bytes: len,
             parity,
             history: self.host.repair.history.clone(),
+            trailing: self.host.repair.trailing.clone(),
+            reserved_at: now,
         }))
     }
 

@@ -480,6 +480,7 @@ impl Connection {
             return;
         }
         self.closed = true;
+        self.flush_trailing_parity();
         for _ in 0..BYE_COPIES {
             self.send_control(&Control::Bye);
         }

@@ -48,6 +48,11 @@
 //!   answer asks for one more round of rows. Only frames within the repair deadline behind the
 //!   newest, at most `MAX_AWAITED` at once; once its shards arrive it is repaired like any
 //!   frame, its totals taken over from the whole-frame requests;
+//! - a frame flagged trailing (its parity follows the next frame, `docs/PROTOCOL.md` §9.3) has
+//!   not stalled when the next frame's shards arrive: the short stall window counts from when
+//!   the next frame's shards stopped too (or from a frame after that), the long one is a frame
+//!   interval longer; a frame lost whole just before a trailing frame is asked for whole only
+//!   once a frame after that shows (its trailing rows may rebuild it alone);
 //! - each incomplete frame gets a deadline ([`Reassembler::set_deadline`]): first shard +
 //!   frame interval + three rounds, or `Config::repair_deadline`, but never before the
 //!   reassembler's reorder window after its newest shard (a sender that is slow or was
@@ -58,6 +63,8 @@
 //!   (now when no reordering is seen): no repair will come, but shards still arriving may.
 //!
 //! Host:
+//! - the parity rows small frames keep for behind the next frame ([`TrailingParity`]) are
+//!   sealed with fresh packet numbers and queued once the next frame was sent;
 //! - frames are recorded in a [`RepairHistory`] by their [`super::FrameTicket`] before sealing
 //!   (shared through an `Arc<Mutex>`: taken by the connection on a request, by the ticket
 //!   outside the connection's lock; never both in the other order);
@@ -79,8 +86,8 @@ use std::time::{Duration, Instant};
 use crate::protocol::control::Control;
 use crate::protocol::fec::{BlockLayout, ReedSolomon8};
 use crate::protocol::lossmodel::{LossEstimator, LossModelReport};
-use crate::protocol::packetizer::{Datagrams, seal_all};
-use crate::protocol::reassembler::{BlockNeed, Output, Rejected};
+use crate::protocol::packetizer::{Datagrams, TrailingParity, seal_all};
+use crate::protocol::reassembler::{BlockNeed, FrameNeed, Output, Rejected};
 use crate::protocol::repair::{
     MAX_REPAIR_ITEMS, MAX_REPAIR_ROWS, MAX_WHOLE_ROUNDS, RepairConfig, RepairHistory, RepairItem,
     RepairParams, RepairRequest, RepairUnavailable, UnavailableReason,
@@ -250,6 +257,12 @@ pub(super) struct Repairs {
     last_frame: Option<(u32, Instant)>,
     /// Index of the newest frame a shard arrived for.
     newest: Option<u32>,
+    /// Whether that frame keeps parity behind the next frame (the host sends small frames so):
+    /// a frame lost whole before it may still be rebuilt by its own trailing rows, which
+    /// travel behind this one.
+    newest_trailing: bool,
+    /// When the last video shard that was taken arrived.
+    last_shard_at: Option<Instant>,
     /// Scale of both stall windows (≥ 1): doubles on a spurious stall request, decays towards 1
     /// with frames delivered without one.
     stall_scale: f64,
@@ -291,6 +304,8 @@ impl Repairs {
             frame_interval: None,
             last_frame: None,
             newest: None,
+            newest_trailing: false,
+            last_shard_at: None,
             stall_scale: 1.0,
             stall_asked: VecDeque::with_capacity(STALL_WATCH),
             originals: None,
@@ -313,6 +328,8 @@ impl Repairs {
         self.tracked.clear();
         self.last_frame = None;
         self.newest = None;
+        self.newest_trailing = false;
+        self.last_shard_at = None;
         self.stall_scale = 1.0;
         self.stall_asked.clear();
         self.originals = None;
@@ -346,6 +363,8 @@ impl Repairs {
 /// Host: repair history and what the loss-model feed needs.
 pub(super) struct HostRepair {
     pub(super) history: Arc<Mutex<RepairHistory>>,
+    /// Parity rows of small frames that travel behind the next frame.
+    pub(super) trailing: Arc<Mutex<TrailingParity>>,
     coder: ReedSolomon8,
     out: Datagrams,
     limiter: TokenBucket,
@@ -359,6 +378,7 @@ impl HostRepair {
     pub(super) fn new(cfg: RepairConfig, now: Instant) -> Self {
         HostRepair {
             history: Arc::new(Mutex::new(RepairHistory::new(cfg))),
+            trailing: Arc::new(Mutex::new(TrailingParity::new())),
             coder: ReedSolomon8::new(),
             out: Datagrams::new(),
             limiter: TokenBucket::new(REQUEST_RATE, REQUEST_BURST, now),
@@ -369,6 +389,7 @@ impl HostRepair {
 
     pub(super) fn reset(&mut self) {
         lock(&self.history).clear();
+        lock(&self.trailing).clear();
         self.last_model_pn = None;
     }
 }
@@ -411,9 +432,11 @@ impl Connection {
             return;
         };
         if taken {
+            self.client.repair.last_shard_at = Some(now);
             let newest = &mut self.client.repair.newest;
             if newest.is_none_or(|n| seq_diff(h.frame_index, n) > 0) {
                 *newest = Some(h.frame_index);
+                self.client.repair.newest_trailing = h.trailing();
             }
         }
         let n = (h.frame_len as usize).div_ceil(h.shard_size.max(1) as usize);
@@ -540,12 +563,30 @@ impl Connection {
         (fi + self.repair_round() * DEADLINE_ROUNDS).clamp(MIN_DEADLINE, MAX_DEADLINE)
     }
 
-    /// Whether shards of a frame newer than `index` arrived (its sender moved on).
-    fn frame_passed(&self, index: u32) -> bool {
-        self.client
-            .repair
-            .newest
-            .is_some_and(|n| seq_diff(n, index) > 0)
+    /// Whether frame `f`'s sender moved on, and its long stall window (`long_stall` for most
+    /// frames). A frame whose parity partly trails behind the next frame
+    /// ([`FrameNeed::trailing`]) has not stopped when the next frame's shards arrive: its
+    /// sender moved on once a frame after that one shows, and its long window is a frame
+    /// interval longer. Asking before its trailing rows could arrive would spend repair on
+    /// what they rebuild one frame interval later.
+    fn stall_view(&self, f: &FrameNeed, long_stall: Duration) -> (Option<Instant>, Duration) {
+        let r = &self.client.repair;
+        let ahead = r.newest.map_or(0, |n| seq_diff(n, f.index));
+        if f.trailing {
+            let fi = r.frame_interval.unwrap_or(DEFAULT_FRAME_INTERVAL);
+            let moved_on = match ahead {
+                ..=0 => None,
+                // Its rows follow the next frame's datagrams: once those stopped too.
+                1 => Some(
+                    r.last_shard_at
+                        .map_or(f.last_activity, |t| t.max(f.last_activity)),
+                ),
+                _ => Some(f.last_activity),
+            };
+            (moved_on, long_stall + fi)
+        } else {
+            ((ahead > 0).then_some(f.last_activity), long_stall)
+        }
     }
 
     /// Client: what the reassembler handed out, for the repair accounting.
@@ -660,10 +701,11 @@ impl Connection {
             // Work that changes state: the end of the round (asks afresh), the stall of a
             // frame with no round open (asks what it lacks), or a hole not yet asked for
             // outliving the reorder window.
-            let mut at = match t.round_start {
-                Some(s) => s + round,
-                None if self.frame_passed(t.index) => f.last_activity + stall_after,
-                None => f.last_activity + long_stall,
+            let (moved_on, long_stall) = self.stall_view(&f, long_stall);
+            let mut at = match (t.round_start, moved_on) {
+                (Some(s), _) => s + round,
+                (None, Some(m)) => (m + stall_after).min(f.last_activity + long_stall),
+                (None, None) => f.last_activity + long_stall,
             };
             for n in &needs {
                 // Only a hole that can still be asked for (a block whose totals reached the
@@ -764,8 +806,8 @@ impl Connection {
                 self.client.repair.needs = needs;
                 continue;
             };
+            let (moved_on, long_stall) = self.stall_view(&f, long_stall);
             let r = &mut self.client.repair;
-            let newest = r.newest;
             let pos = match r.tracked.iter().position(|t| t.index == index) {
                 Some(p) => p,
                 None => {
@@ -808,8 +850,7 @@ impl Connection {
                 }
             }
             let silent = now.saturating_duration_since(f.last_activity);
-            let passed = newest.is_some_and(|n| seq_diff(n, index) > 0);
-            let stalled = silent >= long_stall || (passed && silent >= stall_after);
+            let stalled = silent >= long_stall || moved_on.is_some_and(|m| now >= m + stall_after);
             // Whether this request asks for rows beyond `short_now` (only a stall does).
             let mut beyond = false;
             let mut exhausted = false;
@@ -899,7 +940,13 @@ impl Connection {
         self.client.repair.gaps.retain(|g| unseen.contains(&g.0));
         for &index in &unseen {
             let r = &mut self.client.repair;
+            // The frame just before a small frame of the host's kept parity behind it: its
+            // trailing rows come behind the newest frame's datagrams and may rebuild it alone,
+            // so it is asked for once a frame after that shows (it stays awaited meanwhile).
+            let trailing_due =
+                r.newest_trailing && r.newest.is_some_and(|n| seq_diff(n, index) == 1);
             match r.tracked.iter_mut().find(|t| t.index == index) {
+                None if trailing_due => continue,
                 None => {
                     // Reordering is not loss: the frame may only have been overtaken.
                     let noticed = r.gap_noticed(index, now);
@@ -1022,9 +1069,58 @@ impl Connection {
         }
         self.host.repair.last_model_pn = Some(pn);
         self.stats.loss_models += 1;
+        if let Some(rtt) = self.srtt {
+            let fi = self.host.pacer.frame_interval();
+            self.host.fec.set_path(rtt, fi);
+        }
         self.host.fec.on_loss_model(&m, now);
         let margin = self.host.fec.repair_margin();
         lock(&self.host.repair.history).set_margin(margin);
+    }
+
+    /// Host: after frame `frame_index` went out, sends the parity rows that older frames
+    /// keep behind it (sealed with fresh packet numbers), so one burst rarely takes a small
+    /// frame's data and all its parity.
+    /// Returns the datagrams and bytes sent.
+    pub(super) fn send_trailing_parity(
+        &mut self,
+        frame_index: u32,
+        now: Instant,
+    ) -> (usize, usize) {
+        let Some(link) = self.link.as_mut() else {
+            lock(&self.host.repair.trailing).clear();
+            return (0, 0);
+        };
+        let mut bytes = 0;
+        let peer = link.peer;
+        let transmits = &mut self.transmits;
+        let sent = lock(&self.host.repair.trailing).release(
+            frame_index,
+            now,
+            &mut link.next_pn,
+            &*link.seal,
+            |d| {
+                bytes += d.len();
+                transmits.push_back(super::Transmit {
+                    destination: peer,
+                    contents: d.to_vec(),
+                })
+            },
+        );
+        self.stats.parity_shards_sent += sent as u64;
+        (sent, bytes)
+    }
+
+    /// Host: sends every held trailing row now (the stream ends: no next frame will carry
+    /// them, and the last frames may need them).
+    pub(super) fn flush_trailing_parity(&mut self) {
+        if self.cfg.role != Role::Host {
+            return;
+        }
+        let at = lock(&self.host.repair.trailing).newest_at();
+        if let Some(at) = at {
+            self.send_trailing_parity(self.host.frame_index, at);
+        }
     }
 
     /// Host: answers a repair request with new parity rows from the history.
