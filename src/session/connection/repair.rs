@@ -294,6 +294,12 @@ pub(super) struct Repairs {
 const MAX_GAPS: usize = 16;
 
 impl Repairs {
+    /// Frame `index` lies just before the newest frame, which keeps parity behind it: that
+    /// frame's trailing rows may still rebuild it, so it is not asked for whole yet.
+    fn trailing_due(&self, index: u32) -> bool {
+        self.newest_trailing && self.newest.is_some_and(|n| seq_diff(n, index) == 1)
+    }
+
     pub(super) fn new() -> Self {
         Repairs {
             estimator: LossEstimator::default(),
@@ -731,8 +737,11 @@ impl Connection {
             }
         }
         let wait = self.whole_frame_wait();
-        for &(_, noticed, done) in &self.client.repair.gaps {
-            if !done {
+        let r = &self.client.repair;
+        for &(index, noticed, done) in &r.gaps {
+            // A frame whose trailing rows are still due is asked for only once a later frame
+            // shows, which is a datagram's work, not a timer's.
+            if !done && !r.trailing_due(index) {
                 let at = noticed + wait;
                 next = Some(next.map_or(at, |x: Instant| x.min(at)));
             }
@@ -943,8 +952,7 @@ impl Connection {
             // The frame just before a small frame of the host's kept parity behind it: its
             // trailing rows come behind the newest frame's datagrams and may rebuild it alone,
             // so it is asked for once a frame after that shows (it stays awaited meanwhile).
-            let trailing_due =
-                r.newest_trailing && r.newest.is_some_and(|n| seq_diff(n, index) == 1);
+            let trailing_due = r.trailing_due(index);
             match r.tracked.iter_mut().find(|t| t.index == index) {
                 None if trailing_due => continue,
                 None => {
