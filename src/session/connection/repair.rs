@@ -728,8 +728,11 @@ impl Connection {
             }
         }
         for t in &self.client.repair.tracked {
+            // Only a frame still unseen within the window is asked again (`ask_whole_frames`);
+            // one that fell behind it waits for its give-up and must set no timer.
             if t.whole > 0
                 && self.client.reassembler.is_awaited(t.index)
+                && self.client.repair.unseen.contains(&t.index)
                 && let Some(s) = t.round_start
             {
                 let at = s + round;
