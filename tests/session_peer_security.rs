@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::sim::{Sim, addr};
+use common::udp::{bind, client_config, host_config};
 use common::{frame_bytes, pump, wait_for};
 use gstpunktfunk::protocol::input::InputEvent;
 use gstpunktfunk::protocol::security::handshake::Role;
@@ -21,31 +22,8 @@ use gstpunktfunk::session::{
     Config, DisconnectReason, Event, MEDIA_STALL_AFTER, Mode, PEER_PROBE_MAX, Session,
 };
 use gstpunktfunk::transport::Transport;
-use gstpunktfunk::transport::udp::{UdpOptions, UdpTransport};
 
 const LONG: Duration = Duration::from_secs(10);
-const CAPS: &str = "video/x-h264, stream-format=byte-stream, alignment=au";
-
-fn bind() -> UdpTransport {
-    UdpTransport::bind("127.0.0.1:0".parse().unwrap(), &UdpOptions::default()).unwrap()
-}
-
-fn host_config(pass: &str) -> Config {
-    let mut c = Config::new(Role::Host, Mode::Listener);
-    c.passphrase = Some(pass.into());
-    c.congestion.enabled = false;
-    c.stream_info = Some(gstpunktfunk::protocol::control::StreamInfo {
-        caps: CAPS.into(),
-        ..Default::default()
-    });
-    c
-}
-
-fn client_config(pass: &str, host: SocketAddr) -> Config {
-    let mut c = Config::client_caller(host);
-    c.passphrase = Some(pass.into());
-    c
-}
 
 fn udp() -> UdpSocket {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
