@@ -1,4 +1,4 @@
-//! Loss resilience of the session (issue 8) on virtual time (`common::sim`): the FEC-by-target
+//! Loss resilience of the session on virtual time (`common::sim`): the FEC-by-target
 //! controller driven by the client's loss model through real Connections, repair within and
 //! past the deadline, refusals from the host, forged and replayed repair requests, the
 //! frames delivered at 10 % iid, 20 % iid and Gilbert-Elliott loss with the default settings,

@@ -667,7 +667,7 @@ fn eos_on_the_host_ends_the_client_with_eos() {
 /// its default (but the listener's loopback address and its free port): the pipeline reaches
 /// PLAYING and frames decode. With BaseSink's defaults (`sync=true`, `async=true`) this
 /// deadlocked — the sink waited in preroll while the client chain's sink waited for a frame the
-/// sink held (issue 6); the client's `fakesink` here keeps its own defaults (`sync=true`) as
+/// sink held; the client's `fakesink` here keeps its own defaults (`sync=true`) as
 /// an application's video sink would.
 #[test]
 fn host_and_client_in_one_pipeline_play_with_default_properties() {

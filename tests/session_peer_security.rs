@@ -19,7 +19,7 @@ use gstpunktfunk::protocol::input::InputEvent;
 use gstpunktfunk::protocol::security::handshake::Role;
 use gstpunktfunk::protocol::wire::{Kind, RejectReason};
 use gstpunktfunk::session::{
-    Config, DisconnectReason, Event, MEDIA_STALL_AFTER, Mode, PEER_PROBE_MAX, Session,
+    DisconnectReason, Event, MEDIA_STALL_AFTER, PEER_PROBE_MAX, Session,
 };
 use gstpunktfunk::transport::Transport;
 
@@ -178,7 +178,7 @@ fn stream(host: &Session, n: u32, len: usize) -> u32 {
     sent
 }
 
-/// Issue 20, finding 1. Old behaviour: the host challenged the attacker's address, the client
+/// A forwarder on the client's path. Old behaviour: the host challenged the attacker's address, the client
 /// answered the relayed challenge to the attacker, the attacker relayed the answer, and both
 /// ends moved to the attacker: 16.5 MB of video went there and the client got 1 of ~187
 /// frames. Now the client answers only its listener, the originals arriving as duplicates show
@@ -255,7 +255,7 @@ fn sim_pair(seed: u64) -> Sim {
     sim
 }
 
-/// Issue 20, finding 1 (the client's side). Old behaviour: with video gone and keep-alives
+/// A forwarder on the client's path, the client's side. Old behaviour: with video gone and keep-alives
 /// flowing the client stayed `connected=true` with `frames_lost=0` and said nothing. Now the
 /// host's SendProgress shows frames the client never saw: within a second the client posts
 /// MediaStalled, counts it and asks for a keyframe; when the stall lasts it handshakes again.
@@ -368,7 +368,7 @@ fn host_with(replace_peer: bool) -> (Session, SocketAddr) {
     (Session::new(c, t).unwrap(), a)
 }
 
-/// Issue 20, finding 2. Old behaviour: B reconnecting every 60 ms for 3 s got 49 sessions,
+/// A second client taking over. Old behaviour: B reconnecting every 60 ms for 3 s got 49 sessions,
 /// 49 key events delivered and 633 video datagrams, and A was disconnected 16 times and got
 /// 125 of 250 frames. Now the host asks A first; A answers, so every B is refused as Busy.
 #[test]

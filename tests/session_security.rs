@@ -1,4 +1,4 @@
-//! Issue 9 at the session level, on virtual time (`common::sim`): each finding as a test that
+//! Security findings at the session level, on virtual time (`common::sim`): each finding as a test that
 //! failed against the old session and passes now. Finding 1 (a captured hello gives no offline
 //! test of a passphrase) is shown at protocol level:
 //! `protocol::security::handshake::tests::captured_hello_gives_no_offline_test_of_a_guess`; finding 2
