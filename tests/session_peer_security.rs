@@ -18,9 +18,7 @@ use common::{frame_bytes, pump, wait_for};
 use gstpunktfunk::protocol::input::InputEvent;
 use gstpunktfunk::protocol::security::handshake::Role;
 use gstpunktfunk::protocol::wire::{Kind, RejectReason};
-use gstpunktfunk::session::{
-    DisconnectReason, Event, MEDIA_STALL_AFTER, PEER_PROBE_MAX, Session,
-};
+use gstpunktfunk::session::{DisconnectReason, Event, MEDIA_STALL_AFTER, PEER_PROBE_MAX, Session};
 use gstpunktfunk::transport::Transport;
 
 const LONG: Duration = Duration::from_secs(10);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc;
@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::udp::{bind, client_config, host_config};
 use common::{frame_bytes, pump, wait_for};
-use gstpunktfunk::protocol::security::handshake::Role;
-use gstpunktfunk::session::{Config, Event, Mode, Session};
+use gstpunktfunk::session::{Event, Session};
 use gstpunktfunk::testkit::impair::{ImpairConfig, Impaired, LossModel};
 use gstpunktfunk::testkit::rng::Rng;
 use gstpunktfunk::transport::Transport;

@@ -144,5 +144,3 @@ impl RowSpec {
             .collect()
     }
 }
-
-/// What happened to one frame; times are pipeline running times in nanoseconds.

@@ -3,6 +3,7 @@
 
 use super::*;
 
+/// What happened to one frame; times are pipeline running times in nanoseconds.
 #[derive(Debug, Clone, Default)]
 pub struct FrameRecord {
     pub index: u32,
@@ -62,7 +63,7 @@ pub struct RowResult {
 }
 
 /// The names `bwe-state` takes (so a [`Sample`] can keep one without allocating).
-const BWE_STATES: [&str; 5] = ["off", "startup", "increase", "drain", "hold"];
+pub(super) const BWE_STATES: [&str; 5] = ["off", "startup", "increase", "drain", "hold"];
 
 /// The encoder's bitrate and the sender's estimate at one instant of a row.
 #[derive(Debug, Clone, Copy, Default)]
@@ -139,5 +140,3 @@ impl RowResult {
         self.frames.iter().find(|f| f.shown).map(|f| f.index)
     }
 }
-
-/// Per-frame state while the row runs.

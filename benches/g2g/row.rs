@@ -7,6 +7,7 @@ mod probes;
 
 use probes::{install_probes, reference_checksums};
 
+/// Per-frame state while the row runs.
 #[derive(Default)]
 struct Frame {
     record: FrameRecord,

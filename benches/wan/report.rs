@@ -256,7 +256,11 @@ pub(crate) const PALETTE: [RGBColor; 6] = [
 
 /// Share of pictures shown per bin of capture time, one panel per burst setting, one line per
 /// row.
-pub(crate) fn plot(o: &Options, rows: &[Row], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) fn plot(
+    o: &Options,
+    rows: &[Row],
+    path: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
     let t_max = rows.iter().map(|r| r.end_ms).fold(1000.0, f64::max) / 1e3;
     let root = SVGBackend::new(path, (1000, 380 * o.paths.len() as u32 + 40)).into_drawing_area();
     root.fill(&WHITE)?;

@@ -46,7 +46,7 @@ pub(crate) struct Row {
 
 impl Row {
     /// A row not run yet: nothing measured.
-    fn new(
+    pub(crate) fn new(
         stream: String,
         pipelines: &'static str,
         transport: String,
@@ -82,13 +82,13 @@ pub(crate) struct Summary {
 }
 
 impl Row {
-    fn measured(&self) -> impl Iterator<Item = &Pic> {
+    pub(crate) fn measured(&self) -> impl Iterator<Item = &Pic> {
         self.pics
             .iter()
             .filter(move |p| p.t_ms >= WARMUP_S * 1e3 && p.t_ms <= self.end_ms)
     }
 
-    fn summary(&self) -> Summary {
+    pub(crate) fn summary(&self) -> Summary {
         let measured: Vec<&Pic> = self.measured().collect();
         let first_ms = self
             .pics

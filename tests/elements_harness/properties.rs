@@ -204,8 +204,6 @@ fn properties_and_defaults() {
     }
 }
 
-
-
 #[test]
 fn uri_handler() {
     init();

@@ -176,7 +176,10 @@ pub(super) fn install_probes(
 
 /// Decodes the sender's access units with the same parser and decoder, returning each picture's
 /// checksum (by frame index; `None` where the decoder produced nothing).
-pub(super) fn reference_checksums(codec: Codec, aus: &[Vec<u8>]) -> Result<Vec<Option<u64>>, String> {
+pub(super) fn reference_checksums(
+    codec: Codec,
+    aus: &[Vec<u8>],
+) -> Result<Vec<Option<u64>>, String> {
     let pipeline = gst::parse::launch(&format!(
         "appsrc name=in format=time caps={caps} ! {} ! {caps} ! {} ! appsink name=out sync=false",
         codec.parser(),
