@@ -35,7 +35,7 @@
 pub mod annexb;
 pub mod args;
 pub mod report;
-#[allow(dead_code)] // used by benches/loss_resilience.rs and benches/wan.rs
+#[allow(dead_code)] // used by benches/loss_resilience.rs and benches/wan/
 pub mod synthetic;
 
 mod path;
@@ -168,7 +168,7 @@ pub enum Transport {
     /// `punktfunksink mode=caller` → `punktfunksrc mode=listener`, both with
     /// [`PASSPHRASE`], otherwise default properties: the loss-resilience set-up.
     PunktfunkCaller,
-    // WAN rows (benches/wan.rs).
+    // WAN rows (benches/wan/).
     /// As [`Transport::Punktfunk`], but host (source, encoder, sink) and client (src, decoder)
     /// in two pipelines of this process, sharing one clock and base time so their running
     /// times compare.

@@ -13,7 +13,7 @@ pub struct PathSpec {
     /// lost in the bad state (`LossModel::gilbert`). `loss_percent` is then only the label's
     /// and the CSV's mean loss, p / (p + r).
     pub gilbert: Option<(f64, f64)>,
-    // WAN rows (benches/wan.rs).
+    // WAN rows (benches/wan/).
     /// One-way delay of each direction, and its uniform jitter (± this; order kept).
     pub delay: Duration,
     pub jitter: Duration,
@@ -42,7 +42,7 @@ impl PathSpec {
     }
 
     /// The same loss over `delay` one way (each direction), jittered by ± `jitter`.
-    #[allow(dead_code)] // used by benches/wan.rs
+    #[allow(dead_code)] // used by benches/wan/
     pub fn with_delay(self, delay: Duration, jitter: Duration) -> PathSpec {
         PathSpec {
             delay,
