@@ -1,4 +1,4 @@
-//! Congestion control with a real encoder (issue 10): x264 at 20 Mbit/s on a high-entropy
+//! Congestion control with a real encoder: x264 at 20 Mbit/s on a high-entropy
 //! 720p60 picture (`pattern=snow`, `tune=zerolatency speed-preset=ultrafast threads=1`) →
 //! `punktfunksink` → the project's relay with a bottleneck on the video direction →
 //! `punktfunksrc` → `avdec_h264`, pictures counted as shown by checksum (the glass-to-glass

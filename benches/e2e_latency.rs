@@ -23,6 +23,7 @@ use gstpunktfunk::protocol::packetizer::{Datagrams, FrameParams, Packetizer};
 use gstpunktfunk::protocol::wire::{DEFAULT_MTU, TAG_LEN};
 use gstpunktfunk::testkit::impair::{ImpairConfig, LossModel};
 use gstpunktfunk::testkit::relay::Relay;
+use gstpunktfunk::testkit::rng::Rng;
 
 const FPS: u64 = 60;
 const RATE: u64 = 1_000_000_000;
@@ -35,15 +36,8 @@ fn frame(i: u32) -> Vec<u8> {
     } else {
         90_000 + (i as usize * 7919) % 20_000
     };
-    let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let mut f: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % 255) as u8 + 1
-        })
-        .collect();
+    let mut rng = Rng::new(u64::from(i) + 1);
+    let mut f: Vec<u8> = (0..len).map(|_| (rng.next_u64() % 255) as u8 + 1).collect();
     // The index in base-128 digits with the top bit set: never a zero byte.
     for (k, b) in f.iter_mut().take(4).enumerate() {
         *b = ((i >> (7 * (3 - k))) & 0x7f) as u8 | 0x80;

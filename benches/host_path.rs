@@ -35,6 +35,7 @@ use gstpunktfunk::protocol::security::handshake::Role;
 use gstpunktfunk::protocol::wire::{DEFAULT_MTU, HEADER_LEN, TAG_LEN};
 use gstpunktfunk::session::{Config, Mode, Session};
 use gstpunktfunk::testkit::memory::MemoryTransport;
+use gstpunktfunk::testkit::rng::Rng;
 
 /// 50 Mbit/s at 60 frames a second, in bytes per frame.
 const FRAME_1080P60_50M: usize = 104_167;
@@ -167,7 +168,7 @@ struct Recovery {
     drop: Vec<bool>,
     drops: usize,
     pattern: Pattern,
-    rng: u64,
+    rng: Rng,
     reassembler: Reassembler,
     index: u32,
     frame_len: usize,
@@ -200,7 +201,7 @@ impl Recovery {
             drop: vec![false; total],
             drops,
             pattern,
-            rng: 0x5eed,
+            rng: Rng::new(0x5eed),
             reassembler: Reassembler::new(
                 ReassemblerConfig::default(),
                 Box::new(ReedSolomon8::new()),
@@ -225,22 +226,13 @@ impl Recovery {
         self.bodies.len() - self.drops
     }
 
-    fn next_random(&mut self) -> u64 {
-        // SplitMix64.
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
     /// Pushes the next frame; returns its length and the shards rebuilt.
     fn frame(&mut self) -> (usize, u32) {
         if self.pattern == Pattern::Random {
             self.drop.fill(false);
             let mut left = self.drops;
             while left > 0 {
-                let i = (self.next_random() % self.data_count as u64) as usize;
+                let i = (self.rng.next_u64() % self.data_count as u64) as usize;
                 if !self.drop[i] {
                     self.drop[i] = true;
                     left -= 1;

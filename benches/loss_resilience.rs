@@ -1,4 +1,4 @@
-//! Loss resilience (issue 8, "What it must show"): pictures keep flowing under real loss with
+//! Loss resilience: pictures keep flowing under real loss with
 //! default properties. Two parts, each row one path through the project's relay, the loss
 //! applied to both directions (video and back channel, independently seeded):
 //!

@@ -13,7 +13,7 @@
 //! # Gilbert-Elliott bursts (enter 1 %, leave 30 %), or a recorded trace:
 //! cargo run --release --features testing --example relay -- --upstream 127.0.0.1:7600 --ge 0.01,0.3
 //! cargo run --release --features testing --example relay -- --upstream 127.0.0.1:7600 --trace docs/traces/wifi-bursts.trace
-//! # The WAN path of benches/wan.rs: 30 ms ± 5 ms and bursts (enter 2 %, leave 20 %), both ways:
+//! # The WAN path of benches/wan/: 30 ms ± 5 ms and bursts (enter 2 %, leave 20 %), both ways:
 //! cargo run --release --features testing --example relay -- --upstream 127.0.0.1:7600 --ge 0.02,0.2 \
 //!     --delay-ms 30 --jitter-ms 5
 //! ```

@@ -14,6 +14,7 @@ use std::time::Duration;
 use common::sim::{Bottleneck, Sim, addr};
 use gstpunktfunk::protocol::security::handshake::Role;
 use gstpunktfunk::session::{Config, Event, Mode};
+use gstpunktfunk::testkit::rng::Rng;
 
 const HOST: usize = 0;
 const CLIENT: usize = 1;
@@ -45,7 +46,7 @@ struct Run {
     encoder_trace: Vec<(f64, u64)>,
     keyframe_hints: u32,
     next_index: u32,
-    rng: u64,
+    rng: Rng,
 }
 
 impl Run {
@@ -71,7 +72,7 @@ impl Run {
             encoder_trace: Vec::new(),
             keyframe_hints: 0,
             next_index: 0,
-            rng: 0x1234_5678,
+            rng: Rng::new(0x1234_5678),
         }
     }
 
@@ -80,10 +81,7 @@ impl Run {
     }
 
     fn jitter(&mut self) -> f64 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        0.9 + 0.2 * ((self.rng >> 11) as f64 / (1u64 << 53) as f64)
+        0.9 + 0.2 * self.rng.next_f64()
     }
 
     /// Sends one frame per interval for `d`, following the host's bandwidth updates.

@@ -1,4 +1,4 @@
-//! Loss resilience of the session (issue 8) on virtual time (`common::sim`): the FEC-by-target
+//! Loss resilience of the session on virtual time (`common::sim`): the FEC-by-target
 //! controller driven by the client's loss model through real Connections, repair within and
 //! past the deadline, refusals from the host, forged and replayed repair requests, the
 //! frames delivered at 10 % iid, 20 % iid and Gilbert-Elliott loss with the default settings,
@@ -13,10 +13,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use common::frame_bytes;
-use common::sim::{Sim, addr, passphrase_pair};
+use common::sim::{Sim, addr, connected, passphrase_pair};
 use gstpunktfunk::protocol::adaptive::FecMode;
 use gstpunktfunk::protocol::wire::{Header, Kind};
 use gstpunktfunk::session::{Config, Event};
+use gstpunktfunk::testkit::rng::Rng;
 
 const HOST: usize = 0;
 const CLIENT: usize = 1;
@@ -48,27 +49,6 @@ fn deliver(sim: &mut Sim, data: &[u8]) -> (Duration, Vec<Event>) {
     assert_eq!(f.len(), 1);
     assert_eq!(f[0].data, data);
     (took, ev)
-}
-
-/// Connects, then streams 30 clean frames (the RTT is measured, the repair budget filled).
-fn connected(seed: u64, h: Config, c: Config) -> Sim {
-    let mut sim = Sim::new(seed);
-    assert_eq!(sim.add(addr(1), h), HOST);
-    assert_eq!(sim.add(addr(2), c), CLIENT);
-    let ok = sim.run_until(Duration::from_secs(5), |s| {
-        s.conn(HOST).is_connected() && s.conn(CLIENT).is_connected()
-    });
-    assert!(ok, "no session");
-    let warm = frame_bytes(FRAME_LEN, 99);
-    for i in 0..30 {
-        sim.send_frame(HOST, &warm, i == 0);
-        sim.run_for(FRAME_INTERVAL);
-    }
-    sim.run_for(Duration::from_millis(50));
-    assert!(sim.conn(CLIENT).stats().rtt_us > 0);
-    sim.take_events(CLIENT);
-    sim.take_events(HOST);
-    sim
 }
 
 fn is_host_video(from: usize, bytes: &[u8]) -> bool {
@@ -344,17 +324,14 @@ fn forged_and_replayed_repair_requests_are_rejected_and_counted() {
 
 /// Gilbert-Elliott loss on the host's datagrams: good→bad `p`, bad→good `r`, seeded.
 fn gilbert_elliott(sim: &mut Sim, p: f64, r: f64, seed: u64) {
-    let state = Rc::new(RefCell::new((false, seed | 1)));
+    let state = Rc::new(RefCell::new((false, Rng::new(seed))));
     sim.drop_script = Some(Box::new(move |from, _| {
         if from != HOST {
             return false;
         }
         let mut s = state.borrow_mut();
         let (bad, rng) = &mut *s;
-        *rng ^= *rng << 13;
-        *rng ^= *rng >> 7;
-        *rng ^= *rng << 17;
-        let u = (*rng >> 11) as f64 / (1u64 << 53) as f64;
+        let u = rng.next_f64();
         *bad = if *bad { u >= r } else { u < p };
         *bad
     }));

@@ -13,11 +13,12 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use common::frame_bytes;
-use common::sim::{Sim, addr};
+use common::sim::{Sim, addr, passphrase_pair};
 use gstpunktfunk::protocol::packetizer::Packetizer;
 use gstpunktfunk::protocol::security::handshake::Role;
 use gstpunktfunk::protocol::wire::{Header, Kind, TAG_LEN};
 use gstpunktfunk::session::{Config, Event, Mode, Stats};
+use gstpunktfunk::testkit::rng::Rng;
 
 const HOST: usize = 0;
 const CLIENT: usize = 1;
@@ -35,30 +36,11 @@ fn connected(seed: u64) -> Sim {
     connected_with(seed, h)
 }
 
-/// Connected with the host's config `h` and a default client.
+/// Connected with the host's config `h` (seeded ids) and the default client.
 fn connected_with(seed: u64, mut h: Config) -> Sim {
     h.rng_seed = Some(1);
-    let mut c = Config::new(Role::Client, Mode::Caller);
-    c.peer = Some(addr(1));
-    c.passphrase = Some("pw".into());
-    c.rng_seed = Some(2);
-    let mut sim = Sim::new(seed);
-    assert_eq!(sim.add(addr(1), h), HOST);
-    assert_eq!(sim.add(addr(2), c), CLIENT);
-    let ok = sim.run_until(Duration::from_secs(5), |s| {
-        s.conn(HOST).is_connected() && s.conn(CLIENT).is_connected()
-    });
-    assert!(ok, "no session");
-    // Clean frames first: the RTT is measured, the repair budget filled.
-    let warm = frame_bytes(42_000, 99);
-    for i in 0..30 {
-        sim.send_frame(HOST, &warm, i == 0);
-        sim.run_for(FRAME_INTERVAL);
-    }
-    sim.run_for(Duration::from_millis(50));
-    assert!(sim.conn(CLIENT).stats().rtt_us > 0);
-    sim.take_events(CLIENT);
-    sim
+    let (_, c) = passphrase_pair();
+    common::sim::connected(seed, h, c)
 }
 
 /// Sends one frame whose video datagrams the path delivers at the times `arrival(position,
@@ -220,13 +202,8 @@ fn datagrams_shuffled_within_10_ms_are_delivered_whole_with_few_requests() {
     let mut sim = connected(52);
     // Each datagram arrives at its own uniform random time within 10 ms (seeded), frames
     // overlapping their neighbours: reordering within and across frames.
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    let mut rand = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        (x >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut rng = Rng::new(0x2545_F491_4F6C_DD1D);
+    let mut rand = move || rng.next_f64();
     let o = stream(&mut sim, 60, |sim, data, kf| {
         send_reordered(sim, data, kf, |_, _| {
             Some(DELAY + Duration::from_millis(10).mul_f64(rand()))

@@ -435,7 +435,7 @@ fn keepalive_holds_an_idle_session_for_minutes_and_measures_the_rtt() {
     assert!((4_700..=4_900).contains(&host_sent), "{host_sent}");
 }
 
-/// Issue 9, finding 7: a Reset without the session's token is a hint only. Old behaviour: an
+/// A Reset without the session's token is a hint only. Old behaviour: an
 /// empty Reset from anyone was believed after 100 ms of silence. Now it is believed only from
 /// the peer's address after two keep-alive intervals (500 ms) without an authenticated
 /// datagram; a forged token is never believed.

@@ -13,39 +13,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::sim::{Sim, addr};
+use common::udp::{bind, client_config, host_config};
 use common::{frame_bytes, pump, wait_for};
 use gstpunktfunk::protocol::input::InputEvent;
 use gstpunktfunk::protocol::security::handshake::Role;
 use gstpunktfunk::protocol::wire::{Kind, RejectReason};
-use gstpunktfunk::session::{
-    Config, DisconnectReason, Event, MEDIA_STALL_AFTER, Mode, PEER_PROBE_MAX, Session,
-};
+use gstpunktfunk::session::{DisconnectReason, Event, MEDIA_STALL_AFTER, PEER_PROBE_MAX, Session};
 use gstpunktfunk::transport::Transport;
-use gstpunktfunk::transport::udp::{UdpOptions, UdpTransport};
 
 const LONG: Duration = Duration::from_secs(10);
-const CAPS: &str = "video/x-h264, stream-format=byte-stream, alignment=au";
-
-fn bind() -> UdpTransport {
-    UdpTransport::bind("127.0.0.1:0".parse().unwrap(), &UdpOptions::default()).unwrap()
-}
-
-fn host_config(pass: &str) -> Config {
-    let mut c = Config::new(Role::Host, Mode::Listener);
-    c.passphrase = Some(pass.into());
-    c.congestion.enabled = false;
-    c.stream_info = Some(gstpunktfunk::protocol::control::StreamInfo {
-        caps: CAPS.into(),
-        ..Default::default()
-    });
-    c
-}
-
-fn client_config(pass: &str, host: SocketAddr) -> Config {
-    let mut c = Config::client_caller(host);
-    c.passphrase = Some(pass.into());
-    c
-}
 
 fn udp() -> UdpSocket {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -200,7 +176,7 @@ fn stream(host: &Session, n: u32, len: usize) -> u32 {
     sent
 }
 
-/// Issue 20, finding 1. Old behaviour: the host challenged the attacker's address, the client
+/// A forwarder on the client's path. Old behaviour: the host challenged the attacker's address, the client
 /// answered the relayed challenge to the attacker, the attacker relayed the answer, and both
 /// ends moved to the attacker: 16.5 MB of video went there and the client got 1 of ~187
 /// frames. Now the client answers only its listener, the originals arriving as duplicates show
@@ -277,7 +253,7 @@ fn sim_pair(seed: u64) -> Sim {
     sim
 }
 
-/// Issue 20, finding 1 (the client's side). Old behaviour: with video gone and keep-alives
+/// A forwarder on the client's path, the client's side. Old behaviour: with video gone and keep-alives
 /// flowing the client stayed `connected=true` with `frames_lost=0` and said nothing. Now the
 /// host's SendProgress shows frames the client never saw: within a second the client posts
 /// MediaStalled, counts it and asks for a keyframe; when the stall lasts it handshakes again.
@@ -390,7 +366,7 @@ fn host_with(replace_peer: bool) -> (Session, SocketAddr) {
     (Session::new(c, t).unwrap(), a)
 }
 
-/// Issue 20, finding 2. Old behaviour: B reconnecting every 60 ms for 3 s got 49 sessions,
+/// A second client taking over. Old behaviour: B reconnecting every 60 ms for 3 s got 49 sessions,
 /// 49 key events delivered and 633 video datagrams, and A was disconnected 16 times and got
 /// 125 of 250 frames. Now the host asks A first; A answers, so every B is refused as Busy.
 #[test]

@@ -1,8 +1,8 @@
-//! Issue 9 at the session level, on virtual time (`common::sim`): each finding as a test that
+//! Security findings at the session level, on virtual time (`common::sim`): each finding as a test that
 //! failed against the old session and passes now. Finding 1 (a captured hello gives no offline
 //! test of a passphrase) is shown at protocol level:
 //! `protocol::security::handshake::tests::captured_hello_gives_no_offline_test_of_a_guess`; finding 2
-//! (unauthenticated listener on 0.0.0.0) here for the `Config` and in `tests/elements_harness.rs`
+//! (unauthenticated listener on 0.0.0.0) here for the `Config` and in `tests/elements_harness/`
 //! for the element.
 
 mod common;

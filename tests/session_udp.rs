@@ -5,44 +5,21 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::udp::{bind, client_config, host_config};
 use common::{frame_bytes, pump, wait_for};
-use gstpunktfunk::protocol::security::handshake::Role;
-use gstpunktfunk::session::{Config, Event, Mode, Session};
+use gstpunktfunk::session::{Event, Session};
 use gstpunktfunk::testkit::impair::{ImpairConfig, Impaired, LossModel};
+use gstpunktfunk::testkit::rng::Rng;
 use gstpunktfunk::transport::Transport;
 use gstpunktfunk::transport::udp::{UdpOptions, UdpTransport};
 
 const LONG: Duration = Duration::from_secs(20);
-
-fn bind() -> UdpTransport {
-    UdpTransport::bind("127.0.0.1:0".parse().unwrap(), &UdpOptions::default()).unwrap()
-}
-
-fn host_config(pass: &str) -> Config {
-    let mut c = Config::new(Role::Host, Mode::Listener);
-    c.passphrase = Some(pass.into());
-    // These tests measure repair, not rate control: the sender here pushes frames as fast as
-    // the window allows (far faster than any encoder), which congestion control would
-    // rightly pace down to what the loopback receiver drains, taking minutes per test.
-    c.congestion.enabled = false;
-    c.stream_info = Some(gstpunktfunk::protocol::control::StreamInfo {
-        caps: "video/x-h264, stream-format=byte-stream, alignment=au".into(),
-        ..Default::default()
-    });
-    c
-}
-
-fn client_config(pass: &str, host: SocketAddr) -> Config {
-    let mut c = Config::client_caller(host);
-    c.passphrase = Some(pass.into());
-    c
-}
 
 /// A frame whose content is a function of its index, checkable without keeping it.
 fn indexed_frame(i: u32, len: usize) -> Vec<u8> {
@@ -186,12 +163,10 @@ fn hostile_datagrams_never_break_the_stream() {
     let junk_stop = Arc::new(AtomicBool::new(false));
     let js = junk_stop.clone();
     let jt = std::thread::spawn(move || {
-        let mut x = 0x1234_5678_9abc_def0u64;
+        let mut rng = Rng::new(0x1234_5678_9abc_def0);
         let mut sent = 0u64;
         while !js.load(Ordering::Relaxed) && sent < 200_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next_u64();
             let len = (x % 1500) as usize;
             let mut d: Vec<u8> = (0..len).map(|i| (x >> (i % 56)) as u8).collect();
             if sent.is_multiple_of(3) && d.len() >= 16 {

@@ -19,6 +19,7 @@ use std::time::Duration;
 use common::frame_bytes;
 use common::sim::{Sim, addr};
 use gstpunktfunk::session::{Config, Event, KEYFRAME_REQUEST_MIN_INTERVAL};
+use gstpunktfunk::testkit::rng::Rng;
 
 const HOST: usize = 0;
 const CLIENT: usize = 1;
@@ -37,13 +38,8 @@ const CAPS: &str = "video/x-h264, stream-format=byte-stream, alignment=au, width
 /// Gilbert-Elliott loss on every datagram, each sender's direction with its own chain,
 /// started in its stationary distribution (a session may begin inside a burst).
 fn bursts_both_ways(sim: &mut Sim, seed: u64) {
-    let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        (rng >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut rng = Rng::new(seed);
+    let mut next = move || rng.next_f64();
     let stationary_bad = ENTER / (ENTER + LEAVE);
     let bad = [next() < stationary_bad, next() < stationary_bad];
     let state = Rc::new(RefCell::new((bad, next)));

@@ -19,6 +19,7 @@ use std::time::Duration;
 use gst::prelude::*;
 use gstpunktfunk::testkit::impair::{ImpairConfig, LossModel, LossTrace};
 use gstpunktfunk::testkit::relay::Relay;
+use gstpunktfunk::testkit::rng::Rng;
 
 use support::{Pipe, Tap, WAIT, bound_port, pad, serial, stat};
 
@@ -33,13 +34,8 @@ const TRACE_LEN: usize = 200_000;
 /// One direction of the path: 30 ms ± 5 ms, the first `lost_first` datagrams lost (a burst
 /// that starts with the session, the slow handshake), then seeded Gilbert-Elliott bursts.
 fn wan(seed: u64, lost_first: usize) -> ImpairConfig {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut random = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        (x >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut rng = Rng::new(seed);
+    let mut random = move || rng.next_f64();
     let mut bad = false;
     let outcomes = (0..TRACE_LEN).map(|i| {
         if i < lost_first {

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod sim;
+pub mod udp;
 
 use std::io;
 use std::net::SocketAddr;
@@ -13,19 +14,13 @@ use gstpunktfunk::protocol::security::handshake::{
 };
 use gstpunktfunk::protocol::wire::{Header, Kind, RejectReason};
 use gstpunktfunk::session::{Event, Session};
+use gstpunktfunk::testkit::rng::Rng;
 use gstpunktfunk::transport::{RecvBatch, SendOutcome, Transport};
 
 /// Pseudo-random frame content, different per seed.
 pub fn frame_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    let mut rng = Rng::new(seed);
+    (0..len).map(|_| rng.next_u64() as u8).collect()
 }
 
 /// Polls `s` (host or client) until `pred` accepts an event or `limit` passes.

@@ -19,6 +19,7 @@ use gstpunktfunk::protocol::fec::ReedSolomon8;
 use gstpunktfunk::protocol::packetizer::{Datagrams, Packetizer};
 use gstpunktfunk::protocol::security::handshake::Role;
 use gstpunktfunk::session::{Config, Connection, Event, FrameTimingIn, Mode};
+use gstpunktfunk::testkit::rng::Rng;
 
 /// Steps after which a run is considered stuck (a timer that never moves on).
 const MAX_STEPS: u64 = 50_000_000;
@@ -58,7 +59,7 @@ pub struct Bursts {
     pub enter: f64,
     pub leave: f64,
     bad: bool,
-    rng: u64,
+    rng: Rng,
     /// Datagrams this chain dropped.
     pub dropped: u64,
 }
@@ -69,21 +70,14 @@ impl Bursts {
             enter,
             leave,
             bad: false,
-            rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            rng: Rng::new(seed),
             dropped: 0,
         }
     }
 
-    fn unit(&mut self) -> f64 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        (self.rng >> 11) as f64 / (1u64 << 53) as f64
-    }
-
     /// Whether the next datagram is lost.
     fn lose(&mut self) -> bool {
-        let u = self.unit();
+        let u = self.rng.next_f64();
         self.bad = if self.bad {
             u >= self.leave
         } else {
@@ -180,7 +174,7 @@ pub struct Sim {
     pub nodes: Vec<Node>,
     in_flight: BinaryHeap<Reverse<InFlight>>,
     seq: u64,
-    rng: u64,
+    rng: Rng,
     /// Every datagram sent by any node, in order.
     pub sent: Vec<Sent>,
     pub drop_script: Option<DropScript>,
@@ -202,6 +196,34 @@ pub fn passphrase_pair() -> (Config, Config) {
     (h, c)
 }
 
+/// The host's node index in [`connected`]'s simulation.
+const HOST: usize = 0;
+/// The client's node index in [`connected`]'s simulation.
+const CLIENT: usize = 1;
+
+/// Host `h` at `addr(1)` (node 0) and client `c` at `addr(2)` (node 1), connected, then 30
+/// clean 42,000-byte frames at 60 fps (a 720p x264 frame at 20 Mbit/s), so the RTT is measured
+/// and the repair budget filled; both nodes' events are drained.
+pub fn connected(seed: u64, h: Config, c: Config) -> Sim {
+    let mut sim = Sim::new(seed);
+    assert_eq!(sim.add(addr(1), h), HOST);
+    assert_eq!(sim.add(addr(2), c), CLIENT);
+    let ok = sim.run_until(Duration::from_secs(5), |s| {
+        s.conn(HOST).is_connected() && s.conn(CLIENT).is_connected()
+    });
+    assert!(ok, "no session");
+    let warm = super::frame_bytes(42_000, 99);
+    for i in 0..30 {
+        sim.send_frame(HOST, &warm, i == 0);
+        sim.run_for(Duration::from_micros(16_667));
+    }
+    sim.run_for(Duration::from_millis(50));
+    assert!(sim.conn(CLIENT).stats().rtt_us > 0);
+    sim.take_events(CLIENT);
+    sim.take_events(HOST);
+    sim
+}
+
 pub fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, 1], port))
 }
@@ -215,7 +237,7 @@ impl Sim {
             nodes: Vec::new(),
             in_flight: BinaryHeap::new(),
             seq: 0,
-            rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            rng: Rng::new(seed),
             sent: Vec::new(),
             drop_script: None,
             steps: 0,
@@ -260,10 +282,7 @@ impl Sim {
     }
 
     fn random(&mut self) -> f64 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        (self.rng >> 11) as f64 / (1u64 << 53) as f64
+        self.rng.next_f64()
     }
 
     /// Puts a datagram from node `from` on its link, leaving at `depart`.
