@@ -103,6 +103,35 @@ fn audio_arrives_byte_exact_in_order_with_its_info_first() {
 }
 
 #[test]
+fn a_client_that_connects_later_gets_the_audio_info_before_any_audio() {
+    let (h, c) = passphrase_pair();
+    let mut sim = Sim::new(6);
+    let host = sim.add(addr(1), h);
+    let now = sim.now;
+    sim.conn(host).set_audio_info(now, CAPS).unwrap();
+    sim.run_for(Duration::from_millis(100));
+    // The first copy of the info to the client is lost: it comes again.
+    let mut dropped = false;
+    sim.drop_script = Some(Box::new(move |from, bytes| {
+        let first_audio = from == 0 && bytes.get(1) == Some(&(Kind::Audio as u8)) && !dropped;
+        dropped |= first_audio;
+        first_audio
+    }));
+    let client = sim.add(addr(2), c);
+    assert!(sim.run_until(Duration::from_secs(1), |s| {
+        s.saw(client, |e| matches!(e, Event::Connected { .. }))
+    }));
+    // The info's first copy leaves at once, the next 50 ms later; 1 ms of path delay.
+    assert!(
+        sim.run_until(Duration::from_millis(60), |s| s.saw(client, |e| matches!(
+            e,
+            Event::AudioInfo(c) if c == CAPS
+        ))),
+        "no AudioInfo within 60 ms of connecting without audio flowing"
+    );
+}
+
+#[test]
 fn parity_recovers_audio_at_ten_percent_iid_loss() {
     let (h, c) = passphrase_pair();
     let mut sim = connected(2, h, c);

@@ -179,9 +179,18 @@ impl Connection {
         self.link.as_ref()?;
         match self.cfg.role {
             Role::Client => self.audio.receiver.next_timeout(),
-            Role::Host => self
-                .audio_info_pending()
-                .then_some(self.audio.info_resend_at?),
+            Role::Host => {
+                // A new session gets the info at once, without waiting for its first audio.
+                let new_session = self
+                    .link
+                    .as_ref()
+                    .is_some_and(|l| l.session_id != self.audio.session_id);
+                let due = self.audio.info.is_some() && (new_session || self.audio_info_pending());
+                due.then(|| match self.audio.info_resend_at {
+                    Some(t) if !new_session => t,
+                    _ => self.epoch,
+                })
+            }
         }
     }
 
