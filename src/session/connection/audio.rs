@@ -186,10 +186,11 @@ impl Connection {
                     .as_ref()
                     .is_some_and(|l| l.session_id != self.audio.session_id);
                 let due = self.audio.info.is_some() && (new_session || self.audio_info_pending());
-                due.then(|| match self.audio.info_resend_at {
+                let at = match self.audio.info_resend_at {
                     Some(t) if !new_session => t,
                     _ => self.epoch,
-                })
+                };
+                due.then_some(at)
             }
         }
     }
