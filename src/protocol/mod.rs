@@ -6,6 +6,7 @@
 
 pub mod adaptive;
 pub mod annexb;
+pub mod audio;
 pub mod clock;
 pub mod congestion;
 pub mod control;

@@ -1,0 +1,182 @@
+//! The host's half of the audio stream: sequence numbers and parity across packets.
+
+use std::collections::{HashMap, VecDeque};
+
+use reed_solomon_erasure::galois_8::ReedSolomon;
+
+use super::wire::{AudioBody, AudioRecord};
+use super::{AUDIO_BLOCK_SPAN, MAX_BLOCK_DATA, MIN_AUDIO_PARITY, MIN_BLOCK_DATA};
+
+/// Numbers audio packets and protects each block of consecutive packets with parity. A
+/// packet's data body is ready at once (it never waits for its block); when a block is
+/// complete its parity bodies are queued and leave one behind each packet of the next block
+/// (the rest before the next block's parity, if it has fewer packets), so the parity is spread
+/// over time like the data it protects.
+pub struct AudioSender {
+    next_seq: u64,
+    /// Data and parity counts of the block being filled, fixed by its first packet.
+    block_data: usize,
+    block_parity: usize,
+    /// Records of the block being filled (buffers reused).
+    records: Vec<Vec<u8>>,
+    filled: usize,
+    /// Parity bodies of the last complete block not sent yet.
+    pending: VecDeque<Vec<u8>>,
+    coders: HashMap<(usize, usize), ReedSolomon>,
+    parity_bufs: Vec<Vec<u8>>,
+    parity_sent: u64,
+}
+
+impl Default for AudioSender {
+    fn default() -> Self {
+        AudioSender::new()
+    }
+}
+
+impl AudioSender {
+    pub fn new() -> Self {
+        AudioSender {
+            next_seq: 0,
+            block_data: MIN_BLOCK_DATA,
+            block_parity: MIN_AUDIO_PARITY,
+            records: Vec::new(),
+            filled: 0,
+            pending: VecDeque::new(),
+            coders: HashMap::new(),
+            parity_bufs: Vec::new(),
+            parity_sent: 0,
+        }
+    }
+
+    /// Starts the sequence space again (a new session).
+    pub fn reset(&mut self) {
+        self.next_seq = 0;
+        self.filled = 0;
+        self.pending.clear();
+    }
+
+    /// The sequence number the next packet gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Data packets of the block being filled (or of the next one).
+    pub fn block_data(&self) -> usize {
+        self.block_data
+    }
+
+    /// Parity packets produced so far.
+    pub fn parity_sent(&self) -> u64 {
+        self.parity_sent
+    }
+
+    /// Data packets of a block of packets lasting `duration_us` each.
+    pub fn block_data_for(duration_us: u32) -> usize {
+        let span = AUDIO_BLOCK_SPAN.as_micros() as usize;
+        (span / (duration_us as usize).max(1)).clamp(MIN_BLOCK_DATA, MAX_BLOCK_DATA)
+    }
+
+    /// Parity of a block of `k` data packets when the loss model plans `planned`: at least
+    /// half the block (and [`MIN_AUDIO_PARITY`]), at most as much as its data. Audio is a few
+    /// hundred kbit/s beside megabits of video, and until the first loss reports have sized
+    /// the plan a stream would otherwise start nearly unprotected.
+    pub fn parity_for_plan(k: usize, planned: usize) -> usize {
+        let floor = MIN_AUDIO_PARITY.max(k.div_ceil(2));
+        planned.clamp(floor, k.max(floor))
+    }
+
+    /// Numbers one packet and appends the bodies to send now to `out`: its data body, then one
+    /// parity body of the previous block if any waits (all of them if this packet completes a
+    /// block). `plan(k)` is the parity the loss model plans for `k` data packets; it sizes the
+    /// block this packet starts. `data` must be at most [`super::MAX_AUDIO_PAYLOAD`] bytes (the
+    /// caller checks). Returns the packet's sequence number.
+    pub fn push(
+        &mut self,
+        capture_us: u64,
+        duration_us: u32,
+        data: &[u8],
+        plan: impl Fn(usize) -> usize,
+        out: &mut Vec<Vec<u8>>,
+    ) -> u64 {
+        if self.filled == 0 {
+            self.block_data = Self::block_data_for(duration_us);
+            self.block_parity = Self::parity_for_plan(self.block_data, plan(self.block_data));
+            self.records.resize_with(self.block_data, Vec::new);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let index = self.filled;
+        let block = seq - index as u64;
+        let rec = &mut self.records[index];
+        rec.clear();
+        AudioRecord {
+            capture_us,
+            duration_us,
+            data,
+        }
+        .encode(rec);
+        let (k, m) = (self.block_data as u8, self.block_parity as u8);
+        let mut body = Vec::with_capacity(rec.len() + 16);
+        AudioBody::Shard {
+            block,
+            k,
+            m,
+            index: index as u8,
+            shard: rec,
+        }
+        .encode(&mut body);
+        out.push(body);
+        self.filled += 1;
+        let complete = self.filled == self.block_data;
+        if complete {
+            self.filled = 0;
+            // What is left of the previous block's parity goes before this block's.
+            out.extend(self.pending.drain(..));
+            self.encode_parity(block);
+        }
+        if let Some(p) = self.pending.pop_front() {
+            out.push(p);
+        }
+        seq
+    }
+
+    fn encode_parity(&mut self, block: u64) {
+        let (k, m) = (self.block_data, self.block_parity);
+        let len = self.records[..k].iter().map(Vec::len).max().unwrap_or(0);
+        for r in &mut self.records[..k] {
+            r.resize(len, 0);
+        }
+        self.parity_bufs.resize_with(m, Vec::new);
+        for p in &mut self.parity_bufs[..m] {
+            p.clear();
+            p.resize(len, 0);
+        }
+        let coder = self
+            .coders
+            .entry((k, m))
+            .or_insert_with(|| ReedSolomon::new(k, m).expect("block sizes are within GF(2^8)"));
+        let data: Vec<&[u8]> = self.records[..k].iter().map(Vec::as_slice).collect();
+        let mut parity: Vec<&mut [u8]> = self.parity_bufs[..m]
+            .iter_mut()
+            .map(Vec::as_mut_slice)
+            .collect();
+        if coder.encode_sep(&data, &mut parity).is_err() {
+            // Equal lengths and counts are ensured above; without parity the block is merely
+            // unprotected.
+            return;
+        }
+        for (j, p) in self.parity_bufs[..m].iter().enumerate() {
+            let mut body = Vec::with_capacity(p.len() + 16);
+            AudioBody::Shard {
+                block,
+                k: k as u8,
+                m: m as u8,
+                index: (k + j) as u8,
+                shard: p,
+            }
+            .encode(&mut body);
+            self.pending.push_back(body);
+            self.parity_sent += 1;
+        }
+    }
+}
