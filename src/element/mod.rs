@@ -29,11 +29,13 @@ use crate::sync::lock;
 use gst::glib;
 use gst::prelude::*;
 
-/// The `GstObjectImpl` and `ElementImpl` of a punktfunk element: its metadata, and one
-/// always-present pad named `$pad` in `$direction` with [`caps::stream_caps`]. A macro, as the
+/// The `GstObjectImpl` and `ElementImpl` of a punktfunk element: its metadata, one
+/// always-present pad named `$pad` in `$direction` with [`caps::stream_caps`] and the `audio`
+/// pad template ([`caps::pad_templates`]); anything after the direction goes into the
+/// `ElementImpl` as it is (the sink's request / release of the audio pad). A macro, as the
 /// metadata and templates must be statics of each element's own `ElementImpl`.
 macro_rules! impl_element_class {
-    ($imp:ty, $long_name:literal, $classification:literal, $description:literal, $pad:literal, $direction:expr) => {
+    ($imp:ty, $long_name:literal, $classification:literal, $description:literal, $pad:literal, $direction:expr $(, $($extra:tt)*)?) => {
         impl gst::subclass::prelude::GstObjectImpl for $imp {}
 
         impl gst::subclass::prelude::ElementImpl for $imp {
@@ -57,6 +59,8 @@ macro_rules! impl_element_class {
                     });
                 TEMPLATES.as_ref()
             }
+
+            $($($extra)*)?
         }
     };
 }
