@@ -6,6 +6,7 @@
 
 pub mod adaptive;
 pub mod annexb;
+pub mod audio;
 pub mod bwe;
 pub mod clock;
 pub mod control;

@@ -100,6 +100,8 @@ pub enum Kind {
     Control = 17,
     /// Input events from client to host (reliable, ordered).
     Input = 18,
+    /// An audio packet, parity or stream info (see [`super::audio`]).
+    Audio = 19,
 }
 
 impl Kind {
@@ -112,13 +114,17 @@ impl Kind {
             16 => Kind::Video,
             17 => Kind::Control,
             18 => Kind::Input,
+            19 => Kind::Audio,
             other => return Err(WireError::UnknownKind(other)),
         })
     }
 
     /// Kinds that travel sealed inside an established session.
     pub fn is_session(self) -> bool {
-        matches!(self, Kind::Video | Kind::Control | Kind::Input)
+        matches!(
+            self,
+            Kind::Video | Kind::Control | Kind::Input | Kind::Audio
+        )
     }
 }
 

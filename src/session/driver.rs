@@ -8,7 +8,7 @@
 //! a frame whose shards sit in its own buffer).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
 use crate::protocol::fec::ReedSolomon8;
@@ -43,6 +43,27 @@ struct Inner {
     packetizer: Mutex<Packetizer>,
     local_addr: SocketAddr,
     info: TransportInfo,
+    /// Threads that poll while another holds the ring wait here (see [`Session::poll_audio`]).
+    rx_wait: Mutex<RxWait>,
+    rx_cv: Condvar,
+}
+
+/// What a polling thread that does not hold the ring waits for.
+#[derive(Default)]
+struct RxWait {
+    /// Bumped whenever the ring's holder handled datagrams or timers, or gave the ring up.
+    generation: u64,
+    /// Bumped by [`Session::wake`].
+    wakes: u64,
+}
+
+/// Which of the connection's event queues a poll takes from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Queue {
+    /// Everything but audio packets (frames, input, stream and audio info, peer changes).
+    Main,
+    /// [`Event::Audio`] and [`Event::AudioLost`].
+    Audio,
 }
 
 /// One end of a stream. See the module docs of [`crate::session`].
@@ -76,6 +97,8 @@ impl Session {
                 packetizer: Mutex::new(packetizer),
                 local_addr,
                 info,
+                rx_wait: Mutex::new(RxWait::default()),
+                rx_cv: Condvar::new(),
             }),
         })
     }
@@ -103,8 +126,10 @@ impl Session {
         lock(&self.inner.conn).peer()
     }
 
-    /// Makes a blocked poll return at once.
+    /// Makes a blocked poll return at once (every thread's).
     pub fn wake(&self) {
+        lock(&self.inner.rx_wait).wakes += 1;
+        self.inner.rx_cv.notify_all();
         self.inner.transport.wake();
     }
 
@@ -141,6 +166,20 @@ impl Session {
     /// Host: sets (or changes) the stream info; a connected client gets it at once.
     pub fn set_stream_info(&self, caps: &str) -> Result<()> {
         self.with_conn(|c, _| c.set_stream_info(caps))
+    }
+
+    /// Host: announces the audio stream's caps (e.g. `audio/x-opus, rate=48000,
+    /// channels=2, channel-mapping-family=0`); the client gets [`Event::AudioInfo`], also
+    /// when it connects later.
+    pub fn set_audio_info(&self, caps: &str) -> Result<()> {
+        self.with_conn(|c, now| c.set_audio_info(now, caps))
+    }
+
+    /// Host: sends one audio packet at once, ahead of any video frame being paced, with its
+    /// capture time in the host clock ([`Session::host_clock_us`], the clock of the frames'
+    /// capture time) and duration. Dropped and counted without a client.
+    pub fn submit_audio(&self, data: &[u8], capture_us: u64, duration_us: u32) -> Result<()> {
+        self.with_conn(|c, now| c.submit_audio(now, data, capture_us, duration_us))
     }
 
     /// Host: bounds of the congestion controller's target bitrate (media bits per second;
@@ -283,15 +322,24 @@ impl Session {
     /// running the protocol's timers meanwhile.
     pub fn poll_input(&self, timeout: Duration) -> Result<Option<Event>> {
         self.require(Role::Host, "poll_input is for the host")?;
-        self.poll_event(timeout)
+        self.poll_event(timeout, Queue::Main)
     }
 
     // ----- client -----
 
-    /// Client: waits up to `timeout` for the next event (frames, stream info, losses, EOS).
+    /// Client: waits up to `timeout` for the next event (frames, stream info, audio info,
+    /// losses, EOS): every event but audio packets, which [`Session::poll_audio`] takes.
     pub fn poll_frame(&self, timeout: Duration) -> Result<Option<Event>> {
         self.require(Role::Client, "poll_frame is for the client")?;
-        self.poll_event(timeout)
+        self.poll_event(timeout, Queue::Main)
+    }
+
+    /// Client: waits up to `timeout` for the next audio event ([`Event::Audio`] in sequence
+    /// order, [`Event::AudioLost`]). Another thread may block in [`Session::poll_frame`] at
+    /// the same time: whichever holds the socket hands the other's events over at once.
+    pub fn poll_audio(&self, timeout: Duration) -> Result<Option<Event>> {
+        self.require(Role::Client, "poll_audio is for the client")?;
+        self.poll_event(timeout, Queue::Audio)
     }
 
     /// Client: queues an input event for reliable, ordered delivery and sends it at once.
@@ -342,49 +390,114 @@ impl Session {
         }
     }
 
-    fn poll_event(&self, timeout: Duration) -> Result<Option<Event>> {
+    fn take_event(&self, queue: Queue) -> Option<Event> {
+        let mut c = lock(&self.inner.conn);
+        match queue {
+            Queue::Main => c.poll_event(),
+            Queue::Audio => c.poll_audio_event(),
+        }
+    }
+
+    /// Tells threads waiting for the ring that events may be queued for them or the ring is
+    /// free.
+    fn notify_waiters(&self) {
+        lock(&self.inner.rx_wait).generation += 1;
+        self.inner.rx_cv.notify_all();
+    }
+
+    fn poll_event(&self, timeout: Duration, queue: Queue) -> Result<Option<Event>> {
         let deadline = Instant::now() + timeout;
+        let wakes = lock(&self.inner.rx_wait).wakes;
         loop {
-            if let Some(ev) = lock(&self.inner.conn).poll_event() {
+            let generation = lock(&self.inner.rx_wait).generation;
+            if let Some(ev) = self.take_event(queue) {
                 return Ok(Some(ev));
             }
-            // Drain what already waits in the socket before running timers (bounded).
-            for _ in 0..MAX_DRAIN_BATCHES {
-                if self.receive(Some(Duration::ZERO))? == 0 {
-                    break;
+            let mut ring = match self.inner.ring.try_lock() {
+                Ok(r) => r,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    // Another thread receives: it queues our events and says so.
+                    let mut w = lock(&self.inner.rx_wait);
+                    while w.generation == generation && w.wakes == wakes {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        w = match self.inner.rx_cv.wait_timeout(w, left) {
+                            Ok((w, _)) => w,
+                            Err(p) => p.into_inner().0,
+                        };
+                    }
+                    let woken = w.wakes != wakes;
+                    drop(w);
+                    if woken || Instant::now() >= deadline {
+                        return Ok(self.take_event(queue));
+                    }
+                    continue;
                 }
-            }
-            let now = Instant::now();
-            let (ev, next, closed, out) = {
-                let mut c = lock(&self.inner.conn);
-                c.handle_timeout(now);
-                let ev = c.poll_event();
-                (ev, c.poll_timeout(), c.is_closed(), drain_transmits(&mut c))
             };
-            self.flush(out);
-            if ev.is_some() {
-                return Ok(ev);
-            }
-            if closed {
-                return Err(Error::Closed);
-            }
-            if now >= deadline {
-                return Ok(None);
-            }
-            let until = next.map_or(deadline, |n| n.min(deadline));
-            if self.receive(Some(until.saturating_duration_since(now)))? == 0
-                && Instant::now() < until
-            {
-                // A wake-up ends the poll so the caller can look around.
-                return Ok(None);
+            let r = self.poll_holding(&mut ring, deadline, queue);
+            drop(ring);
+            self.notify_waiters();
+            match r {
+                Ok(Some(ev)) => return Ok(ev),
+                Ok(None) => continue,
+                Err(e) => return Err(e),
             }
         }
     }
 
+    /// One round of [`Session::poll_event`] by the thread that holds the ring: drain, timers,
+    /// then block in receive until the next timer or `deadline`. `Ok(Some(ev))` ends the poll
+    /// with `ev`; `Ok(None)` asks for another round.
+    fn poll_holding(
+        &self,
+        ring: &mut RecvBatch,
+        deadline: Instant,
+        queue: Queue,
+    ) -> Result<Option<Option<Event>>> {
+        // Drain what already waits in the socket before running timers (bounded).
+        for _ in 0..MAX_DRAIN_BATCHES {
+            if self.receive(ring, Some(Duration::ZERO))? == 0 {
+                break;
+            }
+        }
+        let now = Instant::now();
+        let (ev, next, closed, out) = {
+            let mut c = lock(&self.inner.conn);
+            c.handle_timeout(now);
+            let ev = match queue {
+                Queue::Main => c.poll_event(),
+                Queue::Audio => c.poll_audio_event(),
+            };
+            (ev, c.poll_timeout(), c.is_closed(), drain_transmits(&mut c))
+        };
+        self.flush(out);
+        if ev.is_some() {
+            return Ok(Some(ev));
+        }
+        if closed {
+            return Err(Error::Closed);
+        }
+        if now >= deadline {
+            return Ok(Some(None));
+        }
+        // Events for another queue were handed out: let its thread see them before blocking.
+        self.notify_waiters();
+        let until = next.map_or(deadline, |n| n.min(deadline));
+        if self.receive(ring, Some(until.saturating_duration_since(now)))? == 0
+            && Instant::now() < until
+        {
+            // A wake-up ends the poll so the caller can look around.
+            return Ok(Some(None));
+        }
+        Ok(None)
+    }
+
     /// One receive call into the ring, processed. Returns the number of datagrams.
-    fn receive(&self, wait: Option<Duration>) -> Result<usize> {
-        let mut ring = lock(&self.inner.ring);
-        let n = self.inner.transport.recv(&mut ring, wait)?;
+    fn receive(&self, ring: &mut RecvBatch, wait: Option<Duration>) -> Result<usize> {
+        let n = self.inner.transport.recv(ring, wait)?;
         if n == 0 {
             return Ok(0);
         }
@@ -399,7 +512,6 @@ impl Session {
             }
             drain_transmits(&mut c)
         };
-        drop(ring);
         self.flush(out);
         Ok(n)
     }

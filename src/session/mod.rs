@@ -30,10 +30,11 @@ mod stats;
 
 pub use config::{Config, Mode, UNAUTHENTICATED_LISTENER};
 pub use connection::{
-    BandwidthUpdate, CongestionConfig, Connection, DisconnectReason, Event, FrameTicket,
-    FrameTimingIn, HandshakeFailure, SealedFrame, Transmit,
+    AudioPacket, BandwidthUpdate, CongestionConfig, Connection, DisconnectReason, Event,
+    FrameTicket, FrameTimingIn, HandshakeFailure, SealedFrame, Transmit,
 };
 // Security limits (issue 9).
+pub use connection::MAX_AUDIO_EVENTS;
 pub use connection::{
     INPUT_EVENTS_BURST, INPUT_EVENTS_PER_SECOND, KEYFRAME_REQUEST_MIN_INTERVAL,
     MAX_INPUT_EVENTS_PER_DATAGRAM, REJECT_SERIES_COUNT, REJECT_SERIES_GAP, REJECT_SERIES_SPAN,

@@ -181,6 +181,27 @@ pub struct Stats {
     pub bwe_loss: f64,
     /// Host: large drops of the target (each reported once).
     pub bwe_large_drops: u64,
+
+    // Audio (`connection::audio`).
+    /// Host: audio packets sent; parity packets sent for them.
+    pub audio_packets_sent: u64,
+    pub audio_parity_sent: u64,
+    /// Host: audio packets dropped because no client was connected.
+    pub audio_packets_dropped_no_peer: u64,
+    /// Host: parity per audio block in percent of its data packets.
+    pub audio_fec_percent: u32,
+    /// Client: audio packets delivered as received, rebuilt from parity, and given up.
+    pub audio_packets_received: u64,
+    pub audio_packets_recovered: u64,
+    pub audio_packets_lost: u64,
+    /// Client: audio shards that came twice or after their packet was delivered or given up.
+    pub audio_packets_late: u64,
+    /// Audio datagrams refused after authentication: malformed, inconsistent or beyond the
+    /// limits (ones that fail to open count in `auth_failures` / `replays_rejected`).
+    pub audio_datagrams_dropped: u64,
+    /// Client: audio events dropped because nobody polled them
+    /// ([`super::connection::MAX_AUDIO_EVENTS`]).
+    pub audio_events_dropped: u64,
 }
 
 impl Stats {

@@ -54,6 +54,7 @@ use crate::protocol::wire::{
 
 use super::{Config, Error, Mode, Result, Stats};
 
+mod audio;
 mod client;
 mod congestion;
 mod establish;
@@ -68,6 +69,8 @@ mod stall;
 mod timers;
 mod timing;
 
+pub use crate::protocol::audio::AudioPacket;
+pub use audio::MAX_AUDIO_EVENTS;
 pub use congestion::{BandwidthUpdate, CongestionConfig};
 pub use guard::{
     INPUT_EVENTS_BURST, INPUT_EVENTS_PER_SECOND, KEYFRAME_REQUEST_MIN_INTERVAL,
@@ -200,6 +203,14 @@ pub enum Event {
     FramesLost { count: u32 },
     /// Client: stream info, first or updated.
     StreamInfo(StreamInfo),
+    /// Client: the host announced (or changed) its audio stream: the caps string it set with
+    /// `set_audio_info`. Comes with the other events, before the audio it describes.
+    AudioInfo(String),
+    /// Client: one audio packet, in sequence order (only from [`Connection::poll_audio_event`]).
+    Audio(AudioPacket),
+    /// Client: `count` audio packets given up, about `duration_us` of sound (a decoder
+    /// conceals it); only from [`Connection::poll_audio_event`].
+    AudioLost { count: u32, duration_us: u64 },
     /// Client: the host ended the stream.
     EndOfStream,
     /// Host: an input event from the client, in order, exactly once.
@@ -303,6 +314,8 @@ pub struct Connection {
     host: HostState,
     client: ClientState,
     stats: Stats,
+    /// The audio stream (`audio`).
+    audio: audio::AudioState,
     /// Reused encoding buffer for control and input bodies.
     scratch: Vec<u8>,
     // Frame timing (issue 6): host clock, clock offset, frame ages.
@@ -396,6 +409,7 @@ impl Connection {
                 ..Stats::default()
             },
             scratch: Vec::new(),
+            audio: audio::AudioState::new(),
             timing: timing::TimingState::new(now),
             guard: guard::Guard::new(&hs, &config, now, wall),
             cc: congestion::CongestionState::new(&config.congestion),
@@ -450,7 +464,7 @@ impl Connection {
             Kind::HandshakeResponse => self.on_response(&h, buf, from, now),
             Kind::Reject => self.on_reject(&h, buf, from, now),
             Kind::Reset => self.on_reset(&h, buf, from, now),
-            Kind::Video | Kind::Control | Kind::Input => {
+            Kind::Video | Kind::Control | Kind::Input | Kind::Audio => {
                 self.on_session_datagram(&h, buf, from, now)
             }
         }
@@ -505,6 +519,7 @@ impl Connection {
             }
         }
         self.timing_stats(&mut s);
+        self.audio_stats(&mut s);
         self.congestion_stats(&mut s);
         s
     }
@@ -576,6 +591,7 @@ impl Connection {
                 Err(_) => self.stats.invalid_datagrams += 1,
             },
             (Kind::Input, Role::Host) => self.on_input_limited(body, now),
+            (Kind::Audio, _) => self.on_audio(body, now),
             _ => self.stats.invalid_datagrams += 1,
         }
         // A datagram from a new address may have started a probe: challenge it at once.

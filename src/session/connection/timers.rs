@@ -82,6 +82,9 @@ impl Connection {
         if let Some(t) = self.congestion_timeout() {
             next = earliest(next, t);
         }
+        if let Some(t) = self.audio_timeout() {
+            next = earliest(next, t);
+        }
         next
     }
 
@@ -158,6 +161,7 @@ impl Connection {
             self.drain_reassembler();
         }
         self.handle_congestion_timeout(now);
+        self.audio_on_timeout(now);
     }
 
     /// Sends a ping carrying its send time in the host clock, for the RTT and the clock offset

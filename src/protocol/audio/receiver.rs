@@ -1,0 +1,513 @@
+//! The client's half of the audio stream: in-order delivery, recovery, and a deadline.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use reed_solomon_erasure::galois_8::ReedSolomon;
+
+use crate::protocol::wire::WireError;
+
+use super::wire::{AudioBody, AudioRecord};
+use super::{AUDIO_BLOCK_DATA, MAX_PENDING_BLOCKS};
+
+/// What a packet is held for beyond a block's span: the arrival jitter of a loaded path.
+pub const AUDIO_JITTER_MARGIN: Duration = Duration::from_millis(5);
+
+/// The hold is never shorter or longer than this, whatever packet durations claim.
+pub const MIN_AUDIO_HOLD: Duration = Duration::from_millis(10);
+pub const MAX_AUDIO_HOLD: Duration = Duration::from_millis(100);
+
+/// Packet duration assumed before a packet said its own (5 ms Opus).
+const DEFAULT_DURATION_US: u32 = 5_000;
+
+/// Longest gap reported as one [`AudioOutput::Lost`] (a longer jump is an outage: the stream
+/// goes on from the packet that arrived, and the gap reported is capped).
+pub const MAX_REPORTED_GAP: Duration = Duration::from_secs(10);
+
+/// Packets held for delivery at most (beyond the next one missing).
+const MAX_READY: usize = 1024;
+
+/// One audio packet as delivered to the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioPacket {
+    /// Sequence number in the session's audio stream (starts at 0 with every session).
+    pub seq: u64,
+    /// Capture time in the host clock (the clock of the video frames' capture time), µs.
+    pub capture_us: u64,
+    pub duration_us: u32,
+    pub data: Vec<u8>,
+    /// Rebuilt from the block's parity.
+    pub recovered: bool,
+}
+
+/// What the receiver hands out, in sequence order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioOutput {
+    Packet(AudioPacket),
+    /// `count` packets given up (their total duration estimated from the packets around).
+    Lost {
+        count: u32,
+        duration_us: u64,
+    },
+}
+
+/// Counters of the receiver.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AudioReceiverStats {
+    /// Packets delivered as received.
+    pub received: u64,
+    /// Packets delivered after recovery from parity.
+    pub recovered: u64,
+    /// Packets given up.
+    pub lost: u64,
+    /// Bodies refused: malformed, inconsistent with their block, or beyond the limits.
+    pub dropped: u64,
+    /// Shards that came after their packets were delivered or given up, or twice.
+    pub late: u64,
+}
+
+struct Block {
+    k: usize,
+    m: usize,
+    /// Data shards then parity shards, as received or rebuilt.
+    shards: Vec<Option<Vec<u8>>>,
+    arrived: Vec<Option<Instant>>,
+    recovered: Vec<bool>,
+    /// Length of this block's parity shards (all equal), once one arrived.
+    parity_len: Option<usize>,
+}
+
+impl Block {
+    fn new(k: usize, m: usize) -> Block {
+        Block {
+            k,
+            m,
+            shards: vec![None; k + m],
+            arrived: vec![None; k + m],
+            recovered: vec![false; k],
+            parity_len: None,
+        }
+    }
+}
+
+/// Puts audio packets back in order, rebuilds lost ones from parity, and gives up a missing
+/// packet once later ones have waited for it for about a block's span.
+pub struct AudioReceiver {
+    /// The sequence number delivered next (`None` before the first shard).
+    next: Option<u64>,
+    blocks: BTreeMap<u64, Block>,
+    out: VecDeque<AudioOutput>,
+    coders: HashMap<(usize, usize), ReedSolomon>,
+    last_duration_us: u32,
+    stats: AudioReceiverStats,
+}
+
+impl Default for AudioReceiver {
+    fn default() -> Self {
+        AudioReceiver::new()
+    }
+}
+
+impl AudioReceiver {
+    pub fn new() -> Self {
+        AudioReceiver {
+            next: None,
+            blocks: BTreeMap::new(),
+            out: VecDeque::new(),
+            coders: HashMap::new(),
+            last_duration_us: DEFAULT_DURATION_US,
+            stats: AudioReceiverStats::default(),
+        }
+    }
+
+    /// Forgets the stream (a new session numbers from 0 again). Counters stay.
+    pub fn reset(&mut self) {
+        self.next = None;
+        self.blocks.clear();
+        self.out.clear();
+    }
+
+    pub fn stats(&self) -> AudioReceiverStats {
+        self.stats
+    }
+
+    /// How long a packet that arrived waits for an earlier missing one.
+    pub fn hold(&self) -> Duration {
+        let span = Duration::from_micros(self.last_duration_us as u64 * AUDIO_BLOCK_DATA as u64);
+        (span + AUDIO_JITTER_MARGIN).clamp(MIN_AUDIO_HOLD, MAX_AUDIO_HOLD)
+    }
+
+    /// Takes one data or parity body (already opened) that arrived at `now`. Refused bodies
+    /// are counted, never fatal.
+    pub fn push(&mut self, body: &AudioBody<'_>, now: Instant) -> Result<(), WireError> {
+        let r = self.push_inner(body, now);
+        if r.is_err() {
+            self.stats.dropped += 1;
+        }
+        self.deliver();
+        r
+    }
+
+    fn push_inner(&mut self, body: &AudioBody<'_>, now: Instant) -> Result<(), WireError> {
+        let &AudioBody::Shard {
+            block,
+            k,
+            m,
+            index,
+            shard,
+        } = body
+        else {
+            return Err(WireError::UnknownKind(0));
+        };
+        let (k, m, index) = (k as usize, m as usize, index as usize);
+        let next = *self.next.get_or_insert(block);
+        if block + k as u64 <= next {
+            self.stats.late += 1;
+            return Ok(());
+        }
+        let window = (MAX_PENDING_BLOCKS * AUDIO_BLOCK_DATA) as u64;
+        if block > next + window {
+            // Far ahead: an outage longer than the window (or a peer that lies). Go on from
+            // this block instead of holding anything towards it.
+            self.jump_to(block);
+        }
+        if !self.blocks.contains_key(&block) && self.blocks.len() >= MAX_PENDING_BLOCKS {
+            return Err(WireError::Limit("audio blocks pending"));
+        }
+        let b = self.blocks.entry(block).or_insert_with(|| Block::new(k, m));
+        if b.k != k || b.m != m {
+            return Err(WireError::Limit("audio block size changed"));
+        }
+        if b.shards[index].is_some() {
+            self.stats.late += 1;
+            return Ok(());
+        }
+        if index < k {
+            let rec = AudioRecord::decode(shard)?;
+            if b.parity_len.is_some_and(|l| shard.len() > l) {
+                return Err(WireError::Limit("audio record longer than its parity"));
+            }
+            self.last_duration_us = if rec.duration_us == 0 {
+                DEFAULT_DURATION_US
+            } else {
+                rec.duration_us
+            };
+        } else {
+            if b.parity_len.is_some_and(|l| l != shard.len())
+                || b.shards[..k]
+                    .iter()
+                    .flatten()
+                    .any(|d| d.len() > shard.len())
+            {
+                return Err(WireError::Limit("audio parity length"));
+            }
+            b.parity_len = Some(shard.len());
+        }
+        b.shards[index] = Some(shard.to_vec());
+        b.arrived[index] = Some(now);
+        self.try_recover(block);
+        Ok(())
+    }
+
+    /// Rebuilds the block's missing data shards once enough shards are there.
+    fn try_recover(&mut self, start: u64) {
+        let Some(b) = self.blocks.get_mut(&start) else {
+            return;
+        };
+        let Some(len) = b.parity_len else {
+            return;
+        };
+        let present = b.shards.iter().filter(|s| s.is_some()).count();
+        let missing: Vec<usize> = (0..b.k).filter(|&i| b.shards[i].is_none()).collect();
+        if missing.is_empty() || present < b.k {
+            return;
+        }
+        let coder = self
+            .coders
+            .entry((b.k, b.m))
+            .or_insert_with(|| ReedSolomon::new(b.k, b.m).expect("block limits fit GF(2^8)"));
+        let mut shards: Vec<Option<Vec<u8>>> = b
+            .shards
+            .iter()
+            .map(|s| {
+                s.as_ref().map(|v| {
+                    let mut v = v.clone();
+                    v.resize(len, 0);
+                    v
+                })
+            })
+            .collect();
+        if coder.reconstruct_data(&mut shards).is_err() {
+            return;
+        }
+        for i in missing {
+            let Some(s) = shards[i].take() else { continue };
+            // A rebuilt record that does not parse means the block was inconsistent: leave
+            // the packet missing (it is given up by the deadline).
+            if AudioRecord::decode(&s).is_err() {
+                self.stats.dropped += 1;
+                continue;
+            }
+            b.shards[i] = Some(s);
+            b.recovered[i] = true;
+        }
+    }
+
+    /// Gives up everything before `seq` at once (an outage longer than the window).
+    fn jump_to(&mut self, seq: u64) {
+        let Some(next) = self.next else { return };
+        if seq <= next {
+            return;
+        }
+        let gap = seq - next;
+        let max_gap = MAX_REPORTED_GAP.as_micros() as u64 / self.last_duration_us.max(1) as u64;
+        self.report_lost(gap.min(max_gap));
+        self.blocks.clear();
+        self.next = Some(seq);
+    }
+
+    fn report_lost(&mut self, count: u64) {
+        if count == 0 {
+            return;
+        }
+        self.stats.lost += count;
+        let count = count.min(u32::MAX as u64) as u32;
+        let duration_us = count as u64 * self.last_duration_us as u64;
+        match self.out.back_mut() {
+            Some(AudioOutput::Lost {
+                count: c,
+                duration_us: d,
+            }) => {
+                *c = c.saturating_add(count);
+                *d += duration_us;
+            }
+            _ => self.out.push_back(AudioOutput::Lost { count, duration_us }),
+        }
+    }
+
+    /// The block holding `seq`, if one is known.
+    fn block_of(&self, seq: u64) -> Option<(u64, &Block)> {
+        self.blocks
+            .range(..=seq)
+            .next_back()
+            .filter(|(s, b)| seq < **s + b.k as u64)
+            .map(|(s, b)| (*s, b))
+    }
+
+    /// Hands out every packet that is next in order, and forgets blocks passed.
+    fn deliver(&mut self) {
+        let Some(mut next) = self.next else { return };
+        while self.out.len() < MAX_READY {
+            let Some((start, b)) = self.block_of(next) else {
+                break;
+            };
+            let i = (next - start) as usize;
+            let Some(shard) = b.shards[i].as_ref() else {
+                break;
+            };
+            let recovered = b.recovered[i];
+            let Ok(rec) = AudioRecord::decode(shard) else {
+                break;
+            };
+            let packet = AudioPacket {
+                seq: next,
+                capture_us: rec.capture_us,
+                duration_us: rec.duration_us,
+                data: rec.data.to_vec(),
+                recovered,
+            };
+            if recovered {
+                self.stats.recovered += 1;
+            } else {
+                self.stats.received += 1;
+            }
+            self.out.push_back(AudioOutput::Packet(packet));
+            next += 1;
+        }
+        self.next = Some(next);
+        self.blocks.retain(|s, b| s + b.k as u64 > next);
+    }
+
+    /// When the packet missing at the head of the line is given up, if one is missing and a
+    /// later one waits for it.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.waiting_since().map(|t| t + self.hold())
+    }
+
+    /// The earliest arrival of anything after the missing next packet.
+    fn waiting_since(&self) -> Option<Instant> {
+        let next = self.next?;
+        self.blocks
+            .iter()
+            .flat_map(|(s, b)| {
+                b.arrived.iter().enumerate().filter_map(move |(i, t)| {
+                    // Parity shards count: they leave after their block's last data packet.
+                    let after = i >= b.k || s + i as u64 > next;
+                    t.filter(|_| after)
+                })
+            })
+            .min()
+    }
+
+    /// Gives up the missing packets whose wait is over; call it when
+    /// [`AudioReceiver::next_timeout`] has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(deadline) = self.next_timeout() {
+            if now < deadline {
+                break;
+            }
+            let Some(next) = self.next else { break };
+            // Skip to the next packet that is there (or to the first known block beyond).
+            let mut target = None;
+            for (s, b) in self.blocks.range(..) {
+                for i in 0..b.k {
+                    let seq = s + i as u64;
+                    if seq > next && b.shards[i].is_some() {
+                        target = Some(target.map_or(seq, |t: u64| t.min(seq)));
+                    }
+                }
+            }
+            let target = target.unwrap_or_else(|| {
+                self.blocks
+                    .iter()
+                    .map(|(s, b)| s + b.k as u64)
+                    .max()
+                    .unwrap_or(next + 1)
+                    .max(next + 1)
+            });
+            self.report_lost(target - next);
+            self.next = Some(target);
+            self.deliver();
+        }
+    }
+
+    /// The next packet or loss, in sequence order.
+    pub fn poll(&mut self) -> Option<AudioOutput> {
+        self.out.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::AudioSender;
+    use super::*;
+
+    fn stream(n: usize, parity: usize) -> Vec<(u64, Vec<u8>)> {
+        let mut s = AudioSender::new();
+        let mut all = Vec::new();
+        for i in 0..n {
+            let mut out = Vec::new();
+            let data = vec![i as u8; 60 + i % 100];
+            let seq = s.push(i as u64 * 5000, 5000, &data, parity, &mut out);
+            all.extend(out.into_iter().map(|b| (seq, b)));
+        }
+        all
+    }
+
+    fn run(bodies: &[Vec<u8>], rx: &mut AudioReceiver, t0: Instant) -> Vec<AudioOutput> {
+        let mut outs = Vec::new();
+        for (i, b) in bodies.iter().enumerate() {
+            let now = t0 + Duration::from_micros(i as u64 * 2500);
+            rx.handle_timeout(now);
+            let body = AudioBody::decode(b).unwrap();
+            let _ = rx.push(&body, now);
+            while let Some(o) = rx.poll() {
+                outs.push(o);
+            }
+        }
+        rx.handle_timeout(t0 + Duration::from_secs(10));
+        while let Some(o) = rx.poll() {
+            outs.push(o);
+        }
+        outs
+    }
+
+    #[test]
+    fn in_order_without_loss_and_rebuilt_within_parity() {
+        let t0 = Instant::now();
+        let all: Vec<Vec<u8>> = stream(40, 2).into_iter().map(|(_, b)| b).collect();
+        let mut rx = AudioReceiver::new();
+        let outs = run(&all, &mut rx, t0);
+        assert_eq!(outs.len(), 40);
+        // Lose two data packets of every block: parity rebuilds them byte-exact.
+        let lossy: Vec<Vec<u8>> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 6 != 0 && i % 6 != 2)
+            .map(|(_, b)| b.clone())
+            .collect();
+        let mut rx = AudioReceiver::new();
+        let outs = run(&lossy, &mut rx, t0);
+        assert_eq!(outs.len(), 40);
+        for (i, o) in outs.iter().enumerate() {
+            let AudioOutput::Packet(p) = o else {
+                panic!("lost {o:?}")
+            };
+            assert_eq!(p.seq, i as u64);
+            assert_eq!(p.data, vec![i as u8; 60 + i % 100]);
+            assert_eq!(p.recovered, i % 4 == 0 || i % 4 == 2, "packet {i}");
+        }
+        assert_eq!(rx.stats().recovered, 20);
+    }
+
+    #[test]
+    fn a_burst_longer_than_parity_is_given_up_and_later_packets_flow() {
+        let t0 = Instant::now();
+        let all: Vec<Vec<u8>> = stream(16, 2).into_iter().map(|(_, b)| b).collect();
+        // Block 1 (datagrams 6..12): lose data 4, 5, 6 (three > two parity).
+        let lossy: Vec<Vec<u8>> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !(6..9).contains(i))
+            .map(|(_, b)| b.clone())
+            .collect();
+        let mut rx = AudioReceiver::new();
+        let outs = run(&lossy, &mut rx, t0);
+        assert_eq!(
+            outs[4],
+            AudioOutput::Lost {
+                count: 3,
+                duration_us: 15_000
+            }
+        );
+        let seqs: Vec<u64> = outs
+            .iter()
+            .filter_map(|o| match o {
+                AudioOutput::Packet(p) => Some(p.seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(seqs, [0, 1, 2, 3, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+        assert_eq!(rx.stats().lost, 3);
+    }
+
+    #[test]
+    fn a_sequence_number_far_ahead_allocates_nothing_towards_it() {
+        let t0 = Instant::now();
+        let all: Vec<Vec<u8>> = stream(8, 2).into_iter().map(|(_, b)| b).collect();
+        let mut rx = AudioReceiver::new();
+        run(&all[..6], &mut rx, t0);
+        let mut far = Vec::new();
+        AudioBody::Shard {
+            block: u64::MAX - 100,
+            k: 4,
+            m: 2,
+            index: 1,
+            shard: &[0u8; 20][..14],
+        }
+        .encode(&mut far);
+        let body = AudioBody::decode(&far).unwrap();
+        rx.push(&body, t0).unwrap();
+        assert!(rx.blocks.len() <= 1);
+        let lost: u64 = std::iter::from_fn(|| rx.poll())
+            .map(|o| match o {
+                AudioOutput::Lost { count, duration_us } => {
+                    assert!(duration_us <= MAX_REPORTED_GAP.as_micros() as u64);
+                    count as u64
+                }
+                _ => 0,
+            })
+            .sum();
+        assert!(lost > 0);
+    }
+}
