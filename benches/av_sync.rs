@@ -6,6 +6,7 @@
 //! `cargo bench --features gst,testing --bench av_sync -- [--seconds N]` (60 s per row by
 //! default). Results and the command are in `docs/audio.md`, "A/V sync".
 
+#[path = "av_sync/harness.rs"]
 mod harness;
 
 use std::time::Duration;
