@@ -337,6 +337,9 @@ impl Sim {
             while let Some(ev) = self.nodes[i].conn.poll_event() {
                 self.nodes[i].events.push(ev);
             }
+            while let Some(ev) = self.nodes[i].conn.poll_audio_event() {
+                self.nodes[i].events.push(ev);
+            }
         }
     }
 

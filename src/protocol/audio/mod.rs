@@ -1,7 +1,9 @@
 //! The audio stream: small packets (Opus, 2.5–20 ms each) protected across consecutive packets.
 //!
 //! This module owns the audio datagram body's byte layout ([`AudioBody`]), the host's
-//! [`AudioSender`] (sequence numbers, Reed-Solomon parity over blocks of consecutive packets)
+//! [`AudioSender`] (sequence numbers, Reed-Solomon parity over blocks of consecutive packets,
+//! each block's parity sent one by one behind the next block's packets, so that one burst of
+//! loss rarely takes a block's data and its parity together)
 //! and the client's [`AudioReceiver`] (in-order delivery, recovery from parity, giving up on a
 //! packet by a short deadline so sound never stalls). It never reads a clock, touches a socket
 //! or seals: the connection passes `now` and does the sealing; a body from the network is
@@ -22,14 +24,17 @@ pub use wire::{
     MAX_SHARD_LEN, RECORD_HEADER_LEN, SHARD_HEADER_LEN,
 };
 
-/// Data packets per Reed-Solomon block: four 5 ms packets span 20 ms, short enough that the
-/// block's parity arrives before a listener would hear a gap.
-pub const AUDIO_BLOCK_DATA: usize = 4;
+/// The span of sound one Reed-Solomon block covers: a block has as many packets as fit in it
+/// (six 5 ms packets, three 10 ms, two 20 ms), between [`MIN_BLOCK_DATA`] and
+/// [`MAX_BLOCK_DATA`]. Longer blocks survive longer bursts; the span bounds how long a packet
+/// after a loss waits for its recovery.
+pub const AUDIO_BLOCK_SPAN: std::time::Duration = std::time::Duration::from_millis(30);
+pub const MIN_BLOCK_DATA: usize = 2;
+pub const MAX_BLOCK_DATA: usize = 8;
 
-/// Least and most parity packets per block. Two survive any two losses of a block; four (as
-/// many as its data) cover the loss rates a link that still plays audio has.
+/// Least parity packets per block: two survive any two losses of a block. The most is as many
+/// as the block's data packets.
 pub const MIN_AUDIO_PARITY: usize = 2;
-pub const MAX_AUDIO_PARITY: usize = 4;
 
 /// Largest audio payload (one encoded packet) accepted from a user or the network: an Opus
 /// packet is at most 1275 bytes per frame, up to 6 frames in one 120 ms packet.

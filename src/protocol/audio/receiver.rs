@@ -8,14 +8,14 @@ use reed_solomon_erasure::galois_8::ReedSolomon;
 use crate::protocol::wire::WireError;
 
 use super::wire::{AudioBody, AudioRecord};
-use super::{AUDIO_BLOCK_DATA, MAX_PENDING_BLOCKS};
+use super::{MAX_BLOCK_DATA, MAX_PENDING_BLOCKS};
 
 /// What a packet is held for beyond a block's span: the arrival jitter of a loaded path.
 pub const AUDIO_JITTER_MARGIN: Duration = Duration::from_millis(5);
 
 /// The hold is never shorter or longer than this, whatever packet durations claim.
 pub const MIN_AUDIO_HOLD: Duration = Duration::from_millis(10);
-pub const MAX_AUDIO_HOLD: Duration = Duration::from_millis(100);
+pub const MAX_AUDIO_HOLD: Duration = Duration::from_millis(150);
 
 /// Packet duration assumed before a packet said its own (5 ms Opus).
 const DEFAULT_DURATION_US: u32 = 5_000;
@@ -99,6 +99,8 @@ pub struct AudioReceiver {
     out: VecDeque<AudioOutput>,
     coders: HashMap<(usize, usize), ReedSolomon>,
     last_duration_us: u32,
+    /// Data packets per block, as the latest shard said.
+    last_block_data: usize,
     stats: AudioReceiverStats,
 }
 
@@ -116,6 +118,7 @@ impl AudioReceiver {
             out: VecDeque::new(),
             coders: HashMap::new(),
             last_duration_us: DEFAULT_DURATION_US,
+            last_block_data: MAX_BLOCK_DATA,
             stats: AudioReceiverStats::default(),
         }
     }
@@ -131,9 +134,13 @@ impl AudioReceiver {
         self.stats
     }
 
-    /// How long a packet that arrived waits for an earlier missing one.
+    /// How long a packet that arrived waits for an earlier missing one: until the parity of
+    /// its block can have arrived. A block's parity follows its last packet one by one behind
+    /// the next block's packets, so for the first packet of a block of `k` that is up to
+    /// `2k - 2` packet durations after the packet behind it, plus the jitter margin.
     pub fn hold(&self) -> Duration {
-        let span = Duration::from_micros(self.last_duration_us as u64 * AUDIO_BLOCK_DATA as u64);
+        let packets = (2 * self.last_block_data).saturating_sub(2).max(1) as u64;
+        let span = Duration::from_micros(self.last_duration_us as u64 * packets);
         (span + AUDIO_JITTER_MARGIN).clamp(MIN_AUDIO_HOLD, MAX_AUDIO_HOLD)
     }
 
@@ -160,12 +167,13 @@ impl AudioReceiver {
             return Err(WireError::UnknownKind(0));
         };
         let (k, m, index) = (k as usize, m as usize, index as usize);
+        self.last_block_data = k;
         let next = *self.next.get_or_insert(block);
         if block + k as u64 <= next {
             self.stats.late += 1;
             return Ok(());
         }
-        let window = (MAX_PENDING_BLOCKS * AUDIO_BLOCK_DATA) as u64;
+        let window = (MAX_PENDING_BLOCKS * MAX_BLOCK_DATA) as u64;
         if block > next + window {
             // Far ahead: an outage longer than the window (or a peer that lies). Go on from
             // this block instead of holding anything towards it.
@@ -392,22 +400,39 @@ mod tests {
     use super::super::AudioSender;
     use super::*;
 
-    fn stream(n: usize, parity: usize) -> Vec<(u64, Vec<u8>)> {
+    /// Bodies of `n` 10 ms packets (blocks of 3, parity 2), with the data sequence number of
+    /// each data body (`None` for parity).
+    fn stream(n: usize) -> Vec<(Option<u64>, Vec<u8>)> {
         let mut s = AudioSender::new();
         let mut all = Vec::new();
         for i in 0..n {
             let mut out = Vec::new();
             let data = vec![i as u8; 60 + i % 100];
-            let seq = s.push(i as u64 * 5000, 5000, &data, parity, &mut out);
-            all.extend(out.into_iter().map(|b| (seq, b)));
+            s.push(i as u64 * 10_000, 10_000, &data, |_| 2, &mut out);
+            for b in out {
+                let seq = match AudioBody::decode(&b).unwrap() {
+                    AudioBody::Shard {
+                        block, k, index, ..
+                    } if index < k => Some(block + index as u64),
+                    _ => None,
+                };
+                all.push((seq, b));
+            }
         }
         all
+    }
+
+    fn without(all: &[(Option<u64>, Vec<u8>)], lose: impl Fn(u64) -> bool) -> Vec<Vec<u8>> {
+        all.iter()
+            .filter(|(seq, _)| !seq.is_some_and(&lose))
+            .map(|(_, b)| b.clone())
+            .collect()
     }
 
     fn run(bodies: &[Vec<u8>], rx: &mut AudioReceiver, t0: Instant) -> Vec<AudioOutput> {
         let mut outs = Vec::new();
         for (i, b) in bodies.iter().enumerate() {
-            let now = t0 + Duration::from_micros(i as u64 * 2500);
+            let now = t0 + Duration::from_micros(i as u64 * 5_000);
             rx.handle_timeout(now);
             let body = AudioBody::decode(b).unwrap();
             let _ = rx.push(&body, now);
@@ -425,27 +450,22 @@ mod tests {
     #[test]
     fn in_order_without_loss_and_rebuilt_within_parity() {
         let t0 = Instant::now();
-        let all: Vec<Vec<u8>> = stream(40, 2).into_iter().map(|(_, b)| b).collect();
+        let all = stream(39);
         let mut rx = AudioReceiver::new();
-        let outs = run(&all, &mut rx, t0);
-        assert_eq!(outs.len(), 40);
-        // Lose two data packets of every block: parity rebuilds them byte-exact.
-        let lossy: Vec<Vec<u8>> = all
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % 6 != 0 && i % 6 != 2)
-            .map(|(_, b)| b.clone())
-            .collect();
+        let outs = run(&without(&all, |_| false), &mut rx, t0);
+        assert_eq!(outs.len(), 39);
+        // Lose two data packets of each of the first ten blocks: parity rebuilds them.
+        let lost = |s: u64| s < 30 && s % 3 != 1;
         let mut rx = AudioReceiver::new();
-        let outs = run(&lossy, &mut rx, t0);
-        assert_eq!(outs.len(), 40);
+        let outs = run(&without(&all, lost), &mut rx, t0);
+        assert_eq!(outs.len(), 39);
         for (i, o) in outs.iter().enumerate() {
             let AudioOutput::Packet(p) = o else {
                 panic!("lost {o:?}")
             };
             assert_eq!(p.seq, i as u64);
             assert_eq!(p.data, vec![i as u8; 60 + i % 100]);
-            assert_eq!(p.recovered, i % 4 == 0 || i % 4 == 2, "packet {i}");
+            assert_eq!(p.recovered, lost(i as u64), "packet {i}");
         }
         assert_eq!(rx.stats().recovered, 20);
     }
@@ -453,21 +473,15 @@ mod tests {
     #[test]
     fn a_burst_longer_than_parity_is_given_up_and_later_packets_flow() {
         let t0 = Instant::now();
-        let all: Vec<Vec<u8>> = stream(16, 2).into_iter().map(|(_, b)| b).collect();
-        // Block 1 (datagrams 6..12): lose data 4, 5, 6 (three > two parity).
-        let lossy: Vec<Vec<u8>> = all
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !(6..9).contains(i))
-            .map(|(_, b)| b.clone())
-            .collect();
+        let all = stream(18);
+        // Block 1: lose its three data packets (two parity cannot rebuild them).
         let mut rx = AudioReceiver::new();
-        let outs = run(&lossy, &mut rx, t0);
+        let outs = run(&without(&all, |s| (3..6).contains(&s)), &mut rx, t0);
         assert_eq!(
-            outs[4],
+            outs[3],
             AudioOutput::Lost {
                 count: 3,
-                duration_us: 15_000
+                duration_us: 30_000
             }
         );
         let seqs: Vec<u64> = outs
@@ -477,14 +491,15 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(seqs, [0, 1, 2, 3, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+        let want: Vec<u64> = (0..18).filter(|s| !(3..6).contains(s)).collect();
+        assert_eq!(seqs, want);
         assert_eq!(rx.stats().lost, 3);
     }
 
     #[test]
     fn a_sequence_number_far_ahead_allocates_nothing_towards_it() {
         let t0 = Instant::now();
-        let all: Vec<Vec<u8>> = stream(8, 2).into_iter().map(|(_, b)| b).collect();
+        let all = without(&stream(8), |_| false);
         let mut rx = AudioReceiver::new();
         run(&all[..6], &mut rx, t0);
         let mut far = Vec::new();

@@ -1,22 +1,27 @@
 //! The host's half of the audio stream: sequence numbers and parity across packets.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use reed_solomon_erasure::galois_8::ReedSolomon;
 
 use super::wire::{AudioBody, AudioRecord};
-use super::{AUDIO_BLOCK_DATA, MAX_AUDIO_PARITY, MIN_AUDIO_PARITY};
+use super::{AUDIO_BLOCK_SPAN, MAX_BLOCK_DATA, MIN_AUDIO_PARITY, MIN_BLOCK_DATA};
 
-/// Numbers audio packets and protects each block of [`AUDIO_BLOCK_DATA`] consecutive packets
-/// with parity. A packet's data body is ready at once (it never waits for its block); the
-/// block's parity bodies follow the block's last packet.
+/// Numbers audio packets and protects each block of consecutive packets with parity. A
+/// packet's data body is ready at once (it never waits for its block); when a block is
+/// complete its parity bodies are queued and leave one behind each packet of the next block
+/// (the rest before the next block's parity, if it has fewer packets), so the parity is spread
+/// over time like the data it protects.
 pub struct AudioSender {
     next_seq: u64,
-    /// Parity of the block being filled, fixed when its first packet arrives.
+    /// Data and parity counts of the block being filled, fixed by its first packet.
+    block_data: usize,
     block_parity: usize,
     /// Records of the block being filled (buffers reused).
     records: Vec<Vec<u8>>,
     filled: usize,
+    /// Parity bodies of the last complete block not sent yet.
+    pending: VecDeque<Vec<u8>>,
     coders: HashMap<(usize, usize), ReedSolomon>,
     parity_bufs: Vec<Vec<u8>>,
     parity_sent: u64,
@@ -32,9 +37,11 @@ impl AudioSender {
     pub fn new() -> Self {
         AudioSender {
             next_seq: 0,
+            block_data: MIN_BLOCK_DATA,
             block_parity: MIN_AUDIO_PARITY,
-            records: (0..AUDIO_BLOCK_DATA).map(|_| Vec::new()).collect(),
+            records: Vec::new(),
             filled: 0,
+            pending: VecDeque::new(),
             coders: HashMap::new(),
             parity_bufs: Vec::new(),
             parity_sent: 0,
@@ -45,6 +52,7 @@ impl AudioSender {
     pub fn reset(&mut self) {
         self.next_seq = 0;
         self.filled = 0;
+        self.pending.clear();
     }
 
     /// The sequence number the next packet gets.
@@ -52,32 +60,44 @@ impl AudioSender {
         self.next_seq
     }
 
+    /// Data packets of the block being filled (or of the next one).
+    pub fn block_data(&self) -> usize {
+        self.block_data
+    }
+
     /// Parity packets produced so far.
     pub fn parity_sent(&self) -> u64 {
         self.parity_sent
     }
 
-    /// The parity a block gets when the plan asks for `planned` parity packets per
-    /// [`AUDIO_BLOCK_DATA`] data packets.
-    pub fn parity_for_plan(planned: usize) -> usize {
-        planned.clamp(MIN_AUDIO_PARITY, MAX_AUDIO_PARITY)
+    /// Data packets of a block of packets lasting `duration_us` each.
+    pub fn block_data_for(duration_us: u32) -> usize {
+        let span = AUDIO_BLOCK_SPAN.as_micros() as usize;
+        (span / (duration_us as usize).max(1)).clamp(MIN_BLOCK_DATA, MAX_BLOCK_DATA)
     }
 
-    /// Numbers one packet and appends the bodies to send now to `out`: its data body, then,
-    /// if it completes a block, the block's parity bodies. `parity` (clamped to
-    /// [`MIN_AUDIO_PARITY`]..=[`MAX_AUDIO_PARITY`]) applies from the next block on. `data`
-    /// must be at most [`super::MAX_AUDIO_PAYLOAD`] bytes (the caller checks). Returns the
-    /// packet's sequence number.
+    /// Parity of a block of `k` data packets when the loss model plans `planned`.
+    pub fn parity_for_plan(k: usize, planned: usize) -> usize {
+        planned.clamp(MIN_AUDIO_PARITY, k.max(MIN_AUDIO_PARITY))
+    }
+
+    /// Numbers one packet and appends the bodies to send now to `out`: its data body, then one
+    /// parity body of the previous block if any waits (all of them if this packet completes a
+    /// block). `plan(k)` is the parity the loss model plans for `k` data packets; it sizes the
+    /// block this packet starts. `data` must be at most [`super::MAX_AUDIO_PAYLOAD`] bytes (the
+    /// caller checks). Returns the packet's sequence number.
     pub fn push(
         &mut self,
         capture_us: u64,
         duration_us: u32,
         data: &[u8],
-        parity: usize,
+        plan: impl Fn(usize) -> usize,
         out: &mut Vec<Vec<u8>>,
     ) -> u64 {
         if self.filled == 0 {
-            self.block_parity = Self::parity_for_plan(parity);
+            self.block_data = Self::block_data_for(duration_us);
+            self.block_parity = Self::parity_for_plan(self.block_data, plan(self.block_data));
+            self.records.resize_with(self.block_data, Vec::new);
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -91,7 +111,7 @@ impl AudioSender {
             data,
         }
         .encode(rec);
-        let (k, m) = (AUDIO_BLOCK_DATA as u8, self.block_parity as u8);
+        let (k, m) = (self.block_data as u8, self.block_parity as u8);
         let mut body = Vec::with_capacity(rec.len() + 16);
         AudioBody::Shard {
             block,
@@ -103,17 +123,23 @@ impl AudioSender {
         .encode(&mut body);
         out.push(body);
         self.filled += 1;
-        if self.filled == AUDIO_BLOCK_DATA {
+        let complete = self.filled == self.block_data;
+        if complete {
             self.filled = 0;
-            self.emit_parity(block, out);
+            // What is left of the previous block's parity goes before this block's.
+            out.extend(self.pending.drain(..));
+            self.encode_parity(block);
+        }
+        if let Some(p) = self.pending.pop_front() {
+            out.push(p);
         }
         seq
     }
 
-    fn emit_parity(&mut self, block: u64, out: &mut Vec<Vec<u8>>) {
-        let (k, m) = (AUDIO_BLOCK_DATA, self.block_parity);
-        let len = self.records.iter().map(Vec::len).max().unwrap_or(0);
-        for r in &mut self.records {
+    fn encode_parity(&mut self, block: u64) {
+        let (k, m) = (self.block_data, self.block_parity);
+        let len = self.records[..k].iter().map(Vec::len).max().unwrap_or(0);
+        for r in &mut self.records[..k] {
             r.resize(len, 0);
         }
         self.parity_bufs.resize_with(m, Vec::new);
@@ -125,7 +151,7 @@ impl AudioSender {
             .coders
             .entry((k, m))
             .or_insert_with(|| ReedSolomon::new(k, m).expect("block sizes are within GF(2^8)"));
-        let data: Vec<&[u8]> = self.records.iter().map(Vec::as_slice).collect();
+        let data: Vec<&[u8]> = self.records[..k].iter().map(Vec::as_slice).collect();
         let mut parity: Vec<&mut [u8]> = self.parity_bufs[..m]
             .iter_mut()
             .map(Vec::as_mut_slice)
@@ -145,7 +171,7 @@ impl AudioSender {
                 shard: p,
             }
             .encode(&mut body);
-            out.push(body);
+            self.pending.push_back(body);
             self.parity_sent += 1;
         }
     }

@@ -21,8 +21,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::protocol::audio::{
-    AUDIO_BLOCK_DATA, AudioBody, AudioOutput, AudioReceiver, AudioSender, MAX_AUDIO_CAPS,
-    MAX_AUDIO_PAYLOAD,
+    AudioBody, AudioOutput, AudioReceiver, AudioSender, MAX_AUDIO_CAPS, MAX_AUDIO_PAYLOAD,
 };
 use crate::protocol::handshake::Role;
 use crate::protocol::wire::Kind;
@@ -98,13 +97,17 @@ impl Connection {
         }
         self.audio_follow_session();
         self.audio_send_info_due(now);
-        let parity = self.host.fec.parity_table().parity(AUDIO_BLOCK_DATA);
+        let plan = self.host.fec.parity_table();
         let mut bodies = std::mem::take(&mut self.audio.bodies);
         bodies.clear();
         let before = self.audio.sender.parity_sent();
-        self.audio
-            .sender
-            .push(capture_us, duration_us, data, parity, &mut bodies);
+        self.audio.sender.push(
+            capture_us,
+            duration_us,
+            data,
+            |k| plan.parity(k),
+            &mut bodies,
+        );
         self.audio.parity_sent += self.audio.sender.parity_sent() - before;
         self.stats.audio_packets_sent += 1;
         for b in &bodies {
@@ -207,9 +210,9 @@ impl Connection {
         s.audio_packets_late = r.late;
         s.audio_parity_sent = self.audio.parity_sent;
         if self.cfg.role == Role::Host {
-            let m =
-                AudioSender::parity_for_plan(self.host.fec.parity_table().parity(AUDIO_BLOCK_DATA));
-            s.audio_fec_percent = (m * 100 / AUDIO_BLOCK_DATA) as u32;
+            let k = self.audio.sender.block_data();
+            let m = AudioSender::parity_for_plan(k, self.host.fec.parity_table().parity(k));
+            s.audio_fec_percent = (m * 100 / k) as u32;
         }
     }
 
