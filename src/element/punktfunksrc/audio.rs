@@ -27,6 +27,12 @@ struct Worker {
 #[derive(Default)]
 pub(super) struct AudioOutput {
     pad: Mutex<Option<gst::Pad>>,
+    /// Serialises announcements: the info comes on both of the session's queues, so the
+    /// streaming thread and the audio thread may see it at once.
+    announcing: Mutex<()>,
+    /// Caps announced before the video pad's stream-start: the pad waits for it (a second
+    /// source pad before then would leave `BaseSrc` without a stream id).
+    pending: Mutex<Option<gst::Caps>>,
     worker: Mutex<Option<Worker>>,
     /// End of the last audio pushed (µs of running time): where a gap starts.
     next_pts_us: Mutex<Option<u64>>,
@@ -89,23 +95,45 @@ impl AudioOutput {
         self.concealed.load(Ordering::Relaxed)
     }
 
+    /// Caps that waited for the video's stream-start, once it went out.
+    pub(super) fn take_pending(&self, element: &gst::Element) -> Option<gst::Caps> {
+        let started = element
+            .static_pad("src")
+            .and_then(|p| p.sticky_event::<gst::event::StreamStart>(0))
+            .is_some();
+        if !started {
+            return None;
+        }
+        lock(&self.pending).take()
+    }
+
     /// The announced caps: a new pad (stream-start in the video's group, caps, segment), or
-    /// new caps on the existing one. False when the pad could not be added.
+    /// new caps on the existing one. `Ok(false)` when the pad waits for the video's
+    /// stream-start ([`AudioOutput::take_pending`]); `Err` when it could not be added.
     pub(super) fn announce(
         &self,
         element: &gst::Element,
         caps: &gst::Caps,
         segment: &gst::Segment,
         query: impl Fn(&gst::Pad, &mut gst::QueryRef) -> bool + Send + Sync + 'static,
-    ) -> bool {
+    ) -> Result<bool, ()> {
+        let _one_at_a_time = lock(&self.announcing);
         if let Some(pad) = self.pad() {
             if pad.current_caps().as_ref() != Some(caps) {
                 pad.push_event(gst::event::Caps::new(caps));
             }
-            return true;
+            return Ok(false);
         }
+        let video = element.static_pad("src");
+        let video_start = video
+            .as_ref()
+            .and_then(|p| p.sticky_event::<gst::event::StreamStart>(0));
+        let Some(video_start) = video_start else {
+            *lock(&self.pending) = Some(caps.clone());
+            return Ok(false);
+        };
         let Some(templ) = element.pad_template(AUDIO_PAD) else {
-            return false;
+            return Err(());
         };
         let pad = gst::Pad::builder_from_template(&templ)
             .name(AUDIO_PAD)
@@ -113,14 +141,9 @@ impl AudioOutput {
             .query_function(move |pad, _parent, q| query(pad, q))
             .build();
         if pad.set_active(true).is_err() {
-            return false;
+            return Err(());
         }
-        let video = element.static_pad("src");
-        let group = video
-            .as_ref()
-            .and_then(|p| p.sticky_event::<gst::event::StreamStart>(0))
-            .and_then(|e| e.group_id())
-            .unwrap_or_else(gst::GroupId::next);
+        let group = video_start.group_id().unwrap_or_else(gst::GroupId::next);
         let stream_id = pad.create_stream_id(element, Some(AUDIO_PAD));
         // Sticky events wait on the pad and reach whatever links it in `pad-added`.
         pad.push_event(
@@ -133,9 +156,9 @@ impl AudioOutput {
         *lock(&self.pad) = Some(pad.clone());
         if element.add_pad(&pad).is_err() {
             *lock(&self.pad) = None;
-            return false;
+            return Err(());
         }
-        true
+        Ok(true)
     }
 
     /// Pushes one packet stamped `pts_us` (µs of running time).
@@ -186,6 +209,13 @@ impl AudioOutput {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// The host ended the stream: EOS on the audio pad too (the video's comes from `create`).
+    pub(super) fn eos(&self) {
+        if let Some(pad) = self.pad() {
+            pad.push_event(gst::event::Eos::new());
+        }
     }
 
     fn result(&self, r: Result<(), gst::FlowError>) -> Result<(), Refusal> {

@@ -173,24 +173,35 @@ impl PunktfunkSrc {
             timeline.audio_announced();
             first
         };
+        self.add_audio_pad(&caps);
+        let obj = self.obj();
+        if first {
+            // Both streams are now stamped from capture time and need `latency`.
+            let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
+        }
+    }
+
+    /// The `audio` pad for `caps` (or the caps on it), unless it waits for the video's
+    /// stream-start.
+    fn add_audio_pad(&self, caps: &gst::Caps) {
         let obj = self.obj();
         let weak = obj.downgrade();
         let query = move |pad: &gst::Pad, q: &mut gst::QueryRef| {
             weak.upgrade()
                 .is_some_and(|o| o.imp().audio_query(pad, q))
         };
-        let had_pad = self.audio.pad().is_some();
-        if !self.audio.announce(obj.upcast_ref(), &caps, &obj.segment(), query) {
-            gst::element_imp_error!(self, gst::CoreError::Pad, ("Could not add the audio pad"));
-            return;
-        }
-        if !had_pad {
-            gst::info!(CAT, imp = self, "audio pad added: {caps}");
-            obj.no_more_pads();
-        }
-        if first {
-            // Both streams are now stamped from capture time and need `latency`.
-            let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
+        // The live video's segment starts at 0 (PTS are running time); BaseSrc::segment would
+        // wait for the streaming thread's lock, which `create` holds.
+        let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+        match self.audio.announce(obj.upcast_ref(), caps, segment.upcast_ref(), query) {
+            Ok(true) => {
+                gst::info!(CAT, imp = self, "audio pad added: {caps}");
+                obj.no_more_pads();
+            }
+            Ok(false) => {}
+            Err(()) => {
+                gst::element_imp_error!(self, gst::CoreError::Pad, ("Could not add the audio pad"))
+            }
         }
     }
 
@@ -313,6 +324,7 @@ impl PunktfunkSrc {
             }
             Event::EndOfStream => {
                 gst::info!(CAT, imp = self, "the host ended the stream");
+                self.audio.eos();
                 Err(gst::FlowError::Eos)
             }
             other => {
@@ -750,6 +762,9 @@ impl PushSrcImpl for PunktfunkSrc {
         let Some(session) = self.core.slot.session() else {
             return Err(gst::FlowError::Flushing);
         };
+        if let Some(caps) = self.audio.take_pending(self.obj().upcast_ref()) {
+            self.add_audio_pad(&caps);
+        }
         loop {
             if self.flushing.load(Ordering::Acquire) {
                 return Err(gst::FlowError::Flushing);
