@@ -229,15 +229,26 @@ pub fn run(loss_p: f64, run: Duration, seed: u64) -> SyncRun {
     client.set_state(gst::State::Playing).expect("client plays");
 
     // The sources are live: the run is the wall time of the marks. The client's bus is
-    // waited on in 100 ms slices so an error on either side ends the run at once.
+    // waited on in 100 ms slices so an error on either side ends the run at once; its latency
+    // messages are answered as an application (gst-launch, playbin) answers them, by
+    // recalculating the pipeline latency: the src posts one when the host announces audio.
     let end = Instant::now() + run;
     let client_bus = client.bus().expect("bus");
     while Instant::now() < end {
-        let failed = error_of(&host).or_else(|| {
-            client_bus
-                .timed_pop_filtered(gst::ClockTime::from_mseconds(100), &[gst::MessageType::Error])
-                .map(|m| format!("{m:?}"))
-        });
+        let mut failed = error_of(&host);
+        let m = client_bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(100),
+            &[gst::MessageType::Error, gst::MessageType::Latency],
+        );
+        match m.as_ref().map(|m| m.view()) {
+            Some(gst::MessageView::Latency(_)) => {
+                let _ = client.recalculate_latency();
+            }
+            Some(gst::MessageView::Error(e)) => {
+                failed = Some(format!("{}: {:?}", e.error(), e.debug()));
+            }
+            _ => {}
+        }
         if let Some(e) = failed {
             let _ = host.set_state(gst::State::Null);
             let _ = client.set_state(gst::State::Null);
