@@ -267,7 +267,10 @@ pub fn run(loss_p: f64, run: Duration, seed: u64) -> SyncRun {
     let skews_us = video
         .iter()
         .filter_map(|(vp, vt)| {
-            let (_, at) = audio.iter().find(|(ap, _)| ap.absdiff(*vp) < tolerance)?;
+            let (ap, at) = audio.iter().find(|(ap, _)| ap.absdiff(*vp) < tolerance)?;
+            if std::env::var_os("AV_SYNC_DEBUG").is_some() {
+                eprintln!("mark: audio pts {ap} video pts {vp} render Δ {:?}", at.checked_duration_since(*vt).map_or_else(|| -(vt.duration_since(*at).as_micros() as i64), |d| d.as_micros() as i64));
+            }
             Some(if *at >= *vt {
                 at.duration_since(*vt).as_micros() as i64
             } else {
