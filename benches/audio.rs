@@ -10,7 +10,8 @@
 //!
 //! Per row: packets played (delivered as received or rebuilt from parity; everything else was
 //! given up by the receiver's deadline, so a delivered packet is in time by construction),
-//! rebuilt, given up; and the added latency submit → `poll_audio` return, p50 / p99 / max (the
+//! rebuilt, given up, of the packets sent from 1 s after the stream started (the first loss
+//! reports size the parity meanwhile) to two blocks before its end; and the added latency submit → `poll_audio` return, p50 / p99 / max (the
 //! path's one-way delay included on the WAN row).
 //!
 //! ```text
@@ -36,6 +37,9 @@ use gstpunktfunk::transport::Transport;
 use gstpunktfunk::transport::udp::{UdpOptions, UdpTransport};
 
 const PACKET: Duration = Duration::from_millis(5);
+/// Packets sent before the measured ones (1 s) and after them (two blocks).
+const WARMUP: u64 = 200;
+const TAIL: u64 = 16;
 const CAPS: &str = "audio/x-opus, rate=48000, channels=2, channel-mapping-family=0";
 
 #[derive(Clone, Copy)]
@@ -227,12 +231,16 @@ fn run_row(row: &Row, seconds: u64, seed: u64) -> Result_ {
     let host_poll = spawn_poll(host.clone(), stop.clone(), true);
     let video_poll = spawn_poll(client.clone(), stop.clone(), false);
 
-    // Submit instants by sequence number, read by the audio receiver thread.
-    let total = seconds * 200;
+    // Submit instants by sequence number, read by the audio receiver thread. The first
+    // WARMUP packets (while the first loss reports size the parity) and the last TAIL (whose
+    // block's parity would never leave) are sent but not counted.
+    let counted = WARMUP..WARMUP + seconds * 200;
+    let total = counted.end + TAIL;
     let submitted: Arc<Mutex<Vec<Option<Instant>>>> =
         Arc::new(Mutex::new(vec![None; total as usize]));
     let audio_rx = {
         let (c, stop, submitted) = (client.clone(), stop.clone(), submitted.clone());
+        let counted = counted.clone();
         std::thread::spawn(move || {
             let mut r = Result_::default();
             while !stop.load(Ordering::Relaxed) {
@@ -242,6 +250,9 @@ fn run_row(row: &Row, seconds: u64, seed: u64) -> Result_ {
                         if p.data != packet(p.seq) {
                             panic!("packet {} corrupt", p.seq);
                         }
+                        if !counted.contains(&p.seq) {
+                            continue;
+                        }
                         r.played += 1;
                         r.recovered += p.recovered as u64;
                         let sub = submitted.lock().unwrap().get(p.seq as usize).copied();
@@ -249,7 +260,6 @@ fn run_row(row: &Row, seconds: u64, seed: u64) -> Result_ {
                             r.latencies_us.push(at.duration_since(t).as_micros() as u64);
                         }
                     }
-                    Ok(Some(Event::AudioLost { count, .. })) => r.lost += count as u64,
                     Ok(_) => {}
                     Err(_) => break,
                 }
@@ -309,7 +319,8 @@ fn run_row(row: &Row, seconds: u64, seed: u64) -> Result_ {
     if let Some(v) = video {
         v.join().unwrap();
     }
-    r.sent = hs.audio_packets_sent;
+    r.sent = counted.end - counted.start;
+    r.lost = r.sent - r.played;
     r.parity_percent = hs.audio_fec_percent;
     let _ = host.close();
     let _ = client.close();

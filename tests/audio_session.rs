@@ -97,8 +97,9 @@ fn audio_arrives_byte_exact_in_order_with_its_info_first() {
     assert_eq!(cs.audio_packets_lost, 0);
     let hs = sim.conn(0).stats();
     assert_eq!(hs.audio_packets_sent, 400);
-    // Blocks of six 5 ms packets, two parity each before any loss report raises it.
-    assert_eq!(hs.audio_parity_sent, 400 / 6 * 2);
+    // Blocks of eight 5 ms packets, four parity each (the least) while there is no loss.
+    assert_eq!(hs.audio_parity_sent, 400 / 8 * 4);
+    assert_eq!(hs.audio_fec_percent, 50);
 }
 
 #[test]
@@ -127,9 +128,9 @@ fn parity_recovers_audio_at_ten_percent_iid_loss() {
 fn a_burst_longer_than_parity_is_given_up_and_later_packets_still_play() {
     let (h, c) = passphrase_pair();
     let mut sim = connected(3, h, c);
-    // The host's audio datagrams in order: the info, data 0-5 (a block of six 5 ms packets),
-    // its first parity, data 6, its second parity, ... Drop the 3rd to 5th: data 1, 2 and 3,
-    // three losses in a block of two parity.
+    // The host's audio datagrams in order: the info, data 0-7 (a block of eight 5 ms
+    // packets), its first parity, data 8, its second parity, ... Drop the 3rd to 7th: data 1
+    // to 5, five losses in a block of four parity.
     let mut audio_seen = 0u32;
     sim.drop_script = Some(Box::new(move |from, bytes| {
         if from != 0 || bytes.get(1) != Some(&(Kind::Audio as u8)) {
@@ -137,7 +138,7 @@ fn a_burst_longer_than_parity_is_given_up_and_later_packets_still_play() {
         }
         audio_seen += 1;
         // The first audio datagram is the info; then the stream.
-        (3..6).contains(&audio_seen)
+        (3..8).contains(&audio_seen)
     }));
     stream(&mut sim, 0..40);
     let events = sim.take_events(1);
@@ -148,16 +149,16 @@ fn a_burst_longer_than_parity_is_given_up_and_later_packets_still_play() {
     assert_eq!(
         events[lost_at],
         Event::AudioLost {
-            count: 3,
-            duration_us: 15_000
+            count: 5,
+            duration_us: 25_000
         }
     );
     let (got, lost) = audio_outcome(&events);
-    assert_eq!(lost, 3);
+    assert_eq!(lost, 5);
     let seqs: Vec<u64> = got.iter().map(|g| g.0).collect();
-    let want: Vec<u64> = (0..40).filter(|s| !(1..4).contains(s)).collect();
+    let want: Vec<u64> = (0..40).filter(|s| !(1..6).contains(s)).collect();
     assert_eq!(seqs, want, "later packets still delivered, in order");
-    assert_eq!(sim.conn(1).stats().audio_packets_lost, 3);
+    assert_eq!(sim.conn(1).stats().audio_packets_lost, 5);
 }
 
 #[test]

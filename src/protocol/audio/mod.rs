@@ -25,10 +25,10 @@ pub use wire::{
 };
 
 /// The span of sound one Reed-Solomon block covers: a block has as many packets as fit in it
-/// (six 5 ms packets, three 10 ms, two 20 ms), between [`MIN_BLOCK_DATA`] and
+/// (eight 5 ms packets, four 10 ms, two 20 ms), between [`MIN_BLOCK_DATA`] and
 /// [`MAX_BLOCK_DATA`]. Longer blocks survive longer bursts; the span bounds how long a packet
 /// after a loss waits for its recovery.
-pub const AUDIO_BLOCK_SPAN: std::time::Duration = std::time::Duration::from_millis(30);
+pub const AUDIO_BLOCK_SPAN: std::time::Duration = std::time::Duration::from_millis(40);
 pub const MIN_BLOCK_DATA: usize = 2;
 pub const MAX_BLOCK_DATA: usize = 8;
 

@@ -76,9 +76,13 @@ impl AudioSender {
         (span / (duration_us as usize).max(1)).clamp(MIN_BLOCK_DATA, MAX_BLOCK_DATA)
     }
 
-    /// Parity of a block of `k` data packets when the loss model plans `planned`.
+    /// Parity of a block of `k` data packets when the loss model plans `planned`: at least
+    /// half the block (and [`MIN_AUDIO_PARITY`]), at most as much as its data. Audio is a few
+    /// hundred kbit/s beside megabits of video, and until the first loss reports have sized
+    /// the plan a stream would otherwise start nearly unprotected.
     pub fn parity_for_plan(k: usize, planned: usize) -> usize {
-        planned.clamp(MIN_AUDIO_PARITY, k.max(MIN_AUDIO_PARITY))
+        let floor = MIN_AUDIO_PARITY.max(k.div_ceil(2));
+        planned.clamp(floor, k.max(floor))
     }
 
     /// Numbers one packet and appends the bodies to send now to `out`: its data body, then one
