@@ -37,6 +37,7 @@ fn field(s: &Option<gst::Structure>, name: &str) -> String {
         .map(|v| {
             v.get::<u64>()
                 .map(|x| x.to_string())
+                .or_else(|_| v.get::<u32>().map(|x| x.to_string()))
                 .or_else(|_| v.get::<i64>().map(|x| x.to_string()))
                 .unwrap_or_else(|_| format!("{v:?}"))
         })
@@ -48,8 +49,19 @@ fn main() {
     let seconds = seconds_arg();
     println!("A/V sync, sync=true on both client sinks, {seconds} s per row, one mark a second");
     println!(
-        "{:>6} {:>6} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
-        "loss", "sent", "pairs", "video", "p50 µs", "p99 µs", "max |µs|", "≤10 ms", "concealed", "av-skew"
+        "{:>6} {:>6} {:>6} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8}",
+        "loss",
+        "sent",
+        "pairs",
+        "video",
+        "audio",
+        "p50 µs",
+        "p99 µs",
+        "max |µs|",
+        "≤10 ms",
+        "concealed",
+        "av-skew",
+        "fec %"
     );
     for loss in LOSS_ROWS {
         let r = harness::run(loss, Duration::from_secs(seconds), SEED);
@@ -58,11 +70,12 @@ fn main() {
         let max_abs = s.iter().map(|x| x.abs()).max().unwrap_or(0);
         let within = s.iter().filter(|x| x.abs() <= 10_000).count();
         println!(
-            "{:>5.1}% {:>6} {:>6} {:>6} {:>9} {:>9} {:>9} {:>5}/{:<3} {:>10} {:>10}",
+            "{:>5.1}% {:>6} {:>6} {:>6} {:>6} {:>9} {:>9} {:>9} {:>5}/{:<3} {:>10} {:>10} {:>8}",
             loss * 100.0,
             r.marks_sent,
             s.len(),
             r.video_marks,
+            r.audio_marks,
             percentile(&s, 0.5),
             percentile(&s, 0.99),
             max_abs,
@@ -70,6 +83,7 @@ fn main() {
             s.len(),
             field(&r.client_stats, "audio-packets-concealed"),
             field(&r.client_stats, "av-skew-us"),
+            field(&r.host_stats, "audio-fec-percent"),
         );
     }
 }

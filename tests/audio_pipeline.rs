@@ -96,7 +96,11 @@ fn is_subsequence(received: &[Au], sent: &[Au]) -> Result<(), String> {
     for (i, r) in received.iter().enumerate() {
         match sent[at..].iter().position(|s| s.data == r.data) {
             Some(k) => at += k + 1,
-            None => return Err(format!("received packet {i} ({r:?}) was never sent (or out of order)")),
+            None => {
+                return Err(format!(
+                    "received packet {i} ({r:?}) was never sent (or out of order)"
+                ));
+            }
         }
     }
     Ok(())
@@ -137,11 +141,17 @@ fn opus_packets_arrive_byte_exact_through_loss_and_a_burst_is_concealed() {
     let received = received.items();
     is_subsequence(&received, &sent).unwrap_or_else(|e| panic!("{e}"));
     assert!(received.len() < sent.len(), "nothing was lost");
-    assert!(decoded.len() >= received.len(), "opusdec decoded less than it got");
+    assert!(
+        decoded.len() >= received.len(),
+        "opusdec decoded less than it got"
+    );
     assert!(relay.down_stats().dropped > 0, "the relay dropped nothing");
     let delivered = stat(&src, "audio-packets-received") + stat(&src, "audio-packets-recovered");
     assert!(delivered >= received.len() as u64, "{delivered} delivered");
-    assert!(stat(&src, "audio-packets-recovered") > 0, "FEC recovered nothing");
+    assert!(
+        stat(&src, "audio-packets-recovered") > 0,
+        "FEC recovered nothing"
+    );
     assert!(stat(&src, "audio-packets-lost") > 0);
     assert!(stat(&src, "audio-packets-concealed") > 0);
     assert!(stat(&sink, "audio-packets-sent") >= received.len() as u64);
@@ -156,10 +166,7 @@ fn refused(caps: &str) -> String {
         "host",
         &format!("{SINK} appsrc name=a format=time is-live=true ! sink.audio"),
     );
-    let appsrc = host
-        .el("a")
-        .downcast::<gst_app::AppSrc>()
-        .expect("appsrc");
+    let appsrc = host.el("a").downcast::<gst_app::AppSrc>().expect("appsrc");
     appsrc.set_caps(Some(&caps.parse::<gst::Caps>().expect("caps")));
     host.play();
     let mut b = gst::Buffer::with_size(960).expect("buffer");
@@ -204,7 +211,10 @@ fn audio_pad_requested_and_released_while_playing() {
     let audio = Tap::buffers(&pad(&client.el("aout"), "sink"), false, "decoded audio");
     client.play();
     frames.wait_len(10, WAIT);
-    assert!(client.el("src").static_pad("audio").is_none(), "audio pad before any audio");
+    assert!(
+        client.el("src").static_pad("audio").is_none(),
+        "audio pad before any audio"
+    );
 
     let apad = sink.request_pad_simple("audio").expect("the audio pad");
     let templ = sink.pad_template("audio").expect("audio template");
@@ -225,7 +235,10 @@ fn audio_pad_requested_and_released_while_playing() {
     branch.set_state(gst::State::Null).expect("branch stops");
     host.pipeline.remove(&branch).expect("remove");
     sink.release_request_pad(&apad);
-    assert!(sink.static_pad("audio").is_none(), "released pad still there");
+    assert!(
+        sink.static_pad("audio").is_none(),
+        "released pad still there"
+    );
     let n = frames.len();
     frames.wait_len(n + 10, WAIT);
     let again = sink.request_pad_simple("audio");

@@ -50,10 +50,43 @@ pub struct SyncRun {
 /// A marked item seen at a client sink: its PTS and when it was rendered.
 type Seen = Arc<Mutex<Vec<(gst::ClockTime, Instant)>>>;
 
-fn is_mark(pts: gst::ClockTime, duration: gst::ClockTime) -> bool {
-    let k = pts.nseconds() / MARK_EVERY.nseconds();
-    k >= 1 && pts.nseconds() - k * MARK_EVERY.nseconds() < duration.nseconds()
+/// The video frame grid of a live `videotestsrc` at 30 fps: its first PTS (the running time
+/// it started at) plus frame `n`'s offset, as `videotestsrc` computes it.
+#[derive(Clone, Copy)]
+struct Grid {
+    start: u64,
 }
+
+impl Grid {
+    const FPS: u64 = 30;
+
+    fn frame(&self, n: u64) -> u64 {
+        self.start + n * 1_000_000_000 / Self::FPS
+    }
+
+    /// The marked instant of second `k`: the start of the first frame at or after `k` s.
+    fn mark(&self, k: u64) -> u64 {
+        let at = k * MARK_EVERY.nseconds();
+        let since = at.saturating_sub(self.start);
+        let mut n = since * Self::FPS / 1_000_000_000;
+        while self.frame(n) < at {
+            n += 1;
+        }
+        self.frame(n)
+    }
+
+    /// The mark in `[from, to)`, if any (one mark a second, from the first second on).
+    fn mark_within(&self, from: u64, to: u64) -> Option<u64> {
+        let k = from / MARK_EVERY.nseconds();
+        [k, k + 1]
+            .into_iter()
+            .filter(|&k| k >= 1)
+            .map(|k| self.mark(k))
+            .find(|&m| m >= from && m < to)
+    }
+}
+
+type SharedGrid = Arc<Mutex<Option<Grid>>>;
 
 fn pipeline(desc: &str) -> gst::Pipeline {
     gst::parse::launch(desc)
@@ -63,15 +96,21 @@ fn pipeline(desc: &str) -> gst::Pipeline {
 }
 
 fn element(p: &gst::Pipeline, name: &str) -> gst::Element {
-    p.by_name(name).unwrap_or_else(|| panic!("no element {name}"))
+    p.by_name(name)
+        .unwrap_or_else(|| panic!("no element {name}"))
 }
 
-/// Paints the frame white (Y = 235) when it is a mark; counts marks sent.
-fn mark_video(pad: &gst::Pad, sent: Arc<Mutex<usize>>) {
+/// Paints the frame white (Y = 235) when it starts a mark instant; counts marks sent. The
+/// first frame fixes the grid both probes mark on.
+fn mark_video(pad: &gst::Pad, grid: SharedGrid, sent: Arc<Mutex<usize>>) {
     pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-        if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data {
-            let frame = gst::ClockTime::from_nseconds(1_000_000_000 / 30);
-            if buffer.pts().is_some_and(|p| is_mark(p, frame)) {
+        if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data
+            && let Some(pts) = buffer.pts()
+        {
+            let g = *grid.lock().unwrap().get_or_insert(Grid {
+                start: pts.nseconds(),
+            });
+            if g.mark_within(pts.nseconds(), pts.nseconds() + 1).is_some() {
                 let b = buffer.make_mut();
                 if let Ok(mut map) = b.map_writable() {
                     map.as_mut_slice()[..WIDTH * HEIGHT].fill(235);
@@ -83,15 +122,24 @@ fn mark_video(pad: &gst::Pad, sent: Arc<Mutex<usize>>) {
     });
 }
 
-/// Puts a 1 ms click at the start of the buffer that is a mark.
-fn mark_audio(pad: &gst::Pad) {
+/// Puts a 1 ms click into the audio at the exact instant of each marked frame.
+fn mark_audio(pad: &gst::Pad, grid: SharedGrid) {
     pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-        if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data {
-            let d = gst::ClockTime::from_useconds(5_000);
-            if buffer.pts().is_some_and(|p| is_mark(p, d)) {
+        let Some(g) = *grid.lock().unwrap() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data
+            && let Some(pts) = buffer.pts()
+        {
+            let from = pts.nseconds();
+            let to = from + (SAMPLES_PER_BUFFER as u64) * 1_000_000_000 / 48_000;
+            if let Some(m) = g.mark_within(from, to) {
+                let first = ((m - from) * 48_000 / 1_000_000_000) as usize;
                 let b = buffer.make_mut();
                 if let Ok(mut map) = b.map_writable() {
-                    for s in map.as_mut_slice()[..CLICK_SAMPLES * 2].chunks_exact_mut(2) {
+                    let samples = map.as_mut_slice();
+                    let end = (first + CLICK_SAMPLES).min(SAMPLES_PER_BUFFER);
+                    for s in samples[first * 2..end * 2].chunks_exact_mut(2) {
                         s.copy_from_slice(&20_000i16.to_le_bytes());
                     }
                 }
@@ -103,7 +151,10 @@ fn mark_audio(pad: &gst::Pad) {
 
 /// Records the render time of decoded white frames.
 fn watch_video(sink: &gst::Element, seen: Seen) {
-    let appsink = sink.clone().downcast::<gst_app::AppSink>().expect("appsink");
+    let appsink = sink
+        .clone()
+        .downcast::<gst_app::AppSink>()
+        .expect("appsink");
     appsink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |s| {
@@ -129,7 +180,10 @@ fn watch_video(sink: &gst::Element, seen: Seen) {
 /// Records the render time of decoded clicks (the buffer's render time plus the click's
 /// offset in it).
 fn watch_audio(sink: &gst::Element, seen: Seen) {
-    let appsink = sink.clone().downcast::<gst_app::AppSink>().expect("appsink");
+    let appsink = sink
+        .clone()
+        .downcast::<gst_app::AppSink>()
+        .expect("appsink");
     appsink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |s| {
@@ -139,16 +193,17 @@ fn watch_audio(sink: &gst::Element, seen: Seen) {
                     return Ok(gst::FlowSuccess::Ok);
                 };
                 let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                let at = map
-                    .as_slice()
-                    .chunks_exact(2)
-                    .position(|c| i16::from_le_bytes([c[0], c[1]]).saturating_abs() > CLICK_THRESHOLD);
+                let at = map.as_slice().chunks_exact(2).position(|c| {
+                    i16::from_le_bytes([c[0], c[1]]).saturating_abs() > CLICK_THRESHOLD
+                });
                 if let (Some(i), Some(pts)) = (at, buffer.pts()) {
                     let offset = Duration::from_micros(i as u64 * 1_000_000 / 48_000);
                     let mut v = seen.lock().unwrap();
                     // One click spans at most two buffers: keep its first.
                     let pts = pts + gst::ClockTime::from_nseconds(offset.as_nanos() as u64);
-                    if v.last().is_none_or(|(p, _)| pts.saturating_sub(*p) > gst::ClockTime::from_mseconds(100)) {
+                    if v.last().is_none_or(|(p, _)| {
+                        pts.saturating_sub(*p) > gst::ClockTime::from_mseconds(100)
+                    }) {
                         v.push((pts, now + offset));
                     }
                 }
@@ -203,8 +258,13 @@ pub fn run(loss_p: f64, run: Duration, seed: u64) -> SyncRun {
            ! opusenc frame-size=5 ! sink.audio"
     ));
     let sent = Arc::new(Mutex::new(0usize));
-    mark_video(&element(&host, "vsrc").static_pad("src").expect("pad"), sent.clone());
-    mark_audio(&element(&host, "asrc").static_pad("src").expect("pad"));
+    let grid = SharedGrid::default();
+    let vpad = element(&host, "vsrc").static_pad("src").expect("pad");
+    mark_video(&vpad, grid.clone(), sent.clone());
+    mark_audio(
+        &element(&host, "asrc").static_pad("src").expect("pad"),
+        grid,
+    );
     host.set_state(gst::State::Playing).expect("host plays");
     let port = bound_port(&element(&host, "sink"));
     let relay = Relay::start(
@@ -267,10 +327,7 @@ pub fn run(loss_p: f64, run: Duration, seed: u64) -> SyncRun {
     let skews_us = video
         .iter()
         .filter_map(|(vp, vt)| {
-            let (ap, at) = audio.iter().find(|(ap, _)| ap.absdiff(*vp) < tolerance)?;
-            if std::env::var_os("AV_SYNC_DEBUG").is_some() {
-                eprintln!("mark: audio pts {ap} video pts {vp} render Δ {:?}", at.checked_duration_since(*vt).map_or_else(|| -(vt.duration_since(*at).as_micros() as i64), |d| d.as_micros() as i64));
-            }
+            let (_, at) = audio.iter().find(|(ap, _)| ap.absdiff(*vp) < tolerance)?;
             Some(if *at >= *vt {
                 at.duration_since(*vt).as_micros() as i64
             } else {

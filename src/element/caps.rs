@@ -42,7 +42,9 @@ pub(crate) fn audio_caps_refusal(caps: &gst::CapsRef) -> Option<String> {
         Some(s) if s.name() == "audio/x-opus" => {
             "Opus at 48 kHz in one or two channels (set opusenc's input to rate=48000 and channels=1 or 2)"
         }
-        _ => "Opus packets (encode with opusenc first: … ! audioconvert ! audioresample ! opusenc frame-size=5 ! s.audio)",
+        _ => {
+            "Opus packets (encode with opusenc first: … ! audioconvert ! audioresample ! opusenc frame-size=5 ! s.audio)"
+        }
     };
     Some(format!("The audio pad takes {what}, not {caps}"))
 }

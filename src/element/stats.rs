@@ -129,7 +129,10 @@ pub(crate) fn stats_structure(s: &Stats, bound_port: u32) -> gst::Structure {
         // Audio.
         .field("audio-packets-sent", s.audio_packets_sent)
         .field("audio-parity-sent", s.audio_parity_sent)
-        .field("audio-packets-dropped-no-peer", s.audio_packets_dropped_no_peer)
+        .field(
+            "audio-packets-dropped-no-peer",
+            s.audio_packets_dropped_no_peer,
+        )
         .field("audio-fec-percent", s.audio_fec_percent)
         .field("audio-packets-received", s.audio_packets_received)
         .field("audio-packets-recovered", s.audio_packets_recovered)

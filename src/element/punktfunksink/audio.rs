@@ -11,8 +11,8 @@ use std::sync::Mutex;
 
 use gst::prelude::*;
 
-use crate::element::capture_time::host_capture_us;
 use crate::element::caps::{AUDIO_PAD, audio_caps_refusal};
+use crate::element::capture_time::host_capture_us;
 use crate::element::lock;
 use crate::session::{self, Session};
 

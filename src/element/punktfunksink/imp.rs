@@ -266,7 +266,12 @@ impl PunktfunkSink {
         }
         if let Err(e) = submit(&session, map.as_slice(), capture_us, duration_us) {
             // One packet: the client conceals it. The session counts what it drops.
-            gst::warning!(CAT, imp = self, "audio packet of {} bytes not sent: {e}", map.len());
+            gst::warning!(
+                CAT,
+                imp = self,
+                "audio packet of {} bytes not sent: {e}",
+                map.len()
+            );
         }
         Ok(gst::FlowSuccess::Ok)
     }
@@ -279,7 +284,10 @@ impl PunktfunkSink {
                     gst::element_imp_error!(
                         self,
                         gst::StreamError::Format,
-                        ("The audio pad takes time segments, not {:?}", s.segment().format())
+                        (
+                            "The audio pad takes time segments, not {:?}",
+                            s.segment().format()
+                        )
                     );
                     return false;
                 }
@@ -310,7 +318,9 @@ impl PunktfunkSink {
             self,
             gst::CoreError::Negotiation,
             ("{why}"),
-            ["punktfunksink's audio pad carries Opus packets: audio/x-opus, rate=48000, channels=1 or 2"]
+            [
+                "punktfunksink's audio pad carries Opus packets: audio/x-opus, rate=48000, channels=1 or 2"
+            ]
         );
     }
 
@@ -339,7 +349,11 @@ impl PunktfunkSink {
         let video_linked = self.obj().sink_pad().is_linked();
         let action = self.audio.on_eos(video, video_linked);
         if action == EosAction::Wait {
-            gst::debug!(CAT, imp = self, "EOS on one pad (video: {video}); the other streams on");
+            gst::debug!(
+                CAT,
+                imp = self,
+                "EOS on one pad (video: {video}); the other streams on"
+            );
             return;
         }
         if let Some(session) = self.core.slot.session() {
@@ -478,8 +492,7 @@ impl_element_class!(
             return None;
         }
         self.request_audio_pad(templ)
-    }
-
+    },
     fn release_pad(&self, pad: &gst::Pad) {
         self.release_audio_pad(pad);
     }

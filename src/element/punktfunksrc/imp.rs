@@ -31,8 +31,8 @@ use super::audio::{AudioOutput, Refusal};
 use super::settings::{self, SrcSettings};
 use super::timeline::Timeline;
 use super::uri::{PunktfunkUri, URI_SCHEME};
-use crate::element::capture_time::attach_host_timestamp;
 use crate::element::caps::audio_caps_refusal;
+use crate::element::capture_time::attach_host_timestamp;
 use crate::element::input_message::input_from_structure;
 use crate::element::navigation::navigation_to_input;
 use crate::element::peer::{PeerChange, PeerEvents, post_element_message};
@@ -141,15 +141,17 @@ impl PunktfunkSrc {
         match ev {
             Event::AudioInfo(caps) => self.on_audio_info(&caps),
             Event::Audio(packet) => self.on_audio(packet),
-            Event::AudioLost { count, duration_us } => {
-                match self.audio.gap(count, duration_us) {
-                    Ok(true) => {
-                        gst::debug!(CAT, imp = self, "{count} audio packet(s) lost: gap of {duration_us} µs")
-                    }
-                    Ok(false) | Err(Refusal::Dropped) => {}
-                    Err(Refusal::Failed(e)) => self.audio_failed(e),
+            Event::AudioLost { count, duration_us } => match self.audio.gap(count, duration_us) {
+                Ok(true) => {
+                    gst::debug!(
+                        CAT,
+                        imp = self,
+                        "{count} audio packet(s) lost: gap of {duration_us} µs"
+                    )
                 }
-            }
+                Ok(false) | Err(Refusal::Dropped) => {}
+                Err(Refusal::Failed(e)) => self.audio_failed(e),
+            },
             other => gst::trace!(CAT, imp = self, "audio thread ignores {other:?}"),
         }
     }
@@ -187,13 +189,15 @@ impl PunktfunkSrc {
         let obj = self.obj();
         let weak = obj.downgrade();
         let query = move |pad: &gst::Pad, q: &mut gst::QueryRef| {
-            weak.upgrade()
-                .is_some_and(|o| o.imp().audio_query(pad, q))
+            weak.upgrade().is_some_and(|o| o.imp().audio_query(pad, q))
         };
         // The live video's segment starts at 0 (PTS are running time); BaseSrc::segment would
         // wait for the streaming thread's lock, which `create` holds.
         let segment = gst::FormattedSegment::<gst::ClockTime>::new();
-        match self.audio.announce(obj.upcast_ref(), caps, segment.upcast_ref(), query) {
+        match self
+            .audio
+            .announce(obj.upcast_ref(), caps, segment.upcast_ref(), query)
+        {
             Ok(true) => {
                 gst::info!(CAT, imp = self, "audio pad added: {caps}");
                 obj.no_more_pads();
@@ -220,7 +224,13 @@ impl PunktfunkSrc {
             ..FrameTiming::default()
         };
         attach_host_timestamp(buffer.make_mut(), &timing);
-        gst::trace!(CAT, imp = self, "audio packet {} (recovered: {})", p.seq, p.recovered);
+        gst::trace!(
+            CAT,
+            imp = self,
+            "audio packet {} (recovered: {})",
+            p.seq,
+            p.recovered
+        );
         if let Err(Refusal::Failed(e)) = self.audio.push(buffer, pts, p.duration_us) {
             self.audio_failed(e);
         }

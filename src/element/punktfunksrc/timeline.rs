@@ -111,7 +111,11 @@ mod tests {
         assert_eq!(t.pts_us(5_000_000, 31_000), Some(1_000));
         // Spacing follows capture time, not arrival.
         assert_eq!(t.pts_us(5_005_000, 9_000), Some(6_000));
-        assert_eq!(t.pts_us(0, 9_000), None, "no capture time: arrival stamps it");
+        assert_eq!(
+            t.pts_us(0, 9_000),
+            None,
+            "no capture time: arrival stamps it"
+        );
     }
 
     #[test]
