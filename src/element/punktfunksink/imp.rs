@@ -368,6 +368,19 @@ impl PunktfunkSink {
         }
     }
 
+    /// `request_new_pad`: the one audio pad.
+    fn request_pad_from(&self, templ: &gst::PadTemplate, name: Option<&str>) -> Option<gst::Pad> {
+        if !is_audio_request(templ, name) {
+            return None;
+        }
+        self.request_audio_pad(templ)
+    }
+
+    /// `release_pad`.
+    fn release_requested_pad(&self, pad: &gst::Pad) {
+        self.release_audio_pad(pad);
+    }
+
     fn request_audio_pad(&self, templ: &gst::PadTemplate) -> Option<gst::Pad> {
         let pad = gst::Pad::builder_from_template(templ)
             .name(crate::element::caps::AUDIO_PAD)
@@ -482,20 +495,7 @@ impl_element_class!(
     "Sends H.264/H.265 access units over UDP with low latency, FEC, pacing and encryption; turns the receiver's keyframe requests and input into upstream events",
     "sink",
     gst::PadDirection::Sink,
-    fn request_new_pad(
-        &self,
-        templ: &gst::PadTemplate,
-        name: Option<&str>,
-        _caps: Option<&gst::Caps>,
-    ) -> Option<gst::Pad> {
-        if !is_audio_request(templ, name) {
-            return None;
-        }
-        self.request_audio_pad(templ)
-    },
-    fn release_pad(&self, pad: &gst::Pad) {
-        self.release_audio_pad(pad);
-    }
+    requests
 );
 
 impl BaseSinkImpl for PunktfunkSink {
