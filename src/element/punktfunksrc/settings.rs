@@ -20,9 +20,10 @@ pub(crate) const DEFAULT_WAIT_FOR_KEYFRAME: bool = true;
 pub(crate) const DEFAULT_REQUEST_KEYFRAME: bool = true;
 pub(crate) const DEFAULT_REPAIR: bool = true;
 pub(crate) const DEFAULT_REPAIR_DEADLINE_MS: u32 = 0;
-/// Covers one audio FEC block of 5 ms packets (a packet rebuilt from the block's parity
-/// arrives up to ~20 ms late) and a video frame's encode and pacing time beyond the audio's.
-pub(crate) const DEFAULT_LATENCY_MS: u32 = 40;
+/// Covers how long the session holds audio after a loss while the block's parity may still
+/// come (about 80 ms for 5 ms packets in blocks of eight, `protocol::audio`), so rebuilt
+/// packets and the ones behind them still play on time with `sync=true`.
+pub(crate) const DEFAULT_LATENCY_MS: u32 = 100;
 
 /// `punktfunksrc`'s own properties (`create` copies them for every event: they change
 /// while playing).
@@ -130,7 +131,7 @@ pub(crate) fn properties() -> Vec<glib::ParamSpec> {
                 glib::ParamSpecUInt::builder("latency")
                     .nick("A/V latency")
                     .blurb(
-                        "When the host sends audio: how long sinks with sync=true hold both streams beyond their capture-time PTS, so packets up to this much later than the first one still play together, in milliseconds (video-only streams are stamped on arrival and report no latency)",
+                        "When the host sends audio: how long sinks with sync=true hold both streams beyond their capture-time PTS, so packets up to this much later than the first one (audio held while the session rebuilds a lost packet) still play together, in milliseconds (video-only streams are stamped on arrival and report no latency)",
                     )
                     .maximum(5_000)
                     .default_value(DEFAULT_LATENCY_MS)
