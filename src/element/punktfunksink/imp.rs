@@ -279,18 +279,16 @@ impl PunktfunkSink {
     fn audio_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
         match event.view() {
             gst::EventView::Caps(c) => return self.audio_caps(c.caps()),
-            gst::EventView::Segment(s) => {
-                if !self.audio.set_segment(s.segment()) {
-                    gst::element_imp_error!(
-                        self,
-                        gst::StreamError::Format,
-                        (
-                            "The audio pad takes time segments, not {:?}",
-                            s.segment().format()
-                        )
-                    );
-                    return false;
-                }
+            gst::EventView::Segment(s) if !self.audio.set_segment(s.segment()) => {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    (
+                        "The audio pad takes time segments, not {:?}",
+                        s.segment().format()
+                    )
+                );
+                return false;
             }
             gst::EventView::FlushStop(_) | gst::EventView::StreamStart(_) => self.audio.restart(),
             gst::EventView::Eos(_) => self.on_eos(false),
