@@ -294,3 +294,38 @@ fn frame_and_click_of_one_instant_play_within_10_ms_with_sync() {
 fn frame_and_click_of_one_instant_play_within_10_ms_with_sync_at_5_percent_loss() {
     assert_in_sync(0.05);
 }
+
+#[test]
+fn playbin_plays_the_picture_of_a_host_that_also_sends_audio() {
+    let _serial = serial();
+    let host = av_host();
+    host.play();
+    let uri = format!("punktfunk://127.0.0.1:{}", bound_port(&host.el("sink")));
+    let video_sink = gst::ElementFactory::make("fakesink")
+        .name("vsink")
+        .property("sync", false)
+        .build()
+        .expect("fakesink");
+    let frames = Tap::buffers(&pad(&video_sink, "sink"), false, "frames at playbin's sink");
+    let playbin = gst::ElementFactory::make("playbin")
+        .property("uri", &uri)
+        .property("video-sink", &video_sink)
+        .property(
+            "audio-sink",
+            gst::ElementFactory::make("fakesink")
+                .build()
+                .expect("fakesink"),
+        )
+        .build()
+        .expect("playbin");
+    let client = Pipe::wrap(
+        "playbin",
+        playbin
+            .downcast::<gst::Pipeline>()
+            .expect("playbin is a pipeline"),
+    );
+    client.play();
+    frames.wait_len(30, WAIT);
+    client.assert_no_errors();
+    host.assert_no_errors();
+}
