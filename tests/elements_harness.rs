@@ -218,7 +218,10 @@ fn pad_templates_and_metadata() {
         assert_eq!(t.presence(), gst::PadPresence::Always);
         assert_eq!(t.caps(), expected, "{name} template caps");
         let a = &templates[1];
-        assert_eq!((a.name_template().as_str(), a.direction()), ("audio", dir));
+        assert_eq!(
+            (a.name_template().to_string(), a.direction()),
+            ("audio".to_string(), dir)
+        );
         let presence = match dir {
             gst::PadDirection::Sink => gst::PadPresence::Request,
             _ => gst::PadPresence::Sometimes,
