@@ -1,21 +1,24 @@
-//! Audio beside the video in one session, over real UDP on loopback through the test kit's
-//! relay ([`gstpunktfunk::testkit::relay`]): synthetic 5 ms Opus-sized packets (60–160 bytes,
+//! Audio beside the video in one session, over real UDP on loopback, through the test kit's
+//! relay ([`gstpunktfunk::testkit::relay`]) where a row impairs the path: synthetic 5 ms Opus-sized packets (60–160 bytes,
 //! 200 a second) sent with [`Session::submit_audio`] and taken with [`Session::poll_audio`],
 //! default configuration (passphrase set, congestion control on).
 //!
-//! Rows: no loss; 10 % iid; Gilbert-Elliott bursts enter 1 % / leave 30 % (≈ 3.2 % loss in
+//! Rows: no loss, client and host directly on loopback (the added latency of the session
+//! alone), also with a synthetic ≈ 20 Mbit/s video (60 fps, 37 kB frames, a 150 kB keyframe
+//! every second) in the same session, and through the relay (its two thread hops included);
+//! 10 % iid; Gilbert-Elliott bursts enter 1 % / leave 30 % (≈ 3.2 % loss in
 //! bursts of 3.3) with no delay; the WAN path (30 ms one way, ± 5 ms jitter, the same bursts
-//! on both directions, independently seeded); and no loss with a synthetic ≈ 20 Mbit/s video
-//! (60 fps, 37 kB frames, a 150 kB keyframe every second) in the same session.
+//! on both directions, independently seeded), all through the relay.
 //!
 //! Per row: packets played (delivered as received or rebuilt from parity; everything else was
 //! given up by the receiver's deadline, so a delivered packet is in time by construction),
 //! rebuilt, given up, of the packets sent from 1 s after the stream started (the first loss
-//! reports size the parity meanwhile) to two blocks before its end; and the added latency submit → `poll_audio` return, p50 / p99 / max (the
-//! path's one-way delay included on the WAN row).
+//! reports size the parity meanwhile) to two blocks before its end; and the added latency
+//! submit → `poll_audio` return, p50 / p99 / max (the path's one-way delay included on the WAN
+//! row; packets held behind a loss included on the lossy rows).
 //!
 //! ```text
-//! cargo bench --features testing --bench audio -- [--seconds 30] [--rows none,iid10,ge,wan,video]
+//! cargo bench --features testing --bench audio -- [--seconds 30] [--rows none,video,relay,iid10,ge,wan]
 //!     [--out docs/audio.md]
 //! ```
 //!
@@ -50,6 +53,8 @@ struct Row {
     delay: Duration,
     jitter: Duration,
     video: bool,
+    /// Through the relay (else client → host directly, on loopback).
+    relay: bool,
     /// Target share of packets played, and whether the latency targets apply.
     played_target: f64,
     latency_target: bool,
@@ -60,23 +65,36 @@ fn rows() -> Vec<Row> {
     vec![
         Row {
             name: "none",
-            label: "no loss",
+            label: "no loss, direct",
             loss: || LossModel::None,
             delay: Duration::ZERO,
             jitter: Duration::ZERO,
             video: false,
+            relay: false,
             played_target: 99.9,
             latency_target: true,
         },
         Row {
             name: "video",
-            label: "no loss + 20 Mbit/s video",
+            label: "no loss, direct, + 20 Mbit/s video",
             loss: || LossModel::None,
             delay: Duration::ZERO,
             jitter: Duration::ZERO,
             video: true,
+            relay: false,
             played_target: 99.9,
             latency_target: true,
+        },
+        Row {
+            name: "relay",
+            label: "no loss, through the relay",
+            loss: || LossModel::None,
+            delay: Duration::ZERO,
+            jitter: Duration::ZERO,
+            video: false,
+            relay: true,
+            played_target: 99.9,
+            latency_target: false,
         },
         Row {
             name: "iid10",
@@ -85,6 +103,7 @@ fn rows() -> Vec<Row> {
             delay: Duration::ZERO,
             jitter: Duration::ZERO,
             video: false,
+            relay: true,
             played_target: 99.9,
             latency_target: false,
         },
@@ -95,6 +114,7 @@ fn rows() -> Vec<Row> {
             delay: Duration::ZERO,
             jitter: Duration::ZERO,
             video: false,
+            relay: true,
             played_target: 99.9,
             latency_target: false,
         },
@@ -105,6 +125,7 @@ fn rows() -> Vec<Row> {
             delay: ms(30),
             jitter: ms(5),
             video: false,
+            relay: true,
             played_target: 99.5,
             latency_target: false,
         },
@@ -158,6 +179,9 @@ struct Result_ {
     latencies_us: Vec<u64>,
     parity_percent: u32,
     video_frames: u64,
+    /// Time `submit_audio` took, p99 and max (ms).
+    submit_p99_ms: f64,
+    submit_max_ms: f64,
 }
 
 fn bind() -> UdpTransport {
@@ -198,14 +222,16 @@ fn run_row(row: &Row, seconds: u64, seed: u64) -> Result_ {
     let host_addr = host_t.local_addr();
     let host = Session::new(hc, host_t).unwrap();
     host.set_audio_info(CAPS).unwrap();
-    let relay = Relay::start(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        host_addr,
-        impair(row, seed),
-        impair(row, seed ^ 0x5eed_5eed),
-    )
-    .expect("relay starts");
-    let mut cc = Config::client_caller(relay.addr());
+    let relay = row.relay.then(|| {
+        Relay::start(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            host_addr,
+            impair(row, seed),
+            impair(row, seed ^ 0x5eed_5eed),
+        )
+        .expect("relay starts")
+    });
+    let mut cc = Config::client_caller(relay.as_ref().map_or(host_addr, Relay::addr));
     cc.passphrase = Some("audio-bench".into());
     let client = Session::new(cc, bind()).unwrap();
 
@@ -221,6 +247,12 @@ fn run_row(row: &Row, seconds: u64, seed: u64) -> Result_ {
                 };
                 match r {
                     Ok(Some(Event::Frame(_))) => frames += 1,
+                    Ok(Some(Event::Disconnected { reason })) => {
+                        eprintln!(
+                            "{} lost its peer: {reason:?}",
+                            if host { "host" } else { "client" }
+                        )
+                    }
                     Ok(_) => {}
                     Err(_) => break,
                 }
@@ -289,7 +321,7 @@ fn run_row(row: &Row, seconds: u64, seed: u64) -> Result_ {
                 if let Some(w) = at.checked_duration_since(Instant::now()) {
                     std::thread::sleep(w);
                 }
-                let keyframe = i % 60 == 0;
+                let keyframe = i.is_multiple_of(60);
                 let _ = h.submit_frame(if keyframe { &key } else { &delta }, keyframe);
                 i += 1;
             }
@@ -297,6 +329,7 @@ fn run_row(row: &Row, seconds: u64, seed: u64) -> Result_ {
     });
 
     let start = Instant::now();
+    let mut submit_us = Vec::new();
     for i in 0..total {
         let at = start + PACKET * i as u32;
         if let Some(w) = at.checked_duration_since(Instant::now()) {
@@ -306,14 +339,19 @@ fn run_row(row: &Row, seconds: u64, seed: u64) -> Result_ {
         submitted.lock().unwrap()[i as usize] = Some(now);
         let capture = host.host_clock_us(now);
         host.submit_audio(&packet(i), capture, 5_000).unwrap();
+        submit_us.push(now.elapsed().as_micros() as u64);
     }
     // Let the last packets arrive (delay, hold).
     std::thread::sleep(row.delay * 2 + Duration::from_millis(300));
     let hs = host.stats();
+    let submit_p99_ms = pct(&mut submit_us, 0.99);
+    let submit_max_ms = pct(&mut submit_us, 1.0);
     stop.store(true, Ordering::Relaxed);
     client.wake();
     host.wake();
     let mut r = audio_rx.join().unwrap();
+    r.submit_p99_ms = submit_p99_ms;
+    r.submit_max_ms = submit_max_ms;
     r.video_frames = video_poll.join().unwrap();
     host_poll.join().unwrap();
     if let Some(v) = video {
@@ -341,7 +379,7 @@ fn main() {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "| row | path | sent | played | rebuilt | given up | parity at end | submit → event p50 / p99 / max (ms) | target | met |\n|---|---|---|---|---|---|---|---|---|---|"
+        "| row | path | sent | played | rebuilt | given up | parity at end | submit → event p50 / p99 / max (ms) | `submit_audio` call p99 / max (ms) | target | met |\n|---|---|---|---|---|---|---|---|---|---|---|"
     );
     let mut p99_alone = None;
     for (n, row) in rows().iter().enumerate() {
@@ -383,7 +421,7 @@ fn main() {
             )
         };
         let line = format!(
-            "| {} | {} | {} | {:.3} % | {} | {} | {} % | {:.2} / {:.2} / {:.2} | {} | {} |{}",
+            "| {} | {} | {} | {:.3} % | {} | {} | {} % | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} | {} | {} |{}",
             row.name,
             row.label,
             r.sent,
@@ -394,6 +432,8 @@ fn main() {
             p50,
             p99,
             max,
+            r.submit_p99_ms,
+            r.submit_max_ms,
             target,
             if met { "yes" } else { "**no**" },
             if row.video {

@@ -456,7 +456,7 @@ mod tests {
         let outs = run(&without(&all, |_| false), &mut rx, t0);
         assert_eq!(outs.len(), 40);
         // Lose two data packets of each of the first eight blocks: parity rebuilds them.
-        let lost = |s: u64| s < 32 && s % 2 == 0;
+        let lost = |s: u64| s < 32 && s.is_multiple_of(2);
         let mut rx = AudioReceiver::new();
         let outs = run(&without(&all, lost), &mut rx, t0);
         assert_eq!(outs.len(), 40);
