@@ -129,8 +129,9 @@ fn opus_packets_arrive_byte_exact_through_loss_and_a_burst_is_concealed() {
     let received = Tap::buffers(&pad(&adec, "sink"), true, "Opus packets out of the src");
     let decoded = Tap::buffers(&pad(&client.el("aout"), "sink"), false, "decoded audio");
     received.wait_len(200, WAIT);
-    // 30 datagrams in a row: more than an audio FEC block can repair.
-    burst.drop_next_down(30);
+    // 80 datagrams in a row (~250 ms of this stream): more than an audio FEC block and its
+    // parity can repair.
+    burst.drop_next_down(80);
     wait_stat(&client, &src, "audio-packets-concealed", 1);
     let n = received.len();
     received.wait_len(n + 200, WAIT);
