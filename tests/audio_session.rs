@@ -378,7 +378,10 @@ fn audio_over_udp_with_the_session_api_beside_a_video_poller() {
         );
         if let Some(e) = client.poll_audio(Duration::from_millis(20)).unwrap() {
             assert!(
-                matches!(e, Event::Audio(_) | Event::AudioLost { .. }),
+                matches!(
+                    e,
+                    Event::Audio(_) | Event::AudioLost { .. } | Event::AudioInfo(_)
+                ),
                 "{e:?}"
             );
             events.push(e);

@@ -1,5 +1,5 @@
-//! Frame timing between GStreamer and the session: the sink's capture time (buffer PTS →
-//! running time → pipeline clock time → host monotonic clock), the src's
+//! Frame timing between GStreamer and the session: the sink's capture time of video and audio
+//! (buffer PTS → running time → pipeline clock time → host monotonic clock), the src's
 //! `GstReferenceTimestampMeta` with the host's capture time, and the frame-age fields of the
 //! `punktfunk-stats` structure.
 //!
@@ -42,20 +42,28 @@ fn clock_to_host_us(clock: &gst::Clock, clock_time: gst::ClockTime) -> Option<u6
     u64::try_from(host).ok().filter(|&h| h != 0)
 }
 
+/// `pts` in `segment` as host clock time (µs of `CLOCK_MONOTONIC`), through the running time,
+/// `element`'s base time and its pipeline clock: the capture time of both the sink's video
+/// and its audio, so the client can play the two together.
+pub(crate) fn host_capture_us(
+    element: &gst::Element,
+    segment: &gst::FormattedSegment<gst::ClockTime>,
+    pts: Option<gst::ClockTime>,
+) -> Option<u64> {
+    let running = segment.to_running_time(pts?)?;
+    let clock = element.clock()?;
+    let base = element.base_time()?;
+    clock_to_host_us(&clock, running.checked_add(base)?)
+}
+
 /// What the sink knows of `buffer`'s timing: its PTS as host clock time (through the
 /// segment, the base time and the pipeline clock), and its duration.
 pub(crate) fn capture_timing(sink: &gst_base::BaseSink, buffer: &gst::BufferRef) -> FrameTimingIn {
     let duration_us = buffer.duration().map_or(0, |d| clamp_u32(d.useconds()));
-    let capture_us = (|| {
-        let pts = buffer.pts()?;
-        let segment = sink.segment();
-        let running = segment
-            .downcast_ref::<gst::ClockTime>()?
-            .to_running_time(pts)?;
-        let clock = sink.clock()?;
-        let base = sink.base_time()?;
-        clock_to_host_us(&clock, running.checked_add(base)?)
-    })();
+    let segment = sink.segment();
+    let capture_us = segment
+        .downcast_ref::<gst::ClockTime>()
+        .and_then(|segment| host_capture_us(sink.upcast_ref(), segment, buffer.pts()));
     FrameTimingIn {
         capture_us,
         duration_us,

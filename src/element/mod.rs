@@ -29,11 +29,14 @@ use crate::sync::lock;
 use gst::glib;
 use gst::prelude::*;
 
-/// The `GstObjectImpl` and `ElementImpl` of a punktfunk element: its metadata, and one
-/// always-present pad named `$pad` in `$direction` with [`caps::stream_caps`]. A macro, as the
-/// metadata and templates must be statics of each element's own `ElementImpl`.
+/// The `GstObjectImpl` and `ElementImpl` of a punktfunk element: its metadata, one
+/// always-present pad named `$pad` in `$direction` with [`caps::stream_caps`] and the `audio`
+/// pad template ([`caps::pad_templates`]); with `requests`, `request_new_pad` /
+/// `release_pad` call the element's `request_pad_from` / `release_requested_pad` (the sink's
+/// audio pad). A macro, as the metadata and templates must be statics of each element's own
+/// `ElementImpl`.
 macro_rules! impl_element_class {
-    ($imp:ty, $long_name:literal, $classification:literal, $description:literal, $pad:literal, $direction:expr) => {
+    ($imp:ty, $long_name:literal, $classification:literal, $description:literal, $pad:literal, $direction:expr $(, $requests:ident)?) => {
         impl gst::subclass::prelude::GstObjectImpl for $imp {}
 
         impl gst::subclass::prelude::ElementImpl for $imp {
@@ -57,6 +60,22 @@ macro_rules! impl_element_class {
                     });
                 TEMPLATES.as_ref()
             }
+
+            $(
+                fn request_new_pad(
+                    &self,
+                    templ: &gst::PadTemplate,
+                    name: Option<&str>,
+                    _caps: Option<&gst::Caps>,
+                ) -> Option<gst::Pad> {
+                    let $requests = templ;
+                    self.request_pad_from($requests, name)
+                }
+
+                fn release_pad(&self, pad: &gst::Pad) {
+                    self.release_requested_pad(pad);
+                }
+            )?
         }
     };
 }

@@ -127,6 +127,20 @@ pub(crate) fn stats_structure(s: &Stats, bound_port: u32) -> gst::Structure {
         .field("bwe-link-rate", s.bwe_link_rate_bps)
         .field("bwe-loss", s.bwe_loss)
         .field("bwe-large-drops", s.bwe_large_drops)
+        // Audio.
+        .field("audio-packets-sent", s.audio_packets_sent)
+        .field("audio-parity-sent", s.audio_parity_sent)
+        .field(
+            "audio-packets-dropped-no-peer",
+            s.audio_packets_dropped_no_peer,
+        )
+        .field("audio-fec-percent", s.audio_fec_percent)
+        .field("audio-packets-received", s.audio_packets_received)
+        .field("audio-packets-recovered", s.audio_packets_recovered)
+        .field("audio-packets-lost", s.audio_packets_lost)
+        .field("audio-packets-late", s.audio_packets_late)
+        .field("audio-datagrams-dropped", s.audio_datagrams_dropped)
+        .field("audio-events-dropped", s.audio_events_dropped)
         .build();
     // Frame timing.
     crate::element::capture_time::add_timing_fields(&mut st, s);

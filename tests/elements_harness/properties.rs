@@ -20,10 +20,26 @@ fn pad_templates_and_metadata() {
         assert!(f.metadata("description").is_some_and(|s| !s.is_empty()));
         assert!(f.metadata("author").is_some_and(|s| !s.is_empty()));
         let templates: Vec<_> = f.static_pad_templates().into_iter().collect();
-        assert_eq!(templates.len(), 1);
+        assert_eq!(templates.len(), 2);
         let t = &templates[0];
         assert_eq!(t.direction(), dir);
+        assert_eq!(t.presence(), gst::PadPresence::Always);
         assert_eq!(t.caps(), expected, "{name} template caps");
+        let a = &templates[1];
+        assert_eq!(
+            (a.name_template().to_string(), a.direction()),
+            ("audio".to_string(), dir)
+        );
+        let presence = match dir {
+            gst::PadDirection::Sink => gst::PadPresence::Request,
+            _ => gst::PadPresence::Sometimes,
+        };
+        assert_eq!(a.presence(), presence, "{name} audio pad presence");
+        assert_eq!(
+            a.caps(),
+            gst::Caps::from_str("audio/x-opus, rate=48000, channels=[1,2]").expect("caps"),
+            "{name} audio template caps"
+        );
     }
 }
 
@@ -154,6 +170,8 @@ fn properties_and_defaults() {
     check_uint(&sink, "fec-floor", 0, 100, 5);
     check_uint(&sink, "fec-ceiling", 0, 200, 100);
     check_uint(&src, "repair-deadline", 0, 10_000, 0);
+    // Audio: the src's A/V latency.
+    check_uint(&src, "latency", 0, 5_000, 100);
     assert_eq!(sink.property::<f64>("fec-target"), 0.001);
     check_uint(&sink, "encoder-buffer", 0, 10_000, 34);
     // Congestion control.

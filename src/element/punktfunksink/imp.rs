@@ -6,6 +6,10 @@
 //! input are handled at once even when no frame flows, and posts the periodic stats. No element
 //! mutex is held while either blocks: both work on a clone of the [`Session`].
 //!
+//! Audio: an `audio` request pad (module `audio`) with its own chain function, run by its own
+//! upstream streaming thread; it never waits for the video pad, so an audio-only session (no
+//! video linked) streams with the default `async=false`.
+//!
 //! Latency: `sync=false` and `async=false` by default (set in `constructed`, both still
 //! settable). A live network sender sends each access unit the moment it arrives — the receiver
 //! has no jitter buffer that a clock wait here could feed — and does not hold state changes on
@@ -22,6 +26,7 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
+use super::audio::{AudioInput, EosAction, is_audio_request, submit};
 use super::congestion::{Attach, CongestionControl, Steering, bandwidth_structure};
 use super::settings::{self, SinkSettings};
 use crate::element::caps::codec_of;
@@ -62,6 +67,8 @@ pub(crate) struct PunktfunkSink {
     stats_interval: Arc<AtomicU32>,
     /// Congestion control: the encoder steered from the receive thread.
     steering: Mutex<Steering>,
+    /// The `audio` request pad.
+    audio: AudioInput,
 }
 
 impl Default for PunktfunkSink {
@@ -72,6 +79,7 @@ impl Default for PunktfunkSink {
             stream: Mutex::new(Stream::default()),
             stats_interval: Arc::new(AtomicU32::new(DEFAULT_STATS_INTERVAL_MS)),
             steering: Mutex::new(Steering::new(CongestionControl::None, 0, 0, 0)),
+            audio: AudioInput::default(),
         }
     }
 }
@@ -243,6 +251,191 @@ impl PunktfunkSink {
         }
     }
 
+    /// An Opus packet on the audio pad: to the client at once, with its capture time.
+    fn audio_chain(&self, buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let Some(session) = self.core.slot.session() else {
+            return Err(gst::FlowError::Flushing);
+        };
+        let (capture_us, duration_us) = self.audio.timing(self.obj().upcast_ref(), &buffer);
+        let map = buffer.map_readable().map_err(|_| {
+            gst::element_imp_error!(self, gst::CoreError::Failed, ("Failed to map buffer"));
+            gst::FlowError::Error
+        })?;
+        if map.is_empty() {
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        if let Err(e) = submit(&session, map.as_slice(), capture_us, duration_us) {
+            // One packet: the client conceals it. The session counts what it drops.
+            gst::warning!(
+                CAT,
+                imp = self,
+                "audio packet of {} bytes not sent: {e}",
+                map.len()
+            );
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn audio_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::Caps(c) => return self.audio_caps(c.caps()),
+            gst::EventView::Segment(s) if !self.audio.set_segment(s.segment()) => {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    (
+                        "The audio pad takes time segments, not {:?}",
+                        s.segment().format()
+                    )
+                );
+                return false;
+            }
+            gst::EventView::FlushStop(_) | gst::EventView::StreamStart(_) => self.audio.restart(),
+            gst::EventView::Eos(_) => self.on_eos(false),
+            _ => {}
+        }
+        gst::log!(CAT, obj = pad, "audio event {:?}", event.type_());
+        true
+    }
+
+    fn audio_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::AcceptCaps(q) = query.view_mut() {
+            let caps = q.caps_owned();
+            let refused = self.audio.refuse(&caps);
+            if let Some(Some(why)) = &refused {
+                self.post_audio_refusal(why);
+            }
+            q.set_result(refused.is_none());
+            return true;
+        }
+        gst::Pad::query_default(pad, Some(&*self.obj()), query)
+    }
+
+    fn post_audio_refusal(&self, why: &str) {
+        gst::element_imp_error!(
+            self,
+            gst::CoreError::Negotiation,
+            ("{why}"),
+            [
+                "punktfunksink's audio pad carries Opus packets: audio/x-opus, rate=48000, channels=1 or 2"
+            ]
+        );
+    }
+
+    /// Caps on the audio pad: refused with a clear error unless Opus, else announced.
+    fn audio_caps(&self, caps: &gst::CapsRef) -> bool {
+        if let Some(refused) = self.audio.refuse(caps) {
+            if let Some(why) = refused {
+                self.post_audio_refusal(&why);
+            }
+            return false;
+        }
+        let Some(text) = self.audio.set_caps(caps) else {
+            return true;
+        };
+        gst::debug!(CAT, imp = self, "audio caps {text}");
+        if let Some(session) = self.core.slot.session()
+            && let Err(e) = session.set_audio_info(&text)
+        {
+            gst::warning!(CAT, imp = self, "cannot announce the audio: {e}");
+        }
+        true
+    }
+
+    /// EOS on the video pad (`video`) or the audio pad: bye once every linked pad is done.
+    fn on_eos(&self, video: bool) {
+        let video_linked = self.obj().sink_pad().is_linked();
+        let action = self.audio.on_eos(video, video_linked);
+        if action == EosAction::Wait {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "EOS on one pad (video: {video}); the other streams on"
+            );
+            return;
+        }
+        if let Some(session) = self.core.slot.session() {
+            gst::info!(CAT, imp = self, "EOS: saying bye to the client");
+            if let Err(e) = session.close() {
+                gst::warning!(CAT, imp = self, "bye failed: {e}");
+            }
+        }
+        if action == EosAction::ByeAndPostEos {
+            let obj = self.obj();
+            let _ = obj.post_message(gst::message::Eos::builder().src(&*obj).build());
+        }
+    }
+
+    /// `request_new_pad`: the one audio pad.
+    fn request_pad_from(&self, templ: &gst::PadTemplate, name: Option<&str>) -> Option<gst::Pad> {
+        if !is_audio_request(templ, name) {
+            return None;
+        }
+        self.request_audio_pad(templ)
+    }
+
+    /// `release_pad`.
+    fn release_requested_pad(&self, pad: &gst::Pad) {
+        self.release_audio_pad(pad);
+    }
+
+    fn request_audio_pad(&self, templ: &gst::PadTemplate) -> Option<gst::Pad> {
+        let pad = gst::Pad::builder_from_template(templ)
+            .name(crate::element::caps::AUDIO_PAD)
+            .chain_function(|_pad, parent, buffer| {
+                PunktfunkSink::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |imp| imp.audio_chain(buffer),
+                )
+            })
+            .event_function(|pad, parent, event| {
+                PunktfunkSink::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |imp| imp.audio_event(pad, event),
+                )
+            })
+            .query_function(|pad, parent, query| {
+                PunktfunkSink::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |imp| imp.audio_query(pad, query),
+                )
+            })
+            .build();
+        if !self.audio.claim(&pad) {
+            gst::element_imp_warning!(
+                self,
+                gst::CoreError::Pad,
+                ("punktfunksink has one audio pad, and it is already requested")
+            );
+            return None;
+        }
+        let obj = self.obj();
+        // A pad requested while playing streams at once.
+        if obj.current_state() > gst::State::Ready && pad.set_active(true).is_err() {
+            self.audio.unclaim(&pad);
+            return None;
+        }
+        if obj.add_pad(&pad).is_err() {
+            self.audio.unclaim(&pad);
+            return None;
+        }
+        gst::debug!(CAT, imp = self, "audio pad requested");
+        Some(pad)
+    }
+
+    fn release_audio_pad(&self, pad: &gst::Pad) {
+        if !self.audio.unclaim(pad) {
+            return;
+        }
+        // Waits for a running chain call to return; new ones see a flushing pad.
+        let _ = pad.set_active(false);
+        let _ = self.obj().remove_pad(pad);
+        gst::debug!(CAT, imp = self, "audio pad released");
+    }
+
     /// Stops and joins the receive thread, if one runs.
     fn stop_receiver(&self) {
         let Some(receiver) = lock(&self.receiver).take() else {
@@ -299,7 +492,8 @@ impl_element_class!(
     "Sink/Network",
     "Sends H.264/H.265 access units over UDP with low latency, FEC, pacing and encryption; turns the receiver's keyframe requests and input into upstream events",
     "sink",
-    gst::PadDirection::Sink
+    gst::PadDirection::Sink,
+    requests
 );
 
 impl BaseSinkImpl for PunktfunkSink {
@@ -311,6 +505,12 @@ impl BaseSinkImpl for PunktfunkSink {
             .slot
             .open(self.obj().upcast_ref(), *CAT, &settings)?;
         *lock(&self.stream) = Stream::default();
+        self.audio.reset();
+        if let Some(caps) = self.audio.caps()
+            && let Err(e) = session.set_audio_info(&caps)
+        {
+            gst::warning!(CAT, imp = self, "cannot announce the audio: {e}");
+        }
         *lock(&self.steering) = Steering::new(
             settings.own.congestion_control,
             settings.own.min_bitrate,
@@ -462,13 +662,12 @@ impl BaseSinkImpl for PunktfunkSink {
     }
 
     fn event(&self, event: gst::Event) -> bool {
-        if let gst::EventView::Eos(_) = event.view()
-            && let Some(session) = self.core.slot.session()
-        {
-            gst::info!(CAT, imp = self, "EOS: saying bye to the client");
-            if let Err(e) = session.close() {
-                gst::warning!(CAT, imp = self, "bye failed: {e}");
+        match event.view() {
+            gst::EventView::Eos(_) => self.on_eos(true),
+            gst::EventView::FlushStop(_) | gst::EventView::StreamStart(_) => {
+                self.audio.restart_video()
             }
+            _ => {}
         }
         self.parent_event(event)
     }

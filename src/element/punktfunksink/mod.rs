@@ -1,11 +1,13 @@
-//! `punktfunksink`: sends H.264 / H.265 access units to one `punktfunksrc` over the punktfunk
-//! protocol (FEC-protected, paced, encrypted) and turns what the client sends back into
+//! `punktfunksink`: sends H.264 / H.265 access units, and Opus packets from its `audio`
+//! request pad, to one `punktfunksrc` over the punktfunk protocol (FEC-protected, paced,
+//! encrypted) and turns what the client sends back into
 //! upstream events: keyframe requests become `ForceKeyUnit`, input becomes Navigation events
 //! and `punktfunk-input` element messages.
 //!
 //! | module | owns |
 //! |---|---|
-//! | `imp` | the `BaseSink`: `render`, the receive thread, start / stop |
+//! | `imp` | the `BaseSink`: `render`, the receive thread, start / stop, the audio pad's functions |
+//! | `audio` | the `audio` request pad's state: caps check, segment, capture time, EOS of both pads |
 //! | `settings` | the sink's own properties, their values and their part of the session `Config` |
 //! | `congestion` | `congestion-control`: bandwidth messages, steering the encoder's bitrate |
 //! | `encoder` | finding the upstream encoder, setting its bitrate and rate-control buffer |
@@ -15,6 +17,7 @@
 
 use gst::glib;
 
+mod audio;
 mod congestion;
 mod encoder;
 mod imp;

@@ -5,14 +5,20 @@
 //! element mutex held); `unlock` wakes it at once. Input (Navigation events, action signals)
 //! is sent from whatever thread it arrives on: the session allows that concurrently.
 //!
+//! Audio: when the host announces audio, an `audio` sometimes pad appears (module `audio`),
+//! fed by its own thread blocked in [`Session::poll_audio`]; from then on both pads take their
+//! PTS from the host's capture time on one timeline (module `timeline`) and the latency query
+//! answers `latency`, so sinks with `sync=true` play sound and picture together. Video-only
+//! streams are stamped on arrival and report no latency, as before audio existed.
+//!
 //! Preroll: when the host's stream info first sets the caps and nothing went downstream yet,
 //! a segment and a GAP event follow at once, so downstream sinks preroll before the first
 //! picture (see `push_preroll_gap`; one pipeline holding the host must never wait on it).
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex};
-use std::time::Instant;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
@@ -21,8 +27,11 @@ use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 
+use super::audio::{AudioOutput, Refusal};
 use super::settings::{self, SrcSettings};
+use super::timeline::Timeline;
 use super::uri::{PunktfunkUri, URI_SCHEME};
+use crate::element::caps::audio_caps_refusal;
 use crate::element::capture_time::attach_host_timestamp;
 use crate::element::input_message::input_from_structure;
 use crate::element::navigation::navigation_to_input;
@@ -32,7 +41,8 @@ use crate::element::settings::ConnectionMode;
 use crate::element::stats::StatsTicker;
 use crate::element::{POLL_SLICE, debug_category, lock};
 use crate::protocol::input::InputEvent;
-use crate::session::{self, Event, Session};
+use crate::protocol::timing::FrameTiming;
+use crate::session::{self, AudioPacket, Event, Session, monotonic_us};
 
 static CAT: LazyLock<gst::DebugCategory> =
     LazyLock::new(|| debug_category("punktfunksrc", "punktfunk receiver"));
@@ -72,6 +82,10 @@ pub(crate) struct PunktfunkSrc {
     flushing: AtomicBool,
     /// Frames dropped while waiting for a keyframe or for caps.
     frames_dropped: AtomicU64,
+    /// The `audio` pad and its thread.
+    audio: AudioOutput,
+    /// Capture time → PTS for both pads, and the A/V skew.
+    timeline: Mutex<Timeline>,
 }
 
 impl Default for PunktfunkSrc {
@@ -82,6 +96,31 @@ impl Default for PunktfunkSrc {
             peer: Mutex::new(None),
             flushing: AtomicBool::new(false),
             frames_dropped: AtomicU64::new(0),
+            audio: AudioOutput::default(),
+            timeline: Mutex::new(Timeline::default()),
+        }
+    }
+}
+
+/// The audio thread: audio announcements, packets and losses from the host.
+fn audio_loop(
+    element: glib::WeakRef<super::PunktfunkSrc>,
+    session: Session,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::Acquire) {
+        let polled = session.poll_audio(POLL_SLICE);
+        let Some(element) = element.upgrade() else {
+            break;
+        };
+        match polled {
+            Ok(Some(ev)) => element.imp().on_audio_event(ev),
+            Ok(None) => {}
+            Err(session::Error::Closed) => break,
+            Err(e) => {
+                gst::warning!(CAT, obj = element, "audio receive error: {e}");
+                std::thread::park_timeout(Duration::from_millis(10));
+            }
         }
     }
 }
@@ -93,7 +132,134 @@ impl PunktfunkSrc {
             "frames-dropped-waiting-keyframe",
             self.frames_dropped.load(Ordering::Relaxed),
         );
+        s.set("audio-packets-concealed", self.audio.concealed());
+        s.set("av-skew-us", lock(&self.timeline).skew_us());
         s
+    }
+
+    fn on_audio_event(&self, ev: Event) {
+        match ev {
+            Event::AudioInfo(caps) => self.on_audio_info(&caps),
+            Event::Audio(packet) => self.on_audio(packet),
+            Event::AudioLost { count, duration_us } => match self.audio.gap(count, duration_us) {
+                Ok(true) => {
+                    gst::debug!(
+                        CAT,
+                        imp = self,
+                        "{count} audio packet(s) lost: gap of {duration_us} µs"
+                    )
+                }
+                Ok(false) | Err(Refusal::Dropped) => {}
+                Err(Refusal::Failed(e)) => self.audio_failed(e),
+            },
+            other => gst::trace!(CAT, imp = self, "audio thread ignores {other:?}"),
+        }
+    }
+
+    /// The host announced audio (or new audio caps): the `audio` pad appears or changes caps.
+    fn on_audio_info(&self, caps_str: &str) {
+        let caps = match gst::Caps::from_str(caps_str) {
+            Ok(c) if c.is_fixed() && audio_caps_refusal(&c).is_none() => c,
+            _ => {
+                gst::element_imp_warning!(
+                    self,
+                    gst::StreamError::Format,
+                    ("The host's audio has caps this element cannot take: '{caps_str}'; audio is not played")
+                );
+                return;
+            }
+        };
+        let first = {
+            let mut timeline = lock(&self.timeline);
+            let first = !timeline.has_audio();
+            timeline.audio_announced();
+            first
+        };
+        self.add_audio_pad(&caps);
+        let obj = self.obj();
+        if first {
+            // Both streams are now stamped from capture time and need `latency`.
+            let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
+        }
+    }
+
+    /// The `audio` pad for `caps` (or the caps on it), unless it waits for the video's
+    /// stream-start.
+    fn add_audio_pad(&self, caps: &gst::Caps) {
+        let obj = self.obj();
+        let weak = obj.downgrade();
+        let query = move |pad: &gst::Pad, q: &mut gst::QueryRef| {
+            weak.upgrade().is_some_and(|o| o.imp().audio_query(pad, q))
+        };
+        // The live video's segment starts at 0 (PTS are running time); BaseSrc::segment would
+        // wait for the streaming thread's lock, which `create` holds.
+        let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+        match self
+            .audio
+            .announce(obj.upcast_ref(), caps, segment.upcast_ref(), query)
+        {
+            Ok(true) => {
+                gst::info!(CAT, imp = self, "audio pad added: {caps}");
+                obj.no_more_pads();
+            }
+            Ok(false) => {}
+            Err(()) => {
+                gst::element_imp_error!(self, gst::CoreError::Pad, ("Could not add the audio pad"))
+            }
+        }
+    }
+
+    fn on_audio(&self, p: AudioPacket) {
+        let arrival = monotonic_us();
+        let now = self.running_time_now().map(|t| t.useconds());
+        let pts = {
+            let mut timeline = lock(&self.timeline);
+            timeline.audio_arrived(p.capture_us, arrival);
+            now.and_then(|n| timeline.pts_us(p.capture_us, n)).or(now)
+        };
+        let mut buffer = gst::Buffer::from_mut_slice(p.data);
+        let timing = FrameTiming {
+            capture_us: p.capture_us,
+            duration_us: p.duration_us,
+            ..FrameTiming::default()
+        };
+        attach_host_timestamp(buffer.make_mut(), &timing);
+        gst::trace!(
+            CAT,
+            imp = self,
+            "audio packet {} (recovered: {})",
+            p.seq,
+            p.recovered
+        );
+        if let Err(Refusal::Failed(e)) = self.audio.push(buffer, pts, p.duration_us) {
+            self.audio_failed(e);
+        }
+    }
+
+    fn audio_failed(&self, e: gst::FlowError) {
+        gst::element_imp_error!(
+            self,
+            gst::StreamError::Failed,
+            ("Audio streaming stopped: downstream returned {e:?}")
+        );
+    }
+
+    /// The latency both pads report: `latency` once the host sends audio (capture-time PTS),
+    /// else none (arrival-time PTS).
+    fn latency(&self) -> gst::ClockTime {
+        if !lock(&self.timeline).has_audio() {
+            return gst::ClockTime::ZERO;
+        }
+        let ms = lock(&self.core.settings).own.latency_ms;
+        gst::ClockTime::from_mseconds(ms.into())
+    }
+
+    fn audio_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::Latency(q) = query.view_mut() {
+            q.set(true, self.latency(), gst::ClockTime::NONE);
+            return true;
+        }
+        gst::Pad::query_default(pad, Some(&*self.obj()), query)
     }
 
     /// Queues an input event for the host. False when not running or the queue is full.
@@ -153,6 +319,10 @@ impl PunktfunkSrc {
                 self.on_stream_info(&info.caps)?;
                 Ok(None)
             }
+            Event::AudioInfo(_) | Event::Audio(_) | Event::AudioLost { .. } => {
+                self.on_audio_event(ev);
+                Ok(None)
+            }
             Event::Frame(f) => Ok(self.on_frame(session, f, settings)),
             Event::FramesLost { count } => {
                 gst::debug!(CAT, imp = self, "{count} frame(s) lost");
@@ -164,6 +334,7 @@ impl PunktfunkSrc {
             }
             Event::EndOfStream => {
                 gst::info!(CAT, imp = self, "the host ended the stream");
+                self.audio.eos();
                 Err(gst::FlowError::Eos)
             }
             other => {
@@ -287,10 +458,18 @@ impl PunktfunkSrc {
         let keyframe = f.keyframe;
         let len = f.data.len();
         let timing = f.timing;
+        let now = self.running_time_now();
+        let pts = {
+            let mut timeline = lock(&self.timeline);
+            timeline.video_arrived(timing.capture_us, monotonic_us());
+            now.and_then(|n| timeline.pts_us(timing.capture_us, n.useconds()))
+                .map(gst::ClockTime::from_useconds)
+                .or(now)
+        };
         let mut buffer = gst::Buffer::from_mut_slice(f.data);
         {
             let b = buffer.make_mut();
-            b.set_pts(self.running_time_now());
+            b.set_pts(pts);
             attach_host_timestamp(b, &timing);
             let mut flags = gst::BufferFlags::empty();
             if !keyframe {
@@ -482,10 +661,26 @@ impl BaseSrcImpl for PunktfunkSrc {
         *lock(&self.stream) = Stream::new(settings.own.wait_for_keyframe);
         *lock(&self.peer) = Some(PeerEvents::new(*CAT, &settings.common));
         self.frames_dropped.store(0, Ordering::Relaxed);
+        *lock(&self.timeline) = Timeline::default();
+        let started = self.core.slot.session().map(|session| {
+            let weak = self.obj().downgrade();
+            self.audio
+                .start(move |stop| audio_loop(weak, session, stop))
+        });
+        if let Some(Err(e)) = started {
+            self.core.slot.close(self.obj().upcast_ref());
+            return Err(gst::error_msg!(
+                gst::CoreError::Thread,
+                ("Could not start the audio thread: {e}")
+            ));
+        }
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        let session = self.core.slot.session();
+        self.audio.stop(self.obj().upcast_ref(), session.as_ref());
+        drop(session);
         if let Some(session) = self.core.slot.close(self.obj().upcast_ref()) {
             // Bye lets the host notice at once and wait for the next client.
             if let Err(e) = session.close() {
@@ -532,7 +727,8 @@ impl BaseSrcImpl for PunktfunkSrc {
             // Live; buffers are stamped with the running time at which they leave the
             // reassembler and are pushed at once, with no buffering in this element, so it adds
             // no latency of its own (min 0) and holds nothing it could delay (max unbounded).
-            q.set(true, gst::ClockTime::ZERO, gst::ClockTime::NONE);
+            // With audio, both streams carry capture-time PTS and sinks hold them `latency`.
+            q.set(true, self.latency(), gst::ClockTime::NONE);
             return true;
         }
         BaseSrcImplExt::parent_query(self, query)
@@ -576,6 +772,9 @@ impl PushSrcImpl for PunktfunkSrc {
         let Some(session) = self.core.slot.session() else {
             return Err(gst::FlowError::Flushing);
         };
+        if let Some(caps) = self.audio.take_pending(self.obj().upcast_ref()) {
+            self.add_audio_pad(&caps);
+        }
         loop {
             if self.flushing.load(Ordering::Acquire) {
                 return Err(gst::FlowError::Flushing);

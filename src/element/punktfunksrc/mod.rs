@@ -1,11 +1,13 @@
 //! `punktfunksrc`: receives a punktfunk stream (repairing loss with FEC, decrypting,
 //! reassembling) and pushes whole H.264 / H.265 access units, live, with caps taken from the
-//! host's stream info. Upstream Navigation events and the `send-*` action signals travel back
+//! host's stream info, and the host's Opus packets on an `audio` sometimes pad. Upstream Navigation events and the `send-*` action signals travel back
 //! to the host as input events. Also a URI handler for `punktfunk://[passphrase@]host:port`.
 //!
 //! | module | owns |
 //! |---|---|
 //! | `imp` | the `PushSrc`: `create`, session events → caps / buffers / EOS, action signals |
+//! | `audio` | the `audio` sometimes pad, its thread, gaps for lost packets |
+//! | `timeline` | capture time → PTS of both pads, the A/V arrival skew |
 //! | `settings` | the src's own properties, their values and their part of the session `Config` |
 //! | `uri` | parsing and printing `punktfunk://` URIs |
 //!
@@ -13,8 +15,10 @@
 
 use gst::glib;
 
+mod audio;
 mod imp;
 mod settings;
+mod timeline;
 mod uri;
 
 glib::wrapper! {

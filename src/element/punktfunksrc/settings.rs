@@ -20,6 +20,10 @@ pub(crate) const DEFAULT_WAIT_FOR_KEYFRAME: bool = true;
 pub(crate) const DEFAULT_REQUEST_KEYFRAME: bool = true;
 pub(crate) const DEFAULT_REPAIR: bool = true;
 pub(crate) const DEFAULT_REPAIR_DEADLINE_MS: u32 = 0;
+/// Covers how long the session holds audio after a loss while the block's parity may still
+/// come (about 80 ms for 5 ms packets in blocks of eight, `protocol::audio`), so rebuilt
+/// packets and the ones behind them still play on time with `sync=true`.
+pub(crate) const DEFAULT_LATENCY_MS: u32 = 100;
 
 /// `punktfunksrc`'s own properties (`create` copies them for every event: they change
 /// while playing).
@@ -29,6 +33,7 @@ pub(crate) struct SrcSettings {
     pub(crate) request_keyframe: bool,
     pub(crate) repair: bool,
     pub(crate) repair_deadline_ms: u32,
+    pub(crate) latency_ms: u32,
 }
 
 impl OwnSettings for SrcSettings {
@@ -40,6 +45,10 @@ impl OwnSettings for SrcSettings {
         // impossible).
         if name == "repair-deadline" {
             self.repair_deadline_ms = value.get().unwrap_or(DEFAULT_REPAIR_DEADLINE_MS);
+            return true;
+        }
+        if name == "latency" {
+            self.latency_ms = value.get().unwrap_or(DEFAULT_LATENCY_MS);
             return true;
         }
         let flag = match name {
@@ -58,6 +67,7 @@ impl OwnSettings for SrcSettings {
             "request-keyframe" => Some(self.request_keyframe.to_value()),
             "repair" => Some(self.repair.to_value()),
             "repair-deadline" => Some(self.repair_deadline_ms.to_value()),
+            "latency" => Some(self.latency_ms.to_value()),
             _ => None,
         }
     }
@@ -76,6 +86,7 @@ impl Default for SrcSettings {
             request_keyframe: DEFAULT_REQUEST_KEYFRAME,
             repair: DEFAULT_REPAIR,
             repair_deadline_ms: DEFAULT_REPAIR_DEADLINE_MS,
+            latency_ms: DEFAULT_LATENCY_MS,
         }
     }
 }
@@ -115,6 +126,15 @@ pub(crate) fn properties() -> Vec<glib::ParamSpec> {
                     )
                     .maximum(10_000)
                     .default_value(DEFAULT_REPAIR_DEADLINE_MS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("latency")
+                    .nick("A/V latency")
+                    .blurb(
+                        "When the host sends audio: how long sinks with sync=true hold both streams beyond their capture-time PTS, so packets up to this much later than the first one (audio held while the session rebuilds a lost packet) still play together, in milliseconds (video-only streams are stamped on arrival and report no latency)",
+                    )
+                    .maximum(5_000)
+                    .default_value(DEFAULT_LATENCY_MS)
                     .mutable_ready()
                     .build(),
     ]);

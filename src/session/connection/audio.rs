@@ -12,7 +12,7 @@
 //! Client: audio bodies go to the [`AudioReceiver`]; packets come out in sequence order as
 //! [`Event::Audio`], packets given up as [`Event::AudioLost`], both on their own queue
 //! ([`Connection::poll_audio_event`]) so a thread that waits for audio never takes video
-//! events and the other way round; [`Event::AudioInfo`] comes with the other events.
+//! events and the other way round; [`Event::AudioInfo`] comes on both queues.
 //!
 //! Must never: hold video back for audio or audio for video, allocate towards a sequence number
 //! a peer made up, or deliver a packet twice.
@@ -163,6 +163,9 @@ impl Connection {
                 self.audio_send(&AudioBody::InfoAck { generation });
                 if generation > self.audio.info_seen {
                     self.audio.info_seen = generation;
+                    // On both queues: a client whose video thread is held downstream (a sink
+                    // prerolling) still learns of the audio on its audio thread.
+                    self.audio.events.push_back(Event::AudioInfo(caps.clone()));
                     self.events.push_back(Event::AudioInfo(caps));
                 }
             }
