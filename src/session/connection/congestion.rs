@@ -36,9 +36,8 @@ use std::time::{Duration, Instant};
 use crate::protocol::congestion::{BandwidthEstimator, BweConfig, BweEvent, BweState, Estimate};
 use crate::protocol::control::Control;
 use crate::protocol::feedback::{Feedback, FeedbackBuilder};
-use crate::protocol::security::handshake::Role;
 
-use super::{Connection, Event, SealedFrame};
+use super::{Connection, Event, SealedFrame, Side};
 
 /// A target change of this fraction (or a state change) is worth an [`Event::Bandwidth`].
 pub(crate) const NOTABLE_CHANGE: f64 = 0.03;
@@ -162,11 +161,13 @@ impl Connection {
         self.cc.feedback_at = None;
         self.cc.builder = None;
         self.cc.bwe = None;
-        self.host.pacer.set_congestion_rate_bps(0);
         self.cc.pacing_rate_bps = 0;
-        match self.cfg.role {
-            Role::Client => self.cc.builder = Some(FeedbackBuilder::new(now)),
-            Role::Host => self.cc.bwe = Some(BandwidthEstimator::new(self.bwe_config(), now)),
+        match &mut self.side {
+            Side::Client(_) => self.cc.builder = Some(FeedbackBuilder::new(now)),
+            Side::Host(h) => {
+                h.pacer.set_congestion_rate_bps(0);
+                self.cc.bwe = Some(BandwidthEstimator::new(self.bwe_config(), now));
+            }
         }
         true
     }
@@ -223,12 +224,12 @@ impl Connection {
         last_send: Instant,
         now: Instant,
     ) {
-        let (trailing, trailing_bytes) = if self.cfg.role == Role::Host {
-            self.send_trailing_parity(frame.datagrams().frame_index(), now)
-        } else {
-            (0, 0)
-        };
-        if self.cfg.role != Role::Host || !self.congestion_enabled() {
+        if self.side.host().is_none() {
+            return;
+        }
+        let (trailing, trailing_bytes) =
+            self.send_trailing_parity(frame.datagrams().frame_index(), now);
+        if !self.congestion_enabled() {
             return;
         }
         if !self.congestion_session(now) {
@@ -281,7 +282,9 @@ impl Connection {
         let bounds = (bwe.config().min_bitrate_bps, bwe.config().max_bitrate_bps);
         // Loss with a growing queue is the queue's: FEC does not answer it with more parity.
         let congested = e.state == BweState::Drain;
-        self.host.fec.on_congestion(congested, now);
+        if let Some(h) = self.side.host_mut() {
+            h.fec.on_congestion(congested, now);
+        }
         if large {
             self.cc.large_drops += 1;
         }
@@ -301,7 +304,9 @@ impl Connection {
         let rate = if pace { e.pacing_rate_bps } else { 0 };
         if rate != self.cc.pacing_rate_bps {
             self.cc.pacing_rate_bps = rate;
-            self.host.pacer.set_congestion_rate_bps(rate);
+            if let Some(h) = self.side.host_mut() {
+                h.pacer.set_congestion_rate_bps(rate);
+            }
         }
         let notable = match self.cc.last_event {
             None => true,
@@ -372,9 +377,9 @@ impl Connection {
         if !self.congestion_enabled() || self.link.is_none() {
             return None;
         }
-        match self.cfg.role {
-            Role::Client => self.cc.feedback_at,
-            Role::Host => self.cc.bwe.as_ref().and_then(|b| b.poll_timeout()),
+        match self.side {
+            Side::Client(_) => self.cc.feedback_at,
+            Side::Host(_) => self.cc.bwe.as_ref().and_then(|b| b.poll_timeout()),
         }
     }
 
@@ -383,9 +388,9 @@ impl Connection {
         if self.congestion_timeout().is_none_or(|t| t > now) {
             return;
         }
-        match self.cfg.role {
-            Role::Client => self.send_feedback(now),
-            Role::Host => {
+        match self.side {
+            Side::Client(_) => self.send_feedback(now),
+            Side::Host(_) => {
                 if let Some(b) = self.cc.bwe.as_mut() {
                     b.handle_timeout(now);
                 }

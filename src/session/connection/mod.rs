@@ -43,12 +43,9 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::protocol::adaptive::AdaptiveFec;
 use crate::protocol::control::{Control, LossReport, StreamInfo};
-use crate::protocol::fec::ReedSolomon8;
-use crate::protocol::input::{InputEvent, InputReceiver, InputSender};
-use crate::protocol::pacing::Pacer;
-use crate::protocol::reassembler::{Frame, Reassembler};
+use crate::protocol::input::InputEvent;
+use crate::protocol::reassembler::Frame;
 use crate::protocol::security::handshake::{HandshakeConfig, HandshakeError, Psk, Role};
 use crate::protocol::wire::{
     FEC_SCHEME_RS8, HEADER_LEN, Header, KIND_COOKIE_REPLY, Kind, RejectReason, WireError,
@@ -66,6 +63,7 @@ mod keyframe;
 mod link;
 mod migrate;
 mod repair;
+mod side;
 mod slot;
 mod stall;
 mod timers;
@@ -85,6 +83,7 @@ pub use timing::{DEFAULT_ANCHOR_US, FRAME_AGE_SPAN, FrameTimingIn};
 use establish::{Attempt, LastHello};
 use ids::Ids;
 use link::Link;
+use side::{ClientState, HostState, Side};
 
 /// Bye is sent this many times (it is not retransmitted).
 const BYE_COPIES: usize = 5;
@@ -242,41 +241,6 @@ pub struct Transmit {
     pub contents: Vec<u8>,
 }
 
-/// Host-only state.
-struct HostState {
-    frame_index: u32,
-    fec: AdaptiveFec,
-    pacer: Pacer,
-    input_rx: InputReceiver,
-    stream_info: Option<StreamInfo>,
-    /// The stream info goes again after the session's first frame (`host`).
-    repeat_info: bool,
-    /// Loss resilience (issue 8): repair history and loss-model feed.
-    repair: repair::HostRepair,
-    /// Frames sent in the current session (reported to the client with every keep-alive).
-    frames_in_session: u64,
-    /// The count last sent in a `SendProgress`.
-    frames_reported: u64,
-    /// Keyframes sent and asked for, to coalesce requests (`keyframe`).
-    keyframes: keyframe::KeyframeAnswers,
-}
-
-/// Client-only state.
-struct ClientState {
-    reassembler: Reassembler,
-    input_tx: InputSender,
-    last_loss_report: Instant,
-    last_keyframe_request: Option<Instant>,
-    /// The keyframe request in flight and what it names (`keyframe`).
-    keyframe: keyframe::KeyframeAsk,
-    /// Generation of the stream info handed out last (0 = none).
-    info_generation: u32,
-    /// Loss resilience (issue 8): loss model and repair requests.
-    repair: repair::Repairs,
-    /// Video stopped while the host says it sends (`stall`).
-    stall: stall::StallWatch,
-}
-
 /// One end of a stream, sans-IO. See the module docs.
 pub struct Connection {
     cfg: Config,
@@ -306,8 +270,8 @@ pub struct Connection {
     epoch: Instant,
     last_ping: Instant,
     srtt: Option<Duration>,
-    host: HostState,
-    client: ClientState,
+    /// What only this end's role has: a host's frames and answers, or a client's reception.
+    side: Side,
     stats: Stats,
     /// Reused encoding buffer for control and input bodies.
     scratch: Vec<u8>,
@@ -375,29 +339,7 @@ impl Connection {
             epoch: now,
             last_ping: now,
             srtt: None,
-            host: HostState {
-                frame_index: 0,
-                fec: AdaptiveFec::new(config.fec_mode, config.fec_percent, 100)
-                    .with_target(config.fec_target),
-                pacer: Pacer::new(config.pacing),
-                input_rx: InputReceiver::new(),
-                stream_info,
-                repeat_info: false,
-                repair: repair::HostRepair::new(config.repair_history, now),
-                frames_in_session: 0,
-                frames_reported: 0,
-                keyframes: Default::default(),
-            },
-            client: ClientState {
-                reassembler: Reassembler::new(config.reassembler, Box::new(ReedSolomon8::new())),
-                input_tx: InputSender::new(config.input_queue),
-                last_loss_report: now,
-                last_keyframe_request: None,
-                keyframe: Default::default(),
-                info_generation: 0,
-                repair: repair::Repairs::new(),
-                stall: stall::StallWatch::default(),
-            },
+            side: Side::new(&config, stream_info, now),
             stats: Stats {
                 role: Some(config.role),
                 ..Stats::default()
@@ -495,21 +437,24 @@ impl Connection {
         s.peer = self.peer();
         s.session_id = self.link.as_ref().map_or(0, |l| l.session_id);
         s.rtt_us = self.srtt.map_or(0, |r| r.as_micros() as u64);
-        s.fec_percent = self.host.fec.wire_percent();
-        if self.cfg.role == Role::Client {
-            let r = self.client.reassembler.stats();
-            s.frames_received = r.frames_delivered;
-            s.frames_lost = r.frames_lost;
-            s.fec_recovered = r.shards_recovered;
-            s.shards_duplicate = r.shards_duplicate;
-            s.shards_late = r.shards_late;
-            s.shards_invalid = r.shards_invalid;
-            s.shards_reordered = r.shards_reordered;
-            s.reorder_window_us = self.client.repair.reorder_window_us();
-            s.memory_in_use = r.memory_in_use as u64;
-            s.memory_peak = r.memory_peak as u64;
-            if let Some(l) = self.link.as_ref() {
-                s.packets_lost = s.packets_lost_before + l.packets_lost();
+        match &self.side {
+            Side::Host(h) => s.fec_percent = h.fec.wire_percent(),
+            Side::Client(c) => {
+                s.fec_percent = c.fec_percent;
+                let r = c.reassembler.stats();
+                s.frames_received = r.frames_delivered;
+                s.frames_lost = r.frames_lost;
+                s.fec_recovered = r.shards_recovered;
+                s.shards_duplicate = r.shards_duplicate;
+                s.shards_late = r.shards_late;
+                s.shards_invalid = r.shards_invalid;
+                s.shards_reordered = r.shards_reordered;
+                s.reorder_window_us = c.repair.reorder_window_us();
+                s.memory_in_use = r.memory_in_use as u64;
+                s.memory_peak = r.memory_peak as u64;
+                if let Some(l) = self.link.as_ref() {
+                    s.packets_lost = s.packets_lost_before + l.packets_lost();
+                }
             }
         }
         self.timing_stats(&mut s);
@@ -532,12 +477,14 @@ impl Connection {
         self.stats.last_send_error = Some(error);
     }
 
-    fn require(&self, role: Role, what: &'static str) -> Result<()> {
-        if self.cfg.role == role {
-            Ok(())
-        } else {
-            Err(Error::InvalidArg(what))
-        }
+    /// The host's state, or `InvalidArg(what)` on a client.
+    fn require_host(&mut self, what: &'static str) -> Result<&mut HostState> {
+        self.side.host_mut().ok_or(Error::InvalidArg(what))
+    }
+
+    /// The client's state, or `InvalidArg(what)` on a host.
+    fn require_client(&mut self, what: &'static str) -> Result<&mut ClientState> {
+        self.side.client_mut().ok_or(Error::InvalidArg(what))
     }
 
     fn queue(&mut self, contents: Vec<u8>, destination: SocketAddr) {
@@ -570,20 +517,19 @@ impl Connection {
         let wire_len = buf.len();
         let body = &buf[body];
         self.on_authenticated(h.packet_number, now);
-        match (h.kind, self.cfg.role) {
-            (Kind::Video, Role::Client) => {
+        let client = matches!(self.side, Side::Client(_));
+        match h.kind {
+            Kind::Video if client => {
                 self.stall_on_video();
                 self.note_video_arrival(body, wire_len, now);
                 self.on_video(body, now)
             }
-            (Kind::Control, _) if migrate::is_path_body(body) => {
-                self.on_path_frame(body, from, now)
-            }
-            (Kind::Control, _) => match Control::decode(body) {
+            Kind::Control if migrate::is_path_body(body) => self.on_path_frame(body, from, now),
+            Kind::Control => match Control::decode(body) {
                 Ok(c) => self.on_control(c, now),
                 Err(_) => self.stats.invalid_datagrams += 1,
             },
-            (Kind::Input, Role::Host) => self.on_input_limited(body, now),
+            Kind::Input if !client => self.on_input_limited(body, now),
             _ => self.stats.invalid_datagrams += 1,
         }
         // A datagram from a new address may have started a probe: challenge it at once.
@@ -591,38 +537,49 @@ impl Connection {
     }
 
     fn on_control(&mut self, c: Control, now: Instant) {
-        let role = self.cfg.role;
         match c {
             Control::Ping { t1 } => self.on_ping(t1, now),
             Control::Pong { t1, t2, t3 } => {
                 self.on_pong(t1, t2, t3, now);
                 self.slot_on_pong(t1, now);
             }
-            Control::KeyframeRequest { lost } if role == Role::Host => {
-                self.on_keyframe_request(lost, now)
-            }
-            Control::LossReport(r) if role == Role::Host => self.on_loss_report(r, now),
-            Control::StreamInfo(info) if role == Role::Client => self.on_stream_info(info),
-            Control::InputAck { next_expected } if role == Role::Client => {
-                self.client.input_tx.on_ack(next_expected)
-            }
-            // Loss resilience (issue 8).
-            Control::LossModel(m) if role == Role::Host => self.on_loss_model(m, now),
-            Control::RepairRequest(r) if role == Role::Host => self.on_repair_request(r, now),
-            Control::RepairUnavailable(u) if role == Role::Client => {
-                self.on_repair_unavailable(u, now)
-            }
-            Control::Feedback(fb) if role == Role::Host => self.on_feedback(fb, now),
-            Control::SendProgress { frames_sent } if role == Role::Client => {
-                self.on_send_progress(frames_sent, now)
-            }
             Control::Bye => {
                 self.stats.byes_received += 1;
-                if role == Role::Client {
+                if matches!(self.side, Side::Client(_)) {
                     self.events.push_back(Event::EndOfStream);
                 }
                 self.drop_link(DisconnectReason::Bye, now);
             }
+            c => match self.side {
+                Side::Host(_) => self.on_host_control(c, now),
+                Side::Client(_) => self.on_client_control(c, now),
+            },
+        }
+    }
+
+    /// A control message only a host acts on.
+    fn on_host_control(&mut self, c: Control, now: Instant) {
+        match c {
+            Control::KeyframeRequest { lost } => self.on_keyframe_request(lost, now),
+            Control::LossReport(r) => self.on_loss_report(r, now),
+            Control::LossModel(m) => self.on_loss_model(m, now),
+            Control::RepairRequest(r) => self.on_repair_request(r, now),
+            Control::Feedback(fb) => self.on_feedback(fb, now),
+            _ => self.stats.invalid_datagrams += 1,
+        }
+    }
+
+    /// A control message only a client acts on.
+    fn on_client_control(&mut self, c: Control, now: Instant) {
+        match c {
+            Control::StreamInfo(info) => self.on_stream_info(info),
+            Control::InputAck { next_expected } => {
+                if let Some(c) = self.side.client_mut() {
+                    c.input_tx.on_ack(next_expected)
+                }
+            }
+            Control::RepairUnavailable(u) => self.on_repair_unavailable(u, now),
+            Control::SendProgress { frames_sent } => self.on_send_progress(frames_sent, now),
             _ => self.stats.invalid_datagrams += 1,
         }
     }

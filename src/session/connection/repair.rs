@@ -93,11 +93,10 @@ use crate::protocol::repair::{
     RepairParams, RepairRequest, RepairUnavailable, UnavailableReason,
 };
 use crate::protocol::security::bucket::TokenBucket;
-use crate::protocol::security::handshake::Role;
 use crate::protocol::wire::{VideoHeader, seq_diff};
 use crate::sync::lock;
 
-use super::Connection;
+use super::{Connection, Side};
 
 /// A frame whose newest shard is this old has stopped coming: what it lacks now is asked for.
 /// Paced chunks of one frame are well under a millisecond apart at the pacing rates the host
@@ -403,16 +402,17 @@ impl HostRepair {
 impl Connection {
     /// Every authenticated session datagram, before it is routed.
     pub(super) fn on_authenticated(&mut self, pn: u64, now: Instant) {
-        match self.cfg.role {
-            Role::Client => self.client.repair.estimator.on_packet(pn, now),
-            Role::Host => self.host.repair.rx_pn = pn,
+        match &mut self.side {
+            Side::Client(c) => c.repair.estimator.on_packet(pn, now),
+            Side::Host(h) => h.repair.rx_pn = pn,
         }
     }
 
     /// Client: the loss model to send with a loss report.
-    pub(super) fn loss_model_report(&mut self, now: Instant) -> LossModelReport {
+    pub(super) fn loss_model_report(&mut self, now: Instant) -> Option<LossModelReport> {
+        let c = self.side.client_mut()?;
         self.stats.loss_models += 1;
-        self.client.repair.estimator.report(now)
+        Some(c.repair.estimator.report(now))
     }
 
     /// Client: accounts a video body after the reassembler saw it (`pushed`: what it said).
@@ -426,7 +426,11 @@ impl Connection {
         pushed: &Result<(), Rejected>,
         now: Instant,
     ) {
-        if let Some(age) = self.client.reassembler.take_reordering() {
+        if let Some(age) = self
+            .side
+            .client_mut()
+            .and_then(|c| c.reassembler.take_reordering())
+        {
             self.on_reordering(age);
         }
         let taken = match pushed {
@@ -437,12 +441,12 @@ impl Connection {
         let Ok((h, _)) = VideoHeader::decode(body) else {
             return;
         };
-        if taken {
-            self.client.repair.last_shard_at = Some(now);
-            let newest = &mut self.client.repair.newest;
+        if taken && let Some(c) = self.side.client_mut() {
+            c.repair.last_shard_at = Some(now);
+            let newest = &mut c.repair.newest;
             if newest.is_none_or(|n| seq_diff(h.frame_index, n) > 0) {
                 *newest = Some(h.frame_index);
-                self.client.repair.newest_trailing = h.trailing();
+                c.repair.newest_trailing = h.trailing();
             }
         }
         let n = (h.frame_len as usize).div_ceil(h.shard_size.max(1) as usize);
@@ -466,12 +470,18 @@ impl Connection {
     /// silences; if the frame was asked for on the stall path, that request was spurious (the
     /// shards were late, not lost): counted once per frame, and the stall windows grow.
     fn on_original_shard(&mut self, index: u32, now: Instant) {
-        if let Some(p) = self.client.repair.gaps.iter().position(|g| g.0 == index) {
+        let Some(c) = self.side.client_mut() else {
+            return;
+        };
+        if let Some(p) = c.repair.gaps.iter().position(|g| g.0 == index) {
             // A frame that a newer one overtook: reordering, as a hole filled late is.
-            let (_, noticed, _) = self.client.repair.gaps.remove(p).expect("found");
+            let (_, noticed, _) = c.repair.gaps.remove(p).expect("found");
             self.on_reordering(now.saturating_duration_since(noticed));
         }
-        let r = &mut self.client.repair;
+        let Some(c) = self.side.client_mut() else {
+            return;
+        };
+        let r = &mut c.repair;
         match &mut r.originals {
             Some((i, last, gap)) if *i == index => {
                 *gap = (*gap).max(now.saturating_duration_since(*last));
@@ -486,7 +496,10 @@ impl Connection {
             r.spurious = Some(index);
             // The cap (from the repair deadline) only on a hit: this runs for every shard.
             let cap = self.stall_scale_cap();
-            let r = &mut self.client.repair;
+            let Some(c) = self.side.client_mut() else {
+                return;
+            };
+            let r = &mut c.repair;
             r.stall_scale = (r.stall_scale * STALL_GROWTH).min(cap).max(1.0);
             self.stats.repair_spurious += 1;
         }
@@ -498,14 +511,19 @@ impl Connection {
     fn on_reordering(&mut self, age: Duration) {
         let cap = self.repair_deadline() / 2;
         let base = self.reorder_base();
-        let r = &mut self.client.repair;
+        let Some(c) = self.side.client_mut() else {
+            return;
+        };
+        let r = &mut c.repair;
         r.reordered = true;
         r.reorder = r.reorder.max(age.mul_f64(REORDER_HEADROOM) + base).min(cap);
     }
 
     /// The reorder window now (see [`Repairs::reorder`]).
     fn reorder_window(&self) -> Duration {
-        self.client.repair.reorder
+        self.side
+            .client()
+            .map_or(Duration::ZERO, |c| c.repair.reorder)
     }
 
     /// The least time a hole may be reordered: a quarter of the RTT (RACK's `min_rtt / 4`),
@@ -541,7 +559,7 @@ impl Connection {
     /// frame whose shards a newer frame overtook may only be reordered).
     fn stall_windows(&self) -> (Duration, Duration) {
         let cap = self.repair_deadline() / 2;
-        let s = self.client.repair.stall_scale;
+        let s = self.side.client().map_or(1.0, |c| c.repair.stall_scale);
         let reorder = self.reorder_window();
         let scaled = |base: Duration| base.mul_f64(s).min(cap).max(base).max(reorder);
         (scaled(STALL_AFTER), scaled(LONG_STALL))
@@ -562,9 +580,9 @@ impl Connection {
             return d;
         }
         let fi = self
-            .client
-            .repair
-            .frame_interval
+            .side
+            .client()
+            .and_then(|c| c.repair.frame_interval)
             .unwrap_or(DEFAULT_FRAME_INTERVAL);
         (fi + self.repair_round() * DEADLINE_ROUNDS).clamp(MIN_DEADLINE, MAX_DEADLINE)
     }
@@ -575,8 +593,11 @@ impl Connection {
     /// sender moved on once a frame after that one shows, and its long window is a frame
     /// interval longer. Asking before its trailing rows could arrive would spend repair on
     /// what they rebuild one frame interval later.
-    fn stall_view(&self, f: &FrameNeed, long_stall: Duration) -> (Option<Instant>, Duration) {
-        let r = &self.client.repair;
+    fn stall_view_of(
+        r: &Repairs,
+        f: &FrameNeed,
+        long_stall: Duration,
+    ) -> (Option<Instant>, Duration) {
         let ahead = r.newest.map_or(0, |n| seq_diff(n, f.index));
         if f.trailing {
             let fi = r.frame_interval.unwrap_or(DEFAULT_FRAME_INTERVAL);
@@ -598,7 +619,10 @@ impl Connection {
     /// Client: what the reassembler handed out, for the repair accounting.
     pub(super) fn repair_on_output(&mut self, o: &Output) {
         let base = self.reorder_base();
-        let r = &mut self.client.repair;
+        let Some(c) = self.side.client_mut() else {
+            return;
+        };
+        let r = &mut c.repair;
         match o {
             Output::Frame(f) => {
                 let mut whole = false;
@@ -664,16 +688,19 @@ impl Connection {
         if u.reason == UnavailableReason::Budget {
             return;
         }
-        let mut needs = std::mem::take(&mut self.client.repair.needs);
-        let need = self.client.reassembler.missing(u.frame_index, &mut needs);
-        let awaited = self.client.reassembler.is_awaited(u.frame_index);
+        let reorder = self.reorder_window();
+        let Some(c) = self.side.client_mut() else {
+            return;
+        };
+        let mut needs = std::mem::take(&mut c.repair.needs);
+        let need = c.reassembler.missing(u.frame_index, &mut needs);
+        let awaited = c.reassembler.is_awaited(u.frame_index);
         let hopeless = awaited || (need.is_some() && needs.iter().any(|n| n.short_now > 0));
-        self.client.repair.needs = needs;
+        c.repair.needs = needs;
         if !hopeless {
             return;
         }
-        if let Some(t) = self
-            .client
+        if let Some(t) = c
             .repair
             .tracked
             .iter_mut()
@@ -682,9 +709,9 @@ impl Connection {
             t.exhausted = true;
         }
         // A frame asked for whole and never seen has no shards on their way: it goes now.
-        let give_up = need.map_or(now, |f| (f.last_activity + self.reorder_window()).max(now));
-        if self.client.reassembler.set_deadline(u.frame_index, give_up) {
-            self.client.reassembler.handle_timeout(now);
+        let give_up = need.map_or(now, |f| (f.last_activity + reorder).max(now));
+        if c.reassembler.set_deadline(u.frame_index, give_up) {
+            c.reassembler.handle_timeout(now);
             self.drain_reassembler();
         }
     }
@@ -698,16 +725,20 @@ impl Connection {
         let (stall_after, long_stall) = self.stall_windows();
         let reorder = self.reorder_window();
         let base = self.reorder_base();
+        let wait = self.whole_frame_wait();
+        let Some(c) = self.side.client() else {
+            return None;
+        };
         let mut next: Option<Instant> = None;
         let mut needs = Vec::new();
-        for t in self.client.repair.tracked.iter().filter(|t| !t.exhausted) {
-            let Some(f) = self.client.reassembler.missing(t.index, &mut needs) else {
+        for t in c.repair.tracked.iter().filter(|t| !t.exhausted) {
+            let Some(f) = c.reassembler.missing(t.index, &mut needs) else {
                 continue;
             };
             // Work that changes state: the end of the round (asks afresh), the stall of a
             // frame with no round open (asks what it lacks), or a hole not yet asked for
             // outliving the reorder window.
-            let (moved_on, long_stall) = self.stall_view(&f, long_stall);
+            let (moved_on, long_stall) = Self::stall_view_of(&c.repair, &f, long_stall);
             let mut at = match (t.round_start, moved_on) {
                 (Some(s), _) => s + round,
                 (None, Some(m)) => (m + stall_after).min(f.last_activity + long_stall),
@@ -727,20 +758,19 @@ impl Connection {
                 next = Some(next.map_or(at, |x: Instant| x.min(at)));
             }
         }
-        for t in &self.client.repair.tracked {
+        for t in &c.repair.tracked {
             // Only a frame still unseen within the window is asked again (`ask_whole_frames`);
             // one that fell behind it waits for its give-up and must set no timer.
             if t.whole > 0
-                && self.client.reassembler.is_awaited(t.index)
-                && self.client.repair.unseen.contains(&t.index)
+                && c.reassembler.is_awaited(t.index)
+                && c.repair.unseen.contains(&t.index)
                 && let Some(s) = t.round_start
             {
                 let at = s + round;
                 next = Some(next.map_or(at, |x: Instant| x.min(at)));
             }
         }
-        let wait = self.whole_frame_wait();
-        let r = &self.client.repair;
+        let r = &c.repair;
         for &(index, noticed, done) in &r.gaps {
             // A frame whose trailing rows are still due is asked for only once a later frame
             // shows, which is a datagram's work, not a timer's.
@@ -749,7 +779,7 @@ impl Connection {
                 next = Some(next.map_or(at, |x: Instant| x.min(at)));
             }
         }
-        if let Some(at) = self.client.repair.copies.iter().map(|c| c.0).min() {
+        if let Some(at) = c.repair.copies.iter().map(|c| c.0).min() {
             next = Some(next.map_or(at, |x| x.min(at)));
         }
         next
@@ -767,7 +797,10 @@ impl Connection {
     /// the older copies of their frames).
     fn send_request_copies(&mut self, now: Instant, incomplete: &[u32], sent: &[RepairRequest]) {
         let spacing = self.copy_spacing();
-        let copies = &mut self.client.repair.copies;
+        let Some(c) = self.side.client_mut() else {
+            return;
+        };
+        let copies = &mut c.repair.copies;
         copies.retain(|(_, _, r)| incomplete.contains(&r.frame_index));
         let mut due = Vec::new();
         for (at, left, r) in copies.iter_mut() {
@@ -795,7 +828,9 @@ impl Connection {
     pub(super) fn check_repair(&mut self, now: Instant) {
         if !self.cfg.repair || self.link.is_none() {
             // No copy may stay due with nobody to send it (its timer would never move on).
-            self.client.repair.copies.clear();
+            if let Some(c) = self.side.client_mut() {
+                c.repair.copies.clear();
+            }
             return;
         }
         let round = self.repair_round();
@@ -804,22 +839,25 @@ impl Connection {
         let reorder = self.reorder_window();
         let base = self.reorder_base();
         let reorder_window = self.cfg.reassembler.reorder_window;
-        let mut incomplete = std::mem::take(&mut self.client.repair.incomplete);
-        self.client.reassembler.incomplete_into(&mut incomplete);
+        let Some(c) = self.side.client_mut() else {
+            return;
+        };
+        let mut incomplete = std::mem::take(&mut c.repair.incomplete);
+        c.reassembler.incomplete_into(&mut incomplete);
         // Forget frames no longer in flight (delivered or given up without an output seen).
-        let reassembler = &self.client.reassembler;
-        self.client.repair.tracked.retain(|t| {
+        let reassembler = &c.reassembler;
+        c.repair.tracked.retain(|t| {
             incomplete.contains(&t.index) || (t.whole > 0 && reassembler.is_awaited(t.index))
         });
         let mut requests: Vec<RepairRequest> = Vec::new();
         for &index in &incomplete {
-            let mut needs = std::mem::take(&mut self.client.repair.needs);
-            let Some(f) = self.client.reassembler.missing(index, &mut needs) else {
-                self.client.repair.needs = needs;
+            let mut needs = std::mem::take(&mut c.repair.needs);
+            let Some(f) = c.reassembler.missing(index, &mut needs) else {
+                c.repair.needs = needs;
                 continue;
             };
-            let (moved_on, long_stall) = self.stall_view(&f, long_stall);
-            let r = &mut self.client.repair;
+            let (moved_on, long_stall) = Self::stall_view_of(&c.repair, &f, long_stall);
+            let r = &mut c.repair;
             let pos = match r.tracked.iter().position(|t| t.index == index) {
                 Some(p) => p,
                 None => {
@@ -837,7 +875,7 @@ impl Connection {
                 (t.origin.unwrap_or(f.first_seen) + deadline).max(f.last_activity + reorder_window)
             };
             if f.deadline != Some(give_up) {
-                self.client.reassembler.set_deadline(index, give_up);
+                c.reassembler.set_deadline(index, give_up);
             }
             if t.exhausted {
                 r.needs = needs;
@@ -927,7 +965,9 @@ impl Connection {
         if REQUEST_COPIES > 0 {
             self.send_request_copies(now, &incomplete, &requests);
         }
-        self.client.repair.incomplete = incomplete;
+        if let Some(c) = self.side.client_mut() {
+            c.repair.incomplete = incomplete;
+        }
     }
 
     /// Client: frames of which nothing arrived although a newer frame's shards did (frame
@@ -945,13 +985,14 @@ impl Connection {
         let round = self.repair_round();
         let wait = self.whole_frame_wait();
         let (window, origin, give_up) = self.whole_frame_window(now);
-        let mut unseen = std::mem::take(&mut self.client.repair.unseen);
-        self.client
-            .reassembler
-            .unseen_into(window, None, &mut unseen);
-        self.client.repair.gaps.retain(|g| unseen.contains(&g.0));
+        let Some(c) = self.side.client_mut() else {
+            return;
+        };
+        let mut unseen = std::mem::take(&mut c.repair.unseen);
+        c.reassembler.unseen_into(window, None, &mut unseen);
+        c.repair.gaps.retain(|g| unseen.contains(&g.0));
         for &index in &unseen {
-            let r = &mut self.client.repair;
+            let r = &mut c.repair;
             // The frame just before a small frame of the host's kept parity behind it: its
             // trailing rows come behind the newest frame's datagrams and may rebuild it alone,
             // so it is asked for once a frame after that shows (it stays awaited meanwhile).
@@ -970,7 +1011,7 @@ impl Connection {
                         origin.checked_sub(early).unwrap_or(origin),
                         give_up.checked_sub(early).unwrap_or(give_up),
                     );
-                    if !self.client.reassembler.await_frame(index, give_up) {
+                    if !c.reassembler.await_frame(index, give_up) {
                         continue;
                     }
                     let Some(req) = RepairRequest::whole(index, 1) else {
@@ -984,7 +1025,7 @@ impl Connection {
                     r.tracked.push(t);
                     requests.push(req);
                 }
-                Some(t) if t.whole > 0 && self.client.reassembler.is_awaited(index) => {
+                Some(t) if t.whole > 0 && c.reassembler.is_awaited(index) => {
                     if t.round_start.is_some_and(|s| now < s + round) {
                         continue;
                     }
@@ -998,15 +1039,12 @@ impl Connection {
                 Some(_) => continue,
             }
         }
-        for t in &self.client.repair.tracked {
-            if t.whole > 0
-                && self.client.reassembler.is_awaited(t.index)
-                && !incomplete.contains(&t.index)
-            {
+        for t in &c.repair.tracked {
+            if t.whole > 0 && c.reassembler.is_awaited(t.index) && !incomplete.contains(&t.index) {
                 incomplete.push(t.index);
             }
         }
-        self.client.repair.unseen = unseen;
+        c.repair.unseen = unseen;
     }
 
     /// Client: how long a gap in the frame indices waits for the frame before it is asked for
@@ -1028,9 +1066,9 @@ impl Connection {
     fn whole_frame_window(&self, now: Instant) -> (u32, Instant, Instant) {
         let deadline = self.repair_deadline();
         let fi = self
-            .client
-            .repair
-            .frame_interval
+            .side
+            .client()
+            .and_then(|c| c.repair.frame_interval)
             .unwrap_or(DEFAULT_FRAME_INTERVAL)
             .max(Duration::from_millis(1));
         let window = (deadline.as_micros() / fi.as_micros()).clamp(1, 64) as u32;
@@ -1049,44 +1087,49 @@ impl Connection {
         };
         // Only a shard of a frame newer than every frame seen can show a new gap.
         if self
-            .client
-            .repair
-            .newest
+            .side
+            .client()
+            .and_then(|c| c.repair.newest)
             .is_some_and(|n| seq_diff(h.frame_index, n) <= 0)
         {
             return;
         }
         let (window, _, give_up) = self.whole_frame_window(now);
-        let mut unseen = std::mem::take(&mut self.client.repair.unseen);
-        self.client
-            .reassembler
+        let Some(c) = self.side.client_mut() else {
+            return;
+        };
+        let mut unseen = std::mem::take(&mut c.repair.unseen);
+        c.reassembler
             .unseen_into(window, Some(h.frame_index), &mut unseen);
         for &index in &unseen {
-            if index != h.frame_index && !self.client.reassembler.is_awaited(index) {
-                self.client.reassembler.await_frame(index, give_up);
+            if index != h.frame_index && !c.reassembler.is_awaited(index) {
+                c.reassembler.await_frame(index, give_up);
             }
             if index != h.frame_index {
-                self.client.repair.gap_noticed(index, now);
+                c.repair.gap_noticed(index, now);
             }
         }
-        self.client.repair.unseen = unseen;
+        c.repair.unseen = unseen;
     }
 
     /// Host: a loss model report from the client.
     pub(super) fn on_loss_model(&mut self, m: LossModelReport, now: Instant) {
-        let pn = self.host.repair.rx_pn;
-        if self.host.repair.last_model_pn.is_some_and(|l| pn < l) {
+        let Some(h) = self.side.host_mut() else {
+            return;
+        };
+        let pn = h.repair.rx_pn;
+        if h.repair.last_model_pn.is_some_and(|l| pn < l) {
             return;
         }
-        self.host.repair.last_model_pn = Some(pn);
+        h.repair.last_model_pn = Some(pn);
         self.stats.loss_models += 1;
         if let Some(rtt) = self.srtt {
-            let fi = self.host.pacer.frame_interval();
-            self.host.fec.set_path(rtt, fi);
+            let fi = h.pacer.frame_interval();
+            h.fec.set_path(rtt, fi);
         }
-        self.host.fec.on_loss_model(&m, now);
-        let margin = self.host.fec.repair_margin();
-        lock(&self.host.repair.history).set_margin(margin);
+        h.fec.on_loss_model(&m, now);
+        let margin = h.fec.repair_margin();
+        lock(&h.repair.history).set_margin(margin);
     }
 
     /// Host: after frame `frame_index` went out, sends the parity rows that older frames
@@ -1098,14 +1141,17 @@ impl Connection {
         frame_index: u32,
         now: Instant,
     ) -> (usize, usize) {
+        let Some(h) = self.side.host_mut() else {
+            return (0, 0);
+        };
         let Some(link) = self.link.as_mut() else {
-            lock(&self.host.repair.trailing).clear();
+            lock(&h.repair.trailing).clear();
             return (0, 0);
         };
         let mut bytes = 0;
         let peer = link.peer;
         let transmits = &mut self.transmits;
-        let sent = lock(&self.host.repair.trailing).release(
+        let sent = lock(&h.repair.trailing).release(
             frame_index,
             now,
             &mut link.next_pn,
@@ -1125,12 +1171,13 @@ impl Connection {
     /// Host: sends every held trailing row now (the stream ends: no next frame will carry
     /// them, and the last frames may need them).
     pub(super) fn flush_trailing_parity(&mut self) {
-        if self.cfg.role != Role::Host {
+        let Some(h) = self.side.host() else {
             return;
-        }
-        let at = lock(&self.host.repair.trailing).newest_at();
+        };
+        let at = lock(&h.repair.trailing).newest_at();
+        let index = h.frame_index;
         if let Some(at) = at {
-            self.send_trailing_parity(self.host.frame_index, at);
+            self.send_trailing_parity(index, at);
         }
     }
 
@@ -1140,7 +1187,10 @@ impl Connection {
         let Some(link) = self.link.as_mut() else {
             return;
         };
-        let hr = &mut self.host.repair;
+        let Some(h) = self.side.host_mut() else {
+            return;
+        };
+        let hr = &mut h.repair;
         if !hr.limiter.take(now) {
             self.stats.repair_refused += 1;
             return;
