@@ -2,7 +2,7 @@
 //! keyframe requests.
 //!
 //! What the client measures and tells the host starts here (the loss report); its neighbours
-//! are `repair` (loss model, repair requests, deadlines), `timing` (frame ages) and `congestion`
+//! are `repair` (loss model, repair requests, deadlines), `frame_clock` (frame ages) and `congestion`
 //! (bandwidth feedback). Must never: deliver a frame twice, or send input outside the current
 //! session.
 

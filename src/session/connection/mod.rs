@@ -25,7 +25,7 @@
 //! and drop of a session), `link` (one established cryptographic session: keys, packet
 //! numbers, replay window), `host` (frames, stream info, what the client reports), `client`
 //! (video in, input out, loss reports, keyframe requests), `timers` (timeout, keep-alive, RTT,
-//! retries), `ids` (attempt ids and frame indices, seedable), `timing` (the host clock, the
+//! retries), `ids` (attempt ids and frame indices, seedable), `frame_clock` (the host clock, the
 //! frame timing the host writes, the NTP-style clock offset and the client's frame ages), `congestion` (bandwidth feedback out on the client, the estimator,
 //! pacing rate and [`Event::Bandwidth`] on the host), `migrate` (path validation against
 //! forwarders), `slot` (one peer: a newcomer is refused while the current peer answers a
@@ -67,7 +67,7 @@ mod side;
 mod slot;
 mod stall;
 mod timers;
-mod timing;
+mod frame_clock;
 
 pub use congestion::{BandwidthUpdate, CongestionConfig};
 pub use guard::{
@@ -78,7 +78,7 @@ pub use host::{FrameTicket, SealedFrame};
 pub use keyframe::{KEYFRAME_PENDING_FOR, LOST_KEYFRAME_MIN_INTERVAL};
 pub use slot::{PEER_ALIVE_FOR, PEER_PROBE_MAX, PEER_PROBE_MIN};
 pub use stall::{MEDIA_STALL_AFTER, MEDIA_STALL_MIN_FRAMES, MEDIA_STALL_RECONNECT};
-pub use timing::{DEFAULT_ANCHOR_US, FRAME_AGE_SPAN, FrameTimingIn};
+pub use frame_clock::{DEFAULT_ANCHOR_US, FRAME_AGE_SPAN, FrameTimingIn};
 
 use establish::{Attempt, LastHello};
 use ids::Ids;
@@ -276,7 +276,7 @@ pub struct Connection {
     /// Reused encoding buffer for control and input bodies.
     scratch: Vec<u8>,
     // Frame timing (issue 6): host clock, clock offset, frame ages.
-    timing: timing::TimingState,
+    timing: frame_clock::TimingState,
     /// Security state: admission, refusals, retired sessions, throttles (`guard`).
     guard: guard::Guard,
     /// Congestion control: feedback (client), estimator (host).
@@ -345,7 +345,7 @@ impl Connection {
                 ..Stats::default()
             },
             scratch: Vec::new(),
-            timing: timing::TimingState::new(now),
+            timing: frame_clock::TimingState::new(now),
             guard: guard::Guard::new(&hs, &config, now, wall),
             cc: congestion::CongestionState::new(&config.congestion),
             slot: slot::PeerSlot::default(),

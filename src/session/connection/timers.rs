@@ -172,7 +172,7 @@ impl Connection {
     }
 
     /// Sends a ping carrying its send time in the host clock, for the RTT and the clock offset
-    /// (and as keep-alive); the pong is handled in `timing`.
+    /// (and as keep-alive); the pong is handled in `frame_clock`.
     pub(super) fn send_ping(&mut self, now: Instant) {
         self.last_ping = now;
         let t1 = self.host_clock_us(now);
