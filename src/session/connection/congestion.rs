@@ -1,4 +1,4 @@
-//! Congestion control in the connection (issue 10): the client's bandwidth feedback and the
+//! Congestion control in the connection: the client's bandwidth feedback and the
 //! host's bandwidth estimator, the pacing rate that follows it and the [`Event::Bandwidth`]
 //! updates that steer the encoder.
 //!
@@ -92,6 +92,7 @@ impl Default for CongestionConfig {
 /// should do.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BandwidthUpdate {
+    /// The estimator's state (hold, increase, drain).
     pub state: BweState,
     /// What the path carries, wire bits per second.
     pub estimate_bps: u64,

@@ -24,7 +24,7 @@ use super::{Connection, Side};
 
 /// Host clock at the connection's creation when the driver set no anchor: one second, so
 /// that no real instant maps to 0 ("unknown").
-pub const DEFAULT_ANCHOR_US: u64 = 1_000_000;
+const DEFAULT_ANCHOR_US: u64 = 1_000_000;
 
 /// Frame ages in [`crate::session::Stats::frame_age`] cover the frames delivered in this span
 /// before the newest one.

@@ -45,10 +45,12 @@ pub struct FrameTicket {
 }
 
 impl FrameTicket {
+    /// The frame's index, packet numbers and header fields.
     pub fn params(&self) -> &FrameParams {
         &self.params
     }
 
+    /// Where the datagrams go (the peer when the frame was reserved).
     pub fn peer(&self) -> SocketAddr {
         self.peer
     }
@@ -90,12 +92,15 @@ pub struct SealedFrame {
 }
 
 impl SealedFrame {
+    /// The sealed datagrams, in send order.
     pub fn datagrams(&self) -> &Datagrams {
         &self.datagrams
     }
+    /// Whether the frame is a keyframe.
     pub fn keyframe(&self) -> bool {
         self.keyframe
     }
+    /// The access unit's bytes (before packetizing).
     pub fn payload_bytes(&self) -> usize {
         self.payload_bytes
     }

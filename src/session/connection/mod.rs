@@ -21,20 +21,23 @@
 //! it with the returned [`FrameTicket`] outside that lock; the client calls
 //! [`Connection::send_input`] and [`Connection::request_keyframe`].
 //!
-//! Where things live: `establish` (hellos, responses, rejects, resets, confirmation, install
-//! and drop of a session), `link` (one established cryptographic session: keys, packet
-//! numbers, replay window), `host` (frames, stream info, what the client reports), `client`
-//! (video in, input out, loss reports, keyframe requests), `timers` (timeout, keep-alive, RTT,
-//! retries), `ids` (attempt ids and frame indices, seedable), `frame_clock` (the host clock, the
-//! frame timing the host writes, the NTP-style clock offset and the client's frame ages), `congestion` (bandwidth feedback out on the client, the estimator,
-//! pacing rate and [`Event::Bandwidth`] on the host), `migrate` (path validation against
-//! forwarders), `slot` (one peer: a newcomer is refused while the current peer answers a
-//! probe), `stall` (the client notices video that stopped while the host says it sends),
-//! `keyframe` (keyframe requests by frame index: what the client names, how the host coalesces
-//! them). New
-//! session-level features go beside their role: repair requests and loss-model or bandwidth feedback into `client` (what
-//! is measured and sent) and `host` (what is done with it), path validation and cookies into
-//! `establish`, new periodic work into `timers`.
+//! Where things live: `side` (the one role's state: [`side::HostState`] or
+//! [`side::ClientState`], never both), `establish` (hellos, responses, rejects, resets,
+//! confirmation, install and drop of a session), `link` (one established cryptographic
+//! session: keys, packet numbers, replay window), `host` (frames, stream info, what the client
+//! reports), `client` (video in, input out, loss reports, keyframe requests), `repair` (the
+//! client's repair requests and windows, the host's answers), `timers` (timeout, keep-alive,
+//! RTT, retries), `ids` (attempt ids and frame indices, seedable), `frame_clock` (the host
+//! clock, the frame timing the host writes, the NTP-style clock offset and the client's frame
+//! ages), `congestion` (bandwidth feedback out on the client, the estimator, pacing rate and
+//! [`Event::Bandwidth`] on the host), `migrate` (path validation against forwarders), `slot`
+//! (one peer: a newcomer is refused while the current peer answers a probe), `stall` (the
+//! client notices video that stopped while the host says it sends), `keyframe` (keyframe
+//! requests by frame index: what the client names, how the host coalesces them), `guard`
+//! (admission, refusals, throttles). New session-level features go beside their role: what is
+//! measured and sent into `client`, what is done with it into `host`, the state either keeps
+//! into its [`Side`] variant; path validation and cookies into `establish`, new periodic work
+//! into `timers`.
 //!
 //! Must never: read the clock, block, allocate without bound on untrusted input, or panic on
 //! bytes from the network (every datagram is checked, counted and dropped if unusable).
@@ -56,6 +59,7 @@ use super::{Config, Error, Mode, Result, Stats};
 mod client;
 mod congestion;
 mod establish;
+mod frame_clock;
 mod guard;
 mod host;
 mod ids;
@@ -67,9 +71,9 @@ mod side;
 mod slot;
 mod stall;
 mod timers;
-mod frame_clock;
 
 pub use congestion::{BandwidthUpdate, CongestionConfig};
+pub use frame_clock::{FRAME_AGE_SPAN, FrameTimingIn};
 pub use guard::{
     INPUT_EVENTS_BURST, INPUT_EVENTS_PER_SECOND, KEYFRAME_REQUEST_MIN_INTERVAL,
     MAX_INPUT_EVENTS_PER_DATAGRAM, REJECT_SERIES_COUNT, REJECT_SERIES_GAP, REJECT_SERIES_SPAN,
@@ -78,7 +82,6 @@ pub use host::{FrameTicket, SealedFrame};
 pub use keyframe::{KEYFRAME_PENDING_FOR, LOST_KEYFRAME_MIN_INTERVAL};
 pub use slot::{PEER_ALIVE_FOR, PEER_PROBE_MAX, PEER_PROBE_MIN};
 pub use stall::{MEDIA_STALL_AFTER, MEDIA_STALL_MIN_FRAMES, MEDIA_STALL_RECONNECT};
-pub use frame_clock::{DEFAULT_ANCHOR_US, FRAME_AGE_SPAN, FrameTimingIn};
 
 use establish::{Attempt, LastHello};
 use ids::Ids;
@@ -120,12 +123,20 @@ pub enum HandshakeFailure {
     WrongPassphrase,
     /// We answered a hello but the caller never confirmed the session. With a passphrase set
     /// this is what a wrong passphrase looks like from the listener's side.
-    Unconfirmed { passphrase: bool },
+    Unconfirmed {
+        /// Whether a passphrase is set on our side.
+        passphrase: bool,
+    },
     /// The hello went unanswered: the guessing budget (see [`crate::protocol::security::guessing`]) is
     /// spent for this address (`unconfirmed` answers to it in a row were never confirmed) or,
     /// with `global`, for all addresses together. Passphrase guessing, or a client with a
     /// wrong passphrase that keeps retrying.
-    GuessLimit { unconfirmed: u32, global: bool },
+    GuessLimit {
+        /// Unconfirmed answers to this address in a row.
+        unconfirmed: u32,
+        /// The budget of all addresses together is spent, not only this address's.
+        global: bool,
+    },
 }
 
 impl From<HandshakeError> for HandshakeFailure {
@@ -185,14 +196,27 @@ impl std::fmt::Display for HandshakeFailure {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// A session with a peer is up (also after a restart of either side).
-    Connected { peer: SocketAddr, session_id: u32 },
+    Connected {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// The new session's id (on the wire in every datagram).
+        session_id: u32,
+    },
     /// The peer is gone.
-    Disconnected { reason: DisconnectReason },
+    Disconnected {
+        /// Why it went away.
+        reason: DisconnectReason,
+    },
     /// Caller: the listener refused our hello (a clear hint; retries go on).
-    Rejected { reason: RejectReason },
+    Rejected {
+        /// The reason the listener gave (unauthenticated: a hint, not proof).
+        reason: RejectReason,
+    },
     /// Listener: a hello was refused (wrong passphrase, mismatched settings), with the reason.
     HandshakeFailed {
+        /// Where the hello came from.
         from: SocketAddr,
+        /// Why it was refused.
         reason: HandshakeFailure,
     },
     /// Caller: no session after `Config::timeout` of trying (retries go on).
@@ -200,7 +224,10 @@ pub enum Event {
     /// Client: a whole access unit.
     Frame(Frame),
     /// Client: frames given up (the next frame will carry `discont`).
-    FramesLost { count: u32 },
+    FramesLost {
+        /// How many frames were given up.
+        count: u32,
+    },
     /// Client: stream info, first or updated.
     StreamInfo(StreamInfo),
     /// Client: the host ended the stream.
@@ -211,33 +238,51 @@ pub enum Event {
     KeyframeRequest,
     /// Host: the client's latest reception counters.
     LossReport(LossReport),
-    // --- security (issue 9) ---
+    // Security.
     /// Caller: the listener kept refusing for the same reason: `count` refusals (each for a
     /// different live attempt, from the configured peer) over at least
     /// its `Config::timeout` (at least [`REJECT_SERIES_SPAN`]). A user may give up now; the
     /// connection itself keeps trying.
     /// A single refusal is only [`Event::Rejected`]: it is unauthenticated.
-    RejectSustained { reason: RejectReason, count: u32 },
-    // Congestion control (issue 10).
+    RejectSustained {
+        /// The reason every refusal of the series gave.
+        reason: RejectReason,
+        /// Refusals in the series.
+        count: u32,
+    },
+    // Congestion control.
     /// Host: the bandwidth estimate or the encoder's target changed notably (see
     /// `congestion`).
     Bandwidth(BandwidthUpdate),
     /// Client: keep-alives flow and the host reports `frames` frames sent since video last
     /// arrived, for at least [`MEDIA_STALL_AFTER`]. A keyframe was requested; a new handshake
     /// follows if it lasts (`stall`).
-    MediaStalled { frames: u64 },
+    MediaStalled {
+        /// Frames the host reports sent since video last arrived.
+        frames: u64,
+    },
     /// Listener: a newcomer was refused (Reject(Busy)) because the current peer still answers
     /// (`slot`). At most once a second per address.
-    PeerRefused { from: SocketAddr },
+    PeerRefused {
+        /// The newcomer's address.
+        from: SocketAddr,
+    },
     /// Listener: the session of `new` replaced that of `old` (the old peer left a probe
     /// unanswered, or `Config::replace_peer` is set). Follows `Disconnected { Replaced }`.
-    PeerReplaced { old: SocketAddr, new: SocketAddr },
+    PeerReplaced {
+        /// The peer whose session ended.
+        old: SocketAddr,
+        /// The peer whose session is current now.
+        new: SocketAddr,
+    },
 }
 
 /// One datagram to send (from [`Connection::poll_transmit`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
+    /// Where it goes.
     pub destination: SocketAddr,
+    /// The datagram's bytes, sealed and ready for the socket.
     pub contents: Vec<u8>,
 }
 
@@ -275,7 +320,7 @@ pub struct Connection {
     stats: Stats,
     /// Reused encoding buffer for control and input bodies.
     scratch: Vec<u8>,
-    // Frame timing (issue 6): host clock, clock offset, frame ages.
+    // Frame timing: host clock, clock offset, frame ages.
     timing: frame_clock::TimingState,
     /// Security state: admission, refusals, retired sessions, throttles (`guard`).
     guard: guard::Guard,
@@ -353,10 +398,12 @@ impl Connection {
         })
     }
 
+    /// The configuration it was created with.
     pub fn config(&self) -> &Config {
         &self.cfg
     }
 
+    /// Whether this end is the host (sends video) or the client.
     pub fn role(&self) -> Role {
         self.cfg.role
     }
@@ -472,7 +519,7 @@ impl Connection {
     }
 
     /// The driver reports a send the transport refused (unreachable peer, ...).
-    pub fn record_send_error(&mut self, error: String) {
+    pub(crate) fn record_send_error(&mut self, error: String) {
         self.stats.send_errors += 1;
         self.stats.last_send_error = Some(error);
     }

@@ -756,5 +756,4 @@ impl Connection {
         }
         c.repair.unseen = unseen;
     }
-
 }

@@ -57,7 +57,7 @@ impl Connection {
             next = earliest(next, t);
         }
         if link.received == 0 {
-            // Fast connect (issue 8): confirm again until the peer is heard on this session.
+            // Fast connect: confirm again until the peer is heard on this session.
             next = earliest(next, self.last_ping + cfg.handshake_first_retry);
         }
         match &self.side {

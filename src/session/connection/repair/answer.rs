@@ -71,7 +71,11 @@ impl HostRepair {
 
 impl Connection {
     /// Host: a loss model report from the client.
-    pub(in crate::session::connection) fn on_loss_model(&mut self, m: LossModelReport, now: Instant) {
+    pub(in crate::session::connection) fn on_loss_model(
+        &mut self,
+        m: LossModelReport,
+        now: Instant,
+    ) {
         let Some(h) = self.side.host_mut() else {
             return;
         };
@@ -140,7 +144,11 @@ impl Connection {
     }
 
     /// Host: answers a repair request with new parity rows from the history.
-    pub(in crate::session::connection) fn on_repair_request(&mut self, req: RepairRequest, now: Instant) {
+    pub(in crate::session::connection) fn on_repair_request(
+        &mut self,
+        req: RepairRequest,
+        now: Instant,
+    ) {
         self.stats.repair_requests += 1;
         let Some(link) = self.link.as_mut() else {
             return;
