@@ -19,7 +19,7 @@
 //! the connection's lock. Lock order: `ring` or `packetizer` before `connection`, never the
 //! other way, and no lock is held while the transport sends.
 
-#![warn(unreachable_pub, missing_docs)]
+#![warn(missing_docs)]
 
 use std::io;
 

@@ -400,9 +400,7 @@ impl Connection {
         let reorder = self.reorder_window();
         let base = self.reorder_base();
         let wait = self.whole_frame_wait();
-        let Some(c) = self.side.client() else {
-            return None;
-        };
+        let c = self.side.client()?;
         let mut next: Option<Instant> = None;
         let mut needs = Vec::new();
         for t in c.repair.tracked.iter().filter(|t| !t.exhausted) {
