@@ -111,17 +111,16 @@ pub struct BandwidthUpdate {
     pub keyframe: bool,
 }
 
-/// Congestion control state of one connection (both roles; each uses its half).
+/// Congestion control state of one connection that both roles keep; the host's estimator and
+/// the client's feedback builder live in their [`Side`].
 pub(super) struct CongestionState {
     /// Session the estimator and builder belong to.
     session_id: Option<u32>,
     min_bps: u64,
     max_bps: u64,
-    bwe: Option<BandwidthEstimator>,
     last_event: Option<(Instant, u64, BweState)>,
     large_drops: u64,
     pacing_rate_bps: u64,
-    builder: Option<FeedbackBuilder>,
     /// Client: when the builder wants to be polled again.
     feedback_at: Option<Instant>,
     feedback_messages: u64,
@@ -133,11 +132,9 @@ impl CongestionState {
             session_id: None,
             min_bps: cfg.min_bitrate_bps,
             max_bps: cfg.max_bitrate_bps,
-            bwe: None,
             last_event: None,
             large_drops: 0,
             pacing_rate_bps: 0,
-            builder: None,
             feedback_at: None,
             feedback_messages: 0,
         }
@@ -160,14 +157,13 @@ impl Connection {
         self.cc.session_id = Some(id);
         self.cc.last_event = None;
         self.cc.feedback_at = None;
-        self.cc.builder = None;
-        self.cc.bwe = None;
         self.cc.pacing_rate_bps = 0;
+        let bwe_config = self.bwe_config();
         match &mut self.side {
-            Side::Client(_) => self.cc.builder = Some(FeedbackBuilder::new(now)),
+            Side::Client(c) => c.feedback = Some(FeedbackBuilder::new(now)),
             Side::Host(h) => {
                 h.pacer.set_congestion_rate_bps(0);
-                self.cc.bwe = Some(BandwidthEstimator::new(self.bwe_config(), now));
+                h.bwe = Some(BandwidthEstimator::new(bwe_config, now));
             }
         }
         true
@@ -205,14 +201,17 @@ impl Connection {
         } else {
             UNKNOWN_MAX_BITRATE_BPS
         };
-        if let Some(bwe) = self.cc.bwe.as_mut() {
+        if let Some(bwe) = self.side.host_mut().and_then(|h| h.bwe.as_mut()) {
             bwe.set_bounds(min_bps, max);
         }
     }
 
     /// Host: the bandwidth estimate, when congestion control runs in a session.
     pub fn bandwidth_estimate(&self) -> Option<Estimate> {
-        self.cc.bwe.as_ref().map(|b| b.estimate())
+        self.side
+            .host()
+            .and_then(|h| h.bwe.as_ref())
+            .map(|b| b.estimate())
     }
 
     /// Host: the driver reports when `frame`'s datagrams really left: the first handed to the
@@ -247,7 +246,7 @@ impl Connection {
             wire_bytes: (d.wire_bytes() + trailing_bytes) as u64,
             media_bytes: frame.payload_bytes() as u64,
         };
-        if let Some(bwe) = self.cc.bwe.as_mut() {
+        if let Some(bwe) = self.side.host_mut().and_then(|h| h.bwe.as_mut()) {
             bwe.on_frame_sent(d.frame_index(), sent, now);
         }
     }
@@ -259,7 +258,7 @@ impl Connection {
             return;
         }
         let rtt = self.srtt;
-        if let Some(bwe) = self.cc.bwe.as_mut() {
+        if let Some(bwe) = self.side.host_mut().and_then(|h| h.bwe.as_mut()) {
             if let Some(r) = rtt {
                 bwe.set_rtt(r);
             }
@@ -270,7 +269,10 @@ impl Connection {
 
     /// Applies the estimate: pacing rate, events.
     fn after_estimate(&mut self, now: Instant) {
-        let Some(bwe) = self.cc.bwe.as_mut() else {
+        let Some(h) = self.side.host_mut() else {
+            return;
+        };
+        let Some(bwe) = h.bwe.as_mut() else {
             return;
         };
         let mut keyframe = false;
@@ -283,9 +285,7 @@ impl Connection {
         let bounds = (bwe.config().min_bitrate_bps, bwe.config().max_bitrate_bps);
         // Loss with a growing queue is the queue's: FEC does not answer it with more parity.
         let congested = e.state == BweState::Drain;
-        if let Some(h) = self.side.host_mut() {
-            h.fec.on_congestion(congested, now);
-        }
+        h.fec.on_congestion(congested, now);
         if large {
             self.cc.large_drops += 1;
         }
@@ -305,9 +305,7 @@ impl Connection {
         let rate = if pace { e.pacing_rate_bps } else { 0 };
         if rate != self.cc.pacing_rate_bps {
             self.cc.pacing_rate_bps = rate;
-            if let Some(h) = self.side.host_mut() {
-                h.pacer.set_congestion_rate_bps(rate);
-            }
+            h.pacer.set_congestion_rate_bps(rate);
         }
         let notable = match self.cc.last_event {
             None => true,
@@ -352,7 +350,7 @@ impl Connection {
         if crate::protocol::packetizer::is_trailing_row(body) {
             frame_index = frame_index.wrapping_add(1);
         }
-        if let Some(b) = self.cc.builder.as_mut() {
+        if let Some(b) = self.side.client_mut().and_then(|c| c.feedback.as_mut()) {
             b.on_datagram(frame_index, wire_len, now);
         }
         self.send_feedback(now);
@@ -361,7 +359,7 @@ impl Connection {
     /// Client: sends the feedback that is due.
     fn send_feedback(&mut self, now: Instant) {
         let mut out = Vec::new();
-        if let Some(b) = self.cc.builder.as_mut() {
+        if let Some(b) = self.side.client_mut().and_then(|c| c.feedback.as_mut()) {
             while let Some(fb) = b.poll_feedback(now) {
                 out.push(fb);
             }
@@ -378,9 +376,9 @@ impl Connection {
         if !self.congestion_enabled() || self.link.is_none() {
             return None;
         }
-        match self.side {
+        match &self.side {
             Side::Client(_) => self.cc.feedback_at,
-            Side::Host(_) => self.cc.bwe.as_ref().and_then(|b| b.poll_timeout()),
+            Side::Host(h) => h.bwe.as_ref().and_then(|b| b.poll_timeout()),
         }
     }
 
@@ -389,10 +387,10 @@ impl Connection {
         if self.congestion_timeout().is_none_or(|t| t > now) {
             return;
         }
-        match self.side {
+        match &mut self.side {
             Side::Client(_) => self.send_feedback(now),
-            Side::Host(_) => {
-                if let Some(b) = self.cc.bwe.as_mut() {
+            Side::Host(h) => {
+                if let Some(b) = h.bwe.as_mut() {
                     b.handle_timeout(now);
                 }
                 self.after_estimate(now);

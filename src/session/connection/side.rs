@@ -6,8 +6,10 @@
 use std::time::Instant;
 
 use crate::protocol::adaptive::AdaptiveFec;
+use crate::protocol::congestion::BandwidthEstimator;
 use crate::protocol::control::StreamInfo;
 use crate::protocol::fec::ReedSolomon8;
+use crate::protocol::feedback::FeedbackBuilder;
 use crate::protocol::input::{InputReceiver, InputSender};
 use crate::protocol::pacing::Pacer;
 use crate::protocol::reassembler::Reassembler;
@@ -33,6 +35,8 @@ pub(super) struct HostState {
     pub(super) frames_reported: u64,
     /// Keyframes sent and asked for, to coalesce requests (`keyframe`).
     pub(super) keyframes: keyframe::KeyframeAnswers,
+    /// The bandwidth estimator of the current session (`congestion`; `None` while it is off).
+    pub(super) bwe: Option<BandwidthEstimator>,
 }
 
 /// Client-only state.
@@ -49,6 +53,8 @@ pub(super) struct ClientState {
     pub(super) repair: repair::Repairs,
     /// Video stopped while the host says it sends (`stall`).
     pub(super) stall: stall::StallWatch,
+    /// The bandwidth feedback of the current session (`congestion`; `None` while it is off).
+    pub(super) feedback: Option<FeedbackBuilder>,
     /// The FEC share this configuration plans before any loss report, reported in
     /// `Stats::fec_percent` (a client sends no video, so it never changes).
     pub(super) fec_percent: u8,
@@ -76,6 +82,7 @@ impl Side {
                 frames_in_session: 0,
                 frames_reported: 0,
                 keyframes: Default::default(),
+                bwe: None,
             })),
             Role::Client => Side::Client(Box::new(ClientState {
                 reassembler: Reassembler::new(config.reassembler, Box::new(ReedSolomon8::new())),
@@ -86,6 +93,7 @@ impl Side {
                 info_generation: 0,
                 repair: repair::Repairs::new(),
                 stall: stall::StallWatch::default(),
+                feedback: None,
                 fec_percent: AdaptiveFec::new(config.fec_mode, config.fec_percent, 100)
                     .with_target(config.fec_target)
                     .wire_percent(),
