@@ -29,7 +29,9 @@ const MAX_DRAIN_BATCHES: usize = 16;
 /// What [`Session::send_sealed`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SendReport {
+    /// Datagrams the transport took.
     pub sent: usize,
+    /// Datagrams refused for a full socket buffer (counted in [`Stats::send_drops`]).
     pub dropped: usize,
 }
 
@@ -103,10 +105,12 @@ impl Session {
         })
     }
 
+    /// Whether this end is the host (sends video) or the client.
     pub fn role(&self) -> Role {
         self.inner.role
     }
 
+    /// The configuration the session was created with.
     pub fn config(&self) -> &Config {
         &self.inner.cfg
     }

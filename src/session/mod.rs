@@ -19,21 +19,23 @@
 //! the connection's lock. Lock order: `ring` or `packetizer` before `connection`, never the
 //! other way, and no lock is held while the transport sends.
 
+#![warn(missing_docs)]
+
 use std::io;
 
 use crate::protocol::packetizer::PacketizeError;
 
 mod config;
-pub mod connection;
+mod connection;
 mod driver;
 mod stats;
 
 pub use config::{Config, Mode, UNAUTHENTICATED_LISTENER};
 pub use connection::{
     AudioPacket, BandwidthUpdate, CongestionConfig, Connection, DisconnectReason, Event,
-    FrameTicket, FrameTimingIn, HandshakeFailure, SealedFrame, Transmit,
+    FRAME_AGE_SPAN, FrameTicket, FrameTimingIn, HandshakeFailure, SealedFrame, Transmit,
 };
-// Security limits (issue 9).
+// Security limits.
 pub use connection::MAX_AUDIO_EVENTS;
 pub use connection::{
     INPUT_EVENTS_BURST, INPUT_EVENTS_PER_SECOND, KEYFRAME_REQUEST_MIN_INTERVAL,
@@ -79,4 +81,5 @@ impl From<io::Error> for Error {
     }
 }
 
+/// The session API's result.
 pub type Result<T> = std::result::Result<T, Error>;

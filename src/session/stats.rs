@@ -1,4 +1,6 @@
-//! Counters of one session, as returned by [`super::Session::stats`].
+//! Counters of one session, as returned by [`super::Session::stats`]. It owns the `Stats`
+//! value and its derived figures; it never counts anything itself (the connection and the
+//! driver fill it).
 
 use std::net::SocketAddr;
 
@@ -10,27 +12,37 @@ use crate::protocol::timing::AgeSummary;
 /// of the current connection.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Stats {
+    /// Host or client (`None` only in a `Stats::default()`).
     pub role: Option<Role>,
+    /// Whether a session with a peer is established.
     pub connected: bool,
+    /// The current peer, if connected.
     pub peer: Option<SocketAddr>,
+    /// The current session's id (0 without one).
     pub session_id: u32,
     /// Smoothed round-trip time in microseconds (0 = not measured yet).
     pub rtt_us: u64,
     /// Current FEC parity share in percent (host).
     pub fec_percent: u8,
 
+    /// Datagrams sent.
     pub packets_sent: u64,
+    /// Bytes of the datagrams sent.
     pub bytes_sent: u64,
+    /// Datagrams received (every one, also those dropped as unusable).
     pub packets_received: u64,
+    /// Bytes of the datagrams received.
     pub bytes_received: u64,
     /// Datagrams not sent because the socket buffer was full.
     pub send_drops: u64,
     /// Sends the kernel refused (unreachable peer, ...).
     pub send_errors: u64,
+    /// The last send error, worded by the transport.
     pub last_send_error: Option<String>,
 
     /// Host: frames sealed and sent.
     pub frames_sent: u64,
+    /// Host: keyframes among them.
     pub keyframes_sent: u64,
     /// Host: access-unit bytes sent (before FEC and headers).
     pub payload_bytes_sent: u64,
@@ -45,16 +57,22 @@ pub struct Stats {
     /// Client: datagrams from the host that never arrived.
     pub packets_lost: u64,
     pub(crate) packets_lost_before: u64,
+    /// Client: shards received twice.
     pub shards_duplicate: u64,
+    /// Client: shards of frames already delivered or given up.
     pub shards_late: u64,
+    /// Client: shards the reassembler refused as malformed.
     pub shards_invalid: u64,
-    /// Client: reassembly memory in use and its peak, in bytes.
+    /// Client: reassembly memory in use, in bytes.
     pub memory_in_use: u64,
+    /// Client: the peak of reassembly memory, in bytes.
     pub memory_peak: u64,
 
-    /// Host: the client's latest loss report.
+    /// Host: datagrams the client reports received (its latest loss report).
     pub peer_packets_received: u64,
+    /// Host: datagrams the client reports lost.
     pub peer_packets_lost: u64,
+    /// Host: frames the client reports given up.
     pub peer_frames_lost: u64,
 
     /// Datagrams refused by the replay window.
@@ -65,26 +83,38 @@ pub struct Stats {
     pub invalid_datagrams: u64,
     /// Datagrams for a session id we do not have.
     pub unknown_session: u64,
+    /// Caller: hellos sent.
     pub handshakes_sent: u64,
+    /// Sessions established.
     pub handshakes_completed: u64,
+    /// Handshakes that failed (refused, unauthenticated, malformed).
     pub handshake_failures: u64,
+    /// Caller: Rejects received.
     pub rejects_received: u64,
+    /// Resets received and acted on.
     pub resets_received: u64,
+    /// Byes received.
     pub byes_received: u64,
 
     /// Client: keyframe requests sent; host: received.
     pub keyframe_requests: u64,
+    /// Client: input events queued.
     pub input_sent: u64,
+    /// Host: input events delivered.
     pub input_received: u64,
+    /// Client: input events refused for a full queue.
     pub input_dropped: u64,
 
+    /// The socket's send buffer in bytes, as the kernel granted it (driver).
     pub send_buffer: u64,
+    /// The socket's receive buffer in bytes, as the kernel granted it (driver).
     pub recv_buffer: u64,
+    /// Whether the transport sends with UDP segmentation offload (driver).
     pub gso: bool,
 
-    // Frame timing (issue 6).
+    // Frame timing.
     /// Client: frame age at arrival and its parts (p50/p99, µs) over the frames delivered in
-    /// the last second ([`super::connection::FRAME_AGE_SPAN`]) before the newest one; all 0
+    /// the last second ([`super::FRAME_AGE_SPAN`]) before the newest one; all 0
     /// before the clock offset is known.
     pub frame_age: AgeSummary,
     /// Client: the host's clock minus ours in µs (`None` before the first pong of a session).
@@ -92,15 +122,17 @@ pub struct Stats {
     /// Client: the bound on the offset's error (half the RTT of its exchange), µs.
     pub clock_offset_uncertainty_us: Option<u64>,
 
-    // --- security (issue 9) ---
-    /// Listener: hellos answered with a CookieReply (under load) / dropped by the rate limits /
-    /// refused as stale or replayed.
+    // Security.
+    /// Listener: hellos answered with a CookieReply (under load).
     pub cookies_sent: u64,
+    /// Listener: hellos dropped by the rate limits.
     pub hellos_dropped: u64,
+    /// Listener: hellos refused as stale or replayed.
     pub hellos_stale: u64,
-    /// Listener with a passphrase: hellos left unanswered by the guessing budget, and answered
-    /// hellos whose session was never confirmed (each a failed passphrase guess, or loss).
+    /// Listener with a passphrase: hellos left unanswered by the guessing budget.
     pub guesses_refused: u64,
+    /// Listener: answered hellos whose session was never confirmed (with a passphrase, each a
+    /// failed passphrase guess, or loss).
     pub confirmations_failed: u64,
     /// Caller: CookieReplies taken (hello resent with the cookie).
     pub cookie_replies_received: u64,
@@ -108,23 +140,27 @@ pub struct Stats {
     pub rejects_ignored: u64,
     /// Resets ignored: a forged token, or an empty Reset while the peer is still heard.
     pub resets_ignored: u64,
-    /// Path validation: challenges sent, and times the peer's address moved after validation.
+    /// Path validation: challenges sent.
     pub path_challenges_sent: u64,
+    /// Times the peer's address moved after validation.
     pub path_migrations: u64,
     /// Listener: an address caught re-sending the peer's datagrams (the same packet number
-    /// from two addresses); moves back to the previous address after a spurious move.
+    /// from two addresses).
     pub path_forwarding_detected: u64,
+    /// Listener: moves back to the previous address after a spurious move.
     pub path_reverts: u64,
     /// Caller: path challenges not answered (not from the configured listener address).
     pub path_challenges_ignored: u64,
     /// Client: stalls noticed (keep-alives flow, the host reports frames sent, no video for
-    /// `MEDIA_STALL_AFTER`), and sessions ended for a stall that lasted.
+    /// `MEDIA_STALL_AFTER`).
     pub media_stalls: u64,
+    /// Client: sessions ended for a stall that lasted.
     pub media_stall_reconnects: u64,
-    /// Listener: probes of the current peer when a newcomer knocked, newcomers refused
-    /// (Busy) because it answered, and sessions replaced by a newcomer.
+    /// Listener: probes of the current peer when a newcomer knocked.
     pub peer_probes: u64,
+    /// Listener: newcomers refused (Busy) because the current peer answered.
     pub peers_refused: u64,
+    /// Listener: sessions replaced by a newcomer.
     pub peers_replaced: u64,
     /// Host: keyframe requests not acted on (more than one per 100 ms; held ones count here
     /// when they arrive).
@@ -137,16 +173,18 @@ pub struct Stats {
     /// Datagrams not sent because sealing failed (a bug; debug builds panic).
     pub seal_failures: u64,
 
-    // Loss resilience (issue 8).
-    /// Host: data and parity datagrams of frames sent (wire overhead = parity + repair).
+    // Loss resilience.
+    /// Host: data datagrams of frames sent (wire overhead = parity + repair).
     pub data_shards_sent: u64,
+    /// Host: parity datagrams of frames sent (trailing rows included).
     pub parity_shards_sent: u64,
     /// Client: repair requests sent; host: received (authenticated).
     pub repair_requests: u64,
     /// Host: requests not (fully) served (rate limit, budget, frame not held, rows used up).
     pub repair_refused: u64,
-    /// Host: repair datagrams sent and their bytes; client: repair datagrams used.
+    /// Host: repair datagrams sent; client: repair datagrams used.
     pub repair_shards: u64,
+    /// Host: bytes of the repair datagrams sent; client: of those used.
     pub repair_bytes: u64,
     /// Client: frames delivered whole after repair was asked for them.
     pub frames_repaired: u64,
@@ -163,7 +201,7 @@ pub struct Stats {
     /// Loss model reports sent (client) or used (host).
     pub loss_models: u64,
 
-    // Congestion control (issue 10).
+    // Congestion control.
     /// Client: bandwidth feedback messages sent; host: received.
     pub feedback_messages: u64,
     /// Host: the estimator's state (`None` while it does not run).
@@ -187,16 +225,19 @@ pub struct Stats {
     pub bwe_large_drops: u64,
 
     // Audio (`connection::audio`).
-    /// Host: audio packets sent; parity packets sent for them.
+    /// Host: audio packets sent.
     pub audio_packets_sent: u64,
+    /// Host: parity packets sent for the audio packets.
     pub audio_parity_sent: u64,
     /// Host: audio packets dropped because no client was connected.
     pub audio_packets_dropped_no_peer: u64,
     /// Host: parity per audio block in percent of its data packets.
     pub audio_fec_percent: u32,
-    /// Client: audio packets delivered as received, rebuilt from parity, and given up.
+    /// Client: audio packets delivered as received.
     pub audio_packets_received: u64,
+    /// Client: audio packets rebuilt from parity.
     pub audio_packets_recovered: u64,
+    /// Client: audio packets given up (`Event::AudioLost`, for the decoder to conceal).
     pub audio_packets_lost: u64,
     /// Client: audio shards that came twice or after their packet was delivered or given up.
     pub audio_packets_late: u64,

@@ -84,7 +84,7 @@ impl Connection {
         capture_us: u64,
         duration_us: u32,
     ) -> Result<()> {
-        self.require(Role::Host, "submit_audio is for the host")?;
+        self.require_host("submit_audio is for the host")?;
         if self.closed {
             return Err(Error::Closed);
         }
@@ -97,7 +97,10 @@ impl Connection {
         }
         self.audio_follow_session();
         self.audio_send_info_due(now);
-        let plan = self.host.fec.parity_table();
+        let Some(host) = self.side.host() else {
+            return Err(Error::InvalidArg("submit_audio is for the host"));
+        };
+        let plan = host.fec.parity_table();
         let mut bodies = std::mem::take(&mut self.audio.bodies);
         bodies.clear();
         let before = self.audio.sender.parity_sent();
@@ -121,7 +124,7 @@ impl Connection {
     /// `audio/x-opus, rate=48000, channels=2`. Sent reliably to the client now and to every
     /// client that connects later ([`Event::AudioInfo`] there).
     pub fn set_audio_info(&mut self, now: Instant, caps: &str) -> Result<()> {
-        self.require(Role::Host, "set_audio_info is for the host")?;
+        self.require_host("set_audio_info is for the host")?;
         if caps.is_empty() || caps.len() > MAX_AUDIO_CAPS {
             return Err(Error::InvalidArg("audio caps must be 1 to 1024 bytes"));
         }
@@ -222,9 +225,9 @@ impl Connection {
         s.audio_packets_lost = r.lost;
         s.audio_packets_late = r.late;
         s.audio_parity_sent = self.audio.parity_sent;
-        if self.cfg.role == Role::Host {
+        if let Some(host) = self.side.host() {
             let k = self.audio.sender.block_data();
-            let m = AudioSender::parity_for_plan(k, self.host.fec.parity_table().parity(k));
+            let m = AudioSender::parity_for_plan(k, host.fec.parity_table().parity(k));
             s.audio_fec_percent = (m * 100 / k) as u32;
         }
     }

@@ -2,7 +2,7 @@
 //! keyframe requests.
 //!
 //! What the client measures and tells the host starts here (the loss report); its neighbours
-//! are `repair` (loss model, repair requests, deadlines), `timing` (frame ages) and `congestion`
+//! are `repair` (loss model, repair requests, deadlines), `frame_clock` (frame ages) and `congestion`
 //! (bandwidth feedback). Must never: deliver a frame twice, or send input outside the current
 //! session.
 
@@ -11,10 +11,10 @@ use std::time::Instant;
 use crate::protocol::control::{LossReport, StreamInfo};
 use crate::protocol::input::InputEvent;
 use crate::protocol::reassembler::Output;
-use crate::protocol::security::handshake::Role;
 use crate::protocol::wire::{HEADER_LEN, Kind, TAG_LEN};
 
-use super::{Connection, Error, Event, Result};
+use super::link::Link;
+use super::{ClientState, Connection, Error, Event, Result};
 
 /// Input datagrams sent per call at most; the rest follows on the next timer.
 const MAX_INPUT_DATAGRAMS_PER_CALL: usize = 8;
@@ -24,11 +24,12 @@ impl Connection {
     /// once (also without a session: it waits for the next one). `Err(InvalidArg)` when the
     /// queue is full (counted), `Err(Closed)` after [`Connection::close`].
     pub fn send_input(&mut self, now: Instant, ev: InputEvent) -> Result<()> {
-        self.require(Role::Client, "send_input is for the client")?;
-        if self.closed {
+        let closed = self.closed;
+        let client = self.require_client("send_input is for the client")?;
+        if closed {
             return Err(Error::Closed);
         }
-        if self.client.input_tx.push(ev).is_err() {
+        if client.input_tx.push(ev).is_err() {
             self.stats.input_dropped += 1;
             return Err(Error::InvalidArg("input queue full"));
         }
@@ -41,7 +42,7 @@ impl Connection {
     /// `keyframe`): at most once per `Config::keyframe_request_interval`, unless it names a
     /// newer loss than the last request. Returns whether a request went out.
     pub fn request_keyframe(&mut self, now: Instant) -> Result<bool> {
-        self.require(Role::Client, "request_keyframe is for the client")?;
+        self.require_client("request_keyframe is for the client")?;
         Ok(self.ask_keyframe(now, false))
     }
 
@@ -50,30 +51,36 @@ impl Connection {
         // would otherwise release (give up) them before their repair is asked for.
         self.hold_unseen_before(body, now);
         // Rejections are counted by the reassembler itself.
-        let pushed = self.client.reassembler.push(body, now);
+        let Some(c) = self.side.client_mut() else {
+            return;
+        };
+        let pushed = c.reassembler.push(body, now);
         self.count_repair_shard(body, &pushed, now);
         self.drain_reassembler();
         self.check_repair(now);
     }
 
     pub(super) fn on_stream_info(&mut self, info: StreamInfo) {
-        if self.cfg.role != Role::Client || info.generation <= self.client.info_generation {
+        let Some(c) = self.side.client_mut() else {
+            return;
+        };
+        if info.generation <= c.info_generation {
             return;
         }
-        self.client.info_generation = info.generation;
+        c.info_generation = info.generation;
         self.events.push_back(Event::StreamInfo(info));
     }
 
     pub(super) fn drain_reassembler(&mut self) {
-        while let Some(o) = self.client.reassembler.poll() {
+        while let Some(c) = self.side.client_mut()
+            && let Some(o) = c.reassembler.poll()
+        {
             match &o {
                 Output::Frame(f) => {
+                    c.keyframe.on_delivered(f.index, f.keyframe);
                     self.record_frame_age(f);
-                    self.client.keyframe.on_delivered(f.index, f.keyframe);
                 }
-                Output::Lost { first_index, count } => {
-                    self.client.keyframe.on_lost(*first_index, *count)
-                }
+                Output::Lost { first_index, count } => c.keyframe.on_lost(*first_index, *count),
             }
             self.repair_on_output(&o);
             self.events.push_back(match o {
@@ -83,32 +90,28 @@ impl Connection {
         }
     }
 
-    pub(super) fn loss_report(&self) -> LossReport {
-        let r = self.client.reassembler.stats();
-        let (received, lost) = self
-            .link
-            .as_ref()
-            .map_or((0, 0), |l| (l.received, l.packets_lost()));
+    pub(super) fn loss_report(c: &ClientState, link: Option<&Link>) -> LossReport {
+        let r = c.reassembler.stats();
+        let (received, lost) = link.map_or((0, 0), |l| (l.received, l.packets_lost()));
         LossReport {
             packets_received: received,
             packets_lost: lost,
             packets_recovered: r.shards_recovered,
             frames_lost: r.frames_lost,
             frames_delivered: r.frames_delivered,
-            info_generation: self.client.info_generation,
+            info_generation: c.info_generation,
         }
     }
 
     /// Sends input bodies that are due (new events, or retransmissions after the RTO).
     pub(super) fn transmit_input(&mut self, now: Instant) {
         let rto = self.rto();
-        let Some(link) = self.link.as_mut() else {
+        let (Some(link), Some(client)) = (self.link.as_mut(), self.side.client_mut()) else {
             return;
         };
         let max = self.cfg.mtu - HEADER_LEN - TAG_LEN;
         for _ in 0..MAX_INPUT_DATAGRAMS_PER_CALL {
-            if !self
-                .client
+            if !client
                 .input_tx
                 .poll_transmit(now, rto, max, &mut self.scratch)
             {

@@ -1,4 +1,4 @@
-//! Congestion control in the connection (issue 10): the client's bandwidth feedback and the
+//! Congestion control in the connection: the client's bandwidth feedback and the
 //! host's bandwidth estimator, the pacing rate that follows it and the [`Event::Bandwidth`]
 //! updates that steer the encoder.
 //!
@@ -36,9 +36,8 @@ use std::time::{Duration, Instant};
 use crate::protocol::congestion::{BandwidthEstimator, BweConfig, BweEvent, BweState, Estimate};
 use crate::protocol::control::Control;
 use crate::protocol::feedback::{Feedback, FeedbackBuilder};
-use crate::protocol::security::handshake::Role;
 
-use super::{Connection, Event, SealedFrame};
+use super::{Connection, Event, SealedFrame, Side};
 
 /// A target change of this fraction (or a state change) is worth an [`Event::Bandwidth`].
 pub(crate) const NOTABLE_CHANGE: f64 = 0.03;
@@ -93,6 +92,7 @@ impl Default for CongestionConfig {
 /// should do.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BandwidthUpdate {
+    /// The estimator's state (hold, increase, drain).
     pub state: BweState,
     /// What the path carries, wire bits per second.
     pub estimate_bps: u64,
@@ -111,17 +111,16 @@ pub struct BandwidthUpdate {
     pub keyframe: bool,
 }
 
-/// Congestion control state of one connection (both roles; each uses its half).
+/// Congestion control state of one connection that both roles keep; the host's estimator and
+/// the client's feedback builder live in their [`Side`].
 pub(super) struct CongestionState {
     /// Session the estimator and builder belong to.
     session_id: Option<u32>,
     min_bps: u64,
     max_bps: u64,
-    bwe: Option<BandwidthEstimator>,
     last_event: Option<(Instant, u64, BweState)>,
     large_drops: u64,
     pacing_rate_bps: u64,
-    builder: Option<FeedbackBuilder>,
     /// Client: when the builder wants to be polled again.
     feedback_at: Option<Instant>,
     feedback_messages: u64,
@@ -133,11 +132,9 @@ impl CongestionState {
             session_id: None,
             min_bps: cfg.min_bitrate_bps,
             max_bps: cfg.max_bitrate_bps,
-            bwe: None,
             last_event: None,
             large_drops: 0,
             pacing_rate_bps: 0,
-            builder: None,
             feedback_at: None,
             feedback_messages: 0,
         }
@@ -160,13 +157,14 @@ impl Connection {
         self.cc.session_id = Some(id);
         self.cc.last_event = None;
         self.cc.feedback_at = None;
-        self.cc.builder = None;
-        self.cc.bwe = None;
-        self.host.pacer.set_congestion_rate_bps(0);
         self.cc.pacing_rate_bps = 0;
-        match self.cfg.role {
-            Role::Client => self.cc.builder = Some(FeedbackBuilder::new(now)),
-            Role::Host => self.cc.bwe = Some(BandwidthEstimator::new(self.bwe_config(), now)),
+        let bwe_config = self.bwe_config();
+        match &mut self.side {
+            Side::Client(c) => c.feedback = Some(FeedbackBuilder::new(now)),
+            Side::Host(h) => {
+                h.pacer.set_congestion_rate_bps(0);
+                h.bwe = Some(BandwidthEstimator::new(bwe_config, now));
+            }
         }
         true
     }
@@ -203,14 +201,17 @@ impl Connection {
         } else {
             UNKNOWN_MAX_BITRATE_BPS
         };
-        if let Some(bwe) = self.cc.bwe.as_mut() {
+        if let Some(bwe) = self.side.host_mut().and_then(|h| h.bwe.as_mut()) {
             bwe.set_bounds(min_bps, max);
         }
     }
 
     /// Host: the bandwidth estimate, when congestion control runs in a session.
     pub fn bandwidth_estimate(&self) -> Option<Estimate> {
-        self.cc.bwe.as_ref().map(|b| b.estimate())
+        self.side
+            .host()
+            .and_then(|h| h.bwe.as_ref())
+            .map(|b| b.estimate())
     }
 
     /// Host: the driver reports when `frame`'s datagrams really left: the first handed to the
@@ -223,12 +224,12 @@ impl Connection {
         last_send: Instant,
         now: Instant,
     ) {
-        let (trailing, trailing_bytes) = if self.cfg.role == Role::Host {
-            self.send_trailing_parity(frame.datagrams().frame_index(), now)
-        } else {
-            (0, 0)
-        };
-        if self.cfg.role != Role::Host || !self.congestion_enabled() {
+        if self.side.host().is_none() {
+            return;
+        }
+        let (trailing, trailing_bytes) =
+            self.send_trailing_parity(frame.datagrams().frame_index(), now);
+        if !self.congestion_enabled() {
             return;
         }
         if !self.congestion_session(now) {
@@ -245,7 +246,7 @@ impl Connection {
             wire_bytes: (d.wire_bytes() + trailing_bytes) as u64,
             media_bytes: frame.payload_bytes() as u64,
         };
-        if let Some(bwe) = self.cc.bwe.as_mut() {
+        if let Some(bwe) = self.side.host_mut().and_then(|h| h.bwe.as_mut()) {
             bwe.on_frame_sent(d.frame_index(), sent, now);
         }
     }
@@ -257,7 +258,7 @@ impl Connection {
             return;
         }
         let rtt = self.srtt;
-        if let Some(bwe) = self.cc.bwe.as_mut() {
+        if let Some(bwe) = self.side.host_mut().and_then(|h| h.bwe.as_mut()) {
             if let Some(r) = rtt {
                 bwe.set_rtt(r);
             }
@@ -268,7 +269,10 @@ impl Connection {
 
     /// Applies the estimate: pacing rate, events.
     fn after_estimate(&mut self, now: Instant) {
-        let Some(bwe) = self.cc.bwe.as_mut() else {
+        let Some(h) = self.side.host_mut() else {
+            return;
+        };
+        let Some(bwe) = h.bwe.as_mut() else {
             return;
         };
         let mut keyframe = false;
@@ -281,7 +285,7 @@ impl Connection {
         let bounds = (bwe.config().min_bitrate_bps, bwe.config().max_bitrate_bps);
         // Loss with a growing queue is the queue's: FEC does not answer it with more parity.
         let congested = e.state == BweState::Drain;
-        self.host.fec.on_congestion(congested, now);
+        h.fec.on_congestion(congested, now);
         if large {
             self.cc.large_drops += 1;
         }
@@ -301,7 +305,7 @@ impl Connection {
         let rate = if pace { e.pacing_rate_bps } else { 0 };
         if rate != self.cc.pacing_rate_bps {
             self.cc.pacing_rate_bps = rate;
-            self.host.pacer.set_congestion_rate_bps(rate);
+            h.pacer.set_congestion_rate_bps(rate);
         }
         let notable = match self.cc.last_event {
             None => true,
@@ -346,7 +350,7 @@ impl Connection {
         if crate::protocol::packetizer::is_trailing_row(body) {
             frame_index = frame_index.wrapping_add(1);
         }
-        if let Some(b) = self.cc.builder.as_mut() {
+        if let Some(b) = self.side.client_mut().and_then(|c| c.feedback.as_mut()) {
             b.on_datagram(frame_index, wire_len, now);
         }
         self.send_feedback(now);
@@ -355,7 +359,7 @@ impl Connection {
     /// Client: sends the feedback that is due.
     fn send_feedback(&mut self, now: Instant) {
         let mut out = Vec::new();
-        if let Some(b) = self.cc.builder.as_mut() {
+        if let Some(b) = self.side.client_mut().and_then(|c| c.feedback.as_mut()) {
             while let Some(fb) = b.poll_feedback(now) {
                 out.push(fb);
             }
@@ -372,9 +376,9 @@ impl Connection {
         if !self.congestion_enabled() || self.link.is_none() {
             return None;
         }
-        match self.cfg.role {
-            Role::Client => self.cc.feedback_at,
-            Role::Host => self.cc.bwe.as_ref().and_then(|b| b.poll_timeout()),
+        match &self.side {
+            Side::Client(_) => self.cc.feedback_at,
+            Side::Host(h) => h.bwe.as_ref().and_then(|b| b.poll_timeout()),
         }
     }
 
@@ -383,10 +387,10 @@ impl Connection {
         if self.congestion_timeout().is_none_or(|t| t > now) {
             return;
         }
-        match self.cfg.role {
-            Role::Client => self.send_feedback(now),
-            Role::Host => {
-                if let Some(b) = self.cc.bwe.as_mut() {
+        match &mut self.side {
+            Side::Client(_) => self.send_feedback(now),
+            Side::Host(h) => {
+                if let Some(b) = h.bwe.as_mut() {
                     b.handle_timeout(now);
                 }
                 self.after_estimate(now);

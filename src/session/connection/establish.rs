@@ -27,15 +27,15 @@ use std::time::{Duration, Instant};
 use crate::protocol::input::{InputReceiver, InputSender};
 use crate::protocol::security::cookie;
 use crate::protocol::security::crypto::{RESET_TOKEN_LEN, ResetToken};
-use crate::protocol::security::handshake::{
-    HandshakeError, HelloParams, Initiator, Role, peek_hello,
-};
+use crate::protocol::security::handshake::{HandshakeError, HelloParams, Initiator, peek_hello};
 use crate::protocol::security::ratelimit::Admission;
 use crate::protocol::wire::{HEADER_LEN, Header, Kind, RejectReason};
 
 use super::guard::{MAX_ATTEMPTS, MAX_PENDING, MAX_PENDING_PER_SOURCE};
 use super::link::{Link, OpenError};
-use super::{Connection, DisconnectReason, Event, HandshakeFailure, Mode, body_of, clear_datagram};
+use super::{
+    Connection, DisconnectReason, Event, HandshakeFailure, Mode, Side, body_of, clear_datagram,
+};
 use crate::protocol::control::Control;
 
 /// A caller believes an empty (token-less) Reset only after this many keep-alive intervals
@@ -393,10 +393,6 @@ impl Connection {
         let Some(peer) = self.cfg.peer else {
             return;
         };
-        let info = match self.cfg.role {
-            Role::Host => self.host.stream_info.clone(),
-            Role::Client => None,
-        };
         // Also after a failure, so a broken start is retried at the retry rate, not in a spin.
         // Fast connect under loss: the wait doubles from `handshake_first_retry` (it is
         // the time spent trying so far) up to `handshake_retry`, so a lost hello or answer costs
@@ -407,7 +403,6 @@ impl Connection {
             self.cfg.handshake_retry,
         );
         self.next_attempt = Some(now + wait);
-        let _ = info;
         let params = HelloParams {
             unix_ms: self.unix_ms(now),
             counter: self.guard.next_counter(),
@@ -440,8 +435,10 @@ impl Connection {
             self.retire(&l);
             self.stats.packets_lost_before += l.packets_lost();
             self.events.push_back(Event::Disconnected { reason });
-            self.client.reassembler.reset();
-            self.host.input_rx = InputReceiver::new();
+            match &mut self.side {
+                Side::Host(h) => h.input_rx = InputReceiver::new(),
+                Side::Client(c) => c.reassembler.reset(),
+            }
             self.attempts.clear();
             self.next_attempt = None;
             self.connecting_since = (self.cfg.mode == Mode::Caller).then_some(now);
@@ -472,20 +469,28 @@ impl Connection {
         self.last_reject = None;
         self.clear_refusals();
         self.stats.handshakes_completed += 1;
-        self.client.reassembler.reset();
-        self.client.repair.reset();
-        self.client.keyframe.clear();
-        self.host.repair.reset();
-        self.client.input_tx = InputSender::new(self.cfg.input_queue);
-        self.client.info_generation = 0;
-        self.client.stall = super::stall::StallWatch::default();
-        self.host.frames_in_session = 0;
-        self.host.frames_reported = 0;
-        self.host.input_rx = InputReceiver::new();
-        self.host.frame_index = match self.cfg.initial_frame_index {
+        // Drawn on both sides, so that attempt ids follow the same sequence whatever the role.
+        let frame_index = match self.cfg.initial_frame_index {
             Some(i) => i,
             None => self.ids.next_u32(),
         };
+        match &mut self.side {
+            Side::Host(h) => {
+                h.repair.reset();
+                h.frames_in_session = 0;
+                h.frames_reported = 0;
+                h.input_rx = InputReceiver::new();
+                h.frame_index = frame_index;
+            }
+            Side::Client(c) => {
+                c.reassembler.reset();
+                c.repair.reset();
+                c.keyframe.clear();
+                c.input_tx = InputSender::new(self.cfg.input_queue);
+                c.info_generation = 0;
+                c.stall = super::stall::StallWatch::default();
+            }
+        }
         self.events.push_back(Event::Connected { peer, session_id });
         if let Some(info) = peer_info {
             self.on_stream_info(info);
@@ -494,11 +499,11 @@ impl Connection {
         // and, with it, a fresh clock offset (the peer may be another host).
         self.reset_clock_offset();
         self.send_ping(now);
-        if self.cfg.role == Role::Host
-            && let Some(info) = self.host.stream_info.clone()
-        {
-            self.send_control(&Control::StreamInfo(info));
+        if let Some(h) = self.side.host_mut() {
+            h.repeat_info = true;
+            if let Some(info) = h.stream_info.clone() {
+                self.send_control(&Control::StreamInfo(info));
+            }
         }
-        self.host.repeat_info = self.cfg.role == Role::Host;
     }
 }

@@ -28,7 +28,7 @@ use crate::protocol::security::ratelimit::HandshakeGate;
 use crate::protocol::wire::{Kind, RejectReason};
 
 use super::link::Link;
-use super::{Connection, Event, Mode};
+use super::{Connection, Event, Mode, Side};
 
 /// Handshake attempts (caller) and unconfirmed sessions (listener) kept at once.
 pub(super) const MAX_ATTEMPTS: usize = 4;
@@ -267,12 +267,16 @@ impl Connection {
     /// retransmitted).
     pub(super) fn on_input_limited(&mut self, body: &[u8], now: Instant) {
         let Connection {
-            host: super::HostState { input_rx, .. },
+            side: Side::Host(host),
             events,
             guard,
             stats,
             ..
-        } = self;
+        } = self
+        else {
+            return;
+        };
+        let input_rx = &mut host.input_rx;
         let mut taken = 0usize;
         let r = input_rx.on_body(body, &mut |ev| {
             if taken < MAX_INPUT_EVENTS_PER_DATAGRAM && guard.input_bucket.take(now) {
@@ -285,7 +289,7 @@ impl Connection {
         match r {
             Ok(n) => {
                 self.stats.input_received += n as u64;
-                let next_expected = self.host.input_rx.next_expected();
+                let next_expected = input_rx.next_expected();
                 self.send_control(&crate::protocol::control::Control::InputAck { next_expected });
             }
             Err(_) => self.stats.invalid_datagrams += 1,

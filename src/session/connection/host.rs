@@ -16,17 +16,16 @@ use std::time::Instant;
 
 use crate::protocol::control::{Control, LossReport, StreamInfo};
 use crate::protocol::fec::{MAX_SHARDS_PER_BLOCK, ParityTable};
-use crate::protocol::pacing::Schedule;
+use crate::protocol::pacing::{Pacer, Schedule};
 use crate::protocol::packetizer::{
     Datagrams, FrameParams, PacketizeError, Packetizer, TrailingParity, seal_all,
 };
 use crate::protocol::repair::RepairHistory;
 use crate::protocol::security::crypto::Aead;
-use crate::protocol::security::handshake::Role;
 use crate::protocol::wire::{FEC_SCHEME_RS8, HEADER_LEN, VIDEO_HEADER_LEN};
 use crate::sync::lock;
 
-use super::{Connection, Error, Event, FrameTimingIn, Result};
+use super::{Connection, Error, Event, FrameTimingIn, Result, Side};
 
 /// A frame's reserved place in the stream: its index, packet numbers and sealing key. Turn
 /// it into datagrams with [`FrameTicket::packetize`] and [`FrameTicket::seal`], outside any
@@ -46,10 +45,12 @@ pub struct FrameTicket {
 }
 
 impl FrameTicket {
+    /// The frame's index, packet numbers and header fields.
     pub fn params(&self) -> &FrameParams {
         &self.params
     }
 
+    /// Where the datagrams go (the peer when the frame was reserved).
     pub fn peer(&self) -> SocketAddr {
         self.peer
     }
@@ -91,12 +92,15 @@ pub struct SealedFrame {
 }
 
 impl SealedFrame {
+    /// The sealed datagrams, in send order.
     pub fn datagrams(&self) -> &Datagrams {
         &self.datagrams
     }
+    /// Whether the frame is a keyframe.
     pub fn keyframe(&self) -> bool {
         self.keyframe
     }
+    /// The access unit's bytes (before packetizing).
     pub fn payload_bytes(&self) -> usize {
         self.payload_bytes
     }
@@ -137,21 +141,24 @@ impl Connection {
         keyframe: bool,
         timing: FrameTimingIn,
     ) -> Result<Option<FrameTicket>> {
-        self.require(Role::Host, "seal_frame is for the host")?;
-        if self.closed {
+        let closed = self.closed;
+        let Side::Host(host) = &mut self.side else {
+            return Err(Error::InvalidArg("seal_frame is for the host"));
+        };
+        if closed {
             return Err(Error::Closed);
         }
-        let fec_percent = self.host.fec.wire_percent();
-        let frame_index = self.host.frame_index;
+        let fec_percent = host.fec.wire_percent();
+        let frame_index = host.frame_index;
         let Some(link) = self.link.as_mut() else {
             self.stats.frames_dropped_no_peer += 1;
             return Ok(None);
         };
         let seal = link.seal.clone();
         let parity = if keyframe {
-            keyframe_parity(self.host.fec.parity_table())
+            keyframe_parity(host.fec.parity_table())
         } else {
-            self.host.fec.parity_table().clone()
+            host.fec.parity_table().clone()
         };
         let plan = packetizer
             .plan_with(len, &parity, seal.tag_len())
@@ -169,23 +176,24 @@ impl Connection {
         };
         link.next_pn += plan.count as u64;
         let peer = link.peer;
-        self.host.frame_index = frame_index.wrapping_add(1);
-        self.host.pacer.observe_frame(len, now);
-        params.timing = self.frame_timing(
-            now,
-            timing,
-            plan.count * datagram_len,
-            (plan.count, plan.data_shards),
-        );
+        host.frame_index = frame_index.wrapping_add(1);
+        host.pacer.observe_frame(len, now);
+        let schedule = host
+            .pacer
+            .schedule(plan.count * datagram_len, plan.count, now);
+        host.frames_in_session += 1;
+        let repeat_info = std::mem::take(&mut host.repeat_info)
+            .then(|| host.stream_info.clone())
+            .flatten();
+        let history = host.repair.history.clone();
+        let trailing = host.repair.trailing.clone();
+        params.timing = self.frame_timing(now, timing, &schedule, plan.data_shards);
         self.stats.frames_sent += 1;
-        self.host.frames_in_session += 1;
         if keyframe {
             self.stats.keyframes_sent += 1;
             self.keyframe_sent(frame_index);
         }
-        if std::mem::take(&mut self.host.repeat_info)
-            && let Some(info) = self.host.stream_info.clone()
-        {
+        if let Some(info) = repeat_info {
             // The client drops frames until it has the stream info: a copy behind the first
             // frame, a dozen datagrams after the one sent at confirmation, survives a burst
             // that took the first (else the loss report asks for it a round trip later).
@@ -199,8 +207,8 @@ impl Connection {
             peer,
             payload_bytes: len,
             parity,
-            history: self.host.repair.history.clone(),
-            trailing: self.host.repair.trailing.clone(),
+            history,
+            trailing,
             reserved_at: now,
         }))
     }
@@ -208,7 +216,11 @@ impl Connection {
     /// Host: when the datagrams of a frame (`count` datagrams, `wire_bytes` in all) go out,
     /// starting at `now`. The driver sleeps between the chunks.
     pub fn pacing_schedule(&mut self, wire_bytes: usize, count: usize, now: Instant) -> Schedule {
-        self.host.pacer.schedule(wire_bytes, count, now)
+        match &mut self.side {
+            Side::Host(h) => h.pacer.schedule(wire_bytes, count, now),
+            // A client sends no video: the plan of a pacer that saw none.
+            Side::Client(_) => Pacer::new(self.cfg.pacing).schedule(wire_bytes, count, now),
+        }
     }
 
     /// Host: the driver reports the access-unit bytes of a frame it sent.
@@ -219,38 +231,37 @@ impl Connection {
     /// Host: sets (or changes) the stream info; a connected client gets it at once (and again
     /// with every loss report that shows an older generation).
     pub fn set_stream_info(&mut self, caps: &str) -> Result<()> {
-        self.require(Role::Host, "set_stream_info is for the host")?;
-        if self
-            .host
-            .stream_info
-            .as_ref()
-            .is_some_and(|i| i.caps == caps)
-        {
+        let mtu = self.cfg.mtu as u16;
+        let host = self.require_host("set_stream_info is for the host")?;
+        if host.stream_info.as_ref().is_some_and(|i| i.caps == caps) {
             return Ok(());
         }
-        let generation = self.host.stream_info.as_ref().map_or(0, |i| i.generation) + 1;
+        let generation = host.stream_info.as_ref().map_or(0, |i| i.generation) + 1;
         let info = StreamInfo {
             caps: caps.to_owned(),
-            mtu: self.cfg.mtu as u16,
+            mtu,
             fec_scheme: FEC_SCHEME_RS8,
             generation,
         };
-        self.host.stream_info = Some(info.clone());
+        host.stream_info = Some(info.clone());
         self.send_control(&Control::StreamInfo(info));
         Ok(())
     }
 
     pub(super) fn on_loss_report(&mut self, r: LossReport, now: Instant) {
-        self.host
-            .fec
+        let Some(host) = self.side.host_mut() else {
+            return;
+        };
+        host.fec
             .on_loss_report(r.packets_received, r.packets_lost, now);
+        let info = host.stream_info.clone();
         self.stats.peer_packets_lost = r.packets_lost;
         self.stats.peer_packets_received = r.packets_received;
         self.stats.peer_frames_lost = r.frames_lost;
         self.stats.fec_recovered = r.packets_recovered;
         // Resend the stream info until the client holds the current generation (a lost update
         // is repeated at the loss-report rate, ~10 per second).
-        if let Some(info) = self.host.stream_info.clone()
+        if let Some(info) = info
             && r.info_generation != info.generation
         {
             self.send_control(&Control::StreamInfo(info));

@@ -203,42 +203,42 @@ impl Connection {
     /// once and as copies; not again within `Config::keyframe_request_interval` unless it names
     /// a newer loss. Returns whether a request went out.
     pub(super) fn ask_keyframe(&mut self, now: Instant, unnamed: bool) -> bool {
-        let named = if unnamed {
-            None
-        } else {
-            self.client.keyframe.name()
+        let Some(c) = self.side.client_mut() else {
+            return false;
         };
-        let newer = match (named, self.client.keyframe.named) {
+        let named = if unnamed { None } else { c.keyframe.name() };
+        let newer = match (named, c.keyframe.named) {
             (Some(n), Some(last)) => seq_diff(n, last) > 0,
-            (Some(_), None) => self.client.last_keyframe_request.is_some(),
+            (Some(_), None) => c.last_keyframe_request.is_some(),
             _ => false,
         };
         let due = newer
-            || self.client.last_keyframe_request.is_none_or(|t| {
+            || c.last_keyframe_request.is_none_or(|t| {
                 now.saturating_duration_since(t) >= self.cfg.keyframe_request_interval
             });
         if !due || self.link.is_none() {
             return false;
         }
-        self.client.last_keyframe_request = Some(now);
-        self.client.keyframe.named = named;
+        c.last_keyframe_request = Some(now);
+        c.keyframe.named = named;
+        c.keyframe.copies = KEYFRAME_REQUEST_COPIES.iter().map(|d| now + *d).collect();
         self.stats.keyframe_requests += 1;
         self.send_control(&Control::KeyframeRequest { lost: named });
-        self.client.keyframe.copies = KEYFRAME_REQUEST_COPIES.iter().map(|d| now + *d).collect();
         true
     }
 
     /// Client: sends the copies of the last keyframe request that are due.
     pub(super) fn send_keyframe_copies(&mut self, now: Instant) {
-        let lost = self.client.keyframe.named;
-        while self
-            .client
-            .keyframe
-            .copies
-            .front()
-            .is_some_and(|t| now >= *t)
-        {
-            self.client.keyframe.copies.pop_front();
+        let Some(c) = self.side.client_mut() else {
+            return;
+        };
+        let lost = c.keyframe.named;
+        let mut due = 0;
+        while c.keyframe.copies.front().is_some_and(|t| now >= *t) {
+            c.keyframe.copies.pop_front();
+            due += 1;
+        }
+        for _ in 0..due {
             self.send_control(&Control::KeyframeRequest { lost });
         }
     }
@@ -248,9 +248,12 @@ impl Connection {
         let Some(session) = self.link.as_ref().map(|l| l.session_id) else {
             return;
         };
-        let k = &mut self.host.keyframes;
+        let Some(host) = self.side.host_mut() else {
+            return;
+        };
+        let k = &mut host.keyframes;
         k.for_session(session);
-        match k.judge(lost, self.host.frame_index, now) {
+        match k.judge(lost, host.frame_index, now) {
             // Unnamed (an older client, or a stalled one): one per 100 ms, as it always was.
             Verdict::Act if lost.is_none() => {
                 if self.keyframe_request_allowed(now) {
@@ -263,7 +266,10 @@ impl Connection {
             Verdict::Hold(at) => {
                 self.stats.keyframe_requests_throttled += 1;
                 let lost = lost.unwrap_or_default();
-                let k = &mut self.host.keyframes;
+                let Some(host) = self.side.host_mut() else {
+                    return;
+                };
+                let k = &mut host.keyframes;
                 if k.held.is_none_or(|(l, _)| seq_diff(lost, l) > 0) {
                     k.held = Some((lost, at));
                 }
@@ -273,7 +279,10 @@ impl Connection {
 
     /// Host: the held request is acted on once due, unless a keyframe covered it meanwhile.
     pub(super) fn keyframe_held_due(&mut self, now: Instant) {
-        let k = &mut self.host.keyframes;
+        let Some(host) = self.side.host_mut() else {
+            return;
+        };
+        let k = &mut host.keyframes;
         let Some((lost, at)) = k.held else {
             return;
         };
@@ -289,7 +298,10 @@ impl Connection {
     }
 
     fn act_on_keyframe_request(&mut self, now: Instant) {
-        let k = &mut self.host.keyframes;
+        let Some(host) = self.side.host_mut() else {
+            return;
+        };
+        let k = &mut host.keyframes;
         k.asked_at = Some(now);
         k.pending = true;
         k.held = None;
@@ -299,9 +311,11 @@ impl Connection {
 
     /// Host: frame `index` is a keyframe of the current session.
     pub(super) fn keyframe_sent(&mut self, index: u32) {
-        if let Some(session) = self.link.as_ref().map(|l| l.session_id) {
-            self.host.keyframes.for_session(session);
-            self.host.keyframes.on_keyframe(index);
+        if let Some(session) = self.link.as_ref().map(|l| l.session_id)
+            && let Some(host) = self.side.host_mut()
+        {
+            host.keyframes.for_session(session);
+            host.keyframes.on_keyframe(index);
         }
     }
 }

@@ -35,7 +35,7 @@ pub(super) struct Link {
     pub(super) received: u64,
     /// Stream info the peer sent in the handshake, handed out when the session is installed.
     pub(super) peer_info: Option<StreamInfo>,
-    // --- security (issue 9) ---
+    // Security.
     /// Secret of this session's reset tokens, and whether we were the caller.
     pub(super) reset_secret: zeroize::Zeroizing<[u8; 32]>,
     pub(super) initiator: bool,

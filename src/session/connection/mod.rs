@@ -21,20 +21,23 @@
 //! it with the returned [`FrameTicket`] outside that lock; the client calls
 //! [`Connection::send_input`] and [`Connection::request_keyframe`].
 //!
-//! Where things live: `establish` (hellos, responses, rejects, resets, confirmation, install
-//! and drop of a session), `link` (one established cryptographic session: keys, packet
-//! numbers, replay window), `host` (frames, stream info, what the client reports), `client`
-//! (video in, input out, loss reports, keyframe requests), `timers` (timeout, keep-alive, RTT,
-//! retries), `ids` (attempt ids and frame indices, seedable), `timing` (the host clock, the
-//! frame timing the host writes, the NTP-style clock offset and the client's frame ages), `congestion` (bandwidth feedback out on the client, the estimator,
-//! pacing rate and [`Event::Bandwidth`] on the host), `migrate` (path validation against
-//! forwarders), `slot` (one peer: a newcomer is refused while the current peer answers a
-//! probe), `stall` (the client notices video that stopped while the host says it sends),
-//! `keyframe` (keyframe requests by frame index: what the client names, how the host coalesces
-//! them). New
-//! session-level features go beside their role: repair requests and loss-model or bandwidth feedback into `client` (what
-//! is measured and sent) and `host` (what is done with it), path validation and cookies into
-//! `establish`, new periodic work into `timers`.
+//! Where things live: `side` (the one role's state: [`side::HostState`] or
+//! [`side::ClientState`], never both), `establish` (hellos, responses, rejects, resets,
+//! confirmation, install and drop of a session), `link` (one established cryptographic
+//! session: keys, packet numbers, replay window), `host` (frames, stream info, what the client
+//! reports), `client` (video in, input out, loss reports, keyframe requests), `repair` (the
+//! client's repair requests and windows, the host's answers), `timers` (timeout, keep-alive,
+//! RTT, retries), `ids` (attempt ids and frame indices, seedable), `frame_clock` (the host
+//! clock, the frame timing the host writes, the NTP-style clock offset and the client's frame
+//! ages), `congestion` (bandwidth feedback out on the client, the estimator, pacing rate and
+//! [`Event::Bandwidth`] on the host), `migrate` (path validation against forwarders), `slot`
+//! (one peer: a newcomer is refused while the current peer answers a probe), `stall` (the
+//! client notices video that stopped while the host says it sends), `keyframe` (keyframe
+//! requests by frame index: what the client names, how the host coalesces them), `guard`
+//! (admission, refusals, throttles). New session-level features go beside their role: what is
+//! measured and sent into `client`, what is done with it into `host`, the state either keeps
+//! into its [`Side`] variant; path validation and cookies into `establish`, new periodic work
+//! into `timers`.
 //!
 //! Must never: read the clock, block, allocate without bound on untrusted input, or panic on
 //! bytes from the network (every datagram is checked, counted and dropped if unusable).
@@ -43,12 +46,9 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::protocol::adaptive::AdaptiveFec;
 use crate::protocol::control::{Control, LossReport, StreamInfo};
-use crate::protocol::fec::ReedSolomon8;
-use crate::protocol::input::{InputEvent, InputReceiver, InputSender};
-use crate::protocol::pacing::Pacer;
-use crate::protocol::reassembler::{Frame, Reassembler};
+use crate::protocol::input::InputEvent;
+use crate::protocol::reassembler::Frame;
 use crate::protocol::security::handshake::{HandshakeConfig, HandshakeError, Psk, Role};
 use crate::protocol::wire::{
     FEC_SCHEME_RS8, HEADER_LEN, Header, KIND_COOKIE_REPLY, Kind, RejectReason, WireError,
@@ -60,6 +60,7 @@ mod audio;
 mod client;
 mod congestion;
 mod establish;
+mod frame_clock;
 mod guard;
 mod host;
 mod ids;
@@ -67,14 +68,15 @@ mod keyframe;
 mod link;
 mod migrate;
 mod repair;
+mod side;
 mod slot;
 mod stall;
 mod timers;
-mod timing;
 
 pub use crate::protocol::audio::AudioPacket;
 pub use audio::MAX_AUDIO_EVENTS;
 pub use congestion::{BandwidthUpdate, CongestionConfig};
+pub use frame_clock::{FRAME_AGE_SPAN, FrameTimingIn};
 pub use guard::{
     INPUT_EVENTS_BURST, INPUT_EVENTS_PER_SECOND, KEYFRAME_REQUEST_MIN_INTERVAL,
     MAX_INPUT_EVENTS_PER_DATAGRAM, REJECT_SERIES_COUNT, REJECT_SERIES_GAP, REJECT_SERIES_SPAN,
@@ -83,11 +85,11 @@ pub use host::{FrameTicket, SealedFrame};
 pub use keyframe::{KEYFRAME_PENDING_FOR, LOST_KEYFRAME_MIN_INTERVAL};
 pub use slot::{PEER_ALIVE_FOR, PEER_PROBE_MAX, PEER_PROBE_MIN};
 pub use stall::{MEDIA_STALL_AFTER, MEDIA_STALL_MIN_FRAMES, MEDIA_STALL_RECONNECT};
-pub use timing::{DEFAULT_ANCHOR_US, FRAME_AGE_SPAN, FrameTimingIn};
 
 use establish::{Attempt, LastHello};
 use ids::Ids;
 use link::Link;
+use side::{ClientState, HostState, Side};
 
 /// Bye is sent this many times (it is not retransmitted).
 const BYE_COPIES: usize = 5;
@@ -124,12 +126,20 @@ pub enum HandshakeFailure {
     WrongPassphrase,
     /// We answered a hello but the caller never confirmed the session. With a passphrase set
     /// this is what a wrong passphrase looks like from the listener's side.
-    Unconfirmed { passphrase: bool },
+    Unconfirmed {
+        /// Whether a passphrase is set on our side.
+        passphrase: bool,
+    },
     /// The hello went unanswered: the guessing budget (see [`crate::protocol::security::guessing`]) is
     /// spent for this address (`unconfirmed` answers to it in a row were never confirmed) or,
     /// with `global`, for all addresses together. Passphrase guessing, or a client with a
     /// wrong passphrase that keeps retrying.
-    GuessLimit { unconfirmed: u32, global: bool },
+    GuessLimit {
+        /// Unconfirmed answers to this address in a row.
+        unconfirmed: u32,
+        /// The budget of all addresses together is spent, not only this address's.
+        global: bool,
+    },
 }
 
 impl From<HandshakeError> for HandshakeFailure {
@@ -189,14 +199,27 @@ impl std::fmt::Display for HandshakeFailure {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// A session with a peer is up (also after a restart of either side).
-    Connected { peer: SocketAddr, session_id: u32 },
+    Connected {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// The new session's id (on the wire in every datagram).
+        session_id: u32,
+    },
     /// The peer is gone.
-    Disconnected { reason: DisconnectReason },
+    Disconnected {
+        /// Why it went away.
+        reason: DisconnectReason,
+    },
     /// Caller: the listener refused our hello (a clear hint; retries go on).
-    Rejected { reason: RejectReason },
+    Rejected {
+        /// The reason the listener gave (unauthenticated: a hint, not proof).
+        reason: RejectReason,
+    },
     /// Listener: a hello was refused (wrong passphrase, mismatched settings), with the reason.
     HandshakeFailed {
+        /// Where the hello came from.
         from: SocketAddr,
+        /// Why it was refused.
         reason: HandshakeFailure,
     },
     /// Caller: no session after `Config::timeout` of trying (retries go on).
@@ -204,7 +227,10 @@ pub enum Event {
     /// Client: a whole access unit.
     Frame(Frame),
     /// Client: frames given up (the next frame will carry `discont`).
-    FramesLost { count: u32 },
+    FramesLost {
+        /// How many frames were given up.
+        count: u32,
+    },
     /// Client: stream info, first or updated.
     StreamInfo(StreamInfo),
     /// Client: the host announced (or changed) its audio stream: the caps string it set with
@@ -214,7 +240,12 @@ pub enum Event {
     Audio(AudioPacket),
     /// Client: `count` audio packets given up, about `duration_us` of sound (a decoder
     /// conceals it); only from [`Connection::poll_audio_event`].
-    AudioLost { count: u32, duration_us: u64 },
+    AudioLost {
+        /// How many packets were given up.
+        count: u32,
+        /// About how much sound they held, in µs.
+        duration_us: u64,
+    },
     /// Client: the host ended the stream.
     EndOfStream,
     /// Host: an input event from the client, in order, exactly once.
@@ -223,69 +254,52 @@ pub enum Event {
     KeyframeRequest,
     /// Host: the client's latest reception counters.
     LossReport(LossReport),
-    // --- security (issue 9) ---
+    // Security.
     /// Caller: the listener kept refusing for the same reason: `count` refusals (each for a
     /// different live attempt, from the configured peer) over at least
     /// its `Config::timeout` (at least [`REJECT_SERIES_SPAN`]). A user may give up now; the
     /// connection itself keeps trying.
     /// A single refusal is only [`Event::Rejected`]: it is unauthenticated.
-    RejectSustained { reason: RejectReason, count: u32 },
-    // Congestion control (issue 10).
+    RejectSustained {
+        /// The reason every refusal of the series gave.
+        reason: RejectReason,
+        /// Refusals in the series.
+        count: u32,
+    },
+    // Congestion control.
     /// Host: the bandwidth estimate or the encoder's target changed notably (see
     /// `congestion`).
     Bandwidth(BandwidthUpdate),
     /// Client: keep-alives flow and the host reports `frames` frames sent since video last
     /// arrived, for at least [`MEDIA_STALL_AFTER`]. A keyframe was requested; a new handshake
     /// follows if it lasts (`stall`).
-    MediaStalled { frames: u64 },
+    MediaStalled {
+        /// Frames the host reports sent since video last arrived.
+        frames: u64,
+    },
     /// Listener: a newcomer was refused (Reject(Busy)) because the current peer still answers
     /// (`slot`). At most once a second per address.
-    PeerRefused { from: SocketAddr },
+    PeerRefused {
+        /// The newcomer's address.
+        from: SocketAddr,
+    },
     /// Listener: the session of `new` replaced that of `old` (the old peer left a probe
     /// unanswered, or `Config::replace_peer` is set). Follows `Disconnected { Replaced }`.
-    PeerReplaced { old: SocketAddr, new: SocketAddr },
+    PeerReplaced {
+        /// The peer whose session ended.
+        old: SocketAddr,
+        /// The peer whose session is current now.
+        new: SocketAddr,
+    },
 }
 
 /// One datagram to send (from [`Connection::poll_transmit`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
+    /// Where it goes.
     pub destination: SocketAddr,
+    /// The datagram's bytes, sealed and ready for the socket.
     pub contents: Vec<u8>,
-}
-
-/// Host-only state.
-struct HostState {
-    frame_index: u32,
-    fec: AdaptiveFec,
-    pacer: Pacer,
-    input_rx: InputReceiver,
-    stream_info: Option<StreamInfo>,
-    /// The stream info goes again after the session's first frame (`host`).
-    repeat_info: bool,
-    /// Loss resilience (issue 8): repair history and loss-model feed.
-    repair: repair::HostRepair,
-    /// Frames sent in the current session (reported to the client with every keep-alive).
-    frames_in_session: u64,
-    /// The count last sent in a `SendProgress`.
-    frames_reported: u64,
-    /// Keyframes sent and asked for, to coalesce requests (`keyframe`).
-    keyframes: keyframe::KeyframeAnswers,
-}
-
-/// Client-only state.
-struct ClientState {
-    reassembler: Reassembler,
-    input_tx: InputSender,
-    last_loss_report: Instant,
-    last_keyframe_request: Option<Instant>,
-    /// The keyframe request in flight and what it names (`keyframe`).
-    keyframe: keyframe::KeyframeAsk,
-    /// Generation of the stream info handed out last (0 = none).
-    info_generation: u32,
-    /// Loss resilience (issue 8): loss model and repair requests.
-    repair: repair::Repairs,
-    /// Video stopped while the host says it sends (`stall`).
-    stall: stall::StallWatch,
 }
 
 /// One end of a stream, sans-IO. See the module docs.
@@ -317,15 +331,15 @@ pub struct Connection {
     epoch: Instant,
     last_ping: Instant,
     srtt: Option<Duration>,
-    host: HostState,
-    client: ClientState,
+    /// What only this end's role has: a host's frames and answers, or a client's reception.
+    side: Side,
     stats: Stats,
     /// The audio stream (`audio`).
     audio: audio::AudioState,
     /// Reused encoding buffer for control and input bodies.
     scratch: Vec<u8>,
-    // Frame timing (issue 6): host clock, clock offset, frame ages.
-    timing: timing::TimingState,
+    // Frame timing: host clock, clock offset, frame ages.
+    timing: frame_clock::TimingState,
     /// Security state: admission, refusals, retired sessions, throttles (`guard`).
     guard: guard::Guard,
     /// Congestion control: feedback (client), estimator (host).
@@ -388,36 +402,14 @@ impl Connection {
             epoch: now,
             last_ping: now,
             srtt: None,
-            host: HostState {
-                frame_index: 0,
-                fec: AdaptiveFec::new(config.fec_mode, config.fec_percent, 100)
-                    .with_target(config.fec_target),
-                pacer: Pacer::new(config.pacing),
-                input_rx: InputReceiver::new(),
-                stream_info,
-                repeat_info: false,
-                repair: repair::HostRepair::new(config.repair_history, now),
-                frames_in_session: 0,
-                frames_reported: 0,
-                keyframes: Default::default(),
-            },
-            client: ClientState {
-                reassembler: Reassembler::new(config.reassembler, Box::new(ReedSolomon8::new())),
-                input_tx: InputSender::new(config.input_queue),
-                last_loss_report: now,
-                last_keyframe_request: None,
-                keyframe: Default::default(),
-                info_generation: 0,
-                repair: repair::Repairs::new(),
-                stall: stall::StallWatch::default(),
-            },
+            side: Side::new(&config, stream_info, now),
             stats: Stats {
                 role: Some(config.role),
                 ..Stats::default()
             },
             scratch: Vec::new(),
             audio: audio::AudioState::new(),
-            timing: timing::TimingState::new(now),
+            timing: frame_clock::TimingState::new(now),
             guard: guard::Guard::new(&hs, &config, now, wall),
             cc: congestion::CongestionState::new(&config.congestion),
             slot: slot::PeerSlot::default(),
@@ -425,10 +417,12 @@ impl Connection {
         })
     }
 
+    /// The configuration it was created with.
     pub fn config(&self) -> &Config {
         &self.cfg
     }
 
+    /// Whether this end is the host (sends video) or the client.
     pub fn role(&self) -> Role {
         self.cfg.role
     }
@@ -509,21 +503,24 @@ impl Connection {
         s.peer = self.peer();
         s.session_id = self.link.as_ref().map_or(0, |l| l.session_id);
         s.rtt_us = self.srtt.map_or(0, |r| r.as_micros() as u64);
-        s.fec_percent = self.host.fec.wire_percent();
-        if self.cfg.role == Role::Client {
-            let r = self.client.reassembler.stats();
-            s.frames_received = r.frames_delivered;
-            s.frames_lost = r.frames_lost;
-            s.fec_recovered = r.shards_recovered;
-            s.shards_duplicate = r.shards_duplicate;
-            s.shards_late = r.shards_late;
-            s.shards_invalid = r.shards_invalid;
-            s.shards_reordered = r.shards_reordered;
-            s.reorder_window_us = self.client.repair.reorder_window_us();
-            s.memory_in_use = r.memory_in_use as u64;
-            s.memory_peak = r.memory_peak as u64;
-            if let Some(l) = self.link.as_ref() {
-                s.packets_lost = s.packets_lost_before + l.packets_lost();
+        match &self.side {
+            Side::Host(h) => s.fec_percent = h.fec.wire_percent(),
+            Side::Client(c) => {
+                s.fec_percent = c.fec_percent;
+                let r = c.reassembler.stats();
+                s.frames_received = r.frames_delivered;
+                s.frames_lost = r.frames_lost;
+                s.fec_recovered = r.shards_recovered;
+                s.shards_duplicate = r.shards_duplicate;
+                s.shards_late = r.shards_late;
+                s.shards_invalid = r.shards_invalid;
+                s.shards_reordered = r.shards_reordered;
+                s.reorder_window_us = c.repair.reorder_window_us();
+                s.memory_in_use = r.memory_in_use as u64;
+                s.memory_peak = r.memory_peak as u64;
+                if let Some(l) = self.link.as_ref() {
+                    s.packets_lost = s.packets_lost_before + l.packets_lost();
+                }
             }
         }
         self.timing_stats(&mut s);
@@ -542,17 +539,19 @@ impl Connection {
     }
 
     /// The driver reports a send the transport refused (unreachable peer, ...).
-    pub fn record_send_error(&mut self, error: String) {
+    pub(crate) fn record_send_error(&mut self, error: String) {
         self.stats.send_errors += 1;
         self.stats.last_send_error = Some(error);
     }
 
-    fn require(&self, role: Role, what: &'static str) -> Result<()> {
-        if self.cfg.role == role {
-            Ok(())
-        } else {
-            Err(Error::InvalidArg(what))
-        }
+    /// The host's state, or `InvalidArg(what)` on a client.
+    fn require_host(&mut self, what: &'static str) -> Result<&mut HostState> {
+        self.side.host_mut().ok_or(Error::InvalidArg(what))
+    }
+
+    /// The client's state, or `InvalidArg(what)` on a host.
+    fn require_client(&mut self, what: &'static str) -> Result<&mut ClientState> {
+        self.side.client_mut().ok_or(Error::InvalidArg(what))
     }
 
     fn queue(&mut self, contents: Vec<u8>, destination: SocketAddr) {
@@ -585,21 +584,20 @@ impl Connection {
         let wire_len = buf.len();
         let body = &buf[body];
         self.on_authenticated(h.packet_number, now);
-        match (h.kind, self.cfg.role) {
-            (Kind::Video, Role::Client) => {
+        let client = matches!(self.side, Side::Client(_));
+        match h.kind {
+            Kind::Video if client => {
                 self.stall_on_video();
                 self.note_video_arrival(body, wire_len, now);
                 self.on_video(body, now)
             }
-            (Kind::Control, _) if migrate::is_path_body(body) => {
-                self.on_path_frame(body, from, now)
-            }
-            (Kind::Control, _) => match Control::decode(body) {
+            Kind::Control if migrate::is_path_body(body) => self.on_path_frame(body, from, now),
+            Kind::Control => match Control::decode(body) {
                 Ok(c) => self.on_control(c, now),
                 Err(_) => self.stats.invalid_datagrams += 1,
             },
-            (Kind::Input, Role::Host) => self.on_input_limited(body, now),
-            (Kind::Audio, _) => self.on_audio(body, now),
+            Kind::Input if !client => self.on_input_limited(body, now),
+            Kind::Audio => self.on_audio(body, now),
             _ => self.stats.invalid_datagrams += 1,
         }
         // A datagram from a new address may have started a probe: challenge it at once.
@@ -607,38 +605,49 @@ impl Connection {
     }
 
     fn on_control(&mut self, c: Control, now: Instant) {
-        let role = self.cfg.role;
         match c {
             Control::Ping { t1 } => self.on_ping(t1, now),
             Control::Pong { t1, t2, t3 } => {
                 self.on_pong(t1, t2, t3, now);
                 self.slot_on_pong(t1, now);
             }
-            Control::KeyframeRequest { lost } if role == Role::Host => {
-                self.on_keyframe_request(lost, now)
-            }
-            Control::LossReport(r) if role == Role::Host => self.on_loss_report(r, now),
-            Control::StreamInfo(info) if role == Role::Client => self.on_stream_info(info),
-            Control::InputAck { next_expected } if role == Role::Client => {
-                self.client.input_tx.on_ack(next_expected)
-            }
-            // Loss resilience (issue 8).
-            Control::LossModel(m) if role == Role::Host => self.on_loss_model(m, now),
-            Control::RepairRequest(r) if role == Role::Host => self.on_repair_request(r, now),
-            Control::RepairUnavailable(u) if role == Role::Client => {
-                self.on_repair_unavailable(u, now)
-            }
-            Control::Feedback(fb) if role == Role::Host => self.on_feedback(fb, now),
-            Control::SendProgress { frames_sent } if role == Role::Client => {
-                self.on_send_progress(frames_sent, now)
-            }
             Control::Bye => {
                 self.stats.byes_received += 1;
-                if role == Role::Client {
+                if matches!(self.side, Side::Client(_)) {
                     self.events.push_back(Event::EndOfStream);
                 }
                 self.drop_link(DisconnectReason::Bye, now);
             }
+            c => match self.side {
+                Side::Host(_) => self.on_host_control(c, now),
+                Side::Client(_) => self.on_client_control(c, now),
+            },
+        }
+    }
+
+    /// A control message only a host acts on.
+    fn on_host_control(&mut self, c: Control, now: Instant) {
+        match c {
+            Control::KeyframeRequest { lost } => self.on_keyframe_request(lost, now),
+            Control::LossReport(r) => self.on_loss_report(r, now),
+            Control::LossModel(m) => self.on_loss_model(m, now),
+            Control::RepairRequest(r) => self.on_repair_request(r, now),
+            Control::Feedback(fb) => self.on_feedback(fb, now),
+            _ => self.stats.invalid_datagrams += 1,
+        }
+    }
+
+    /// A control message only a client acts on.
+    fn on_client_control(&mut self, c: Control, now: Instant) {
+        match c {
+            Control::StreamInfo(info) => self.on_stream_info(info),
+            Control::InputAck { next_expected } => {
+                if let Some(c) = self.side.client_mut() {
+                    c.input_tx.on_ack(next_expected)
+                }
+            }
+            Control::RepairUnavailable(u) => self.on_repair_unavailable(u, now),
+            Control::SendProgress { frames_sent } => self.on_send_progress(frames_sent, now),
             _ => self.stats.invalid_datagrams += 1,
         }
     }

@@ -39,12 +39,17 @@ pub(super) struct StallWatch {
 impl Connection {
     /// Client: a video datagram of the session arrived; whatever stalled is moving again.
     pub(super) fn stall_on_video(&mut self) {
-        self.client.stall = StallWatch::default();
+        if let Some(c) = self.side.client_mut() {
+            c.stall = StallWatch::default();
+        }
     }
 
     /// Client: the host reports `frames_sent` frames sent in this session.
     pub(super) fn on_send_progress(&mut self, frames_sent: u64, now: Instant) {
-        let w = &mut self.client.stall;
+        let Some(c) = self.side.client_mut() else {
+            return;
+        };
+        let w = &mut c.stall;
         let Some((since, base)) = w.anchor else {
             w.anchor = Some((now, frames_sent));
             return;
@@ -58,13 +63,13 @@ impl Connection {
         match w.stalled_at {
             None => {
                 w.stalled_at = Some(now);
+                // Unnamed: whatever keyframe the host sent since may be what went missing.
+                c.last_keyframe_request = None;
                 self.stats.media_stalls += 1;
                 self.events
                     .push_back(Event::MediaStalled { frames: unseen });
                 // Recovery, cheapest first: a keyframe (the decoder needs one anyway) and a ping
                 // that shows whether the host still hears us.
-                // Unnamed: whatever keyframe the host sent since may be what went missing.
-                self.client.last_keyframe_request = None;
                 let _ = self.ask_keyframe(now, true);
                 self.send_ping(now);
             }

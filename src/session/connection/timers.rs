@@ -10,9 +10,8 @@
 use std::time::{Duration, Instant};
 
 use crate::protocol::control::Control;
-use crate::protocol::security::handshake::Role;
 
-use super::{Connection, DisconnectReason, Event, Mode};
+use super::{Connection, DisconnectReason, Event, Mode, Side};
 
 /// Bounds on the input retransmission timeout derived from the RTT.
 const MIN_RTO: Duration = Duration::from_millis(5);
@@ -58,31 +57,30 @@ impl Connection {
             next = earliest(next, t);
         }
         if link.received == 0 {
-            // Fast connect (issue 8): confirm again until the peer is heard on this session.
+            // Fast connect: confirm again until the peer is heard on this session.
             next = earliest(next, self.last_ping + cfg.handshake_first_retry);
         }
-        if cfg.role == Role::Client {
-            next = earliest(
-                next,
-                self.client.last_loss_report + cfg.loss_report_interval,
-            );
-            if let Some(t) = self.client.input_tx.next_timeout(self.rto()) {
-                next = earliest(next, t);
+        match &self.side {
+            Side::Client(c) => {
+                next = earliest(next, c.last_loss_report + cfg.loss_report_interval);
+                if let Some(t) = c.input_tx.next_timeout(self.rto()) {
+                    next = earliest(next, t);
+                }
+                if let Some(t) = c.reassembler.next_timeout() {
+                    next = earliest(next, t);
+                }
+                if let Some(t) = self.repair_timeout() {
+                    next = earliest(next, t);
+                }
+                if let Some(t) = c.keyframe.next_copy() {
+                    next = earliest(next, t);
+                }
             }
-            if let Some(t) = self.client.reassembler.next_timeout() {
-                next = earliest(next, t);
+            Side::Host(h) => {
+                if let Some(t) = h.keyframes.held_until() {
+                    next = earliest(next, t);
+                }
             }
-            if let Some(t) = self.repair_timeout() {
-                next = earliest(next, t);
-            }
-            if let Some(t) = self.client.keyframe.next_copy() {
-                next = earliest(next, t);
-            }
-        }
-        if cfg.role == Role::Host
-            && let Some(t) = self.host.keyframes.held_until()
-        {
-            next = earliest(next, t);
         }
         if let Some(t) = self.congestion_timeout() {
             next = earliest(next, t);
@@ -139,41 +137,46 @@ impl Connection {
         };
         if now.saturating_duration_since(self.last_ping) >= ping_every {
             self.send_ping(now);
-            let frames_sent = self.host.frames_in_session;
-            if self.cfg.role == Role::Host && frames_sent != self.host.frames_reported {
+            if let Some(h) = self.side.host_mut()
+                && h.frames_in_session != h.frames_reported
+            {
                 // What the client compares with the video it got (`stall`); nothing while
                 // nothing is sent.
-                self.host.frames_reported = frames_sent;
+                let frames_sent = h.frames_in_session;
+                h.frames_reported = frames_sent;
                 self.send_control(&Control::SendProgress { frames_sent });
             }
         }
         self.drive_path(now);
         self.slot_handle_timeout(now);
-        if self.cfg.role == Role::Client {
-            if now.saturating_duration_since(self.client.last_loss_report)
-                >= self.cfg.loss_report_interval
-            {
-                self.client.last_loss_report = now;
-                let report = self.loss_report();
-                self.send_control(&Control::LossReport(report));
-                let model = self.loss_model_report(now);
-                self.send_control(&Control::LossModel(model));
+        match &mut self.side {
+            Side::Client(c) => {
+                if now.saturating_duration_since(c.last_loss_report)
+                    >= self.cfg.loss_report_interval
+                {
+                    c.last_loss_report = now;
+                    let report = Connection::loss_report(c, self.link.as_ref());
+                    self.send_control(&Control::LossReport(report));
+                    if let Some(model) = self.loss_model_report(now) {
+                        self.send_control(&Control::LossModel(model));
+                    }
+                }
+                self.send_keyframe_copies(now);
+                self.transmit_input(now);
+                self.check_repair(now);
+                if let Some(c) = self.side.client_mut() {
+                    c.reassembler.handle_timeout(now);
+                }
+                self.drain_reassembler();
             }
-            self.send_keyframe_copies(now);
-            self.transmit_input(now);
-            self.check_repair(now);
-            self.client.reassembler.handle_timeout(now);
-            self.drain_reassembler();
-        }
-        if self.cfg.role == Role::Host {
-            self.keyframe_held_due(now);
+            Side::Host(_) => self.keyframe_held_due(now),
         }
         self.handle_congestion_timeout(now);
         self.audio_on_timeout(now);
     }
 
     /// Sends a ping carrying its send time in the host clock, for the RTT and the clock offset
-    /// (and as keep-alive); the pong is handled in `timing`.
+    /// (and as keep-alive); the pong is handled in `frame_clock`.
     pub(super) fn send_ping(&mut self, now: Instant) {
         self.last_ping = now;
         let t1 = self.host_clock_us(now);

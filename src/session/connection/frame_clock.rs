@@ -16,15 +16,15 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::protocol::clock::ClockOffset;
+use crate::protocol::pacing::Schedule;
 use crate::protocol::reassembler::Frame;
-use crate::protocol::security::handshake::Role;
 use crate::protocol::timing::{AGE_WINDOW, AgeSample, AgeSummary, AgeWindow, Arrival, FrameTiming};
 
-use super::Connection;
+use super::{Connection, Side};
 
 /// Host clock at the connection's creation when the driver set no anchor: one second, so
 /// that no real instant maps to 0 ("unknown").
-pub const DEFAULT_ANCHOR_US: u64 = 1_000_000;
+const DEFAULT_ANCHOR_US: u64 = 1_000_000;
 
 /// Frame ages in [`crate::session::Stats::frame_age`] cover the frames delivered in this span
 /// before the newest one.
@@ -121,21 +121,19 @@ impl Connection {
     }
 
     /// Host: the timing a frame reserved at `now` (render) carries, given what the caller knows
-    /// and the datagrams it will be sent as (`count` datagrams, `wire_bytes` in all, the first
-    /// `data_count` of them data). The send span runs to the release of the last data datagram
-    /// (a lossless frame completes on it; parity follows) in the pacer's plan for the frame
-    /// from `now`, the same plan [`Connection::pacing_schedule`] gives when nothing else is sent
-    /// in between.
+    /// and the pacer's plan for its datagrams from `now` (`schedule`, the first `data_count`
+    /// of them data). The send span runs to the release of the last data datagram (a lossless
+    /// frame completes on it; parity follows) in that plan, the same plan
+    /// [`Connection::pacing_schedule`] gives when nothing else is sent in between.
     pub(super) fn frame_timing(
         &mut self,
         now: Instant,
         input: FrameTimingIn,
-        wire_bytes: usize,
-        (count, data_count): (usize, usize),
+        schedule: &Schedule,
+        data_count: usize,
     ) -> FrameTiming {
         let render = self.timing.us(now);
         let capture = input.capture_us.filter(|&c| c != 0).unwrap_or(render);
-        let schedule = self.host.pacer.schedule(wire_bytes, count, now);
         let last = schedule.release_of(data_count.saturating_sub(1));
         FrameTiming {
             capture_us: capture,
@@ -164,7 +162,7 @@ impl Connection {
             Some(s) => (s * 7 + sample) / 8,
             None => sample,
         });
-        if self.cfg.role == Role::Client {
+        if let Side::Client(_) = self.side {
             self.timing.offset.on_exchange(t1, t2, t3, t4);
         }
     }
