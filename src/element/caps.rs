@@ -4,7 +4,7 @@
 //! Owns: the pad templates. Must never: accept another stream format or alignment: the
 //! protocol carries whole Annex-B access units, one per frame.
 
-use crate::protocol::annexb::Codec;
+use crate::protocol::media::annexb::Codec;
 
 /// The caps of both pads: H.264 and H.265 byte-stream, one access unit per buffer.
 pub(crate) fn stream_caps() -> gst::Caps {

@@ -5,10 +5,10 @@
 //! This module only encodes and decodes; deciding when to send them is the session's job.
 //! Decoding never panics and never allocates more than the bytes present (strings are capped).
 
-use super::feedback::Feedback;
-use super::lossmodel::LossModelReport;
-use super::repair::{RepairRequest, RepairUnavailable};
 use super::wire::{Reader, WireError, Writer};
+use crate::protocol::fec::lossmodel::LossModelReport;
+use crate::protocol::fec::repair::{RepairRequest, RepairUnavailable};
+use crate::protocol::feedback::Feedback;
 
 /// Longest caps string we carry. Real H.264/HEVC caps with codec_data are well under 2 KiB.
 pub const MAX_CAPS_LEN: usize = 4096;
@@ -229,8 +229,8 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::lossmodel::LossCounts;
-    use crate::protocol::repair::{RepairItem, UnavailableReason};
+    use crate::protocol::fec::lossmodel::LossCounts;
+    use crate::protocol::fec::repair::{RepairItem, UnavailableReason};
 
     fn all() -> Vec<Control> {
         vec![

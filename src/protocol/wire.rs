@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use super::timing::{FRAME_TIMING_LEN, FrameTiming};
+use crate::protocol::media::timing::{FRAME_TIMING_LEN, FrameTiming};
 
 /// Protocol version carried in the first byte of every datagram. Version 2: handshake v2
 /// (SPAKE2 + NNpsk2) and the frame timing in every video shard header.

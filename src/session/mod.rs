@@ -21,7 +21,7 @@
 
 use std::io;
 
-use crate::protocol::packetizer::PacketizeError;
+use crate::protocol::media::packetizer::PacketizeError;
 
 mod config;
 pub mod connection;

@@ -33,7 +33,7 @@ use crate::element::properties::Core;
 use crate::element::settings::DEFAULT_STATS_INTERVAL_MS;
 use crate::element::stats::{StatsTicker, stats_structure};
 use crate::element::{POLL_SLICE, debug_category, lock};
-use crate::protocol::annexb::{Codec, ParameterSets};
+use crate::protocol::media::annexb::{Codec, ParameterSets};
 use crate::session::{self, Event, Session};
 
 static CAT: LazyLock<gst::DebugCategory> =

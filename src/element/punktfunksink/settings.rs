@@ -10,8 +10,8 @@ use gst::prelude::*;
 
 use crate::element::properties::common_properties;
 use crate::element::settings::{ConnectionMode, OwnSettings};
-use crate::protocol::pacing::PacingConfig;
 use crate::protocol::security::handshake::Role;
+use crate::protocol::time::pacing::PacingConfig;
 use crate::protocol::wire::{DEFAULT_MTU, MAX_DATAGRAM_BYTES, MIN_MTU};
 use crate::session::{Config, CongestionConfig};
 use crate::transport::udp::UdpOptions;
@@ -26,7 +26,7 @@ pub(crate) const DEFAULT_FEC_MODE: FecModeSetting = FecModeSetting::Target;
 pub(crate) const DEFAULT_PACING_RATE: u64 = 0;
 pub(crate) const DEFAULT_DSCP: u32 = 0;
 // Defaults from the session's `Config` (see docs/PROTOCOL.md §9, §10).
-pub(crate) const DEFAULT_FEC_TARGET: f64 = crate::protocol::adaptive::DEFAULT_TARGET;
+pub(crate) const DEFAULT_FEC_TARGET: f64 = crate::protocol::fec::adaptive::DEFAULT_TARGET;
 pub(crate) const DEFAULT_FEC_FLOOR: u32 = 5;
 pub(crate) const DEFAULT_FEC_CEILING: u32 = 100;
 pub(crate) const DEFAULT_REPAIR_SHARE: f64 = 0.25;
@@ -170,7 +170,7 @@ pub(crate) enum FecModeSetting {
     Target = 2,
 }
 
-impl From<FecModeSetting> for crate::protocol::adaptive::FecMode {
+impl From<FecModeSetting> for crate::protocol::fec::adaptive::FecMode {
     fn from(m: FecModeSetting) -> Self {
         match m {
             FecModeSetting::Fixed => Self::Fixed,

@@ -241,7 +241,7 @@ impl PunktfunkSrc {
     fn on_frame(
         &self,
         session: &Session,
-        f: crate::protocol::reassembler::Frame,
+        f: crate::protocol::media::reassembler::Frame,
         settings: SrcSettings,
     ) -> Option<gst::Buffer> {
         let mut stream = lock(&self.stream);

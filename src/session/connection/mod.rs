@@ -43,13 +43,13 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::protocol::adaptive::AdaptiveFec;
 use crate::protocol::control::{Control, LossReport, StreamInfo};
-use crate::protocol::fec::ReedSolomon8;
+use crate::protocol::fec::adaptive::AdaptiveFec;
+use crate::protocol::fec::coder::ReedSolomon8;
 use crate::protocol::input::{InputEvent, InputReceiver, InputSender};
-use crate::protocol::pacing::Pacer;
-use crate::protocol::reassembler::{Frame, Reassembler};
+use crate::protocol::media::reassembler::{Frame, Reassembler};
 use crate::protocol::security::handshake::{HandshakeConfig, HandshakeError, Psk, Role};
+use crate::protocol::time::pacing::Pacer;
 use crate::protocol::wire::{
     FEC_SCHEME_RS8, HEADER_LEN, Header, KIND_COOKIE_REPLY, Kind, RejectReason, WireError,
 };

@@ -73,7 +73,7 @@
 //!   its totals ask beyond what was served, plus the FEC controller's margin for a burst on the
 //!   answer), bounded by the repair budget (`RepairConfig::budget_share` of the stream),
 //!   sealed with fresh packet numbers and queued as transmits;
-//! - a `LossModel` report feeds [`AdaptiveFec::on_loss_model`](crate::protocol::adaptive::AdaptiveFec)
+//! - a `LossModel` report feeds [`AdaptiveFec::on_loss_model`](crate::protocol::fec::adaptive::AdaptiveFec)
 //!   unless it is older (by packet number) than the newest one used.
 //!
 //! Must never: allocate per request beyond the bounded history and one reused datagram buffer,
@@ -84,14 +84,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::protocol::control::Control;
-use crate::protocol::fec::{BlockLayout, ReedSolomon8};
-use crate::protocol::lossmodel::{LossEstimator, LossModelReport};
-use crate::protocol::packetizer::{Datagrams, TrailingParity, seal_all};
-use crate::protocol::reassembler::{BlockNeed, FrameNeed, Output, Rejected};
-use crate::protocol::repair::{
+use crate::protocol::fec::coder::{BlockLayout, ReedSolomon8};
+use crate::protocol::fec::lossmodel::{LossEstimator, LossModelReport};
+use crate::protocol::fec::repair::{
     MAX_REPAIR_ITEMS, MAX_REPAIR_ROWS, MAX_WHOLE_ROUNDS, RepairConfig, RepairHistory, RepairItem,
     RepairParams, RepairRequest, RepairUnavailable, UnavailableReason,
 };
+use crate::protocol::media::packetizer::{Datagrams, TrailingParity, seal_all};
+use crate::protocol::media::reassembler::{BlockNeed, FrameNeed, Output, Rejected};
 use crate::protocol::security::bucket::TokenBucket;
 use crate::protocol::security::handshake::Role;
 use crate::protocol::wire::{VideoHeader, seq_diff};
@@ -934,7 +934,7 @@ impl Connection {
     /// indices are consecutive, so the sender sent them and every datagram was lost) are asked
     /// for whole at once, awaited by the reassembler until their deadline, and asked again
     /// (one more round of rows per block) when a round passes without a shard of theirs. Only
-    /// frames within the repair deadline behind the newest, at most [`MAX_AWAITED`](crate::protocol::reassembler::MAX_AWAITED) at once.
+    /// frames within the repair deadline behind the newest, at most [`MAX_AWAITED`](crate::protocol::media::reassembler::MAX_AWAITED) at once.
     /// Their indices join `incomplete` (their request copies stay due).
     fn ask_whole_frames(
         &mut self,

@@ -39,10 +39,10 @@
 
 use std::collections::VecDeque;
 
-use super::fec::{BlockLayout, FecCoder, FecError, MAX_SHARDS_PER_BLOCK};
-use super::packetizer::Datagrams;
-use super::timing::FrameTiming;
-use super::wire::{
+use crate::protocol::fec::coder::{BlockLayout, FecCoder, FecError, MAX_SHARDS_PER_BLOCK};
+use crate::protocol::media::packetizer::Datagrams;
+use crate::protocol::media::timing::FrameTiming;
+use crate::protocol::wire::{
     FLAG_SEALED, HEADER_LEN, Header, Kind, Reader, VIDEO_FLAG_KEYFRAME, VIDEO_FLAG_TRAILING,
     VIDEO_HEADER_LEN, VideoHeader, WireError, Writer,
 };
@@ -623,9 +623,9 @@ impl RepairHistory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::fec::{ParityTable, ReedSolomon8};
-    use crate::protocol::packetizer::{FrameParams, Packetizer, seal_all};
-    use crate::protocol::reassembler::{Output, Reassembler, ReassemblerConfig};
+    use crate::protocol::fec::coder::{ParityTable, ReedSolomon8};
+    use crate::protocol::media::packetizer::{FrameParams, Packetizer, seal_all};
+    use crate::protocol::media::reassembler::{Output, Reassembler, ReassemblerConfig};
     use crate::protocol::security::crypto::PlainAead;
     use std::time::Instant;
 

@@ -8,7 +8,7 @@
 
 use reed_solomon_erasure::galois_8::{self, ReedSolomon};
 
-use super::wire::FEC_SCHEME_RS8;
+use crate::protocol::wire::FEC_SCHEME_RS8;
 
 /// Largest total of data + parity shards in one GF(2^8) block.
 pub const MAX_SHARDS_PER_BLOCK: usize = 256;

@@ -4,7 +4,7 @@
 //! Every video shard carries [`FrameTiming`] (the host's capture time of the access unit, its
 //! duration, and when the host's sink got it); the host's clock is microseconds of its
 //! monotonic clock. The client combines it with its own arrival times and the clock offset from
-//! [`super::clock::ClockOffset`] into an [`AgeSample`] per delivered frame:
+//! [`crate::protocol::time::clock::ClockOffset`] into an [`AgeSample`] per delivered frame:
 //!
 //! ```text
 //! capture ──encode──▶ render ──host──▶ last data sent ──network──▶ last data shard ──fec──▶ complete

@@ -8,9 +8,9 @@
 //! whole run to UDP GSO. Send order is every data shard first, then the parity, so a lossless
 //! frame completes on its last data shard.
 //!
-//! A small frame (one block of at most [`MAX_TRAILING_K`](super::fec::MAX_TRAILING_K) data shards, when the parity table
+//! A small frame (one block of at most [`MAX_TRAILING_K`](crate::protocol::fec::coder::MAX_TRAILING_K) data shards, when the parity table
 //! allows it) keeps only part of its parity with it: the rest
-//! ([`trailing_parity`](super::fec::trailing_parity)) is held in
+//! ([`trailing_parity`](crate::protocol::fec::coder::trailing_parity)) is held in
 //! [`TrailingParity`] and sent behind the *next* frame's datagrams, with fresh packet numbers.
 //! One burst of consecutive datagrams then takes the frame's data and early parity or its
 //! trailing rows, rarely both; the trailing rows rebuild it one frame interval later, where a
@@ -22,10 +22,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::fec::{BlockLayout, FecCoder, FecError, ParityTable, trailing_parity};
-use super::security::crypto::Aead;
-use super::timing::FrameTiming;
-use super::wire::{
+use crate::protocol::fec::coder::{BlockLayout, FecCoder, FecError, ParityTable, trailing_parity};
+use crate::protocol::media::timing::FrameTiming;
+use crate::protocol::security::crypto::Aead;
+use crate::protocol::wire::{
     FLAG_SEALED, HEADER_LEN, Header, Kind, VIDEO_FLAG_KEYFRAME, VIDEO_FLAG_TRAILING,
     VIDEO_HEADER_LEN, VideoHeader, seq_diff,
 };
@@ -561,7 +561,7 @@ pub fn seal_all(out: &mut Datagrams, aead: &dyn Aead) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::fec::{MAX_TRAILING_K, ReedSolomon8, parity_for};
+    use crate::protocol::fec::coder::{MAX_TRAILING_K, ReedSolomon8, parity_for};
 
     fn params(tag_len: usize) -> FrameParams {
         FrameParams {
@@ -623,7 +623,7 @@ mod tests {
     /// `MAX_HELD_FRAMES` frames are held, and rows older than `MAX_TRAILING_AGE` are dropped.
     #[test]
     fn trailing_rows_leave_behind_the_next_frame_renumbered_and_rebuild_the_data() {
-        use crate::protocol::reassembler::{Output, Reassembler, ReassemblerConfig};
+        use crate::protocol::media::reassembler::{Output, Reassembler, ReassemblerConfig};
         use crate::protocol::security::crypto::PlainAead;
         let mut p = Packetizer::new(1400, Box::new(ReedSolomon8::new()));
         let mut table = ParityTable::from_percent(100);

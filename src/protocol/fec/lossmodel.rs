@@ -18,8 +18,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::fec::MAX_SHARDS_PER_BLOCK;
-use super::wire::{Reader, WireError, Writer};
+use crate::protocol::fec::coder::MAX_SHARDS_PER_BLOCK;
+use crate::protocol::wire::{Reader, WireError, Writer};
 
 /// Report intervals in the sliding window. With the client's report every ~100 ms this is
 /// about one second: long enough to see a few bursts at a few percent loss on a 20 Mbit/s

@@ -29,11 +29,11 @@
 
 use std::time::{Duration, Instant};
 
-use super::fec::{BlockLayout, FecCoder, MAX_SHARDS_PER_BLOCK, MAX_TRAILING_K};
-use super::packetizer::MAX_FRAME_BYTES;
-use super::repair::MAX_REPAIR_ROWS;
-use super::timing::FrameTiming;
-use super::wire::{VideoHeader, WireError, seq_diff};
+use crate::protocol::fec::coder::{BlockLayout, FecCoder, MAX_SHARDS_PER_BLOCK, MAX_TRAILING_K};
+use crate::protocol::fec::repair::MAX_REPAIR_ROWS;
+use crate::protocol::media::packetizer::MAX_FRAME_BYTES;
+use crate::protocol::media::timing::FrameTiming;
+use crate::protocol::wire::{VideoHeader, WireError, seq_diff};
 
 /// Longest a complete keyframe waits for the frame just before it, whose trailing parity
 /// travels right behind the keyframe (see `keyframe_held_until`): past it, that frame is given
@@ -989,7 +989,7 @@ impl Reassembler {
 #[cfg(test)]
 mod memory_tests {
     use super::*;
-    use crate::protocol::fec::ReedSolomon8;
+    use crate::protocol::fec::coder::ReedSolomon8;
     use crate::protocol::wire::{FEC_SCHEME_RS8, VIDEO_HEADER_LEN};
 
     /// Issue 9 finding 7: a flood of first shards of frames made of many tiny blocks. Each

@@ -1,7 +1,7 @@
 //! The host's FEC controller: how much parity each block gets, from the client's reports.
 //!
 //! Three modes ([`FecMode`]): `Fixed` (the user's `fec-percent`), `Adaptive` (a share raised
-//! from the loss fraction of [`Control::LossReport`](super::control::Control)s) and `Target`
+//! from the loss fraction of [`Control::LossReport`](crate::protocol::control::Control)s) and `Target`
 //! (per block size, the least parity that keeps the probability that a block cannot be rebuilt
 //! under a target, from the client's loss model — see [`TargetConfig`] and `docs/PROTOCOL.md`
 //! §9). Every mode yields a [`ParityTable`] (`m` per block size `k`) for the packetizer.
@@ -14,12 +14,12 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::fec::{
+use crate::protocol::fec::coder::{
     MAX_DATA_SHARDS_PER_BLOCK, MAX_SHARDS_PER_BLOCK, MAX_TRAILING_K, MIN_PARITY, ParityTable,
     trailing_parity,
 };
-use super::lossmodel::{FailureTable, GilbertElliott, LossModelReport};
-use super::repair::RepairMargin;
+use crate::protocol::fec::lossmodel::{FailureTable, GilbertElliott, LossModelReport};
+use crate::protocol::fec::repair::RepairMargin;
 
 /// The span of recent reports the loss fraction is measured over. The client reports about
 /// every 100 ms, so this is about five reports: short enough to react within a frame or two
@@ -79,7 +79,7 @@ pub const MAX_REPAIR_MARGIN: usize = 16;
 
 /// How long after the bandwidth estimator last saw a growing queue the loss reports are still
 /// taken as congestion's: the client's loss model covers about a second
-/// ([`WINDOW_REPORTS`](super::lossmodel::WINDOW_REPORTS) intervals), which still holds the loss
+/// ([`WINDOW_REPORTS`](crate::protocol::fec::lossmodel::WINDOW_REPORTS) intervals), which still holds the loss
 /// of the queue's overflow after the queue drained.
 pub const CONGESTION_MEMORY: Duration = Duration::from_secs(1);
 
@@ -334,7 +334,7 @@ impl AdaptiveFec {
     }
 
     /// Parity for each block size, to packetize the next frame with
-    /// ([`Packetizer::plan_with`](super::packetizer::Packetizer::plan_with)).
+    /// ([`Packetizer::plan_with`](crate::protocol::media::packetizer::Packetizer::plan_with)).
     pub fn parity_table(&self) -> &ParityTable {
         &self.table
     }
@@ -588,7 +588,7 @@ impl AdaptiveFec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::fec::{MAX_SHARDS_PER_BLOCK, parity_for};
+    use crate::protocol::fec::coder::{MAX_SHARDS_PER_BLOCK, parity_for};
     use proptest::prelude::*;
 
     const TICK: Duration = Duration::from_millis(100);
@@ -917,7 +917,7 @@ mod wire_percent_tests {
 #[cfg(test)]
 mod target_tests {
     use super::*;
-    use crate::protocol::lossmodel::{LossCounts, binomial_tail};
+    use crate::protocol::fec::lossmodel::{LossCounts, binomial_tail};
     use proptest::prelude::*;
 
     const TICK: Duration = Duration::from_millis(100);
