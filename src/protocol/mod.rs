@@ -20,7 +20,6 @@
 //! - [`security`] owns the handshake, cookies, AEAD, replay and rate limits; it never parses media.
 //! - [`input`] owns the input back channel's events and its reliable delivery.
 //!
-//! No group imports a module of another group that imports it back.
 
 pub mod congestion;
 pub mod control;
