@@ -95,7 +95,7 @@ pub enum Control {
     RepairRequest(RepairRequest),
     /// Host → client: a repair request cannot be answered (frame no longer held, budget spent).
     RepairUnavailable(RepairUnavailable),
-    // Congestion control (issue 10).
+    // Congestion control.
     /// Client → host: per-frame arrival timing for the bandwidth estimator (`feedback`).
     Feedback(Feedback),
     /// Host → client, with every keep-alive: frames sent in this session so far, so a client

@@ -96,7 +96,7 @@ fn dp_agrees_with_monte_carlo() {
         loss_bad: 1.0,
     };
     let t = FailureTable::new(&model, 256);
-    let mut rng = Rng(0x1234_5678);
+    let mut rng = Rng::new(0x1234_5678);
     for &(k, m) in &[(32, 2), (32, 4), (78, 6)] {
         let n = k + m;
         let trials = 200_000;

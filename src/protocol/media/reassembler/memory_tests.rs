@@ -2,7 +2,7 @@ use super::*;
 use crate::protocol::fec::coder::ReedSolomon8;
 use crate::protocol::wire::{FEC_SCHEME_RS8, VIDEO_HEADER_LEN};
 
-/// Issue 9 finding 7: a flood of first shards of frames made of many tiny blocks. Each
+/// A flood of first shards of frames made of many tiny blocks. Each
 /// claims 65,535 one-byte blocks of 1 data + 1 parity shard: 64 KiB of data but megabytes
 /// of block state. The state is counted, so memory in use (and the real heap behind it)
 /// never exceeds the cap.
