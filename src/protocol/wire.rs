@@ -28,7 +28,7 @@ pub const TAG_LEN: usize = 16;
 pub const MAX_DATAGRAM_BYTES: usize = 65_507;
 
 /// Smallest `mtu` a user may configure: room for the headers, the tag and a useful shard.
-pub const MIN_MTU: usize = 256;
+pub(crate) const MIN_MTU: usize = 256;
 
 /// Default largest datagram (UDP payload): a 1500-byte path minus IPv6 (40) and UDP (8)
 /// headers, minus 52 bytes of slack for tunnels (WireGuard, PPPoE, VLAN) so that the default
@@ -39,14 +39,14 @@ pub const DEFAULT_MTU: usize = 1400;
 pub const FLAG_SEALED: u16 = 0x0001;
 
 /// Video flag: this access unit is a keyframe (IDR / IRAP).
-pub const VIDEO_FLAG_KEYFRAME: u8 = 0x01;
+pub(crate) const VIDEO_FLAG_KEYFRAME: u8 = 0x01;
 /// Part of the frame's parity travels behind the next frame's datagrams
 /// (`packetizer::TrailingParity`); only frames of one block of at most
 /// `fec::MAX_TRAILING_K` data shards carry it.
-pub const VIDEO_FLAG_TRAILING: u8 = 0x02;
+pub(crate) const VIDEO_FLAG_TRAILING: u8 = 0x02;
 
 /// FEC scheme identifier for the Reed-Solomon GF(2^8) coder.
-pub const FEC_SCHEME_RS8: u8 = 1;
+pub(crate) const FEC_SCHEME_RS8: u8 = 1;
 
 /// What a decoder found wrong with untrusted bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +84,7 @@ impl std::error::Error for WireError {}
 /// [`super::cookie`]). A constant rather than a [`Kind`] variant for now, so that code matching
 /// exhaustively on `Kind` keeps compiling until the connection handles it; [`Header::decode`]
 /// refuses it like any unknown kind, and [`super::cookie::decode_reply`] reads it.
-pub const KIND_COOKIE_REPLY: u8 = 5;
+pub(crate) const KIND_COOKIE_REPLY: u8 = 5;
 
 /// Datagram kinds (second byte of the clear header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -355,7 +355,7 @@ impl<'a> Reader<'a> {
         Ok(self.u32()? as i32)
     }
 
-    pub fn f32(&mut self) -> Result<f32, WireError> {
+    pub(crate) fn f32(&mut self) -> Result<f32, WireError> {
         Ok(f32::from_bits(self.u32()?))
     }
 
@@ -421,7 +421,7 @@ impl<'a> Writer<'a> {
     pub fn i32(&mut self, v: i32) -> &mut Self {
         self.u32(v as u32)
     }
-    pub fn f32(&mut self, v: f32) -> &mut Self {
+    pub(crate) fn f32(&mut self, v: f32) -> &mut Self {
         self.u32(v.to_bits())
     }
     pub fn f64(&mut self, v: f64) -> &mut Self {

@@ -24,13 +24,13 @@ use crate::protocol::fec::repair::RepairMargin;
 /// The span of recent reports the loss fraction is measured over. The client reports about
 /// every 100 ms, so this is about five reports: short enough to react within a frame or two
 /// of a burst, long enough that one lost report does not read as a clean link.
-pub const LOSS_WINDOW: Duration = Duration::from_millis(500);
+pub(crate) const LOSS_WINDOW: Duration = Duration::from_millis(500);
 
 /// Granularity of the share actually used for packetizing (see [`AdaptiveFec::wire_percent`]).
-pub const ADAPTIVE_STEP: u8 = 5;
+pub(crate) const ADAPTIVE_STEP: u8 = 5;
 
 /// The share is lowered by at most one percentage point per this much time of clean reports.
-pub const LOWER_STEP_INTERVAL: Duration = Duration::from_millis(500);
+pub(crate) const LOWER_STEP_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How much headroom the raise gives: `ceil(RAISE_FACTOR × loss% + RAISE_MARGIN)`.
 const RAISE_FACTOR: u128 = 3;
@@ -47,22 +47,22 @@ const MAX_WINDOW_REPORTS: usize = 64;
 /// (+2.9 ms over the lossless run, RTT + 2 ms allowed); 1e-3 repaired 0.2 % at the same
 /// overhead (repair datagrams are not free either) and kept the p99 at the lossless run's
 /// (see docs/BENCHMARKS.md).
-pub const DEFAULT_TARGET: f64 = 1e-3;
+pub(crate) const DEFAULT_TARGET: f64 = 1e-3;
 
 /// Failure probability a repair answer is planned for: the least margin of extra rows
 /// ([`RepairMargin`]) that keeps the chance that the answer's rows lose more than the margin
 /// under this. A failed answer costs a round trip, which on a wide-area path is past the
 /// frame's deadline; the rows are few (repair is rare), so a generous margin is cheap.
-pub const REPAIR_TARGET: f64 = 1e-2;
+pub(crate) const REPAIR_TARGET: f64 = 1e-2;
 
 /// Share of [`TargetConfig::target`] a block is planned for when its repair cannot land in
 /// time ([`repair_in_time`]): what repair cannot reach is FEC's alone, so such a block is
 /// planned ten times tighter.
-pub const LATE_REPAIR_SHARE: f64 = 0.1;
+pub(crate) const LATE_REPAIR_SHARE: f64 = 0.1;
 
 /// Slack of the latency budget over one way + one RTT (`docs/wan.md`): a frame is on time
 /// within one way + one RTT + this of its first datagram leaving.
-pub const BUDGET_SLACK: Duration = Duration::from_millis(20);
+pub(crate) const BUDGET_SLACK: Duration = Duration::from_millis(20);
 
 /// Whether a repair round for a block fits in the latency budget (one way + one RTT +
 /// [`BUDGET_SLACK`]) on a path of round trip `rtt`, once its loss shows `detect` after the
@@ -70,18 +70,18 @@ pub const BUDGET_SLACK: Duration = Duration::from_millis(20);
 /// of both legs, the answer's own rows). Large blocks show a loss at once (later shards overtake
 /// the hole); a small frame's trailing rows come a frame interval later, and only then can the
 /// client know what they cannot rebuild.
-pub fn repair_in_time(rtt: Duration, detect: Duration) -> bool {
+pub(crate) fn repair_in_time(rtt: Duration, detect: Duration) -> bool {
     detect + rtt.mul_f64(1.25) + Duration::from_millis(2) <= rtt + BUDGET_SLACK
 }
 
 /// Most extra rows one answer carries per block.
-pub const MAX_REPAIR_MARGIN: usize = 16;
+pub(crate) const MAX_REPAIR_MARGIN: usize = 16;
 
 /// How long after the bandwidth estimator last saw a growing queue the loss reports are still
 /// taken as congestion's: the client's loss model covers about a second
 /// ([`WINDOW_REPORTS`](crate::protocol::fec::lossmodel::WINDOW_REPORTS) intervals), which still holds the loss
 /// of the queue's overflow after the queue drained.
-pub const CONGESTION_MEMORY: Duration = Duration::from_secs(1);
+pub(crate) const CONGESTION_MEMORY: Duration = Duration::from_secs(1);
 
 /// Whether the parity share follows the loss reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -167,7 +167,7 @@ impl TargetConfig {
     /// their parity apart ([`trailing_parity`], planned by
     /// [`FailureTable::split_block_failure`]), and the target of block size `k` from
     /// `target(k)`.
-    pub fn demand_on_path(
+    pub(crate) fn demand_on_path(
         &self,
         tables: &[FailureTable],
         trail_max_k: usize,
@@ -212,7 +212,7 @@ struct Sample {
 ///   point per [`LOWER_STEP_INTERVAL`], never below what the window's loss calls for;
 /// - it always stays within `[base_percent, max_percent]`.
 #[derive(Debug, Clone)]
-pub struct AdaptiveFec {
+pub(crate) struct AdaptiveFec {
     mode: FecMode,
     base: u8,
     max: u8,
@@ -257,7 +257,7 @@ fn is_clean(lost: u128, total: u128, pct: u8) -> bool {
 impl AdaptiveFec {
     /// A controller starting at `base_percent`. `max_percent` below `base_percent` is taken
     /// as `base_percent`.
-    pub fn new(mode: FecMode, base_percent: u8, max_percent: u8) -> Self {
+    pub(crate) fn new(mode: FecMode, base_percent: u8, max_percent: u8) -> Self {
         let table = ParityTable::from_percent(base_percent);
         AdaptiveFec {
             mode,
@@ -287,7 +287,7 @@ impl AdaptiveFec {
     /// the next frame when that is sooner than a repair answer (1.25 RTT + 2 ms exceeds a frame
     /// interval: any WAN path), right behind the frame's data otherwise (a LAN, where repair
     /// lands within a frame interval and one burst rarely outlasts it).
-    pub fn set_path(&mut self, rtt: Duration, frame_interval: Duration) {
+    pub(crate) fn set_path(&mut self, rtt: Duration, frame_interval: Duration) {
         self.path = Some((rtt, frame_interval));
         if self.mode == FecMode::Target {
             let trail = rtt.mul_f64(1.25) + Duration::from_millis(2) > frame_interval;
@@ -318,24 +318,26 @@ impl AdaptiveFec {
 
     /// Frames of one block of at most `max_k` data shards send their parity behind the next
     /// frame (target mode's default: [`MAX_TRAILING_K`]; 0 turns it off).
-    pub fn with_trailing(mut self, max_k: usize) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_trailing(mut self, max_k: usize) -> Self {
         self.table.set_trailing(max_k);
         self
     }
 
     /// Target mode with these settings (the defaults otherwise).
-    pub fn with_target(mut self, cfg: TargetConfig) -> Self {
+    pub(crate) fn with_target(mut self, cfg: TargetConfig) -> Self {
         self.target_cfg = cfg;
         self
     }
 
-    pub fn target_config(&self) -> &TargetConfig {
+    #[cfg(test)]
+    pub(crate) fn target_config(&self) -> &TargetConfig {
         &self.target_cfg
     }
 
     /// Parity for each block size, to packetize the next frame with
     /// ([`Packetizer::plan_with`](crate::protocol::media::packetizer::Packetizer::plan_with)).
-    pub fn parity_table(&self) -> &ParityTable {
+    pub(crate) fn parity_table(&self) -> &ParityTable {
         &self.table
     }
 
@@ -344,7 +346,7 @@ impl AdaptiveFec {
     /// path's: from now until [`CONGESTION_MEMORY`] after the last congested verdict, loss
     /// models raise no parity, and every block's parity is capped at its data shard count
     /// (never below the floor), so parity and repair do not deepen the queue that loses.
-    pub fn on_congestion(&mut self, congested: bool, now: Instant) {
+    pub(crate) fn on_congestion(&mut self, congested: bool, now: Instant) {
         if !congested || self.mode != FecMode::Target {
             return;
         }
@@ -369,12 +371,13 @@ impl AdaptiveFec {
 
     /// Extra rows a repair answer carries now (none before a loss model, and outside target
     /// mode).
-    pub fn repair_margin(&self) -> RepairMargin {
+    pub(crate) fn repair_margin(&self) -> RepairMargin {
         self.margin
     }
 
     /// Parity for a block of `k` data shards now.
-    pub fn block_parity(&self, k: usize) -> usize {
+    #[cfg(test)]
+    pub(crate) fn block_parity(&self, k: usize) -> usize {
         self.table.parity(k)
     }
 
@@ -383,7 +386,7 @@ impl AdaptiveFec {
     /// Planned against the worse of the window's model and the latest interval's, so a change
     /// shows within one report. Reports should be fed in the order they were sent (the
     /// session drops a model report older than the newest one it used).
-    pub fn on_loss_model(&mut self, report: &LossModelReport, now: Instant) {
+    pub(crate) fn on_loss_model(&mut self, report: &LossModelReport, now: Instant) {
         if self.mode != FecMode::Target {
             return;
         }
@@ -465,20 +468,23 @@ impl AdaptiveFec {
         (self.table.parity(k) * 100).div_ceil(k).min(255) as u8
     }
 
-    pub fn mode(&self) -> FecMode {
+    #[cfg(test)]
+    pub(crate) fn mode(&self) -> FecMode {
         self.mode
     }
 
-    pub fn base_percent(&self) -> u8 {
+    #[cfg(test)]
+    pub(crate) fn base_percent(&self) -> u8 {
         self.base
     }
 
-    pub fn max_percent(&self) -> u8 {
+    #[cfg(test)]
+    pub(crate) fn max_percent(&self) -> u8 {
         self.max
     }
 
     /// The parity share to use now, in percent of the data shards.
-    pub fn percent(&self) -> u8 {
+    pub(crate) fn percent(&self) -> u8 {
         match self.mode {
             FecMode::Fixed => self.base,
             FecMode::Adaptive => self.percent,
@@ -492,7 +498,7 @@ impl AdaptiveFec {
     /// inversion, milliseconds for large blocks) on both ends; steps keep the pairs few, so a
     /// share that moves point by point does not stall keyframes. Never below `percent()`,
     /// never above the maximum.
-    pub fn wire_percent(&self) -> u8 {
+    pub(crate) fn wire_percent(&self) -> u8 {
         let p = self.percent();
         if self.mode != FecMode::Adaptive || p <= self.base {
             return p;
@@ -501,7 +507,8 @@ impl AdaptiveFec {
     }
 
     /// Loss fraction over the report window, if the window holds any packets.
-    pub fn window_loss(&self) -> Option<f64> {
+    #[cfg(test)]
+    pub(crate) fn window_loss(&self) -> Option<f64> {
         let (lost, total) = self.window_totals();
         (total > 0).then(|| lost as f64 / total as f64)
     }
@@ -515,7 +522,12 @@ impl AdaptiveFec {
     /// Feeds one loss report. `packets_received` and `packets_lost` are cumulative since the
     /// session started; a report whose counters went backwards (reordered or stale) is
     /// ignored, and so is one that adds nothing (a duplicate, or no traffic).
-    pub fn on_loss_report(&mut self, packets_received: u64, packets_lost: u64, now: Instant) {
+    pub(crate) fn on_loss_report(
+        &mut self,
+        packets_received: u64,
+        packets_lost: u64,
+        now: Instant,
+    ) {
         let before = self.wire_percent();
         self.adaptive_report(packets_received, packets_lost, now);
         let after = self.wire_percent();

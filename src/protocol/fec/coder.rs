@@ -11,17 +11,17 @@ use reed_solomon_erasure::galois_8::{self, ReedSolomon};
 use crate::protocol::wire::FEC_SCHEME_RS8;
 
 /// Largest total of data + parity shards in one GF(2^8) block.
-pub const MAX_SHARDS_PER_BLOCK: usize = 256;
+pub(crate) const MAX_SHARDS_PER_BLOCK: usize = 256;
 
 /// Data shards per block before a frame is split into several blocks. Larger blocks survive
 /// random loss better for the same parity share (at 10 % loss and 20 % FEC a 64-shard block
 /// fails 2 % of the time, a 128-shard block 0.3 %), but the encoding cost per data shard grows
 /// with `m`, so the host path would miss its per-datagram budget beyond this.
-pub const MAX_DATA_SHARDS_PER_BLOCK: usize = 128;
+pub(crate) const MAX_DATA_SHARDS_PER_BLOCK: usize = 128;
 
 /// Parity shards per block, at least, whenever FEC is on: one parity shard cannot repair the
 /// common case of two losses in a small frame.
-pub const MIN_PARITY: usize = 2;
+pub(crate) const MIN_PARITY: usize = 2;
 
 /// Errors from a coder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +107,7 @@ pub struct ParityTable {
 /// Largest block whose parity may trail behind the next frame: a small frame cannot protect
 /// itself against a burst longer than its parity, a large one (720p at 20 Mbit/s, ≥ 30 data
 /// shards) can, and holding its rows would only delay their repair.
-pub const MAX_TRAILING_K: usize = 16;
+pub(crate) const MAX_TRAILING_K: usize = 16;
 
 /// How many of the `m` parity rows of a one-block frame of `k` data shards trail behind the
 /// next frame's datagrams: `min(m, k + 1)`; the rest (`m − k − 1`, when positive) follow the
@@ -115,7 +115,7 @@ pub const MAX_TRAILING_K: usize = 16;
 /// their way, one to spare; a lossless frame still completes on its last data shard, and a
 /// lossy one is rebuilt one frame interval later, far inside a round trip. 0 for `m < 2` or
 /// `k > MAX_TRAILING_K`.
-pub fn trailing_parity(k: usize, m: usize) -> usize {
+pub(crate) fn trailing_parity(k: usize, m: usize) -> usize {
     if m < 2 || k == 0 || k > MAX_TRAILING_K {
         return 0;
     }
@@ -144,7 +144,7 @@ impl ParityTable {
 
     /// Frames of one block of at most `k` data shards (capped at [`MAX_TRAILING_K`]) send
     /// part of their parity behind the next frame; 0 turns it off.
-    pub fn set_trailing(&mut self, k: usize) {
+    pub(crate) fn set_trailing(&mut self, k: usize) {
         self.trail_max_k = k.min(MAX_TRAILING_K) as u8;
     }
 

@@ -24,16 +24,16 @@ use crate::protocol::wire::{Reader, WireError, Writer};
 /// Report intervals in the sliding window. With the client's report every ~100 ms this is
 /// about one second: long enough to see a few bursts at a few percent loss on a 20 Mbit/s
 /// stream, short enough to forget a change within a second.
-pub const WINDOW_REPORTS: usize = 10;
+pub(crate) const WINDOW_REPORTS: usize = 10;
 
 /// Buckets of the loss-run histogram: runs of 1, 2, 3, 4, 5–8, 9–16, 17–32 and ≥ 33 datagrams.
-pub const BURST_BUCKETS: usize = 8;
+pub(crate) const BURST_BUCKETS: usize = 8;
 
 /// Upper bounds (inclusive) of the histogram buckets; the last bucket is open.
 const BURST_BUCKET_MAX: [u32; BURST_BUCKETS - 1] = [1, 2, 3, 4, 8, 16, 32];
 
 /// Bucket index of a loss run of `len ≥ 1` datagrams.
-pub fn burst_bucket(len: u32) -> usize {
+pub(crate) fn burst_bucket(len: u32) -> usize {
     BURST_BUCKET_MAX
         .iter()
         .position(|&max| len <= max)
@@ -142,7 +142,7 @@ impl LossModelReport {
 
 /// Settings of a [`LossEstimator`].
 #[derive(Debug, Clone, Copy)]
-pub struct EstimatorConfig {
+pub(crate) struct EstimatorConfig {
     /// A missing packet number is declared lost once this many higher numbers arrived…
     pub reorder_packets: u64,
     /// …or once this long has passed since the first higher number arrived.
@@ -168,7 +168,7 @@ impl Default for EstimatorConfig {
 
 /// Cumulative counters of a [`LossEstimator`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct EstimatorStats {
+pub(crate) struct EstimatorStats {
     /// Packet numbers finalized as received.
     pub received: u64,
     /// Packet numbers finalized as lost.
@@ -186,7 +186,7 @@ const MAX_PENDING: usize = 4096;
 
 /// A jump ahead larger than this is not counted as loss (it is a restart of the sequence, e.g.
 /// after a long outage that the session handles on its own).
-pub const MAX_GAP: u64 = 1 << 16;
+pub(crate) const MAX_GAP: u64 = 1 << 16;
 
 /// Arrival checkpoints kept for the time rule.
 const MAX_CHECKPOINTS: usize = 64;
@@ -202,7 +202,7 @@ struct Interval {
 /// number from the host with [`LossEstimator::on_packet`]; call
 /// [`LossEstimator::report`] every report interval.
 #[derive(Debug, Clone)]
-pub struct LossEstimator {
+pub(crate) struct LossEstimator {
     cfg: EstimatorConfig,
     /// Every number below this is finalized.
     next_final: Option<u64>,
@@ -224,7 +224,7 @@ impl Default for LossEstimator {
 }
 
 impl LossEstimator {
-    pub fn new(cfg: EstimatorConfig) -> Self {
+    pub(crate) fn new(cfg: EstimatorConfig) -> Self {
         LossEstimator {
             cfg,
             next_final: None,
@@ -238,17 +238,18 @@ impl LossEstimator {
         }
     }
 
-    pub fn stats(&self) -> EstimatorStats {
+    #[cfg(test)]
+    pub(crate) fn stats(&self) -> EstimatorStats {
         self.stats
     }
 
     /// Forgets everything (a new session starts; packet numbers restart).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         *self = Self::new(self.cfg);
     }
 
     /// One authenticated packet number from the host arrived at `now`.
-    pub fn on_packet(&mut self, pn: u64, now: Instant) {
+    pub(crate) fn on_packet(&mut self, pn: u64, now: Instant) {
         if self.current.start.is_none() {
             self.current.start = Some(now);
         }
@@ -372,7 +373,7 @@ impl LossEstimator {
 
     /// Closes the current interval and returns the report to send. A loss run still open
     /// at the end of the window is counted in the histogram at its length so far.
-    pub fn report(&mut self, now: Instant) -> LossModelReport {
+    pub(crate) fn report(&mut self, now: Instant) -> LossModelReport {
         self.finalize(now);
         let mut cur = std::mem::take(&mut self.current);
         cur.start.get_or_insert(now);
@@ -449,7 +450,7 @@ impl GilbertElliott {
     /// The simple Gilbert fit of counts: `p = runs / received`, `r = runs / lost` (maximum
     /// likelihood for a chain whose bad state always loses). `None` without packets. No loss
     /// at all gives the lossless model (the controller's floor is the cushion for a change).
-    pub fn from_counts(c: &LossCounts) -> Option<Self> {
+    pub(crate) fn from_counts(c: &LossCounts) -> Option<Self> {
         if c.packets == 0 {
             return None;
         }
@@ -474,7 +475,7 @@ impl GilbertElliott {
     }
 
     /// Probability of the bad state in the steady state.
-    pub fn bad_share(&self) -> f64 {
+    pub(crate) fn bad_share(&self) -> f64 {
         if self.p + self.r <= 0.0 {
             0.0
         } else {
@@ -599,7 +600,7 @@ impl FailureTable {
     }
 
     /// Failure probability of a block of `k` data and `m` parity shards.
-    pub fn block_failure(&self, k: usize, m: usize) -> f64 {
+    pub(crate) fn block_failure(&self, k: usize, m: usize) -> f64 {
         self.tail(k + m, m)
     }
 
@@ -614,7 +615,7 @@ impl FailureTable {
     /// `trailing` consecutive ones sent later, the two runs taken as independent (a frame's
     /// worth of datagrams lies between them, over which the chain returns to its steady
     /// state). Equals [`FailureTable::block_failure`] for `trailing = 0`.
-    pub fn split_block_failure(&self, k: usize, m: usize, trailing: usize) -> f64 {
+    pub(crate) fn split_block_failure(&self, k: usize, m: usize, trailing: usize) -> f64 {
         if trailing == 0 || trailing > m {
             return self.block_failure(k, m);
         }

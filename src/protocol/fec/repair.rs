@@ -56,7 +56,7 @@ pub const MAX_REPAIR_ITEMS: usize = 16;
 
 /// Rounds a whole-frame request may name: each asks every block for its data shard count of
 /// rows (a frame lost whole, asked again after its answer was lost too).
-pub const MAX_WHOLE_ROUNDS: u8 = 4;
+pub(crate) const MAX_WHOLE_ROUNDS: u8 = 4;
 
 /// One block of a [`RepairRequest`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +118,7 @@ impl RepairRequest {
     }
 
     /// The rounds of a whole-frame request; `None` for a request naming blocks.
-    pub fn whole_rounds(&self) -> Option<u8> {
+    pub(crate) fn whole_rounds(&self) -> Option<u8> {
         (self.whole > 0).then_some(self.whole)
     }
 

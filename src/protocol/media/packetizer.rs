@@ -32,7 +32,7 @@ use crate::protocol::wire::{
 
 /// Largest access unit we send or accept: a 64 MiB frame is far beyond any real 8K keyframe,
 /// and the receiver's memory cap must hold at least one whole frame plus parity.
-pub const MAX_FRAME_BYTES: usize = 64 << 20;
+pub(crate) const MAX_FRAME_BYTES: usize = 64 << 20;
 
 /// Why a frame could not be packetized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,11 +136,11 @@ impl Datagrams {
         self.timing
     }
     /// Parity shards of each block of the frame, in block order (trailing rows included).
-    pub fn block_parity(&self) -> &[u8] {
+    pub(crate) fn block_parity(&self) -> &[u8] {
         &self.block_parity
     }
     /// Parity datagrams that travel behind the next frame (see [`TrailingParity`]).
-    pub fn trailing_count(&self) -> usize {
+    pub(crate) fn trailing_count(&self) -> usize {
         self.trailing
     }
     /// The trailing datagrams, back to back (headers written, not sealed).
@@ -149,14 +149,14 @@ impl Datagrams {
         &self.buf[self.count * dlen..(self.count + self.trailing) * dlen]
     }
     /// The payload of data shard `i` (`i < data_count()`), padding included.
-    pub fn data_shard(&self, i: usize) -> &[u8] {
+    pub(crate) fn data_shard(&self, i: usize) -> &[u8] {
         let off = i * self.datagram_len + HEADER_LEN + VIDEO_HEADER_LEN;
         &self.buf[off..off + self.shard_size]
     }
 
     /// Makes room for `count` datagrams of `datagram_len` bytes (reusing the buffer) and
     /// describes them; the caller writes every datagram in full.
-    pub(crate) fn prepare(
+    pub fn prepare(
         &mut self,
         count: usize,
         datagram_len: usize,
@@ -237,7 +237,7 @@ impl Packetizer {
     }
 
     /// Like [`Packetizer::plan`], with each block's parity from `parity`.
-    pub fn plan_with(
+    pub(crate) fn plan_with(
         &self,
         len: usize,
         parity: &ParityTable,
@@ -422,11 +422,11 @@ impl Packetizer {
 
 /// Most frames whose trailing rows [`TrailingParity`] holds at once (a sender that seals
 /// ahead of sending keeps a frame or two in hand; older rows are dropped).
-pub const MAX_HELD_FRAMES: usize = 4;
+pub(crate) const MAX_HELD_FRAMES: usize = 4;
 
 /// Trailing rows older than this are dropped instead of sent: a stream that paused has long
 /// had its frames repaired or given up, and rows for them would only be counted late.
-pub const MAX_TRAILING_AGE: Duration = Duration::from_millis(100);
+pub(crate) const MAX_TRAILING_AGE: Duration = Duration::from_millis(100);
 
 /// One frame's trailing rows, unsealed.
 struct HeldRows {
@@ -440,19 +440,19 @@ struct HeldRows {
 /// The host's trailing parity rows (see the module docs): held when a frame is packetized,
 /// released behind the next frame's datagrams.
 #[derive(Default)]
-pub struct TrailingParity {
+pub(crate) struct TrailingParity {
     held: VecDeque<HeldRows>,
     /// Frames whose rows were dropped unsent (too many held, or too old).
     pub dropped: u64,
 }
 
 impl TrailingParity {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Keeps the trailing rows of the frame just packetized into `d` (before sealing).
-    pub fn hold(&mut self, d: &Datagrams, now: Instant) {
+    pub(crate) fn hold(&mut self, d: &Datagrams, now: Instant) {
         if d.trailing == 0 {
             return;
         }
@@ -470,12 +470,13 @@ impl TrailingParity {
     }
 
     /// Frames whose rows are held.
-    pub fn frames_held(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn frames_held(&self) -> usize {
         self.held.len()
     }
 
     /// When the newest held rows were packetized (`None` when none are held).
-    pub fn newest_at(&self) -> Option<Instant> {
+    pub(crate) fn newest_at(&self) -> Option<Instant> {
         self.held.back().map(|h| h.at)
     }
 
@@ -483,7 +484,7 @@ impl TrailingParity {
     /// first: each datagram is numbered from `*next_pn` on (advanced), sealed with `aead` and
     /// handed to `emit`. Rows older than [`MAX_TRAILING_AGE`] are dropped. Returns the
     /// datagrams emitted.
-    pub fn release(
+    pub(crate) fn release(
         &mut self,
         frame_index: u32,
         now: Instant,
@@ -521,14 +522,14 @@ impl TrailingParity {
     }
 
     /// Forgets every held row (a new session starts).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.held.clear();
     }
 }
 
 /// Whether the opened video `body` is a parity row its frame sent behind the next frame
 /// (flagged frame, shard index among the last [`trailing_parity`] rows of the block).
-pub fn is_trailing_row(body: &[u8]) -> bool {
+pub(crate) fn is_trailing_row(body: &[u8]) -> bool {
     let Ok((h, _)) = VideoHeader::decode(body) else {
         return false;
     };

@@ -41,7 +41,7 @@ pub use needs::{BlockNeed, FrameNeed};
 /// Longest a complete keyframe waits for the frame just before it, whose trailing parity
 /// travels right behind the keyframe (see `keyframe_held_until`): past it, that frame is given
 /// up as before. A few milliseconds of one keyframe against a lost picture.
-pub const KEYFRAME_TRAILING_WAIT: Duration = Duration::from_millis(5);
+pub(crate) const KEYFRAME_TRAILING_WAIT: Duration = Duration::from_millis(5);
 
 /// Limits and timing of a [`Reassembler`].
 #[derive(Debug, Clone, Copy)]
@@ -60,7 +60,7 @@ pub struct ReassemblerConfig {
 }
 
 /// Frames of which nothing arrived that may be awaited at once ([`Reassembler::await_frame`]).
-pub const MAX_AWAITED: usize = 4;
+pub(crate) const MAX_AWAITED: usize = 4;
 
 /// Default memory cap: two 64 MiB worst-case frames, or ~1,000 1080p frames.
 pub const DEFAULT_MEMORY_CAP: usize = 2 * MAX_FRAME_BYTES + (4 << 20);
@@ -267,7 +267,7 @@ impl Reassembler {
     /// [`BlockNeed::gap_since`] to the shard's arrival) since the last call; `None` when no
     /// original shard arrived out of order since. Shards of blocks already complete count too
     /// (they arrive as duplicates but still show how late reordering delivers).
-    pub fn take_reordering(&mut self) -> Option<Duration> {
+    pub(crate) fn take_reordering(&mut self) -> Option<Duration> {
         self.reordering.take()
     }
 

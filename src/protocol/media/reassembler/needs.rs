@@ -80,7 +80,7 @@ impl Reassembler {
     /// frame in flight (or `arriving`, the frame of a shard about to be pushed, if newer), at
     /// most `window` frames behind it (older ones are past any repair), oldest first, into
     /// `out`. Awaited frames are included. Nothing across a discontinuity (an index jump).
-    pub fn unseen_into(&self, window: u32, arriving: Option<u32>, out: &mut Vec<u32>) {
+    pub(crate) fn unseen_into(&self, window: u32, arriving: Option<u32>, out: &mut Vec<u32>) {
         out.clear();
         let Some(floor) = self.floor else { return };
         let Some(newest) = self
@@ -110,7 +110,7 @@ impl Reassembler {
     /// lost). Returns `false` when it cannot be awaited: a shard of it arrived, it is older
     /// than the next frame to deliver or an index jump ahead of it, or [`MAX_AWAITED`] frames
     /// are awaited already. Awaiting an awaited frame moves its deadline.
-    pub fn await_frame(&mut self, index: u32, deadline: Instant) -> bool {
+    pub(crate) fn await_frame(&mut self, index: u32, deadline: Instant) -> bool {
         let Some(floor) = self.floor else {
             return false;
         };
@@ -134,7 +134,7 @@ impl Reassembler {
 
     /// Whether frame `index` is awaited (see [`Reassembler::await_frame`]) and none of its
     /// shards arrived yet.
-    pub fn is_awaited(&self, index: u32) -> bool {
+    pub(crate) fn is_awaited(&self, index: u32) -> bool {
         self.awaited.iter().any(|a| a.0 == index)
     }
 
@@ -147,7 +147,7 @@ impl Reassembler {
 
     /// Like [`Reassembler::incomplete`], into a buffer the caller reuses (the session asks after
     /// every video datagram, which must not allocate).
-    pub fn incomplete_into(&self, out: &mut Vec<u32>) {
+    pub(crate) fn incomplete_into(&self, out: &mut Vec<u32>) {
         let floor = self.floor.unwrap_or(0);
         out.clear();
         out.extend(self.slots.iter().filter(|s| !s.complete()).map(|s| s.index));
