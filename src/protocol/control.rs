@@ -28,6 +28,7 @@ pub struct StreamInfo {
 }
 
 impl StreamInfo {
+    /// Appends the body.
     pub fn encode(&self, w: &mut Writer<'_>) {
         w.u32(self.generation)
             .u16(self.mtu)
@@ -35,6 +36,7 @@ impl StreamInfo {
             .string(&self.caps, MAX_CAPS_LEN);
     }
 
+    /// Reads a body written by [`Self::encode`].
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
         let generation = r.u32()?;
         let mtu = r.u16()?;
@@ -74,20 +76,36 @@ pub enum Control {
     /// sent after it answers the request, so copies and later requests for the same loss are
     /// coalesced by the host. `None` (an empty body) is an unnamed request, acted on under the
     /// host's throttle.
-    KeyframeRequest { lost: Option<u32> },
+    KeyframeRequest {
+        /// The newest frame the client cannot decode, if it names one.
+        lost: Option<u32>,
+    },
     /// Client → host: cumulative reception counters.
     LossReport(LossReport),
     /// Either way: echo this back. `t1` is the sender's host clock (monotonic µs) at sending.
-    Ping { t1: u64 },
+    Ping {
+        /// The sender's clock at sending, µs.
+        t1: u64,
+    },
     /// The answer to a [`Control::Ping`]: its `t1`, and the answerer's clock when the ping
     /// arrived (`t2`) and when this left (`t3`) — NTP's timestamps (`clock`).
-    Pong { t1: u64, t2: u64, t3: u64 },
+    Pong {
+        /// The ping's `t1`.
+        t1: u64,
+        /// The answerer's clock when the ping arrived, µs.
+        t2: u64,
+        /// The answerer's clock when the pong left, µs.
+        t3: u64,
+    },
     /// Host → client: the stream info changed (or is known for the first time).
     StreamInfo(StreamInfo),
     /// Either way: this end is leaving. From the host this means end of stream.
     Bye,
     /// Host → client: every input event with a sequence number below this has arrived.
-    InputAck { next_expected: u64 },
+    InputAck {
+        /// The lowest input sequence number not yet received.
+        next_expected: u64,
+    },
     /// Client → host: the loss model over a sliding window (`lossmodel`), every report
     /// interval next to [`Control::LossReport`].
     LossModel(LossModelReport),
@@ -100,7 +118,10 @@ pub enum Control {
     Feedback(Feedback),
     /// Host → client, with every keep-alive: frames sent in this session so far, so a client
     /// whose keep-alives flow but whose video stopped can tell (`session::connection::stall`).
-    SendProgress { frames_sent: u64 },
+    SendProgress {
+        /// Frames the host has sent in this session.
+        frames_sent: u64,
+    },
 }
 
 const T_KEYFRAME: u8 = 1;
@@ -120,6 +141,7 @@ const T_REPAIR_UNAVAILABLE: u8 = 18;
 const T_FEEDBACK: u8 = 24;
 
 impl Control {
+    /// Appends the whole message (type byte and body).
     pub fn encode(&self, out: &mut Vec<u8>) {
         let mut w = Writer::new(out);
         match self {

@@ -107,6 +107,7 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kind with this byte value.
     pub fn from_u8(v: u8) -> Result<Kind, WireError> {
         Ok(match v {
             1 => Kind::HandshakeInit,
@@ -144,6 +145,7 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// The value with this byte.
     pub fn from_u8(v: u8) -> Result<Self, WireError> {
         Ok(match v {
             1 => Self::BadPassphrase,
@@ -155,6 +157,7 @@ impl RejectReason {
         })
     }
 
+    /// A short human-readable name.
     pub fn describe(self) -> &'static str {
         match self {
             Self::BadPassphrase => "the peer rejected our handshake: wrong passphrase",
@@ -175,7 +178,9 @@ impl RejectReason {
 /// The clear header at the start of every datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
+    /// The datagram's kind.
     pub kind: Kind,
+    /// Kind-specific flag bits.
     pub flags: u16,
     /// Session id (from the handshake) or, for handshake kinds, the caller's attempt id.
     pub session_id: u32,
@@ -184,6 +189,7 @@ pub struct Header {
 }
 
 impl Header {
+    /// Writes the header into `out`.
     pub fn encode(&self, out: &mut [u8; HEADER_LEN]) {
         out[0] = VERSION;
         out[1] = self.kind as u8;
@@ -192,6 +198,7 @@ impl Header {
         out[8..16].copy_from_slice(&self.packet_number.to_be_bytes());
     }
 
+    /// The header's bytes.
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         self.encode(&mut b);
@@ -228,6 +235,7 @@ impl Header {
         ))
     }
 
+    /// Whether the datagram is sealed (AEAD).
     pub fn sealed(&self) -> bool {
         self.flags & FLAG_SEALED != 0
     }
@@ -259,6 +267,7 @@ pub struct VideoHeader {
 }
 
 impl VideoHeader {
+    /// Writes the header into the first `VIDEO_HEADER_LEN` bytes of `out`.
     pub fn encode(&self, out: &mut [u8]) {
         out[0..4].copy_from_slice(&self.frame_index.to_be_bytes());
         out[4..8].copy_from_slice(&self.frame_len.to_be_bytes());
@@ -293,6 +302,7 @@ impl VideoHeader {
         Ok((h, &buf[VIDEO_HEADER_LEN..]))
     }
 
+    /// Whether the shard belongs to a keyframe.
     pub fn keyframe(&self) -> bool {
         self.flags & VIDEO_FLAG_KEYFRAME != 0
     }
@@ -309,18 +319,22 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// A reader at the start of `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
         Reader { buf }
     }
 
+    /// Bytes not yet read.
     pub fn remaining(&self) -> usize {
         self.buf.len()
     }
 
+    /// The bytes not yet read, without consuming them.
     pub fn rest(&self) -> &'a [u8] {
         self.buf
     }
 
+    /// The next `n` bytes.
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         if self.buf.len() < n {
             return Err(WireError::Truncated);
@@ -330,20 +344,24 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    /// The next byte.
     pub fn u8(&mut self) -> Result<u8, WireError> {
         Ok(self.bytes(1)?[0])
     }
 
+    /// The next big-endian `u16`.
     pub fn u16(&mut self) -> Result<u16, WireError> {
         let b = self.bytes(2)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
 
+    /// The next big-endian `u32`.
     pub fn u32(&mut self) -> Result<u32, WireError> {
         let b = self.bytes(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
+    /// The next big-endian `u64`.
     pub fn u64(&mut self) -> Result<u64, WireError> {
         let b = self.bytes(8)?;
         let mut a = [0u8; 8];
@@ -351,6 +369,7 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(a))
     }
 
+    /// The next big-endian `i32`.
     pub fn i32(&mut self) -> Result<i32, WireError> {
         Ok(self.u32()? as i32)
     }
@@ -359,10 +378,12 @@ impl<'a> Reader<'a> {
         Ok(f32::from_bits(self.u32()?))
     }
 
+    /// The next big-endian IEEE 754 `f64`.
     pub fn f64(&mut self) -> Result<f64, WireError> {
         Ok(f64::from_bits(self.u64()?))
     }
 
+    /// The next byte as a boolean (0 or 1; anything else is an error).
     pub fn bool(&mut self) -> Result<bool, WireError> {
         match self.u8()? {
             0 => Ok(false),
@@ -395,41 +416,51 @@ impl<'a> Reader<'a> {
 
 /// Appends big-endian fields to a buffer.
 pub struct Writer<'a> {
+    /// The buffer written to.
     pub out: &'a mut Vec<u8>,
 }
 
 impl<'a> Writer<'a> {
+    /// A writer appending to `out`.
     pub fn new(out: &'a mut Vec<u8>) -> Self {
         Writer { out }
     }
+    /// Appends a byte.
     pub fn u8(&mut self, v: u8) -> &mut Self {
         self.out.push(v);
         self
     }
+    /// Appends a big-endian `u16`.
     pub fn u16(&mut self, v: u16) -> &mut Self {
         self.out.extend_from_slice(&v.to_be_bytes());
         self
     }
+    /// Appends a big-endian `u32`.
     pub fn u32(&mut self, v: u32) -> &mut Self {
         self.out.extend_from_slice(&v.to_be_bytes());
         self
     }
+    /// Appends a big-endian `u64`.
     pub fn u64(&mut self, v: u64) -> &mut Self {
         self.out.extend_from_slice(&v.to_be_bytes());
         self
     }
+    /// Appends a big-endian `i32`.
     pub fn i32(&mut self, v: i32) -> &mut Self {
         self.u32(v as u32)
     }
     pub(crate) fn f32(&mut self, v: f32) -> &mut Self {
         self.u32(v.to_bits())
     }
+    /// Appends a big-endian IEEE 754 `f64`.
     pub fn f64(&mut self, v: f64) -> &mut Self {
         self.u64(v.to_bits())
     }
+    /// Appends a boolean as one byte.
     pub fn bool(&mut self, v: bool) -> &mut Self {
         self.u8(v as u8)
     }
+    /// Appends bytes as they are.
     pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
         self.out.extend_from_slice(b);
         self

@@ -116,12 +116,19 @@ pub enum FecMode {
 ///   78-shard block in about 3.5 s.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TargetConfig {
+    /// Largest accepted probability that a block cannot be rebuilt.
     pub target: f64,
+    /// Least parity, in percent of a block's data shards.
     pub floor_percent: u8,
+    /// Least parity shards a block.
     pub floor_shards: u8,
+    /// Most parity, in percent of a block's data shards.
     pub ceiling_percent: u16,
+    /// Most parity shards a block.
     pub ceiling_shards: u8,
+    /// How long a raised plan is kept before it may fall.
     pub hold: Duration,
+    /// Time between two steps down of the plan.
     pub decay_interval: Duration,
 }
 

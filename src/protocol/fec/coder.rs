@@ -334,6 +334,7 @@ impl Default for ReedSolomon8 {
 }
 
 impl ReedSolomon8 {
+    /// An empty coder; matrices are built on first use per `(k, m)`.
     pub fn new() -> Self {
         ReedSolomon8 {
             cache: Vec::new(),

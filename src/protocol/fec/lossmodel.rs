@@ -99,6 +99,7 @@ pub struct LossModelReport {
 pub const LOSS_MODEL_LEN: usize = 2 + 12 + 12 + 4 * BURST_BUCKETS;
 
 impl LossModelReport {
+    /// Appends the report's body.
     pub fn encode(&self, w: &mut Writer<'_>) {
         w.u16(self.window_ms);
         self.recent.encode(w);
@@ -429,9 +430,13 @@ impl LossEstimator {
 /// moves good→bad with probability `p` and bad→good with `r`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GilbertElliott {
+    /// Probability of going from the good to the bad state per datagram.
     pub p: f64,
+    /// Probability of going from the bad back to the good state per datagram.
     pub r: f64,
+    /// Loss probability in the good state.
     pub loss_good: f64,
+    /// Loss probability in the bad state.
     pub loss_bad: f64,
 }
 

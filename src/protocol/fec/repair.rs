@@ -77,6 +77,7 @@ pub struct RepairItem {
 /// [`MAX_REPAIR_ROWS`]) for every block `b` of the frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepairRequest {
+    /// The frame whose blocks are asked for.
     pub frame_index: u32,
     items: Vec<RepairItem>,
     /// Rounds of a whole-frame request (`items` is empty); 0 for a request naming blocks.
@@ -122,6 +123,7 @@ impl RepairRequest {
         (self.whole > 0).then_some(self.whole)
     }
 
+    /// Appends the body.
     pub fn encode(&self, w: &mut Writer<'_>) {
         w.u32(self.frame_index).u8(self.items.len() as u8);
         if self.whole > 0 {
@@ -132,6 +134,7 @@ impl RepairRequest {
         }
     }
 
+    /// Reads a body written by [`Self::encode`].
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
         let frame_index = r.u32()?;
         let count = r.u8()? as usize;
@@ -175,15 +178,19 @@ pub enum UnavailableReason {
 /// Wire (after the control type): `frame_index u32`, `reason u8`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RepairUnavailable {
+    /// The frame that was asked for.
     pub frame_index: u32,
+    /// Why it cannot be answered.
     pub reason: UnavailableReason,
 }
 
 impl RepairUnavailable {
+    /// Appends the body.
     pub fn encode(&self, w: &mut Writer<'_>) {
         w.u32(self.frame_index).u8(self.reason as u8);
     }
 
+    /// Reads a body written by [`Self::encode`].
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
         let frame_index = r.u32()?;
         let reason = match r.u8()? {
@@ -231,14 +238,19 @@ impl Default for RepairConfig {
 /// Counters of a [`RepairHistory`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RepairStats {
+    /// Repair requests received.
     pub requests: u64,
     /// Repair shards produced.
     pub shards_sent: u64,
     /// Repair bytes produced (datagram payload, unsealed size).
     pub bytes_sent: u64,
+    /// Requests refused: the frame is no longer held.
     pub refused_not_held: u64,
+    /// Requests refused: the repair byte budget is spent.
     pub refused_budget: u64,
+    /// Requests refused: the block has no repair rows left.
     pub refused_rows: u64,
+    /// Frames dropped from the history to stay within its limits.
     pub frames_evicted: u64,
     /// Requests that asked for nothing new (copies, or older than one already served).
     pub copies: u64,
@@ -309,9 +321,13 @@ pub struct RepairAnswer {
 /// How repair datagrams are framed (as the frame's own datagrams are).
 #[derive(Debug, Clone, Copy)]
 pub struct RepairParams {
+    /// Session the answer's datagrams belong to.
     pub session_id: u32,
+    /// Packet number of the answer's first datagram.
     pub first_packet_number: u64,
+    /// Whether the datagrams are sealed (AEAD).
     pub sealed: bool,
+    /// Bytes the AEAD tag adds to each sealed datagram.
     pub tag_len: usize,
 }
 
@@ -328,6 +344,7 @@ pub struct RepairHistory {
 }
 
 impl RepairHistory {
+    /// An empty history with the given limits.
     pub fn new(cfg: RepairConfig) -> Self {
         RepairHistory {
             cfg,
@@ -345,6 +362,7 @@ impl RepairHistory {
         self.margin = margin;
     }
 
+    /// The history's counters.
     pub fn stats(&self) -> RepairStats {
         self.stats
     }

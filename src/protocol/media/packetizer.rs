@@ -82,6 +82,7 @@ pub struct Datagrams {
 }
 
 impl Datagrams {
+    /// An empty buffer.
     pub fn new() -> Self {
         Self::default()
     }
@@ -89,6 +90,7 @@ impl Datagrams {
     pub fn len(&self) -> usize {
         self.count
     }
+    /// True when it holds no datagram.
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -100,9 +102,11 @@ impl Datagrams {
     pub fn datagram_len(&self) -> usize {
         self.datagram_len
     }
+    /// Index of the frame the datagrams belong to.
     pub fn frame_index(&self) -> u32 {
         self.frame_index
     }
+    /// Packet number of the first datagram.
     pub fn first_packet_number(&self) -> u64 {
         self.first_packet_number
     }
@@ -110,9 +114,11 @@ impl Datagrams {
     pub fn wire_bytes(&self) -> usize {
         self.count * self.datagram_len
     }
+    /// Datagram `i`.
     pub fn get(&self, i: usize) -> &[u8] {
         &self.buf[i * self.datagram_len..(i + 1) * self.datagram_len]
     }
+    /// Every datagram, in send order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> {
         self.buf[..self.count * self.datagram_len].chunks_exact(self.datagram_len.max(1))
     }
@@ -128,6 +134,7 @@ impl Datagrams {
     pub fn frame_len(&self) -> usize {
         self.frame_len
     }
+    /// Whether the frame is a keyframe.
     pub fn keyframe(&self) -> bool {
         self.keyframe
     }
@@ -182,9 +189,11 @@ impl Datagrams {
 /// How one frame is cut (see [`Packetizer::plan`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
+    /// Data shards of the frame.
     pub data_shards: usize,
     /// Bytes per shard.
     pub shard: usize,
+    /// How the data shards are split into FEC blocks.
     pub layout: BlockLayout,
     /// Datagrams sent with the frame, data and parity.
     pub count: usize,
@@ -195,13 +204,19 @@ pub struct Plan {
 /// What the session tells the packetizer about a frame.
 #[derive(Debug, Clone, Copy)]
 pub struct FrameParams {
+    /// Index of the frame.
     pub frame_index: u32,
+    /// Whether the frame is a keyframe.
     pub keyframe: bool,
+    /// Parity share in percent, as carried in the header.
     pub fec_percent: u8,
+    /// Session the datagrams belong to.
     pub session_id: u32,
+    /// Packet number of the first datagram.
     pub first_packet_number: u64,
     /// Whether datagrams will be sealed (sets the header flag and reserves the tag).
     pub sealed: bool,
+    /// Bytes the AEAD tag adds to each datagram (0 when unsealed).
     pub tag_len: usize,
     /// Capture time, duration, render offset and send span (host clock), in every shard.
     pub timing: FrameTiming,
@@ -214,6 +229,7 @@ pub struct Packetizer {
 }
 
 impl Packetizer {
+    /// A packetizer for datagrams of at most `mtu` bytes.
     pub fn new(mtu: usize, coder: Box<dyn FecCoder>) -> Self {
         Packetizer { mtu, coder }
     }

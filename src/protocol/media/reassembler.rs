@@ -80,8 +80,11 @@ impl Default for ReassemblerConfig {
 /// A whole access unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
+    /// Frame index.
     pub index: u32,
+    /// Whether the frame is a keyframe.
     pub keyframe: bool,
+    /// The access unit's bytes.
     pub data: Vec<u8>,
     /// Frames were lost between the previous delivered frame and this one.
     pub discont: bool,
@@ -102,10 +105,13 @@ pub struct Frame {
 /// What the reassembler has for the session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
+    /// A whole frame, in order.
     Frame(Frame),
     /// `count` frames were given up (first index given).
     Lost {
+        /// Index of the first frame given up.
         first_index: u32,
+        /// How many consecutive frames were given up.
         count: u32,
     },
 }
@@ -126,17 +132,27 @@ pub enum Rejected {
 /// Counters (cumulative).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ReassemblerStats {
+    /// Shards accepted into a frame.
     pub shards_accepted: u64,
+    /// Shards rejected as malformed or inconsistent.
     pub shards_invalid: u64,
+    /// Shards already held.
     pub shards_duplicate: u64,
+    /// Shards of frames already delivered or given up.
     pub shards_late: u64,
+    /// Data shards rebuilt by FEC.
     pub shards_recovered: u64,
     /// Original shards that arrived after a higher original shard of their block (reordered).
     pub shards_reordered: u64,
+    /// Frames delivered whole.
     pub frames_delivered: u64,
+    /// Frames given up.
     pub frames_lost: u64,
+    /// Frames given up to stay within the memory cap.
     pub memory_drops: u64,
+    /// Bytes held for incomplete frames now.
     pub memory_in_use: usize,
+    /// Most bytes held at once.
     pub memory_peak: usize,
 }
 
@@ -233,6 +249,7 @@ pub struct Reassembler {
 }
 
 impl Reassembler {
+    /// A reassembler with the given limits and FEC coder.
     pub fn new(cfg: ReassemblerConfig, coder: Box<dyn FecCoder>) -> Self {
         Reassembler {
             cfg,
@@ -248,6 +265,7 @@ impl Reassembler {
         }
     }
 
+    /// The counters.
     pub fn stats(&self) -> ReassemblerStats {
         self.stats
     }

@@ -34,6 +34,7 @@ pub struct FrameTiming {
 }
 
 impl FrameTiming {
+    /// Writes the timing into the first `FRAME_TIMING_LEN` bytes of `out`.
     pub fn encode(&self, out: &mut [u8]) {
         out[0..8].copy_from_slice(&self.capture_us.to_be_bytes());
         out[8..12].copy_from_slice(&self.duration_us.to_be_bytes());
@@ -135,14 +136,23 @@ impl Default for AgeWindow {
 /// Percentiles of frame age and its parts (µs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AgeSummary {
+    /// Frames summarised.
     pub frames: u64,
+    /// Median age at arrival, µs.
     pub age_p50_us: u64,
+    /// 99th percentile of the age at arrival, µs.
     pub age_p99_us: u64,
+    /// Median encode time (capture to the sink), µs.
     pub encode_p50_us: u64,
+    /// Median time in the host (sink to send), µs.
     pub host_p50_us: u64,
+    /// Median network time, µs.
     pub network_p50_us: u64,
+    /// 99th percentile of the network time, µs.
     pub network_p99_us: u64,
+    /// Median wait for FEC or repair, µs.
     pub fec_wait_p50_us: u64,
+    /// 99th percentile of the wait for FEC or repair, µs.
     pub fec_wait_p99_us: u64,
 }
 

@@ -105,6 +105,7 @@ pub struct Pacer {
 }
 
 impl Pacer {
+    /// A pacer with the given configuration.
     pub fn new(cfg: PacingConfig) -> Self {
         Pacer {
             cfg,
@@ -118,6 +119,7 @@ impl Pacer {
         }
     }
 
+    /// Its configuration.
     pub fn config(&self) -> &PacingConfig {
         &self.cfg
     }

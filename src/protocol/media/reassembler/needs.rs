@@ -12,6 +12,7 @@ use crate::protocol::wire::seq_diff;
 /// One incomplete block of a frame (see [`Reassembler::missing`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockNeed {
+    /// Block index within the frame.
     pub block: u16,
     /// Data shards of the block.
     pub k: u16,
@@ -36,14 +37,18 @@ pub struct BlockNeed {
 /// An incomplete frame in flight (see [`Reassembler::missing`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameNeed {
+    /// Frame index.
     pub index: u32,
+    /// Whether the frame is a keyframe.
     pub keyframe: bool,
     /// Part of its parity travels behind the next frame (`VIDEO_FLAG_TRAILING`): the frame's
     /// shards do not stop when the next frame's start.
     pub trailing: bool,
+    /// When its first shard arrived.
     pub first_seen: Instant,
     /// When its newest shard arrived.
     pub last_activity: Instant,
+    /// When it is given up, if the session set a deadline.
     pub deadline: Option<Instant>,
 }
 
