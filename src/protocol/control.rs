@@ -332,6 +332,47 @@ mod tests {
         ]
     }
 
+    /// The client's loss observation on the wire, pinned byte for byte: the counters
+    /// (`T_LOSS`) and the loss model (`T_LOSS_MODEL`), as every released host decodes them.
+    #[test]
+    fn loss_messages_encode_to_pinned_bytes() {
+        let counters = Control::LossReport(LossReport {
+            packets_received: 0x0102_0304_0506_0708,
+            packets_lost: 9,
+            packets_recovered: 10,
+            frames_lost: 11,
+            frames_delivered: 12,
+            info_generation: 0x0d0e_0f10,
+        });
+        let model = Control::LossModel(LossModelReport {
+            window_ms: 500,
+            recent: LossCounts {
+                packets: 100,
+                lost: 3,
+                bursts: 2,
+            },
+            window: LossCounts {
+                packets: 1000,
+                lost: 30,
+                bursts: 12,
+            },
+            burst_hist: [5, 4, 1, 1, 1, 0, 0, 0],
+        });
+        let hex = |c: &Control| {
+            let mut out = Vec::new();
+            c.encode(&mut out);
+            out.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        assert_eq!(
+            hex(&counters),
+            "0201020304050607080000000000000009000000000000000a000000000000000b000000000000000c0d0e0f10"
+        );
+        assert_eq!(
+            hex(&model),
+            "1001f4000000640000000300000002000003e80000001e0000000c0000000500000004000000010000000100000001000000000000000000000000"
+        );
+    }
+
     #[test]
     fn roundtrip_every_message() {
         for m in all() {
