@@ -35,6 +35,7 @@ use crate::protocol::media::packetizer::MAX_FRAME_BYTES;
 use crate::protocol::media::timing::FrameTiming;
 use crate::protocol::wire::{VideoHeader, WireError, seq_diff};
 
+mod memory;
 mod needs;
 pub use needs::{BlockNeed, FrameNeed};
 
@@ -605,42 +606,6 @@ impl Reassembler {
         self.stats.memory_in_use += bytes;
         self.stats.memory_peak = self.stats.memory_peak.max(self.stats.memory_in_use);
         Ok(self.slots.len() - 1)
-    }
-
-    /// Frees memory for `need` more bytes by giving up the oldest frames (never `keep`).
-    fn make_room(&mut self, need: usize, keep: usize) -> bool {
-        if need > self.cfg.memory_cap {
-            return false;
-        }
-        let keep_index = self.slots.get(keep).map(|s| s.index);
-        while self.stats.memory_in_use + need > self.cfg.memory_cap {
-            let oldest = self
-                .slots
-                .iter()
-                .filter(|s| Some(s.index) != keep_index)
-                .min_by_key(|s| seq_diff(s.index, self.floor.unwrap_or(s.index)))
-                .map(|s| s.index);
-            match oldest {
-                Some(i) => self.give_up_through(i),
-                None => return false,
-            }
-        }
-        true
-    }
-
-    fn give_up_oldest(&mut self) -> bool {
-        let oldest = self
-            .slots
-            .iter()
-            .min_by_key(|s| seq_diff(s.index, self.floor.unwrap_or(s.index)))
-            .map(|s| s.index);
-        match oldest {
-            Some(i) => {
-                self.give_up_through(i);
-                true
-            }
-            None => false,
-        }
     }
 
     fn remove_slot(&mut self, index: u32) -> Option<Slot> {
