@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use gstpunktfunk::protocol::packetizer::Datagrams;
+use gstpunktfunk::protocol::media::packetizer::Datagrams;
 use gstpunktfunk::protocol::security::crypto::AeadBackend;
 use gstpunktfunk::protocol::security::handshake::Role;
 use gstpunktfunk::session::{Config, Event, Mode, Session};

@@ -17,9 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
-use gstpunktfunk::protocol::fec::ReedSolomon8;
-use gstpunktfunk::protocol::pacing::{Pacer, PacingConfig};
-use gstpunktfunk::protocol::packetizer::{Datagrams, FrameParams, Packetizer};
+use gstpunktfunk::protocol::fec::coder::ReedSolomon8;
+use gstpunktfunk::protocol::media::packetizer::{Datagrams, FrameParams, Packetizer};
+use gstpunktfunk::protocol::time::pacing::{Pacer, PacingConfig};
 use gstpunktfunk::protocol::wire::{DEFAULT_MTU, TAG_LEN};
 use gstpunktfunk::testkit::impair::{ImpairConfig, LossModel};
 use gstpunktfunk::testkit::relay::Relay;

@@ -27,9 +27,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use gstpunktfunk::protocol::fec::{BlockLayout, ReedSolomon8, parity_for, parity_rows};
-use gstpunktfunk::protocol::packetizer::{Datagrams, FrameParams, Packetizer, seal_all};
-use gstpunktfunk::protocol::reassembler::{Output, Reassembler, ReassemblerConfig};
+use gstpunktfunk::protocol::fec::coder::{BlockLayout, ReedSolomon8, parity_for, parity_rows};
+use gstpunktfunk::protocol::media::packetizer::{Datagrams, FrameParams, Packetizer, seal_all};
+use gstpunktfunk::protocol::media::reassembler::{Output, Reassembler, ReassemblerConfig};
 use gstpunktfunk::protocol::security::crypto::{Aead, AeadBackend};
 use gstpunktfunk::protocol::security::handshake::Role;
 use gstpunktfunk::protocol::wire::{DEFAULT_MTU, HEADER_LEN, TAG_LEN};
@@ -518,7 +518,7 @@ fn summary() {
         let (ours_cpu, _) = median_ns(
             || {
                 let mut p: Vec<&mut [u8]> = parity.iter_mut().map(|v| v.as_mut_slice()).collect();
-                gstpunktfunk::protocol::fec::FecCoder::encode(&mut ours, &d, &mut p)
+                gstpunktfunk::protocol::fec::coder::FecCoder::encode(&mut ours, &d, &mut p)
                     .expect("encode");
             },
             ITERS,

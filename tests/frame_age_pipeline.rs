@@ -34,7 +34,7 @@ fn digest(b: &gst::BufferRef) -> u64 {
     h.finish()
 }
 
-/// The p-th percentile as `protocol::timing` computes it (nearest rank on sorted samples).
+/// The p-th percentile as `protocol::media::timing` computes it (nearest rank on sorted samples).
 fn percentile(v: &[i64], p: f64) -> i64 {
     let mut v = v.to_vec();
     v.sort_unstable();

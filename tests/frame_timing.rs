@@ -33,7 +33,7 @@ fn pair(down: Duration, up: Duration) -> Sim {
     c.rng_seed = Some(2);
     // A fixed parity share, so the layout of a frame (and the one a test drops) is known, and no
     // repair: a frame completes from what was sent.
-    h.fec_mode = gstpunktfunk::protocol::adaptive::FecMode::Fixed;
+    h.fec_mode = gstpunktfunk::protocol::fec::adaptive::FecMode::Fixed;
     h.fec_percent = 20;
     c.repair = false;
     let mut sim = Sim::new(7);

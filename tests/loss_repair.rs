@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::frame_bytes;
 use common::sim::{Sim, addr, connected, passphrase_pair};
-use gstpunktfunk::protocol::adaptive::FecMode;
+use gstpunktfunk::protocol::fec::adaptive::FecMode;
 use gstpunktfunk::protocol::wire::{Header, Kind};
 use gstpunktfunk::session::{Config, Event};
 use gstpunktfunk::testkit::rng::Rng;
@@ -68,7 +68,7 @@ fn drop_video_positions(sim: &mut Sim, drop: impl Fn(usize) -> bool + 'static) {
     }));
 }
 
-fn frames(events: &[Event]) -> Vec<&gstpunktfunk::protocol::reassembler::Frame> {
+fn frames(events: &[Event]) -> Vec<&gstpunktfunk::protocol::media::reassembler::Frame> {
     events
         .iter()
         .filter_map(|e| match e {
@@ -273,7 +273,7 @@ fn forged_and_replayed_repair_requests_are_rejected_and_counted() {
     // the parity) losing the tail of both blocks with all their parity: the stall asks for both
     // blocks at once, a request with a 12-byte body (44-byte datagram), unlike any other
     // control message.
-    let shard = gstpunktfunk::protocol::packetizer::Packetizer::max_shard(
+    let shard = gstpunktfunk::protocol::media::packetizer::Packetizer::max_shard(
         1400,
         gstpunktfunk::protocol::wire::TAG_LEN,
     );

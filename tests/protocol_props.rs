@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use common::frame_bytes;
 
-use gstpunktfunk::protocol::fec::{BlockLayout, ReedSolomon8, parity_for};
-use gstpunktfunk::protocol::packetizer::{Datagrams, FrameParams, Packetizer, seal_all};
-use gstpunktfunk::protocol::reassembler::{Output, Reassembler, ReassemblerConfig};
+use gstpunktfunk::protocol::fec::coder::{BlockLayout, ReedSolomon8, parity_for};
+use gstpunktfunk::protocol::media::packetizer::{Datagrams, FrameParams, Packetizer, seal_all};
+use gstpunktfunk::protocol::media::reassembler::{Output, Reassembler, ReassemblerConfig};
 use gstpunktfunk::protocol::security::crypto::PlainAead;
 use gstpunktfunk::protocol::wire::{HEADER_LEN, VIDEO_HEADER_LEN, VideoHeader};
 use proptest::prelude::*;
@@ -138,7 +138,7 @@ fn recovery_counts_rebuilt_shards() {
 
 #[test]
 fn a_frame_carries_its_timing_and_the_arrival_of_its_last_data_shard() {
-    use gstpunktfunk::protocol::timing::FrameTiming;
+    use gstpunktfunk::protocol::media::timing::FrameTiming;
     let timing = FrameTiming {
         capture_us: 9_000_000,
         duration_us: 16_667,
@@ -372,11 +372,11 @@ fn memory_cap_gives_up_oldest() {
 // ---------------------------------------------------------------------------------------------
 // Repair: new parity rows from the host's history, used by the reassembler byte-exact.
 
-use gstpunktfunk::protocol::fec::ParityTable;
-use gstpunktfunk::protocol::reassembler::BlockNeed;
-use gstpunktfunk::protocol::repair::{
+use gstpunktfunk::protocol::fec::coder::ParityTable;
+use gstpunktfunk::protocol::fec::repair::{
     RepairConfig, RepairHistory, RepairItem, RepairParams, RepairRequest,
 };
+use gstpunktfunk::protocol::media::reassembler::BlockNeed;
 
 /// A history whose budget never binds (the tests below ask for much more than a share).
 fn generous_history() -> RepairHistory {
@@ -497,7 +497,7 @@ fn repair_index_limit_is_checked_before_allocation() {
     let m = parity_for(k, 20);
     let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
     let now = Instant::now();
-    let limit = k + m + gstpunktfunk::protocol::repair::MAX_REPAIR_ROWS;
+    let limit = k + m + gstpunktfunk::protocol::fec::repair::MAX_REPAIR_ROWS;
     for si in [limit, 255] {
         let mut b = vec![0u8; VIDEO_HEADER_LEN + shard.len()];
         VideoHeader {

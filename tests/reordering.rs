@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::frame_bytes;
 use common::sim::{Sim, addr, passphrase_pair};
-use gstpunktfunk::protocol::packetizer::Packetizer;
+use gstpunktfunk::protocol::media::packetizer::Packetizer;
 use gstpunktfunk::protocol::security::handshake::Role;
 use gstpunktfunk::protocol::wire::{Header, Kind, TAG_LEN};
 use gstpunktfunk::session::{Config, Event, Mode, Stats};

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::sim::{Sim, addr};
 use common::{frame_bytes, pump, wait_for};
 use gstpunktfunk::protocol::input::InputEvent;
-use gstpunktfunk::protocol::reassembler::Frame;
+use gstpunktfunk::protocol::media::reassembler::Frame;
 use gstpunktfunk::protocol::security::handshake::Role;
 use gstpunktfunk::protocol::wire::{Header, Kind, RejectReason};
 use gstpunktfunk::session::{Config, DisconnectReason, Error, Event, Mode, Session};
@@ -172,9 +172,9 @@ fn wrong_passphrase_yields_no_session_and_a_clear_reason() {
         host.conn
             .begin_frame(
                 now,
-                &gstpunktfunk::protocol::packetizer::Packetizer::new(
+                &gstpunktfunk::protocol::media::packetizer::Packetizer::new(
                     1400,
-                    Box::new(gstpunktfunk::protocol::fec::ReedSolomon8::new())
+                    Box::new(gstpunktfunk::protocol::fec::coder::ReedSolomon8::new())
                 ),
                 3,
                 true

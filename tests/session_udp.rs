@@ -212,7 +212,7 @@ fn hostile_datagrams_never_break_the_stream() {
         "stream kept flowing under a junk flood: {got}/200"
     );
     assert!(s.invalid_datagrams + s.auth_failures + s.unknown_session + s.replays_rejected > 0);
-    assert!(s.memory_peak <= gstpunktfunk::protocol::reassembler::DEFAULT_MEMORY_CAP as u64);
+    assert!(s.memory_peak <= gstpunktfunk::protocol::media::reassembler::DEFAULT_MEMORY_CAP as u64);
     assert!(client.is_connected());
 }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::frame_bytes;
 use common::sim::{Bursts, Sim, addr, passphrase_pair};
-use gstpunktfunk::protocol::adaptive::FecMode;
+use gstpunktfunk::protocol::fec::adaptive::FecMode;
 use gstpunktfunk::protocol::wire::{Header, Kind};
 use gstpunktfunk::session::{Config, Event, Stats};
 

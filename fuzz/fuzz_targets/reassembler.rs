@@ -18,9 +18,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use gstpunktfunk::protocol::fec::{BlockLayout, FecCoder, FecError, ReedSolomon8, parity_for};
-use gstpunktfunk::protocol::packetizer::{Datagrams, FrameParams, Packetizer};
-use gstpunktfunk::protocol::reassembler::{Output, Reassembler, ReassemblerConfig};
+use gstpunktfunk::protocol::fec::coder::{BlockLayout, FecCoder, FecError, ReedSolomon8, parity_for};
+use gstpunktfunk::protocol::media::packetizer::{Datagrams, FrameParams, Packetizer};
+use gstpunktfunk::protocol::media::reassembler::{Output, Reassembler, ReassemblerConfig};
 use gstpunktfunk::protocol::wire::{HEADER_LEN, VIDEO_HEADER_LEN, seq_diff};
 use libfuzzer_sys::fuzz_target;
 

@@ -6,10 +6,10 @@
 
 #![no_main]
 
-use gstpunktfunk::protocol::fec::{ParityTable, ReedSolomon8};
-use gstpunktfunk::protocol::lossmodel::LossModelReport;
-use gstpunktfunk::protocol::packetizer::{Datagrams, FrameParams, Packetizer};
-use gstpunktfunk::protocol::repair::{
+use gstpunktfunk::protocol::fec::coder::{ParityTable, ReedSolomon8};
+use gstpunktfunk::protocol::fec::lossmodel::LossModelReport;
+use gstpunktfunk::protocol::media::packetizer::{Datagrams, FrameParams, Packetizer};
+use gstpunktfunk::protocol::fec::repair::{
     MAX_REPAIR_ITEMS, MAX_REPAIR_ROWS, RepairConfig, RepairHistory, RepairMargin, RepairParams,
     RepairRequest, RepairUnavailable,
 };

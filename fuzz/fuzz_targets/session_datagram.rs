@@ -28,11 +28,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use gstpunktfunk::protocol::security::crypto::AeadBackend;
-use gstpunktfunk::protocol::fec::ReedSolomon8;
+use gstpunktfunk::protocol::fec::coder::ReedSolomon8;
 use gstpunktfunk::protocol::security::handshake::Role;
 use gstpunktfunk::protocol::input::InputEvent;
-use gstpunktfunk::protocol::packetizer::{Datagrams, Packetizer};
-use gstpunktfunk::protocol::reassembler::DEFAULT_MEMORY_CAP;
+use gstpunktfunk::protocol::media::packetizer::{Datagrams, Packetizer};
+use gstpunktfunk::protocol::media::reassembler::DEFAULT_MEMORY_CAP;
 use gstpunktfunk::protocol::wire::Reader;
 use gstpunktfunk::session::{Config, Connection, Mode};
 use libfuzzer_sys::fuzz_target;

@@ -5,7 +5,7 @@
 //! another stream format or alignment on the video pads (the protocol carries whole Annex-B
 //! access units, one per frame), or audio other than Opus at 48 kHz in one or two channels.
 
-use crate::protocol::annexb::Codec;
+use crate::protocol::media::annexb::Codec;
 
 /// Name of the audio pads: the sink's request pad and the src's sometimes pad.
 pub(crate) const AUDIO_PAD: &str = "audio";

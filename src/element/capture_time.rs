@@ -10,7 +10,7 @@
 use gst::prelude::*;
 use gst_base::prelude::*;
 
-use crate::protocol::timing::FrameTiming;
+use crate::protocol::media::timing::FrameTiming;
 use crate::session::{FrameTimingIn, Stats, monotonic_us};
 
 /// Caps name of the reference timestamp meta the src attaches: the host's capture time in

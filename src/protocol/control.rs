@@ -5,10 +5,10 @@
 //! This module only encodes and decodes; deciding when to send them is the session's job.
 //! Decoding never panics and never allocates more than the bytes present (strings are capped).
 
-use super::feedback::Feedback;
-use super::lossmodel::LossModelReport;
-use super::repair::{RepairRequest, RepairUnavailable};
 use super::wire::{Reader, WireError, Writer};
+use crate::protocol::fec::lossmodel::LossModelReport;
+use crate::protocol::fec::repair::{RepairRequest, RepairUnavailable};
+use crate::protocol::feedback::Feedback;
 
 /// Longest caps string we carry. Real H.264/HEVC caps with codec_data are well under 2 KiB.
 pub const MAX_CAPS_LEN: usize = 4096;
@@ -28,6 +28,7 @@ pub struct StreamInfo {
 }
 
 impl StreamInfo {
+    /// Appends the body.
     pub fn encode(&self, w: &mut Writer<'_>) {
         w.u32(self.generation)
             .u16(self.mtu)
@@ -35,6 +36,7 @@ impl StreamInfo {
             .string(&self.caps, MAX_CAPS_LEN);
     }
 
+    /// Reads a body written by [`Self::encode`].
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
         let generation = r.u32()?;
         let mtu = r.u16()?;
@@ -74,20 +76,36 @@ pub enum Control {
     /// sent after it answers the request, so copies and later requests for the same loss are
     /// coalesced by the host. `None` (an empty body) is an unnamed request, acted on under the
     /// host's throttle.
-    KeyframeRequest { lost: Option<u32> },
+    KeyframeRequest {
+        /// The newest frame the client cannot decode, if it names one.
+        lost: Option<u32>,
+    },
     /// Client → host: cumulative reception counters.
     LossReport(LossReport),
     /// Either way: echo this back. `t1` is the sender's host clock (monotonic µs) at sending.
-    Ping { t1: u64 },
+    Ping {
+        /// The sender's clock at sending, µs.
+        t1: u64,
+    },
     /// The answer to a [`Control::Ping`]: its `t1`, and the answerer's clock when the ping
     /// arrived (`t2`) and when this left (`t3`) — NTP's timestamps (`clock`).
-    Pong { t1: u64, t2: u64, t3: u64 },
+    Pong {
+        /// The ping's `t1`.
+        t1: u64,
+        /// The answerer's clock when the ping arrived, µs.
+        t2: u64,
+        /// The answerer's clock when the pong left, µs.
+        t3: u64,
+    },
     /// Host → client: the stream info changed (or is known for the first time).
     StreamInfo(StreamInfo),
     /// Either way: this end is leaving. From the host this means end of stream.
     Bye,
     /// Host → client: every input event with a sequence number below this has arrived.
-    InputAck { next_expected: u64 },
+    InputAck {
+        /// The lowest input sequence number not yet received.
+        next_expected: u64,
+    },
     /// Client → host: the loss model over a sliding window (`lossmodel`), every report
     /// interval next to [`Control::LossReport`].
     LossModel(LossModelReport),
@@ -95,12 +113,15 @@ pub enum Control {
     RepairRequest(RepairRequest),
     /// Host → client: a repair request cannot be answered (frame no longer held, budget spent).
     RepairUnavailable(RepairUnavailable),
-    // Congestion control (issue 10).
+    // Congestion control.
     /// Client → host: per-frame arrival timing for the bandwidth estimator (`feedback`).
     Feedback(Feedback),
     /// Host → client, with every keep-alive: frames sent in this session so far, so a client
     /// whose keep-alives flow but whose video stopped can tell (`session::connection::stall`).
-    SendProgress { frames_sent: u64 },
+    SendProgress {
+        /// Frames the host has sent in this session.
+        frames_sent: u64,
+    },
 }
 
 const T_KEYFRAME: u8 = 1;
@@ -120,6 +141,7 @@ const T_REPAIR_UNAVAILABLE: u8 = 18;
 const T_FEEDBACK: u8 = 24;
 
 impl Control {
+    /// Appends the whole message (type byte and body).
     pub fn encode(&self, out: &mut Vec<u8>) {
         let mut w = Writer::new(out);
         match self {
@@ -229,8 +251,8 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::lossmodel::LossCounts;
-    use crate::protocol::repair::{RepairItem, UnavailableReason};
+    use crate::protocol::fec::lossmodel::LossCounts;
+    use crate::protocol::fec::repair::{RepairItem, UnavailableReason};
 
     fn all() -> Vec<Control> {
         vec![
@@ -308,6 +330,47 @@ mod tests {
                 ],
             }),
         ]
+    }
+
+    /// The client's loss observation on the wire, pinned byte for byte: the counters
+    /// (`T_LOSS`) and the loss model (`T_LOSS_MODEL`), as every released host decodes them.
+    #[test]
+    fn loss_messages_encode_to_pinned_bytes() {
+        let counters = Control::LossReport(LossReport {
+            packets_received: 0x0102_0304_0506_0708,
+            packets_lost: 9,
+            packets_recovered: 10,
+            frames_lost: 11,
+            frames_delivered: 12,
+            info_generation: 0x0d0e_0f10,
+        });
+        let model = Control::LossModel(LossModelReport {
+            window_ms: 500,
+            recent: LossCounts {
+                packets: 100,
+                lost: 3,
+                bursts: 2,
+            },
+            window: LossCounts {
+                packets: 1000,
+                lost: 30,
+                bursts: 12,
+            },
+            burst_hist: [5, 4, 1, 1, 1, 0, 0, 0],
+        });
+        let hex = |c: &Control| {
+            let mut out = Vec::new();
+            c.encode(&mut out);
+            out.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        assert_eq!(
+            hex(&counters),
+            "0201020304050607080000000000000009000000000000000a000000000000000b000000000000000c0d0e0f10"
+        );
+        assert_eq!(
+            hex(&model),
+            "1001f4000000640000000300000002000003e80000001e0000000c0000000500000004000000010000000100000001000000000000000000000000"
+        );
     }
 
     #[test]

@@ -28,16 +28,16 @@ use super::wire::{Reader, WireError, Writer, seq_diff};
 /// A message is sent at least this often while frames arrive (and at once when
 /// [`FLUSH_FRAMES`] frames are waiting). 25 ms lets the host decide every few tens of
 /// milliseconds, about every second frame at 60 fps.
-pub const FEEDBACK_INTERVAL: Duration = Duration::from_millis(25);
+pub(crate) const FEEDBACK_INTERVAL: Duration = Duration::from_millis(25);
 
 /// A message is due as soon as this many frames are settled, whatever the interval: at high
 /// frame rates the message stays small and the host hears about every few frames.
-pub const FLUSH_FRAMES: usize = 4;
+pub(crate) const FLUSH_FRAMES: usize = 4;
 
 /// The newest frame is reported once a datagram of a later frame arrived, or after this long
 /// without a datagram of its own (the stream paused, or the next frame was lost entirely).
 /// Longer than the gap between the pacer's chunks at any sane pacing rate.
-pub const SETTLE_TIMEOUT: Duration = Duration::from_millis(40);
+pub(crate) const SETTLE_TIMEOUT: Duration = Duration::from_millis(40);
 
 /// Most frame entries in one message (decoder limit). Far above what the interval collects at
 /// 240 fps; a long run of wholly lost frames costs one byte per entry.
@@ -45,22 +45,22 @@ pub const MAX_FEEDBACK_FRAMES: usize = 32;
 
 /// Frames the builder keeps before it drops the oldest unreported ones (a caller that stops
 /// polling, or a jump in frame indices). Bounds its memory.
-pub const MAX_PENDING_FRAMES: usize = 128;
+pub(crate) const MAX_PENDING_FRAMES: usize = 128;
 
 /// Most datagrams one frame can have: a 64 MiB frame in shards of the smallest MTU, with 100 %
 /// parity, is below this.
-pub const MAX_FRAME_DATAGRAMS: u32 = 1 << 20;
+pub(crate) const MAX_FRAME_DATAGRAMS: u32 = 1 << 20;
 
 /// Most bytes one frame's datagrams can carry: 64 MiB of frame, 100 % parity, headers.
-pub const MAX_FRAME_BYTES: u64 = 1 << 28;
+pub(crate) const MAX_FRAME_BYTES: u64 = 1 << 28;
 
 /// Largest arrival-time offset or span in a message, in µs (60 s). A frame that takes longer
 /// than this is reported with its span cut to it; an entry whose offset would exceed it starts
 /// the next message.
-pub const MAX_TIME_US: u64 = 60_000_000;
+pub(crate) const MAX_TIME_US: u64 = 60_000_000;
 
 /// Largest `late` count in one message.
-pub const MAX_LATE: u32 = 1 << 20;
+pub(crate) const MAX_LATE: u32 = 1 << 20;
 
 /// Arrival report for one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -212,7 +212,7 @@ impl Feedback {
 
     /// Client arrival times `(first, last)` of entry `i` in µs on the client's clock, or
     /// `None` when nothing of that frame arrived.
-    pub fn arrival_us(&self, i: usize) -> Option<(i64, i64)> {
+    pub(crate) fn arrival_us(&self, i: usize) -> Option<(i64, i64)> {
         let f = self.frames.get(i)?;
         if f.received == 0 {
             return None;
@@ -238,7 +238,7 @@ struct Pending {
 /// [`FeedbackBuilder::poll_feedback`] until it returns `None`; wake at
 /// [`FeedbackBuilder::poll_timeout`] to poll again when no datagram arrives.
 #[derive(Debug, Clone)]
-pub struct FeedbackBuilder {
+pub(crate) struct FeedbackBuilder {
     epoch: Instant,
     /// Frame index of `pending[0]`; `None` before the first datagram.
     base: Option<u32>,
@@ -253,7 +253,7 @@ pub struct FeedbackBuilder {
 
 impl FeedbackBuilder {
     /// A builder whose clock starts at `epoch` (the client's times are µs since then).
-    pub fn new(epoch: Instant) -> Self {
+    pub(crate) fn new(epoch: Instant) -> Self {
         FeedbackBuilder {
             epoch,
             base: None,
@@ -270,12 +270,13 @@ impl FeedbackBuilder {
     }
 
     /// Frames that were dropped without being reported.
-    pub fn dropped_frames(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn dropped_frames(&self) -> u64 {
         self.dropped
     }
 
     /// Records one datagram of `bytes` (whole UDP payload) for frame `frame_index` at `now`.
-    pub fn on_datagram(&mut self, frame_index: u32, bytes: usize, now: Instant) {
+    pub(crate) fn on_datagram(&mut self, frame_index: u32, bytes: usize, now: Instant) {
         let t = self.us(now);
         let base = *self.base.get_or_insert(frame_index);
         let d = seq_diff(frame_index, base);
@@ -339,7 +340,7 @@ impl FeedbackBuilder {
     }
 
     /// The next message, when one is due at `now`.
-    pub fn poll_feedback(&mut self, now: Instant) -> Option<Feedback> {
+    pub(crate) fn poll_feedback(&mut self, now: Instant) -> Option<Feedback> {
         let settled = self.settled(now);
         if !self.due(settled, now) {
             return None;
@@ -390,7 +391,7 @@ impl FeedbackBuilder {
 
     /// When [`FeedbackBuilder::poll_feedback`] may next return a message if no datagram
     /// arrives before then; `None` while there is nothing to report.
-    pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self, now: Instant) -> Option<Instant> {
         let last = self.pending.back()?;
         let interval_at = self.last_sent.map_or(now, |at| at + FEEDBACK_INTERVAL);
         let settled = self.settled(now);

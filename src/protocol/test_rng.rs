@@ -1,18 +1,24 @@
-//! A small deterministic generator (xorshift64*) for the protocol's unit tests, so that Monte
-//! Carlo runs and random loss patterns reproduce from their seed. Test-only.
+//! The seeded generator of the protocol's unit tests: xoshiro256** from `rand_xoshiro` (the
+//! test kit's generator, which needs the `testing` feature), so Monte Carlo runs and random
+//! loss patterns reproduce from their seed. Test-only; never used for anything that needs
+//! unpredictability.
 
-/// xorshift64*; the seed must not be 0.
-pub(crate) struct Rng(pub(crate) u64);
+use rand_core::{RngCore, SeedableRng};
+use rand_xoshiro::Xoshiro256StarStar;
+
+/// A reproducible generator: the same seed gives the same sequence.
+pub(crate) struct Rng(Xoshiro256StarStar);
 
 impl Rng {
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    pub(crate) fn new(seed: u64) -> Self {
+        Rng(Xoshiro256StarStar::seed_from_u64(seed))
     }
 
-    /// Uniform in `0..n`.
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+
+    /// Uniform in `0..n` (the modulo bias is irrelevant for the small `n` of the tests).
     pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use super::timing::{FRAME_TIMING_LEN, FrameTiming};
+use crate::protocol::media::timing::{FRAME_TIMING_LEN, FrameTiming};
 
 /// Protocol version carried in the first byte of every datagram. Version 2: handshake v2
 /// (SPAKE2 + NNpsk2) and the frame timing in every video shard header.
@@ -28,7 +28,7 @@ pub const TAG_LEN: usize = 16;
 pub const MAX_DATAGRAM_BYTES: usize = 65_507;
 
 /// Smallest `mtu` a user may configure: room for the headers, the tag and a useful shard.
-pub const MIN_MTU: usize = 256;
+pub(crate) const MIN_MTU: usize = 256;
 
 /// Default largest datagram (UDP payload): a 1500-byte path minus IPv6 (40) and UDP (8)
 /// headers, minus 52 bytes of slack for tunnels (WireGuard, PPPoE, VLAN) so that the default
@@ -39,14 +39,14 @@ pub const DEFAULT_MTU: usize = 1400;
 pub const FLAG_SEALED: u16 = 0x0001;
 
 /// Video flag: this access unit is a keyframe (IDR / IRAP).
-pub const VIDEO_FLAG_KEYFRAME: u8 = 0x01;
+pub(crate) const VIDEO_FLAG_KEYFRAME: u8 = 0x01;
 /// Part of the frame's parity travels behind the next frame's datagrams
 /// (`packetizer::TrailingParity`); only frames of one block of at most
 /// `fec::MAX_TRAILING_K` data shards carry it.
-pub const VIDEO_FLAG_TRAILING: u8 = 0x02;
+pub(crate) const VIDEO_FLAG_TRAILING: u8 = 0x02;
 
 /// FEC scheme identifier for the Reed-Solomon GF(2^8) coder.
-pub const FEC_SCHEME_RS8: u8 = 1;
+pub(crate) const FEC_SCHEME_RS8: u8 = 1;
 
 /// What a decoder found wrong with untrusted bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +84,7 @@ impl std::error::Error for WireError {}
 /// [`super::cookie`]). A constant rather than a [`Kind`] variant for now, so that code matching
 /// exhaustively on `Kind` keeps compiling until the connection handles it; [`Header::decode`]
 /// refuses it like any unknown kind, and [`super::cookie::decode_reply`] reads it.
-pub const KIND_COOKIE_REPLY: u8 = 5;
+pub(crate) const KIND_COOKIE_REPLY: u8 = 5;
 
 /// Datagram kinds (second byte of the clear header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,6 +109,7 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kind with this byte value.
     pub fn from_u8(v: u8) -> Result<Kind, WireError> {
         Ok(match v {
             1 => Kind::HandshakeInit,
@@ -150,6 +151,7 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// The value with this byte.
     pub fn from_u8(v: u8) -> Result<Self, WireError> {
         Ok(match v {
             1 => Self::BadPassphrase,
@@ -161,6 +163,7 @@ impl RejectReason {
         })
     }
 
+    /// A short human-readable name.
     pub fn describe(self) -> &'static str {
         match self {
             Self::BadPassphrase => "the peer rejected our handshake: wrong passphrase",
@@ -181,7 +184,9 @@ impl RejectReason {
 /// The clear header at the start of every datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
+    /// The datagram's kind.
     pub kind: Kind,
+    /// Kind-specific flag bits.
     pub flags: u16,
     /// Session id (from the handshake) or, for handshake kinds, the caller's attempt id.
     pub session_id: u32,
@@ -190,6 +195,7 @@ pub struct Header {
 }
 
 impl Header {
+    /// Writes the header into `out`.
     pub fn encode(&self, out: &mut [u8; HEADER_LEN]) {
         out[0] = VERSION;
         out[1] = self.kind as u8;
@@ -198,6 +204,7 @@ impl Header {
         out[8..16].copy_from_slice(&self.packet_number.to_be_bytes());
     }
 
+    /// The header's bytes.
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         self.encode(&mut b);
@@ -234,6 +241,7 @@ impl Header {
         ))
     }
 
+    /// Whether the datagram is sealed (AEAD).
     pub fn sealed(&self) -> bool {
         self.flags & FLAG_SEALED != 0
     }
@@ -265,6 +273,7 @@ pub struct VideoHeader {
 }
 
 impl VideoHeader {
+    /// Writes the header into the first `VIDEO_HEADER_LEN` bytes of `out`.
     pub fn encode(&self, out: &mut [u8]) {
         out[0..4].copy_from_slice(&self.frame_index.to_be_bytes());
         out[4..8].copy_from_slice(&self.frame_len.to_be_bytes());
@@ -299,6 +308,7 @@ impl VideoHeader {
         Ok((h, &buf[VIDEO_HEADER_LEN..]))
     }
 
+    /// Whether the shard belongs to a keyframe.
     pub fn keyframe(&self) -> bool {
         self.flags & VIDEO_FLAG_KEYFRAME != 0
     }
@@ -315,18 +325,22 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// A reader at the start of `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
         Reader { buf }
     }
 
+    /// Bytes not yet read.
     pub fn remaining(&self) -> usize {
         self.buf.len()
     }
 
+    /// The bytes not yet read, without consuming them.
     pub fn rest(&self) -> &'a [u8] {
         self.buf
     }
 
+    /// The next `n` bytes.
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         if self.buf.len() < n {
             return Err(WireError::Truncated);
@@ -336,20 +350,24 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    /// The next byte.
     pub fn u8(&mut self) -> Result<u8, WireError> {
         Ok(self.bytes(1)?[0])
     }
 
+    /// The next big-endian `u16`.
     pub fn u16(&mut self) -> Result<u16, WireError> {
         let b = self.bytes(2)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
 
+    /// The next big-endian `u32`.
     pub fn u32(&mut self) -> Result<u32, WireError> {
         let b = self.bytes(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
+    /// The next big-endian `u64`.
     pub fn u64(&mut self) -> Result<u64, WireError> {
         let b = self.bytes(8)?;
         let mut a = [0u8; 8];
@@ -357,18 +375,21 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(a))
     }
 
+    /// The next big-endian `i32`.
     pub fn i32(&mut self) -> Result<i32, WireError> {
         Ok(self.u32()? as i32)
     }
 
-    pub fn f32(&mut self) -> Result<f32, WireError> {
+    pub(crate) fn f32(&mut self) -> Result<f32, WireError> {
         Ok(f32::from_bits(self.u32()?))
     }
 
+    /// The next big-endian IEEE 754 `f64`.
     pub fn f64(&mut self) -> Result<f64, WireError> {
         Ok(f64::from_bits(self.u64()?))
     }
 
+    /// The next byte as a boolean (0 or 1; anything else is an error).
     pub fn bool(&mut self) -> Result<bool, WireError> {
         match self.u8()? {
             0 => Ok(false),
@@ -401,41 +422,51 @@ impl<'a> Reader<'a> {
 
 /// Appends big-endian fields to a buffer.
 pub struct Writer<'a> {
+    /// The buffer written to.
     pub out: &'a mut Vec<u8>,
 }
 
 impl<'a> Writer<'a> {
+    /// A writer appending to `out`.
     pub fn new(out: &'a mut Vec<u8>) -> Self {
         Writer { out }
     }
+    /// Appends a byte.
     pub fn u8(&mut self, v: u8) -> &mut Self {
         self.out.push(v);
         self
     }
+    /// Appends a big-endian `u16`.
     pub fn u16(&mut self, v: u16) -> &mut Self {
         self.out.extend_from_slice(&v.to_be_bytes());
         self
     }
+    /// Appends a big-endian `u32`.
     pub fn u32(&mut self, v: u32) -> &mut Self {
         self.out.extend_from_slice(&v.to_be_bytes());
         self
     }
+    /// Appends a big-endian `u64`.
     pub fn u64(&mut self, v: u64) -> &mut Self {
         self.out.extend_from_slice(&v.to_be_bytes());
         self
     }
+    /// Appends a big-endian `i32`.
     pub fn i32(&mut self, v: i32) -> &mut Self {
         self.u32(v as u32)
     }
-    pub fn f32(&mut self, v: f32) -> &mut Self {
+    pub(crate) fn f32(&mut self, v: f32) -> &mut Self {
         self.u32(v.to_bits())
     }
+    /// Appends a big-endian IEEE 754 `f64`.
     pub fn f64(&mut self, v: f64) -> &mut Self {
         self.u64(v.to_bits())
     }
+    /// Appends a boolean as one byte.
     pub fn bool(&mut self, v: bool) -> &mut Self {
         self.u8(v as u8)
     }
+    /// Appends bytes as they are.
     pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
         self.out.extend_from_slice(b);
         self

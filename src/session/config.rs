@@ -7,14 +7,14 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use crate::protocol::adaptive::{FecMode, TargetConfig};
 use crate::protocol::control::StreamInfo;
-use crate::protocol::pacing::PacingConfig;
-use crate::protocol::reassembler::ReassemblerConfig;
-use crate::protocol::repair::RepairConfig;
+use crate::protocol::fec::adaptive::{FecMode, TargetConfig};
+use crate::protocol::fec::repair::RepairConfig;
+use crate::protocol::media::reassembler::ReassemblerConfig;
 use crate::protocol::security::crypto::AeadBackend;
 use crate::protocol::security::handshake::Role;
 use crate::protocol::security::ratelimit::RateLimitConfig;
+use crate::protocol::time::pacing::PacingConfig;
 use crate::protocol::wire::{DEFAULT_MTU, MAX_DATAGRAM_BYTES, MIN_MTU};
 
 use super::Error;

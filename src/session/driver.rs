@@ -11,9 +11,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
-use crate::protocol::fec::ReedSolomon8;
+use crate::protocol::fec::coder::ReedSolomon8;
 use crate::protocol::input::InputEvent;
-use crate::protocol::packetizer::{Datagrams, Packetizer};
+use crate::protocol::media::packetizer::{Datagrams, Packetizer};
 use crate::protocol::security::handshake::Role;
 use crate::sync::lock;
 use crate::transport::udp::clock_ns;

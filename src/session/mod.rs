@@ -23,7 +23,7 @@
 
 use std::io;
 
-use crate::protocol::packetizer::PacketizeError;
+use crate::protocol::media::packetizer::PacketizeError;
 
 mod config;
 mod connection;

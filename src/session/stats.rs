@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 
 use crate::protocol::congestion::BweState;
+use crate::protocol::media::timing::AgeSummary;
 use crate::protocol::security::handshake::Role;
-use crate::protocol::timing::AgeSummary;
 
 /// Cumulative counters since the session was created (over all peers it had), plus the state
 /// of the current connection.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::protocol::congestion::{BandwidthEstimator, BweConfig, BweEvent, BweState, SentFrame};
 use crate::protocol::feedback::{Feedback, FeedbackBuilder};
-use crate::protocol::pacing::{Pacer, PacingConfig};
+use crate::protocol::time::pacing::{Pacer, PacingConfig};
 use crate::testkit::impair::netem::{LossModel, LossState};
 use crate::testkit::rng::Rng;
 

@@ -15,8 +15,8 @@ use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use gstpunktfunk::protocol::fec::ReedSolomon8;
-use gstpunktfunk::protocol::packetizer::{Datagrams, Packetizer};
+use gstpunktfunk::protocol::fec::coder::ReedSolomon8;
+use gstpunktfunk::protocol::media::packetizer::{Datagrams, Packetizer};
 use gstpunktfunk::protocol::security::handshake::Role;
 use gstpunktfunk::session::{Config, Connection, Event, FrameTimingIn, Mode};
 use gstpunktfunk::testkit::rng::Rng;

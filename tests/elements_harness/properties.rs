@@ -273,3 +273,30 @@ fn uri_handler() {
         );
     }
 }
+
+/// `fec-mode=adaptive` still parses, reads back, and posts a deprecation warning at start.
+#[test]
+fn fec_mode_adaptive_posts_a_deprecation_warning() {
+    init();
+    let sink = gst::ElementFactory::make("punktfunksink")
+        .property("address", "127.0.0.1")
+        .property("port", 0u32)
+        .build()
+        .expect("element");
+    sink.set_property_from_str("fec-mode", "adaptive");
+    let m = sink.property_value("fec-mode");
+    assert_eq!(
+        glib::EnumValue::from_value(&m).expect("enum").1.nick(),
+        "adaptive"
+    );
+    let pipeline = gst::Pipeline::new();
+    pipeline.add(&sink).expect("add");
+    let bus = pipeline.bus().expect("bus");
+    assert!(pipeline.set_state(gst::State::Paused).is_ok());
+    // Other warnings (no passphrase) may come first; the deprecation one must come too.
+    wait_bus(&bus, "the deprecation warning", |m| {
+        matches!(m.view(), gst::MessageView::Warning(w)
+            if w.error().message().contains("fec-mode=adaptive is deprecated"))
+    });
+    pipeline.set_state(gst::State::Null).expect("null");
+}

@@ -28,7 +28,7 @@ use gst_base::subclass::prelude::*;
 
 use super::audio::{AudioInput, EosAction, is_audio_request, submit};
 use super::congestion::{Attach, CongestionControl, Steering, bandwidth_structure};
-use super::settings::{self, SinkSettings};
+use super::settings::{self, FEC_MODE_ADAPTIVE_DEPRECATED, FecModeSetting, SinkSettings};
 use crate::element::caps::codec_of;
 use crate::element::capture_time::capture_timing;
 use crate::element::input_message::input_structure;
@@ -38,7 +38,7 @@ use crate::element::properties::Core;
 use crate::element::settings::DEFAULT_STATS_INTERVAL_MS;
 use crate::element::stats::{StatsTicker, stats_structure};
 use crate::element::{POLL_SLICE, debug_category, lock};
-use crate::protocol::annexb::{Codec, ParameterSets};
+use crate::protocol::media::annexb::{Codec, ParameterSets};
 use crate::session::{self, Event, Session};
 
 static CAT: LazyLock<gst::DebugCategory> =
@@ -477,6 +477,9 @@ impl ObjectImpl for PunktfunkSink {
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         self.core
             .set_property(self.obj().upcast_ref(), value, pspec);
+        if pspec.name() == "fec-mode" && value.get() == Ok(FecModeSetting::Adaptive) {
+            gst::warning!(CAT, imp = self, "{FEC_MODE_ADAPTIVE_DEPRECATED}");
+        }
         let interval = lock(&self.core.settings).common.stats_interval_ms;
         self.stats_interval.store(interval, Ordering::Relaxed);
     }
@@ -500,6 +503,15 @@ impl BaseSinkImpl for PunktfunkSink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.core.settings();
         gst::debug!(CAT, imp = self, "starting with {settings:?}");
+        if settings.own.fec_mode == FecModeSetting::Adaptive {
+            // Posted at start as well as logged when set: a pipeline parsed from a string sets
+            // its properties before the element has a bus.
+            gst::element_imp_warning!(
+                self,
+                gst::LibraryError::Settings,
+                ("{}", FEC_MODE_ADAPTIVE_DEPRECATED)
+            );
+        }
         let session = self
             .core
             .slot

@@ -10,8 +10,8 @@ use gst::prelude::*;
 
 use crate::element::properties::common_properties;
 use crate::element::settings::{ConnectionMode, OwnSettings};
-use crate::protocol::pacing::PacingConfig;
 use crate::protocol::security::handshake::Role;
+use crate::protocol::time::pacing::PacingConfig;
 use crate::protocol::wire::{DEFAULT_MTU, MAX_DATAGRAM_BYTES, MIN_MTU};
 use crate::session::{Config, CongestionConfig};
 use crate::transport::udp::UdpOptions;
@@ -26,7 +26,7 @@ pub(crate) const DEFAULT_FEC_MODE: FecModeSetting = FecModeSetting::Target;
 pub(crate) const DEFAULT_PACING_RATE: u64 = 0;
 pub(crate) const DEFAULT_DSCP: u32 = 0;
 // Defaults from the session's `Config` (see docs/PROTOCOL.md §9, §10).
-pub(crate) const DEFAULT_FEC_TARGET: f64 = crate::protocol::adaptive::DEFAULT_TARGET;
+pub(crate) const DEFAULT_FEC_TARGET: f64 = crate::protocol::fec::adaptive::DEFAULT_TARGET;
 pub(crate) const DEFAULT_FEC_FLOOR: u32 = 5;
 pub(crate) const DEFAULT_FEC_CEILING: u32 = 100;
 pub(crate) const DEFAULT_REPAIR_SHARE: f64 = 0.25;
@@ -158,10 +158,8 @@ impl OwnSettings for SinkSettings {
 pub(crate) enum FecModeSetting {
     #[enum_value(name = "Fixed: always fec-percent", nick = "fixed")]
     Fixed = 0,
-    #[enum_value(
-        name = "Adaptive: fec-percent as a floor, raised from the client's loss reports",
-        nick = "adaptive"
-    )]
+    /// Deprecated alias of `Target`, kept so that existing pipelines still parse.
+    #[enum_value(name = "Adaptive: deprecated alias of target", nick = "adaptive")]
     Adaptive = 1,
     #[enum_value(
         name = "Target: per block, the least parity that keeps its failure probability under fec-target, from the client's loss model",
@@ -170,12 +168,17 @@ pub(crate) enum FecModeSetting {
     Target = 2,
 }
 
-impl From<FecModeSetting> for crate::protocol::adaptive::FecMode {
+/// The warning the sink posts when `fec-mode=adaptive` is set.
+pub(crate) const FEC_MODE_ADAPTIVE_DEPRECATED: &str =
+    "fec-mode=adaptive is deprecated and now means fec-mode=target; set fec-mode=target";
+
+impl From<FecModeSetting> for crate::protocol::fec::adaptive::FecMode {
     fn from(m: FecModeSetting) -> Self {
         match m {
             FecModeSetting::Fixed => Self::Fixed,
-            FecModeSetting::Adaptive => Self::Adaptive,
-            FecModeSetting::Target => Self::Target,
+            // `adaptive` is an alias: `fec-percent` then means what it means under `target`
+            // (the share until the first loss model report).
+            FecModeSetting::Adaptive | FecModeSetting::Target => Self::Target,
         }
     }
 }
@@ -202,7 +205,7 @@ pub(crate) fn properties() -> Vec<glib::ParamSpec> {
                 glib::ParamSpecEnum::builder_with_default("fec-mode", DEFAULT_FEC_MODE)
                     .nick("FEC mode")
                     .blurb(
-                        "fixed: always fec-percent; adaptive: fec-percent as a floor, raised from the client's loss reports; target: per block, the least parity that keeps the block's failure probability under fec-target, from the client's loss model (fec-percent until the first report). Default target",
+                        "fixed: always fec-percent; target: per block, the least parity that keeps the block's failure probability under fec-target, from the client's loss model (fec-percent until the first report); adaptive: deprecated alias of target. Default target",
                     )
                     .mutable_ready()
                     .build(),
@@ -335,5 +338,28 @@ mod tests {
             .map(|p| p.name().to_owned())
             .collect();
         assert_eq!(live, ["stats-interval"]);
+    }
+
+    /// `fec-mode=adaptive` configures the session exactly as `fec-mode=target` does, so
+    /// `fec-percent` keeps one meaning.
+    #[test]
+    fn fec_mode_adaptive_is_target() {
+        use crate::protocol::fec::adaptive::FecMode;
+        use crate::session::Mode;
+        gst::init().unwrap();
+        let configured = |mode: FecModeSetting| {
+            let mut s = SinkSettings::default();
+            assert!(s.set("fec-percent", &7u32.to_value()));
+            assert!(s.set("fec-mode", &mode.to_value()));
+            let mut config = Config::new(Role::Host, Mode::Listener);
+            s.configure(&mut config);
+            (config.fec_mode, config.fec_percent)
+        };
+        assert_eq!(configured(FecModeSetting::Adaptive), (FecMode::Target, 7));
+        assert_eq!(
+            configured(FecModeSetting::Adaptive),
+            configured(FecModeSetting::Target)
+        );
+        assert_eq!(configured(FecModeSetting::Fixed), (FecMode::Fixed, 7));
     }
 }

@@ -41,7 +41,7 @@ use crate::element::settings::ConnectionMode;
 use crate::element::stats::StatsTicker;
 use crate::element::{POLL_SLICE, debug_category, lock};
 use crate::protocol::input::InputEvent;
-use crate::protocol::timing::FrameTiming;
+use crate::protocol::media::timing::FrameTiming;
 use crate::session::{self, AudioPacket, Event, Session, monotonic_us};
 
 static CAT: LazyLock<gst::DebugCategory> =
@@ -412,7 +412,7 @@ impl PunktfunkSrc {
     fn on_frame(
         &self,
         session: &Session,
-        f: crate::protocol::reassembler::Frame,
+        f: crate::protocol::media::reassembler::Frame,
         settings: SrcSettings,
     ) -> Option<gst::Buffer> {
         let mut stream = lock(&self.stream);

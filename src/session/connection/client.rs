@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crate::protocol::control::{LossReport, StreamInfo};
 use crate::protocol::input::InputEvent;
-use crate::protocol::reassembler::Output;
+use crate::protocol::media::reassembler::Output;
 use crate::protocol::wire::{HEADER_LEN, Kind, TAG_LEN};
 
 use super::link::Link;

@@ -347,7 +347,7 @@ impl Connection {
         let mut frame_index = u32::from_be_bytes([index[0], index[1], index[2], index[3]]);
         // A trailing parity row left behind the next frame and counts with it, as the host
         // counted it (`on_frame_sent`).
-        if crate::protocol::packetizer::is_trailing_row(body) {
+        if crate::protocol::media::packetizer::is_trailing_row(body) {
             frame_index = frame_index.wrapping_add(1);
         }
         if let Some(b) = self.side.client_mut().and_then(|c| c.feedback.as_mut()) {

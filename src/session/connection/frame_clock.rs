@@ -15,10 +15,12 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::protocol::clock::ClockOffset;
-use crate::protocol::pacing::Schedule;
-use crate::protocol::reassembler::Frame;
-use crate::protocol::timing::{AGE_WINDOW, AgeSample, AgeSummary, AgeWindow, Arrival, FrameTiming};
+use crate::protocol::media::reassembler::Frame;
+use crate::protocol::media::timing::{
+    AGE_WINDOW, AgeSample, AgeSummary, AgeWindow, Arrival, FrameTiming,
+};
+use crate::protocol::time::clock::ClockOffset;
+use crate::protocol::time::pacing::Schedule;
 
 use super::{Connection, Side};
 

@@ -15,13 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::protocol::control::{Control, LossReport, StreamInfo};
-use crate::protocol::fec::{MAX_SHARDS_PER_BLOCK, ParityTable};
-use crate::protocol::pacing::{Pacer, Schedule};
-use crate::protocol::packetizer::{
+use crate::protocol::fec::coder::{MAX_SHARDS_PER_BLOCK, ParityTable};
+use crate::protocol::fec::repair::RepairHistory;
+use crate::protocol::media::packetizer::{
     Datagrams, FrameParams, PacketizeError, Packetizer, TrailingParity, seal_all,
 };
-use crate::protocol::repair::RepairHistory;
 use crate::protocol::security::crypto::Aead;
+use crate::protocol::time::pacing::{Pacer, Schedule};
 use crate::protocol::wire::{FEC_SCHEME_RS8, HEADER_LEN, VIDEO_HEADER_LEN};
 use crate::sync::lock;
 
@@ -132,7 +132,7 @@ impl Connection {
 
     /// Like [`Connection::begin_frame`], with what the caller knows of the frame's timing
     /// (capture time in the host clock, duration); `now` is the frame's render time. Every
-    /// shard of the frame carries the resulting [`crate::protocol::timing::FrameTiming`].
+    /// shard of the frame carries the resulting [`crate::protocol::media::timing::FrameTiming`].
     pub fn begin_frame_timed(
         &mut self,
         now: Instant,

@@ -48,7 +48,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::protocol::control::{Control, LossReport, StreamInfo};
 use crate::protocol::input::InputEvent;
-use crate::protocol::reassembler::Frame;
+use crate::protocol::media::reassembler::Frame;
 use crate::protocol::security::handshake::{HandshakeConfig, HandshakeError, Psk, Role};
 use crate::protocol::wire::{
     FEC_SCHEME_RS8, HEADER_LEN, Header, KIND_COOKIE_REPLY, Kind, RejectReason, WireError,

@@ -55,13 +55,13 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::protocol::control::Control;
-use crate::protocol::fec::BlockLayout;
-use crate::protocol::lossmodel::{LossEstimator, LossModelReport};
-use crate::protocol::reassembler::{BlockNeed, Rejected};
-use crate::protocol::repair::{
+use crate::protocol::fec::coder::BlockLayout;
+use crate::protocol::fec::lossmodel::{LossEstimator, LossModelReport};
+use crate::protocol::fec::repair::{
     MAX_REPAIR_ITEMS, MAX_REPAIR_ROWS, MAX_WHOLE_ROUNDS, RepairItem, RepairRequest,
     RepairUnavailable, UnavailableReason,
 };
+use crate::protocol::media::reassembler::{BlockNeed, Rejected};
 use crate::protocol::wire::{VideoHeader, seq_diff};
 
 use super::{Connection, Side};
@@ -646,7 +646,7 @@ impl Connection {
     /// indices are consecutive, so the sender sent them and every datagram was lost) are asked
     /// for whole at once, awaited by the reassembler until their deadline, and asked again
     /// (one more round of rows per block) when a round passes without a shard of theirs. Only
-    /// frames within the repair deadline behind the newest, at most [`MAX_AWAITED`](crate::protocol::reassembler::MAX_AWAITED) at once.
+    /// frames within the repair deadline behind the newest, at most [`MAX_AWAITED`](crate::protocol::media::reassembler::MAX_AWAITED) at once.
     /// Their indices join `incomplete` (their request copies stay due).
     fn ask_whole_frames(
         &mut self,

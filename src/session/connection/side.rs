@@ -5,15 +5,15 @@
 
 use std::time::Instant;
 
-use crate::protocol::adaptive::AdaptiveFec;
 use crate::protocol::congestion::BandwidthEstimator;
 use crate::protocol::control::StreamInfo;
-use crate::protocol::fec::ReedSolomon8;
+use crate::protocol::fec::adaptive::AdaptiveFec;
+use crate::protocol::fec::coder::ReedSolomon8;
 use crate::protocol::feedback::FeedbackBuilder;
 use crate::protocol::input::{InputReceiver, InputSender};
-use crate::protocol::pacing::Pacer;
-use crate::protocol::reassembler::Reassembler;
+use crate::protocol::media::reassembler::Reassembler;
 use crate::protocol::security::handshake::Role;
+use crate::protocol::time::pacing::Pacer;
 
 use super::super::Config;
 use super::{keyframe, repair, stall};

@@ -11,7 +11,7 @@
 //!   its totals ask beyond what was served, plus the FEC controller's margin for a burst on the
 //!   answer), bounded by the repair budget (`RepairConfig::budget_share` of the stream),
 //!   sealed with fresh packet numbers and queued as transmits;
-//! - a `LossModel` report feeds [`AdaptiveFec::on_loss_model`](crate::protocol::adaptive::AdaptiveFec)
+//! - a `LossModel` report feeds [`AdaptiveFec::on_loss_model`](crate::protocol::fec::adaptive::AdaptiveFec)
 //!   unless it is older (by packet number) than the newest one used.
 //!
 //! Must never: allocate per request beyond the bounded history and one reused datagram buffer,
@@ -21,10 +21,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::protocol::control::Control;
-use crate::protocol::fec::ReedSolomon8;
-use crate::protocol::lossmodel::LossModelReport;
-use crate::protocol::packetizer::{Datagrams, TrailingParity, seal_all};
-use crate::protocol::repair::{RepairConfig, RepairHistory, RepairParams, RepairRequest};
+use crate::protocol::fec::coder::ReedSolomon8;
+use crate::protocol::fec::lossmodel::LossModelReport;
+use crate::protocol::fec::repair::{RepairConfig, RepairHistory, RepairParams, RepairRequest};
+use crate::protocol::media::packetizer::{Datagrams, TrailingParity, seal_all};
 use crate::protocol::security::bucket::TokenBucket;
 use crate::sync::lock;
 

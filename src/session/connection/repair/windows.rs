@@ -31,7 +31,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::protocol::reassembler::{BlockNeed, FrameNeed, Output};
+use crate::protocol::media::reassembler::{BlockNeed, FrameNeed, Output};
 use crate::protocol::wire::seq_diff;
 
 use super::super::Connection;

@@ -4,7 +4,7 @@
 //! Every video shard carries [`FrameTiming`] (the host's capture time of the access unit, its
 //! duration, and when the host's sink got it); the host's clock is microseconds of its
 //! monotonic clock. The client combines it with its own arrival times and the clock offset from
-//! [`super::clock::ClockOffset`] into an [`AgeSample`] per delivered frame:
+//! [`crate::protocol::time::clock::ClockOffset`] into an [`AgeSample`] per delivered frame:
 //!
 //! ```text
 //! capture ──encode──▶ render ──host──▶ last data sent ──network──▶ last data shard ──fec──▶ complete
@@ -16,7 +16,7 @@
 //! module is pure arithmetic and bounded windows of samples; it reads no clock.
 
 /// Bytes of [`FrameTiming`] on the wire.
-pub const FRAME_TIMING_LEN: usize = 20;
+pub(crate) const FRAME_TIMING_LEN: usize = 20;
 
 /// Per-frame timing sent with every shard of the frame (host clock, microseconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,6 +34,7 @@ pub struct FrameTiming {
 }
 
 impl FrameTiming {
+    /// Writes the timing into the first `FRAME_TIMING_LEN` bytes of `out`.
     pub fn encode(&self, out: &mut [u8]) {
         out[0..8].copy_from_slice(&self.capture_us.to_be_bytes());
         out[8..12].copy_from_slice(&self.duration_us.to_be_bytes());
@@ -56,13 +57,13 @@ impl FrameTiming {
     }
 
     /// Host clock time of render (capture + render offset).
-    pub fn render_us(&self) -> u64 {
+    pub(crate) fn render_us(&self) -> u64 {
         self.capture_us
             .saturating_add(u64::from(self.render_offset_us))
     }
 
     /// Host clock time the last data datagram was scheduled to leave.
-    pub fn last_sent_us(&self) -> u64 {
+    pub(crate) fn last_sent_us(&self) -> u64 {
         self.render_us()
             .saturating_add(u64::from(self.send_span_us))
     }
@@ -80,7 +81,7 @@ pub struct Arrival {
 /// One frame's age at arrival and its parts, µs. Parts that would be negative from clock
 /// estimation error are clamped to 0; `age_us` is computed directly, not summed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct AgeSample {
+pub(crate) struct AgeSample {
     pub age_us: u64,
     pub encode_us: u64,
     pub host_us: u64,
@@ -91,7 +92,7 @@ pub struct AgeSample {
 impl AgeSample {
     /// Splits a frame's age. `offset_us` is host − local (from the clock estimator). `None`
     /// when the host sent no capture time.
-    pub fn new(t: &FrameTiming, a: &Arrival, offset_us: i64) -> Option<AgeSample> {
+    pub(crate) fn new(t: &FrameTiming, a: &Arrival, offset_us: i64) -> Option<AgeSample> {
         if t.capture_us == 0 {
             return None;
         }
@@ -111,11 +112,11 @@ impl AgeSample {
 
 /// Samples kept for percentiles: at 60 fps, about 8.5 s — longer than any sensible stats
 /// interval, bounded whatever the frame rate.
-pub const AGE_WINDOW: usize = 512;
+pub(crate) const AGE_WINDOW: usize = 512;
 
 /// The most recent frame ages, for p50/p99 over a stats interval.
 #[derive(Debug, Clone)]
-pub struct AgeWindow {
+pub(crate) struct AgeWindow {
     samples: Vec<AgeSample>,
     next: usize,
     /// Samples added since the last [`AgeWindow::take_summary`].
@@ -135,14 +136,23 @@ impl Default for AgeWindow {
 /// Percentiles of frame age and its parts (µs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AgeSummary {
+    /// Frames summarised.
     pub frames: u64,
+    /// Median age at arrival, µs.
     pub age_p50_us: u64,
+    /// 99th percentile of the age at arrival, µs.
     pub age_p99_us: u64,
+    /// Median encode time (capture to the sink), µs.
     pub encode_p50_us: u64,
+    /// Median time in the host (sink to send), µs.
     pub host_p50_us: u64,
+    /// Median network time, µs.
     pub network_p50_us: u64,
+    /// 99th percentile of the network time, µs.
     pub network_p99_us: u64,
+    /// Median wait for FEC or repair, µs.
     pub fec_wait_p50_us: u64,
+    /// 99th percentile of the wait for FEC or repair, µs.
     pub fec_wait_p99_us: u64,
 }
 
@@ -156,11 +166,11 @@ fn percentile(v: &mut [u64], p: f64) -> u64 {
 }
 
 impl AgeWindow {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
-    pub fn push(&mut self, s: AgeSample) {
+    pub(crate) fn push(&mut self, s: AgeSample) {
         if self.samples.len() < AGE_WINDOW {
             self.samples.push(s);
         } else {
@@ -171,7 +181,7 @@ impl AgeWindow {
     }
 
     /// Summary over the newest `n` samples (all kept samples when `n` is larger).
-    pub fn summary_of_last(&self, n: usize) -> AgeSummary {
+    pub(crate) fn summary_of_last(&self, n: usize) -> AgeSummary {
         let len = self.samples.len();
         let n = n.min(len);
         let newest: Vec<&AgeSample> = (0..n)
@@ -196,7 +206,8 @@ impl AgeWindow {
 
     /// Summary over the samples added since the previous call (a stats interval); when none
     /// were added, over the whole window.
-    pub fn take_summary(&mut self) -> AgeSummary {
+    #[cfg(test)]
+    pub(crate) fn take_summary(&mut self) -> AgeSummary {
         let n = if self.fresh == 0 {
             AGE_WINDOW
         } else {
@@ -204,10 +215,6 @@ impl AgeWindow {
         };
         self.fresh = 0;
         self.summary_of_last(n)
-    }
-
-    pub fn clear(&mut self) {
-        *self = Self::default();
     }
 }
 

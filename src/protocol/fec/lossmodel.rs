@@ -18,22 +18,22 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::fec::MAX_SHARDS_PER_BLOCK;
-use super::wire::{Reader, WireError, Writer};
+use crate::protocol::fec::coder::MAX_SHARDS_PER_BLOCK;
+use crate::protocol::wire::{Reader, WireError, Writer};
 
 /// Report intervals in the sliding window. With the client's report every ~100 ms this is
 /// about one second: long enough to see a few bursts at a few percent loss on a 20 Mbit/s
 /// stream, short enough to forget a change within a second.
-pub const WINDOW_REPORTS: usize = 10;
+pub(crate) const WINDOW_REPORTS: usize = 10;
 
 /// Buckets of the loss-run histogram: runs of 1, 2, 3, 4, 5–8, 9–16, 17–32 and ≥ 33 datagrams.
-pub const BURST_BUCKETS: usize = 8;
+pub(crate) const BURST_BUCKETS: usize = 8;
 
 /// Upper bounds (inclusive) of the histogram buckets; the last bucket is open.
 const BURST_BUCKET_MAX: [u32; BURST_BUCKETS - 1] = [1, 2, 3, 4, 8, 16, 32];
 
 /// Bucket index of a loss run of `len ≥ 1` datagrams.
-pub fn burst_bucket(len: u32) -> usize {
+pub(crate) fn burst_bucket(len: u32) -> usize {
     BURST_BUCKET_MAX
         .iter()
         .position(|&max| len <= max)
@@ -99,6 +99,7 @@ pub struct LossModelReport {
 pub const LOSS_MODEL_LEN: usize = 2 + 12 + 12 + 4 * BURST_BUCKETS;
 
 impl LossModelReport {
+    /// Appends the report's body.
     pub fn encode(&self, w: &mut Writer<'_>) {
         w.u16(self.window_ms);
         self.recent.encode(w);
@@ -142,7 +143,7 @@ impl LossModelReport {
 
 /// Settings of a [`LossEstimator`].
 #[derive(Debug, Clone, Copy)]
-pub struct EstimatorConfig {
+pub(crate) struct EstimatorConfig {
     /// A missing packet number is declared lost once this many higher numbers arrived…
     pub reorder_packets: u64,
     /// …or once this long has passed since the first higher number arrived.
@@ -168,7 +169,7 @@ impl Default for EstimatorConfig {
 
 /// Cumulative counters of a [`LossEstimator`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct EstimatorStats {
+pub(crate) struct EstimatorStats {
     /// Packet numbers finalized as received.
     pub received: u64,
     /// Packet numbers finalized as lost.
@@ -186,7 +187,7 @@ const MAX_PENDING: usize = 4096;
 
 /// A jump ahead larger than this is not counted as loss (it is a restart of the sequence, e.g.
 /// after a long outage that the session handles on its own).
-pub const MAX_GAP: u64 = 1 << 16;
+pub(crate) const MAX_GAP: u64 = 1 << 16;
 
 /// Arrival checkpoints kept for the time rule.
 const MAX_CHECKPOINTS: usize = 64;
@@ -202,7 +203,7 @@ struct Interval {
 /// number from the host with [`LossEstimator::on_packet`]; call
 /// [`LossEstimator::report`] every report interval.
 #[derive(Debug, Clone)]
-pub struct LossEstimator {
+pub(crate) struct LossEstimator {
     cfg: EstimatorConfig,
     /// Every number below this is finalized.
     next_final: Option<u64>,
@@ -224,7 +225,7 @@ impl Default for LossEstimator {
 }
 
 impl LossEstimator {
-    pub fn new(cfg: EstimatorConfig) -> Self {
+    pub(crate) fn new(cfg: EstimatorConfig) -> Self {
         LossEstimator {
             cfg,
             next_final: None,
@@ -238,17 +239,18 @@ impl LossEstimator {
         }
     }
 
-    pub fn stats(&self) -> EstimatorStats {
+    #[cfg(test)]
+    pub(crate) fn stats(&self) -> EstimatorStats {
         self.stats
     }
 
     /// Forgets everything (a new session starts; packet numbers restart).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         *self = Self::new(self.cfg);
     }
 
     /// One authenticated packet number from the host arrived at `now`.
-    pub fn on_packet(&mut self, pn: u64, now: Instant) {
+    pub(crate) fn on_packet(&mut self, pn: u64, now: Instant) {
         if self.current.start.is_none() {
             self.current.start = Some(now);
         }
@@ -372,7 +374,7 @@ impl LossEstimator {
 
     /// Closes the current interval and returns the report to send. A loss run still open
     /// at the end of the window is counted in the histogram at its length so far.
-    pub fn report(&mut self, now: Instant) -> LossModelReport {
+    pub(crate) fn report(&mut self, now: Instant) -> LossModelReport {
         self.finalize(now);
         let mut cur = std::mem::take(&mut self.current);
         cur.start.get_or_insert(now);
@@ -428,9 +430,13 @@ impl LossEstimator {
 /// moves good→bad with probability `p` and bad→good with `r`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GilbertElliott {
+    /// Probability of going from the good to the bad state per datagram.
     pub p: f64,
+    /// Probability of going from the bad back to the good state per datagram.
     pub r: f64,
+    /// Loss probability in the good state.
     pub loss_good: f64,
+    /// Loss probability in the bad state.
     pub loss_bad: f64,
 }
 
@@ -449,7 +455,7 @@ impl GilbertElliott {
     /// The simple Gilbert fit of counts: `p = runs / received`, `r = runs / lost` (maximum
     /// likelihood for a chain whose bad state always loses). `None` without packets. No loss
     /// at all gives the lossless model (the controller's floor is the cushion for a change).
-    pub fn from_counts(c: &LossCounts) -> Option<Self> {
+    pub(crate) fn from_counts(c: &LossCounts) -> Option<Self> {
         if c.packets == 0 {
             return None;
         }
@@ -474,7 +480,7 @@ impl GilbertElliott {
     }
 
     /// Probability of the bad state in the steady state.
-    pub fn bad_share(&self) -> f64 {
+    pub(crate) fn bad_share(&self) -> f64 {
         if self.p + self.r <= 0.0 {
             0.0
         } else {
@@ -599,7 +605,7 @@ impl FailureTable {
     }
 
     /// Failure probability of a block of `k` data and `m` parity shards.
-    pub fn block_failure(&self, k: usize, m: usize) -> f64 {
+    pub(crate) fn block_failure(&self, k: usize, m: usize) -> f64 {
         self.tail(k + m, m)
     }
 
@@ -614,7 +620,7 @@ impl FailureTable {
     /// `trailing` consecutive ones sent later, the two runs taken as independent (a frame's
     /// worth of datagrams lies between them, over which the chain returns to its steady
     /// state). Equals [`FailureTable::block_failure`] for `trailing = 0`.
-    pub fn split_block_failure(&self, k: usize, m: usize, trailing: usize) -> f64 {
+    pub(crate) fn split_block_failure(&self, k: usize, m: usize, trailing: usize) -> f64 {
         if trailing == 0 || trailing > m {
             return self.block_failure(k, m);
         }
@@ -632,292 +638,4 @@ impl FailureTable {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    use crate::protocol::test_rng::Rng;
-
-    fn brute_force_tail(model: &GilbertElliott, n: usize, m: usize) -> f64 {
-        // Every state sequence and every loss pattern given it: 4^n terms.
-        let pb = model.bad_share();
-        let mut total = 0.0;
-        for states in 0u32..(1 << n) {
-            let mut ps = if states & 1 == 1 { pb } else { 1.0 - pb };
-            for t in 1..n {
-                let (prev, cur) = ((states >> (t - 1)) & 1, (states >> t) & 1);
-                ps *= match (prev, cur) {
-                    (0, 0) => 1.0 - model.p,
-                    (0, 1) => model.p,
-                    (1, 0) => model.r,
-                    _ => 1.0 - model.r,
-                };
-            }
-            for losses in 0u32..(1 << n) {
-                if (losses.count_ones() as usize) <= m {
-                    continue;
-                }
-                let mut pl = ps;
-                for t in 0..n {
-                    let e = if (states >> t) & 1 == 1 {
-                        model.loss_bad
-                    } else {
-                        model.loss_good
-                    };
-                    pl *= if (losses >> t) & 1 == 1 { e } else { 1.0 - e };
-                }
-                total += pl;
-            }
-        }
-        total
-    }
-
-    #[test]
-    fn dp_equals_brute_force_for_small_n() {
-        let models = [
-            GilbertElliott {
-                p: 0.01,
-                r: 0.3,
-                loss_good: 0.0,
-                loss_bad: 1.0,
-            },
-            GilbertElliott {
-                p: 0.2,
-                r: 0.5,
-                loss_good: 0.05,
-                loss_bad: 0.7,
-            },
-            GilbertElliott::iid(0.1),
-        ];
-        for model in &models {
-            let t = FailureTable::new(model, 8);
-            for n in 1..=7 {
-                for m in 0..n {
-                    let want = brute_force_tail(model, n, m);
-                    let got = t.tail(n, m);
-                    assert!(
-                        (got - want).abs() <= 1e-12 + 1e-9 * want,
-                        "{model:?} n {n} m {m}: {got} vs {want}"
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn iid_chain_equals_the_binomial_tail() {
-        for q in [0.001, 0.05, 0.1, 0.2, 0.5] {
-            let t = FailureTable::new(&GilbertElliott::iid(q), 256);
-            for &(k, m) in &[(1, 2), (10, 2), (32, 4), (78, 16), (128, 26), (128, 128)] {
-                let want = binomial_tail(k + m, q, m);
-                let got = t.block_failure(k, m);
-                assert!(
-                    (got - want).abs() <= 1e-15 + 1e-9 * want,
-                    "q {q} k {k} m {m}: {got} vs {want}"
-                );
-            }
-        }
-        // The figures in docs/PROTOCOL.md §4.
-        assert!((binomial_tail(12, 0.05, 2) - 2.0e-2).abs() < 1e-3);
-        assert!((binomial_tail(154, 0.1, 26) - 2.8e-3).abs() < 1e-4);
-    }
-
-    #[test]
-    fn dp_agrees_with_monte_carlo() {
-        // The path: enter 1 %, leave 30 % (3.2 % loss, mean burst 3.3).
-        let model = GilbertElliott {
-            p: 0.01,
-            r: 0.3,
-            loss_good: 0.0,
-            loss_bad: 1.0,
-        };
-        let t = FailureTable::new(&model, 256);
-        let mut rng = Rng(0x1234_5678);
-        for &(k, m) in &[(32, 2), (32, 4), (78, 6)] {
-            let n = k + m;
-            let trials = 200_000;
-            let mut fails = 0u32;
-            for _ in 0..trials {
-                let mut bad = rng.unit() < model.bad_share();
-                let mut lost = 0;
-                for _ in 0..n {
-                    if bad {
-                        lost += 1;
-                    }
-                    bad = if bad {
-                        rng.unit() >= model.r
-                    } else {
-                        rng.unit() < model.p
-                    };
-                }
-                if lost > m {
-                    fails += 1;
-                }
-            }
-            let mc = f64::from(fails) / f64::from(trials);
-            let exact = t.block_failure(k, m);
-            // Five standard errors of the Monte Carlo estimate.
-            let se = (exact * (1.0 - exact) / f64::from(trials)).sqrt();
-            assert!(
-                (mc - exact).abs() <= 5.0 * se,
-                "k {k} m {m}: monte carlo {mc} vs exact {exact} (se {se})"
-            );
-        }
-    }
-
-    #[test]
-    fn gilbert_fit_reads_rate_and_burst_length() {
-        let c = LossCounts {
-            packets: 10_000,
-            lost: 320,
-            bursts: 97,
-        };
-        let g = GilbertElliott::from_counts(&c).unwrap();
-        assert!((g.loss_rate() - 0.032).abs() < 1e-9);
-        assert!((g.mean_burst() - 320.0 / 97.0).abs() < 1e-9);
-        assert_eq!(GilbertElliott::from_counts(&LossCounts::default()), None);
-        let clean = GilbertElliott::from_counts(&LossCounts {
-            packets: 50,
-            ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(clean.loss_rate(), 0.0);
-        // Everything lost.
-        let all = GilbertElliott::from_counts(&LossCounts {
-            packets: 5,
-            lost: 5,
-            bursts: 1,
-        })
-        .unwrap();
-        assert!(all.loss_rate() > 0.8);
-    }
-
-    fn t0() -> Instant {
-        Instant::now()
-    }
-
-    #[test]
-    fn estimator_counts_losses_and_runs() {
-        let mut e = LossEstimator::default();
-        let t = t0();
-        // 0..1000 with runs lost: {10}, {20,21,22}, {500..=509}.
-        let lost = |pn: u64| pn == 10 || (20..=22).contains(&pn) || (500..=509).contains(&pn);
-        for pn in 0..1000 {
-            if !lost(pn) {
-                e.on_packet(pn, t);
-            }
-        }
-        let r = e.report(t + Duration::from_millis(100));
-        assert_eq!(r.recent, r.window);
-        assert_eq!(r.window.lost, 14);
-        assert_eq!(r.window.bursts, 3);
-        assert_eq!(r.window.packets, 1000);
-        assert_eq!(r.burst_hist, [1, 0, 1, 0, 0, 1, 0, 0]);
-        let mut b = Vec::new();
-        r.encode(&mut Writer::new(&mut b));
-        assert_eq!(b.len(), LOSS_MODEL_LEN);
-        assert_eq!(LossModelReport::decode(&mut Reader::new(&b)), Ok(r));
-    }
-
-    #[test]
-    fn estimator_tolerates_reordering_by_count_and_time() {
-        let mut e = LossEstimator::default();
-        let t = t0();
-        for pn in 0..100u64 {
-            if pn != 50 {
-                e.on_packet(pn, t);
-            }
-        }
-        // 50 arrives late but within the reorder count and time: not lost.
-        e.on_packet(50, t + Duration::from_millis(5));
-        for pn in 100..200 {
-            e.on_packet(pn, t + Duration::from_millis(6));
-        }
-        let r = e.report(t + Duration::from_millis(60));
-        assert_eq!(r.window.lost, 0);
-        assert_eq!(r.window.packets, 200);
-        // A gap older than the time rule is lost even with few packets after it.
-        let mut e = LossEstimator::default();
-        e.on_packet(0, t);
-        e.on_packet(2, t);
-        let r = e.report(t + Duration::from_millis(1));
-        assert_eq!(r.window.lost, 0, "still within the reorder time");
-        let r = e.report(t + Duration::from_millis(50));
-        assert_eq!(r.window.lost, 1);
-        // Arriving after that is late, not double counted.
-        e.on_packet(1, t + Duration::from_millis(51));
-        assert_eq!(e.stats().late, 1);
-        assert_eq!(e.stats().lost, 1);
-    }
-
-    #[test]
-    fn estimator_window_slides_and_memory_is_bounded() {
-        let mut e = LossEstimator::default();
-        let mut t = t0();
-        let mut pn = 0u64;
-        // One lossy second, then clean seconds: the window forgets the loss.
-        for i in 0..40 {
-            for _ in 0..200 {
-                if i >= 10 || !pn.is_multiple_of(10) {
-                    e.on_packet(pn, t);
-                }
-                pn += 1;
-            }
-            t += Duration::from_millis(100);
-            let r = e.report(t);
-            if i < 10 {
-                assert!(r.window.lost > 0);
-            }
-            if i >= 21 {
-                assert_eq!(r.window.lost, 0, "report {i}");
-            }
-            assert!(r.window_ms <= 1100);
-        }
-        // A huge jump is a restart, not 10^9 losses, and pending stays bounded.
-        e.on_packet(pn + 1_000_000_000, t);
-        assert_eq!(e.stats().discontinuities, 1);
-        e.on_packet(pn + 1_000_000_000 + 60_000, t);
-        assert!(e.pending.len() <= MAX_PENDING);
-    }
-
-    #[test]
-    fn decode_rejects_inconsistent_reports() {
-        let good = LossModelReport {
-            window_ms: 1000,
-            recent: LossCounts {
-                packets: 100,
-                lost: 3,
-                bursts: 1,
-            },
-            window: LossCounts {
-                packets: 1000,
-                lost: 30,
-                bursts: 10,
-            },
-            burst_hist: [5, 3, 1, 1, 0, 0, 0, 0],
-        };
-        let enc = |r: &LossModelReport| {
-            let mut b = Vec::new();
-            r.encode(&mut Writer::new(&mut b));
-            b
-        };
-        assert_eq!(
-            LossModelReport::decode(&mut Reader::new(&enc(&good))),
-            Ok(good)
-        );
-        let mut bad = good;
-        bad.window.lost = 1001;
-        assert!(LossModelReport::decode(&mut Reader::new(&enc(&bad))).is_err());
-        let mut bad = good;
-        bad.burst_hist[7] = 1;
-        assert!(LossModelReport::decode(&mut Reader::new(&enc(&bad))).is_err());
-        let mut bad = good;
-        bad.recent.packets = 1001;
-        assert!(LossModelReport::decode(&mut Reader::new(&enc(&bad))).is_err());
-        let mut bad = good;
-        bad.window.bursts = 31;
-        assert!(LossModelReport::decode(&mut Reader::new(&enc(&bad))).is_err());
-        let mut bad = good;
-        bad.burst_hist = [u32::MAX, 11, 0, 0, 0, 0, 0, 0];
-        assert!(LossModelReport::decode(&mut Reader::new(&enc(&bad))).is_err());
-    }
-}
+mod tests;

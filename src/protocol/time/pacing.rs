@@ -15,10 +15,10 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 /// Frame interval assumed before two frames were seen: 60 frames per second.
-pub const DEFAULT_FRAME_INTERVAL: Duration = Duration::from_nanos(1_000_000_000 / 60);
+pub(crate) const DEFAULT_FRAME_INTERVAL: Duration = Duration::from_nanos(1_000_000_000 / 60);
 
 /// Span of history the bitrate estimate covers.
-pub const BITRATE_WINDOW: Duration = Duration::from_secs(1);
+pub(crate) const BITRATE_WINDOW: Duration = Duration::from_secs(1);
 
 /// Inter-frame gaps are clamped into this range before they enter the interval estimate: a
 /// pause (a static desktop sends no frames) must not stretch the spread of the next frame over
@@ -36,7 +36,7 @@ const MAX_WINDOW_FRAMES: usize = 4096;
 /// Datagrams per chunk (and in the first burst) while congestion control sets the rate
 /// ([`Pacer::set_congestion_rate_bps`]): a frame is spread evenly, so at a bottleneck it never
 /// stands as one burst in front of another flow's frame.
-pub const CONGESTION_CHUNK_DATAGRAMS: usize = 2;
+pub(crate) const CONGESTION_CHUNK_DATAGRAMS: usize = 2;
 
 /// The longest release offset a plan contains. Only reachable with an absurdly low explicit
 /// rate; it keeps the instant arithmetic from overflowing.
@@ -105,6 +105,7 @@ pub struct Pacer {
 }
 
 impl Pacer {
+    /// A pacer with the given configuration.
     pub fn new(cfg: PacingConfig) -> Self {
         Pacer {
             cfg,
@@ -118,6 +119,7 @@ impl Pacer {
         }
     }
 
+    /// Its configuration.
     pub fn config(&self) -> &PacingConfig {
         &self.cfg
     }
@@ -125,12 +127,12 @@ impl Pacer {
     /// Congestion control's pacing rate (bits per second; 0 = none, back to the configured
     /// pacing) from the next frame on: frames are spread at this rate in chunks of
     /// [`CONGESTION_CHUNK_DATAGRAMS`].
-    pub fn set_congestion_rate_bps(&mut self, rate_bps: u64) {
+    pub(crate) fn set_congestion_rate_bps(&mut self, rate_bps: u64) {
         self.congestion_rate_bps = rate_bps;
     }
 
     /// Records a frame of `bytes` (its size on the wire) sent at `now`.
-    pub fn observe_frame(&mut self, bytes: usize, now: Instant) {
+    pub(crate) fn observe_frame(&mut self, bytes: usize, now: Instant) {
         while let Some(&(at, b)) = self.window.front() {
             if now.saturating_duration_since(at) >= BITRATE_WINDOW
                 || self.window.len() >= MAX_WINDOW_FRAMES
@@ -170,7 +172,7 @@ impl Pacer {
     }
 
     /// The frame interval estimate ([`DEFAULT_FRAME_INTERVAL`] until two frames were seen).
-    pub fn frame_interval(&self) -> Duration {
+    pub(crate) fn frame_interval(&self) -> Duration {
         Duration::from_secs_f64(self.interval_secs())
     }
 
@@ -180,7 +182,7 @@ impl Pacer {
     }
 
     /// The rate a frame of `frame_bytes` would be paced at, in bits per second (never 0).
-    pub fn effective_rate_bps(&self, frame_bytes: usize) -> u64 {
+    pub(crate) fn effective_rate_bps(&self, frame_bytes: usize) -> u64 {
         let explicit = if self.congestion_rate_bps > 0 {
             self.congestion_rate_bps
         } else {

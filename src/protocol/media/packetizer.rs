@@ -8,9 +8,9 @@
 //! whole run to UDP GSO. Send order is every data shard first, then the parity, so a lossless
 //! frame completes on its last data shard.
 //!
-//! A small frame (one block of at most [`MAX_TRAILING_K`](super::fec::MAX_TRAILING_K) data shards, when the parity table
+//! A small frame (one block of at most [`MAX_TRAILING_K`](crate::protocol::fec::coder::MAX_TRAILING_K) data shards, when the parity table
 //! allows it) keeps only part of its parity with it: the rest
-//! ([`trailing_parity`](super::fec::trailing_parity)) is held in
+//! ([`trailing_parity`](crate::protocol::fec::coder::trailing_parity)) is held in
 //! [`TrailingParity`] and sent behind the *next* frame's datagrams, with fresh packet numbers.
 //! One burst of consecutive datagrams then takes the frame's data and early parity or its
 //! trailing rows, rarely both; the trailing rows rebuild it one frame interval later, where a
@@ -22,17 +22,17 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::fec::{BlockLayout, FecCoder, FecError, ParityTable, trailing_parity};
-use super::security::crypto::Aead;
-use super::timing::FrameTiming;
-use super::wire::{
+use crate::protocol::fec::coder::{BlockLayout, FecCoder, FecError, ParityTable, trailing_parity};
+use crate::protocol::media::timing::FrameTiming;
+use crate::protocol::security::crypto::Aead;
+use crate::protocol::wire::{
     FLAG_SEALED, HEADER_LEN, Header, Kind, VIDEO_FLAG_KEYFRAME, VIDEO_FLAG_TRAILING,
     VIDEO_HEADER_LEN, VideoHeader, seq_diff,
 };
 
 /// Largest access unit we send or accept: a 64 MiB frame is far beyond any real 8K keyframe,
 /// and the receiver's memory cap must hold at least one whole frame plus parity.
-pub const MAX_FRAME_BYTES: usize = 64 << 20;
+pub(crate) const MAX_FRAME_BYTES: usize = 64 << 20;
 
 /// Why a frame could not be packetized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +82,7 @@ pub struct Datagrams {
 }
 
 impl Datagrams {
+    /// An empty buffer.
     pub fn new() -> Self {
         Self::default()
     }
@@ -89,6 +90,7 @@ impl Datagrams {
     pub fn len(&self) -> usize {
         self.count
     }
+    /// True when it holds no datagram.
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -100,9 +102,11 @@ impl Datagrams {
     pub fn datagram_len(&self) -> usize {
         self.datagram_len
     }
+    /// Index of the frame the datagrams belong to.
     pub fn frame_index(&self) -> u32 {
         self.frame_index
     }
+    /// Packet number of the first datagram.
     pub fn first_packet_number(&self) -> u64 {
         self.first_packet_number
     }
@@ -110,9 +114,11 @@ impl Datagrams {
     pub fn wire_bytes(&self) -> usize {
         self.count * self.datagram_len
     }
+    /// Datagram `i`.
     pub fn get(&self, i: usize) -> &[u8] {
         &self.buf[i * self.datagram_len..(i + 1) * self.datagram_len]
     }
+    /// Every datagram, in send order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> {
         self.buf[..self.count * self.datagram_len].chunks_exact(self.datagram_len.max(1))
     }
@@ -128,6 +134,7 @@ impl Datagrams {
     pub fn frame_len(&self) -> usize {
         self.frame_len
     }
+    /// Whether the frame is a keyframe.
     pub fn keyframe(&self) -> bool {
         self.keyframe
     }
@@ -136,11 +143,11 @@ impl Datagrams {
         self.timing
     }
     /// Parity shards of each block of the frame, in block order (trailing rows included).
-    pub fn block_parity(&self) -> &[u8] {
+    pub(crate) fn block_parity(&self) -> &[u8] {
         &self.block_parity
     }
     /// Parity datagrams that travel behind the next frame (see [`TrailingParity`]).
-    pub fn trailing_count(&self) -> usize {
+    pub(crate) fn trailing_count(&self) -> usize {
         self.trailing
     }
     /// The trailing datagrams, back to back (headers written, not sealed).
@@ -149,14 +156,14 @@ impl Datagrams {
         &self.buf[self.count * dlen..(self.count + self.trailing) * dlen]
     }
     /// The payload of data shard `i` (`i < data_count()`), padding included.
-    pub fn data_shard(&self, i: usize) -> &[u8] {
+    pub(crate) fn data_shard(&self, i: usize) -> &[u8] {
         let off = i * self.datagram_len + HEADER_LEN + VIDEO_HEADER_LEN;
         &self.buf[off..off + self.shard_size]
     }
 
     /// Makes room for `count` datagrams of `datagram_len` bytes (reusing the buffer) and
     /// describes them; the caller writes every datagram in full.
-    pub(crate) fn prepare(
+    pub fn prepare(
         &mut self,
         count: usize,
         datagram_len: usize,
@@ -182,9 +189,11 @@ impl Datagrams {
 /// How one frame is cut (see [`Packetizer::plan`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
+    /// Data shards of the frame.
     pub data_shards: usize,
     /// Bytes per shard.
     pub shard: usize,
+    /// How the data shards are split into FEC blocks.
     pub layout: BlockLayout,
     /// Datagrams sent with the frame, data and parity.
     pub count: usize,
@@ -195,13 +204,19 @@ pub struct Plan {
 /// What the session tells the packetizer about a frame.
 #[derive(Debug, Clone, Copy)]
 pub struct FrameParams {
+    /// Index of the frame.
     pub frame_index: u32,
+    /// Whether the frame is a keyframe.
     pub keyframe: bool,
+    /// Parity share in percent, as carried in the header.
     pub fec_percent: u8,
+    /// Session the datagrams belong to.
     pub session_id: u32,
+    /// Packet number of the first datagram.
     pub first_packet_number: u64,
     /// Whether datagrams will be sealed (sets the header flag and reserves the tag).
     pub sealed: bool,
+    /// Bytes the AEAD tag adds to each datagram (0 when unsealed).
     pub tag_len: usize,
     /// Capture time, duration, render offset and send span (host clock), in every shard.
     pub timing: FrameTiming,
@@ -214,6 +229,7 @@ pub struct Packetizer {
 }
 
 impl Packetizer {
+    /// A packetizer for datagrams of at most `mtu` bytes.
     pub fn new(mtu: usize, coder: Box<dyn FecCoder>) -> Self {
         Packetizer { mtu, coder }
     }
@@ -237,7 +253,7 @@ impl Packetizer {
     }
 
     /// Like [`Packetizer::plan`], with each block's parity from `parity`.
-    pub fn plan_with(
+    pub(crate) fn plan_with(
         &self,
         len: usize,
         parity: &ParityTable,
@@ -422,11 +438,11 @@ impl Packetizer {
 
 /// Most frames whose trailing rows [`TrailingParity`] holds at once (a sender that seals
 /// ahead of sending keeps a frame or two in hand; older rows are dropped).
-pub const MAX_HELD_FRAMES: usize = 4;
+pub(crate) const MAX_HELD_FRAMES: usize = 4;
 
 /// Trailing rows older than this are dropped instead of sent: a stream that paused has long
 /// had its frames repaired or given up, and rows for them would only be counted late.
-pub const MAX_TRAILING_AGE: Duration = Duration::from_millis(100);
+pub(crate) const MAX_TRAILING_AGE: Duration = Duration::from_millis(100);
 
 /// One frame's trailing rows, unsealed.
 struct HeldRows {
@@ -440,19 +456,19 @@ struct HeldRows {
 /// The host's trailing parity rows (see the module docs): held when a frame is packetized,
 /// released behind the next frame's datagrams.
 #[derive(Default)]
-pub struct TrailingParity {
+pub(crate) struct TrailingParity {
     held: VecDeque<HeldRows>,
     /// Frames whose rows were dropped unsent (too many held, or too old).
     pub dropped: u64,
 }
 
 impl TrailingParity {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Keeps the trailing rows of the frame just packetized into `d` (before sealing).
-    pub fn hold(&mut self, d: &Datagrams, now: Instant) {
+    pub(crate) fn hold(&mut self, d: &Datagrams, now: Instant) {
         if d.trailing == 0 {
             return;
         }
@@ -470,12 +486,13 @@ impl TrailingParity {
     }
 
     /// Frames whose rows are held.
-    pub fn frames_held(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn frames_held(&self) -> usize {
         self.held.len()
     }
 
     /// When the newest held rows were packetized (`None` when none are held).
-    pub fn newest_at(&self) -> Option<Instant> {
+    pub(crate) fn newest_at(&self) -> Option<Instant> {
         self.held.back().map(|h| h.at)
     }
 
@@ -483,7 +500,7 @@ impl TrailingParity {
     /// first: each datagram is numbered from `*next_pn` on (advanced), sealed with `aead` and
     /// handed to `emit`. Rows older than [`MAX_TRAILING_AGE`] are dropped. Returns the
     /// datagrams emitted.
-    pub fn release(
+    pub(crate) fn release(
         &mut self,
         frame_index: u32,
         now: Instant,
@@ -521,14 +538,14 @@ impl TrailingParity {
     }
 
     /// Forgets every held row (a new session starts).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.held.clear();
     }
 }
 
 /// Whether the opened video `body` is a parity row its frame sent behind the next frame
 /// (flagged frame, shard index among the last [`trailing_parity`] rows of the block).
-pub fn is_trailing_row(body: &[u8]) -> bool {
+pub(crate) fn is_trailing_row(body: &[u8]) -> bool {
     let Ok((h, _)) = VideoHeader::decode(body) else {
         return false;
     };
@@ -561,7 +578,7 @@ pub fn seal_all(out: &mut Datagrams, aead: &dyn Aead) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::fec::{MAX_TRAILING_K, ReedSolomon8, parity_for};
+    use crate::protocol::fec::coder::{MAX_TRAILING_K, ReedSolomon8, parity_for};
 
     fn params(tag_len: usize) -> FrameParams {
         FrameParams {
@@ -623,7 +640,7 @@ mod tests {
     /// `MAX_HELD_FRAMES` frames are held, and rows older than `MAX_TRAILING_AGE` are dropped.
     #[test]
     fn trailing_rows_leave_behind_the_next_frame_renumbered_and_rebuild_the_data() {
-        use crate::protocol::reassembler::{Output, Reassembler, ReassemblerConfig};
+        use crate::protocol::media::reassembler::{Output, Reassembler, ReassemblerConfig};
         use crate::protocol::security::crypto::PlainAead;
         let mut p = Packetizer::new(1400, Box::new(ReedSolomon8::new()));
         let mut table = ParityTable::from_percent(100);

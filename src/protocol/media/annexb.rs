@@ -11,7 +11,9 @@ use std::ops::Range;
 /// The codec of an Annex-B stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
+    /// H.264 / AVC.
     H264,
+    /// H.265 / HEVC.
     H265,
 }
 
@@ -129,10 +131,12 @@ pub struct ParameterSets {
 }
 
 impl ParameterSets {
+    /// Forgets the cached parameter sets.
     pub fn clear(&mut self) {
         self.cached.clear();
     }
 
+    /// The cached parameter sets, Annex-B framed (empty when none are known).
     pub fn cached(&self) -> &[u8] {
         &self.cached
     }

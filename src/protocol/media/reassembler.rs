@@ -29,16 +29,20 @@
 
 use std::time::{Duration, Instant};
 
-use super::fec::{BlockLayout, FecCoder, MAX_SHARDS_PER_BLOCK, MAX_TRAILING_K};
-use super::packetizer::MAX_FRAME_BYTES;
-use super::repair::MAX_REPAIR_ROWS;
-use super::timing::FrameTiming;
-use super::wire::{VideoHeader, WireError, seq_diff};
+use crate::protocol::fec::coder::{BlockLayout, FecCoder, MAX_SHARDS_PER_BLOCK, MAX_TRAILING_K};
+use crate::protocol::fec::repair::MAX_REPAIR_ROWS;
+use crate::protocol::media::packetizer::MAX_FRAME_BYTES;
+use crate::protocol::media::timing::FrameTiming;
+use crate::protocol::wire::{VideoHeader, WireError, seq_diff};
+
+mod memory;
+mod needs;
+pub use needs::{BlockNeed, FrameNeed};
 
 /// Longest a complete keyframe waits for the frame just before it, whose trailing parity
 /// travels right behind the keyframe (see `keyframe_held_until`): past it, that frame is given
 /// up as before. A few milliseconds of one keyframe against a lost picture.
-pub const KEYFRAME_TRAILING_WAIT: Duration = Duration::from_millis(5);
+pub(crate) const KEYFRAME_TRAILING_WAIT: Duration = Duration::from_millis(5);
 
 /// Limits and timing of a [`Reassembler`].
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +61,7 @@ pub struct ReassemblerConfig {
 }
 
 /// Frames of which nothing arrived that may be awaited at once ([`Reassembler::await_frame`]).
-pub const MAX_AWAITED: usize = 4;
+pub(crate) const MAX_AWAITED: usize = 4;
 
 /// Default memory cap: two 64 MiB worst-case frames, or ~1,000 1080p frames.
 pub const DEFAULT_MEMORY_CAP: usize = 2 * MAX_FRAME_BYTES + (4 << 20);
@@ -77,8 +81,11 @@ impl Default for ReassemblerConfig {
 /// A whole access unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
+    /// Frame index.
     pub index: u32,
+    /// Whether the frame is a keyframe.
     pub keyframe: bool,
+    /// The access unit's bytes.
     pub data: Vec<u8>,
     /// Frames were lost between the previous delivered frame and this one.
     pub discont: bool,
@@ -99,10 +106,13 @@ pub struct Frame {
 /// What the reassembler has for the session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
+    /// A whole frame, in order.
     Frame(Frame),
     /// `count` frames were given up (first index given).
     Lost {
+        /// Index of the first frame given up.
         first_index: u32,
+        /// How many consecutive frames were given up.
         count: u32,
     },
 }
@@ -120,58 +130,30 @@ pub enum Rejected {
     Memory,
 }
 
-/// One incomplete block of a frame (see [`Reassembler::missing`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BlockNeed {
-    pub block: u16,
-    /// Data shards of the block.
-    pub k: u16,
-    /// Parity shards the host sent with it (`None` before any shard of the block arrived).
-    pub parity: Option<u8>,
-    /// Shards received (data, parity and repair).
-    pub received: u16,
-    /// Shards lacking even if everything above the highest received index still arrives.
-    pub short_now: u16,
-    /// Shards lacking if nothing more arrives.
-    pub short_if_no_more: u16,
-    /// Since when the block has lacked an original shard (data or first-send parity) below
-    /// the highest original it received — the oldest such hole, `None` when there is none.
-    /// `short_now` counts those holes as lost; until a reorder window has passed since this
-    /// instant they may be merely reordered.
-    pub gap_since: Option<Instant>,
-    /// Original shards received above the block's lowest hole (0 without a hole): how many
-    /// later shards overtook it, for a duplicate-threshold rule.
-    pub above_first_hole: u16,
-}
-
-/// An incomplete frame in flight (see [`Reassembler::missing`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FrameNeed {
-    pub index: u32,
-    pub keyframe: bool,
-    /// Part of its parity travels behind the next frame (`VIDEO_FLAG_TRAILING`): the frame's
-    /// shards do not stop when the next frame's start.
-    pub trailing: bool,
-    pub first_seen: Instant,
-    /// When its newest shard arrived.
-    pub last_activity: Instant,
-    pub deadline: Option<Instant>,
-}
-
 /// Counters (cumulative).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ReassemblerStats {
+    /// Shards accepted into a frame.
     pub shards_accepted: u64,
+    /// Shards rejected as malformed or inconsistent.
     pub shards_invalid: u64,
+    /// Shards already held.
     pub shards_duplicate: u64,
+    /// Shards of frames already delivered or given up.
     pub shards_late: u64,
+    /// Data shards rebuilt by FEC.
     pub shards_recovered: u64,
     /// Original shards that arrived after a higher original shard of their block (reordered).
     pub shards_reordered: u64,
+    /// Frames delivered whole.
     pub frames_delivered: u64,
+    /// Frames given up.
     pub frames_lost: u64,
+    /// Frames given up to stay within the memory cap.
     pub memory_drops: u64,
+    /// Bytes held for incomplete frames now.
     pub memory_in_use: usize,
+    /// Most bytes held at once.
     pub memory_peak: usize,
 }
 
@@ -268,6 +250,7 @@ pub struct Reassembler {
 }
 
 impl Reassembler {
+    /// A reassembler with the given limits and FEC coder.
     pub fn new(cfg: ReassemblerConfig, coder: Box<dyn FecCoder>) -> Self {
         Reassembler {
             cfg,
@@ -283,6 +266,7 @@ impl Reassembler {
         }
     }
 
+    /// The counters.
     pub fn stats(&self) -> ReassemblerStats {
         self.stats
     }
@@ -302,7 +286,7 @@ impl Reassembler {
     /// [`BlockNeed::gap_since`] to the shard's arrival) since the last call; `None` when no
     /// original shard arrived out of order since. Shards of blocks already complete count too
     /// (they arrive as duplicates but still show how late reordering delivers).
-    pub fn take_reordering(&mut self) -> Option<Duration> {
+    pub(crate) fn take_reordering(&mut self) -> Option<Duration> {
         self.reordering.take()
     }
 
@@ -348,167 +332,6 @@ impl Reassembler {
             .iter()
             .find(|s| s.index == kf.index.wrapping_sub(1))?;
         (before.trailing && !before.complete()).then(|| kf.last_activity + KEYFRAME_TRAILING_WAIT)
-    }
-
-    /// When an incomplete frame is given up: its deadline if one was set, otherwise the
-    /// reorder window after its last shard.
-    fn give_up_at(&self, s: &Slot) -> Instant {
-        s.deadline
-            .unwrap_or(s.last_activity + self.cfg.reorder_window)
-    }
-
-    /// Sets the instant at which frame `index`, if still incomplete, is given up, in place of
-    /// the reorder window (so that a frame waiting for repair is kept past the window, and one
-    /// past its usefulness is dropped at once). Returns `false` if the frame is not in flight
-    /// (never seen, delivered or given up). Call [`Reassembler::handle_timeout`] after moving
-    /// a deadline into the past.
-    pub fn set_deadline(&mut self, index: u32, at: Instant) -> bool {
-        match self.slots.iter_mut().find(|s| s.index == index) {
-            Some(s) => {
-                s.deadline = Some(at);
-                true
-            }
-            None => match self.awaited.iter_mut().find(|a| a.0 == index) {
-                Some(a) => {
-                    a.1 = at;
-                    true
-                }
-                None => false,
-            },
-        }
-    }
-
-    /// The frames of which no shard arrived, between the next frame to deliver and the newest
-    /// frame in flight (or `arriving`, the frame of a shard about to be pushed, if newer), at
-    /// most `window` frames behind it (older ones are past any repair), oldest first, into
-    /// `out`. Awaited frames are included. Nothing across a discontinuity (an index jump).
-    pub fn unseen_into(&self, window: u32, arriving: Option<u32>, out: &mut Vec<u32>) {
-        out.clear();
-        let Some(floor) = self.floor else { return };
-        let Some(newest) = self
-            .slots
-            .iter()
-            .map(|s| s.index)
-            .chain(arriving)
-            .max_by_key(|&i| seq_diff(i, floor))
-        else {
-            return;
-        };
-        let span = seq_diff(newest, floor);
-        if span <= 0 || span as u32 > self.cfg.max_index_jump {
-            return;
-        }
-        let from = (span as u32).saturating_sub(window);
-        for d in from..span as u32 {
-            let i = floor.wrapping_add(d);
-            if !self.slots.iter().any(|s| s.index == i) {
-                out.push(i);
-            }
-        }
-    }
-
-    /// Awaits frame `index`, of which no shard arrived, until `deadline`: frames behind it are
-    /// not delivered before its shards arrive or the deadline passes (then it is given up as
-    /// lost). Returns `false` when it cannot be awaited: a shard of it arrived, it is older
-    /// than the next frame to deliver or an index jump ahead of it, or [`MAX_AWAITED`] frames
-    /// are awaited already. Awaiting an awaited frame moves its deadline.
-    pub fn await_frame(&mut self, index: u32, deadline: Instant) -> bool {
-        let Some(floor) = self.floor else {
-            return false;
-        };
-        let d = seq_diff(index, floor);
-        if d < 0
-            || d as u32 > self.cfg.max_index_jump
-            || self.slots.iter().any(|s| s.index == index)
-        {
-            return false;
-        }
-        if let Some(a) = self.awaited.iter_mut().find(|a| a.0 == index) {
-            a.1 = deadline;
-            return true;
-        }
-        if self.awaited.len() >= MAX_AWAITED {
-            return false;
-        }
-        self.awaited.push((index, deadline));
-        true
-    }
-
-    /// Whether frame `index` is awaited (see [`Reassembler::await_frame`]) and none of its
-    /// shards arrived yet.
-    pub fn is_awaited(&self, index: u32) -> bool {
-        self.awaited.iter().any(|a| a.0 == index)
-    }
-
-    /// Indices of the frames in flight that are not complete yet, oldest first.
-    pub fn incomplete(&self) -> Vec<u32> {
-        let mut v = Vec::new();
-        self.incomplete_into(&mut v);
-        v
-    }
-
-    /// Like [`Reassembler::incomplete`], into a buffer the caller reuses (the session asks after
-    /// every video datagram, which must not allocate).
-    pub fn incomplete_into(&self, out: &mut Vec<u32>) {
-        let floor = self.floor.unwrap_or(0);
-        out.clear();
-        out.extend(self.slots.iter().filter(|s| !s.complete()).map(|s| s.index));
-        out.sort_by_key(|&i| seq_diff(i, floor));
-    }
-
-    /// What frame `index` still lacks, block by block (complete blocks are left out), into
-    /// `out`. `None` if the frame is not in flight.
-    ///
-    /// For each block, `short_now` is how many shards it lacks even if every original shard it
-    /// has not seen *above its highest received original index* still arrives (shards below
-    /// it that are missing are taken as lost: a frame is sent in index order, so only
-    /// reordering brings them back — [`BlockNeed::gap_since`] says how long they have been
-    /// missing). When `short_now > 0` the block cannot complete from what is in flight unless
-    /// its holes were reordered, and the client should ask for repair once a reorder window
-    /// has passed; `short_if_no_more` is what it lacks if nothing more arrives (use it once
-    /// the frame's shards stopped coming). Repair shards already
-    /// requested but not yet arrived are not counted; the caller knows them.
-    pub fn missing(&self, index: u32, out: &mut Vec<BlockNeed>) -> Option<FrameNeed> {
-        let s = self.slots.iter().find(|s| s.index == index)?;
-        out.clear();
-        for (b, blk) in s.blocks.iter().enumerate() {
-            if blk.done {
-                continue;
-            }
-            let k = s.layout.data_in_block(b);
-            let received = blk.total_count as usize;
-            let short_if_no_more = k.saturating_sub(received);
-            let short_now = if blk.highest == u16::MAX || blk.m == u16::MAX {
-                0
-            } else {
-                let sent = k + blk.m as usize;
-                let still_coming = sent.saturating_sub(blk.highest as usize + 1);
-                k.saturating_sub(received + still_coming)
-            };
-            out.push(BlockNeed {
-                block: b as u16,
-                k: k as u16,
-                parity: (blk.m != u16::MAX).then_some(blk.m as u8),
-                received: received as u16,
-                short_now: short_now as u16,
-                short_if_no_more: short_if_no_more as u16,
-                gap_since: blk.gap_since,
-                // Every original below the lowest hole arrived; the rest lie above it.
-                above_first_hole: if blk.gap_since.is_some() {
-                    (blk.originals as usize).saturating_sub(blk.first_missing()) as u16
-                } else {
-                    0
-                },
-            });
-        }
-        Some(FrameNeed {
-            index: s.index,
-            keyframe: s.keyframe,
-            trailing: s.trailing,
-            first_seen: s.first_seen,
-            last_activity: s.last_activity,
-            deadline: s.deadline,
-        })
     }
 
     /// Gives up frames whose window passed and delivers what that unblocks.
@@ -785,42 +608,6 @@ impl Reassembler {
         Ok(self.slots.len() - 1)
     }
 
-    /// Frees memory for `need` more bytes by giving up the oldest frames (never `keep`).
-    fn make_room(&mut self, need: usize, keep: usize) -> bool {
-        if need > self.cfg.memory_cap {
-            return false;
-        }
-        let keep_index = self.slots.get(keep).map(|s| s.index);
-        while self.stats.memory_in_use + need > self.cfg.memory_cap {
-            let oldest = self
-                .slots
-                .iter()
-                .filter(|s| Some(s.index) != keep_index)
-                .min_by_key(|s| seq_diff(s.index, self.floor.unwrap_or(s.index)))
-                .map(|s| s.index);
-            match oldest {
-                Some(i) => self.give_up_through(i),
-                None => return false,
-            }
-        }
-        true
-    }
-
-    fn give_up_oldest(&mut self) -> bool {
-        let oldest = self
-            .slots
-            .iter()
-            .min_by_key(|s| seq_diff(s.index, self.floor.unwrap_or(s.index)))
-            .map(|s| s.index);
-        match oldest {
-            Some(i) => {
-                self.give_up_through(i);
-                true
-            }
-            None => false,
-        }
-    }
-
     fn remove_slot(&mut self, index: u32) -> Option<Slot> {
         let p = self.slots.iter().position(|s| s.index == index)?;
         let s = self.slots.swap_remove(p);
@@ -987,217 +774,4 @@ impl Reassembler {
 }
 
 #[cfg(test)]
-mod memory_tests {
-    use super::*;
-    use crate::protocol::fec::ReedSolomon8;
-    use crate::protocol::wire::{FEC_SCHEME_RS8, VIDEO_HEADER_LEN};
-
-    /// Issue 9 finding 7: a flood of first shards of frames made of many tiny blocks. Each
-    /// claims 65,535 one-byte blocks of 1 data + 1 parity shard: 64 KiB of data but megabytes
-    /// of block state. The state is counted, so memory in use (and the real heap behind it)
-    /// never exceeds the cap.
-    #[test]
-    fn tiny_block_flood_cannot_exceed_the_memory_cap() {
-        let cap = 8 << 20;
-        let cfg = ReassemblerConfig {
-            memory_cap: cap,
-            ..ReassemblerConfig::default()
-        };
-        let mut r = Reassembler::new(cfg, Box::new(ReedSolomon8::new()));
-        let now = Instant::now();
-        let per_frame = slot_bookkeeping_bytes(65_535) + 65_535;
-        assert!(
-            per_frame > 2 << 20,
-            "block state dwarfs the data: {per_frame}"
-        );
-        for i in 0..200u32 {
-            let h = VideoHeader {
-                frame_index: i,
-                frame_len: 65_535,
-                shard_size: 1,
-                block_count: 65_535,
-                block_index: (i % 65_535) as u16,
-                shard_index: 0,
-                parity: 1,
-                flags: 0,
-                fec_scheme: FEC_SCHEME_RS8,
-                timing: Default::default(),
-            };
-            let mut body = [0u8; VIDEO_HEADER_LEN + 1];
-            h.encode(&mut body);
-            let _ = r.push(&body, now);
-            let s = r.stats();
-            assert!(s.memory_in_use <= cap, "{} > {cap}", s.memory_in_use);
-            // What is counted is what is held.
-            let held: usize = r
-                .slots
-                .iter()
-                .map(|s| {
-                    s.data.len()
-                        + s.blocks.iter().map(|b| b.parity.len()).sum::<usize>()
-                        + slot_bookkeeping_bytes(s.blocks.len())
-                })
-                .sum();
-            assert_eq!(held, s.memory_in_use);
-        }
-        assert!(r.slots.len() <= cap / per_frame);
-        r.reset();
-        assert_eq!(r.stats().memory_in_use, 0);
-    }
-
-    /// The one data shard of a one-shard frame `index` (2 parity), carrying byte `fill`.
-    fn shard(index: u32, fill: u8) -> Vec<u8> {
-        let h = VideoHeader {
-            frame_index: index,
-            frame_len: 4,
-            shard_size: 4,
-            block_count: 1,
-            block_index: 0,
-            shard_index: 0,
-            parity: 2,
-            flags: 0,
-            fec_scheme: FEC_SCHEME_RS8,
-            timing: Default::default(),
-        };
-        let mut body = vec![fill; VIDEO_HEADER_LEN + 4];
-        h.encode(&mut body[..VIDEO_HEADER_LEN]);
-        body
-    }
-
-    /// Shard `si` of frame `index` laid out as `frame_len` bytes in shards of 100 bytes and
-    /// `blocks` blocks, 2 parity a block, with video `flags`.
-    fn flagged(index: u32, frame_len: u32, blocks: u16, si: u8, flags: u8) -> Vec<u8> {
-        let h = VideoHeader {
-            frame_index: index,
-            frame_len,
-            shard_size: 100,
-            block_count: blocks,
-            block_index: 0,
-            shard_index: si,
-            parity: 2,
-            flags,
-            fec_scheme: FEC_SCHEME_RS8,
-            timing: Default::default(),
-        };
-        let mut body = vec![7u8; VIDEO_HEADER_LEN + 100];
-        h.encode(&mut body[..VIDEO_HEADER_LEN]);
-        body
-    }
-
-    /// Hostile trailing-parity claims are counted drops that allocate nothing: the flag on a
-    /// frame of two blocks or of more than `MAX_TRAILING_K` data shards (rows no host sends
-    /// behind the next frame, which would only hold the client's repair back), and a shard
-    /// whose flag contradicts its frame's. A real trailing frame whose rows never come is
-    /// given up at its deadline like any frame: memory stays bounded.
-    #[test]
-    fn hostile_trailing_parity_claims_are_counted_drops() {
-        use crate::protocol::wire::VIDEO_FLAG_TRAILING as T;
-        let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
-        let t0 = Instant::now();
-        // Two blocks (4 data shards) claiming trailing rows.
-        assert!(matches!(
-            r.push(&flagged(5, 400, 2, 0, T), t0),
-            Err(Rejected::Invalid(_))
-        ));
-        // One block of MAX_TRAILING_K + 1 data shards claiming them.
-        let big = (MAX_TRAILING_K as u32 + 1) * 100;
-        assert!(matches!(
-            r.push(&flagged(5, big, 1, 0, T), t0),
-            Err(Rejected::Invalid(_))
-        ));
-        assert_eq!(r.stats().shards_invalid, 2);
-        assert_eq!(r.stats().memory_in_use, 0);
-        assert!(r.slots.is_empty());
-        // A real small trailing frame, then a shard of it without the flag: dropped.
-        r.push(&flagged(5, 400, 1, 0, T), t0).unwrap();
-        assert!(matches!(
-            r.push(&flagged(5, 400, 1, 1, 0), t0),
-            Err(Rejected::Invalid(_))
-        ));
-        assert_eq!(r.stats().shards_invalid, 3);
-        let need = r.missing(5, &mut Vec::new()).expect("in flight");
-        assert!(need.trailing);
-        // Its trailing rows never come: given up at its deadline, nothing held.
-        assert!(r.set_deadline(5, t0 + Duration::from_millis(50)));
-        r.handle_timeout(t0 + Duration::from_millis(50));
-        assert_eq!(delivered(&mut r), vec![(5, false)]);
-        assert_eq!(r.stats().memory_in_use, 0);
-    }
-
-    fn delivered(r: &mut Reassembler) -> Vec<(u32, bool)> {
-        std::iter::from_fn(|| r.poll())
-            .map(|o| match o {
-                Output::Frame(f) => (f.index, true),
-                Output::Lost { first_index, .. } => (first_index, false),
-            })
-            .collect()
-    }
-
-    /// A frame of which nothing arrived holds the frames behind it while it is awaited, is
-    /// taken through the normal path when its shards come, and is given up at its deadline
-    /// otherwise; only frames between the next to deliver and the newest, a few at a time, and
-    /// across the u32 wrap.
-    #[test]
-    fn awaited_frames_hold_until_their_shards_or_deadline() {
-        let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
-        let t0 = Instant::now();
-        let base = u32::MAX - 1;
-        r.push(&shard(base, 1), t0).unwrap();
-        // base + 1 and base + 2 (index 0 after the wrap) never arrive; base + 3 does, and is
-        // complete at once: the gap it shows is awaited before it is pushed.
-        let mut unseen = Vec::new();
-        r.unseen_into(8, Some(base.wrapping_add(3)), &mut unseen);
-        assert_eq!(unseen, [base.wrapping_add(1), base.wrapping_add(2)]);
-        let deadline = t0 + Duration::from_millis(100);
-        assert!(r.await_frame(base.wrapping_add(1), deadline));
-        assert!(r.await_frame(base.wrapping_add(2), deadline));
-        r.push(&shard(base.wrapping_add(3), 4), t0).unwrap();
-        r.unseen_into(8, None, &mut unseen);
-        assert_eq!(unseen, [base.wrapping_add(1), base.wrapping_add(2)]);
-        r.unseen_into(1, None, &mut unseen);
-        assert_eq!(unseen, [base.wrapping_add(2)]);
-        // Not awaitable: delivered already, seen, an index jump ahead.
-        assert!(!r.await_frame(base, deadline));
-        assert!(!r.await_frame(base.wrapping_add(3), deadline));
-        assert!(!r.await_frame(base.wrapping_add(1 << 20), deadline));
-        assert_eq!(delivered(&mut r), [(base, true)]);
-        assert_eq!(r.next_timeout(), Some(deadline));
-        // The first awaited frame's shard arrives (as a repair row would): delivered, and the
-        // second still holds the complete frame behind it.
-        let t1 = t0 + Duration::from_millis(90);
-        r.push(&shard(base.wrapping_add(1), 2), t1).unwrap();
-        assert_eq!(delivered(&mut r), [(base.wrapping_add(1), true)]);
-        assert!(r.is_awaited(base.wrapping_add(2)));
-        // At its deadline it is given up and the frame behind it delivered.
-        r.handle_timeout(deadline);
-        assert_eq!(
-            delivered(&mut r),
-            [(base.wrapping_add(2), false), (base.wrapping_add(3), true)]
-        );
-        assert!(!r.is_awaited(base.wrapping_add(2)));
-        assert_eq!(r.next_timeout(), None);
-    }
-
-    /// At most `MAX_AWAITED` frames are awaited at once, whatever the gap.
-    #[test]
-    fn awaited_frames_are_bounded() {
-        let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
-        let t0 = Instant::now();
-        r.push(&shard(10, 1), t0).unwrap();
-        let mut unseen = Vec::new();
-        r.unseen_into(u32::MAX, Some(1_000), &mut unseen);
-        assert_eq!(unseen.len(), 1_000 - 11);
-        let deadline = t0 + Duration::from_millis(50);
-        let taken = unseen
-            .iter()
-            .filter(|&&i| r.await_frame(i, deadline))
-            .count();
-        assert_eq!(taken, MAX_AWAITED);
-        assert_eq!(r.awaited.len(), MAX_AWAITED);
-        // Nothing across a discontinuity.
-        r.unseen_into(u32::MAX, Some(10 + (1 << 17)), &mut unseen);
-        assert!(unseen.is_empty());
-        r.reset();
-        assert!(!r.is_awaited(11));
-    }
-}
+mod memory_tests;

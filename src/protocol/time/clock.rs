@@ -34,19 +34,19 @@ struct Sample {
 
 /// Estimates the host clock minus the local clock (see the module docs).
 #[derive(Debug, Clone, Default)]
-pub struct ClockOffset {
+pub(crate) struct ClockOffset {
     samples: VecDeque<Sample>,
 }
 
 impl ClockOffset {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Adds one exchange: `t1`/`t4` local send/receive, `t2`/`t3` remote receive/send, all µs.
     /// Implausible samples (negative round trip, remote time going backwards) are ignored and
     /// `false` is returned.
-    pub fn on_exchange(&mut self, t1: u64, t2: u64, t3: u64, t4: u64) -> bool {
+    pub(crate) fn on_exchange(&mut self, t1: u64, t2: u64, t3: u64, t4: u64) -> bool {
         if t4 < t1 || t3 < t2 {
             return false;
         }
@@ -81,23 +81,24 @@ impl ClockOffset {
     }
 
     /// host − local in µs, once at least one exchange was seen.
-    pub fn offset_us(&self) -> Option<i64> {
+    pub(crate) fn offset_us(&self) -> Option<i64> {
         self.best().map(|s| s.offset_us)
     }
 
     /// The bound on the estimate's error (half the best sample's RTT), µs.
-    pub fn uncertainty_us(&self) -> Option<u64> {
+    pub(crate) fn uncertainty_us(&self) -> Option<u64> {
         self.best().map(|s| s.rtt_us / 2)
     }
 
     /// Converts a local time (µs) into the host's clock, when an offset is known.
-    pub fn to_host(&self, local_us: u64) -> Option<u64> {
+    #[cfg(test)]
+    pub(crate) fn to_host(&self, local_us: u64) -> Option<u64> {
         let o = self.offset_us()?;
         u64::try_from(local_us as i128 + o as i128).ok()
     }
 
     /// Forgets every sample (a new session may be a new host).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.samples.clear();
     }
 }
