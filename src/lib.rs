@@ -43,19 +43,31 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
     element::register(plugin)
 }
 
+/// The plugin's entry points as GStreamer's macro generates them: the C descriptor a loader
+/// finds by its symbol name, and [`plugin_register_static`].
 #[cfg(feature = "gst")]
-gst::plugin_define!(
-    punktfunk,
-    env!("CARGO_PKG_DESCRIPTION"),
-    plugin_init,
-    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
-    // The crate is "MIT OR Apache-2.0" (Cargo.toml). GStreamer refuses to load a plugin whose
-    // licence is not one of the names it knows (LGPL, GPL, QPL, GPL/QPL, MPL, BSD, MIT/X11,
-    // Proprietary, unknown); Apache-2.0 is not among them, and a recipient may take the crate
-    // under MIT alone, so the right name of the two is "MIT/X11".
-    "MIT/X11",
-    env!("CARGO_PKG_NAME"),
-    env!("CARGO_PKG_NAME"),
-    env!("CARGO_PKG_REPOSITORY"),
-    env!("BUILD_REL_DATE")
-);
+#[allow(missing_docs, unreachable_pub)]
+mod plugin {
+    use super::plugin_init;
+
+    gst::plugin_define!(
+        punktfunk,
+        env!("CARGO_PKG_DESCRIPTION"),
+        plugin_init,
+        concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+        // The crate is "MIT OR Apache-2.0" (Cargo.toml). GStreamer refuses to load a plugin whose
+        // licence is not one of the names it knows (LGPL, GPL, QPL, GPL/QPL, MPL, BSD, MIT/X11,
+        // Proprietary, unknown); Apache-2.0 is not among them, and a recipient may take the crate
+        // under MIT alone, so the right name of the two is "MIT/X11".
+        "MIT/X11",
+        env!("CARGO_PKG_NAME"),
+        env!("CARGO_PKG_NAME"),
+        env!("CARGO_PKG_REPOSITORY"),
+        env!("BUILD_REL_DATE")
+    );
+}
+
+/// Registers the plugin's elements with GStreamer in a program that links the crate (no plugin
+/// loading from a path needed); call it once after `gst::init`.
+#[cfg(feature = "gst")]
+pub use plugin::plugin_register_static;

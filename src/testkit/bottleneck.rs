@@ -17,11 +17,13 @@ use crate::protocol::time::pacing::{Pacer, PacingConfig};
 use crate::testkit::impair::netem::{LossModel, LossState};
 use crate::testkit::rng::Rng;
 
+/// Interval between a flow's frames: 60 frames per second, in ns.
 pub const FRAME_NS: u64 = 16_666_667;
 /// Shard bytes at the default MTU, and the per-datagram headers + tag.
 const SHARD_MAX: u64 = 1350;
 const OVERHEAD: u64 = 50;
 
+/// The bottleneck path: its rate over time, queue, delay and the impairments after it.
 #[derive(Clone, Debug)]
 pub struct Link {
     /// (from ns, rate bps), sorted by time; the first entry must be at 0.
@@ -47,6 +49,8 @@ pub struct Link {
 }
 
 impl Link {
+    /// A link at a constant `rate_bps` (bits/s) with a 50 ms queue, 10 ms one-way delay and
+    /// no loss, jitter or policer.
     pub fn fixed(rate_bps: u64) -> Self {
         Link {
             schedule: vec![(0, rate_bps)],
@@ -67,39 +71,60 @@ impl Link {
     }
 }
 
+/// One sender sharing the bottleneck.
 pub struct FlowCfg {
+    /// When the flow sends its first frame, ns of virtual time.
     pub start_ns: u64,
+    /// The flow's bandwidth estimator settings.
     pub bwe: BweConfig,
+    /// Parity datagrams added per frame, percent of its data datagrams.
     pub fec_percent: u64,
 }
 
+/// What happened to one frame a flow sent.
 #[derive(Clone, Debug, Default)]
 pub struct FrameStat {
+    /// When the frame was generated, ns of virtual time.
     pub gen_ns: u64,
+    /// The frame's encoded bytes, before FEC and headers.
     pub media_bytes: u64,
+    /// Bytes on the wire for the frame: data and parity datagrams with their headers.
     pub wire_bytes: u64,
+    /// Data datagrams (without parity); any this many of `datagrams` decode it.
     pub data: u32,
     /// Datagrams sent, data and parity.
     pub datagrams: u32,
+    /// Datagrams that reached the client.
     pub received: u32,
     /// Time the frame's first datagram waited in the bottleneck queue.
     pub first_wait_ns: u64,
     /// When its last datagram arrived (0 = none).
     pub last_arrival_ns: u64,
+    /// The estimator's target bitrate when the frame was sent, bits/s.
     pub target_bps: u64,
+    /// The estimator's path estimate when the frame was sent, bits/s.
     pub estimate_bps: u64,
+    /// The estimator's state when the frame was sent.
     pub state: Option<BweState>,
+    /// The estimator's queue delay estimate when the frame was sent, µs.
     pub queue_us: u64,
 }
 
+/// One sender and its client's feedback, with everything recorded about the run.
 pub struct Flow {
+    /// The flow's configuration.
     pub cfg: FlowCfg,
+    /// The sender's estimator, driven by the client's feedback.
     pub est: BandwidthEstimator,
     fb: FeedbackBuilder,
+    /// Every frame sent, in order.
     pub frames: Vec<FrameStat>,
     poll_at: Option<u64>,
+    /// Feedback bytes the client sent.
     pub feedback_bytes: u64,
+    /// Feedback messages the client sent.
     pub feedback_msgs: u64,
+    /// Every estimator event, with its time in ns of virtual time.
     pub events: Vec<(u64, BweEvent)>,
 }
 
@@ -121,14 +146,18 @@ enum Ev {
     Feedback(usize, Vec<u8>),
 }
 
+/// The simulation: flows sharing one link, advanced by [`Sim::run`].
 pub struct Sim {
     t0: Instant,
+    /// The shared bottleneck; its fields may change between runs.
     pub link: Link,
     busy_until: u64,
+    /// The flows, in the order given to [`Sim::new`].
     pub flows: Vec<Flow>,
     heap: BinaryHeap<Reverse<(u64, u64, Ev)>>,
     seq: u64,
     rng: Rng,
+    /// When the drop-tail queue dropped a datagram, ns of virtual time.
     pub drop_times: Vec<u64>,
     /// Frame sizes vary uniformly by ± this fraction around the target.
     pub frame_jitter: f64,
@@ -145,6 +174,7 @@ pub struct Sim {
 }
 
 impl Sim {
+    /// A simulation of `flows` over `link`; `seed` fixes every random decision.
     pub fn new(link: Link, flows: Vec<FlowCfg>, seed: u64) -> Sim {
         let t0 = Instant::now();
         let mut sim = Sim {
@@ -238,6 +268,8 @@ impl Sim {
         self.heap.push(Reverse((t, self.seq, ev)));
     }
 
+    /// Processes every event up to `until_ns` of virtual time; a later call continues from
+    /// there.
     pub fn run(&mut self, until_ns: u64) {
         while let Some(Reverse((t, _, _))) = self.heap.peek() {
             if *t > until_ns {
@@ -415,6 +447,7 @@ fn quantile_ms(mut w: Vec<u64>, p: f64) -> Option<f64> {
 }
 
 impl Flow {
+    /// The frames generated in `[from_s, to_s)`, seconds of virtual time.
     pub fn window(&self, from_s: f64, to_s: f64) -> impl Iterator<Item = &FrameStat> {
         let (a, b) = ((from_s * 1e9) as u64, (to_s * 1e9) as u64);
         self.frames
@@ -426,6 +459,7 @@ impl Flow {
         let bytes: u64 = self.window(from_s, to_s).map(|f| f.media_bytes).sum();
         bytes as f64 * 8.0 / (to_s - from_s)
     }
+    /// Wire bits per second of the frames generated in the window.
     pub fn wire_rate(&self, from_s: f64, to_s: f64) -> f64 {
         let bytes: u64 = self.window(from_s, to_s).map(|f| f.wire_bytes).sum();
         bytes as f64 * 8.0 / (to_s - from_s)
@@ -466,6 +500,8 @@ impl Flow {
             .find(|f| f.estimate_bps < bps)
             .map(|f| f.gen_ns as f64 / 1e9)
     }
+    /// One line per `step_s` up to `to_s`: media and wire rate (Mbit/s), 99th percentile
+    /// queue wait and decodable fraction; for printing when a test fails.
     pub fn trace(&self, step_s: f64, to_s: f64) -> String {
         let mut s = String::new();
         let mut t = 0.0;

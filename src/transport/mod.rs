@@ -70,10 +70,12 @@ impl RecvBatch {
         }
     }
 
+    /// How many buffers the ring has (at least 1).
     pub fn slots(&self) -> usize {
         self.slots
     }
 
+    /// Bytes per buffer (at least 1).
     pub fn slot_size(&self) -> usize {
         self.slot_size
     }
@@ -83,6 +85,7 @@ impl RecvBatch {
         self.entries.len()
     }
 
+    /// True when the last `recv` returned no datagram.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -29,7 +29,9 @@ pub use wire::{
 /// [`MAX_BLOCK_DATA`]. Longer blocks survive longer bursts; the span bounds how long a packet
 /// after a loss waits for its recovery.
 pub const AUDIO_BLOCK_SPAN: std::time::Duration = std::time::Duration::from_millis(40);
+/// Fewest data packets in a block, even when its packets are longer than the span.
 pub const MIN_BLOCK_DATA: usize = 2;
+/// Most data packets in a block, even when more short packets fit in the span.
 pub const MAX_BLOCK_DATA: usize = 8;
 
 /// Least parity packets per block: two survive any two losses of a block. The most is as many

@@ -16,6 +16,7 @@ pub const AUDIO_JITTER_MARGIN: Duration = Duration::from_millis(12);
 
 /// The hold is never shorter or longer than this, whatever packet durations claim.
 pub const MIN_AUDIO_HOLD: Duration = Duration::from_millis(10);
+/// See [`MIN_AUDIO_HOLD`].
 pub const MAX_AUDIO_HOLD: Duration = Duration::from_millis(150);
 
 /// Packet duration assumed before a packet said its own (5 ms Opus).
@@ -35,7 +36,9 @@ pub struct AudioPacket {
     pub seq: u64,
     /// Capture time in the host clock (the clock of the video frames' capture time), µs.
     pub capture_us: u64,
+    /// The packet's duration, µs.
     pub duration_us: u32,
+    /// The encoded packet.
     pub data: Vec<u8>,
     /// Rebuilt from the block's parity.
     pub recovered: bool,
@@ -44,10 +47,13 @@ pub struct AudioPacket {
 /// What the receiver hands out, in sequence order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AudioOutput {
+    /// The next packet.
     Packet(AudioPacket),
     /// `count` packets given up (their total duration estimated from the packets around).
     Lost {
+        /// Packets given up.
         count: u32,
+        /// Their estimated total duration, µs.
         duration_us: u64,
     },
 }
@@ -112,6 +118,7 @@ impl Default for AudioReceiver {
 }
 
 impl AudioReceiver {
+    /// A receiver waiting for its first packet.
     pub fn new() -> Self {
         AudioReceiver {
             next: None,
@@ -131,6 +138,7 @@ impl AudioReceiver {
         self.out.clear();
     }
 
+    /// The counters so far.
     pub fn stats(&self) -> AudioReceiverStats {
         self.stats
     }

@@ -34,6 +34,7 @@ impl Default for AudioSender {
 }
 
 impl AudioSender {
+    /// A sender whose first packet gets sequence number 0.
     pub fn new() -> Self {
         AudioSender {
             next_seq: 0,

@@ -17,9 +17,13 @@ use crate::protocol::wire::{Reader, WireError, Writer};
 
 use super::{MAX_AUDIO_CAPS, MAX_AUDIO_PAYLOAD};
 
+/// Type byte of a data shard body.
 pub const BODY_DATA: u8 = 1;
+/// Type byte of a parity shard body.
 pub const BODY_PARITY: u8 = 2;
+/// Type byte of an info body (the stream's caps).
 pub const BODY_INFO: u8 = 3;
+/// Type byte of an info acknowledgement body.
 pub const BODY_INFO_ACK: u8 = 4;
 
 /// Bytes before the shard in a data or parity body.
@@ -40,17 +44,27 @@ pub const MAX_SHARD_LEN: usize = RECORD_HEADER_LEN + MAX_AUDIO_PAYLOAD;
 pub enum AudioBody<'a> {
     /// A data (`index < k`) or parity (`index >= k`) shard of the block starting at `block`.
     Shard {
+        /// Sequence number of the block's first packet.
         block: u64,
+        /// Data packets in the block.
         k: u8,
+        /// Parity packets in the block.
         m: u8,
+        /// The shard's position in the block, `0..k + m`.
         index: u8,
+        /// The shard's bytes: a record for data, Reed-Solomon parity otherwise.
         shard: &'a [u8],
     },
+    /// The stream's caps, sent by the host until acknowledged.
     Info {
+        /// Counts caps changes; the client acknowledges the one it applied.
         generation: u32,
+        /// The audio caps as a GStreamer caps string, at most [`MAX_AUDIO_CAPS`] bytes.
         caps: String,
     },
+    /// The client's acknowledgement of an info body.
     InfoAck {
+        /// The acknowledged info's generation.
         generation: u32,
     },
 }
@@ -58,8 +72,11 @@ pub enum AudioBody<'a> {
 /// One packet as the FEC protects it: its timing and bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AudioRecord<'a> {
+    /// Capture time in the host clock (the clock of the video frames' capture time), µs.
     pub capture_us: u64,
+    /// The packet's duration, µs.
     pub duration_us: u32,
+    /// The encoded packet, at most [`MAX_AUDIO_PAYLOAD`] bytes.
     pub data: &'a [u8],
 }
 
@@ -73,6 +90,7 @@ impl AudioRecord<'_> {
             .bytes(self.data);
     }
 
+    /// Bytes [`AudioRecord::encode`] appends.
     pub fn encoded_len(&self) -> usize {
         RECORD_HEADER_LEN + self.data.len()
     }
@@ -100,6 +118,7 @@ impl AudioRecord<'_> {
 }
 
 impl<'a> AudioBody<'a> {
+    /// Decodes a body, checking every field against the limits; the shard borrows `buf`.
     pub fn decode(buf: &'a [u8]) -> Result<AudioBody<'a>, WireError> {
         let mut r = Reader::new(buf);
         match r.u8()? {

@@ -42,52 +42,97 @@ pub enum InputEvent {
     /// A key press or release. `key` is the GstNavigation key name ("a", "Return"), at most
     /// [`MAX_KEY_BYTES`] bytes; `keycode` the X11 keysym, or 0 when unknown.
     Key {
+        /// True for a press, false for a release.
         pressed: bool,
+        /// The GstNavigation key name.
         key: String,
+        /// The X11 keysym, or 0 when unknown.
         keycode: u32,
+        /// `GstNavigationModifierType` bits held at the time.
         modifiers: u32,
     },
     /// Absolute pointer position.
-    MouseMove { x: f64, y: f64 },
+    MouseMove {
+        /// Horizontal position, pixels.
+        x: f64,
+        /// Vertical position, pixels.
+        y: f64,
+    },
     /// Relative pointer motion (pointer lock, games).
-    MouseMoveRelative { dx: f64, dy: f64 },
+    MouseMoveRelative {
+        /// Horizontal motion, pixels.
+        dx: f64,
+        /// Vertical motion, pixels.
+        dy: f64,
+    },
     /// A pointer button press or release at a position.
     MouseButton {
+        /// The GstNavigation button number (1 = left, 2 = middle, 3 = right).
         button: u32,
+        /// True for a press, false for a release.
         pressed: bool,
+        /// Horizontal pointer position, pixels.
         x: f64,
+        /// Vertical pointer position, pixels.
         y: f64,
+        /// `GstNavigationModifierType` bits held at the time.
         modifiers: u32,
     },
     /// A scroll of `(dx, dy)` with the pointer at `(x, y)`.
     Scroll {
+        /// Horizontal pointer position, pixels.
         x: f64,
+        /// Vertical pointer position, pixels.
         y: f64,
+        /// Horizontal scroll amount, in GstNavigation scroll units.
         dx: f64,
+        /// Vertical scroll amount, in GstNavigation scroll units.
         dy: f64,
+        /// `GstNavigationModifierType` bits held at the time.
         modifiers: u32,
     },
     /// One touch point changing; a [`InputEvent::TouchFrame`] ends a group of them.
     Touch {
+        /// The touch point's identifier, stable from `Down` to `Up` or `Cancel`.
         id: u32,
+        /// What the point did.
         phase: TouchPhase,
+        /// Horizontal position, pixels.
         x: f64,
+        /// Vertical position, pixels.
         y: f64,
+        /// Pressure as GstNavigation reports it, 0.0..=1.0; a non-finite value is sent as 0.0.
         pressure: f64,
     },
     /// End of a group of touch point changes that belong together.
     TouchFrame,
     /// A gamepad button; `value` is the analogue amount (0.0..=1.0) for triggers.
     GamepadButton {
+        /// Which gamepad, as the client numbers them.
         pad: u8,
+        /// The button number.
         button: u16,
+        /// True for a press, false for a release.
         pressed: bool,
+        /// Analogue amount, 0.0..=1.0.
         value: f32,
     },
     /// A gamepad axis position.
-    GamepadAxis { pad: u8, axis: u16, value: f32 },
+    GamepadAxis {
+        /// Which gamepad, as the client numbers them.
+        pad: u8,
+        /// The axis number.
+        axis: u16,
+        /// The axis position as the client reports it, usually -1.0..=1.0.
+        value: f32,
+    },
     /// A gamepad was plugged in or removed.
-    GamepadConnected { pad: u8, connected: bool },
+    GamepadConnected {
+        /// Which gamepad, as the client numbers them.
+        pad: u8,
+        /// True when plugged in, false when removed.
+        connected: bool,
+    },
 }
 
 /// What a non-finite float is sent as: the receiver rejects NaN and infinities, and a body it

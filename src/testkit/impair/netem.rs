@@ -125,7 +125,10 @@ pub enum Verdict {
     /// Dropped because the emulator holds `max_packets` already.
     Overflow,
     /// On its way: `copies` deliveries will come (2 when duplicated and both fit).
-    Accepted { copies: u8 },
+    Accepted {
+        /// Deliveries to come, 1 or 2.
+        copies: u8,
+    },
 }
 
 /// A packet leaving the emulator.

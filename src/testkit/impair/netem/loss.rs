@@ -19,9 +19,13 @@ pub enum LossModel {
     /// good → bad with `p_good_to_bad` (often called *p*) and bad → good with `p_bad_to_good`
     /// (*r*). Every flow starts in the good state.
     GilbertElliott {
+        /// Probability of moving good → bad after a datagram (*p*).
         p_good_to_bad: f64,
+        /// Probability of moving bad → good after a datagram (*r*).
         p_bad_to_good: f64,
+        /// Loss probability in the good state.
         loss_good: f64,
+        /// Loss probability in the bad state.
         loss_bad: f64,
     },
     /// Per-packet fates replayed from a trace (see [`LossTrace`]), looping.

@@ -50,13 +50,23 @@ pub const MAX_TRACE_DELAY_US: u32 = 10_000_000;
 pub enum TraceError {
     /// The file could not be read.
     Io {
+        /// The file asked for.
         path: PathBuf,
+        /// What reading it reported.
         source: std::io::Error,
     },
     /// The file is larger than [`MAX_TRACE_BYTES`].
-    TooLarge { bytes: u64 },
+    TooLarge {
+        /// The file's size, bytes.
+        bytes: u64,
+    },
     /// Line `line` (1-based) is not a valid event.
-    Line { line: usize, message: String },
+    Line {
+        /// The line number, 1-based.
+        line: usize,
+        /// What is wrong with the line.
+        message: String,
+    },
     /// The trace holds no event (only blank lines and comments).
     Empty,
 }
