@@ -28,6 +28,7 @@
 //! `unreachable_pub` keeps everything else private to the crate.
 
 #![warn(unreachable_pub)]
+#![warn(missing_docs)]
 
 #[cfg(feature = "gst")]
 mod element;

@@ -19,8 +19,6 @@
 //! the connection's lock. Lock order: `ring` or `packetizer` before `connection`, never the
 //! other way, and no lock is held while the transport sends.
 
-#![warn(missing_docs)]
-
 use std::io;
 
 use crate::protocol::media::packetizer::PacketizeError;

@@ -279,15 +279,20 @@ pub enum BweState {
 /// The delay detector's verdict on the latest feedback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DelaySignal {
+    /// The queue shrinks: the path has room.
     Underuse,
+    /// Neither trend nor standing queue.
     Normal,
+    /// The queue grows or stands: the stream exceeds the path.
     Overuse,
 }
 
 /// A snapshot of the estimator (for stats and the element message).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Estimate {
+    /// The state machine's state.
     pub state: BweState,
+    /// The delay detector's latest verdict.
     pub signal: DelaySignal,
     /// What the path carries, wire bits per second (datagram bytes incl. parity and headers).
     pub estimate_bps: u64,
@@ -322,7 +327,9 @@ pub struct Estimate {
 pub enum BweEvent {
     /// The target fell by [`LARGE_DROP`] or more within [`LARGE_DROP_WINDOW`].
     LargeDrop {
+        /// The target before the fall, media bits per second.
         from_bps: u64,
+        /// The target after it.
         to_bps: u64,
         /// Frames known lost (fewer datagrams arrived than the frame had data shards) in the
         /// window. Ask for a keyframe only when this is not 0.
@@ -419,6 +426,7 @@ fn micros(d: Duration) -> i64 {
 }
 
 impl BandwidthEstimator {
+    /// An estimator starting at `cfg`'s start rate at `now`.
     pub fn new(cfg: BweConfig, now: Instant) -> Self {
         let mut cfg = cfg;
         cfg.max_bitrate_bps = cfg.max_bitrate_bps.max(1);
@@ -476,6 +484,7 @@ impl BandwidthEstimator {
         }
     }
 
+    /// The configuration in use (after its bounds were sanitised).
     pub fn config(&self) -> &BweConfig {
         &self.cfg
     }
