@@ -34,6 +34,9 @@ ELEMENTS=(
     # the test pattern, conversions, app elements, playbin / decodebin
     videotestsrc:gstreamer1.0-plugins-base videoconvert:gstreamer1.0-plugins-base
     appsrc:gstreamer1.0-plugins-base appsink:gstreamer1.0-plugins-base
+    # audio: the test tone and Opus
+    audiotestsrc:gstreamer1.0-plugins-base opusenc:gstreamer1.0-plugins-base
+    opusdec:gstreamer1.0-plugins-base
     playbin:gstreamer1.0-plugins-base decodebin:gstreamer1.0-plugins-base
     # the demo's clock on the picture (pango: packaged with the X elements)
     timeoverlay:gstreamer1.0-x
