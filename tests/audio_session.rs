@@ -406,3 +406,36 @@ fn audio_over_udp_with_the_session_api_beside_a_video_poller() {
     assert!(!video_events.iter().any(|e| matches!(e, Event::Audio(_))));
     assert_eq!(client.stats().audio_packets_received, n);
 }
+
+/// Congestion control counts the audio bytes: a frame leaves with the audio sent since the
+/// previous one, so with audio beside the video the estimator's media share (media ÷ wire bytes,
+/// what sets the encoder's budget below the path's rate) falls, and the video makes room for it.
+#[test]
+fn congestion_control_counts_the_audio_bytes_sent_beside_the_video() {
+    let share = |with_audio: bool| {
+        let (h, c) = passphrase_pair();
+        let mut sim = connected(5, h, c);
+        for i in 0..120u64 {
+            if with_audio {
+                for j in 0..3 {
+                    let (n, now) = (i * 3 + j, sim.now);
+                    sim.conn(0)
+                        .submit_audio(now, &opus_packet(n), n * 5_000, 5_000)
+                        .unwrap();
+                }
+            }
+            sim.send_frame(0, &frame_bytes(4_000, i + 1), i == 0)
+                .expect("peer connected");
+            sim.run_for(Duration::from_millis(16));
+        }
+        sim.conn(0)
+            .bandwidth_estimate()
+            .expect("congestion control runs")
+            .media_share
+    };
+    let (without, with) = (share(false), share(true));
+    assert!(
+        with < without * 0.95,
+        "media share {without} without audio, {with} with"
+    );
+}

@@ -52,9 +52,18 @@ pub(super) struct AudioState {
     events: VecDeque<Event>,
     bodies: Vec<Vec<u8>>,
     parity_sent: u64,
+    /// Host: bytes of the audio datagrams sent since the last video frame left (congestion
+    /// control counts them with that frame).
+    wire_bytes_since_frame: u64,
 }
 
 impl AudioState {
+    /// Host: the audio bytes sent since the last call (the congestion controller adds them to
+    /// the frame that leaves now).
+    pub(super) fn take_wire_bytes(&mut self) -> u64 {
+        std::mem::take(&mut self.wire_bytes_since_frame)
+    }
+
     pub(super) fn new() -> AudioState {
         AudioState {
             sender: AudioSender::new(),
@@ -67,6 +76,7 @@ impl AudioState {
             events: VecDeque::new(),
             bodies: Vec::new(),
             parity_sent: 0,
+            wire_bytes_since_frame: 0,
         }
     }
 }
@@ -282,6 +292,7 @@ impl Connection {
             return;
         };
         let to = link.peer;
+        self.audio.wire_bytes_since_frame += d.len() as u64;
         self.queue(d, to);
     }
 

@@ -229,6 +229,9 @@ impl Connection {
         }
         let (trailing, trailing_bytes) =
             self.send_trailing_parity(frame.datagrams().frame_index(), now);
+        // Audio sent since the previous frame loaded the path too; it is never throttled, so
+        // the video's budget is what makes room for it.
+        let audio_bytes = self.audio.take_wire_bytes();
         if !self.congestion_enabled() {
             return;
         }
@@ -243,7 +246,7 @@ impl Connection {
             // path as its own parity would (and keep the media share honest).
             datagrams: (d.len() + trailing) as u32,
             data_datagrams: d.data_count() as u32,
-            wire_bytes: (d.wire_bytes() + trailing_bytes) as u64,
+            wire_bytes: (d.wire_bytes() + trailing_bytes) as u64 + audio_bytes,
             media_bytes: frame.payload_bytes() as u64,
         };
         if let Some(bwe) = self.side.host_mut().and_then(|h| h.bwe.as_mut()) {
