@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use common::frame_bytes;
 use common::sim::{Sim, addr, passphrase_pair};
+use common::udp::bind;
 use gstpunktfunk::protocol::security::handshake::Role;
 use gstpunktfunk::protocol::wire::{FLAG_SEALED, Header, Kind};
 use gstpunktfunk::session::{Config, Error, Event, Mode, Session};
 use gstpunktfunk::transport::Transport;
-use gstpunktfunk::transport::udp::{UdpOptions, UdpTransport};
 
 const CAPS: &str = "audio/x-opus, rate=48000, channels=2, channel-mapping-family=0";
 const PACKET: Duration = Duration::from_millis(5);
@@ -292,10 +292,6 @@ fn malformed_and_forged_audio_datagrams_are_counted_and_dropped() {
     let (got, _) = audio_outcome(&sim.take_events(1));
     assert!(!got.is_empty());
     assert!(sim.conn(1).is_connected());
-}
-
-fn bind() -> UdpTransport {
-    UdpTransport::bind("127.0.0.1:0".parse().unwrap(), &UdpOptions::default()).unwrap()
 }
 
 #[test]
