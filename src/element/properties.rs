@@ -202,3 +202,14 @@ pub(crate) fn common_properties(default_mode: ConnectionMode) -> Vec<glib::Param
             .build(),
     ]
 }
+
+/// The names of the properties in `props` that take effect while playing (the others get the
+/// "takes effect at the next start" warning): what each element's flags test pins.
+#[cfg(test)]
+pub(crate) fn live_property_names(props: &[glib::ParamSpec]) -> Vec<String> {
+    props
+        .iter()
+        .filter(|p| p.flags().contains(gst::PARAM_FLAG_MUTABLE_PLAYING))
+        .map(|p| p.name().to_owned())
+        .collect()
+}

@@ -332,11 +332,7 @@ mod tests {
     #[test]
     fn only_stats_interval_changes_while_playing() {
         gst::init().unwrap();
-        let live: Vec<_> = properties()
-            .iter()
-            .filter(|p| p.flags().contains(gst::PARAM_FLAG_MUTABLE_PLAYING))
-            .map(|p| p.name().to_owned())
-            .collect();
+        let live = crate::element::properties::live_property_names(&properties());
         assert_eq!(live, ["stats-interval"]);
     }
 
