@@ -1,13 +1,14 @@
 //! Control messages, both directions, sealed like video: keyframe request, loss report,
-//! ping/pong, stream info (and its updates), bye, input acknowledgements, and the loss model
-//! and repair messages (their bodies are laid out in `lossmodel` and `repair`).
+//! ping/pong, stream info (and its updates), bye, input acknowledgements, repair messages and
+//! bandwidth feedback (the loss report's, repair's and feedback's bodies are laid out in
+//! `fec::report`, `fec::repair` and `feedback`).
 //!
 //! This module only encodes and decodes; deciding when to send them is the session's job.
 //! Decoding never panics and never allocates more than the bytes present (strings are capped).
 
 use super::wire::{Reader, WireError, Writer};
-use crate::protocol::fec::lossmodel::LossModelReport;
 use crate::protocol::fec::repair::{RepairRequest, RepairUnavailable};
+use crate::protocol::fec::report::LossReport;
 use crate::protocol::feedback::Feedback;
 
 /// Longest caps string we carry. Real H.264/HEVC caps with codec_data are well under 2 KiB.
@@ -51,23 +52,6 @@ impl StreamInfo {
     }
 }
 
-/// Cumulative counters the client reports to the host about every 100 ms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct LossReport {
-    /// Datagrams received and authenticated from the host.
-    pub packets_received: u64,
-    /// Datagrams the host sent that never arrived (gaps in the packet numbers).
-    pub packets_lost: u64,
-    /// Data shards rebuilt by FEC.
-    pub packets_recovered: u64,
-    /// Access units that could not be delivered.
-    pub frames_lost: u64,
-    /// Access units delivered whole.
-    pub frames_delivered: u64,
-    /// Generation of the stream info the client holds (0 = none), so the host can resend it.
-    pub info_generation: u32,
-}
-
 /// One control message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
@@ -80,7 +64,8 @@ pub enum Control {
         /// The newest frame the client cannot decode, if it names one.
         lost: Option<u32>,
     },
-    /// Client → host: cumulative reception counters.
+    /// Client → host, every report interval: reception counters and the loss model
+    /// (`fec::report`).
     LossReport(LossReport),
     /// Either way: echo this back. `t1` is the sender's host clock (monotonic µs) at sending.
     Ping {
@@ -106,9 +91,6 @@ pub enum Control {
         /// The lowest input sequence number not yet received.
         next_expected: u64,
     },
-    /// Client → host: the loss model over a sliding window (`lossmodel`), every report
-    /// interval next to [`Control::LossReport`].
-    LossModel(LossModelReport),
     /// Client → host: new parity for blocks of a frame that cannot be rebuilt (`repair`).
     RepairRequest(RepairRequest),
     /// Host → client: a repair request cannot be answered (frame no longer held, budget spent).
@@ -125,7 +107,8 @@ pub enum Control {
 }
 
 const T_KEYFRAME: u8 = 1;
-const T_LOSS: u8 = 2;
+// 2 and 16 were the loss counters and the loss model as two messages: retired, never reused
+// (a peer that still sends them is dropped as unknown, counted invalid).
 const T_PING: u8 = 3;
 const T_PONG: u8 = 4;
 const T_INFO: u8 = 5;
@@ -133,10 +116,10 @@ const T_BYE: u8 = 6;
 const T_ACK: u8 = 7;
 // 8 and 9 are the path frames (`path`).
 const T_SEND_PROGRESS: u8 = 10;
-// Loss model and repair: types from 16 up, so other additions below 16 do not collide.
-const T_LOSS_MODEL: u8 = 16;
+// Loss report and repair: types from 16 up, so other additions below 16 do not collide.
 const T_REPAIR_REQUEST: u8 = 17;
 const T_REPAIR_UNAVAILABLE: u8 = 18;
+const T_LOSS_REPORT: u8 = 20;
 // Bandwidth feedback: types from 24 up.
 const T_FEEDBACK: u8 = 24;
 
@@ -152,13 +135,8 @@ impl Control {
                 }
             }
             Control::LossReport(r) => {
-                w.u8(T_LOSS)
-                    .u64(r.packets_received)
-                    .u64(r.packets_lost)
-                    .u64(r.packets_recovered)
-                    .u64(r.frames_lost)
-                    .u64(r.frames_delivered)
-                    .u32(r.info_generation);
+                w.u8(T_LOSS_REPORT);
+                r.encode(&mut w);
             }
             Control::Ping { t1 } => {
                 w.u8(T_PING).u64(*t1);
@@ -175,10 +153,6 @@ impl Control {
             }
             Control::InputAck { next_expected } => {
                 w.u8(T_ACK).u64(*next_expected);
-            }
-            Control::LossModel(m) => {
-                w.u8(T_LOSS_MODEL);
-                m.encode(&mut w);
             }
             Control::RepairRequest(r) => {
                 w.u8(T_REPAIR_REQUEST);
@@ -209,14 +183,6 @@ impl Control {
                     Some(r.u32()?)
                 },
             },
-            T_LOSS => Control::LossReport(LossReport {
-                packets_received: r.u64()?,
-                packets_lost: r.u64()?,
-                packets_recovered: r.u64()?,
-                frames_lost: r.u64()?,
-                frames_delivered: r.u64()?,
-                info_generation: r.u32()?,
-            }),
             T_PING => Control::Ping { t1: r.u64()? },
             T_PONG => Control::Pong {
                 t1: r.u64()?,
@@ -231,7 +197,7 @@ impl Control {
             T_SEND_PROGRESS => Control::SendProgress {
                 frames_sent: r.u64()?,
             },
-            T_LOSS_MODEL => Control::LossModel(LossModelReport::decode(&mut r)?),
+            T_LOSS_REPORT => Control::LossReport(LossReport::decode(&mut r)?),
             T_REPAIR_REQUEST => Control::RepairRequest(RepairRequest::decode(&mut r)?),
             T_REPAIR_UNAVAILABLE => Control::RepairUnavailable(RepairUnavailable::decode(&mut r)?),
             T_FEEDBACK => {
@@ -251,8 +217,9 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::fec::lossmodel::LossCounts;
+    use crate::protocol::fec::lossmodel::{LossCounts, LossModelReport};
     use crate::protocol::fec::repair::{RepairItem, UnavailableReason};
+    use crate::protocol::fec::report::LOSS_REPORT_LEN;
 
     fn all() -> Vec<Control> {
         vec![
@@ -267,6 +234,20 @@ mod tests {
                 frames_lost: 4,
                 frames_delivered: 5,
                 info_generation: 6,
+                model: LossModelReport {
+                    window_ms: 1000,
+                    recent: LossCounts {
+                        packets: 190,
+                        lost: 7,
+                        bursts: 2,
+                    },
+                    window: LossCounts {
+                        packets: 1900,
+                        lost: 61,
+                        bursts: 19,
+                    },
+                    burst_hist: [6, 5, 4, 2, 1, 1, 0, 0],
+                },
             }),
             Control::Ping { t1: 77 },
             Control::Pong {
@@ -285,20 +266,6 @@ mod tests {
             Control::SendProgress {
                 frames_sent: 1 << 33,
             },
-            Control::LossModel(LossModelReport {
-                window_ms: 1000,
-                recent: LossCounts {
-                    packets: 190,
-                    lost: 7,
-                    bursts: 2,
-                },
-                window: LossCounts {
-                    packets: 1900,
-                    lost: 61,
-                    bursts: 19,
-                },
-                burst_hist: [6, 5, 4, 2, 1, 1, 0, 0],
-            }),
             Control::RepairRequest(
                 RepairRequest::new(
                     0xfffe_0001,
@@ -332,45 +299,61 @@ mod tests {
         ]
     }
 
-    /// The client's loss observation on the wire, pinned byte for byte: the counters
-    /// (`T_LOSS`) and the loss model (`T_LOSS_MODEL`), as every released host decodes them.
+    /// The client's loss report on the wire, pinned byte for byte: type 20, the cumulative
+    /// counters, then the loss model (the same bytes the two retired messages, types 2 and 16,
+    /// carried, in one body).
     #[test]
-    fn loss_messages_encode_to_pinned_bytes() {
-        let counters = Control::LossReport(LossReport {
+    fn loss_report_encodes_to_pinned_bytes() {
+        let report = Control::LossReport(LossReport {
             packets_received: 0x0102_0304_0506_0708,
             packets_lost: 9,
             packets_recovered: 10,
             frames_lost: 11,
             frames_delivered: 12,
             info_generation: 0x0d0e_0f10,
-        });
-        let model = Control::LossModel(LossModelReport {
-            window_ms: 500,
-            recent: LossCounts {
-                packets: 100,
-                lost: 3,
-                bursts: 2,
+            model: LossModelReport {
+                window_ms: 500,
+                recent: LossCounts {
+                    packets: 100,
+                    lost: 3,
+                    bursts: 2,
+                },
+                window: LossCounts {
+                    packets: 1000,
+                    lost: 30,
+                    bursts: 12,
+                },
+                burst_hist: [5, 4, 1, 1, 1, 0, 0, 0],
             },
-            window: LossCounts {
-                packets: 1000,
-                lost: 30,
-                bursts: 12,
-            },
-            burst_hist: [5, 4, 1, 1, 1, 0, 0, 0],
         });
-        let hex = |c: &Control| {
-            let mut out = Vec::new();
-            c.encode(&mut out);
-            out.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        };
+        let mut bytes = Vec::new();
+        report.encode(&mut bytes);
+        let hex = bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
         assert_eq!(
-            hex(&counters),
-            "0201020304050607080000000000000009000000000000000a000000000000000b000000000000000c0d0e0f10"
+            hex,
+            concat!(
+                "14",
+                "01020304050607080000000000000009000000000000000a000000000000000b",
+                "000000000000000c0d0e0f10",
+                "01f4000000640000000300000002000003e80000001e0000000c",
+                "0000000500000004000000010000000100000001000000000000000000000000",
+            )
         );
-        assert_eq!(
-            hex(&model),
-            "1001f4000000640000000300000002000003e80000001e0000000c0000000500000004000000010000000100000001000000000000000000000000"
-        );
+        assert_eq!(bytes.len(), 1 + LOSS_REPORT_LEN);
+        assert_eq!(Control::decode(&bytes), Ok(report));
+    }
+
+    /// The two messages the loss report replaced decode as unknown types (the session counts
+    /// them invalid and drops them), whatever their body.
+    #[test]
+    fn retired_loss_types_are_unknown() {
+        for t in [2u8, 16] {
+            let mut b = vec![t];
+            b.extend([0u8; LOSS_REPORT_LEN]);
+            for cut in [1, 45, 59, b.len()] {
+                assert_eq!(Control::decode(&b[..cut]), Err(WireError::UnknownKind(t)));
+            }
+        }
     }
 
     #[test]

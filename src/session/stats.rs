@@ -198,7 +198,7 @@ pub struct Stats {
     /// Client: the reorder window now, in µs: how long a hole may stay open before repair is
     /// asked for it (0 while no reordering is seen).
     pub reorder_window_us: u64,
-    /// Loss model reports sent (client) or used (host).
+    /// Loss reports sent (client) or used (host; a report older than the newest used is not).
     pub loss_models: u64,
 
     // Congestion control.

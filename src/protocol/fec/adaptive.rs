@@ -1,10 +1,11 @@
 //! The host's FEC controller: how much parity each block gets, from the client's reports.
 //!
 //! Three modes ([`FecMode`]): `Fixed` (the user's `fec-percent`), `Adaptive` (a share raised
-//! from the loss fraction of [`Control::LossReport`](crate::protocol::control::Control)s) and `Target`
-//! (per block size, the least parity that keeps the probability that a block cannot be rebuilt
-//! under a target, from the client's loss model — see [`TargetConfig`] and `docs/PROTOCOL.md`
-//! §9). Every mode yields a [`ParityTable`] (`m` per block size `k`) for the packetizer.
+//! from the loss fraction of the [`LossReport`]s' counters) and `Target` (per block size, the
+//! least parity that keeps the probability that a block cannot be rebuilt under a target, from
+//! the reports' loss model — see [`TargetConfig`] and `docs/PROTOCOL.md` §9). Every mode yields
+//! a [`ParityTable`] (`m` per block size `k`) for the packetizer. A report comes in whole
+//! through [`AdaptiveFec::on_report`].
 //!
 //! This module owns the policy — raise at once when loss appears, lower slowly while the link
 //! is clean, stay within the floor and ceiling. It never reads a clock (report arrival times
@@ -20,6 +21,7 @@ use crate::protocol::fec::coder::{
 };
 use crate::protocol::fec::lossmodel::{FailureTable, GilbertElliott, LossModelReport};
 use crate::protocol::fec::repair::RepairMargin;
+use crate::protocol::fec::report::LossReport;
 
 /// The span of recent reports the loss fraction is measured over. The client reports about
 /// every 100 ms, so this is about five reports: short enough to react within a frame or two
@@ -386,6 +388,13 @@ impl AdaptiveFec {
     #[cfg(test)]
     pub(crate) fn block_parity(&self, k: usize) -> usize {
         self.table.parity(k)
+    }
+
+    /// Feeds one loss report from the client: its counters (adaptive mode), then its loss
+    /// model (target mode).
+    pub(crate) fn on_report(&mut self, report: &LossReport, now: Instant) {
+        self.on_loss_report(report.packets_received, report.packets_lost, now);
+        self.on_loss_model(&report.model, now);
     }
 
     /// Feeds one loss model report (target mode; ignored otherwise). Raises the parity of

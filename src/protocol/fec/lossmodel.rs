@@ -5,7 +5,8 @@
 //!   into a finalized received/lost sequence (tolerating reordering by count and by time) and
 //!   counts, per report interval, datagrams, losses and loss runs ("bursts"), plus a run-length
 //!   histogram. A sliding window of the last [`WINDOW_REPORTS`] intervals makes the
-//!   [`LossModelReport`] the client sends (control type `LossModel`, `docs/PROTOCOL.md` §5.2).
+//!   [`LossModelReport`], the model part of the client's loss report
+//!   ([`LossReport`](super::report::LossReport), `docs/PROTOCOL.md` §5.2).
 //! - [`GilbertElliott`] is the two-state burst model fitted from those counts (simple Gilbert
 //!   fit: the good state never loses, the bad state always does; `p` = good→bad, `r` =
 //!   bad→good per datagram), and [`FailureTable`] computes, exactly by dynamic programming over
@@ -82,7 +83,7 @@ impl LossCounts {
     }
 }
 
-/// The client's loss model report (control type `LossModel`).
+/// The loss model part of the client's [`LossReport`](super::report::LossReport).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LossModelReport {
     /// Milliseconds the window covers (saturating).

@@ -8,7 +8,8 @@
 
 use std::time::Instant;
 
-use crate::protocol::control::{LossReport, StreamInfo};
+use crate::protocol::control::StreamInfo;
+use crate::protocol::fec::report::LossReport;
 use crate::protocol::input::InputEvent;
 use crate::protocol::media::reassembler::Output;
 use crate::protocol::wire::{HEADER_LEN, Kind, TAG_LEN};
@@ -90,7 +91,13 @@ impl Connection {
         }
     }
 
-    pub(super) fn loss_report(c: &ClientState, link: Option<&Link>) -> LossReport {
+    /// The loss report due now: the counters so far and the loss model's interval that ends
+    /// now.
+    pub(super) fn loss_report(
+        c: &mut ClientState,
+        link: Option<&Link>,
+        now: Instant,
+    ) -> LossReport {
         let r = c.reassembler.stats();
         let (received, lost) = link.map_or((0, 0), |l| (l.received, l.packets_lost()));
         LossReport {
@@ -100,6 +107,7 @@ impl Connection {
             frames_lost: r.frames_lost,
             frames_delivered: r.frames_delivered,
             info_generation: c.info_generation,
+            model: c.repair.estimator.report(now),
         }
     }
 

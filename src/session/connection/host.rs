@@ -1,6 +1,11 @@
 //! The host's side: frames out, stream info, and what the client sends back (input, keyframe
 //! requests, loss reports).
 //!
+//! A loss report is used whole or not at all: one that is older (by packet number) than the
+//! newest used is dropped; the rest moves the FEC plan (counters and loss model, with the path's
+//! RTT), the repair answers' margin, the peer's counters in the stats and, when the client holds
+//! an older stream info, a resend of it.
+//!
 //! A frame is split in two so the driver's lock is held only briefly: [`Connection::begin_frame`]
 //! reserves the frame index and the frame's packet numbers under the lock; the returned
 //! [`FrameTicket`] then packetizes, FEC-encodes and seals outside it, so the receive thread is
@@ -14,9 +19,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::protocol::control::{Control, LossReport, StreamInfo};
+use crate::protocol::control::{Control, StreamInfo};
 use crate::protocol::fec::coder::{MAX_SHARDS_PER_BLOCK, ParityTable};
 use crate::protocol::fec::repair::RepairHistory;
+use crate::protocol::fec::report::LossReport;
 use crate::protocol::media::packetizer::{
     Datagrams, FrameParams, PacketizeError, Packetizer, TrailingParity, seal_all,
 };
@@ -252,8 +258,17 @@ impl Connection {
         let Some(host) = self.side.host_mut() else {
             return;
         };
-        host.fec
-            .on_loss_report(r.packets_received, r.packets_lost, now);
+        if !host.repair.newest_report() {
+            return;
+        }
+        self.stats.loss_models += 1;
+        if let Some(rtt) = self.srtt {
+            let fi = host.pacer.frame_interval();
+            host.fec.set_path(rtt, fi);
+        }
+        host.fec.on_report(&r, now);
+        let margin = host.fec.repair_margin();
+        lock(&host.repair.history).set_margin(margin);
         let info = host.stream_info.clone();
         self.stats.peer_packets_lost = r.packets_lost;
         self.stats.peer_packets_received = r.packets_received;

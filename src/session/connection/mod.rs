@@ -46,7 +46,8 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::protocol::control::{Control, LossReport, StreamInfo};
+use crate::protocol::control::{Control, StreamInfo};
+use crate::protocol::fec::report::LossReport;
 use crate::protocol::input::InputEvent;
 use crate::protocol::media::reassembler::Frame;
 use crate::protocol::security::handshake::{HandshakeConfig, HandshakeError, Psk, Role};
@@ -252,7 +253,7 @@ pub enum Event {
     Input(InputEvent),
     /// Host: the client asks for a keyframe.
     KeyframeRequest,
-    /// Host: the client's latest reception counters.
+    /// Host: the client's latest loss report (reception counters and loss model).
     LossReport(LossReport),
     // Security.
     /// Caller: the listener kept refusing for the same reason: `count` refusals (each for a
@@ -630,7 +631,6 @@ impl Connection {
         match c {
             Control::KeyframeRequest { lost } => self.on_keyframe_request(lost, now),
             Control::LossReport(r) => self.on_loss_report(r, now),
-            Control::LossModel(m) => self.on_loss_model(m, now),
             Control::RepairRequest(r) => self.on_repair_request(r, now),
             Control::Feedback(fb) => self.on_feedback(fb, now),
             _ => self.stats.invalid_datagrams += 1,

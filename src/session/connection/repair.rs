@@ -3,8 +3,8 @@
 //! windows in `windows`.
 //!
 //! Client:
-//! - every authenticated packet number of the host feeds a [`LossEstimator`]; its
-//!   [`LossModelReport`] goes out with every loss report (`Control::LossModel`);
+//! - every authenticated packet number of the host feeds a [`LossEstimator`]; its model goes
+//!   out in every loss report (`client`);
 //! - after each video datagram and timer, every incomplete frame is checked
 //!   ([`Reassembler::missing`]): a block that cannot complete from what is in flight
 //!   (`short_now > 0`) once its holes count as loss (the reorder window, `windows`), or lacks shards
@@ -56,7 +56,7 @@ use std::time::{Duration, Instant};
 
 use crate::protocol::control::Control;
 use crate::protocol::fec::coder::BlockLayout;
-use crate::protocol::fec::lossmodel::{LossEstimator, LossModelReport};
+use crate::protocol::fec::lossmodel::LossEstimator;
 use crate::protocol::fec::repair::{
     MAX_REPAIR_ITEMS, MAX_REPAIR_ROWS, MAX_WHOLE_ROUNDS, RepairItem, RepairRequest,
     RepairUnavailable, UnavailableReason,
@@ -291,13 +291,6 @@ impl Connection {
             Side::Client(c) => c.repair.estimator.on_packet(pn, now),
             Side::Host(h) => h.repair.rx_pn = pn,
         }
-    }
-
-    /// Client: the loss model to send with a loss report.
-    pub(super) fn loss_model_report(&mut self, now: Instant) -> Option<LossModelReport> {
-        let c = self.side.client_mut()?;
-        self.stats.loss_models += 1;
-        Some(c.repair.estimator.report(now))
     }
 
     /// Client: accounts a video body after the reassembler saw it (`pushed`: what it said).

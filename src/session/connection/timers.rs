@@ -155,11 +155,9 @@ impl Connection {
                     >= self.cfg.loss_report_interval
                 {
                     c.last_loss_report = now;
-                    let report = Connection::loss_report(c, self.link.as_ref());
+                    let report = Connection::loss_report(c, self.link.as_ref(), now);
+                    self.stats.loss_models += 1;
                     self.send_control(&Control::LossReport(report));
-                    if let Some(model) = self.loss_model_report(now) {
-                        self.send_control(&Control::LossModel(model));
-                    }
                 }
                 self.send_keyframe_copies(now);
                 self.transmit_input(now);

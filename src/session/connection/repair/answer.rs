@@ -1,5 +1,5 @@
 //! The host's side of repair: the parity rows small frames keep for behind the next frame,
-//! the repair history, answers to repair requests and the loss-model feed of the FEC plan.
+//! the repair history, answers to repair requests, and which loss report is the newest.
 //!
 //! - the parity rows small frames keep for behind the next frame ([`TrailingParity`]) are
 //!   sealed with fresh packet numbers and queued once the next frame was sent;
@@ -11,8 +11,8 @@
 //!   its totals ask beyond what was served, plus the FEC controller's margin for a burst on the
 //!   answer), bounded by the repair budget (`RepairConfig::budget_share` of the stream),
 //!   sealed with fresh packet numbers and queued as transmits;
-//! - a `LossModel` report feeds [`AdaptiveFec::on_loss_model`](crate::protocol::fec::adaptive::AdaptiveFec)
-//!   unless it is older (by packet number) than the newest one used.
+//! - a loss report (`host`) is used only if it is not older, by packet number, than the newest
+//!   one used ([`HostRepair::newest_report`]): the FEC plan reads it in the order it was sent.
 //!
 //! Must never: allocate per request beyond the bounded history and one reused datagram buffer,
 //! or answer a request outside the current session.
@@ -22,7 +22,6 @@ use std::time::Instant;
 
 use crate::protocol::control::Control;
 use crate::protocol::fec::coder::ReedSolomon8;
-use crate::protocol::fec::lossmodel::LossModelReport;
 use crate::protocol::fec::repair::{RepairConfig, RepairHistory, RepairParams, RepairRequest};
 use crate::protocol::media::packetizer::{Datagrams, TrailingParity, seal_all};
 use crate::protocol::security::bucket::TokenBucket;
@@ -35,7 +34,7 @@ use super::super::{Connection, Transmit};
 const REQUEST_RATE: f64 = 1000.0;
 const REQUEST_BURST: f64 = 64.0;
 
-/// Host: repair history and what the loss-model feed needs.
+/// Host: repair history and the order of the loss reports.
 pub(in crate::session::connection) struct HostRepair {
     pub(in crate::session::connection) history: Arc<Mutex<RepairHistory>>,
     /// Parity rows of small frames that travel behind the next frame.
@@ -43,8 +42,8 @@ pub(in crate::session::connection) struct HostRepair {
     coder: ReedSolomon8,
     out: Datagrams,
     limiter: TokenBucket,
-    /// Packet number of the newest loss model used (older ones are dropped).
-    last_model_pn: Option<u64>,
+    /// Packet number of the newest loss report used (older ones are dropped).
+    last_report_pn: Option<u64>,
     /// Packet number of the control datagram being handled.
     pub(in crate::session::connection) rx_pn: u64,
 }
@@ -57,7 +56,7 @@ impl HostRepair {
             coder: ReedSolomon8::new(),
             out: Datagrams::new(),
             limiter: TokenBucket::new(REQUEST_RATE, REQUEST_BURST, now),
-            last_model_pn: None,
+            last_report_pn: None,
             rx_pn: 0,
         }
     }
@@ -65,35 +64,21 @@ impl HostRepair {
     pub(in crate::session::connection) fn reset(&mut self) {
         lock(&self.history).clear();
         lock(&self.trailing).clear();
-        self.last_model_pn = None;
+        self.last_report_pn = None;
+    }
+
+    /// Whether the loss report being handled (in the control datagram `rx_pn`) is not older
+    /// than the newest one used; if so it becomes the newest.
+    pub(in crate::session::connection) fn newest_report(&mut self) -> bool {
+        if self.last_report_pn.is_some_and(|l| self.rx_pn < l) {
+            return false;
+        }
+        self.last_report_pn = Some(self.rx_pn);
+        true
     }
 }
 
 impl Connection {
-    /// Host: a loss model report from the client.
-    pub(in crate::session::connection) fn on_loss_model(
-        &mut self,
-        m: LossModelReport,
-        now: Instant,
-    ) {
-        let Some(h) = self.side.host_mut() else {
-            return;
-        };
-        let pn = h.repair.rx_pn;
-        if h.repair.last_model_pn.is_some_and(|l| pn < l) {
-            return;
-        }
-        h.repair.last_model_pn = Some(pn);
-        self.stats.loss_models += 1;
-        if let Some(rtt) = self.srtt {
-            let fi = h.pacer.frame_interval();
-            h.fec.set_path(rtt, fi);
-        }
-        h.fec.on_loss_model(&m, now);
-        let margin = h.fec.repair_margin();
-        lock(&h.repair.history).set_margin(margin);
-    }
-
     /// Host: after frame `frame_index` went out, sends the parity rows that older frames
     /// keep behind it (sealed with fresh packet numbers), so one burst rarely takes a small
     /// frame's data and all its parity.
