@@ -20,6 +20,12 @@
 //! Run: `cargo bench --bench client_path` (3 runs of 2,000 frames per backend, about half a
 //! minute).
 //! Without `--bench` (as `cargo test --benches` runs it) it does one short run as a smoke test.
+//!
+//! Fixed work for instruction counts (`valgrind --tool=callgrind --separate-threads=yes`,
+//! repeatable where timings on a shared machine are not): `CLIENT_PATH_FIXED=<frames>,<aead>`
+//! (e.g. `600,aes-gcm`) does one run of that many frames with that backend only. The client
+//! thread's work is inside `receive` (never inlined, so `--toggle-collect=*receive*` counts it,
+//! and `Connection::handle_datagram` within it is the per-datagram receive path).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -235,16 +241,54 @@ fn run(host: &Session, client: &Session, frames: usize, seed: u64) -> RunResult 
     };
 
     pin_to(0);
-    let mut delivered = 0u64;
-    let mut lost = 0u64;
-    let mut payload = 0u64;
     let allocs_before = ALLOCS.load(Ordering::Relaxed);
     let cpu0 = thread_cpu();
     start.wait();
     let t0 = Instant::now();
-    let mut t_last = t0;
-    let mut idle_since: Option<Instant> = None;
     COUNTED.with(|c| c.set(true));
+    let (delivered, lost, payload, t_last) = receive(client, frames, &done, &accounted);
+    COUNTED.with(|c| c.set(false));
+    let cpu = thread_cpu() - cpu0;
+    let allocs = ALLOCS.load(Ordering::Relaxed) - allocs_before;
+    let (sent, dropped) = sender.join().expect("sender");
+    let after = client.stats();
+    let kernel_drops = match (kernel_before, kernel_rcvbuf_errors()) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    RunResult {
+        frames,
+        delivered,
+        lost,
+        payload,
+        datagrams_sent: sent,
+        datagrams_dropped: dropped,
+        datagrams_received: after.packets_received - before.packets_received,
+        recovered: after.fec_recovered - before.fec_recovered,
+        kernel_drops,
+        wall: t_last - t0,
+        cpu,
+        allocs,
+        window,
+    }
+}
+
+/// The client's side of a run: polls until `frames` frames are delivered or lost (or the
+/// sender is done and nothing came for 200 ms), telling the sender how far it got. Returns
+/// frames delivered, frames lost, payload bytes and when the last frame came. Never inlined:
+/// the fixed mode's instruction counts toggle on it.
+#[inline(never)]
+fn receive(
+    client: &Session,
+    frames: usize,
+    done: &AtomicBool,
+    accounted: &AtomicU64,
+) -> (u64, u64, u64, Instant) {
+    let mut delivered = 0u64;
+    let mut lost = 0u64;
+    let mut payload = 0u64;
+    let mut t_last = Instant::now();
+    let mut idle_since: Option<Instant> = None;
     while delivered + lost < frames as u64 {
         match client.poll_frame(Duration::from_millis(20)) {
             Ok(Some(Event::Frame(f))) => {
@@ -272,30 +316,7 @@ fn run(host: &Session, client: &Session, frames: usize, seed: u64) -> RunResult 
         }
         accounted.store(delivered + lost, Ordering::Release);
     }
-    COUNTED.with(|c| c.set(false));
-    let cpu = thread_cpu() - cpu0;
-    let allocs = ALLOCS.load(Ordering::Relaxed) - allocs_before;
-    let (sent, dropped) = sender.join().expect("sender");
-    let after = client.stats();
-    let kernel_drops = match (kernel_before, kernel_rcvbuf_errors()) {
-        (Some(a), Some(b)) => Some(b - a),
-        _ => None,
-    };
-    RunResult {
-        frames,
-        delivered,
-        lost,
-        payload,
-        datagrams_sent: sent,
-        datagrams_dropped: dropped,
-        datagrams_received: after.packets_received - before.packets_received,
-        recovered: after.fec_recovered - before.fec_recovered,
-        kernel_drops,
-        wall: t_last - t0,
-        cpu,
-        allocs,
-        window,
-    }
+    (delivered, lost, payload, t_last)
 }
 
 /// The AEAD backends behind the `crypto::Aead` seam, with the names the report uses.
@@ -304,7 +325,37 @@ const BACKENDS: [(AeadBackend, &str); 2] = [
     (AeadBackend::Ring, "ring"),
 ];
 
+/// `CLIENT_PATH_FIXED=<frames>,<aead>`: see the module docs.
+fn fixed(spec: &str) {
+    let (n, aead) = spec
+        .split_once(',')
+        .expect("CLIENT_PATH_FIXED=<frames>,<aead>");
+    let frames: usize = n.trim().parse().expect("frame count");
+    let (backend, name) = BACKENDS
+        .into_iter()
+        .find(|(_, name)| *name == aead.trim())
+        .expect("aead: aes-gcm or ring");
+    let (host, client) = connect(backend);
+    let res = run(&host, &client, frames, 0x5eed);
+    println!(
+        "fixed: {name}, {} frames: {} delivered, {} lost, {} datagrams received, {} rebuilt, \
+         kernel drops {:?}",
+        res.frames,
+        res.delivered,
+        res.lost,
+        res.datagrams_received,
+        res.recovered,
+        res.kernel_drops
+    );
+    let _ = client.close();
+    let _ = host.close();
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var("CLIENT_PATH_FIXED") {
+        fixed(&spec);
+        return;
+    }
     let full = std::env::args().any(|a| a == "--bench");
     let (runs, frames) = if full { (3, 2000) } else { (1, 60) };
     println!(

@@ -20,6 +20,12 @@
 //! Run: `cargo bench --bench host_path` (about two and a half minutes on two cores).
 //! Summary only: `cargo bench --bench host_path -- summary_only` (a filter that matches no
 //! criterion benchmark; about a minute).
+//!
+//! Fixed work for instruction counts (`valgrind --tool=callgrind`, repeatable where timings on a
+//! shared machine are not): `HOST_PATH_FIXED=<frames>,<frame>,<aead>` (e.g.
+//! `2000,1080p60_50Mbps,aes-gcm`) seals that many frames through `Session::seal_frame_into`
+//! inside `seal_frames` (never inlined, so `--toggle-collect=*seal_frames*` counts exactly
+//! them), after a few unmeasured ones, prints the datagram count and skips everything else.
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -580,7 +586,53 @@ fn summary() {
     }
 }
 
+/// `n` frames of `data` through `Session::seal_frame_into`, reusing one buffer; returns the
+/// datagrams sealed. Never inlined: the fixed mode's instruction counts toggle on it.
+#[inline(never)]
+fn seal_frames(host: &Session, data: &[u8], n: usize, buf: &mut Option<Datagrams>) -> usize {
+    let mut datagrams = 0;
+    for _ in 0..n {
+        let f = host
+            .seal_frame_into(black_box(data), false, buf.take().unwrap_or_default())
+            .expect("seal_frame_into")
+            .expect("connected");
+        datagrams += f.datagrams().len();
+        *buf = Some(f.into_buffer());
+    }
+    datagrams
+}
+
+/// `HOST_PATH_FIXED=<frames>,<frame>,<aead>`: see the module docs.
+fn fixed(spec: &str) {
+    let parts: Vec<&str> = spec.split(',').map(str::trim).collect();
+    let [n, case, aead] = parts[..] else {
+        panic!("HOST_PATH_FIXED=<frames>,<frame>,<aead>, got {spec:?}");
+    };
+    let n: usize = n.parse().expect("frame count");
+    let case = cases()
+        .into_iter()
+        .find(|c| c.name == case)
+        .expect("frame: 1080p60_50Mbps or 64_data_shards");
+    let (backend, _) = BACKENDS
+        .into_iter()
+        .find(|(_, name)| *name == aead)
+        .expect("aead: aes-gcm or ring");
+    let (host, _client) = connected_host(backend);
+    let data = frame(case.len);
+    let mut buf = None;
+    seal_frames(&host, &data, 20, &mut buf);
+    let datagrams = black_box(seal_frames(&host, &data, n, &mut buf));
+    println!(
+        "fixed: {n} frames of {} ({} bytes), {aead}: {datagrams} datagrams in seal_frames",
+        case.name, case.len
+    );
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var("HOST_PATH_FIXED") {
+        fixed(&spec);
+        return;
+    }
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_millis(800))
         .measurement_time(Duration::from_secs(3))

@@ -15,6 +15,10 @@
 //! arrive after the frame was reported are counted in the next message's `late` field, so
 //! reordering does not read as loss.
 //!
+//! This is a congestion signal, not a loss report: the path's loss pattern, which sizes the
+//! parity, travels in the client's one loss report (`fec::report`, which says why the two stay
+//! apart).
+//!
 //! Size on the wire, at 60 fps with the defaults: a message every [`FEEDBACK_INTERVAL`] or so
 //! carries one or two frames, 25–30 bytes of body; with the control type byte, the clear
 //! header, the AEAD tag and IPv6/UDP headers that is about 110 bytes, 40 times a second:
