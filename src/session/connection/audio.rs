@@ -14,6 +14,9 @@
 //! ([`Connection::poll_audio_event`]) so a thread that waits for audio never takes video
 //! events and the other way round; [`Event::AudioInfo`] comes on both queues.
 //!
+//! The host's half ([`HostAudio`]) lives in the host's state and the client's ([`ClientAudio`])
+//! in the client's (`side`), so neither end holds or checks the other's.
+//!
 //! Must never: hold video back for audio or audio for video, allocate towards a sequence number
 //! a peer made up, or deliver a packet twice.
 
@@ -23,10 +26,9 @@ use std::time::{Duration, Instant};
 use crate::protocol::audio::{
     AudioBody, AudioOutput, AudioReceiver, AudioSender, MAX_AUDIO_CAPS, MAX_AUDIO_PAYLOAD,
 };
-use crate::protocol::security::handshake::Role;
 use crate::protocol::wire::Kind;
 
-use super::{Connection, Error, Event, Result, Stats};
+use super::{Connection, Error, Event, Result, Side, Stats};
 
 /// The audio info is sent again this often until the client acknowledges it.
 const AUDIO_INFO_RESEND: Duration = Duration::from_millis(50);
@@ -35,48 +37,80 @@ const AUDIO_INFO_RESEND: Duration = Duration::from_millis(50);
 /// ones are dropped first and counted.
 pub const MAX_AUDIO_EVENTS: usize = 512;
 
-/// The audio half of a connection (both roles; each uses its part).
-pub(super) struct AudioState {
+/// The host's half of the audio stream: numbering and parity, the announced info.
+#[derive(Default)]
+pub(super) struct HostAudio {
     sender: AudioSender,
-    receiver: AudioReceiver,
-    /// The session the sequence spaces belong to (0 = none yet).
+    /// The session the sequence space belongs to (0 = none yet).
     session_id: u32,
-    /// Host: the announced caps and their generation.
+    /// The announced caps and their generation.
     info: Option<(u32, String)>,
-    /// Host: the generation the client acknowledged in this session.
+    /// The generation the client acknowledged in this session.
     info_acked: u32,
-    /// Host: when the unacknowledged info goes again.
+    /// When the unacknowledged info goes again.
     info_resend_at: Option<Instant>,
-    /// Client: the generation handed out in this session.
-    info_seen: u32,
-    events: VecDeque<Event>,
+    /// Reused buffer for a packet's bodies (the packet and its block's parity).
     bodies: Vec<Vec<u8>>,
     parity_sent: u64,
-    /// Host: bytes of the audio datagrams sent since the last video frame left (congestion
-    /// control counts them with that frame).
+    /// Bytes of the audio datagrams sent since the last video frame left (congestion control
+    /// counts them with that frame).
     wire_bytes_since_frame: u64,
 }
 
-impl AudioState {
-    /// Host: the audio bytes sent since the last call (the congestion controller adds them to
-    /// the frame that leaves now).
+impl HostAudio {
+    /// The audio bytes sent since the last call (the congestion controller adds them to the
+    /// frame that leaves now).
     pub(super) fn take_wire_bytes(&mut self) -> u64 {
         std::mem::take(&mut self.wire_bytes_since_frame)
     }
 
-    pub(super) fn new() -> AudioState {
-        AudioState {
-            sender: AudioSender::new(),
-            receiver: AudioReceiver::new(),
-            session_id: 0,
-            info: None,
-            info_acked: 0,
-            info_resend_at: None,
-            info_seen: 0,
-            events: VecDeque::new(),
-            bodies: Vec::new(),
-            parity_sent: 0,
-            wire_bytes_since_frame: 0,
+    /// A new session starts the sequence space and the info handshake again.
+    fn follow(&mut self, session_id: u32) {
+        if session_id != self.session_id {
+            self.session_id = session_id;
+            self.sender.reset();
+            self.info_acked = 0;
+            self.info_resend_at = None;
+        }
+    }
+
+    fn info_pending(&self) -> bool {
+        self.info
+            .as_ref()
+            .is_some_and(|(g, _)| *g > self.info_acked)
+    }
+
+    /// When the info must go (again) in session `session_id`, if it must.
+    fn timeout(&self, session_id: u32, epoch: Instant) -> Option<Instant> {
+        // A new session gets the info at once, without waiting for its first audio.
+        let new_session = session_id != self.session_id;
+        let due = self.info.is_some() && (new_session || self.info_pending());
+        let at = match self.info_resend_at {
+            Some(t) if !new_session => t,
+            _ => epoch,
+        };
+        due.then_some(at)
+    }
+}
+
+/// The client's half of the audio stream: reception, the info seen, the audio event queue.
+#[derive(Default)]
+pub(super) struct ClientAudio {
+    receiver: AudioReceiver,
+    /// The session the sequence space belongs to (0 = none yet).
+    session_id: u32,
+    /// The info generation handed out in this session.
+    info_seen: u32,
+    events: VecDeque<Event>,
+}
+
+impl ClientAudio {
+    /// A new session starts the sequence space and the info handshake again.
+    fn follow(&mut self, session_id: u32) {
+        if session_id != self.session_id {
+            self.session_id = session_id;
+            self.receiver.reset();
+            self.info_seen = 0;
         }
     }
 }
@@ -101,32 +135,34 @@ impl Connection {
         if data.is_empty() || data.len() > MAX_AUDIO_PAYLOAD {
             return Err(Error::InvalidArg("audio packet must be 1 to 1500 bytes"));
         }
-        if self.link.is_none() {
+        let Some(session_id) = self.link.as_ref().map(|l| l.session_id) else {
             self.stats.audio_packets_dropped_no_peer += 1;
             return Ok(());
-        }
-        self.audio_follow_session();
-        self.audio_send_info_due(now);
-        let Some(host) = self.side.host() else {
+        };
+        self.audio_send_info_due(session_id, now);
+        let Side::Host(host) = &mut self.side else {
             return Err(Error::InvalidArg("submit_audio is for the host"));
         };
+        let host = &mut **host;
         let plan = host.fec.parity_table();
-        let mut bodies = std::mem::take(&mut self.audio.bodies);
+        let audio = &mut host.audio;
+        let mut bodies = std::mem::take(&mut audio.bodies);
         bodies.clear();
-        let before = self.audio.sender.parity_sent();
-        self.audio.sender.push(
+        let before = audio.sender.parity_sent();
+        audio.sender.push(
             capture_us,
             duration_us,
             data,
             |k| plan.parity(k),
             &mut bodies,
         );
-        self.audio.parity_sent += self.audio.sender.parity_sent() - before;
+        audio.parity_sent += audio.sender.parity_sent() - before;
         self.stats.audio_packets_sent += 1;
-        for b in &bodies {
-            self.audio_seal(b);
+        let wire: u64 = bodies.iter().map(|b| self.audio_seal(b)).sum();
+        if let Some(h) = self.side.host_mut() {
+            h.audio.wire_bytes_since_frame += wire;
+            h.audio.bodies = bodies;
         }
-        self.audio.bodies = bodies;
         Ok(())
     }
 
@@ -134,28 +170,28 @@ impl Connection {
     /// `audio/x-opus, rate=48000, channels=2`. Sent reliably to the client now and to every
     /// client that connects later ([`Event::AudioInfo`] there).
     pub fn set_audio_info(&mut self, now: Instant, caps: &str) -> Result<()> {
-        self.require_host("set_audio_info is for the host")?;
+        let session_id = self.link.as_ref().map(|l| l.session_id);
+        let audio = &mut self.require_host("set_audio_info is for the host")?.audio;
         if caps.is_empty() || caps.len() > MAX_AUDIO_CAPS {
             return Err(Error::InvalidArg("audio caps must be 1 to 1024 bytes"));
         }
-        if self.audio.info.as_ref().is_some_and(|(_, c)| c == caps) {
+        if audio.info.as_ref().is_some_and(|(_, c)| c == caps) {
             return Ok(());
         }
-        let generation = self.audio.info.as_ref().map_or(0, |(g, _)| *g) + 1;
-        self.audio.info = Some((generation, caps.to_owned()));
-        self.audio.info_resend_at = Some(now);
-        if self.link.is_some() {
-            self.audio_follow_session();
-            self.audio_send_info_due(now);
+        let generation = audio.info.as_ref().map_or(0, |(g, _)| *g) + 1;
+        audio.info = Some((generation, caps.to_owned()));
+        audio.info_resend_at = Some(now);
+        if let Some(id) = session_id {
+            self.audio_send_info_due(id, now);
         }
         Ok(())
     }
 
-    /// The next audio event ([`Event::Audio`], [`Event::AudioLost`]), if any. Call it until
-    /// `None` after every call that handles datagrams or timeouts, like
+    /// The next audio event ([`Event::Audio`], [`Event::AudioLost`]), if any (a host has
+    /// none). Call it until `None` after every call that handles datagrams or timeouts, like
     /// [`Connection::poll_event`].
     pub fn poll_audio_event(&mut self) -> Option<Event> {
-        self.audio.events.pop_front()
+        self.side.client_mut()?.audio.events.pop_front()
     }
 
     /// An authenticated audio datagram's body.
@@ -164,145 +200,140 @@ impl Connection {
             self.stats.audio_datagrams_dropped += 1;
             return;
         };
-        self.audio_follow_session();
-        match (b, self.cfg.role) {
-            (b @ AudioBody::Shard { .. }, Role::Client) => {
-                if self.audio.receiver.push(&b, now).is_err() {
+        let session_id = self.link.as_ref().map_or(0, |l| l.session_id);
+        match (b, &mut self.side) {
+            (b @ AudioBody::Shard { .. }, Side::Client(c)) => {
+                c.audio.follow(session_id);
+                if c.audio.receiver.push(&b, now).is_err() {
                     self.stats.audio_datagrams_dropped += 1;
                 }
                 self.audio_drain();
             }
-            (AudioBody::Info { generation, caps }, Role::Client) => {
-                self.audio_send(&AudioBody::InfoAck { generation });
-                if generation > self.audio.info_seen {
-                    self.audio.info_seen = generation;
+            (AudioBody::Info { generation, caps }, Side::Client(c)) => {
+                c.audio.follow(session_id);
+                let new = generation > c.audio.info_seen;
+                if new {
+                    c.audio.info_seen = generation;
                     // On both queues: a client whose video thread is held downstream (a sink
                     // prerolling) still learns of the audio on its audio thread.
-                    self.audio.events.push_back(Event::AudioInfo(caps.clone()));
+                    c.audio.events.push_back(Event::AudioInfo(caps.clone()));
+                }
+                self.audio_send(&AudioBody::InfoAck { generation });
+                if new {
                     self.events.push_back(Event::AudioInfo(caps));
                 }
             }
-            (AudioBody::InfoAck { generation }, Role::Host) => {
-                self.audio.info_acked = self.audio.info_acked.max(generation);
+            (AudioBody::InfoAck { generation }, Side::Host(h)) => {
+                h.audio.follow(session_id);
+                h.audio.info_acked = h.audio.info_acked.max(generation);
             }
-            _ => self.stats.audio_datagrams_dropped += 1,
+            (_, Side::Client(c)) => {
+                c.audio.follow(session_id);
+                self.stats.audio_datagrams_dropped += 1;
+            }
+            (_, Side::Host(h)) => {
+                h.audio.follow(session_id);
+                self.stats.audio_datagrams_dropped += 1;
+            }
         }
     }
 
     /// When the audio stream needs [`Connection::handle_timeout`]: the client's deadline for
     /// a missing packet, the host's resend of unacknowledged info.
     pub(super) fn audio_timeout(&self) -> Option<Instant> {
-        self.link.as_ref()?;
-        match self.cfg.role {
-            Role::Client => self.audio.receiver.next_timeout(),
-            Role::Host => {
-                // A new session gets the info at once, without waiting for its first audio.
-                let new_session = self
-                    .link
-                    .as_ref()
-                    .is_some_and(|l| l.session_id != self.audio.session_id);
-                let due = self.audio.info.is_some() && (new_session || self.audio_info_pending());
-                let at = match self.audio.info_resend_at {
-                    Some(t) if !new_session => t,
-                    _ => self.epoch,
-                };
-                due.then_some(at)
-            }
+        let link = self.link.as_ref()?;
+        match &self.side {
+            Side::Client(c) => c.audio.receiver.next_timeout(),
+            Side::Host(h) => h.audio.timeout(link.session_id, self.epoch),
         }
     }
 
     pub(super) fn audio_on_timeout(&mut self, now: Instant) {
-        if self.link.is_none() {
+        let Some(session_id) = self.link.as_ref().map(|l| l.session_id) else {
             return;
-        }
-        match self.cfg.role {
-            Role::Client => {
-                self.audio.receiver.handle_timeout(now);
+        };
+        match &mut self.side {
+            Side::Client(c) => {
+                c.audio.receiver.handle_timeout(now);
                 self.audio_drain();
             }
-            Role::Host => {
-                self.audio_follow_session();
-                self.audio_send_info_due(now);
-            }
+            Side::Host(_) => self.audio_send_info_due(session_id, now),
         }
     }
 
     /// Fills the audio counters of `s`.
     pub(super) fn audio_stats(&self, s: &mut Stats) {
-        let r = self.audio.receiver.stats();
-        s.audio_packets_received = r.received;
-        s.audio_packets_recovered = r.recovered;
-        s.audio_packets_lost = r.lost;
-        s.audio_packets_late = r.late;
-        s.audio_parity_sent = self.audio.parity_sent;
-        if let Some(host) = self.side.host() {
-            let k = self.audio.sender.block_data();
-            let m = AudioSender::parity_for_plan(k, host.fec.parity_table().parity(k));
-            s.audio_fec_percent = (m * 100 / k) as u32;
+        match &self.side {
+            Side::Client(c) => {
+                let r = c.audio.receiver.stats();
+                s.audio_packets_received = r.received;
+                s.audio_packets_recovered = r.recovered;
+                s.audio_packets_lost = r.lost;
+                s.audio_packets_late = r.late;
+            }
+            Side::Host(h) => {
+                s.audio_parity_sent = h.audio.parity_sent;
+                let k = h.audio.sender.block_data();
+                let m = AudioSender::parity_for_plan(k, h.fec.parity_table().parity(k));
+                s.audio_fec_percent = (m * 100 / k) as u32;
+            }
         }
     }
 
-    fn audio_info_pending(&self) -> bool {
-        self.audio
-            .info
-            .as_ref()
-            .is_some_and(|(g, _)| *g > self.audio.info_acked)
-    }
-
-    /// A new session starts the audio sequence spaces (and the info handshake) again.
-    fn audio_follow_session(&mut self) {
-        let Some(id) = self.link.as_ref().map(|l| l.session_id) else {
+    /// Host: follows session `session_id`, and sends the audio info if the client has not
+    /// acknowledged it and it is due.
+    fn audio_send_info_due(&mut self, session_id: u32, now: Instant) {
+        let Some(h) = self.side.host_mut() else {
             return;
         };
-        if id == self.audio.session_id {
+        let audio = &mut h.audio;
+        audio.follow(session_id);
+        if !audio.info_pending() || audio.info_resend_at.is_some_and(|t| now < t) {
             return;
         }
-        self.audio.session_id = id;
-        self.audio.sender.reset();
-        self.audio.receiver.reset();
-        self.audio.info_acked = 0;
-        self.audio.info_seen = 0;
-        self.audio.info_resend_at = None;
-    }
-
-    /// Host: sends the audio info if the client has not acknowledged it and it is due.
-    fn audio_send_info_due(&mut self, now: Instant) {
-        if !self.audio_info_pending() || self.audio.info_resend_at.is_some_and(|t| now < t) {
-            return;
-        }
-        let Some((generation, caps)) = self.audio.info.clone() else {
+        let Some((generation, caps)) = audio.info.clone() else {
             return;
         };
-        self.audio_send(&AudioBody::Info { generation, caps });
-        self.audio.info_resend_at = Some(now + AUDIO_INFO_RESEND);
+        audio.info_resend_at = Some(now + AUDIO_INFO_RESEND);
+        let wire = self.audio_send(&AudioBody::Info { generation, caps });
+        if let Some(h) = self.side.host_mut() {
+            h.audio.wire_bytes_since_frame += wire;
+        }
     }
 
-    fn audio_send(&mut self, body: &AudioBody<'_>) {
+    /// Seals and queues one audio body; returns the datagram's bytes (0 when none went).
+    fn audio_send(&mut self, body: &AudioBody<'_>) -> u64 {
         let mut b = Vec::new();
         body.encode(&mut b);
-        self.audio_seal(&b);
+        self.audio_seal(&b)
     }
 
-    fn audio_seal(&mut self, body: &[u8]) {
+    /// Seals `body` in the current session and queues it; returns the datagram's bytes (0
+    /// without a session or when sealing failed).
+    fn audio_seal(&mut self, body: &[u8]) -> u64 {
         let Some(link) = self.link.as_mut() else {
-            return;
+            return 0;
         };
         let Some(d) = link.seal_datagram(Kind::Audio, body) else {
             self.stats.seal_failures += 1;
-            return;
+            return 0;
         };
-        let to = link.peer;
-        self.audio.wire_bytes_since_frame += d.len() as u64;
+        let (to, len) = (link.peer, d.len() as u64);
         self.queue(d, to);
+        len
     }
 
+    /// Client: moves what the receiver has ready onto the audio event queue.
     fn audio_drain(&mut self) {
-        while let Some(o) = self.audio.receiver.poll() {
-            if self.audio.events.len() >= MAX_AUDIO_EVENTS {
-                self.audio.events.pop_front();
+        let Some(c) = self.side.client_mut() else {
+            return;
+        };
+        while let Some(o) = c.audio.receiver.poll() {
+            if c.audio.events.len() >= MAX_AUDIO_EVENTS {
+                c.audio.events.pop_front();
                 self.stats.audio_events_dropped += 1;
             }
-            self.audio.events.push_back(match o {
+            c.audio.events.push_back(match o {
                 AudioOutput::Packet(p) => Event::Audio(p),
                 AudioOutput::Lost { count, duration_us } => Event::AudioLost { count, duration_us },
             });

@@ -112,31 +112,56 @@ pub struct BandwidthUpdate {
 }
 
 /// Congestion control state of one connection that both roles keep; the host's estimator and
-/// the client's feedback builder live in their [`Side`].
+/// [`HostCongestion`], and the client's feedback builder, live in their [`Side`].
+#[derive(Default)]
 pub(super) struct CongestionState {
     /// Session the estimator and builder belong to.
     session_id: Option<u32>,
-    min_bps: u64,
-    max_bps: u64,
-    last_event: Option<(Instant, u64, BweState)>,
-    large_drops: u64,
-    pacing_rate_bps: u64,
-    /// Client: when the builder wants to be polled again.
-    feedback_at: Option<Instant>,
+    /// Feedback messages sent (client) or received (host).
     feedback_messages: u64,
 }
 
-impl CongestionState {
+/// Host: what applying the estimate needs besides the estimator (kept in the host's state).
+pub(super) struct HostCongestion {
+    min_bps: u64,
+    max_bps: u64,
+    /// When the last [`Event::Bandwidth`] went, with its target and state.
+    last_event: Option<(Instant, u64, BweState)>,
+    large_drops: u64,
+    pacing_rate_bps: u64,
+}
+
+impl HostCongestion {
     pub(super) fn new(cfg: &CongestionConfig) -> Self {
-        CongestionState {
-            session_id: None,
+        HostCongestion {
             min_bps: cfg.min_bitrate_bps,
             max_bps: cfg.max_bitrate_bps,
             last_event: None,
             large_drops: 0,
             pacing_rate_bps: 0,
-            feedback_at: None,
-            feedback_messages: 0,
+        }
+    }
+
+    /// The estimator's configuration for a new session.
+    fn bwe_config(&self, cfg: &super::Config) -> BweConfig {
+        let max = if self.max_bps > 0 {
+            self.max_bps
+        } else {
+            UNKNOWN_MAX_BITRATE_BPS
+        };
+        let start = match (cfg.congestion.start_bitrate_bps, self.max_bps) {
+            (0, 0) => BweConfig::default().start_bitrate_bps,
+            (0, m) => m,
+            (s, _) => s,
+        };
+        // Before the first frame: one parity shard per `fec%` data shards, plus headers.
+        let fec = f64::from(cfg.fec_percent) / 100.0;
+        BweConfig {
+            min_bitrate_bps: self.min_bps,
+            max_bitrate_bps: max,
+            start_bitrate_bps: start,
+            initial_media_share: 0.95 / (1.0 + fec),
+            link_share: f64::from(cfg.congestion.link_share_percent.clamp(1, 100)) / 100.0,
         }
     }
 }
@@ -155,53 +180,36 @@ impl Connection {
             return true;
         }
         self.cc.session_id = Some(id);
-        self.cc.last_event = None;
-        self.cc.feedback_at = None;
-        self.cc.pacing_rate_bps = 0;
-        let bwe_config = self.bwe_config();
+        let cfg = &self.cfg;
         match &mut self.side {
-            Side::Client(c) => c.feedback = Some(FeedbackBuilder::new(now)),
+            Side::Client(c) => {
+                c.feedback = Some(FeedbackBuilder::new(now));
+                c.feedback_at = None;
+            }
             Side::Host(h) => {
+                let bwe_config = h.congestion.bwe_config(cfg);
+                h.congestion.last_event = None;
+                h.congestion.pacing_rate_bps = 0;
                 h.pacer.set_congestion_rate_bps(0);
                 h.bwe = Some(BandwidthEstimator::new(bwe_config, now));
             }
         }
         true
     }
-
-    fn bwe_config(&self) -> BweConfig {
-        let max = if self.cc.max_bps > 0 {
-            self.cc.max_bps
-        } else {
-            UNKNOWN_MAX_BITRATE_BPS
-        };
-        let start = match (self.cfg.congestion.start_bitrate_bps, self.cc.max_bps) {
-            (0, 0) => BweConfig::default().start_bitrate_bps,
-            (0, m) => m,
-            (s, _) => s,
-        };
-        // Before the first frame: one parity shard per `fec%` data shards, plus headers.
-        let fec = f64::from(self.cfg.fec_percent) / 100.0;
-        BweConfig {
-            min_bitrate_bps: self.cc.min_bps,
-            max_bitrate_bps: max,
-            start_bitrate_bps: start,
-            initial_media_share: 0.95 / (1.0 + fec),
-            link_share: f64::from(self.cfg.congestion.link_share_percent.clamp(1, 100)) / 100.0,
-        }
-    }
-
     /// Host: sets the bounds of the target bitrate (media bits per second; `max` 0 = unknown),
     /// e.g. when the encoder and its configured bitrate were found. Takes effect at once.
     pub fn set_bitrate_bounds(&mut self, min_bps: u64, max_bps: u64) {
-        self.cc.min_bps = min_bps;
-        self.cc.max_bps = max_bps;
+        let Some(h) = self.side.host_mut() else {
+            return;
+        };
+        h.congestion.min_bps = min_bps;
+        h.congestion.max_bps = max_bps;
         let max = if max_bps > 0 {
             max_bps
         } else {
             UNKNOWN_MAX_BITRATE_BPS
         };
-        if let Some(bwe) = self.side.host_mut().and_then(|h| h.bwe.as_mut()) {
+        if let Some(bwe) = h.bwe.as_mut() {
             bwe.set_bounds(min_bps, max);
         }
     }
@@ -224,14 +232,14 @@ impl Connection {
         last_send: Instant,
         now: Instant,
     ) {
-        if self.side.host().is_none() {
+        let Some(host) = self.side.host_mut() else {
             return;
-        }
-        let (trailing, trailing_bytes) =
-            self.send_trailing_parity(frame.datagrams().frame_index(), now);
+        };
         // Audio sent since the previous frame loaded the path too; it is never throttled, so
         // the video's budget is what makes room for it.
-        let audio_bytes = self.audio.take_wire_bytes();
+        let audio_bytes = host.audio.take_wire_bytes();
+        let (trailing, trailing_bytes) =
+            self.send_trailing_parity(frame.datagrams().frame_index(), now);
         if !self.congestion_enabled() {
             return;
         }
@@ -289,8 +297,9 @@ impl Connection {
         // Loss with a growing queue is the queue's: FEC does not answer it with more parity.
         let congested = e.state == BweState::Drain;
         h.fec.on_congestion(congested, now);
+        let cc = &mut h.congestion;
         if large {
-            self.cc.large_drops += 1;
+            cc.large_drops += 1;
         }
         // Pace at the estimate only where the path limits the stream (`Estimate::pace`: a queue
         // stands or drains, or the target is below the maximum). On a clean path the automatic
@@ -303,14 +312,14 @@ impl Connection {
         // no `max-bitrate`: an app source nobody steers) the stream keeps its rate whatever the
         // estimate, and pacing it at the estimate would only spread every frame (synthetic
         // 50 Mbit/s through Gilbert-Elliott loss: p99 11.3 ms paced in `Hold`).
-        let limited = self.cc.max_bps > 0 && e.pace;
+        let limited = cc.max_bps > 0 && e.pace;
         let pace = self.cfg.congestion.pace && self.cfg.pacing.rate_bps == 0 && limited;
         let rate = if pace { e.pacing_rate_bps } else { 0 };
-        if rate != self.cc.pacing_rate_bps {
-            self.cc.pacing_rate_bps = rate;
+        if rate != cc.pacing_rate_bps {
+            cc.pacing_rate_bps = rate;
             h.pacer.set_congestion_rate_bps(rate);
         }
-        let notable = match self.cc.last_event {
+        let notable = match cc.last_event {
             None => true,
             Some((at, target, state)) => {
                 let change = (e.target_bitrate_bps as f64 - target as f64) / target.max(1) as f64;
@@ -324,7 +333,7 @@ impl Connection {
             }
         };
         if large || notable {
-            self.cc.last_event = Some((now, e.target_bitrate_bps, e.state));
+            cc.last_event = Some((now, e.target_bitrate_bps, e.state));
             let update = BandwidthUpdate {
                 state: e.state,
                 estimate_bps: e.estimate_bps,
@@ -362,11 +371,13 @@ impl Connection {
     /// Client: sends the feedback that is due.
     fn send_feedback(&mut self, now: Instant) {
         let mut out = Vec::new();
-        if let Some(b) = self.side.client_mut().and_then(|c| c.feedback.as_mut()) {
+        if let Some(c) = self.side.client_mut()
+            && let Some(b) = c.feedback.as_mut()
+        {
             while let Some(fb) = b.poll_feedback(now) {
                 out.push(fb);
             }
-            self.cc.feedback_at = b.poll_timeout(now);
+            c.feedback_at = b.poll_timeout(now);
         }
         for fb in out {
             self.cc.feedback_messages += 1;
@@ -380,7 +391,7 @@ impl Connection {
             return None;
         }
         match &self.side {
-            Side::Client(_) => self.cc.feedback_at,
+            Side::Client(c) => c.feedback_at,
             Side::Host(h) => h.bwe.as_ref().and_then(|b| b.poll_timeout()),
         }
     }
@@ -404,8 +415,10 @@ impl Connection {
     /// Fills the congestion-control fields of `s`.
     pub(super) fn congestion_stats(&self, s: &mut super::Stats) {
         s.feedback_messages = self.cc.feedback_messages;
-        s.bwe_large_drops = self.cc.large_drops;
-        s.bwe_pacing_rate_bps = self.cc.pacing_rate_bps;
+        if let Some(h) = self.side.host() {
+            s.bwe_large_drops = h.congestion.large_drops;
+            s.bwe_pacing_rate_bps = h.congestion.pacing_rate_bps;
+        }
         if let Some(e) = self.bandwidth_estimate() {
             s.bwe_state = Some(e.state);
             s.bwe_estimate_bps = e.estimate_bps;

@@ -4,7 +4,7 @@
 //! (a Reject or a failed key confirmation counts only from the configured peer for a live
 //! attempt, and only a series that lasts the connect `timeout` is final), reset tokens of
 //! retired sessions, and the host's throttles on what an authenticated client may make it do
-//! (keyframe requests, input events).
+//! (keyframe requests, input events: [`HostThrottles`], kept in the host's state).
 //!
 //! Why here and not in `establish`: `establish` keeps the order of a handshake; this file keeps
 //! the limits (including [`MAX_ATTEMPTS`]) and the bookkeeping that make it safe to answer
@@ -98,9 +98,22 @@ pub(super) struct Guard {
     hello_counter: u32,
     rejects: Option<RejectSeries>,
     retired: VecDeque<Retired>,
+    last_stale_event: Option<Instant>,
+}
+
+/// Host: the throttles on what an authenticated client may make it do.
+pub(super) struct HostThrottles {
     last_keyframe_acted: Option<Instant>,
     input_bucket: TokenBucket,
-    last_stale_event: Option<Instant>,
+}
+
+impl HostThrottles {
+    pub(super) fn new(now: Instant) -> Self {
+        HostThrottles {
+            last_keyframe_acted: None,
+            input_bucket: TokenBucket::new(INPUT_EVENTS_PER_SECOND, INPUT_EVENTS_BURST, now),
+        }
+    }
 }
 
 impl Guard {
@@ -122,8 +135,6 @@ impl Guard {
             hello_counter: 0,
             rejects: None,
             retired: VecDeque::new(),
-            last_keyframe_acted: None,
-            input_bucket: TokenBucket::new(INPUT_EVENTS_PER_SECOND, INPUT_EVENTS_BURST, now),
             last_stale_event: None,
         }
     }
@@ -250,12 +261,15 @@ impl Connection {
     /// Host: whether a keyframe request is acted on now (at most one per
     /// [`KEYFRAME_REQUEST_MIN_INTERVAL`]); the rest are counted.
     pub(super) fn keyframe_request_allowed(&mut self, now: Instant) -> bool {
-        let ok = self
-            .guard
+        let Some(host) = self.side.host_mut() else {
+            return false;
+        };
+        let t = &mut host.throttles;
+        let ok = t
             .last_keyframe_acted
             .is_none_or(|t| now.saturating_duration_since(t) >= KEYFRAME_REQUEST_MIN_INTERVAL);
         if ok {
-            self.guard.last_keyframe_acted = Some(now);
+            t.last_keyframe_acted = Some(now);
         } else {
             self.stats.keyframe_requests_throttled += 1;
         }
@@ -269,17 +283,17 @@ impl Connection {
         let Connection {
             side: Side::Host(host),
             events,
-            guard,
             stats,
             ..
         } = self
         else {
             return;
         };
-        let input_rx = &mut host.input_rx;
+        let host = &mut **host;
+        let (input_rx, bucket) = (&mut host.input_rx, &mut host.throttles.input_bucket);
         let mut taken = 0usize;
         let r = input_rx.on_body(body, &mut |ev| {
-            if taken < MAX_INPUT_EVENTS_PER_DATAGRAM && guard.input_bucket.take(now) {
+            if taken < MAX_INPUT_EVENTS_PER_DATAGRAM && bucket.take(now) {
                 taken += 1;
                 events.push_back(Event::Input(ev));
             } else {

@@ -335,8 +335,6 @@ pub struct Connection {
     /// What only this end's role has: a host's frames and answers, or a client's reception.
     side: Side,
     stats: Stats,
-    /// The audio stream (`audio`).
-    audio: audio::AudioState,
     /// Reused encoding buffer for control and input bodies.
     scratch: Vec<u8>,
     // Frame timing: host clock, clock offset, frame ages.
@@ -409,10 +407,9 @@ impl Connection {
                 ..Stats::default()
             },
             scratch: Vec::new(),
-            audio: audio::AudioState::new(),
             timing: frame_clock::TimingState::new(now),
             guard: guard::Guard::new(&hs, &config, now, wall),
-            cc: congestion::CongestionState::new(&config.congestion),
+            cc: congestion::CongestionState::default(),
             slot: slot::PeerSlot::default(),
             cfg: config,
         })

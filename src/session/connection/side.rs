@@ -1,5 +1,5 @@
-//! The state only one role has: a host's frames, FEC, pacing and answers to the client, or a
-//! client's reassembly, input queue and requests. A [`Connection`](super::Connection) holds
+//! The state only one role has: a host's frames, FEC, pacing, audio out and answers to the
+//! client, or a client's reassembly, audio in, input queue and requests. A [`Connection`](super::Connection) holds
 //! exactly one [`Side`], so client state never exists on a host and a host path gets its state
 //! by matching. Must never: hold state both roles use (that stays on the connection).
 
@@ -16,7 +16,7 @@ use crate::protocol::security::handshake::Role;
 use crate::protocol::time::pacing::Pacer;
 
 use super::super::Config;
-use super::{keyframe, repair, stall};
+use super::{audio, congestion, guard, keyframe, repair, stall};
 
 /// Host-only state.
 pub(super) struct HostState {
@@ -37,6 +37,12 @@ pub(super) struct HostState {
     pub(super) keyframes: keyframe::KeyframeAnswers,
     /// The bandwidth estimator of the current session (`congestion`; `None` while it is off).
     pub(super) bwe: Option<BandwidthEstimator>,
+    /// Bitrate bounds, pacing rate and the last bandwidth event (`congestion`).
+    pub(super) congestion: congestion::HostCongestion,
+    /// The audio stream out (`audio`).
+    pub(super) audio: audio::HostAudio,
+    /// Throttles on keyframe requests and input events (`guard`).
+    pub(super) throttles: guard::HostThrottles,
 }
 
 /// Client-only state.
@@ -55,9 +61,13 @@ pub(super) struct ClientState {
     pub(super) stall: stall::StallWatch,
     /// The bandwidth feedback of the current session (`congestion`; `None` while it is off).
     pub(super) feedback: Option<FeedbackBuilder>,
+    /// When the feedback builder wants to be polled again.
+    pub(super) feedback_at: Option<Instant>,
     /// The FEC share this configuration plans before any loss report, reported in
     /// `Stats::fec_percent` (a client sends no video, so it never changes).
     pub(super) fec_percent: u8,
+    /// The audio stream in (`audio`).
+    pub(super) audio: audio::ClientAudio,
 }
 
 /// One end's role and the state only that role has.
@@ -83,6 +93,9 @@ impl Side {
                 frames_reported: 0,
                 keyframes: Default::default(),
                 bwe: None,
+                congestion: congestion::HostCongestion::new(&config.congestion),
+                audio: Default::default(),
+                throttles: guard::HostThrottles::new(now),
             })),
             Role::Client => Side::Client(Box::new(ClientState {
                 reassembler: Reassembler::new(config.reassembler, Box::new(ReedSolomon8::new())),
@@ -94,9 +107,11 @@ impl Side {
                 repair: repair::Repairs::new(),
                 stall: stall::StallWatch::default(),
                 feedback: None,
+                feedback_at: None,
                 fec_percent: AdaptiveFec::new(config.fec_mode, config.fec_percent, 100)
                     .with_target(config.fec_target)
                     .wire_percent(),
+                audio: Default::default(),
             })),
         }
     }
