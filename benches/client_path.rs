@@ -23,7 +23,8 @@
 //!
 //! Fixed work for instruction counts (`valgrind --tool=callgrind --separate-threads=yes`,
 //! repeatable where timings on a shared machine are not): `CLIENT_PATH_FIXED=<frames>,<aead>`
-//! (e.g. `600,aes-gcm`) does one run of that many frames with that backend only. The client
+//! (e.g. `600,aes-gcm`) does one run of that many frames with that backend only, with a repair
+//! deadline of seconds (so that a client slowed down by valgrind gives no frame up). The client
 //! thread's work is inside `receive` (never inlined, so `--toggle-collect=*receive*` counts it,
 //! and `Connection::handle_datagram` within it is the per-datagram receive path).
 
@@ -141,12 +142,17 @@ fn bind() -> UdpTransport {
 }
 
 /// A host (listener) and a client (caller) connected over loopback, sealing with `backend`.
-fn connect(backend: AeadBackend) -> (Session, Session) {
+/// `patient`: the client gives no frame up for seconds, so that a client slowed down (under
+/// valgrind) still does the same work per frame as at full speed.
+fn connect(backend: AeadBackend, patient: bool) -> (Session, Session) {
     let mut hc = Config::new(Role::Host, Mode::Listener);
     hc.aead = backend;
     let host = Session::new(hc, bind()).expect("host");
     let mut cc = Config::client_caller(host.local_addr());
     cc.aead = backend;
+    if patient {
+        cc.repair_deadline = Some(Duration::from_secs(5));
+    }
     let client = Session::new(cc, bind()).expect("client session");
     let poll = Duration::from_millis(5);
     let end = Instant::now() + Duration::from_secs(10);
@@ -335,7 +341,7 @@ fn fixed(spec: &str) {
         .into_iter()
         .find(|(_, name)| *name == aead.trim())
         .expect("aead: aes-gcm or ring");
-    let (host, client) = connect(backend);
+    let (host, client) = connect(backend, true);
     let res = run(&host, &client, frames, 0x5eed);
     println!(
         "fixed: {name}, {} frames: {} delivered, {} lost, {} datagrams received, {} rebuilt, \
@@ -383,7 +389,7 @@ fn main() {
     );
     let mut medians = Vec::new();
     for (backend, name) in BACKENDS {
-        let (host, client) = connect(backend);
+        let (host, client) = connect(backend, false);
         let mut gbps = Vec::new();
         let mut cap = Vec::new();
         for r in 0..runs {

@@ -8,8 +8,9 @@
 //! creation instant counts as [`DEFAULT_ANCHOR_US`], so virtual-time tests get a clock that
 //! never reads 0 (0 means "unknown" on the wire).
 //!
-//! Owns: the mapping, the clock-offset estimator (reset with every new session: a new session
-//! may be a new host) and the age window. Must never: read a clock itself, or put a frame's age
+//! Owns: the mapping ([`TimingState`], both roles), the client's clock-offset estimator (reset
+//! with every new session: a new session may be a new host) and age window ([`ClientClock`],
+//! kept in the client's state). Must never: read a clock itself, or put a frame's age
 //! into the window without a clock offset (an age from an unknown clock is a guess).
 
 use std::collections::VecDeque;
@@ -43,16 +44,45 @@ pub struct FrameTimingIn {
     pub duration_us: u32,
 }
 
-/// The connection's timing state (both roles).
+/// The host clock (both roles).
 pub(super) struct TimingState {
     anchor: Instant,
     anchor_us: u64,
-    /// Client: host clock − ours.
+}
+
+/// Client: the host's clock offset and the window of frame ages.
+pub(super) struct ClientClock {
+    /// Host clock − ours.
     offset: ClockOffset,
     ages: AgeWindow,
-    /// Client: delivery instants of the samples in `ages`, oldest first (at most
-    /// [`AGE_WINDOW`]).
+    /// Delivery instants of the samples in `ages`, oldest first (at most [`AGE_WINDOW`]).
     delivered: VecDeque<Instant>,
+}
+
+impl Default for ClientClock {
+    fn default() -> Self {
+        ClientClock {
+            offset: ClockOffset::new(),
+            ages: AgeWindow::new(),
+            delivered: VecDeque::with_capacity(AGE_WINDOW),
+        }
+    }
+}
+
+impl ClientClock {
+    /// Summary of the frames delivered in [`FRAME_AGE_SPAN`] before the newest one.
+    fn summary(&self) -> AgeSummary {
+        let Some(&newest) = self.delivered.back() else {
+            return AgeSummary::default();
+        };
+        let n = self
+            .delivered
+            .iter()
+            .rev()
+            .take_while(|&&t| newest.saturating_duration_since(t) <= FRAME_AGE_SPAN)
+            .count();
+        self.ages.summary_of_last(n)
+    }
 }
 
 impl TimingState {
@@ -60,9 +90,6 @@ impl TimingState {
         TimingState {
             anchor: now,
             anchor_us: DEFAULT_ANCHOR_US,
-            offset: ClockOffset::new(),
-            ages: AgeWindow::new(),
-            delivered: VecDeque::with_capacity(AGE_WINDOW),
         }
     }
 
@@ -77,20 +104,6 @@ impl TimingState {
             self.anchor_us
                 .saturating_sub(u64::try_from(d).unwrap_or(u64::MAX))
         }
-    }
-
-    /// Summary of the frames delivered in [`FRAME_AGE_SPAN`] before the newest one.
-    fn summary(&self) -> AgeSummary {
-        let Some(&newest) = self.delivered.back() else {
-            return AgeSummary::default();
-        };
-        let n = self
-            .delivered
-            .iter()
-            .rev()
-            .take_while(|&&t| newest.saturating_duration_since(t) <= FRAME_AGE_SPAN)
-            .count();
-        self.ages.summary_of_last(n)
     }
 }
 
@@ -116,10 +129,8 @@ impl Connection {
     /// Client: the host's clock minus ours (µs) and the bound on its error (half the RTT of
     /// the exchange it came from), once a ping was answered in this session.
     pub fn clock_offset(&self) -> Option<(i64, u64)> {
-        Some((
-            self.timing.offset.offset_us()?,
-            self.timing.offset.uncertainty_us()?,
-        ))
+        let offset = &self.side.client()?.clock.offset;
+        Some((offset.offset_us()?, offset.uncertainty_us()?))
     }
 
     /// Host: the timing a frame reserved at `now` (render) carries, given what the caller knows
@@ -164,20 +175,26 @@ impl Connection {
             Some(s) => (s * 7 + sample) / 8,
             None => sample,
         });
-        if let Side::Client(_) = self.side {
-            self.timing.offset.on_exchange(t1, t2, t3, t4);
+        if let Side::Client(c) = &mut self.side {
+            c.clock.offset.on_exchange(t1, t2, t3, t4);
         }
     }
 
     /// A new session: the clock offset starts over (the peer may be another host).
     pub(super) fn reset_clock_offset(&mut self) {
-        self.timing.offset.reset();
+        if let Some(c) = self.side.client_mut() {
+            c.clock.offset.reset();
+        }
     }
 
     /// Client: records the age of a frame about to be delivered (when the clock offset is
     /// known and the host sent a capture time).
     pub(super) fn record_frame_age(&mut self, f: &Frame) {
-        let Some(offset) = self.timing.offset.offset_us() else {
+        let Some(c) = self.side.client_mut() else {
+            return;
+        };
+        let clock = &mut c.clock;
+        let Some(offset) = clock.offset.offset_us() else {
             return;
         };
         let arrival = Arrival {
@@ -187,16 +204,18 @@ impl Connection {
         let Some(sample) = AgeSample::new(&f.timing, &arrival, offset) else {
             return;
         };
-        self.timing.ages.push(sample);
-        if self.timing.delivered.len() == AGE_WINDOW {
-            self.timing.delivered.pop_front();
+        clock.ages.push(sample);
+        if clock.delivered.len() == AGE_WINDOW {
+            clock.delivered.pop_front();
         }
-        self.timing.delivered.push_back(f.complete_at);
+        clock.delivered.push_back(f.complete_at);
     }
 
     /// Fills the timing part of the stats.
     pub(super) fn timing_stats(&self, s: &mut crate::session::Stats) {
-        s.frame_age = self.timing.summary();
+        if let Some(c) = self.side.client() {
+            s.frame_age = c.clock.summary();
+        }
         if let Some((o, u)) = self.clock_offset() {
             s.clock_offset_us = Some(o);
             s.clock_offset_uncertainty_us = Some(u);

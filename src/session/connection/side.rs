@@ -16,7 +16,7 @@ use crate::protocol::security::handshake::Role;
 use crate::protocol::time::pacing::Pacer;
 
 use super::super::Config;
-use super::{audio, congestion, guard, keyframe, repair, stall};
+use super::{audio, congestion, frame_clock, guard, keyframe, repair, stall};
 
 /// Host-only state.
 pub(super) struct HostState {
@@ -68,6 +68,8 @@ pub(super) struct ClientState {
     pub(super) fec_percent: u8,
     /// The audio stream in (`audio`).
     pub(super) audio: audio::ClientAudio,
+    /// The host's clock offset and the frame ages (`frame_clock`).
+    pub(super) clock: frame_clock::ClientClock,
 }
 
 /// One end's role and the state only that role has.
@@ -108,6 +110,7 @@ impl Side {
                 stall: stall::StallWatch::default(),
                 feedback: None,
                 feedback_at: None,
+                clock: Default::default(),
                 fec_percent: AdaptiveFec::new(config.fec_mode, config.fec_percent, 100)
                     .with_target(config.fec_target)
                     .wire_percent(),
