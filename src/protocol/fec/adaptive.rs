@@ -5,7 +5,7 @@
 //! least parity that keeps the probability that a block cannot be rebuilt under a target, from
 //! the reports' loss model — see [`TargetConfig`] and `docs/PROTOCOL.md` §9). Every mode yields
 //! a [`ParityTable`] (`m` per block size `k`) for the packetizer. A report comes in whole
-//! through [`AdaptiveFec::on_report`].
+//! through `AdaptiveFec::on_report`.
 //!
 //! This module owns the policy — raise at once when loss appears, lower slowly while the link
 //! is clean, stay within the floor and ceiling. It never reads a clock (report arrival times

@@ -2,10 +2,11 @@
 //! datagrams to the host, every report interval (control type `LossReport`, `docs/PROTOCOL.md`
 //! §5.2).
 //!
-//! One [`LossReport`] goes from the client's counters and [`LossEstimator`] through the wire to
-//! the host's FEC plan ([`AdaptiveFec::on_report`]): the cumulative counters (what the
-//! `adaptive` share and the host's stats read, with the stream info generation the host checks)
-//! and the loss model over a sliding window (what `target` plans parity from). They travel
+//! One [`LossReport`] goes from the client's counters and loss estimator (`lossmodel`) through
+//! the wire to the host's FEC plan (`AdaptiveFec::on_report` in `adaptive`): the cumulative
+//! counters (what the `adaptive` share and the host's stats read, with the stream info
+//! generation the host checks) and the loss model over a sliding window (what `target` plans
+//! parity from). They travel
 //! together because they describe the same datagrams at the same instant, so the host never
 //! plans from one half of an observation.
 //!
@@ -19,9 +20,6 @@
 //!
 //! This module only lays out the bytes: it never reads a clock, never decides when a report is
 //! due, and never trusts a decoded report (the model's counts are checked against each other).
-//!
-//! [`LossEstimator`]: crate::protocol::fec::lossmodel::LossEstimator
-//! [`AdaptiveFec::on_report`]: crate::protocol::fec::adaptive::AdaptiveFec
 
 use crate::protocol::fec::lossmodel::{LOSS_MODEL_LEN, LossModelReport};
 use crate::protocol::wire::{Reader, WireError, Writer};
