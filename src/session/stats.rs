@@ -247,6 +247,14 @@ pub struct Stats {
     /// Client: audio events dropped because nobody polled them
     /// ([`super::connection::MAX_AUDIO_EVENTS`]).
     pub audio_events_dropped: u64,
+
+    // Several clients (`session::peers`).
+    /// Host: clients connected now.
+    pub clients: u64,
+    /// Host: hellos refused because every client slot was taken (Reject(Busy), no crypto).
+    pub clients_refused: u64,
+    /// Host: input events dropped because their client watches (`InputFrom`).
+    pub input_dropped_watching: u64,
 }
 
 impl Stats {

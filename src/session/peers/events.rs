@@ -1,0 +1,148 @@
+//! What the host's peers tell the user, per client: ids on connect and disconnect, input
+//! control, keyframe requests coalesced across clients, and one encoder target over all.
+//!
+//! Owns the translation of each connection's [`Event`]s into [`PeerEvent`]s. Must never let
+//! input through from a client that does not control, or ask the encoder for a second keyframe
+//! while one asked for another client is on its way.
+
+use std::time::Instant;
+
+use crate::session::connection::{BandwidthUpdate, Event, KEYFRAME_PENDING_FOR};
+
+use super::{InputFrom, PeerEvent, PeerId, Peers};
+
+impl Peers {
+    /// Moves connection `i`'s events into the queue, as the host's.
+    pub(super) fn collect(&mut self, i: usize, now: Instant) {
+        while let Some(ev) = self.slots[i].conn.poll_event() {
+            self.on_event(i, ev, now);
+        }
+    }
+
+    fn on_event(&mut self, i: usize, ev: Event, now: Instant) {
+        let multi = self.is_multi();
+        let mut named = self.slots[i].client;
+        match &ev {
+            Event::Connected { peer, .. } => {
+                let id = PeerId(self.next_id);
+                self.next_id += 1;
+                let slot = &mut self.slots[i];
+                slot.client = Some((id, *peer));
+                slot.reserved = None;
+                slot.bandwidth = None;
+                named = slot.client;
+                if self.cfg.input_from == InputFrom::First && self.controller.is_none() {
+                    self.controller = Some(id);
+                }
+            }
+            Event::Disconnected { .. } => {
+                if let Some((id, _)) = self.slots[i].client.take() {
+                    self.slots[i].bandwidth = None;
+                    self.client_left(id);
+                }
+            }
+            Event::Input(_) => {
+                if let Some((id, _)) = named
+                    && !self.may_send_input(id)
+                {
+                    self.slots[i].input_dropped += 1;
+                    self.counters.input_dropped_watching += 1;
+                    return;
+                }
+            }
+            Event::KeyframeRequest if multi => {
+                if !self.keyframe_wanted(now) {
+                    return;
+                }
+            }
+            Event::Bandwidth(u) if multi => {
+                self.slots[i].bandwidth = Some(u.clone());
+                if u.keyframe && self.keyframe_wanted(now) {
+                    self.push(named, Event::KeyframeRequest);
+                }
+                if let Some(all) = self.combined_bandwidth() {
+                    self.push(None, Event::Bandwidth(all));
+                }
+                return;
+            }
+            _ => {}
+        }
+        self.push(named, ev);
+    }
+
+    fn push(&mut self, client: Option<(PeerId, std::net::SocketAddr)>, event: Event) {
+        self.events.push_back(PeerEvent {
+            peer: client.map(|(id, _)| id),
+            addr: client.map(|(_, a)| a),
+            event,
+        });
+    }
+
+    /// Whether `id`'s input is taken.
+    pub(super) fn may_send_input(&self, id: PeerId) -> bool {
+        match self.cfg.input_from {
+            InputFrom::All => true,
+            InputFrom::First | InputFrom::None => self.controller == Some(id),
+        }
+    }
+
+    /// Client `id` is gone: with [`InputFrom::First`], control passes to the longest connected
+    /// client.
+    pub(super) fn client_left(&mut self, id: PeerId) {
+        if self.controller != Some(id) {
+            return;
+        }
+        self.controller = match self.cfg.input_from {
+            InputFrom::First => self
+                .slots
+                .iter()
+                .filter(|s| s.conn.is_connected())
+                .filter_map(|s| s.client.map(|(c, _)| c))
+                .filter(|&c| c != id)
+                .min(),
+            _ => None,
+        };
+    }
+
+    /// Several clients: whether a keyframe request (each connection already coalesced its
+    /// own) is passed on, or covered by a keyframe asked for within [`KEYFRAME_PENDING_FOR`]
+    /// for any client and not sent yet (it goes to every client).
+    fn keyframe_wanted(&mut self, now: Instant) -> bool {
+        if self
+            .keyframe_asked
+            .is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_PENDING_FOR)
+        {
+            self.counters.keyframe_requests_coalesced += 1;
+            return false;
+        }
+        self.keyframe_asked = Some(now);
+        true
+    }
+
+    /// Several clients: the encoder target over all clients, the slowest client's but not
+    /// below `Config::client_bitrate_floor_bps` (nor above the encoder's own maximum), when it
+    /// changed since the last report.
+    fn combined_bandwidth(&mut self) -> Option<BandwidthUpdate> {
+        let slowest = self
+            .slots
+            .iter()
+            .filter(|s| s.conn.is_connected())
+            .filter_map(|s| s.bandwidth.as_ref())
+            .min_by_key(|u| u.target_bitrate_bps)?;
+        let mut all = slowest.clone();
+        all.keyframe = false;
+        let mut floor = self.cfg.client_bitrate_floor_bps;
+        if let Some((_, max)) = self.replay.bounds
+            && max > 0
+        {
+            floor = floor.min(max);
+        }
+        all.target_bitrate_bps = all.target_bitrate_bps.max(floor);
+        let key = (all.target_bitrate_bps, all.state);
+        if self.last_target == Some(key) {
+            return None;
+        }
+        self.last_target = Some(key);
+        Some(all)
+    }
+}
