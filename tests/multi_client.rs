@@ -302,7 +302,15 @@ fn a_disconnected_client_hears_end_of_stream_and_its_slot_serves_the_next() {
         n.clients[vi].events.contains(&Event::EndOfStream)
     });
     assert!(bye);
-    // As an application does on punktfunksrc's end of stream: it stops.
+    // It tries again at once (a caller keeps calling), but its address is barred for a while.
+    net.run_for(Duration::from_millis(300));
+    assert!(!net.host.peers().iter().any(|p| p.addr == victim.addr));
+    assert!(net.clients[vi].events.iter().any(|e| matches!(
+        e,
+        Event::Rejected {
+            reason: RejectReason::Busy
+        }
+    )));
     net.clients[vi].up = false;
     assert!(net.host_events.iter().any(|e| e.peer == Some(victim.id)
         && e.addr == Some(victim.addr)

@@ -49,6 +49,13 @@ const REFUSED_EVENT_INTERVAL: Duration = Duration::from_secs(1);
 /// and confirmation), so a second newcomer does not race it into the same connection.
 const RESERVED_FOR: Duration = Duration::from_secs(1);
 
+/// A client disconnected by [`Peers::disconnect`] is refused (Busy) from its address for this
+/// long, so that a caller that keeps retrying does not take its slot straight back.
+pub const DISCONNECTED_BAR: Duration = Duration::from_secs(10);
+
+/// Addresses barred after a disconnect, at most (the oldest bar ends first).
+const MAX_BARRED: usize = 16;
+
 /// A client of the host, numbered from 1 in the order they connected (a client that
 /// reconnects gets a new id). Never reused within one [`Peers`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -155,6 +162,8 @@ pub struct Peers {
     /// The encoder target last reported over all clients.
     last_target: Option<(u64, crate::protocol::congestion::BweState)>,
     last_refused_event: Option<(SocketAddr, Instant)>,
+    /// Addresses of disconnected clients and until when their hellos are refused.
+    barred: VecDeque<(SocketAddr, Instant)>,
     counters: PeersCounters,
     replay: Replay,
     /// When the peers were created, and the wall clock then (renewed connections need it).
@@ -198,6 +207,7 @@ impl Peers {
             keyframe_asked: None,
             last_target: None,
             last_refused_event: None,
+            barred: VecDeque::new(),
             counters: PeersCounters::default(),
             replay: Replay::default(),
             epoch: (now, wall),
@@ -303,6 +313,10 @@ impl Peers {
         // A renewed connection counts afresh: what the old one counted stays in the totals.
         self.retire_counters(&old.stats());
         self.client_left(id);
+        if self.barred.len() == MAX_BARRED {
+            self.barred.pop_front();
+        }
+        self.barred.push_back((addr, now + DISCONNECTED_BAR));
         self.events.push_back(PeerEvent {
             peer: Some(id),
             addr: Some(addr),
@@ -565,6 +579,11 @@ impl Peers {
 
     /// A hello: to the connection that knows its address, else to a free one, else refused.
     fn route_hello(&mut self, now: Instant, from: SocketAddr, attempt: u32) -> Option<usize> {
+        self.barred.retain(|&(_, until)| now < until);
+        if self.barred.iter().any(|&(a, _)| a == from) {
+            self.refuse(now, from, attempt);
+            return None;
+        }
         if let Some(i) = self.position(|c| c.knows_address(from)) {
             return Some(i);
         }
