@@ -126,7 +126,7 @@ impl Peers {
         let slowest = self
             .slots
             .iter()
-            .filter(|s| s.conn.is_connected())
+            .filter(|s| s.client.is_some())
             .filter_map(|s| s.bandwidth.as_ref())
             .min_by_key(|u| u.target_bitrate_bps)?;
         let mut all = slowest.clone();
@@ -144,5 +144,94 @@ impl Peers {
         }
         self.last_target = Some(key);
         Some(all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant, SystemTime};
+
+    use crate::protocol::congestion::BweState;
+    use crate::session::connection::BandwidthUpdate;
+    use crate::session::{Config, Event};
+
+    use super::super::{PeerId, Peers};
+
+    fn update(target_bitrate_bps: u64, keyframe: bool) -> Event {
+        Event::Bandwidth(BandwidthUpdate {
+            state: BweState::Hold,
+            estimate_bps: target_bitrate_bps * 11 / 10,
+            target_bitrate_bps,
+            pacing_rate_bps: 0,
+            queue_delay: Duration::ZERO,
+            loss: 0.0,
+            rtt: Duration::from_millis(10),
+            keyframe,
+        })
+    }
+
+    fn targets(p: &mut Peers) -> Vec<u64> {
+        std::iter::from_fn(|| p.events.pop_front())
+            .filter_map(|e| match e.event {
+                Event::Bandwidth(u) => Some(u.target_bitrate_bps),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Three clients (ids 1..=3) on a host with a 3 Mbit/s floor.
+    fn three() -> (Peers, Instant) {
+        let mut cfg = Config::host_listener();
+        cfg.max_clients = 3;
+        cfg.rng_seed = Some(1);
+        cfg.client_bitrate_floor_bps = 3_000_000;
+        let now = Instant::now();
+        let mut p = Peers::new(cfg, now, SystemTime::now()).unwrap();
+        for (i, s) in p.slots.iter_mut().enumerate() {
+            s.client = Some((PeerId(i as u64 + 1), SocketAddr::from(([10, 0, 0, 2], i as u16))));
+        }
+        (p, now)
+    }
+
+    #[test]
+    fn the_encoder_follows_the_slowest_client_down_to_the_floor() {
+        let (mut p, now) = three();
+        p.on_event(0, update(8_000_000, false), now);
+        p.on_event(1, update(6_000_000, false), now);
+        assert_eq!(targets(&mut p), [8_000_000, 6_000_000]);
+        // A client below the floor does not drag the others below it.
+        p.on_event(2, update(1_000_000, false), now);
+        assert_eq!(targets(&mut p), [3_000_000]);
+        // Unchanged: nothing new to tell the encoder.
+        p.on_event(0, update(7_000_000, false), now);
+        assert!(targets(&mut p).is_empty());
+        // The slow client leaves: the slowest of the others again.
+        p.slots[2].client = None;
+        p.on_event(0, update(7_000_000, false), now);
+        assert_eq!(targets(&mut p), [6_000_000]);
+    }
+
+    #[test]
+    fn keyframe_hints_of_several_clients_ask_the_encoder_once() {
+        let (mut p, now) = three();
+        p.on_event(0, update(8_000_000, true), now);
+        p.on_event(1, Event::KeyframeRequest, now + Duration::from_millis(5));
+        p.on_event(2, update(2_000_000, true), now + Duration::from_millis(9));
+        let asked = p
+            .events
+            .iter()
+            .filter(|e| e.event == Event::KeyframeRequest)
+            .count();
+        assert_eq!(asked, 1);
+        assert_eq!(p.counters.keyframe_requests_coalesced, 2);
+        // Past the pending window, a new loss asks again.
+        p.on_event(1, Event::KeyframeRequest, now + Duration::from_millis(200));
+        let asked = p
+            .events
+            .iter()
+            .filter(|e| e.event == Event::KeyframeRequest)
+            .count();
+        assert_eq!(asked, 2);
     }
 }
