@@ -16,7 +16,11 @@ const FRAME: Duration = Duration::from_micros(16_667);
 
 fn frame(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
-        .map(|i| (i as u32).wrapping_mul(2_654_435_761).wrapping_add(u32::from(seed)) as u8)
+        .map(|i| {
+            (i as u32)
+                .wrapping_mul(2_654_435_761)
+                .wrapping_add(u32::from(seed)) as u8
+        })
         .collect()
 }
 
@@ -127,8 +131,14 @@ fn each_client_has_its_own_counters_and_the_totals_add_up() {
     net.run_for(Duration::from_millis(300));
     let peers = net.host.peers();
     assert_eq!(peers.len(), 2);
-    let clean = peers.iter().find(|p| p.addr == net.clients[0].addr).unwrap();
-    let lossy = peers.iter().find(|p| p.addr == net.clients[1].addr).unwrap();
+    let clean = peers
+        .iter()
+        .find(|p| p.addr == net.clients[0].addr)
+        .unwrap();
+    let lossy = peers
+        .iter()
+        .find(|p| p.addr == net.clients[1].addr)
+        .unwrap();
     assert_ne!(clean.id, lossy.id);
     assert_ne!(clean.stats.session_id, lossy.stats.session_id);
     assert_eq!(clean.stats.frames_sent, 120);
@@ -154,12 +164,7 @@ fn only_the_first_client_controls_and_a_watchers_input_is_dropped_and_counted() 
     let ids: Vec<PeerId> = net.host.peers().iter().map(|p| p.id).collect();
     let first = net.host.controller().expect("the first client controls");
     assert_eq!(first, ids[0]);
-    let watcher_client = net
-        .host
-        .peers()
-        .iter()
-        .position(|p| p.id != first)
-        .unwrap();
+    let watcher_client = net.host.peers().iter().position(|p| p.id != first).unwrap();
     let (controller_i, watcher_i) = if net.host.peers()[watcher_client].addr == net.clients[1].addr
     {
         (0, 1)
@@ -344,4 +349,3 @@ fn connect_and_disconnect_events_name_the_client() {
     want.sort();
     assert_eq!(addrs, want);
 }
-

@@ -24,8 +24,8 @@ use super::peers::{PeerEvent, Peers};
 
 mod fanout;
 
-pub use fanout::PeerFrame;
 use super::{Config, Error, Result, Stats};
+pub use fanout::PeerFrame;
 
 /// Receive batches drained without waiting before timers run (64 datagrams each). Bounded, so
 /// that a flood cannot starve the timers.
@@ -272,10 +272,11 @@ impl Session {
     pub fn send_sealed(&self, frame: &SealedFrame) -> Result<SendReport> {
         self.require(Role::Host, "send_sealed is for the host")?;
         let d = frame.datagrams();
-        let schedule =
-            lock(&self.inner.conn)
-                .single()?
-                .pacing_schedule(d.wire_bytes(), d.len(), Instant::now());
+        let schedule = lock(&self.inner.conn).single()?.pacing_schedule(
+            d.wire_bytes(),
+            d.len(),
+            Instant::now(),
+        );
         let mut report = SendReport::default();
         let mut refs: Vec<&[u8]> = Vec::with_capacity(64);
         // When the first and the last chunk really went to the socket (congestion control).
@@ -397,13 +398,14 @@ impl Session {
         let mut outcome: Vec<(SocketAddr, usize, usize, usize)> = Vec::new();
         let mut errors = Vec::new();
         for t in &out {
-            let (sent, bytes, dropped) = match self.inner.transport.send(&[&t.contents], t.destination) {
-                Ok(o) => (o.sent, o.sent * t.contents.len(), o.dropped),
-                Err(e) => {
-                    errors.push((t.destination, e.to_string()));
-                    (0, 0, 0)
-                }
-            };
+            let (sent, bytes, dropped) =
+                match self.inner.transport.send(&[&t.contents], t.destination) {
+                    Ok(o) => (o.sent, o.sent * t.contents.len(), o.dropped),
+                    Err(e) => {
+                        errors.push((t.destination, e.to_string()));
+                        (0, 0, 0)
+                    }
+                };
             match outcome.iter_mut().find(|o| o.0 == t.destination) {
                 Some(o) => {
                     o.1 += sent;

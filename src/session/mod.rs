@@ -47,7 +47,10 @@ pub use connection::{
 };
 pub use driver::{PeerFrame, SendReport, Session, monotonic_us};
 // Several clients on one host.
-pub use peers::{DISCONNECTED_BAR, FrameSent, InputFrom, MAX_CLIENTS, PeerEvent, PeerId, PeerInfo, Peers};
+pub use peers::{
+    DISCONNECTED_BAR, FrameSent, InputFrom, MAX_CLIENTS, PeerEvent, PeerId, PeerInfo, Peers,
+    SLOW_CLIENT_KEYFRAME_INTERVAL,
+};
 pub use stats::Stats;
 
 /// Errors of the session API (the connection returns the same type; it never produces `Io`).

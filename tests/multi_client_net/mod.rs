@@ -18,8 +18,10 @@ use gstpunktfunk::session::{
 };
 use gstpunktfunk::testkit::rng::Rng;
 
-pub const HOST: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)), 1);
+pub const HOST: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)),
+    1,
+);
 
 pub fn client_addr(i: usize) -> SocketAddr {
     SocketAddr::from(([10, 0, 1, i as u8 + 1], 5000 + i as u16))

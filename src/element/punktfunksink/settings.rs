@@ -109,9 +109,7 @@ impl OwnSettings for SinkSettings {
             "max-clients" => self.max_clients = value.get().unwrap_or(DEFAULT_MAX_CLIENTS),
             "input-from" => self.input_from = value.get().unwrap_or(InputFromSetting::First),
             "client-bitrate-floor" => {
-                self.client_bitrate_floor = value
-                    .get()
-                    .unwrap_or(DEFAULT_CLIENT_BITRATE_FLOOR_KBPS)
+                self.client_bitrate_floor = value.get().unwrap_or(DEFAULT_CLIENT_BITRATE_FLOOR_KBPS)
             }
             _ => return false,
         }

@@ -17,7 +17,9 @@ impl Connection {
     /// Whether `session_id` is this connection's current session or one it answered and
     /// waits to see confirmed.
     pub(crate) fn owns_session(&self, session_id: u32) -> bool {
-        self.link.as_ref().is_some_and(|l| l.session_id == session_id)
+        self.link
+            .as_ref()
+            .is_some_and(|l| l.session_id == session_id)
             || self.pending.iter().any(|p| p.session_id == session_id)
     }
 

@@ -111,7 +111,10 @@ impl Session {
             let released = Instant::now();
             let f = &frames[k];
             let o = &mut outcomes[k];
-            o.window = Some(o.window.map_or((released, released), |(a, _)| (a, released)));
+            o.window = Some(
+                o.window
+                    .map_or((released, released), |(a, _)| (a, released)),
+            );
             refs.clear();
             refs.extend(range.map(|i| f.frame.datagrams().get(i)));
             match self.inner.transport.send(&refs, f.frame.peer()) {

@@ -5,11 +5,15 @@
 //! input through from a client that does not control, or ask the encoder for a second keyframe
 //! while one asked for another client is on its way.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::session::connection::{BandwidthUpdate, Event, KEYFRAME_PENDING_FOR};
 
 use super::{InputFrom, PeerEvent, PeerId, Peers};
+
+/// A client whose path is below `Config::client_bitrate_floor_bps` makes the encoder send a
+/// keyframe at most this often; its other requests are counted as throttled.
+pub const SLOW_CLIENT_KEYFRAME_INTERVAL: Duration = Duration::from_secs(2);
 
 impl Peers {
     /// Moves connection `i`'s events into the queue, as the host's.
@@ -30,6 +34,7 @@ impl Peers {
                 slot.client = Some((id, *peer));
                 slot.reserved = None;
                 slot.bandwidth = None;
+                slot.keyframe_at = None;
                 named = slot.client;
                 if self.cfg.input_from == InputFrom::First && self.controller.is_none() {
                     self.controller = Some(id);
@@ -51,13 +56,13 @@ impl Peers {
                 }
             }
             Event::KeyframeRequest if multi => {
-                if !self.keyframe_wanted(now) {
+                if !self.keyframe_wanted(i, now) {
                     return;
                 }
             }
             Event::Bandwidth(u) if multi => {
                 self.slots[i].bandwidth = Some(u.clone());
-                if u.keyframe && self.keyframe_wanted(now) {
+                if u.keyframe && self.keyframe_wanted(i, now) {
                     self.push(named, Event::KeyframeRequest);
                 }
                 if let Some(all) = self.combined_bandwidth() {
@@ -104,10 +109,25 @@ impl Peers {
         };
     }
 
-    /// Several clients: whether a keyframe request (each connection already coalesced its
-    /// own) is passed on, or covered by a keyframe asked for within [`KEYFRAME_PENDING_FOR`]
-    /// for any client and not sent yet (it goes to every client).
-    fn keyframe_wanted(&mut self, now: Instant) -> bool {
+    /// Several clients: whether slot `i`'s keyframe request (each connection already
+    /// coalesced its own) is passed on. Not when a keyframe asked for within
+    /// [`KEYFRAME_PENDING_FOR`] for any client is not sent yet (it goes to every client), nor
+    /// when the client's path is below the floor and it had its keyframe within
+    /// [`SLOW_CLIENT_KEYFRAME_INTERVAL`]: a keyframe costs every client, and one that cannot
+    /// cross the slow path whole before the next is asked for helps nobody.
+    fn keyframe_wanted(&mut self, i: usize, now: Instant) -> bool {
+        let slow = self.slots[i]
+            .bandwidth
+            .as_ref()
+            .is_some_and(|u| u.target_bitrate_bps < self.cfg.client_bitrate_floor_bps);
+        if slow
+            && self.slots[i]
+                .keyframe_at
+                .is_some_and(|t| now.saturating_duration_since(t) < SLOW_CLIENT_KEYFRAME_INTERVAL)
+        {
+            self.counters.keyframe_requests_throttled += 1;
+            return false;
+        }
         if self
             .keyframe_asked
             .is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_PENDING_FOR)
@@ -116,6 +136,7 @@ impl Peers {
             return false;
         }
         self.keyframe_asked = Some(now);
+        self.slots[i].keyframe_at = Some(now);
         true
     }
 
@@ -189,7 +210,10 @@ mod tests {
         let now = Instant::now();
         let mut p = Peers::new(cfg, now, SystemTime::now()).unwrap();
         for (i, s) in p.slots.iter_mut().enumerate() {
-            s.client = Some((PeerId(i as u64 + 1), SocketAddr::from(([10, 0, 0, 2], i as u16))));
+            s.client = Some((
+                PeerId(i as u64 + 1),
+                SocketAddr::from(([10, 0, 0, 2], i as u16)),
+            ));
         }
         (p, now)
     }
@@ -210,6 +234,33 @@ mod tests {
         p.slots[2].client = None;
         p.on_event(0, update(7_000_000, false), now);
         assert_eq!(targets(&mut p), [6_000_000]);
+    }
+
+    #[test]
+    fn a_client_below_the_floor_gets_a_keyframe_at_most_every_two_seconds() {
+        let (mut p, now) = three();
+        p.on_event(0, update(8_000_000, false), now);
+        p.on_event(2, update(1_000_000, false), now);
+        let asked = |p: &mut Peers| {
+            let n = p
+                .events
+                .iter()
+                .filter(|e| e.event == Event::KeyframeRequest)
+                .count();
+            p.events.clear();
+            n
+        };
+        let ms = Duration::from_millis;
+        for k in 0..10 {
+            p.on_event(2, Event::KeyframeRequest, now + ms(200 * k));
+        }
+        assert_eq!(asked(&mut p), 1);
+        assert_eq!(p.counters.keyframe_requests_throttled, 9);
+        p.on_event(2, Event::KeyframeRequest, now + ms(2_000));
+        assert_eq!(asked(&mut p), 1);
+        // A client above the floor is served at the usual pace meanwhile.
+        p.on_event(0, Event::KeyframeRequest, now + ms(2_200));
+        assert_eq!(asked(&mut p), 1);
     }
 
     #[test]

@@ -39,6 +39,8 @@ use super::{Config, Error, Mode, Result, Stats};
 mod events;
 mod totals;
 
+pub use events::SLOW_CLIENT_KEYFRAME_INTERVAL;
+
 /// The most clients one host serves (each keeps its own repair history and estimator).
 pub const MAX_CLIENTS: usize = 64;
 
@@ -118,6 +120,8 @@ struct Slot {
     input_dropped: u64,
     /// Its latest bandwidth update (for the encoder target over all clients).
     bandwidth: Option<BandwidthUpdate>,
+    /// When a keyframe request of its was last passed on.
+    keyframe_at: Option<Instant>,
 }
 
 impl Slot {
@@ -128,6 +132,7 @@ impl Slot {
             reserved: None,
             input_dropped: 0,
             bandwidth: None,
+            keyframe_at: None,
         }
     }
 }
@@ -138,6 +143,7 @@ pub(crate) struct PeersCounters {
     pub(crate) clients_refused: u64,
     pub(crate) input_dropped_watching: u64,
     pub(crate) keyframe_requests_coalesced: u64,
+    pub(crate) keyframe_requests_throttled: u64,
 }
 
 /// What the host set that a renewed connection must get again.
@@ -307,7 +313,10 @@ impl Peers {
         let fresh = self.fresh_connection(i, now)?;
         let slot = &mut self.slots[i];
         let old = std::mem::replace(&mut slot.conn, fresh);
-        let (id, addr) = slot.client.take().unwrap_or((id, SocketAddr::from(([0, 0, 0, 0], 0))));
+        let (id, addr) = slot
+            .client
+            .take()
+            .unwrap_or((id, SocketAddr::from(([0, 0, 0, 0], 0))));
         slot.bandwidth = None;
         slot.reserved = None;
         // A renewed connection counts afresh: what the old one counted stays in the totals.
@@ -349,7 +358,10 @@ impl Peers {
 
     /// The earliest of the connections' deadlines.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.slots.iter().filter_map(|s| s.conn.poll_timeout()).min()
+        self.slots
+            .iter()
+            .filter_map(|s| s.conn.poll_timeout())
+            .min()
     }
 
     /// The next datagram to send: the host's own (refusals, byes), then each connection's.
@@ -390,6 +402,7 @@ impl Peers {
             let mut s = self.slots[0].conn.stats();
             s.clients = u64::from(s.connected);
             s.input_dropped_watching = self.counters.input_dropped_watching;
+            s.keyframe_requests_throttled += self.counters.keyframe_requests_throttled;
             return s;
         }
         self.totals()
@@ -498,10 +511,9 @@ impl Peers {
         }
         if tickets.is_empty() {
             // Counted as dropped, or the error of a closed host / a frame that cannot be cut.
-            if let Some(t) =
-                self.slots[0]
-                    .conn
-                    .begin_frame_timed(now, packetizer, len, keyframe, timing)?
+            if let Some(t) = self.slots[0]
+                .conn
+                .begin_frame_timed(now, packetizer, len, keyframe, timing)?
             {
                 let id = self.slots[0].client.map_or(PeerId(0), |(id, _)| id);
                 tickets.push((id, t));

@@ -58,7 +58,11 @@ impl Peers {
                 t.connected = true;
                 t.clients += 1;
                 t.peer = t.peer.or(c.peer);
-                t.session_id = if t.session_id == 0 { c.session_id } else { t.session_id };
+                t.session_id = if t.session_id == 0 {
+                    c.session_id
+                } else {
+                    t.session_id
+                };
                 if c.bwe_state.is_some()
                     && slowest
                         .as_ref()
@@ -81,6 +85,7 @@ impl Peers {
         t.clients_refused += self.counters.clients_refused;
         t.input_dropped_watching += self.counters.input_dropped_watching;
         t.keyframe_requests_coalesced += self.counters.keyframe_requests_coalesced;
+        t.keyframe_requests_throttled += self.counters.keyframe_requests_throttled;
         t
     }
 }
