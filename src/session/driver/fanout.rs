@@ -2,10 +2,10 @@
 //! sealed for every connected client, then sent with every client's pacing interleaved on the
 //! one socket; and the peer API (list, per-peer events, input control, disconnect).
 //!
-//! Owns the merge of the clients' pacing schedules: each client's chunks leave at the times its
-//! own pacer set (a pacer spreads a frame over at most one frame interval), in time order across
-//! clients, so a slow client's spread never delays another's first burst. Must never hold the
-//! peers' lock while packetizing, sealing, sleeping or sending.
+//! Owns the merge of the clients' pacing schedules: each client's chunks leave in the order and
+//! proportions its own pacer set, in time order across clients, within the quickest client's
+//! schedule, so a slow client's spread never delays another's frame nor the streaming thread.
+//! Must never hold the peers' lock while packetizing, sealing, sleeping or sending.
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -33,6 +33,29 @@ impl PeerFrame {
     /// The sealed datagrams.
     pub fn frame(&self) -> &SealedFrame {
         &self.frame
+    }
+}
+
+/// Fits every client's chunks into the quickest client's schedule: a client whose pacer
+/// spreads the frame longer (its path is slower than the stream) gets its chunks sooner, in
+/// proportion, so the streaming thread is never held by the slowest path. That client's
+/// bottleneck drops what it cannot carry, and it recovers on its own (repair, keyframes),
+/// as a client below the bitrate floor does.
+fn squeeze(plan: &mut [(Instant, usize, Range<usize>)], spans: &[(Instant, Instant)]) {
+    let Some(cap) = spans
+        .iter()
+        .map(|&(start, end)| end.saturating_duration_since(start))
+        .min()
+    else {
+        return;
+    };
+    for (at, k, _) in plan.iter_mut() {
+        let (start, end) = spans[*k];
+        let span = end.saturating_duration_since(start);
+        if span > cap && !span.is_zero() {
+            let offset = at.saturating_duration_since(start);
+            *at = start + offset.mul_f64(cap.as_secs_f64() / span.as_secs_f64());
+        }
     }
 }
 
@@ -91,14 +114,17 @@ impl Session {
         self.require(Role::Host, "send_frames is for the host")?;
         let now = Instant::now();
         let mut plan: Vec<(Instant, usize, Range<usize>)> = Vec::new();
+        let mut ends: Vec<(Instant, Instant)> = Vec::with_capacity(frames.len());
         {
             let mut peers = lock(&self.inner.conn);
             for (k, f) in frames.iter().enumerate() {
                 let d = f.frame.datagrams();
                 let schedule = peers.pacing_schedule_for(f.peer, d.wire_bytes(), d.len(), now);
+                ends.push((schedule.start(), schedule.end()));
                 plan.extend(schedule.chunks().map(|(range, at)| (at, k, range)));
             }
         }
+        squeeze(&mut plan, &ends);
         // Stable: equal times keep each client's own order.
         plan.sort_by_key(|p| p.0);
         let mut outcomes: Vec<Outcome> = frames.iter().map(|_| Outcome::default()).collect();
