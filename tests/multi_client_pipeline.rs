@@ -121,3 +121,55 @@ fn two_clients_decode_one_encoder_a_third_waits_for_a_free_slot() {
     b.assert_no_errors();
     c.assert_no_errors();
 }
+
+/// A free UDP port on 127.0.0.1 (bound, read back and released: SRT cannot read back port 0).
+fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    s.local_addr().expect("addr").port()
+}
+
+/// The README's "beyond one machine" fan-out: one encoder `tee`d into punktfunksink and into
+/// srtsink (towards an SRT relay or viewers); a punktfunksrc client and an srtsrc client both
+/// decode pictures. Skipped where srtsink is not installed.
+#[test]
+fn one_encoder_feeds_punktfunksink_and_srtsink_side_by_side() {
+    let _serial = serial();
+    support::init();
+    if gst::ElementFactory::find("srtsink").is_none()
+        || gst::ElementFactory::find("tsdemux").is_none()
+    {
+        eprintln!("srtsink or tsdemux not installed: skipped");
+        return;
+    }
+    let srt = free_udp_port();
+    let h = Pipe::launch(
+        "host",
+        &format!(
+            "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 \
+             ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 \
+             ! video/x-h264,stream-format=byte-stream,alignment=au ! tee name=t \
+             t. ! queue ! punktfunksink name=sink address=127.0.0.1 port=0 max-clients=4 \
+             t. ! queue leaky=downstream max-size-time=200000000 ! mpegtsmux \
+             ! srtsink uri=srt://127.0.0.1:{srt}?mode=listener wait-for-connection=false \
+               sync=false async=false"
+        ),
+    );
+    h.play();
+    let port = bound_port(&h.el("sink"));
+    let (punktfunk, pics) = decoding("punktfunk-client", port);
+    let viewer = Pipe::launch(
+        "srt-viewer",
+        &format!(
+            "srtsrc uri=srt://127.0.0.1:{srt}?mode=caller ! tsdemux ! h264parse \
+             ! avdec_h264 name=dec ! fakesink sync=false"
+        ),
+    );
+    let srt_pics = Tap::buffers(&pad(&viewer.el("dec"), "src"), false, "SRT pictures");
+    viewer.play();
+    pics.wait_len(10, WAIT);
+    srt_pics.wait_len(10, WAIT);
+    for p in [&punktfunk, &viewer, &h] {
+        p.stop();
+    }
+    h.assert_no_errors();
+}
