@@ -357,7 +357,7 @@ fn cpu_row(max_clients: usize, clients: usize, frames: u64) -> (f64, f64, f64) {
     assert!(connected.is_some(), "clients did not connect");
     let key = vec![0x5au8; 300_000];
     let delta: Vec<u8> = (0..41_000u32)
-        .map(|i| (i * 2_654_435_761u32 >> 13) as u8)
+        .map(|i| (i.wrapping_mul(2_654_435_761u32) >> 13) as u8)
         .collect();
     let (mut seal, mut send, mut datagrams) = (Duration::ZERO, Duration::ZERO, 0usize);
     let interval = Duration::from_micros(1_000_000 / FPS);

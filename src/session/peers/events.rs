@@ -55,11 +55,7 @@ impl Peers {
                     return;
                 }
             }
-            Event::KeyframeRequest if multi => {
-                if !self.keyframe_wanted(i, now) {
-                    return;
-                }
-            }
+            Event::KeyframeRequest if multi && !self.keyframe_wanted(i, now) => return,
             Event::Bandwidth(u) if multi => {
                 self.slots[i].bandwidth = Some(u.clone());
                 if u.keyframe && self.keyframe_wanted(i, now) {
