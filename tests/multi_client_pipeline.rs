@@ -54,7 +54,7 @@ fn next_connected(h: &Pipe) -> (u64, String) {
 #[test]
 fn two_clients_decode_one_encoder_a_third_waits_for_a_free_slot() {
     let _serial = serial();
-    let h = host("max-clients=2 input-from=first");
+    let h = host("max-clients=2 input-from=first stats-interval=50");
     h.play();
     let sink = h.el("sink");
     let port = bound_port(&sink);
@@ -103,7 +103,26 @@ fn two_clients_decode_one_encoder_a_third_waits_for_a_free_slot() {
     let b_before = b_pics.len();
     b_pics.wait_len(b_before + 10, WAIT);
 
-    // The first client left: control passed to the second; hand it to the third.
+    // The first client left: control passed to the second. The third watches: its input is
+    // dropped and counted, the second's becomes a punktfunk-input message naming it.
+    let button = |p: &Pipe, b: u32| {
+        assert!(p.el("src").emit_by_name::<bool>(
+            "send-gamepad-button",
+            &[&0u32, &b, &true, &1.0f64]
+        ));
+    };
+    button(&c, 7);
+    let dropped = h.wait("a stats message counting the watcher's input", WAIT, |m| {
+        support::element_structure(m, "punktfunk-stats")
+            .is_some_and(|s| s.get::<u64>("input-dropped-watching").unwrap_or(0) >= 1)
+    });
+    drop(dropped);
+    button(&b, 3);
+    let input = h.wait_element("punktfunk-input", WAIT);
+    assert_eq!(input.get::<u64>("client-id").unwrap(), second.0);
+    assert_eq!(input.get::<u32>("button").unwrap(), 3);
+
+    // Hand control to the third.
     assert!(sink.emit_by_name::<bool>("give-control", &[&third.0]));
     assert!(!sink.emit_by_name::<bool>("give-control", &[&12345u64]));
     let stats = sink.property::<gst::Structure>("stats");
