@@ -5,7 +5,8 @@
 //!   `punktfunksink max-clients=3` (every other property at its default) → the project's relay,
 //!   one pair per client → three `punktfunksrc ! h264parse ! avdec_h264` pipelines: one clean,
 //!   one at 10 % iid loss both ways, one through a 2 Mbit/s bottleneck (default queue). Per
-//!   client: pictures decoded over the pictures the encoder produced in the same window (from
+//!   client: the first picture after it starts (handshake, keyframe request, the encoder's
+//!   keyframe), pictures decoded over the pictures the encoder produced in the same window (from
 //!   when all three show pictures to the host's EOS; ±1 picture at each end), the longest gap
 //!   between two decoded pictures (a freeze), keyframes it asked for; and the encoder's
 //!   bitrate at the end (the slowest client's estimate, floored at `client-bitrate-floor`).
@@ -72,6 +73,8 @@ struct Client {
     pipeline: gst::Element,
     /// Decoded pictures, when each came out.
     shown: Arc<Mutex<Vec<Instant>>>,
+    /// When it was set to PLAYING.
+    started: Instant,
 }
 
 fn counting_probe(pad: &gst::Pad) -> Arc<Mutex<Vec<Instant>>> {
@@ -159,11 +162,13 @@ fn three_clients(seconds: u64, floor_kbps: u32) {
                 addr.port()
             ));
             let shown = counting_probe(&by_name(&p, "dec").static_pad("src").unwrap());
+            let started = Instant::now();
             p.set_state(gst::State::Playing).expect("client plays");
             Client {
                 name,
                 pipeline: p,
                 shown,
+                started,
             }
         })
         .collect();
@@ -220,10 +225,10 @@ fn three_clients(seconds: u64, floor_kbps: u32) {
         produced / window.as_secs_f64()
     );
     println!(
-        "| client | pictures shown | % of encoded | longest freeze (ms) | keyframe requests | \
-         loss % | relay down (kbit/s) | bottleneck drops |"
+        "| client | first picture (ms) | pictures shown | % of encoded | longest freeze (ms) | \
+         keyframe requests | loss % | relay down (kbit/s) | bottleneck drops |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let list: Vec<gst::Structure> = stats
         .get::<gst::Array>("client-list")
         .map(|l| {
@@ -244,9 +249,13 @@ fn three_clients(seconds: u64, floor_kbps: u32) {
         gap = gap.max(end.saturating_duration_since(last));
         let src_stats = &src_stats[k];
         let flow = relay.flow_stats(k).unwrap_or_default();
+        let first = shown.first().map_or(-1.0, |t| {
+            t.saturating_duration_since(c.started).as_secs_f64() * 1000.0
+        });
         println!(
-            "| {} | {} | {:.2} | {:.0} | {} | {:.1} | {:.0} | {} |",
+            "| {} | {:.0} | {} | {:.2} | {:.0} | {} | {:.1} | {:.0} | {} |",
             c.name,
+            first,
             in_window.len(),
             in_window.len() as f64 * 100.0 / produced.max(1.0),
             gap.as_secs_f64() * 1000.0,

@@ -106,10 +106,10 @@ fn two_clients_decode_one_encoder_a_third_waits_for_a_free_slot() {
     // The first client left: control passed to the second. The third watches: its input is
     // dropped and counted, the second's becomes a punktfunk-input message naming it.
     let button = |p: &Pipe, b: u32| {
-        assert!(p.el("src").emit_by_name::<bool>(
-            "send-gamepad-button",
-            &[&0u32, &b, &true, &1.0f64]
-        ));
+        assert!(
+            p.el("src")
+                .emit_by_name::<bool>("send-gamepad-button", &[&0u32, &b, &true, &1.0f64])
+        );
     };
     button(&c, 7);
     let dropped = h.wait("a stats message counting the watcher's input", WAIT, |m| {
