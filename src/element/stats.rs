@@ -146,6 +146,7 @@ pub(crate) fn stats_structure(s: &Stats, bound_port: u32) -> gst::Structure {
         .field("clients", s.clients)
         .field("clients-refused", s.clients_refused)
         .field("input-dropped-watching", s.input_dropped_watching)
+        .field("frames-skipped-slow", s.frames_skipped_slow)
         .build();
     // Frame timing.
     crate::element::capture_time::add_timing_fields(&mut st, s);
@@ -168,6 +169,7 @@ pub(crate) fn session_stats(session: &Session, bound_port: u32) -> gst::Structur
             c.set("address", p.addr.to_string());
             c.set("controls-input", p.controls_input);
             c.set("input-dropped", p.input_dropped);
+            c.set("frames-skipped", p.frames_skipped);
             c.to_send_value()
         });
         st.set("client-list", gst::Array::from_values(list));

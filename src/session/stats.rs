@@ -255,6 +255,9 @@ pub struct Stats {
     pub clients_refused: u64,
     /// Host: input events dropped because their client watches (`InputFrom`).
     pub input_dropped_watching: u64,
+    /// Host: frames held back from clients whose estimate was below the bitrate floor (each
+    /// client's frames counted).
+    pub frames_skipped_slow: u64,
 }
 
 impl Stats {

@@ -35,6 +35,7 @@ impl Peers {
                 slot.reserved = None;
                 slot.bandwidth = None;
                 slot.keyframe_at = None;
+                slot.budget = None;
                 named = slot.client;
                 if self.cfg.input_from == InputFrom::First && self.controller.is_none() {
                     self.controller = Some(id);
@@ -71,7 +72,7 @@ impl Peers {
         self.push(named, ev);
     }
 
-    fn push(&mut self, client: Option<(PeerId, std::net::SocketAddr)>, event: Event) {
+    pub(super) fn push(&mut self, client: Option<(PeerId, std::net::SocketAddr)>, event: Event) {
         self.events.push_back(PeerEvent {
             peer: client.map(|(id, _)| id),
             addr: client.map(|(_, a)| a),
@@ -111,7 +112,7 @@ impl Peers {
     /// when the client's path is below the floor and it had its keyframe within
     /// [`SLOW_CLIENT_KEYFRAME_INTERVAL`]: a keyframe costs every client, and one that cannot
     /// cross the slow path whole before the next is asked for helps nobody.
-    fn keyframe_wanted(&mut self, i: usize, now: Instant) -> bool {
+    pub(super) fn keyframe_wanted(&mut self, i: usize, now: Instant) -> bool {
         let slow = self.slots[i]
             .bandwidth
             .as_ref()

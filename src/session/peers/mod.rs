@@ -36,9 +36,11 @@ use super::connection::{
 };
 use super::{Config, Error, Mode, Result, Stats};
 
+mod budget;
 mod events;
 mod totals;
 
+pub use budget::BUDGET_DEPTH;
 pub use events::SLOW_CLIENT_KEYFRAME_INTERVAL;
 
 /// The most clients one host serves (each keeps its own repair history and estimator).
@@ -105,6 +107,8 @@ pub struct PeerInfo {
     pub controls_input: bool,
     /// Input events it sent while watching (dropped).
     pub input_dropped: u64,
+    /// Frames held back from it while its estimate was below the bitrate floor.
+    pub frames_skipped: u64,
     /// Its connection's counters.
     pub stats: Stats,
 }
@@ -122,6 +126,10 @@ struct Slot {
     bandwidth: Option<BandwidthUpdate>,
     /// When a keyframe request of its was last passed on.
     keyframe_at: Option<Instant>,
+    /// Below the bitrate floor: its frame budget (`budget`).
+    budget: Option<budget::Budget>,
+    /// Frames held back from its clients while they were below the floor.
+    frames_skipped: u64,
 }
 
 impl Slot {
@@ -133,6 +141,8 @@ impl Slot {
             input_dropped: 0,
             bandwidth: None,
             keyframe_at: None,
+            budget: None,
+            frames_skipped: 0,
         }
     }
 }
@@ -144,6 +154,7 @@ pub(crate) struct PeersCounters {
     pub(crate) input_dropped_watching: u64,
     pub(crate) keyframe_requests_coalesced: u64,
     pub(crate) keyframe_requests_throttled: u64,
+    pub(crate) frames_skipped_slow: u64,
 }
 
 /// What the host set that a renewed connection must get again.
@@ -277,6 +288,7 @@ impl Peers {
                     addr: s.conn.peer().unwrap_or(addr),
                     controls_input: self.may_send_input(id),
                     input_dropped: s.input_dropped,
+                    frames_skipped: s.frames_skipped,
                     stats: s.conn.stats(),
                 })
             })
@@ -497,10 +509,23 @@ impl Peers {
             self.keyframe_asked = None;
         }
         let mut tickets = Vec::with_capacity(self.slots.len());
-        for s in &mut self.slots {
-            if !s.conn.is_connected() {
+        let mut connected = false;
+        for i in 0..self.slots.len() {
+            if !self.slots[i].conn.is_connected() {
                 continue;
             }
+            connected = true;
+            match self.admit_frame(i, now, len, keyframe) {
+                budget::Admit::Send => {}
+                budget::Admit::Skip(starts) => {
+                    let client = self.slots[i].client;
+                    if starts && self.keyframe_wanted(i, now) {
+                        self.push(client, Event::KeyframeRequest);
+                    }
+                    continue;
+                }
+            }
+            let s = &mut self.slots[i];
             let id = s.client.map_or(PeerId(0), |(id, _)| id);
             if let Some(t) = s
                 .conn
@@ -509,7 +534,7 @@ impl Peers {
                 tickets.push((id, t));
             }
         }
-        if tickets.is_empty() {
+        if tickets.is_empty() && !connected {
             // Counted as dropped, or the error of a closed host / a frame that cannot be cut.
             if let Some(t) = self.slots[0]
                 .conn

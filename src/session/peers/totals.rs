@@ -86,6 +86,7 @@ impl Peers {
         t.input_dropped_watching += self.counters.input_dropped_watching;
         t.keyframe_requests_coalesced += self.counters.keyframe_requests_coalesced;
         t.keyframe_requests_throttled += self.counters.keyframe_requests_throttled;
+        t.frames_skipped_slow += self.counters.frames_skipped_slow;
         t
     }
 }
