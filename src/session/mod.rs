@@ -47,7 +47,7 @@ pub use connection::{
 };
 pub use driver::{PeerFrame, SendReport, Session, monotonic_us};
 // Several clients on one host.
-pub use peers::BUDGET_DEPTH;
+pub use peers::{BUDGET_DEPTH, QUEUE_EVIDENCE};
 pub use peers::{
     DISCONNECTED_BAR, FrameSent, InputFrom, MAX_CLIENTS, PeerEvent, PeerId, PeerInfo, Peers,
     SLOW_CLIENT_KEYFRAME_INTERVAL,

@@ -1,7 +1,8 @@
 //! What a client below the bitrate floor is sent: frames within its own bandwidth estimate.
 //!
 //! The encoder runs at no less than `Config::client_bitrate_floor_bps`; a client whose
-//! estimate is below it cannot take every frame. Sending it everything overflows its path and
+//! estimate is below it and whose path queues (a bottleneck, not random loss) cannot take every
+//! frame; it stays budgeted while its estimate is below the floor. Sending it everything overflows its path and
 //! costs it nearly every frame (each loss breaks the pictures up to the next keyframe, and the
 //! repair and FEC it asks for load the path further). So the host keeps a token bucket per such
 //! client at its estimate (media bits, up to [`BUDGET_DEPTH`] of them saved): a frame goes to
@@ -15,7 +16,13 @@
 
 use std::time::{Duration, Instant};
 
+use crate::protocol::congestion::BweState;
+
 use super::Peers;
+
+/// A standing queue at least this long (or the estimator draining one) shows that a client's
+/// path, not random loss, is what keeps its estimate below the floor.
+pub const QUEUE_EVIDENCE: Duration = Duration::from_millis(10);
 
 /// Bits a slow client may save up, in time at its rate: enough for a keyframe several times a
 /// delta frame.
@@ -44,15 +51,21 @@ impl Peers {
     pub(super) fn admit_frame(&mut self, i: usize, now: Instant, len: usize, key: bool) -> Admit {
         let floor = self.cfg.client_bitrate_floor_bps;
         let slot = &mut self.slots[i];
-        let Some(rate) = slot
+        let Some(u) = slot
             .bandwidth
             .as_ref()
-            .map(|u| u.target_bitrate_bps)
-            .filter(|&r| r < floor)
+            .filter(|u| u.target_bitrate_bps < floor)
         else {
             slot.budget = None;
             return Admit::Send;
         };
+        // Only a path that queues is too slow: random loss lowers an estimate too, and such a
+        // client is better served by FEC and repair than by fewer frames.
+        let queues = u.queue_delay >= QUEUE_EVIDENCE || u.state == BweState::Drain;
+        if slot.budget.is_none() && !queues {
+            return Admit::Send;
+        }
+        let rate = u.target_bitrate_bps;
         let rate = rate as f64;
         let b = slot.budget.get_or_insert(Budget {
             tokens: 0.0,
@@ -101,7 +114,7 @@ mod tests {
                 estimate_bps: target[i],
                 target_bitrate_bps: target[i],
                 pacing_rate_bps: 0,
-                queue_delay: Duration::ZERO,
+                queue_delay: Duration::from_millis(30),
                 loss: 0.0,
                 rtt: Duration::from_millis(10),
                 keyframe: false,
@@ -142,7 +155,10 @@ mod tests {
         // and the start of every group of pictures.
         assert!(bits <= 2_000_000 * 4 + 480_000, "{bits}");
         assert!(share >= 0.2, "{share}");
-        assert_eq!(slow.iter().filter(|(k, a)| *k && *a == Admit::Send).count(), 8);
+        assert_eq!(
+            slow.iter().filter(|(k, a)| *k && *a == Admit::Send).count(),
+            8
+        );
         // Never a delta after a held-back frame before a keyframe: every run of sent frames
         // starts with a keyframe.
         for (n, w) in slow.windows(2).enumerate() {
@@ -161,5 +177,12 @@ mod tests {
             p.counters.frames_skipped_slow,
             sent.iter().filter(|&&s| !s).count() as u64
         );
+    }
+
+    #[test]
+    fn a_lossy_client_without_a_queue_gets_every_frame() {
+        let (mut p, now) = peers([8_000_000, 2_000_000]);
+        p.slots[1].bandwidth.as_mut().unwrap().queue_delay = Duration::ZERO;
+        assert!(run(&mut p, now, 1).iter().all(|(_, a)| *a == Admit::Send));
     }
 }

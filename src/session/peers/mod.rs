@@ -40,7 +40,7 @@ mod budget;
 mod events;
 mod totals;
 
-pub use budget::BUDGET_DEPTH;
+pub use budget::{BUDGET_DEPTH, QUEUE_EVIDENCE};
 pub use events::SLOW_CLIENT_KEYFRAME_INTERVAL;
 
 /// The most clients one host serves (each keeps its own repair history and estimator).
