@@ -267,18 +267,20 @@ fn three_clients(seconds: u64, floor_kbps: u32) {
     }
     println!(
         "\nThe host's view (`stats` client-list at the end of the window):\n\n\
-         | id | estimate (kbit/s) | target (kbit/s) | FEC % | loss reported % | repair datagrams |"
+         | id | estimate (kbit/s) | target (kbit/s) | FEC % | loss reported % | repair datagrams | \
+         frames held back |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     for h in &list {
         println!(
-            "| {} | {} | {} | {} | {:.1} | {} |",
+            "| {} | {} | {} | {} | {:.1} | {} | {} |",
             h.get::<u64>("id").unwrap_or(0),
             h.get::<u64>("bwe-estimate").unwrap_or(0) / 1000,
             h.get::<u64>("bwe-target-bitrate").unwrap_or(0) / 1000,
             h.get::<u32>("fec-percent").unwrap_or(0),
             h.get::<f64>("loss-percent").unwrap_or(0.0),
             h.get::<u64>("repair-shards").unwrap_or(0),
+            h.get::<u64>("frames-skipped").unwrap_or(0),
         );
     }
     println!(
