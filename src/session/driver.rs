@@ -206,6 +206,8 @@ impl Session {
     /// Host: packetizes, FEC-protects and seals a frame without sending it. `None` when no
     /// client is connected (the frame is counted as dropped). The frame counts as captured now
     /// (see [`Session::seal_frame_timed`]).
+    /// With `Config::max_clients` above 1 it is `InvalidArg`: a frame goes to every client
+    /// ([`Session::seal_frames`], [`Session::send_frames`], [`Session::submit_frame`]).
     pub fn seal_frame(&self, data: &[u8], keyframe: bool) -> Result<Option<SealedFrame>> {
         self.seal_frame_into(data, keyframe, Datagrams::new())
     }
