@@ -18,7 +18,7 @@ use crate::session::{Session, Stats};
 use super::lock;
 use super::net::{bind_transport, session_error};
 use super::settings::{ConnectionMode, OwnSettings, Settings};
-use super::stats::stats_structure;
+use super::stats::{session_stats, stats_structure};
 
 /// The running session and the mode it was started in (settings may change while running;
 /// they take effect at the next start).
@@ -65,7 +65,7 @@ impl SessionSlot {
     pub(crate) fn stats(&self) -> gst::Structure {
         if let Some(session) = self.session() {
             let port = u32::from(session.local_addr().port());
-            return stats_structure(&session.stats(), port);
+            return session_stats(&session, port);
         }
         match lock(&self.last).as_ref() {
             Some((stats, port)) => stats_structure(stats, *port),

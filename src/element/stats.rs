@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use crate::protocol::congestion::BweState;
 use crate::protocol::security::handshake::Role;
-use crate::session::Stats;
+use gst::prelude::*;
+
+use crate::session::{Session, Stats};
 
 /// Name of the stats structure (property `stats` and the periodic element message).
 pub(crate) const STATS_NAME: &str = "punktfunk-stats";
@@ -141,9 +143,37 @@ pub(crate) fn stats_structure(s: &Stats, bound_port: u32) -> gst::Structure {
         .field("audio-packets-late", s.audio_packets_late)
         .field("audio-datagrams-dropped", s.audio_datagrams_dropped)
         .field("audio-events-dropped", s.audio_events_dropped)
+        .field("clients", s.clients)
+        .field("clients-refused", s.clients_refused)
+        .field("input-dropped-watching", s.input_dropped_watching)
+        .field("frames-skipped-slow", s.frames_skipped_slow)
         .build();
     // Frame timing.
     crate::element::capture_time::add_timing_fields(&mut st, s);
+    st
+}
+
+/// Name of one client's structure in the `clients` list of a host with several clients.
+pub(crate) const CLIENT_STATS_NAME: &str = "punktfunk-client";
+
+/// The `stats` structure of a running session: on a host with `max-clients` above 1, the
+/// totals over all clients plus `client-list`, one `punktfunk-client` structure per connected
+/// client (its own counters, with `id`, `address`, `controls-input` and `input-dropped`).
+pub(crate) fn session_stats(session: &Session, bound_port: u32) -> gst::Structure {
+    let mut st = stats_structure(&session.stats(), bound_port);
+    if session.config().max_clients > 1 {
+        let list = session.peers().into_iter().map(|p| {
+            let mut c = stats_structure(&p.stats, bound_port);
+            c.set_name(CLIENT_STATS_NAME);
+            c.set("id", p.id.0);
+            c.set("address", p.addr.to_string());
+            c.set("controls-input", p.controls_input);
+            c.set("input-dropped", p.input_dropped);
+            c.set("frames-skipped", p.frames_skipped);
+            c.to_send_value()
+        });
+        st.set("client-list", gst::Array::from_values(list));
+    }
     st
 }
 

@@ -19,6 +19,10 @@ use crate::protocol::wire::{DEFAULT_MTU, MAX_DATAGRAM_BYTES, MIN_MTU};
 
 use super::Error;
 use super::connection::CongestionConfig;
+use super::peers::InputFrom;
+
+/// Default of [`Config::client_bitrate_floor_bps`]: 3 Mbit/s, a watchable 720p60.
+pub const DEFAULT_CLIENT_BITRATE_FLOOR_BPS: u64 = 3_000_000;
 
 /// Why a listener refuses to start (see [`Config::check_exposure`]).
 pub const UNAUTHENTICATED_LISTENER: &str = "refusing to listen on a non-loopback address without a passphrase: anyone who can reach the port could watch the stream and send input. Set the same passphrase on both ends, listen on 127.0.0.1, or set allow-unauthenticated=true to accept that";
@@ -111,6 +115,17 @@ pub struct Config {
     // Congestion control.
     /// Bandwidth feedback (client) and estimation, pacing and encoder target (host).
     pub congestion: CongestionConfig,
+    // Several clients (`session::peers`).
+    /// Listening host: how many clients it serves at once (1..=64). 1 is one peer slot with
+    /// its liveness probe (`connection::slot`); beyond it, a newcomer is refused while every
+    /// slot is taken.
+    pub max_clients: usize,
+    /// Host: whose input is taken when several clients watch.
+    pub input_from: InputFrom,
+    /// Host with several clients: the encoder follows the slowest client's target down to
+    /// this (media bits per second); a client slower than it drops frames and recovers with
+    /// its own keyframe requests instead of dragging the others down.
+    pub client_bitrate_floor_bps: u64,
 }
 
 impl Config {
@@ -148,6 +163,9 @@ impl Config {
             repair_deadline: None,
             handshake_first_retry: Duration::from_millis(25),
             congestion: CongestionConfig::default(),
+            max_clients: 1,
+            input_from: InputFrom::First,
+            client_bitrate_floor_bps: DEFAULT_CLIENT_BITRATE_FLOOR_BPS,
         }
     }
 
@@ -178,6 +196,9 @@ impl Config {
         }
         if self.fec_percent > 100 {
             return Err(Error::InvalidArg("fec-percent out of range (0..=100)"));
+        }
+        if self.max_clients == 0 || self.max_clients > super::peers::MAX_CLIENTS {
+            return Err(Error::InvalidArg("max-clients out of range (1..=64)"));
         }
         if self.timeout.is_zero() {
             return Err(Error::InvalidArg("timeout must be positive"));

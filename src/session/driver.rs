@@ -19,8 +19,13 @@ use crate::sync::lock;
 use crate::transport::udp::clock_ns;
 use crate::transport::{RecvBatch, Transport, TransportInfo};
 
-use super::connection::{Connection, Event, FrameTimingIn, SealedFrame, Transmit};
+use super::connection::{Event, FrameTimingIn, SealedFrame, Transmit};
+use super::peers::{PeerEvent, Peers};
+
+mod fanout;
+
 use super::{Config, Error, Result, Stats};
+pub use fanout::PeerFrame;
 
 /// Receive batches drained without waiting before timers run (64 datagrams each). Bounded, so
 /// that a flood cannot starve the timers.
@@ -39,12 +44,15 @@ struct Inner {
     role: Role,
     cfg: Config,
     transport: Box<dyn Transport>,
-    conn: Mutex<Connection>,
+    /// The connection, or a listening host's connections to its clients (`peers`).
+    conn: Mutex<Peers>,
     ring: Mutex<RecvBatch>,
     /// Host: cuts and FEC-encodes frames, outside the connection's lock.
     packetizer: Mutex<Packetizer>,
     local_addr: SocketAddr,
     info: TransportInfo,
+    /// A listening host with several clients: frames go out through `fanout`.
+    multi: bool,
     /// Threads that poll while another holds the ring wait here (see [`Session::poll_audio`]).
     rx_wait: Mutex<RxWait>,
     rx_cv: Condvar,
@@ -80,13 +88,13 @@ impl Session {
     pub fn new(config: Config, transport: impl Transport + 'static) -> Result<Session> {
         let local_addr = transport.local_addr();
         config.check_exposure(local_addr)?;
-        let mut conn =
-            Connection::new_at(config.clone(), Instant::now(), std::time::SystemTime::now())?;
+        let mut conn = Peers::new(config.clone(), Instant::now(), std::time::SystemTime::now())?;
         // The host clock: CLOCK_MONOTONIC and `Instant` sampled together (on Linux the same
         // clock, so the mapping is exact to the sampling gap, tens of nanoseconds).
         let (at, mono_us) = (Instant::now(), monotonic_us());
         conn.set_host_clock(at, mono_us);
         let info = transport.info();
+        let multi = conn.is_multi();
         let ring = RecvBatch::new(config.recv_batch, config.mtu.max(2048));
         let packetizer = Packetizer::new(config.mtu, Box::new(ReedSolomon8::new()));
         Ok(Session {
@@ -99,6 +107,7 @@ impl Session {
                 packetizer: Mutex::new(packetizer),
                 local_addr,
                 info,
+                multi,
                 rx_wait: Mutex::new(RxWait::default()),
                 rx_cv: Condvar::new(),
             }),
@@ -155,7 +164,7 @@ impl Session {
     }
 
     /// Runs `f` on the connection and sends what it queued, after the lock is released.
-    fn with_conn<T>(&self, f: impl FnOnce(&mut Connection, Instant) -> Result<T>) -> Result<T> {
+    fn with_conn<T>(&self, f: impl FnOnce(&mut Peers, Instant) -> Result<T>) -> Result<T> {
         let (r, out) = {
             let mut c = lock(&self.inner.conn);
             let r = f(&mut c, Instant::now());
@@ -197,6 +206,8 @@ impl Session {
     /// Host: packetizes, FEC-protects and seals a frame without sending it. `None` when no
     /// client is connected (the frame is counted as dropped). The frame counts as captured now
     /// (see [`Session::seal_frame_timed`]).
+    /// With `Config::max_clients` above 1 it is `InvalidArg`: a frame goes to every client
+    /// ([`Session::seal_frames`], [`Session::send_frames`], [`Session::submit_frame`]).
     pub fn seal_frame(&self, data: &[u8], keyframe: bool) -> Result<Option<SealedFrame>> {
         self.seal_frame_into(data, keyframe, Datagrams::new())
     }
@@ -241,7 +252,7 @@ impl Session {
         // Frames are cut one at a time; the connection's lock is held only to reserve packet
         // numbers, so the receive thread is never kept waiting by packetizing, FEC or sealing.
         let mut packetizer = lock(&self.inner.packetizer);
-        let ticket = lock(&self.inner.conn).begin_frame_timed(
+        let ticket = lock(&self.inner.conn).single()?.begin_frame_timed(
             now,
             &packetizer,
             data.len(),
@@ -263,8 +274,11 @@ impl Session {
     pub fn send_sealed(&self, frame: &SealedFrame) -> Result<SendReport> {
         self.require(Role::Host, "send_sealed is for the host")?;
         let d = frame.datagrams();
-        let schedule =
-            lock(&self.inner.conn).pacing_schedule(d.wire_bytes(), d.len(), Instant::now());
+        let schedule = lock(&self.inner.conn).single()?.pacing_schedule(
+            d.wire_bytes(),
+            d.len(),
+            Instant::now(),
+        );
         let mut report = SendReport::default();
         let mut refs: Vec<&[u8]> = Vec::with_capacity(64);
         // When the first and the last chunk really went to the socket (congestion control).
@@ -287,16 +301,20 @@ impl Session {
                 Err(e) => {
                     // A refused or unreachable peer is not fatal for a stream: count and go on.
                     report.dropped += refs.len();
-                    lock(&self.inner.conn).record_send_error(e.to_string());
+                    lock(&self.inner.conn)
+                        .primary()
+                        .record_send_error(e.to_string());
                 }
             }
         }
-        let mut c = lock(&self.inner.conn);
+        let mut peers = lock(&self.inner.conn);
+        let c = peers.primary();
         c.record_sent(report.sent, report.sent * d.datagram_len(), report.dropped);
         c.record_payload_sent(frame.payload_bytes());
         if let (Some(first), Some(last)) = (first_send, last_send) {
             c.on_frame_sent(frame, first, last, Instant::now());
         }
+        let mut c = peers;
         // Control the frame queued (the stream info behind a session's first frame).
         let out = drain_transmits(&mut c);
         drop(c);
@@ -316,6 +334,9 @@ impl Session {
         keyframe: bool,
         timing: FrameTimingIn,
     ) -> Result<Option<SendReport>> {
+        if self.inner.multi {
+            return self.submit_to_all(data, keyframe, timing);
+        }
         match self.seal_frame_timed(data, keyframe, timing)? {
             Some(f) => self.send_sealed(&f).map(Some),
             None => Ok(None),
@@ -326,7 +347,7 @@ impl Session {
     /// running the protocol's timers meanwhile.
     pub fn poll_input(&self, timeout: Duration) -> Result<Option<Event>> {
         self.require(Role::Host, "poll_input is for the host")?;
-        self.poll_event(timeout, Queue::Main)
+        Ok(self.poll_event(timeout, Queue::Main)?.map(|e| e.event))
     }
 
     // ----- client -----
@@ -335,7 +356,7 @@ impl Session {
     /// losses, EOS): every event but audio packets, which [`Session::poll_audio`] takes.
     pub fn poll_frame(&self, timeout: Duration) -> Result<Option<Event>> {
         self.require(Role::Client, "poll_frame is for the client")?;
-        self.poll_event(timeout, Queue::Main)
+        Ok(self.poll_event(timeout, Queue::Main)?.map(|e| e.event))
     }
 
     /// Client: waits up to `timeout` for the next audio event ([`Event::Audio`] in sequence
@@ -343,7 +364,7 @@ impl Session {
     /// the same time: whichever holds the socket hands the other's events over at once.
     pub fn poll_audio(&self, timeout: Duration) -> Result<Option<Event>> {
         self.require(Role::Client, "poll_audio is for the client")?;
-        self.poll_event(timeout, Queue::Audio)
+        Ok(self.poll_event(timeout, Queue::Audio)?.map(|e| e.event))
     }
 
     /// Client: queues an input event for reliable, ordered delivery and sends it at once.
@@ -375,31 +396,38 @@ impl Session {
         if out.is_empty() {
             return;
         }
-        let (mut sent, mut bytes, mut dropped) = (0, 0, 0);
+        // What each destination's sends did, counted on its client's connection.
+        let mut outcome: Vec<(SocketAddr, usize, usize, usize)> = Vec::new();
         let mut errors = Vec::new();
         for t in &out {
-            match self.inner.transport.send(&[&t.contents], t.destination) {
-                Ok(o) => {
-                    sent += o.sent;
-                    bytes += o.sent * t.contents.len();
-                    dropped += o.dropped;
+            let (sent, bytes, dropped) =
+                match self.inner.transport.send(&[&t.contents], t.destination) {
+                    Ok(o) => (o.sent, o.sent * t.contents.len(), o.dropped),
+                    Err(e) => {
+                        errors.push((t.destination, e.to_string()));
+                        (0, 0, 0)
+                    }
+                };
+            match outcome.iter_mut().find(|o| o.0 == t.destination) {
+                Some(o) => {
+                    o.1 += sent;
+                    o.2 += bytes;
+                    o.3 += dropped;
                 }
-                Err(e) => errors.push(e.to_string()),
+                None => outcome.push((t.destination, sent, bytes, dropped)),
             }
         }
         let mut c = lock(&self.inner.conn);
-        c.record_sent(sent, bytes, dropped);
-        for e in errors {
-            c.record_send_error(e);
+        for (to, sent, bytes, dropped) in outcome {
+            c.record_sent_to(to, sent, bytes, dropped);
+        }
+        for (to, e) in errors {
+            c.record_send_error_to(to, e);
         }
     }
 
-    fn take_event(&self, queue: Queue) -> Option<Event> {
-        let mut c = lock(&self.inner.conn);
-        match queue {
-            Queue::Main => c.poll_event(),
-            Queue::Audio => c.poll_audio_event(),
-        }
+    fn take_event(&self, queue: Queue) -> Option<PeerEvent> {
+        take(&mut lock(&self.inner.conn), queue)
     }
 
     /// Tells threads waiting for the ring that events may be queued for them or the ring is
@@ -409,7 +437,7 @@ impl Session {
         self.inner.rx_cv.notify_all();
     }
 
-    fn poll_event(&self, timeout: Duration, queue: Queue) -> Result<Option<Event>> {
+    fn poll_event(&self, timeout: Duration, queue: Queue) -> Result<Option<PeerEvent>> {
         let deadline = Instant::now() + timeout;
         let wakes = lock(&self.inner.rx_wait).wakes;
         loop {
@@ -460,7 +488,7 @@ impl Session {
         ring: &mut RecvBatch,
         deadline: Instant,
         queue: Queue,
-    ) -> Result<Option<Option<Event>>> {
+    ) -> Result<Option<Option<PeerEvent>>> {
         // Drain what already waits in the socket before running timers (bounded).
         for _ in 0..MAX_DRAIN_BATCHES {
             if self.receive(ring, Some(Duration::ZERO))? == 0 {
@@ -471,10 +499,7 @@ impl Session {
         let (ev, next, closed, out) = {
             let mut c = lock(&self.inner.conn);
             c.handle_timeout(now);
-            let ev = match queue {
-                Queue::Main => c.poll_event(),
-                Queue::Audio => c.poll_audio_event(),
-            };
+            let ev = take(&mut c, queue);
             (ev, c.poll_timeout(), c.is_closed(), drain_transmits(&mut c))
         };
         self.flush(out);
@@ -545,8 +570,20 @@ pub fn monotonic_us() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC).map_or(0, |ns| ns / 1_000)
 }
 
-fn drain_transmits(c: &mut Connection) -> Vec<Transmit> {
+fn drain_transmits(c: &mut Peers) -> Vec<Transmit> {
     std::iter::from_fn(|| c.poll_transmit()).collect()
+}
+
+/// The next event of `queue`.
+fn take(c: &mut Peers, queue: Queue) -> Option<PeerEvent> {
+    match queue {
+        Queue::Main => c.poll_event(),
+        Queue::Audio => c.poll_audio_event().map(|event| PeerEvent {
+            peer: None,
+            addr: None,
+            event,
+        }),
+    }
 }
 
 #[cfg(test)]

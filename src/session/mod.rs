@@ -26,9 +26,10 @@ use crate::protocol::media::packetizer::PacketizeError;
 mod config;
 mod connection;
 mod driver;
+mod peers;
 mod stats;
 
-pub use config::{Config, Mode, UNAUTHENTICATED_LISTENER};
+pub use config::{Config, DEFAULT_CLIENT_BITRATE_FLOOR_BPS, Mode, UNAUTHENTICATED_LISTENER};
 pub use connection::{
     AudioPacket, BandwidthUpdate, CongestionConfig, Connection, DisconnectReason, Event,
     FRAME_AGE_SPAN, FrameTicket, FrameTimingIn, HandshakeFailure, SealedFrame, Transmit,
@@ -44,7 +45,13 @@ pub use connection::{
     KEYFRAME_PENDING_FOR, LOST_KEYFRAME_MIN_INTERVAL, MEDIA_STALL_AFTER, MEDIA_STALL_MIN_FRAMES,
     MEDIA_STALL_RECONNECT, PEER_ALIVE_FOR, PEER_PROBE_MAX, PEER_PROBE_MIN,
 };
-pub use driver::{SendReport, Session, monotonic_us};
+pub use driver::{PeerFrame, SendReport, Session, monotonic_us};
+// Several clients on one host.
+pub use peers::{BUDGET_DEPTH, QUEUE_EVIDENCE};
+pub use peers::{
+    DISCONNECTED_BAR, FrameSent, InputFrom, MAX_CLIENTS, PeerEvent, PeerId, PeerInfo, Peers,
+    SLOW_CLIENT_KEYFRAME_INTERVAL,
+};
 pub use stats::Stats;
 
 /// Errors of the session API (the connection returns the same type; it never produces `Io`).

@@ -247,6 +247,17 @@ pub struct Stats {
     /// Client: audio events dropped because nobody polled them
     /// ([`super::connection::MAX_AUDIO_EVENTS`]).
     pub audio_events_dropped: u64,
+
+    // Several clients (`session::peers`).
+    /// Host: clients connected now.
+    pub clients: u64,
+    /// Host: hellos refused because every client slot was taken (Reject(Busy), no crypto).
+    pub clients_refused: u64,
+    /// Host: input events dropped because their client watches (`InputFrom`).
+    pub input_dropped_watching: u64,
+    /// Host: frames held back from clients whose estimate was below the bitrate floor (each
+    /// client's frames counted).
+    pub frames_skipped_slow: u64,
 }
 
 impl Stats {

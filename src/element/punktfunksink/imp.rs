@@ -27,6 +27,7 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use super::audio::{AudioInput, EosAction, is_audio_request, submit};
+use super::clients::{post_client_message, signals};
 use super::congestion::{Attach, CongestionControl, Steering, bandwidth_structure};
 use super::settings::{self, FEC_MODE_ADAPTIVE_DEPRECATED, FecModeSetting, SinkSettings};
 use crate::element::caps::codec_of;
@@ -36,10 +37,10 @@ use crate::element::navigation::input_to_navigation;
 use crate::element::peer::{PeerChange, PeerEvents, post_element_message};
 use crate::element::properties::Core;
 use crate::element::settings::DEFAULT_STATS_INTERVAL_MS;
-use crate::element::stats::{StatsTicker, stats_structure};
+use crate::element::stats::{StatsTicker, session_stats};
 use crate::element::{POLL_SLICE, debug_category, lock};
 use crate::protocol::media::annexb::{Codec, ParameterSets};
-use crate::session::{self, Event, Session};
+use crate::session::{self, Event, PeerEvent, Session};
 
 static CAT: LazyLock<gst::DebugCategory> =
     LazyLock::new(|| debug_category("punktfunksink", "punktfunk sender"));
@@ -99,12 +100,12 @@ fn receive_loop(
             stats_interval.load(Ordering::Relaxed),
             POLL_SLICE,
         );
-        let polled = session.poll_input(timeout);
+        let polled = session.poll_peer_event(timeout);
         let Some(element) = element.upgrade() else {
             break;
         };
         match polled {
-            Ok(Some(ev)) => element.imp().on_event(ev, &mut peer),
+            Ok(Some(ev)) => element.imp().on_event(ev, &session, &mut peer),
             Ok(None) => {}
             Err(session::Error::Closed) => {
                 gst::debug!(CAT, obj = element, "session closed, receive thread ends");
@@ -118,7 +119,7 @@ fn receive_loop(
         }
         if ticker.due(Instant::now(), stats_interval.load(Ordering::Relaxed)) {
             let port = u32::from(session.local_addr().port());
-            let s = stats_structure(&session.stats(), port);
+            let s = session_stats(&session, port);
             post_element_message(element.upcast_ref(), s);
         }
     }
@@ -137,8 +138,18 @@ impl PunktfunkSink {
         );
     }
 
-    fn on_event(&self, ev: Event, peer: &mut PeerEvents) {
-        let ev = match peer.handle(self.obj().upcast_ref(), ev) {
+    /// The running session, if started.
+    pub(super) fn session(&self) -> Option<Session> {
+        self.core.slot.session()
+    }
+
+    fn on_event(&self, ev: PeerEvent, session: &Session, peer: &mut PeerEvents) {
+        let multi = session.config().max_clients > 1;
+        if multi {
+            post_client_message(self.obj().upcast_ref(), &ev, session.peers().len());
+        }
+        let client = ev.peer;
+        let ev = match peer.handle(self.obj().upcast_ref(), ev.event) {
             Ok(PeerChange::Up) => {
                 // A new client cannot decode before the next keyframe: ask for one now.
                 self.request_keyframe_upstream();
@@ -155,7 +166,11 @@ impl PunktfunkSink {
             Event::Bandwidth(update) => self.on_bandwidth(&update),
             Event::Input(input) => {
                 gst::log!(CAT, imp = self, "input {input:?}");
-                post_element_message(self.obj().upcast_ref(), input_structure(&input));
+                let mut s = input_structure(&input);
+                if let Some(id) = client.filter(|_| multi) {
+                    s.set("client-id", id.0);
+                }
+                post_element_message(self.obj().upcast_ref(), s);
                 if let Some(nav) = input_to_navigation(&input) {
                     let handled = self.obj().sink_pad().push_event(nav);
                     gst::log!(
@@ -463,6 +478,11 @@ impl ObjectImpl for PunktfunkSink {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(settings::properties);
         PROPERTIES.as_ref()
+    }
+
+    fn signals() -> &'static [glib::subclass::Signal] {
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(signals);
+        SIGNALS.as_ref()
     }
 
     fn constructed(&self) {

@@ -18,6 +18,7 @@
 use gst::glib;
 
 mod audio;
+mod clients;
 mod congestion;
 mod encoder;
 mod imp;

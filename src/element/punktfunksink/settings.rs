@@ -13,7 +13,9 @@ use crate::element::settings::{ConnectionMode, OwnSettings};
 use crate::protocol::security::handshake::Role;
 use crate::protocol::time::pacing::PacingConfig;
 use crate::protocol::wire::{DEFAULT_MTU, MAX_DATAGRAM_BYTES, MIN_MTU};
-use crate::session::{Config, CongestionConfig};
+use crate::session::{
+    Config, CongestionConfig, DEFAULT_CLIENT_BITRATE_FLOOR_BPS, InputFrom, MAX_CLIENTS,
+};
 use crate::transport::udp::UdpOptions;
 
 use super::congestion::{
@@ -30,6 +32,9 @@ pub(crate) const DEFAULT_FEC_TARGET: f64 = crate::protocol::fec::adaptive::DEFAU
 pub(crate) const DEFAULT_FEC_FLOOR: u32 = 5;
 pub(crate) const DEFAULT_FEC_CEILING: u32 = 100;
 pub(crate) const DEFAULT_REPAIR_SHARE: f64 = 0.25;
+pub(crate) const DEFAULT_MAX_CLIENTS: u32 = 1;
+pub(crate) const DEFAULT_CLIENT_BITRATE_FLOOR_KBPS: u32 =
+    (DEFAULT_CLIENT_BITRATE_FLOOR_BPS / 1000) as u32;
 
 /// `punktfunksink`'s own properties.
 #[derive(Debug, Clone)]
@@ -48,6 +53,9 @@ pub(crate) struct SinkSettings {
     pub(crate) max_bitrate: u64,
     pub(crate) encoder_buffer: u32,
     pub(crate) link_share: u32,
+    pub(crate) max_clients: u32,
+    pub(crate) input_from: InputFromSetting,
+    pub(crate) client_bitrate_floor: u32,
 }
 
 impl Default for SinkSettings {
@@ -67,6 +75,9 @@ impl Default for SinkSettings {
             max_bitrate: DEFAULT_MAX_BITRATE,
             encoder_buffer: DEFAULT_ENCODER_BUFFER_MS,
             link_share: DEFAULT_LINK_SHARE,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            input_from: InputFromSetting::First,
+            client_bitrate_floor: DEFAULT_CLIENT_BITRATE_FLOOR_KBPS,
         }
     }
 }
@@ -95,6 +106,11 @@ impl OwnSettings for SinkSettings {
                 self.encoder_buffer = value.get().unwrap_or(DEFAULT_ENCODER_BUFFER_MS)
             }
             "link-share" => self.link_share = value.get().unwrap_or(DEFAULT_LINK_SHARE),
+            "max-clients" => self.max_clients = value.get().unwrap_or(DEFAULT_MAX_CLIENTS),
+            "input-from" => self.input_from = value.get().unwrap_or(InputFromSetting::First),
+            "client-bitrate-floor" => {
+                self.client_bitrate_floor = value.get().unwrap_or(DEFAULT_CLIENT_BITRATE_FLOOR_KBPS)
+            }
             _ => return false,
         }
         true
@@ -116,6 +132,9 @@ impl OwnSettings for SinkSettings {
             "max-bitrate" => self.max_bitrate.to_value(),
             "encoder-buffer" => self.encoder_buffer.to_value(),
             "link-share" => self.link_share.to_value(),
+            "max-clients" => self.max_clients.to_value(),
+            "input-from" => self.input_from.to_value(),
+            "client-bitrate-floor" => self.client_bitrate_floor.to_value(),
             _ => return None,
         })
     }
@@ -141,6 +160,9 @@ impl OwnSettings for SinkSettings {
             start_bitrate_bps: 0,
             link_share_percent: self.link_share,
         };
+        config.max_clients = self.max_clients.clamp(1, MAX_CLIENTS as u32) as usize;
+        config.input_from = self.input_from.into();
+        config.client_bitrate_floor_bps = u64::from(self.client_bitrate_floor) * 1000;
     }
 
     fn udp_options(&self) -> UdpOptions {
@@ -168,6 +190,35 @@ pub(crate) enum FecModeSetting {
     Target = 2,
 }
 
+/// Whose input the sink takes when several clients watch (the `input-from` property).
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstPunktfunkInputFrom")]
+pub(crate) enum InputFromSetting {
+    #[enum_value(
+        name = "First: the first client to connect controls, the others watch",
+        nick = "first"
+    )]
+    First = 0,
+    #[enum_value(name = "All: every client's input is taken", nick = "all")]
+    All = 1,
+    #[enum_value(
+        name = "None: nobody controls until the give-control signal names a client",
+        nick = "none"
+    )]
+    None = 2,
+}
+
+impl From<InputFromSetting> for InputFrom {
+    fn from(s: InputFromSetting) -> Self {
+        match s {
+            InputFromSetting::First => InputFrom::First,
+            InputFromSetting::All => InputFrom::All,
+            InputFromSetting::None => InputFrom::None,
+        }
+    }
+}
+
 /// The warning the sink posts when `fec-mode=adaptive` is set.
 pub(crate) const FEC_MODE_ADAPTIVE_DEPRECATED: &str =
     "fec-mode=adaptive is deprecated and now means fec-mode=target; set fec-mode=target";
@@ -187,6 +238,7 @@ impl From<FecModeSetting> for crate::protocol::fec::adaptive::FecMode {
 pub(crate) fn mark_plugin_api() {
     FecModeSetting::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     CongestionControl::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    InputFromSetting::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
 }
 
 /// The properties of `punktfunksink`.
@@ -317,6 +369,31 @@ pub(crate) fn properties() -> Vec<glib::ParamSpec> {
                     .minimum(10)
                     .maximum(100)
                     .default_value(DEFAULT_LINK_SHARE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-clients")
+                    .nick("Maximum clients")
+                    .blurb(
+                        "mode=listener: how many punktfunksrc callers it serves at once from one encoder, each with its own handshake, keys, FEC, repair and congestion estimate (1..64). A caller beyond the limit is refused as busy before any cryptography and gets in when a client leaves or times out. Default 1: one client, a newcomer waits until the current one stops answering",
+                    )
+                    .minimum(1)
+                    .maximum(MAX_CLIENTS as u32)
+                    .default_value(DEFAULT_MAX_CLIENTS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("input-from", InputFromSetting::First)
+                    .nick("Input from")
+                    .blurb(
+                        "Whose input becomes upstream navigation events and punktfunk-input messages: first (default: the first client to connect controls, the others watch; when it leaves the longest connected client takes over), all, or none (until the give-control signal names a client). Input from a watching client is dropped and counted",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("client-bitrate-floor")
+                    .nick("Client bitrate floor")
+                    .blurb(
+                        "max-clients > 1 with congestion control: the encoder follows the slowest client's bandwidth estimate down to this, in kbit/s; a client slower than it drops frames and recovers with its own keyframe requests instead of lowering everyone's picture. Default 3000",
+                    )
+                    .default_value(DEFAULT_CLIENT_BITRATE_FLOOR_KBPS)
                     .mutable_ready()
                     .build(),
     ]);

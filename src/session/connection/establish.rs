@@ -64,7 +64,7 @@ pub(super) struct Attempt {
 pub(super) struct LastHello {
     hello: Vec<u8>,
     response: Vec<u8>,
-    from: SocketAddr,
+    pub(super) from: SocketAddr,
 }
 
 impl Connection {

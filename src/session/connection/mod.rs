@@ -60,6 +60,7 @@ use super::{Config, Error, Mode, Result, Stats};
 mod audio;
 mod client;
 mod congestion;
+mod demux;
 mod establish;
 mod frame_clock;
 mod guard;
