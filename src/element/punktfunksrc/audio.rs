@@ -211,6 +211,13 @@ impl AudioOutput {
         Ok(false)
     }
 
+    /// A GAP at `at` (running time) without a duration: an audio sink downstream prerolls on it
+    /// when no audio comes. Whether the pad took it.
+    pub(super) fn preroll_gap(&self, at: gst::ClockTime) -> bool {
+        self.pad()
+            .is_some_and(|pad| pad.push_event(gst::event::Gap::builder(at).build()))
+    }
+
     /// The host ended the stream: EOS on the audio pad too (the video's comes from `create`).
     pub(super) fn eos(&self) {
         if let Some(pad) = self.pad() {

@@ -29,6 +29,7 @@ use gst_base::subclass::prelude::*;
 
 use super::audio::{AudioOutput, Refusal};
 use super::settings::{self, SrcSettings};
+use super::streams::{HostStreams, StreamsNews, StreamsWatch};
 use super::timeline::Timeline;
 
 mod audio_pad;
@@ -49,6 +50,9 @@ use audio_pad::audio_loop;
 
 static CAT: LazyLock<gst::DebugCategory> =
     LazyLock::new(|| debug_category("punktfunksrc", "punktfunk receiver"));
+
+/// Told what the src learns of the host's streams (the `punktfunkurisrc` bin around it).
+pub(in crate::element::punktfunksrc) type StreamsHook = Arc<dyn Fn(StreamsNews) + Send + Sync>;
 
 /// What the streaming thread keeps between `create` calls.
 #[derive(Default)]
@@ -89,6 +93,9 @@ pub(crate) struct PunktfunkSrc {
     audio: AudioOutput,
     /// Capture time → PTS for both pads, and the A/V skew.
     timeline: Mutex<Timeline>,
+    /// Which streams the host sends, once known.
+    streams: Mutex<StreamsWatch>,
+    streams_hook: Mutex<Option<StreamsHook>>,
 }
 
 impl Default for PunktfunkSrc {
@@ -101,6 +108,8 @@ impl Default for PunktfunkSrc {
             frames_dropped: AtomicU64::new(0),
             audio: AudioOutput::default(),
             timeline: Mutex::new(Timeline::default()),
+            streams: Mutex::new(StreamsWatch::default()),
+            streams_hook: Mutex::new(None),
         }
     }
 }
@@ -225,6 +234,9 @@ impl PunktfunkSrc {
             return Ok(());
         }
         gst::info!(CAT, imp = self, "stream caps {caps}");
+        if lock(&self.stream).caps.is_none() {
+            self.video_announced();
+        }
         if self.obj().set_caps(&caps).is_err() {
             gst::element_imp_error!(
                 self,
@@ -517,6 +529,7 @@ impl BaseSrcImpl for PunktfunkSrc {
         *lock(&self.peer) = Some(PeerEvents::new(*CAT, &settings.common));
         self.frames_dropped.store(0, Ordering::Relaxed);
         *lock(&self.timeline) = Timeline::default();
+        *lock(&self.streams) = StreamsWatch::default();
         let started = self.core.slot.session().map(|session| {
             let weak = self.obj().downgrade();
             self.audio

@@ -7,6 +7,7 @@
 //! |---|---|
 //! | `imp` | the `PushSrc`: `create`, session events → caps / buffers / EOS, action signals |
 //! | `audio` | the `audio` sometimes pad, its thread, gaps for lost packets |
+//! | `streams` | which streams the host sends, decided once per start |
 //! | `timeline` | capture time → PTS of both pads, the A/V arrival skew |
 //! | `settings` | the src's own properties, their values and their part of the session `Config` |
 //! | `uri` | parsing and printing `punktfunk://` URIs |
@@ -18,12 +19,28 @@ use gst::glib;
 mod audio;
 mod imp;
 mod settings;
+mod streams;
 mod timeline;
 mod uri;
+
+pub(crate) use streams::StreamsNews;
+pub(crate) use uri::URI_SCHEME;
 
 glib::wrapper! {
     /// The receiving element. See the module docs and the properties.
     pub(crate) struct PunktfunkSrc(ObjectSubclass<imp::PunktfunkSrc>)
         @extends gst_base::PushSrc, gst_base::BaseSrc, gst::Element, gst::Object,
         @implements gst::URIHandler;
+}
+
+impl PunktfunkSrc {
+    /// `hook` is told what the src learns of the host's streams (see [`StreamsNews`]); from the
+    /// thread that learns it, before the caps and buffers it announces go out.
+    pub(crate) fn set_streams_hook(
+        &self,
+        hook: impl Fn(StreamsNews) + Send + Sync + 'static,
+    ) {
+        use gst::subclass::prelude::ObjectSubclassIsExt;
+        self.imp().set_streams_hook(Some(std::sync::Arc::new(hook)));
+    }
 }

@@ -17,7 +17,7 @@ pub const AUDIO_JITTER_MARGIN: Duration = Duration::from_millis(12);
 /// The hold is never shorter or longer than this, whatever packet durations claim.
 pub const MIN_AUDIO_HOLD: Duration = Duration::from_millis(10);
 /// See [`MIN_AUDIO_HOLD`].
-pub const MAX_AUDIO_HOLD: Duration = Duration::from_millis(150);
+pub const MAX_AUDIO_HOLD: Duration = Duration::from_millis(200);
 
 /// Packet duration assumed before a packet said its own (5 ms Opus).
 const DEFAULT_DURATION_US: u32 = 5_000;

@@ -235,9 +235,8 @@ impl Connection {
         s.audio_packets_lost = r.lost;
         s.audio_packets_late = r.late;
         s.audio_parity_sent = self.audio.parity_sent;
-        if let Some(host) = self.side.host() {
-            let k = self.audio.sender.block_data();
-            let m = AudioSender::parity_for_plan(k, host.fec.parity_table().parity(k));
+        if self.side.host().is_some() {
+            let (k, m) = (self.audio.sender.block_data(), self.audio.sender.block_parity());
             s.audio_fec_percent = (m * 100 / k) as u32;
         }
     }
