@@ -205,3 +205,21 @@ impl AudioSender {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_that_fills_a_short_block_gets_a_long_one() {
+        // 5 ms packets: 8 in 40 ms, 16 in 80 ms.
+        assert_eq!(AudioSender::plan_block(5_000, |_| 0), (8, 4));
+        assert_eq!(AudioSender::plan_block(5_000, |k| k - 1), (8, 7));
+        assert_eq!(AudioSender::plan_block(5_000, |k| k), (16, 16));
+        assert_eq!(AudioSender::plan_block(5_000, |k| 3 * k), (16, 16));
+        // 20 ms packets: 2 and 4; 2.5 ms packets: 16 either way (the wire's limit).
+        assert_eq!(AudioSender::plan_block(20_000, |k| k), (4, 4));
+        assert_eq!(AudioSender::plan_block(2_500, |k| k), (16, 16));
+        assert_eq!(AudioSender::plan_block(2_500, |_| 1), (16, 8));
+    }
+}
