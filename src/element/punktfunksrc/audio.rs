@@ -1,4 +1,5 @@
-//! The src's `audio` sometimes pad: added when the host announces audio, fed by its own
+//! The src's `audio` sometimes pad: added when the host announces audio (or, with stand-in
+//! caps and a GAP to preroll on, when it sends none), fed by its own
 //! thread that polls [`Session::poll_audio`]; a lost packet becomes a GAP event of its
 //! duration, which `opusdec plc=true` conceals.
 //!

@@ -6,7 +6,8 @@
 //! is sent from whatever thread it arrives on: the session allows that concurrently.
 //!
 //! Audio: when the host announces audio, an `audio` sometimes pad appears (module `audio`),
-//! fed by its own thread blocked in [`Session::poll_audio`]; from then on both pads take their
+//! fed by its own thread blocked in [`Session::poll_audio`] (for a host without audio the pad
+//! appears too, with a GAP to preroll on, once module `streams` decided there is none); from then on both pads take their
 //! PTS from the host's capture time on one timeline (module `timeline`) and the latency query
 //! answers `latency`, so sinks with `sync=true` play sound and picture together. Video-only
 //! streams are stamped on arrival and report no latency, as before audio existed.

@@ -1,7 +1,10 @@
 //! `punktfunksrc`: receives a punktfunk stream (repairing loss with FEC, decrypting,
 //! reassembling) and pushes whole H.264 / H.265 access units, live, with caps taken from the
-//! host's stream info, and the host's Opus packets on an `audio` sometimes pad. Upstream Navigation events and the `send-*` action signals travel back
-//! to the host as input events. Also a URI handler for `punktfunk://[passphrase@]host:port`.
+//! host's stream info, and the host's Opus packets on an `audio` sometimes pad (also added, with
+//! only a GAP, for a host that turns out to send no audio, so a linked audio branch prerolls).
+//! Upstream Navigation events and the `send-*` action signals travel back to the host as input
+//! events. Also a URI handler for `punktfunk://[passphrase@]host:port` (at rank none: playbin
+//! gets the `punktfunkurisrc` bin around this element, which shows both streams).
 //!
 //! | module | owns |
 //! |---|---|
