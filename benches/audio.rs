@@ -414,7 +414,13 @@ fn simulate_run(seed: u64, packets: u64, p: f64, r: f64) -> (u64, u64) {
         rx.handle_timeout(now);
         bodies.clear();
         let data = [i as u8; 160];
-        tx.push(i * 5_000, 5_000, &data[..60 + (i % 100) as usize], |k| k, &mut bodies);
+        tx.push(
+            i * 5_000,
+            5_000,
+            &data[..60 + (i % 100) as usize],
+            |k| k,
+            &mut bodies,
+        );
         for b in &bodies {
             bad = if bad { uniform() >= r } else { uniform() < p };
             if !bad {

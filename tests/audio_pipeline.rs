@@ -374,7 +374,11 @@ fn playbin_plays_the_picture_of_a_host_without_audio() {
         .pipeline
         .property::<Option<gst::Element>>("source")
         .expect("playbin's source");
-    let pads: Vec<String> = source.src_pads().iter().map(|p| p.name().to_string()).collect();
+    let pads: Vec<String> = source
+        .src_pads()
+        .iter()
+        .map(|p| p.name().to_string())
+        .collect();
     assert_eq!(pads, ["video"], "the bin shows only the host's video");
     assert_eq!(sound.len(), 0, "sound from a host without audio");
     client.assert_no_errors();

@@ -238,13 +238,21 @@ fn uri_handler() {
         .by_name("src")
         .expect("its punktfunksrc");
     assert_eq!(inner.factory().expect("factory").name(), "punktfunksrc");
-    assert_eq!(inner.property::<u32>("port"), 7612, "the URI reaches the src");
-    let bh = bin.dynamic_cast_ref::<gst::URIHandler>().expect("uri handler");
+    assert_eq!(
+        inner.property::<u32>("port"),
+        7612,
+        "the URI reaches the src"
+    );
+    let bh = bin
+        .dynamic_cast_ref::<gst::URIHandler>()
+        .expect("uri handler");
     assert_eq!(bh.uri().as_deref(), Some("punktfunk://127.0.0.1:7612"));
     assert!(bin.src_pads().is_empty(), "pads before the host's streams");
 
     // punktfunksrc keeps its own URI handling (gst-launch, applications that set a URI on it).
-    let src = gst::ElementFactory::make("punktfunksrc").build().expect("src");
+    let src = gst::ElementFactory::make("punktfunksrc")
+        .build()
+        .expect("src");
     let h = src
         .dynamic_cast_ref::<gst::URIHandler>()
         .expect("uri handler");

@@ -39,10 +39,7 @@ glib::wrapper! {
 impl PunktfunkSrc {
     /// `hook` is told what the src learns of the host's streams (see [`StreamsNews`]); from the
     /// thread that learns it, before the caps and buffers it announces go out.
-    pub(crate) fn set_streams_hook(
-        &self,
-        hook: impl Fn(StreamsNews) + Send + Sync + 'static,
-    ) {
+    pub(crate) fn set_streams_hook(&self, hook: impl Fn(StreamsNews) + Send + Sync + 'static) {
         use gst::subclass::prelude::ObjectSubclassIsExt;
         self.imp().set_streams_hook(Some(std::sync::Arc::new(hook)));
     }

@@ -92,7 +92,11 @@ mod tests {
     fn both_streams_decide_at_once() {
         let t = Instant::now();
         let mut w = StreamsWatch::default();
-        assert_eq!(w.poll(t + Duration::from_secs(5)), None, "nothing announced");
+        assert_eq!(
+            w.poll(t + Duration::from_secs(5)),
+            None,
+            "nothing announced"
+        );
         assert_eq!(w.video(t), None);
         let both = HostStreams {
             video: true,
@@ -113,7 +117,11 @@ mod tests {
             audio: false,
         };
         assert_eq!(w.poll(t + STREAMS_BOUND), Some(video_only));
-        assert_eq!(w.audio(t + STREAMS_BOUND * 2), None, "a late stream decides nothing");
+        assert_eq!(
+            w.audio(t + STREAMS_BOUND * 2),
+            None,
+            "a late stream decides nothing"
+        );
         assert_eq!(w.poll(t + STREAMS_BOUND * 3), None);
 
         let mut w = StreamsWatch::default();

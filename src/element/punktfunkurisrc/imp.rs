@@ -103,7 +103,11 @@ impl PunktfunkUriSrc {
         let ghost = {
             let mut pads = lock(&self.pads);
             if pads.decided || pads.audio.is_some() {
-                gst::debug!(CAT, imp = self, "inner audio pad after the decision: not shown");
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "inner audio pad after the decision: not shown"
+                );
                 return;
             }
             pads.audio = self.expose(AUDIO_PAD, pad);
@@ -184,7 +188,10 @@ impl ElementImpl for PunktfunkUriSrc {
                 )
                 .expect("static pad template")
             };
-            vec![pad(VIDEO_PAD, &stream_caps()), pad(AUDIO_PAD, &audio_caps())]
+            vec![
+                pad(VIDEO_PAD, &stream_caps()),
+                pad(AUDIO_PAD, &audio_caps()),
+            ]
         });
         TEMPLATES.as_ref()
     }

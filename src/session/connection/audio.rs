@@ -236,7 +236,10 @@ impl Connection {
         s.audio_packets_late = r.late;
         s.audio_parity_sent = self.audio.parity_sent;
         if self.side.host().is_some() {
-            let (k, m) = (self.audio.sender.block_data(), self.audio.sender.block_parity());
+            let (k, m) = (
+                self.audio.sender.block_data(),
+                self.audio.sender.block_parity(),
+            );
             s.audio_fec_percent = (m * 100 / k) as u32;
         }
     }
