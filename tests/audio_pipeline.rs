@@ -385,6 +385,20 @@ fn playbin_plays_the_picture_of_a_host_without_audio() {
 }
 
 #[test]
+fn playbin_plays_the_sound_of_a_host_without_video() {
+    let _serial = serial();
+    let host = Pipe::launch("host", &format!("{SINK}  {OPUS} ! sink.audio"));
+    host.play();
+    let (client, frames, sound) = playbin(bound_port(&host.el("sink")));
+    client.play();
+    sound.wait_len(100, WAIT);
+    wait_playing(&client);
+    assert_eq!(frames.len(), 0, "pictures from a host without video");
+    client.assert_no_errors();
+    host.assert_no_errors();
+}
+
+#[test]
 fn a_client_linking_audio_reaches_playing_and_shows_video_when_the_host_sends_none() {
     let _serial = serial();
     let host = Pipe::launch("host", &format!("{VIDEO} ! {SINK}"));

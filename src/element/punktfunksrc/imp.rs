@@ -656,6 +656,9 @@ impl PushSrcImpl for PunktfunkSrc {
                 .stats
                 .wait(Instant::now(), interval, POLL_SLICE);
             let polled = session.poll_frame(timeout);
+            // Also checked on the audio thread: either may be held downstream by a pad that
+            // waits for `no-more-pads` or for a sibling sink's preroll.
+            self.check_streams();
             if lock(&self.stream).stats.due(Instant::now(), interval) {
                 post_element_message(self.obj().upcast_ref(), self.stats_structure());
             }

@@ -18,8 +18,9 @@ pub(super) fn audio_loop(
         let Some(element) = element.upgrade() else {
             break;
         };
-        // The bound of the streams' decision runs out here: the video thread may be held
-        // downstream (a sink prerolling on it) while the audio branch waits for this.
+        // The bound of the streams' decision may run out here (also in `create`): the video
+        // thread may be held downstream (a sink prerolling on it) while the audio branch waits
+        // for this.
         element.imp().check_streams();
         match polled {
             Ok(Some(ev)) => element.imp().on_audio_event(ev),
@@ -136,7 +137,9 @@ impl PunktfunkSrc {
         }
     }
 
-    /// Decides the streams once the bound after the first announcement ran out.
+    /// Decides the streams once the bound after the first announcement ran out. Called by the
+    /// video and the audio thread after each poll, so a free one decides while the other is
+    /// held downstream.
     pub(super) fn check_streams(&self) {
         let decided = lock(&self.streams).poll(Instant::now());
         if let Some(d) = decided {
