@@ -7,9 +7,10 @@
 //!
 //! Audio: when the host announces audio, an `audio` sometimes pad appears (module `audio`),
 //! fed by its own thread blocked in [`Session::poll_audio`] (for a host without audio the pad
-//! appears too, with a GAP to preroll on, once module `streams` decided there is none); from then on both pads take their
-//! PTS from the host's capture time on one timeline (module `timeline`) and the latency query
-//! answers `latency`, so sinks with `sync=true` play sound and picture together. Video-only
+//! appears too, with a GAP to preroll on, once module `streams` decided there is none); from
+//! then on both pads take their PTS from the host's capture time on one timeline (module
+//! `timeline`) and the latency query answers `latency`, so sinks with `sync=true` play sound
+//! and picture together. Video-only
 //! streams are stamped on arrival and report no latency, as before audio existed.
 //!
 //! Preroll: when the host's stream info first sets the caps and nothing went downstream yet,
@@ -642,7 +643,7 @@ impl PushSrcImpl for PunktfunkSrc {
             return Err(gst::FlowError::Flushing);
         };
         if let Some(caps) = self.audio.take_pending(self.obj().upcast_ref()) {
-            self.add_audio_pad(&caps);
+            self.add_audio_pad(&caps, false);
         }
         loop {
             if self.flushing.load(Ordering::Acquire) {

@@ -73,7 +73,7 @@ impl PunktfunkSrc {
             timeline.audio_announced();
             first
         };
-        self.add_audio_pad(&caps);
+        self.add_audio_pad(&caps, false);
         let obj = self.obj();
         if first {
             // Both streams are now stamped from capture time and need `latency`.
@@ -82,8 +82,8 @@ impl PunktfunkSrc {
     }
 
     /// The `audio` pad for `caps` (or the caps on it), unless it waits for the video's
-    /// stream-start.
-    pub(super) fn add_audio_pad(&self, caps: &gst::Caps) {
+    /// stream-start; `stand_in`: the pad of a host without audio, only where no pad is.
+    pub(super) fn add_audio_pad(&self, caps: &gst::Caps, stand_in: bool) {
         let obj = self.obj();
         let weak = obj.downgrade();
         let query = move |pad: &gst::Pad, q: &mut gst::QueryRef| {
@@ -92,10 +92,13 @@ impl PunktfunkSrc {
         // The live video's segment starts at 0 (PTS are running time); BaseSrc::segment would
         // wait for the streaming thread's lock, which `create` holds.
         let segment = gst::FormattedSegment::<gst::ClockTime>::new();
-        match self
-            .audio
-            .announce(obj.upcast_ref(), caps, segment.upcast_ref(), query)
-        {
+        match self.audio.announce(
+            obj.upcast_ref(),
+            caps,
+            stand_in,
+            segment.upcast_ref(),
+            query,
+        ) {
             Ok(true) => {
                 gst::info!(CAT, imp = self, "audio pad added: {caps}");
                 obj.no_more_pads();
@@ -150,11 +153,11 @@ impl PunktfunkSrc {
     fn streams_decided(&self, d: HostStreams) {
         gst::info!(CAT, imp = self, "the host sends {d:?}");
         self.tell(StreamsNews::Decided(d));
-        if !d.audio && self.audio.pad().is_none() {
+        if !d.audio {
             // No audio: a pad anyway, so that a linked `audio` branch prerolls on a GAP and the
             // pipeline reaches PLAYING; Opus caps so a decoder there can negotiate. Real audio
             // announced later changes the caps on this pad.
-            self.add_audio_pad(&placeholder_audio_caps());
+            self.add_audio_pad(&placeholder_audio_caps(), true);
         }
     }
 
