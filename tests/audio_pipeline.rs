@@ -2,8 +2,10 @@
 //! a relay with loss → `punktfunksrc`'s `audio` pad → `opusdec plc=true`. Opus packets arrive
 //! byte-exact where not lost, a burst the FEC cannot repair becomes a gap the decoder
 //! conceals, caps other than Opus are refused with an error that says what to change, the pad
-//! can be requested and released while playing, a session may carry audio alone, and with
-//! `sync=true` on both client sinks a frame and a click of one instant play together.
+//! can be requested and released while playing, a session may carry audio alone, with
+//! `sync=true` on both client sinks a frame and a click of one instant play together, playbin
+//! plays both streams of a `punktfunk://` URI, and a client whose audio branch waits for a host
+//! without audio still reaches PLAYING.
 //!
 //! Bounded by waits with timeouts on buffers and bus messages; no sleeps; port 0.
 
@@ -45,9 +47,8 @@ fn av_host() -> Pipe {
 }
 
 /// `punktfunksrc` (named `src`) calling `port`, its video decoded into `vout` unless
-/// `audio_only`, its audio through `opusdec plc=true` (named `adec`) into `aout` with
-/// `aout_props`.
-fn client_with(port: u16, audio_only: bool, aout_props: &str) -> Pipe {
+/// `audio_only`, its audio through `opusdec plc=true` (named `adec`) into `aout`.
+fn client(port: u16, audio_only: bool) -> Pipe {
     let video = if audio_only {
         ""
     } else {
@@ -57,13 +58,9 @@ fn client_with(port: u16, audio_only: bool, aout_props: &str) -> Pipe {
         "client",
         &format!(
             "punktfunksrc name=src port={port} stats-interval=100 {video} \
-             src.audio ! opusdec plc=true name=adec ! fakesink name=aout sync=false {aout_props}"
+             src.audio ! opusdec plc=true name=adec ! fakesink name=aout sync=false"
         ),
     )
-}
-
-fn client(port: u16, audio_only: bool) -> Pipe {
-    client_with(port, audio_only, "")
 }
 
 fn iid_loss(p: f64, seed: u64) -> ImpairConfig {
@@ -205,17 +202,13 @@ fn audio_pad_requested_and_released_while_playing() {
     let host = Pipe::launch("host", &format!("{VIDEO} ! {SINK}"));
     let sink = host.el("sink");
     host.play();
-    // The audio sink must not hold the pipeline in preroll before the host sends audio (the
-    // README's advice for a client that links audio the host may add later).
-    let client = client_with(bound_port(&sink), false, "async=false");
+    // No audio yet: the src's audio pad lets the audio sink preroll on a gap.
+    let client = client(bound_port(&sink), false);
     let frames = Tap::buffers(&pad(&client.el("vout"), "sink"), false, "decoded frames");
     let audio = Tap::buffers(&pad(&client.el("aout"), "sink"), false, "decoded audio");
     client.play();
+    wait_playing(&client);
     frames.wait_len(10, WAIT);
-    assert!(
-        client.el("src").static_pad("audio").is_none(),
-        "audio pad before any audio"
-    );
 
     let apad = sink.request_pad_simple("audio").expect("the audio pad");
     let templ = sink.pad_template("audio").expect("audio template");
@@ -296,37 +289,139 @@ fn frame_and_click_of_one_instant_play_within_10_ms_with_sync_at_5_percent_loss(
     assert_in_sync(0.05);
 }
 
-#[test]
-fn playbin_plays_the_picture_of_a_host_that_also_sends_audio() {
-    let _serial = serial();
-    let host = av_host();
-    host.play();
-    let uri = format!("punktfunk://127.0.0.1:{}", bound_port(&host.el("sink")));
-    let video_sink = gst::ElementFactory::make("fakesink")
-        .name("vsink")
+/// Waits until the pipeline itself reports PLAYING (every sink prerolled).
+fn wait_playing(p: &Pipe) {
+    let pipeline = p.pipeline.clone();
+    p.wait("the pipeline in PLAYING", WAIT, |m| match m.view() {
+        gst::MessageView::StateChanged(s) => {
+            m.src() == Some(pipeline.upcast_ref()) && s.current() == gst::State::Playing
+        }
+        _ => false,
+    });
+}
+
+/// A `fakesink` for playbin and a tap on its buffers, each checked to be `media` (decoded).
+fn decoded_sink(name: &str, media: &'static str) -> (gst::Element, Tap<Au>) {
+    let sink = gst::ElementFactory::make("fakesink")
+        .name(name)
         .property("sync", false)
         .build()
         .expect("fakesink");
-    let frames = Tap::buffers(&pad(&video_sink, "sink"), false, "frames at playbin's sink");
+    let sink_pad = pad(&sink, "sink");
+    let tap = Tap::buffers(&sink_pad, false, name);
+    sink_pad.add_probe(gst::PadProbeType::BUFFER, move |p, _| {
+        let caps = p.current_caps().expect("a buffer without caps");
+        let name = caps.structure(0).map(|s| s.name().to_string());
+        assert_eq!(name.as_deref(), Some(media), "not decoded: {caps}");
+        gst::PadProbeReturn::Ok
+    });
+    (sink, tap)
+}
+
+/// `playbin` on the host's `punktfunk://` URI, into a video and an audio `fakesink`.
+fn playbin(port: u16) -> (Pipe, Tap<Au>, Tap<Au>) {
+    let (video_sink, frames) = decoded_sink("vsink", "video/x-raw");
+    let (audio_sink, sound) = decoded_sink("asink", "audio/x-raw");
     let playbin = gst::ElementFactory::make("playbin")
-        .property("uri", &uri)
+        .property("uri", format!("punktfunk://127.0.0.1:{port}"))
         .property("video-sink", &video_sink)
-        .property(
-            "audio-sink",
-            gst::ElementFactory::make("fakesink")
-                .build()
-                .expect("fakesink"),
-        )
+        .property("audio-sink", &audio_sink)
         .build()
         .expect("playbin");
-    let client = Pipe::wrap(
+    let pipe = Pipe::wrap(
         "playbin",
         playbin
             .downcast::<gst::Pipeline>()
             .expect("playbin is a pipeline"),
     );
+    (pipe, frames, sound)
+}
+
+/// The type of the source element playbin made for the URI.
+fn playbin_source(p: &Pipe) -> String {
+    p.pipeline
+        .property::<Option<gst::Element>>("source")
+        .map(|s| s.type_().name().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn playbin_plays_picture_and_sound_of_a_host_that_sends_both() {
+    let _serial = serial();
+    let host = av_host();
+    host.play();
+    let (client, frames, sound) = playbin(bound_port(&host.el("sink")));
     client.play();
     frames.wait_len(30, WAIT);
+    sound.wait_len(100, WAIT);
+    wait_playing(&client);
+    assert_eq!(playbin_source(&client), "GstPunktfunkUriSrc");
+    client.assert_no_errors();
+    host.assert_no_errors();
+}
+
+#[test]
+fn playbin_plays_the_picture_of_a_host_without_audio() {
+    let _serial = serial();
+    let host = Pipe::launch("host", &format!("{VIDEO} ! {SINK}"));
+    host.play();
+    let (client, frames, sound) = playbin(bound_port(&host.el("sink")));
+    client.play();
+    frames.wait_len(30, WAIT);
+    wait_playing(&client);
+    let source = client
+        .pipeline
+        .property::<Option<gst::Element>>("source")
+        .expect("playbin's source");
+    let pads: Vec<String> = source
+        .src_pads()
+        .iter()
+        .map(|p| p.name().to_string())
+        .collect();
+    assert_eq!(pads, ["video"], "the bin shows only the host's video");
+    assert_eq!(sound.len(), 0, "sound from a host without audio");
+    client.assert_no_errors();
+    host.assert_no_errors();
+}
+
+#[test]
+fn playbin_plays_the_sound_of_a_host_without_video() {
+    let _serial = serial();
+    let host = Pipe::launch("host", &format!("{SINK}  {OPUS} ! sink.audio"));
+    host.play();
+    let (client, frames, sound) = playbin(bound_port(&host.el("sink")));
+    client.play();
+    sound.wait_len(100, WAIT);
+    wait_playing(&client);
+    assert_eq!(frames.len(), 0, "pictures from a host without video");
+    client.assert_no_errors();
+    host.assert_no_errors();
+}
+
+#[test]
+fn a_client_linking_audio_reaches_playing_and_shows_video_when_the_host_sends_none() {
+    let _serial = serial();
+    let host = Pipe::launch("host", &format!("{VIDEO} ! {SINK}"));
+    host.play();
+    // The README's client, with an audio sink that prerolls (async, sync=true), as
+    // autoaudiosink does.
+    let client = Pipe::launch(
+        "client",
+        &format!(
+            "punktfunksrc name=src port={} ! h264parse ! avdec_h264 ! fakesink name=vout sync=false \
+             src.audio ! opusdec plc=true ! fakesink name=aout sync=true",
+            bound_port(&host.el("sink"))
+        ),
+    );
+    let frames = Tap::buffers(&pad(&client.el("vout"), "sink"), false, "decoded frames");
+    client.play();
+    wait_playing(&client);
+    let n = frames.len();
+    frames.wait_len(n + 30, WAIT);
+    assert!(
+        client.el("src").static_pad("audio").is_some(),
+        "no audio pad for the audio branch to preroll on"
+    );
     client.assert_no_errors();
     host.assert_no_errors();
 }

@@ -27,8 +27,11 @@ pub fn init() {
     static INIT: std::sync::Once = std::sync::Once::new();
     INIT.call_once(|| {
         gst::init().expect("gst init");
-        // Already registered when a test's own set-up ran first.
-        let _ = gstpunktfunk::plugin_register_static();
+        // Not twice (a test's own set-up may have run first): registering a static plugin again
+        // replaces its factories, and elements made before keep a pointer to the freed ones.
+        if gst::ElementFactory::find("punktfunksrc").is_none() {
+            let _ = gstpunktfunk::plugin_register_static();
+        }
     });
 }
 

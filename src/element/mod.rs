@@ -19,6 +19,7 @@
 //! | [`capture_time`] | capture time → host clock, the host-timestamp meta, frame-age stats fields |
 //! | [`punktfunksink`] | the sender: its properties, congestion control, encoder steering |
 //! | [`punktfunksrc`] | the receiver: its properties, `punktfunk://` URIs |
+//! | [`punktfunkurisrc`] | the bin that answers `punktfunk://` for playbin: video and audio as sometimes pads |
 //!
 //! Everything here is private to the crate: the public API of the elements is their
 //! properties, signals and messages. Nothing in this module tree may be used by the session,
@@ -89,6 +90,7 @@ mod peer;
 mod properties;
 mod punktfunksink;
 mod punktfunksrc;
+mod punktfunkurisrc;
 mod session_slot;
 mod settings;
 mod stats;
@@ -131,14 +133,22 @@ pub(crate) fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     unsafe {
         gst_video::ffi::gst_video_multiview_flagset_get_type();
     }
-    register_element::<punktfunksink::PunktfunkSink>(plugin, "punktfunksink")?;
-    register_element::<punktfunksrc::PunktfunkSrc>(plugin, "punktfunksrc")?;
+    register_element::<punktfunksink::PunktfunkSink>(plugin, "punktfunksink", gst::Rank::NONE)?;
+    register_element::<punktfunksrc::PunktfunkSrc>(plugin, "punktfunksrc", gst::Rank::NONE)?;
+    // Both answer `punktfunk://`; the higher rank wins where an element is made from a URI
+    // (playbin, uridecodebin, gst-play-1.0), so they get the bin with its sometimes pads.
+    register_element::<punktfunkurisrc::PunktfunkUriSrc>(
+        plugin,
+        "punktfunkurisrc",
+        gst::Rank::PRIMARY,
+    )?;
     Ok(())
 }
 
 fn register_element<T: StaticType>(
     plugin: &gst::Plugin,
     name: &str,
+    rank: gst::Rank,
 ) -> Result<(), glib::BoolError> {
-    gst::Element::register(Some(plugin), name, gst::Rank::NONE, T::static_type())
+    gst::Element::register(Some(plugin), name, rank, T::static_type())
 }

@@ -225,13 +225,34 @@ fn properties_and_defaults() {
 #[test]
 fn uri_handler() {
     init();
-    let src = gst::Element::make_from_uri(gst::URIType::Src, "punktfunk://127.0.0.1:7612", None)
+    let bin = gst::Element::make_from_uri(gst::URIType::Src, "punktfunk://127.0.0.1:7612", None)
         .expect("make_from_uri");
     assert_eq!(
-        src.factory().expect("factory").name(),
-        "punktfunksrc",
-        "playbin finds punktfunksrc for punktfunk://"
+        bin.factory().expect("factory").name(),
+        "punktfunkurisrc",
+        "playbin finds the bin with sometimes pads for punktfunk://"
     );
+    let inner = bin
+        .downcast_ref::<gst::Bin>()
+        .expect("a bin")
+        .by_name("src")
+        .expect("its punktfunksrc");
+    assert_eq!(inner.factory().expect("factory").name(), "punktfunksrc");
+    assert_eq!(
+        inner.property::<u32>("port"),
+        7612,
+        "the URI reaches the src"
+    );
+    let bh = bin
+        .dynamic_cast_ref::<gst::URIHandler>()
+        .expect("uri handler");
+    assert_eq!(bh.uri().as_deref(), Some("punktfunk://127.0.0.1:7612"));
+    assert!(bin.src_pads().is_empty(), "pads before the host's streams");
+
+    // punktfunksrc keeps its own URI handling (gst-launch, applications that set a URI on it).
+    let src = gst::ElementFactory::make("punktfunksrc")
+        .build()
+        .expect("src");
     let h = src
         .dynamic_cast_ref::<gst::URIHandler>()
         .expect("uri handler");
@@ -239,6 +260,7 @@ fn uri_handler() {
         h.protocols().iter().map(|p| p.as_str()).collect::<Vec<_>>(),
         ["punktfunk"]
     );
+    h.set_uri("punktfunk://127.0.0.1:7612").expect("uri");
     assert_eq!(h.uri().as_deref(), Some("punktfunk://127.0.0.1:7612"));
     assert_eq!(src.property::<u32>("port"), 7612);
 

@@ -1,4 +1,5 @@
-//! The src's `audio` sometimes pad: added when the host announces audio, fed by its own
+//! The src's `audio` sometimes pad: added when the host announces audio (or, with stand-in
+//! caps and a GAP to preroll on, when it sends none), fed by its own
 //! thread that polls [`Session::poll_audio`]; a lost packet becomes a GAP event of its
 //! duration, which `opusdec plc=true` conceals.
 //!
@@ -108,16 +109,21 @@ impl AudioOutput {
     }
 
     /// The announced caps: a new pad (stream-start in the video's group, caps, segment), or
-    /// new caps on the existing one. `Ok(false)` when the pad waits for the video's
-    /// stream-start ([`AudioOutput::take_pending`]); `Err` when it could not be added.
+    /// new caps on the existing one (unless `stand_in`: the caps for a host without audio never
+    /// replace real ones). `Ok(false)` when the pad waits for the video's stream-start
+    /// ([`AudioOutput::take_pending`]); `Err` when it could not be added.
     pub(super) fn announce(
         &self,
         element: &gst::Element,
         caps: &gst::Caps,
+        stand_in: bool,
         segment: &gst::Segment,
         query: impl Fn(&gst::Pad, &mut gst::QueryRef) -> bool + Send + Sync + 'static,
     ) -> Result<bool, ()> {
         let _one_at_a_time = lock(&self.announcing);
+        if stand_in && (self.pad().is_some() || lock(&self.pending).is_some()) {
+            return Ok(false);
+        }
         if let Some(pad) = self.pad() {
             if pad.current_caps().as_ref() != Some(caps) {
                 pad.push_event(gst::event::Caps::new(caps));
@@ -209,6 +215,13 @@ impl AudioOutput {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// A GAP at `at` (running time) without a duration: an audio sink downstream prerolls on it
+    /// when no audio comes. Whether the pad took it.
+    pub(super) fn preroll_gap(&self, at: gst::ClockTime) -> bool {
+        self.pad()
+            .is_some_and(|pad| pad.push_event(gst::event::Gap::builder(at).build()))
     }
 
     /// The host ended the stream: EOS on the audio pad too (the video's comes from `create`).

@@ -6,9 +6,11 @@
 //! is sent from whatever thread it arrives on: the session allows that concurrently.
 //!
 //! Audio: when the host announces audio, an `audio` sometimes pad appears (module `audio`),
-//! fed by its own thread blocked in [`Session::poll_audio`]; from then on both pads take their
-//! PTS from the host's capture time on one timeline (module `timeline`) and the latency query
-//! answers `latency`, so sinks with `sync=true` play sound and picture together. Video-only
+//! fed by its own thread blocked in [`Session::poll_audio`] (for a host without audio the pad
+//! appears too, with a GAP to preroll on, once module `streams` decided there is none); from
+//! then on both pads take their PTS from the host's capture time on one timeline (module
+//! `timeline`) and the latency query answers `latency`, so sinks with `sync=true` play sound
+//! and picture together. Video-only
 //! streams are stamped on arrival and report no latency, as before audio existed.
 //!
 //! Preroll: when the host's stream info first sets the caps and nothing went downstream yet,
@@ -29,6 +31,7 @@ use gst_base::subclass::prelude::*;
 
 use super::audio::{AudioOutput, Refusal};
 use super::settings::{self, SrcSettings};
+use super::streams::{HostStreams, StreamsNews, StreamsWatch};
 use super::timeline::Timeline;
 
 mod audio_pad;
@@ -49,6 +52,9 @@ use audio_pad::audio_loop;
 
 static CAT: LazyLock<gst::DebugCategory> =
     LazyLock::new(|| debug_category("punktfunksrc", "punktfunk receiver"));
+
+/// Told what the src learns of the host's streams (the `punktfunkurisrc` bin around it).
+pub(in crate::element::punktfunksrc) type StreamsHook = Arc<dyn Fn(StreamsNews) + Send + Sync>;
 
 /// What the streaming thread keeps between `create` calls.
 #[derive(Default)]
@@ -89,6 +95,9 @@ pub(crate) struct PunktfunkSrc {
     audio: AudioOutput,
     /// Capture time → PTS for both pads, and the A/V skew.
     timeline: Mutex<Timeline>,
+    /// Which streams the host sends, once known.
+    streams: Mutex<StreamsWatch>,
+    streams_hook: Mutex<Option<StreamsHook>>,
 }
 
 impl Default for PunktfunkSrc {
@@ -101,6 +110,8 @@ impl Default for PunktfunkSrc {
             frames_dropped: AtomicU64::new(0),
             audio: AudioOutput::default(),
             timeline: Mutex::new(Timeline::default()),
+            streams: Mutex::new(StreamsWatch::default()),
+            streams_hook: Mutex::new(None),
         }
     }
 }
@@ -225,6 +236,9 @@ impl PunktfunkSrc {
             return Ok(());
         }
         gst::info!(CAT, imp = self, "stream caps {caps}");
+        if lock(&self.stream).caps.is_none() {
+            self.video_announced();
+        }
         if self.obj().set_caps(&caps).is_err() {
             gst::element_imp_error!(
                 self,
@@ -517,6 +531,7 @@ impl BaseSrcImpl for PunktfunkSrc {
         *lock(&self.peer) = Some(PeerEvents::new(*CAT, &settings.common));
         self.frames_dropped.store(0, Ordering::Relaxed);
         *lock(&self.timeline) = Timeline::default();
+        *lock(&self.streams) = StreamsWatch::default();
         let started = self.core.slot.session().map(|session| {
             let weak = self.obj().downgrade();
             self.audio
@@ -628,7 +643,7 @@ impl PushSrcImpl for PunktfunkSrc {
             return Err(gst::FlowError::Flushing);
         };
         if let Some(caps) = self.audio.take_pending(self.obj().upcast_ref()) {
-            self.add_audio_pad(&caps);
+            self.add_audio_pad(&caps, false);
         }
         loop {
             if self.flushing.load(Ordering::Acquire) {
@@ -642,6 +657,9 @@ impl PushSrcImpl for PunktfunkSrc {
                 .stats
                 .wait(Instant::now(), interval, POLL_SLICE);
             let polled = session.poll_frame(timeout);
+            // Also checked on the audio thread: either may be held downstream by a pad that
+            // waits for `no-more-pads` or for a sibling sink's preroll.
+            self.check_streams();
             if lock(&self.stream).stats.due(Instant::now(), interval) {
                 post_element_message(self.obj().upcast_ref(), self.stats_structure());
             }

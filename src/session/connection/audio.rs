@@ -273,8 +273,7 @@ impl Connection {
             }
             Side::Host(h) => {
                 s.audio_parity_sent = h.audio.parity_sent;
-                let k = h.audio.sender.block_data();
-                let m = AudioSender::parity_for_plan(k, h.fec.parity_table().parity(k));
+                let (k, m) = (h.audio.sender.block_data(), h.audio.sender.block_parity());
                 s.audio_fec_percent = (m * 100 / k) as u32;
             }
         }

@@ -1,6 +1,9 @@
 //! The src's audio half: the thread that polls the session's audio, the sometimes pad added
 //! when the host announces audio, packets and losses (GAP events) pushed on it, and the latency
-//! the pad answers. Must never block the video thread or push on a pad it has not added.
+//! the pad answers; and which streams the host sends (module `streams`): when the host turns
+//! out to send no audio, the `audio` pad appears anyway, with Opus caps and a GAP, so a linked
+//! audio branch prerolls and the pipeline reaches PLAYING. Must never block the video thread or
+//! push on a pad it has not added.
 
 use super::*;
 
@@ -15,6 +18,10 @@ pub(super) fn audio_loop(
         let Some(element) = element.upgrade() else {
             break;
         };
+        // The bound of the streams' decision may run out here (also in `create`): the video
+        // thread may be held downstream (a sink prerolling on it) while the audio branch waits
+        // for this.
+        element.imp().check_streams();
         match polled {
             Ok(Some(ev)) => element.imp().on_audio_event(ev),
             Ok(None) => {}
@@ -66,7 +73,7 @@ impl PunktfunkSrc {
             timeline.audio_announced();
             first
         };
-        self.add_audio_pad(&caps);
+        self.add_audio_pad(&caps, false);
         let obj = self.obj();
         if first {
             // Both streams are now stamped from capture time and need `latency`.
@@ -75,8 +82,8 @@ impl PunktfunkSrc {
     }
 
     /// The `audio` pad for `caps` (or the caps on it), unless it waits for the video's
-    /// stream-start.
-    pub(super) fn add_audio_pad(&self, caps: &gst::Caps) {
+    /// stream-start; `stand_in`: the pad of a host without audio, only where no pad is.
+    pub(super) fn add_audio_pad(&self, caps: &gst::Caps, stand_in: bool) {
         let obj = self.obj();
         let weak = obj.downgrade();
         let query = move |pad: &gst::Pad, q: &mut gst::QueryRef| {
@@ -85,19 +92,84 @@ impl PunktfunkSrc {
         // The live video's segment starts at 0 (PTS are running time); BaseSrc::segment would
         // wait for the streaming thread's lock, which `create` holds.
         let segment = gst::FormattedSegment::<gst::ClockTime>::new();
-        match self
-            .audio
-            .announce(obj.upcast_ref(), caps, segment.upcast_ref(), query)
-        {
+        match self.audio.announce(
+            obj.upcast_ref(),
+            caps,
+            stand_in,
+            segment.upcast_ref(),
+            query,
+        ) {
             Ok(true) => {
                 gst::info!(CAT, imp = self, "audio pad added: {caps}");
                 obj.no_more_pads();
+                if lock(&self.timeline).has_audio() {
+                    let decided = lock(&self.streams).audio(Instant::now());
+                    if let Some(d) = decided {
+                        self.streams_decided(d);
+                    }
+                } else {
+                    self.push_audio_preroll_gap();
+                }
             }
             Ok(false) => {}
             Err(()) => {
                 gst::element_imp_error!(self, gst::CoreError::Pad, ("Could not add the audio pad"))
             }
         }
+    }
+
+    /// Lets whatever links `hook` know what the src learns of the host's streams.
+    pub(in crate::element::punktfunksrc) fn set_streams_hook(&self, hook: Option<StreamsHook>) {
+        *lock(&self.streams_hook) = hook;
+    }
+
+    fn tell(&self, news: StreamsNews) {
+        let hook = lock(&self.streams_hook).clone();
+        if let Some(hook) = hook {
+            hook(news);
+        }
+    }
+
+    /// The host's video is announced (first stream info since start): called before its caps
+    /// and first buffer go out.
+    pub(super) fn video_announced(&self) {
+        self.tell(StreamsNews::Video);
+        let decided = lock(&self.streams).video(Instant::now());
+        if let Some(d) = decided {
+            self.streams_decided(d);
+        }
+    }
+
+    /// Decides the streams once the bound after the first announcement ran out. Called by the
+    /// video and the audio thread after each poll, so a free one decides while the other is
+    /// held downstream.
+    pub(super) fn check_streams(&self) {
+        let decided = lock(&self.streams).poll(Instant::now());
+        if let Some(d) = decided {
+            self.streams_decided(d);
+        }
+    }
+
+    fn streams_decided(&self, d: HostStreams) {
+        gst::info!(CAT, imp = self, "the host sends {d:?}");
+        self.tell(StreamsNews::Decided(d));
+        if !d.audio {
+            // No audio: a pad anyway, so that a linked `audio` branch prerolls on a GAP and the
+            // pipeline reaches PLAYING; Opus caps so a decoder there can negotiate. Real audio
+            // announced later changes the caps on this pad.
+            self.add_audio_pad(&placeholder_audio_caps(), true);
+        }
+    }
+
+    /// The GAP an audio sink prerolls on, when the host sends no audio.
+    fn push_audio_preroll_gap(&self) {
+        let at = self.running_time_now().unwrap_or(gst::ClockTime::ZERO);
+        let pushed = self.audio.preroll_gap(at);
+        gst::debug!(
+            CAT,
+            imp = self,
+            "no audio from the host: gap at {at} on the audio pad (pushed: {pushed})"
+        );
     }
 
     pub(super) fn on_audio(&self, p: AudioPacket) {
@@ -152,4 +224,13 @@ impl PunktfunkSrc {
         }
         gst::Pad::query_default(pad, Some(&*self.obj()), query)
     }
+}
+
+/// The caps of the `audio` pad of a host that sends no audio: what `opusenc` gives for stereo.
+fn placeholder_audio_caps() -> gst::Caps {
+    gst::Caps::builder("audio/x-opus")
+        .field("rate", 48_000i32)
+        .field("channels", 2i32)
+        .field("channel-mapping-family", 0i32)
+        .build()
 }
