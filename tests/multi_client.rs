@@ -349,3 +349,96 @@ fn connect_and_disconnect_events_name_the_client() {
     want.sort();
     assert_eq!(addrs, want);
 }
+
+/// An encoder on virtual time: a keyframe every `gop` frames, and at the next frame when the
+/// host asked for one (as punktfunksink's ForceKeyUnit does). Each frame is followed by one
+/// frame interval run in 1 ms steps; `watch` sees the net after every step.
+struct Encoder {
+    frame: u64,
+    gop: u64,
+    seen_events: usize,
+    keyframes_forced: usize,
+}
+
+impl Encoder {
+    fn tick(&mut self, net: &mut Net, mut watch: impl FnMut(&Net)) {
+        let asked = net.host_events[self.seen_events..]
+            .iter()
+            .any(|e| e.event == Event::KeyframeRequest);
+        self.seen_events = net.host_events.len();
+        let periodic = self.frame.is_multiple_of(self.gop);
+        if asked && !periodic {
+            self.keyframes_forced += 1;
+        }
+        net.send_frame(&frame(6_000, self.frame as u8), periodic || asked, &[]);
+        self.frame += 1;
+        for _ in 0..17 {
+            net.run_for(MS);
+            watch(net);
+        }
+    }
+}
+
+#[test]
+fn clients_joining_mid_stream_cost_one_keyframe_and_decode_within_a_round_trip_and_a_frame() {
+    let mut net = net_with(4, 2, InputFrom::First);
+    let mut enc = Encoder {
+        frame: 0,
+        gop: 600,
+        seen_events: 0,
+        keyframes_forced: 0,
+    };
+    // The watchers are mid-GOP: 40 frames after the last keyframe.
+    for _ in 0..40 {
+        enc.tick(&mut net, |_| {});
+    }
+    assert_eq!(enc.keyframes_forced, 0);
+    let watched_before: Vec<usize> = (0..2).map(|i| net.frames(i)).collect();
+    let events_before = net.host_events.len();
+    // Two clients join at once, 5 ms away (10 ms round trip).
+    let delay = MS * 5;
+    let joining = [net.add_client(delay), net.add_client(delay)];
+    let mut connected_at = [None; 2];
+    let mut first_frame_at = [None; 2];
+    for _ in 0..30 {
+        enc.tick(&mut net, |n| {
+            for (k, &c) in joining.iter().enumerate() {
+                if connected_at[k].is_none() && n.connected(c) {
+                    connected_at[k] = Some(n.now);
+                }
+                if first_frame_at[k].is_none() && n.frames(c) > 0 {
+                    first_frame_at[k] = Some(n.now);
+                }
+            }
+        });
+    }
+    // One keyframe for both newcomers, long before the next periodic one.
+    assert_eq!(enc.keyframes_forced, 1);
+    let asked = net.host_events[events_before..]
+        .iter()
+        .filter(|e| e.event == Event::KeyframeRequest)
+        .count();
+    assert_eq!(asked, 1);
+    for (k, &c) in joining.iter().enumerate() {
+        // The first frame it gets is that keyframe: nothing it could not decode came before.
+        let first = net.clients[c]
+            .events
+            .iter()
+            .find_map(|e| match e {
+                Event::Frame(f) => Some(f.keyframe),
+                _ => None,
+            })
+            .expect("the newcomer got frames");
+        assert!(first, "client {c}'s first frame is a delta");
+        let waited = first_frame_at[k].unwrap() - connected_at[k].unwrap();
+        assert!(
+            waited <= delay * 2 + FRAME,
+            "client {c} waited {waited:?} from connect to its first picture"
+        );
+        assert!(net.frames(c) >= 25, "{}", net.frames(c));
+    }
+    // The watchers saw every frame meanwhile.
+    for (i, before) in watched_before.into_iter().enumerate() {
+        assert_eq!(net.frames(i), before + 30);
+    }
+}

@@ -151,8 +151,11 @@ impl PunktfunkSink {
         let client = ev.peer;
         let ev = match peer.handle(self.obj().upcast_ref(), ev.event) {
             Ok(PeerChange::Up) => {
-                // A new client cannot decode before the next keyframe: ask for one now.
-                self.request_keyframe_upstream();
+                // A new client cannot decode before the next keyframe: ask for one now. With
+                // several clients the peers ask themselves, coalesced across clients.
+                if !multi {
+                    self.request_keyframe_upstream();
+                }
                 return;
             }
             Ok(_) => return,

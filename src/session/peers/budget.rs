@@ -13,12 +13,16 @@
 //! asked for (through the slow-client throttle). The client sees a shorter stream with no gap in
 //! its frame indices, shows the frames its path carries and never a broken picture.
 //!
-//! Must never: hold back a frame from a client at or above the floor, or a keyframe from a
-//! client whose bucket is out of debt.
+//! A client that joined a running stream is held back the same way until its first keyframe
+//! (the deltas before it would not decode).
+//!
+//! Must never: hold back a frame from a client at or above the floor that has had its first
+//! keyframe, or a keyframe from a client whose bucket is out of debt.
 
 use std::time::{Duration, Instant};
 
 use crate::protocol::congestion::BweState;
+use crate::session::connection::KEYFRAME_PENDING_FOR;
 
 use super::Peers;
 
@@ -53,6 +57,19 @@ impl Peers {
     pub(super) fn admit_frame(&mut self, i: usize, now: Instant, len: usize, key: bool) -> Admit {
         let floor = self.cfg.client_bitrate_floor_bps;
         let slot = &mut self.slots[i];
+        if slot.joining {
+            if !key {
+                // A client that joined mid-stream cannot decode the deltas before its first
+                // keyframe; they would only load its path. Ask again when the keyframe asked
+                // for it at connect has not come within the pending time (an encoder that
+                // ignored the request).
+                let ask_again = slot
+                    .keyframe_at
+                    .is_none_or(|t| now.saturating_duration_since(t) >= KEYFRAME_PENDING_FOR);
+                return Admit::Skip(ask_again);
+            }
+            slot.joining = false;
+        }
         let Some(u) = slot
             .bandwidth
             .as_ref()

@@ -1,9 +1,11 @@
 //! What the host's peers tell the user, per client: ids on connect and disconnect, input
 //! control, keyframe requests coalesced across clients, and one encoder target over all.
 //!
-//! Owns the translation of each connection's [`Event`]s into [`PeerEvent`]s. Must never let
-//! input through from a client that does not control, or ask the encoder for a second keyframe
-//! while one asked for another client is on its way.
+//! Owns the translation of each connection's [`Event`]s into [`PeerEvent`]s. With several
+//! clients, a client that connects is followed by a [`Event::KeyframeRequest`] of its own
+//! (coalesced like any other), so the user asks the encoder on that request, not on
+//! `Connected`. Must never let input through from a client that does not control, or ask the
+//! encoder for a second keyframe while one asked for another client is on its way.
 
 use std::time::{Duration, Instant};
 
@@ -36,9 +38,19 @@ impl Peers {
                 slot.bandwidth = None;
                 slot.keyframe_at = None;
                 slot.budget = None;
+                slot.joining = multi;
                 named = slot.client;
                 if self.cfg.input_from == InputFrom::First && self.controller.is_none() {
                     self.controller = Some(id);
+                }
+                if multi {
+                    // The newcomer cannot decode before a keyframe: ask for one now, coalesced
+                    // with a keyframe already on its way for another client.
+                    self.push(named, ev);
+                    if self.keyframe_wanted(i, now) {
+                        self.push(named, Event::KeyframeRequest);
+                    }
+                    return;
                 }
             }
             Event::Disconnected { .. } => {

@@ -130,6 +130,8 @@ struct Slot {
     budget: Option<budget::Budget>,
     /// Frames held back from its clients while they were below the floor.
     frames_skipped: u64,
+    /// Its client joined and has had no keyframe yet: deltas it could not decode are held back.
+    joining: bool,
 }
 
 impl Slot {
@@ -143,6 +145,7 @@ impl Slot {
             keyframe_at: None,
             budget: None,
             frames_skipped: 0,
+            joining: false,
         }
     }
 }
