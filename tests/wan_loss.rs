@@ -456,3 +456,59 @@ fn a_complete_small_frame_is_pushed_without_waiting_for_its_trailing_parity() {
     assert_eq!(c1.repair_requests, c0.repair_requests);
     assert_eq!(c1.fec_recovered, c0.fec_recovered);
 }
+
+/// Diagnostic: the late frames of the 4 Mbit/s rows, each with its age, when its first shard
+/// arrived and whether it completed with the frame before it (held).
+#[test]
+#[ignore]
+fn wan_late_frames() {
+    for (enter, leave) in [(0.02, 0.20), (0.01, 0.30)] {
+        for seed in [11u64, 12, 13] {
+            let mut sim = wan(seed, enter, leave, SMALL);
+            let c_sent0 = sim.sent.iter().filter(|s| s.from == CLIENT).count();
+            let t0 = sim.now;
+            let mut sent_at = HashMap::new();
+            let mut late = Vec::new();
+            let mut prev_complete = None;
+            let mut collect = |sim: &mut Sim, sent_at: &HashMap<[u8; 16], Instant>| {
+                for e in sim.take_events(CLIENT) {
+                    if let Event::Frame(f) = e {
+                        let key: [u8; 16] = f.data[..16].try_into().unwrap();
+                        let s = sent_at[&key];
+                        let age = f.complete_at.saturating_duration_since(s);
+                        let held = prev_complete == Some(f.complete_at);
+                        prev_complete = Some(f.complete_at);
+                        if age > ON_TIME {
+                            late.push((
+                                f.index,
+                                age.as_millis(),
+                                f.first_seen.saturating_duration_since(s).as_millis(),
+                                f.recovered_shards,
+                                held,
+                            ));
+                        }
+                    }
+                }
+            };
+            for i in 0..3600u32 {
+                let data = frame_bytes(SMALL, u64::from(i));
+                sent_at.insert(data[..16].try_into().unwrap(), sim.now);
+                sim.send_frame(HOST, &data, i % 120 == 0);
+                sim.run_for(FRAME_INTERVAL);
+                collect(&mut sim, &sent_at);
+            }
+            sim.run_for(Duration::from_millis(400));
+            collect(&mut sim, &sent_at);
+            let c_sent = sim.sent.iter().filter(|s| s.from == CLIENT).count() - c_sent0;
+            let secs = (sim.now - t0).as_secs_f64();
+            println!(
+                "{enter}/{leave} seed {seed}: client datagrams {:.0}/s; late (index, age, first seen, recovered, held):",
+                c_sent as f64 / secs
+            );
+            for l in late.iter().filter(|l| !l.4) {
+                println!("  {l:?}");
+            }
+            println!("  + {} held behind", late.iter().filter(|l| l.4).count());
+        }
+    }
+}

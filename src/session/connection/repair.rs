@@ -55,13 +55,15 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::protocol::control::Control;
-use crate::protocol::fec::coder::BlockLayout;
-use crate::protocol::fec::lossmodel::{LossEstimator, LossModelReport};
+use crate::protocol::fec::coder::{BlockLayout, MAX_TRAILING_K, trailing_parity};
+use crate::protocol::fec::lossmodel::{
+    FailureTable, GilbertElliott, LossEstimator, LossModelReport,
+};
 use crate::protocol::fec::repair::{
     MAX_REPAIR_ITEMS, MAX_REPAIR_ROWS, MAX_WHOLE_ROUNDS, RepairItem, RepairRequest,
     RepairUnavailable, UnavailableReason,
 };
-use crate::protocol::media::reassembler::{BlockNeed, Rejected};
+use crate::protocol::media::reassembler::{BlockNeed, FrameNeed, Rejected};
 use crate::protocol::wire::{VideoHeader, seq_diff};
 
 use super::{Connection, Side};
@@ -99,6 +101,13 @@ const REQUEST_COPIES: u8 = 3;
 /// that the last copy's answer still makes a one-round-trip deadline.
 const MIN_COPY_SPACING: Duration = Duration::from_millis(1);
 const MAX_COPY_SPACING: Duration = Duration::from_millis(4);
+
+/// Chance, under the client's loss model, that a frame's trailing rows fail to rebuild the data
+/// shards it lacks above which those shards are asked for before the rows are due (the
+/// frame would miss its budget if they fail, a round trip after they were due). At the
+/// milder bursts most frames that lost one or two shards stay below it and cost no repair
+/// rows; at 9 % bursty loss nearly every such frame is asked for.
+const EARLY_ASK_RISK: f64 = 5e-3;
 
 /// Requests whose copies are pending at most (a frame's new request replaces its old copies).
 const MAX_PENDING_COPIES: usize = 32;
@@ -181,6 +190,13 @@ pub(super) struct Repairs {
     newest_trailing: bool,
     /// When the last video shard that was taken arrived.
     last_shard_at: Option<Instant>,
+    /// The frame and arrival of the newest original shard (data or first-send parity), taken
+    /// or refused: originals leave in one order, so one of another frame arriving after a
+    /// frame's newest shard ends that frame's run of datagrams.
+    last_original: Option<(u32, Instant)>,
+    /// Failure probabilities of runs of datagrams under the newest loss model sent (runs of
+    /// up to a trailing frame's rows); `None` before the first.
+    model: Option<FailureTable>,
     /// Scale of both stall windows (≥ 1): doubles on a spurious stall request, decays towards 1
     /// with frames delivered without one.
     stall_scale: f64,
@@ -218,6 +234,34 @@ impl Repairs {
         self.newest_trailing && self.newest.is_some_and(|n| seq_diff(n, index) == 1)
     }
 
+    /// Whether an original shard of another frame arrived after frame `f`'s newest shard:
+    /// its own run of datagrams has ended.
+    fn run_ended(&self, f: &FrameNeed) -> bool {
+        self.last_original
+            .is_some_and(|(i, at)| i != f.index && at >= f.last_activity)
+    }
+
+    /// The loss model just reported: the risk of trailing rows failing follows it.
+    fn on_model(&mut self, report: &LossModelReport) {
+        self.model = GilbertElliott::from_counts(&report.window)
+            .map(|m| FailureTable::new(&m, MAX_TRAILING_K + 1));
+    }
+
+    /// Whether a block of `k` data shards and `parity` first-send rows that lacks `short`
+    /// data shards once its data run ended should ask for them now: its trailing rows fail
+    /// to rebuild them with a chance of at least [`EARLY_ASK_RISK`] (always without a model).
+    fn early_risk(&self, k: u16, parity: Option<u8>, short: u16) -> bool {
+        let t = trailing_parity(k as usize, parity.map_or(0, usize::from));
+        if short == 0 || t == 0 {
+            return false;
+        }
+        let Some(model) = &self.model else {
+            return true;
+        };
+        // The rows fail when more than `t − short` of them are lost.
+        (short as usize) > t || model.tail(t, t - short as usize) >= EARLY_ASK_RISK
+    }
+
     pub(super) fn new() -> Self {
         Repairs {
             estimator: LossEstimator::default(),
@@ -230,6 +274,8 @@ impl Repairs {
             newest: None,
             newest_trailing: false,
             last_shard_at: None,
+            last_original: None,
+            model: None,
             stall_scale: 1.0,
             stall_asked: VecDeque::with_capacity(STALL_WATCH),
             originals: None,
@@ -254,6 +300,8 @@ impl Repairs {
         self.newest = None;
         self.newest_trailing = false;
         self.last_shard_at = None;
+        self.last_original = None;
+        self.model = None;
         self.stall_scale = 1.0;
         self.stall_asked.clear();
         self.originals = None;
@@ -297,7 +345,9 @@ impl Connection {
     pub(super) fn loss_model_report(&mut self, now: Instant) -> Option<LossModelReport> {
         let c = self.side.client_mut()?;
         self.stats.loss_models += 1;
-        Some(c.repair.estimator.report(now))
+        let report = c.repair.estimator.report(now);
+        c.repair.on_model(&report);
+        Some(report)
     }
 
     /// Client: accounts a video body after the reassembler saw it (`pushed`: what it said).
@@ -346,6 +396,9 @@ impl Connection {
                     self.stats.repair_bytes += body.len() as u64;
                 }
             } else {
+                if let Some(c) = self.side.client_mut() {
+                    c.repair.last_original = Some((h.frame_index, now));
+                }
                 self.on_original_shard(h.frame_index, now);
             }
         }
@@ -416,6 +469,19 @@ impl Connection {
                 (None, Some(m)) => (m + stall_after).min(f.last_activity + long_stall),
                 (None, None) => f.last_activity + long_stall,
             };
+            // A trailing frame's data shards are asked for once its own datagrams stopped
+            // (`check_repair`), before its trailing rows are due.
+            if f.trailing
+                && t.round_start.is_none()
+                && needs.iter().any(|n| {
+                    n.highest_original.is_none_or(|h| h < n.k)
+                        && c.repair.early_risk(n.k, n.parity, n.short_if_no_more)
+                })
+            {
+                if c.repair.run_ended(&f) {
+                    at = at.min(f.last_activity + reorder);
+                }
+            }
             for n in &needs {
                 // Only a hole that can still be asked for (a block whose totals reached the
                 // rows the host may send asks for nothing more: no timer in the past).
@@ -529,6 +595,12 @@ impl Connection {
                 continue;
             };
             let (moved_on, long_stall) = Self::stall_view_of(&c.repair, &f, long_stall);
+            let run_ended = c.repair.run_ended(&f);
+            let risky: Vec<u16> = needs
+                .iter()
+                .filter(|n| c.repair.early_risk(n.k, n.parity, n.short_if_no_more))
+                .map(|n| n.block)
+                .collect();
             let r = &mut c.repair;
             let pos = match r.tracked.iter().position(|t| t.index == index) {
                 Some(p) => p,
@@ -577,10 +649,24 @@ impl Connection {
             let mut beyond = false;
             let mut exhausted = false;
             let mut items = Vec::new();
+            // A frame whose parity trails behind the next frame: once its own datagrams
+            // stopped (a shard of another frame came after its newest, or it fell silent), the
+            // data shards it lacks are asked for at once, before its trailing rows are due. If
+            // those rows fail too, a request sent only then is answered a round trip after
+            // they were due, past the frame's budget; this one lands within it.
+            let data_ended = f.trailing
+                && !stalled
+                && run_ended
+                && now >= f.last_activity + reorder;
             for n in &needs {
+                let early = data_ended
+                    && n.highest_original.is_none_or(|h| h < n.k)
+                    && risky.contains(&n.block);
                 // A hole below the block's highest original counts as loss only once it
                 // outlived the reorder window; before that it may be a reordered shard.
                 let want = if stalled {
+                    n.short_if_no_more
+                } else if early {
                     n.short_if_no_more
                 } else if Self::gap_lost_at(n, reorder, base).is_none_or(|t| now >= t) {
                     n.short_now
@@ -598,7 +684,7 @@ impl Connection {
                 if more == 0 || items.len() == MAX_REPAIR_ITEMS {
                     continue;
                 }
-                beyond |= more > n.short_now.saturating_sub(asked);
+                beyond |= !early && more > n.short_now.saturating_sub(asked);
                 let total = (total + more) as u8;
                 items.push(RepairItem {
                     block: n.block,
