@@ -94,7 +94,7 @@ const STALL_WATCH: usize = 16;
 /// a lost request costs a whole round trip, which on a wide-area path is past the deadline.
 /// The host answers the part of a request's totals it has not served, so a copy that arrives
 /// after its original costs one tiny datagram and no repair bytes.
-const REQUEST_COPIES: u8 = 3;
+const REQUEST_COPIES: u8 = 6;
 
 /// Bounds of the spacing between copies of a request (a sixteenth of the RTT between them):
 /// apart enough that a short burst on the back path does not take every copy, close enough
@@ -107,7 +107,7 @@ const MAX_COPY_SPACING: Duration = Duration::from_millis(4);
 /// frame would miss its budget if they fail, a round trip after they were due). At the
 /// milder bursts most frames that lost one or two shards stay below it and cost no repair
 /// rows; at 9 % bursty loss nearly every such frame is asked for.
-const EARLY_ASK_RISK: f64 = 5e-3;
+const EARLY_ASK_RISK: f64 = 2e-2;
 
 /// Requests whose copies are pending at most (a frame's new request replaces its old copies).
 const MAX_PENDING_COPIES: usize = 32;
