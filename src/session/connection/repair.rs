@@ -16,6 +16,11 @@
 //!   host sends new rows). A request names per-block totals over all rounds, and each goes out
 //!   [`REQUEST_COPIES`] more times, RTT / 16 apart (1–4 ms), while its frame is incomplete: the
 //!   back path loses in bursts too, and the host serves a copy nothing new;
+//! - a frame flagged trailing asks early: once its own run of datagrams ended (an original
+//!   shard of another frame came after its newest, plus the reorder window) and before any of
+//!   its trailing rows came, the data shards it lacks are asked for at once if the client's
+//!   loss model gives its trailing rows at least [`EARLY_ASK_RISK`] of failing to rebuild them
+//!   (a request sent once the rows failed lands a frame interval later, past a WAN budget);
 //! - when a hole counts as loss and when a frame has stopped coming is the reorder window
 //!   and the stall windows (`windows`), which learn from reordered and late shards;
 //! - a frame of which nothing arrived while a newer frame's shards do (indices are
