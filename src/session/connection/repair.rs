@@ -112,7 +112,7 @@ const MAX_COPY_SPACING: Duration = Duration::from_millis(4);
 /// frame would miss its budget if they fail, a round trip after they were due). At the
 /// milder bursts most frames that lost one or two shards stay below it and cost no repair
 /// rows; at 9 % bursty loss nearly every such frame is asked for.
-const EARLY_ASK_RISK: f64 = 2e-2;
+const EARLY_ASK_RISK: f64 = 1e-2;
 
 /// Requests whose copies are pending at most (a frame's new request replaces its old copies).
 const MAX_PENDING_COPIES: usize = 32;
@@ -193,6 +193,9 @@ pub(super) struct Repairs {
     /// a frame lost whole before it may still be rebuilt by its own trailing rows, which
     /// travel behind this one.
     newest_trailing: bool,
+    /// That frame's data shards and first-send parity rows when it is one block (the shape the
+    /// frame lost whole before it most likely had).
+    newest_shape: Option<(u16, u8)>,
     /// When the last video shard that was taken arrived.
     last_shard_at: Option<Instant>,
     /// The frame and arrival of the newest original shard (data or first-send parity), taken
@@ -234,9 +237,15 @@ const MAX_GAPS: usize = 16;
 
 impl Repairs {
     /// Frame `index` lies just before the newest frame, which keeps parity behind it: that
-    /// frame's trailing rows may still rebuild it, so it is not asked for whole yet.
+    /// frame's trailing rows may still rebuild it, so it is not asked for whole yet — unless
+    /// the loss model gives rows of the newest frame's shape at least [`EARLY_ASK_RISK`] of
+    /// failing to rebuild a whole frame (then it is asked for at once, as any gap).
     fn trailing_due(&self, index: u32) -> bool {
-        self.newest_trailing && self.newest.is_some_and(|n| seq_diff(n, index) == 1)
+        self.newest_trailing
+            && self.newest.is_some_and(|n| seq_diff(n, index) == 1)
+            && !self
+                .newest_shape
+                .is_some_and(|(k, m)| self.early_risk(k, Some(m), k))
     }
 
     /// Whether an original shard of another frame arrived after frame `f`'s newest shard:
@@ -278,6 +287,7 @@ impl Repairs {
             last_frame: None,
             newest: None,
             newest_trailing: false,
+            newest_shape: None,
             last_shard_at: None,
             last_original: None,
             model: None,
@@ -304,6 +314,7 @@ impl Repairs {
         self.last_frame = None;
         self.newest = None;
         self.newest_trailing = false;
+        self.newest_shape = None;
         self.last_shard_at = None;
         self.last_original = None;
         self.model = None;
@@ -387,6 +398,10 @@ impl Connection {
             if newest.is_none_or(|n| seq_diff(h.frame_index, n) > 0) {
                 *newest = Some(h.frame_index);
                 c.repair.newest_trailing = h.trailing();
+                c.repair.newest_shape = (h.block_count == 1).then(|| {
+                    let k = (h.frame_len as usize).div_ceil(h.shard_size.max(1) as usize);
+                    (k.min(u16::MAX as usize) as u16, h.parity)
+                });
             }
         }
         let n = (h.frame_len as usize).div_ceil(h.shard_size.max(1) as usize);
@@ -777,7 +792,7 @@ impl Connection {
                     if !c.reassembler.await_frame(index, give_up) {
                         continue;
                     }
-                    let Some(req) = RepairRequest::whole(index, 1) else {
+                            let Some(req) = RepairRequest::whole(index, 1) else {
                         continue;
                     };
                     let mut t = Tracked::new(index);
@@ -846,3 +861,4 @@ impl Connection {
         c.repair.unseen = unseen;
     }
 }
+
