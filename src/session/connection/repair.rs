@@ -112,7 +112,7 @@ const MAX_COPY_SPACING: Duration = Duration::from_millis(4);
 /// frame would miss its budget if they fail, a round trip after they were due). At the
 /// milder bursts most frames that lost one or two shards stay below it and cost no repair
 /// rows; at 9 % bursty loss nearly every such frame is asked for.
-const EARLY_ASK_RISK: f64 = 1e-2;
+const EARLY_ASK_RISK: f64 = 2e-2;
 
 /// Requests whose copies are pending at most (a frame's new request replaces its old copies).
 const MAX_PENDING_COPIES: usize = 32;
