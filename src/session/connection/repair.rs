@@ -669,9 +669,12 @@ impl Connection {
             let mut beyond = false;
             let mut exhausted = false;
             let mut items = Vec::new();
+            // Whether every row asked for is an early ask's (the answer then needs no margin:
+            // the trailing rows are the frame's other chance).
+            let mut only_early = true;
             // A frame whose parity trails behind the next frame: once its own datagrams
-            // stopped (a shard of another frame came after its newest, or it fell silent), the
-            // data shards it lacks are asked for at once, before its trailing rows are due. If
+            // stopped (an original shard of another frame came after its newest), the data
+            // shards it lacks are asked for at once, before its trailing rows are due. If
             // those rows fail too, a request sent only then is answered a round trip after
             // they were due, past the frame's budget; this one lands within it.
             let data_ended = f.trailing
@@ -705,6 +708,7 @@ impl Connection {
                     continue;
                 }
                 beyond |= !early && more > n.short_now.saturating_sub(asked);
+                only_early &= early;
                 let total = (total + more) as u8;
                 items.push(RepairItem {
                     block: n.block,
@@ -724,6 +728,7 @@ impl Connection {
                 t.round_start.get_or_insert(now);
             }
             if let Some(req) = RepairRequest::new(index, items) {
+                let req = if only_early { req.early() } else { req };
                 t.round_start.get_or_insert(now);
                 t.requested = true;
                 requests.push(req);
