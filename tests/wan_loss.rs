@@ -535,8 +535,7 @@ fn a_back_path_burst_that_takes_four_request_copies_costs_no_second_round() {
             return (4..9).contains(&video);
         }
         // The request and its first three copies (41-byte sealed one-block requests).
-        if from == CLIENT && hd.kind == Kind::Control && bytes.len() == 41 && requests_dropped < 4
-        {
+        if from == CLIENT && hd.kind == Kind::Control && bytes.len() == 41 && requests_dropped < 4 {
             requests_dropped += 1;
             return true;
         }

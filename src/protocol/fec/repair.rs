@@ -179,8 +179,7 @@ impl RepairRequest {
                 total: r.u8()?,
             });
         }
-        let req =
-            RepairRequest::new(frame_index, items).ok_or(WireError::Limit("repair items"))?;
+        let req = RepairRequest::new(frame_index, items).ok_or(WireError::Limit("repair items"))?;
         Ok(if early { req.early() } else { req })
     }
 }
@@ -579,9 +578,7 @@ impl RepairHistory {
             } else {
                 self.margin.extra(give)
             };
-            let extra = margin
-                .min(rows_left - give)
-                .min(budget_rows);
+            let extra = margin.min(rows_left - give).min(budget_rows);
             budget_rows -= extra;
             *slot = (b, m + done, give, extra);
             total += give + extra;

@@ -493,14 +493,13 @@ impl Connection {
             // (`check_repair`), before its trailing rows are due.
             if f.trailing
                 && t.round_start.is_none()
+                && c.repair.run_ended(&f)
                 && needs.iter().any(|n| {
                     n.highest_original.is_none_or(|h| h < n.k)
                         && c.repair.early_risk(n.k, n.parity, n.short_if_no_more)
                 })
             {
-                if c.repair.run_ended(&f) {
-                    at = at.min(f.last_activity + reorder);
-                }
+                at = at.min(f.last_activity + reorder);
             }
             for n in &needs {
                 // Only a hole that can still be asked for (a block whose totals reached the
@@ -677,19 +676,15 @@ impl Connection {
             // shards it lacks are asked for at once, before its trailing rows are due. If
             // those rows fail too, a request sent only then is answered a round trip after
             // they were due, past the frame's budget; this one lands within it.
-            let data_ended = f.trailing
-                && !stalled
-                && run_ended
-                && now >= f.last_activity + reorder;
+            let data_ended =
+                f.trailing && !stalled && run_ended && now >= f.last_activity + reorder;
             for n in &needs {
                 let early = data_ended
                     && n.highest_original.is_none_or(|h| h < n.k)
                     && risky.contains(&n.block);
                 // A hole below the block's highest original counts as loss only once it
                 // outlived the reorder window; before that it may be a reordered shard.
-                let want = if stalled {
-                    n.short_if_no_more
-                } else if early {
+                let want = if stalled || early {
                     n.short_if_no_more
                 } else if Self::gap_lost_at(n, reorder, base).is_none_or(|t| now >= t) {
                     n.short_now
@@ -797,7 +792,7 @@ impl Connection {
                     if !c.reassembler.await_frame(index, give_up) {
                         continue;
                     }
-                            let Some(req) = RepairRequest::whole(index, 1) else {
+                    let Some(req) = RepairRequest::whole(index, 1) else {
                         continue;
                     };
                     let mut t = Tracked::new(index);
@@ -866,4 +861,3 @@ impl Connection {
         c.repair.unseen = unseen;
     }
 }
-
