@@ -21,6 +21,9 @@
 //!   its trailing rows came, the data shards it lacks are asked for at once if the client's
 //!   loss model gives its trailing rows at least [`EARLY_ASK_RISK`] of failing to rebuild them
 //!   (a request sent once the rows failed lands a frame interval later, past a WAN budget);
+//!   such a request is marked early and answered without margin rows (the trailing rows are
+//!   the frame's other chance). A frame lost whole just before a trailing frame is asked for
+//!   at once under the same risk rule, instead of after its own trailing rows;
 //! - when a hole counts as loss and when a frame has stopped coming is the reorder window
 //!   and the stall windows (`windows`), which learn from reordered and late shards;
 //! - a frame of which nothing arrived while a newer frame's shards do (indices are
