@@ -82,6 +82,9 @@ pub struct RepairRequest {
     items: Vec<RepairItem>,
     /// Rounds of a whole-frame request (`items` is empty); 0 for a request naming blocks.
     whole: u8,
+    /// The client asks before it knows the frame failed (its trailing parity is still due):
+    /// the answer carries no margin rows (PROTOCOL §10.1).
+    early: bool,
 }
 
 impl RepairRequest {
@@ -98,6 +101,7 @@ impl RepairRequest {
             frame_index,
             items,
             whole: 0,
+            early: false,
         })
     }
 
@@ -110,12 +114,25 @@ impl RepairRequest {
                 frame_index,
                 items: Vec::new(),
                 whole: rounds,
+                early: false,
             })
     }
 
     /// The blocks asked for (empty for a whole-frame request).
     pub fn items(&self) -> &[RepairItem] {
         &self.items
+    }
+
+    /// The same request marked early: asked before the frame is known to have failed, so the
+    /// answer carries no margin rows. A whole-frame request cannot be early.
+    pub fn early(mut self) -> Self {
+        self.early = self.whole == 0;
+        self
+    }
+
+    /// Whether the request is marked early (see [`RepairRequest::early`]).
+    pub fn is_early(&self) -> bool {
+        self.early
     }
 
     /// The rounds of a whole-frame request; `None` for a request naming blocks.
@@ -125,7 +142,8 @@ impl RepairRequest {
 
     /// Appends the body.
     pub fn encode(&self, w: &mut Writer<'_>) {
-        w.u32(self.frame_index).u8(self.items.len() as u8);
+        let early = if self.early { EARLY_FLAG } else { 0 };
+        w.u32(self.frame_index).u8(self.items.len() as u8 | early);
         if self.whole > 0 {
             w.u8(self.whole);
         }
@@ -137,8 +155,13 @@ impl RepairRequest {
     /// Reads a body written by [`Self::encode`].
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
         let frame_index = r.u32()?;
-        let count = r.u8()? as usize;
+        let raw = r.u8()?;
+        let early = raw & EARLY_FLAG != 0;
+        let count = (raw & !EARLY_FLAG) as usize;
         if count == 0 {
+            if early {
+                return Err(WireError::Limit("early whole-frame request"));
+            }
             return RepairRequest::whole(frame_index, r.u8()?)
                 .ok_or(WireError::Limit("repair rounds"));
         }
@@ -156,9 +179,13 @@ impl RepairRequest {
                 total: r.u8()?,
             });
         }
-        RepairRequest::new(frame_index, items).ok_or(WireError::Limit("repair items"))
+        let req = RepairRequest::new(frame_index, items).ok_or(WireError::Limit("repair items"))?;
+        Ok(if early { req.early() } else { req })
     }
 }
+
+/// High bit of a request's item count: the request is early (see [`RepairRequest::early`]).
+const EARLY_FLAG: u8 = 0x80;
 
 /// Why a request got no (or not all) repair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -546,11 +573,12 @@ impl RepairHistory {
                 short = Some(UnavailableReason::Budget);
             }
             budget_rows -= give;
-            let extra = self
-                .margin
-                .extra(give)
-                .min(rows_left - give)
-                .min(budget_rows);
+            let margin = if req.is_early() {
+                0
+            } else {
+                self.margin.extra(give)
+            };
+            let extra = margin.min(rows_left - give).min(budget_rows);
             budget_rows -= extra;
             *slot = (b, m + done, give, extra);
             total += give + extra;

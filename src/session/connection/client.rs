@@ -100,6 +100,8 @@ impl Connection {
     ) -> LossReport {
         let r = c.reassembler.stats();
         let (received, lost) = link.map_or((0, 0), |l| (l.received, l.packets_lost()));
+        let model = c.repair.estimator.report(now);
+        c.repair.on_model(&model);
         LossReport {
             packets_received: received,
             packets_lost: lost,
@@ -107,7 +109,7 @@ impl Connection {
             frames_lost: r.frames_lost,
             frames_delivered: r.frames_delivered,
             info_generation: c.info_generation,
-            model: c.repair.estimator.report(now),
+            model,
         }
     }
 

@@ -16,6 +16,14 @@
 //!   host sends new rows). A request names per-block totals over all rounds, and each goes out
 //!   [`REQUEST_COPIES`] more times, RTT / 16 apart (1–4 ms), while its frame is incomplete: the
 //!   back path loses in bursts too, and the host serves a copy nothing new;
+//! - a frame flagged trailing asks early: once its own run of datagrams ended (an original
+//!   shard of another frame came after its newest, plus the reorder window) and before any of
+//!   its trailing rows came, the data shards it lacks are asked for at once if the client's
+//!   loss model gives its trailing rows at least [`EARLY_ASK_RISK`] of failing to rebuild them
+//!   (a request sent once the rows failed lands a frame interval later, past a WAN budget);
+//!   such a request is marked early and answered without margin rows (the trailing rows are
+//!   the frame's other chance). A frame lost whole just before a trailing frame is asked for
+//!   at once under the same risk rule, instead of after its own trailing rows;
 //! - when a hole counts as loss and when a frame has stopped coming is the reorder window
 //!   and the stall windows (`windows`), which learn from reordered and late shards;
 //! - a frame of which nothing arrived while a newer frame's shards do (indices are
@@ -55,13 +63,15 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::protocol::control::Control;
-use crate::protocol::fec::coder::BlockLayout;
-use crate::protocol::fec::lossmodel::LossEstimator;
+use crate::protocol::fec::coder::{BlockLayout, MAX_TRAILING_K, trailing_parity};
+use crate::protocol::fec::lossmodel::{
+    FailureTable, GilbertElliott, LossEstimator, LossModelReport,
+};
 use crate::protocol::fec::repair::{
     MAX_REPAIR_ITEMS, MAX_REPAIR_ROWS, MAX_WHOLE_ROUNDS, RepairItem, RepairRequest,
     RepairUnavailable, UnavailableReason,
 };
-use crate::protocol::media::reassembler::{BlockNeed, Rejected};
+use crate::protocol::media::reassembler::{BlockNeed, FrameNeed, Rejected};
 use crate::protocol::wire::{VideoHeader, seq_diff};
 
 use super::{Connection, Side};
@@ -92,13 +102,20 @@ const STALL_WATCH: usize = 16;
 /// a lost request costs a whole round trip, which on a wide-area path is past the deadline.
 /// The host answers the part of a request's totals it has not served, so a copy that arrives
 /// after its original costs one tiny datagram and no repair bytes.
-const REQUEST_COPIES: u8 = 3;
+const REQUEST_COPIES: u8 = 6;
 
 /// Bounds of the spacing between copies of a request (a sixteenth of the RTT between them):
 /// apart enough that a short burst on the back path does not take every copy, close enough
 /// that the last copy's answer still makes a one-round-trip deadline.
 const MIN_COPY_SPACING: Duration = Duration::from_millis(1);
 const MAX_COPY_SPACING: Duration = Duration::from_millis(4);
+
+/// Chance, under the client's loss model, that a frame's trailing rows fail to rebuild the data
+/// shards it lacks above which those shards are asked for before the rows are due (the
+/// frame would miss its budget if they fail, a round trip after they were due). At the
+/// milder bursts most frames that lost one or two shards stay below it and cost no repair
+/// rows; at 9 % bursty loss nearly every such frame is asked for.
+const EARLY_ASK_RISK: f64 = 2e-2;
 
 /// Requests whose copies are pending at most (a frame's new request replaces its old copies).
 const MAX_PENDING_COPIES: usize = 32;
@@ -179,8 +196,18 @@ pub(super) struct Repairs {
     /// a frame lost whole before it may still be rebuilt by its own trailing rows, which
     /// travel behind this one.
     newest_trailing: bool,
+    /// That frame's data shards and first-send parity rows when it is one block (the shape the
+    /// frame lost whole before it most likely had).
+    newest_shape: Option<(u16, u8)>,
     /// When the last video shard that was taken arrived.
     last_shard_at: Option<Instant>,
+    /// The frame and arrival of the newest original shard (data or first-send parity), taken
+    /// or refused: originals leave in one order, so one of another frame arriving after a
+    /// frame's newest shard ends that frame's run of datagrams.
+    last_original: Option<(u32, Instant)>,
+    /// Failure probabilities of runs of datagrams under the newest loss model sent (runs of
+    /// up to a trailing frame's rows); `None` before the first.
+    model: Option<FailureTable>,
     /// Scale of both stall windows (≥ 1): doubles on a spurious stall request, decays towards 1
     /// with frames delivered without one.
     stall_scale: f64,
@@ -213,9 +240,43 @@ const MAX_GAPS: usize = 16;
 
 impl Repairs {
     /// Frame `index` lies just before the newest frame, which keeps parity behind it: that
-    /// frame's trailing rows may still rebuild it, so it is not asked for whole yet.
+    /// frame's trailing rows may still rebuild it, so it is not asked for whole yet — unless
+    /// the loss model gives rows of the newest frame's shape at least [`EARLY_ASK_RISK`] of
+    /// failing to rebuild a whole frame (then it is asked for at once, as any gap).
     fn trailing_due(&self, index: u32) -> bool {
-        self.newest_trailing && self.newest.is_some_and(|n| seq_diff(n, index) == 1)
+        self.newest_trailing
+            && self.newest.is_some_and(|n| seq_diff(n, index) == 1)
+            && !self
+                .newest_shape
+                .is_some_and(|(k, m)| self.early_risk(k, Some(m), k))
+    }
+
+    /// Whether an original shard of another frame arrived after frame `f`'s newest shard:
+    /// its own run of datagrams has ended.
+    fn run_ended(&self, f: &FrameNeed) -> bool {
+        self.last_original
+            .is_some_and(|(i, at)| i != f.index && at >= f.last_activity)
+    }
+
+    /// The loss model just reported: the risk of trailing rows failing follows it.
+    pub(super) fn on_model(&mut self, report: &LossModelReport) {
+        self.model = GilbertElliott::from_counts(&report.window)
+            .map(|m| FailureTable::new(&m, MAX_TRAILING_K + 1));
+    }
+
+    /// Whether a block of `k` data shards and `parity` first-send rows that lacks `short`
+    /// data shards once its data run ended should ask for them now: its trailing rows fail
+    /// to rebuild them with a chance of at least [`EARLY_ASK_RISK`] (always without a model).
+    fn early_risk(&self, k: u16, parity: Option<u8>, short: u16) -> bool {
+        let t = trailing_parity(k as usize, parity.map_or(0, usize::from));
+        if short == 0 || t == 0 {
+            return false;
+        }
+        let Some(model) = &self.model else {
+            return true;
+        };
+        // The rows fail when more than `t − short` of them are lost.
+        (short as usize) > t || model.tail(t, t - short as usize) >= EARLY_ASK_RISK
     }
 
     pub(super) fn new() -> Self {
@@ -229,7 +290,10 @@ impl Repairs {
             last_frame: None,
             newest: None,
             newest_trailing: false,
+            newest_shape: None,
             last_shard_at: None,
+            last_original: None,
+            model: None,
             stall_scale: 1.0,
             stall_asked: VecDeque::with_capacity(STALL_WATCH),
             originals: None,
@@ -253,7 +317,10 @@ impl Repairs {
         self.last_frame = None;
         self.newest = None;
         self.newest_trailing = false;
+        self.newest_shape = None;
         self.last_shard_at = None;
+        self.last_original = None;
+        self.model = None;
         self.stall_scale = 1.0;
         self.stall_asked.clear();
         self.originals = None;
@@ -325,6 +392,10 @@ impl Connection {
             if newest.is_none_or(|n| seq_diff(h.frame_index, n) > 0) {
                 *newest = Some(h.frame_index);
                 c.repair.newest_trailing = h.trailing();
+                c.repair.newest_shape = (h.block_count == 1).then(|| {
+                    let k = (h.frame_len as usize).div_ceil(h.shard_size.max(1) as usize);
+                    (k.min(u16::MAX as usize) as u16, h.parity)
+                });
             }
         }
         let n = (h.frame_len as usize).div_ceil(h.shard_size.max(1) as usize);
@@ -339,6 +410,9 @@ impl Connection {
                     self.stats.repair_bytes += body.len() as u64;
                 }
             } else {
+                if let Some(c) = self.side.client_mut() {
+                    c.repair.last_original = Some((h.frame_index, now));
+                }
                 self.on_original_shard(h.frame_index, now);
             }
         }
@@ -409,6 +483,18 @@ impl Connection {
                 (None, Some(m)) => (m + stall_after).min(f.last_activity + long_stall),
                 (None, None) => f.last_activity + long_stall,
             };
+            // A trailing frame's data shards are asked for once its own datagrams stopped
+            // (`check_repair`), before its trailing rows are due.
+            if f.trailing
+                && t.round_start.is_none()
+                && c.repair.run_ended(&f)
+                && needs.iter().any(|n| {
+                    n.highest_original.is_none_or(|h| h < n.k)
+                        && c.repair.early_risk(n.k, n.parity, n.short_if_no_more)
+                })
+            {
+                at = at.min(f.last_activity + reorder);
+            }
             for n in &needs {
                 // Only a hole that can still be asked for (a block whose totals reached the
                 // rows the host may send asks for nothing more: no timer in the past).
@@ -522,6 +608,12 @@ impl Connection {
                 continue;
             };
             let (moved_on, long_stall) = Self::stall_view_of(&c.repair, &f, long_stall);
+            let run_ended = c.repair.run_ended(&f);
+            let risky: Vec<u16> = needs
+                .iter()
+                .filter(|n| c.repair.early_risk(n.k, n.parity, n.short_if_no_more))
+                .map(|n| n.block)
+                .collect();
             let r = &mut c.repair;
             let pos = match r.tracked.iter().position(|t| t.index == index) {
                 Some(p) => p,
@@ -570,10 +662,23 @@ impl Connection {
             let mut beyond = false;
             let mut exhausted = false;
             let mut items = Vec::new();
+            // Whether every row asked for is an early ask's (the answer then needs no margin:
+            // the trailing rows are the frame's other chance).
+            let mut only_early = true;
+            // A frame whose parity trails behind the next frame: once its own datagrams
+            // stopped (an original shard of another frame came after its newest), the data
+            // shards it lacks are asked for at once, before its trailing rows are due. If
+            // those rows fail too, a request sent only then is answered a round trip after
+            // they were due, past the frame's budget; this one lands within it.
+            let data_ended =
+                f.trailing && !stalled && run_ended && now >= f.last_activity + reorder;
             for n in &needs {
+                let early = data_ended
+                    && n.highest_original.is_none_or(|h| h < n.k)
+                    && risky.contains(&n.block);
                 // A hole below the block's highest original counts as loss only once it
                 // outlived the reorder window; before that it may be a reordered shard.
-                let want = if stalled {
+                let want = if stalled || early {
                     n.short_if_no_more
                 } else if Self::gap_lost_at(n, reorder, base).is_none_or(|t| now >= t) {
                     n.short_now
@@ -591,7 +696,8 @@ impl Connection {
                 if more == 0 || items.len() == MAX_REPAIR_ITEMS {
                     continue;
                 }
-                beyond |= more > n.short_now.saturating_sub(asked);
+                beyond |= !early && more > n.short_now.saturating_sub(asked);
+                only_early &= early;
                 let total = (total + more) as u8;
                 items.push(RepairItem {
                     block: n.block,
@@ -611,6 +717,7 @@ impl Connection {
                 t.round_start.get_or_insert(now);
             }
             if let Some(req) = RepairRequest::new(index, items) {
+                let req = if only_early { req.early() } else { req };
                 t.round_start.get_or_insert(now);
                 t.requested = true;
                 requests.push(req);

@@ -256,6 +256,50 @@ fn request_codec_limits() {
     assert!(RepairUnavailable::decode(&mut Reader::new(&[0, 0, 0, 1, 9])).is_err());
 }
 
+/// An early request (asked before the frame is known to fail) round-trips with its flag, the
+/// flag is the count byte's high bit, a whole-frame request cannot carry it, and the count
+/// limit still applies under it.
+#[test]
+fn early_request_codec() {
+    let enc = |r: &RepairRequest| {
+        let mut b = Vec::new();
+        r.encode(&mut Writer::new(&mut b));
+        b
+    };
+    let r = request(3, &[(0, 2)]).early();
+    assert!(r.is_early());
+    let b = enc(&r);
+    assert_eq!(b, [0, 0, 0, 3, 0x81, 0, 0, 2]);
+    assert_eq!(RepairRequest::decode(&mut Reader::new(&b)), Ok(r));
+    assert!(!RepairRequest::whole(3, 1).unwrap().early().is_early());
+    assert!(RepairRequest::decode(&mut Reader::new(&[0, 0, 0, 1, 0x80, 1])).is_err());
+    assert!(RepairRequest::decode(&mut Reader::new(&[0, 0, 0, 1, 0x91])).is_err());
+}
+
+/// An early request's answer carries no margin rows; the same totals asked again normally
+/// get only the margin of what is new (nothing), and a request for more gets its margin.
+#[test]
+fn an_early_request_is_answered_without_margin() {
+    let mut h = RepairHistory::new(RepairConfig {
+        budget_share: 1000.0,
+        ..RepairConfig::default()
+    });
+    h.record(&sent(&frame(5_000, 4), 11, 20));
+    h.set_margin(RepairMargin::from_fn(|n| if n == 0 { 0 } else { 3 }));
+    let mut out = Datagrams::new();
+    let mut c = ReedSolomon8::new();
+    let a = h
+        .answer(&request(11, &[(0, 2)]).early(), &mut c, &params(), &mut out)
+        .unwrap();
+    assert_eq!((a.shards, a.unavailable), (2, None));
+    assert_eq!(h.stats().margin_rows, 0);
+    let a = h
+        .answer(&request(11, &[(0, 3)]), &mut c, &params(), &mut out)
+        .unwrap();
+    assert_eq!(a.shards, 1 + 3);
+    assert_eq!(h.stats().margin_rows, 3);
+}
+
 #[test]
 fn whole_frame_request_codec_limits() {
     let enc = |r: &RepairRequest| {

@@ -32,6 +32,9 @@ pub struct BlockNeed {
     /// Original shards received above the block's lowest hole (0 without a hole): how many
     /// later shards overtook it, for a duplicate-threshold rule.
     pub above_first_hole: u16,
+    /// Highest original shard index received (`None` before the first): at or above `k`
+    /// once the block's first-send parity started arriving.
+    pub highest_original: Option<u16>,
 }
 
 /// An incomplete frame in flight (see [`Reassembler::missing`]).
@@ -202,6 +205,7 @@ impl Reassembler {
                 } else {
                     0
                 },
+                highest_original: (blk.highest != u16::MAX).then_some(blk.highest),
             });
         }
         Some(FrameNeed {

@@ -9,7 +9,7 @@
 //! - a `RepairRequest` (authenticated and replay-checked like every sealed control message)
 //!   passes a request token bucket, then the history answers it with new parity rows (what
 //!   its totals ask beyond what was served, plus the FEC controller's margin for a burst on the
-//!   answer), bounded by the repair budget (`RepairConfig::budget_share` of the stream),
+//!   answer unless the request is early), bounded by the repair budget (`RepairConfig::budget_share` of the stream),
 //!   sealed with fresh packet numbers and queued as transmits;
 //! - a loss report (`host`) is used only if it is not older, by packet number, than the newest
 //!   one used ([`HostRepair::newest_report`]): the FEC plan reads it in the order it was sent.
