@@ -6,7 +6,8 @@
 //!   one pair per client → three `punktfunksrc ! h264parse ! avdec_h264` pipelines: one clean,
 //!   one at 10 % iid loss both ways, one through a 2 Mbit/s bottleneck (default queue). Per
 //!   client: the first picture after it starts (handshake, keyframe request, the encoder's
-//!   keyframe), pictures decoded over the pictures the encoder produced in the same window (from
+//!   keyframe) and from its session being up (`punktfunk-peer-connected`) to the first access
+//!   unit its src pushes (the keyframe it joins on), pictures decoded over the pictures the encoder produced in the same window (from
 //!   when all three show pictures to the host's EOS; ±1 picture at each end), the longest gap
 //!   between two decoded pictures (a freeze), keyframes it asked for; and the encoder's
 //!   bitrate at the end (the slowest client's estimate, floored at `client-bitrate-floor`).
@@ -75,6 +76,28 @@ struct Client {
     shown: Arc<Mutex<Vec<Instant>>>,
     /// When it was set to PLAYING.
     started: Instant,
+    /// Access units `punktfunksrc` pushed, when each came out (the first is the keyframe it
+    /// joined on: the src pushes no delta before it).
+    pushed: Arc<Mutex<Vec<Instant>>>,
+    /// When its `punktfunk-peer-connected` message was posted (session up).
+    connected: Arc<Mutex<Option<Instant>>>,
+}
+
+/// Records when the pipeline posts `punktfunk-peer-connected` (sync handler: the posting
+/// thread's time, not when someone reads the bus).
+fn connected_probe(p: &gst::Element) -> Arc<Mutex<Option<Instant>>> {
+    let at = Arc::new(Mutex::new(None));
+    let a = at.clone();
+    p.bus().expect("bus").set_sync_handler(move |_, m| {
+        if let gst::MessageView::Element(e) = m.view()
+            && e.structure()
+                .is_some_and(|s| s.name() == "punktfunk-peer-connected")
+        {
+            a.lock().unwrap().get_or_insert_with(Instant::now);
+        }
+        gst::BusSyncReply::Pass
+    });
+    at
 }
 
 fn counting_probe(pad: &gst::Pad) -> Arc<Mutex<Vec<Instant>>> {
@@ -162,6 +185,8 @@ fn three_clients(seconds: u64, floor_kbps: u32) {
                 addr.port()
             ));
             let shown = counting_probe(&by_name(&p, "dec").static_pad("src").unwrap());
+            let pushed = counting_probe(&by_name(&p, "src").static_pad("src").unwrap());
+            let connected = connected_probe(&p);
             let started = Instant::now();
             p.set_state(gst::State::Playing).expect("client plays");
             Client {
@@ -169,6 +194,8 @@ fn three_clients(seconds: u64, floor_kbps: u32) {
                 pipeline: p,
                 shown,
                 started,
+                pushed,
+                connected,
             }
         })
         .collect();
@@ -225,10 +252,11 @@ fn three_clients(seconds: u64, floor_kbps: u32) {
         produced / window.as_secs_f64()
     );
     println!(
-        "| client | first picture (ms) | pictures shown | % of encoded | longest freeze (ms) | \
-         keyframe requests | loss % | relay down (kbit/s) | bottleneck drops |"
+        "| client | first picture (ms) | connected → first frame (ms) | pictures shown | \
+         % of encoded | longest freeze (ms) | keyframe requests | loss % | relay down (kbit/s) | \
+         bottleneck drops |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let list: Vec<gst::Structure> = stats
         .get::<gst::Array>("client-list")
         .map(|l| {
@@ -252,10 +280,22 @@ fn three_clients(seconds: u64, floor_kbps: u32) {
         let first = shown.first().map_or(-1.0, |t| {
             t.saturating_duration_since(c.started).as_secs_f64() * 1000.0
         });
+        // Join latency: from the session being up to the first access unit the src pushes.
+        let join = match (
+            *c.connected.lock().unwrap(),
+            c.pushed.lock().unwrap().first(),
+        ) {
+            (Some(up), Some(&f)) => format!(
+                "{:.1}",
+                f.saturating_duration_since(up).as_secs_f64() * 1000.0
+            ),
+            _ => "–".to_string(),
+        };
         println!(
-            "| {} | {:.0} | {} | {:.2} | {:.0} | {} | {:.1} | {:.0} | {} |",
+            "| {} | {:.0} | {} | {} | {:.2} | {:.0} | {} | {:.1} | {:.0} | {} |",
             c.name,
             first,
+            join,
             in_window.len(),
             in_window.len() as f64 * 100.0 / produced.max(1.0),
             gap.as_secs_f64() * 1000.0,
