@@ -7,7 +7,9 @@
 //!   one at 10 % iid loss both ways, one through a 2 Mbit/s bottleneck (default queue). Per
 //!   client: the first picture after it starts (handshake, keyframe request, the encoder's
 //!   keyframe) and from its session being up (`punktfunk-peer-connected`) to the first access
-//!   unit its src pushes (the keyframe it joins on), pictures decoded over the pictures the encoder produced in the same window (from
+//!   unit its src pushes (the keyframe it joins on), split into: until the sink asks the
+//!   encoder (a ForceKeyUnit event at x264enc's src pad), until x264enc puts out a keyframe,
+//!   and until the client's src pushes it; pictures decoded over the pictures the encoder produced in the same window (from
 //!   when all three show pictures to the host's EOS; ±1 picture at each end), the longest gap
 //!   between two decoded pictures (a freeze), keyframes it asked for; and the encoder's
 //!   bitrate at the end (the slowest client's estimate, floored at `client-bitrate-floor`).
@@ -83,6 +85,42 @@ struct Client {
     connected: Arc<Mutex<Option<Instant>>>,
 }
 
+/// When the encoder was asked for a keyframe (a ForceKeyUnit event reaching its src pad from
+/// downstream) and when it put out a keyframe.
+type Times = Arc<Mutex<Vec<Instant>>>;
+fn keyframe_probes(enc_src: &gst::Pad) -> (Times, Times) {
+    let asked: Times = Arc::default();
+    let out: Times = Arc::default();
+    let a = asked.clone();
+    enc_src
+        .add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+            if let Some(gst::PadProbeData::Event(e)) = &info.data
+                && e.structure().is_some_and(|s| s.name() == "GstForceKeyUnit")
+            {
+                a.lock().unwrap().push(Instant::now());
+            }
+            gst::PadProbeReturn::Ok
+        })
+        .expect("probe");
+    let o = out.clone();
+    enc_src
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(gst::PadProbeData::Buffer(b)) = &info.data
+                && !b.flags().contains(gst::BufferFlags::DELTA_UNIT)
+            {
+                o.lock().unwrap().push(Instant::now());
+            }
+            gst::PadProbeReturn::Ok
+        })
+        .expect("probe");
+    (asked, out)
+}
+
+/// The first instant in `times` at or after `t`.
+fn first_after(times: &Times, t: Instant) -> Option<Instant> {
+    times.lock().unwrap().iter().copied().find(|&x| x >= t)
+}
+
 /// Records when the pipeline posts `punktfunk-peer-connected` (sync handler: the posting
 /// thread's time, not when someone reads the bus).
 fn connected_probe(p: &gst::Element) -> Arc<Mutex<Option<Instant>>> {
@@ -132,7 +170,9 @@ fn three_clients(seconds: u64, floor_kbps: u32) {
            client-bitrate-floor={floor_kbps}",
     ));
     let sink = by_name(&host, "sink");
-    let encoded = counting_probe(&by_name(&host, "enc").static_pad("src").unwrap());
+    let enc_src = by_name(&host, "enc").static_pad("src").unwrap();
+    let encoded = counting_probe(&enc_src);
+    let (asked, keyframes_out) = keyframe_probes(&enc_src);
     host.set_state(gst::State::Playing).expect("host plays");
     let port = wait_for(Duration::from_secs(10), || {
         let p = sink.property::<u32>("bound-port");
@@ -252,7 +292,7 @@ fn three_clients(seconds: u64, floor_kbps: u32) {
         produced / window.as_secs_f64()
     );
     println!(
-        "| client | first picture (ms) | connected → first frame (ms) | pictures shown | \
+        "| client | first picture (ms) | connected → first frame (ms: ask + encoder + deliver) | pictures shown | \
          % of encoded | longest freeze (ms) | keyframe requests | loss % | relay down (kbit/s) | \
          bottleneck drops |"
     );
@@ -280,15 +320,30 @@ fn three_clients(seconds: u64, floor_kbps: u32) {
         let first = shown.first().map_or(-1.0, |t| {
             t.saturating_duration_since(c.started).as_secs_f64() * 1000.0
         });
-        // Join latency: from the session being up to the first access unit the src pushes.
+        // Join latency: from the session being up to the first access unit the src pushes (the
+        // keyframe it joins on), split into the host asking the encoder, the encoder answering,
+        // and the keyframe crossing to the client's src.
+        let ms = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64() * 1000.0;
         let join = match (
             *c.connected.lock().unwrap(),
             c.pushed.lock().unwrap().first(),
         ) {
-            (Some(up), Some(&f)) => format!(
-                "{:.1}",
-                f.saturating_duration_since(up).as_secs_f64() * 1000.0
-            ),
+            (Some(up), Some(&pushed)) => {
+                let ask = first_after(&asked, up).filter(|&a| a <= pushed);
+                let out = ask
+                    .and_then(|a| first_after(&keyframes_out, a))
+                    .filter(|&o| o <= pushed);
+                match (ask, out) {
+                    (Some(a), Some(o)) => format!(
+                        "{:.1} ({:.1} + {:.1} + {:.1})",
+                        ms(up, pushed),
+                        ms(up, a),
+                        ms(a, o),
+                        ms(o, pushed)
+                    ),
+                    _ => format!("{:.1}", ms(up, pushed)),
+                }
+            }
             _ => "–".to_string(),
         };
         println!(
