@@ -445,6 +445,7 @@ fn dump_frames(r: &RowResult, path: &Path) {
 }
 
 fn main() {
+    let started = std::time::Instant::now();
     let o = options();
     gst::init().expect("GStreamer initialises");
     gstpunktfunk::plugin_register_static().expect("the plugin registers");
@@ -578,6 +579,17 @@ fn main() {
             }
         }
     }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let _ = writeln!(
+        md,
+        "\nCommand: `cargo bench --features testing --bench congestion` (arguments: `{}`); \
+         {cores} CPUs, load average at the end {}; run in {:.0} s.",
+        std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+        load.join(" "),
+        started.elapsed().as_secs_f64()
+    );
     if let Err(e) = std::fs::write(&o.out, &md) {
         eprintln!("congestion: cannot write {}: {e}", o.out.display());
     }
