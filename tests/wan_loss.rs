@@ -15,7 +15,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use common::frame_bytes;
-use common::sim::{Bursts, Sim, addr, passphrase_pair};
+use common::sim::{Bursts, DropScript, Sim, addr, passphrase_pair};
 use gstpunktfunk::protocol::fec::adaptive::FecMode;
 use gstpunktfunk::protocol::wire::{Header, Kind};
 use gstpunktfunk::session::{Config, Event, Stats};
@@ -178,6 +178,28 @@ fn print_row(name: &str, r: &Run) {
     );
 }
 
+/// A drop script: the 4th to 8th video datagrams from the host (five data shards of the next
+/// frame), and the client's first `requests` one-block repair requests or copies (41-byte
+/// sealed control datagrams, unlike the client's others).
+fn five_shards_and_requests_lost(requests: u32) -> DropScript {
+    let mut video = 0usize;
+    let mut dropped = 0;
+    Box::new(move |from, bytes| {
+        let Ok((hd, _)) = Header::decode(bytes) else {
+            return false;
+        };
+        if from == HOST && hd.kind == Kind::Video {
+            video += 1;
+            return (4..9).contains(&video);
+        }
+        if from == CLIENT && hd.kind == Kind::Control && bytes.len() == 41 && dropped < requests {
+            dropped += 1;
+            return true;
+        }
+        false
+    })
+}
+
 /// A repair request lost on the back path costs no round trip: a copy follows it within a few
 /// milliseconds, and the copy that arrives after the request was served costs no repair rows.
 #[test]
@@ -190,22 +212,7 @@ fn a_lost_repair_request_is_covered_by_its_copy_within_one_round_trip() {
     let (h0, c0) = (sim.conn(HOST).stats(), sim.conn(CLIENT).stats());
     // Five data shards of the frame are lost, and so is the client's first repair request
     // (a one-block request: a 41-byte sealed control datagram, unlike the client's others).
-    let mut video = 0usize;
-    let mut request_dropped = false;
-    sim.drop_script = Some(Box::new(move |from, bytes| {
-        let Ok((hd, _)) = Header::decode(bytes) else {
-            return false;
-        };
-        if from == HOST && hd.kind == Kind::Video {
-            video += 1;
-            return (4..9).contains(&video);
-        }
-        if from == CLIENT && hd.kind == Kind::Control && bytes.len() == 41 && !request_dropped {
-            request_dropped = true;
-            return true;
-        }
-        false
-    }));
+    sim.drop_script = Some(five_shards_and_requests_lost(1));
     let data = frame_bytes(LARGE, 2);
     let sent_at = sim.now;
     sim.send_frame(HOST, &data, false).unwrap();
@@ -530,23 +537,8 @@ fn a_back_path_burst_that_takes_four_request_copies_costs_no_second_round() {
     h.fec_percent = 5;
     let mut sim = connected_on_a_delayed_path(45, h, c, LARGE);
     let c0 = sim.conn(CLIENT).stats();
-    let mut video = 0usize;
-    let mut requests_dropped = 0;
-    sim.drop_script = Some(Box::new(move |from, bytes| {
-        let Ok((hd, _)) = Header::decode(bytes) else {
-            return false;
-        };
-        if from == HOST && hd.kind == Kind::Video {
-            video += 1;
-            return (4..9).contains(&video);
-        }
-        // The request and its first three copies (41-byte sealed one-block requests).
-        if from == CLIENT && hd.kind == Kind::Control && bytes.len() == 41 && requests_dropped < 4 {
-            requests_dropped += 1;
-            return true;
-        }
-        false
-    }));
+    // The request and its first three copies.
+    sim.drop_script = Some(five_shards_and_requests_lost(4));
     let data = frame_bytes(LARGE, 3);
     let sent_at = sim.now;
     sim.send_frame(HOST, &data, false).unwrap();
