@@ -85,14 +85,18 @@ impl Connection {
     /// Client: an original shard of frame `index` arrived. It extends the frame's measured
     /// silences; if the frame was asked for on the stall path, that request was spurious (the
     /// shards were late, not lost): counted once per frame, and the stall windows grow.
-    pub(super) fn on_original_shard(&mut self, index: u32, now: Instant) {
+    pub(super) fn on_original_shard(&mut self, index: u32, trailing_row: bool, now: Instant) {
         let Some(c) = self.side.client_mut() else {
             return;
         };
         if let Some(p) = c.repair.gaps.iter().position(|g| g.0 == index) {
-            // A frame that a newer one overtook: reordering, as a hole filled late is.
+            // A frame that a newer one overtook: reordering, as a hole filled late is — unless
+            // what came is one of its trailing rows, which the host sends behind the next
+            // frame's datagrams: its data was lost, nothing was reordered.
             let (_, noticed, _) = c.repair.gaps.remove(p).expect("found");
-            self.on_reordering(now.saturating_duration_since(noticed));
+            if !trailing_row {
+                self.on_reordering(now.saturating_duration_since(noticed));
+            }
         }
         let Some(c) = self.side.client_mut() else {
             return;
