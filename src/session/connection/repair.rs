@@ -23,7 +23,10 @@
 //!   (a request sent once the rows failed lands a frame interval later, past a WAN budget);
 //!   such a request is marked early and answered without margin rows (the trailing rows are
 //!   the frame's other chance). A frame lost whole just before a trailing frame is asked for
-//!   at once under the same risk rule, instead of after its own trailing rows;
+//!   at once under the same risk rule, instead of after its own trailing rows; so is the frame
+//!   after the newest once a trailing row of the newest arrives before any shard of it (the
+//!   host sends those rows right behind it: it was lost whole, a frame interval before the
+//!   frame after it would show the gap);
 //! - when a hole counts as loss and when a frame has stopped coming is the reorder window
 //!   and the stall windows (`windows`), which learn from reordered and late shards;
 //! - a frame of which nothing arrived while a newer frame's shards do (indices are
@@ -114,8 +117,10 @@ const MAX_COPY_SPACING: Duration = Duration::from_millis(4);
 /// Chance, under the client's loss model, that a frame's trailing rows fail to rebuild the data
 /// shards it lacks above which those shards are asked for before the rows are due (the
 /// frame would miss its budget if they fail, a round trip after they were due). At the
-/// milder bursts most frames that lost one or two shards stay below it and cost no repair
-/// rows; at 9 % bursty loss nearly every such frame is asked for.
+/// milder bursts (enter 1 %, leave 30 %) most frames that lost one or two shards stay below it
+/// and cost no repair rows; at 9 % bursty loss nearly every such frame is asked for. 2 % left
+/// frames that lost three shards at the milder bursts to fail past the budget; 0.5 %
+/// cost more overhead for no more frames on time (`docs/wan_protection.md`).
 const EARLY_ASK_RISK: f64 = 1e-2;
 
 /// Requests whose copies are pending at most (a frame's new request replaces its old copies).

@@ -2,9 +2,13 @@
 //! frame's shard shows the gap in the frame indices, holds it in the reassembler and asks the
 //! host for it whole (rounds of repair rows per block).
 //!
+//! A trailing row of the newest frame that arrives before any shard of the frame after it
+//! shows that frame lost whole as well (the host sends those rows right behind it).
+//!
 //! Owns when such a frame is asked for (after the reorder window, or at once when its trailing
-//! rows are not due) and when it is asked again. Must never ask for a frame a newer frame has
-//! not shown, nor one past its repair deadline.
+//! rows are not due) and when it is asked again. Must never ask for a frame that neither a
+//! newer frame nor a trailing row of the frame before has shown, nor one past its repair
+//! deadline.
 
 use std::time::Instant;
 

@@ -21,7 +21,8 @@
 //!   reordering is seen the window is 0 and a hole counts as soon as [`DUP_THRESH`] originals
 //!   arrived above it, or after a quarter RTT (at most [`REORDER_BASE_MAX`]). Every original shard
 //!   that fills a hole shows how long reordering kept it: the window grows to 1.25 × that plus
-//!   a quarter RTT, capped at half the repair deadline, and decays by 1 % per frame delivered
+//!   a quarter RTT, capped at half the repair deadline (a frame first seen by one of its trailing
+//!   rows, sent behind the next frame by design, is not reordered), and decays by 1 % per frame delivered
 //!   while no reordering is seen (forgotten once below a quarter RTT). The stall windows never
 //!   go below it. Why: a frame delivered backwards (a middlebox, a bonded or multipath link)
 //!   otherwise looked like dozens of lost shards the moment its first datagram arrived, and
