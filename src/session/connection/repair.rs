@@ -23,7 +23,10 @@
 //!   (a request sent once the rows failed lands a frame interval later, past a WAN budget);
 //!   such a request is marked early and answered without margin rows (the trailing rows are
 //!   the frame's other chance). A frame lost whole just before a trailing frame is asked for
-//!   at once under the same risk rule, instead of after its own trailing rows;
+//!   at once under the same risk rule, instead of after its own trailing rows; so is the frame
+//!   after the newest once a trailing row of the newest arrives before any shard of it (the
+//!   host sends those rows right behind it: it was lost whole, a frame interval before the
+//!   frame after it would show the gap);
 //! - when a hole counts as loss and when a frame has stopped coming is the reorder window
 //!   and the stall windows (`windows`), which learn from reordered and late shards;
 //! - a frame of which nothing arrived while a newer frame's shards do (indices are
@@ -114,9 +117,11 @@ const MAX_COPY_SPACING: Duration = Duration::from_millis(4);
 /// Chance, under the client's loss model, that a frame's trailing rows fail to rebuild the data
 /// shards it lacks above which those shards are asked for before the rows are due (the
 /// frame would miss its budget if they fail, a round trip after they were due). At the
-/// milder bursts most frames that lost one or two shards stay below it and cost no repair
-/// rows; at 9 % bursty loss nearly every such frame is asked for.
-const EARLY_ASK_RISK: f64 = 2e-2;
+/// milder bursts (enter 1 %, leave 30 %) most frames that lost one or two shards stay below it
+/// and cost no repair rows; at 9 % bursty loss nearly every such frame is asked for. 2 % left
+/// frames that lost three shards at the milder bursts to fail past the budget; 0.5 %
+/// cost more overhead for no more frames on time (`docs/wan_protection.md`).
+const EARLY_ASK_RISK: f64 = 1e-2;
 
 /// Requests whose copies are pending at most (a frame's new request replaces its old copies).
 const MAX_PENDING_COPIES: usize = 32;
@@ -200,6 +205,11 @@ pub(super) struct Repairs {
     /// That frame's data shards and first-send parity rows when it is one block (the shape the
     /// frame lost whole before it most likely had).
     newest_shape: Option<(u16, u8)>,
+    /// The frame after the newest, once a trailing row of the newest arrived before any shard
+    /// of it: the host sends those rows right behind that frame's datagrams, so every one of
+    /// them was lost (or is reordered). Asked for whole as a gap (`ask_whole_frames`) while
+    /// the newest has not moved on.
+    implied: Option<u32>,
     /// When the last video shard that was taken arrived.
     last_shard_at: Option<Instant>,
     /// The frame and arrival of the newest original shard (data or first-send parity), taken
@@ -247,9 +257,21 @@ impl Repairs {
     fn trailing_due(&self, index: u32) -> bool {
         self.newest_trailing
             && self.newest.is_some_and(|n| seq_diff(n, index) == 1)
-            && !self
-                .newest_shape
-                .is_some_and(|(k, m)| self.early_risk(k, Some(m), k))
+            && !self.whole_risky()
+    }
+
+    /// Whether the loss model gives trailing rows of the newest frame's shape at least
+    /// [`EARLY_ASK_RISK`] of failing to rebuild a frame lost whole.
+    fn whole_risky(&self) -> bool {
+        self.newest_shape
+            .is_some_and(|(k, m)| self.early_risk(k, Some(m), k))
+    }
+
+    /// The frame after the newest that a trailing row of the newest showed lost whole, while
+    /// the newest has not moved on (see [`Repairs::implied`]).
+    fn implied_gap(&self) -> Option<u32> {
+        self.implied
+            .filter(|&i| self.newest.is_some_and(|n| seq_diff(i, n) == 1))
     }
 
     /// Whether an original shard of another frame arrived after frame `f`'s newest shard:
@@ -292,6 +314,7 @@ impl Repairs {
             newest: None,
             newest_trailing: false,
             newest_shape: None,
+            implied: None,
             last_shard_at: None,
             last_original: None,
             model: None,
@@ -319,6 +342,7 @@ impl Repairs {
         self.newest = None;
         self.newest_trailing = false;
         self.newest_shape = None;
+        self.implied = None;
         self.last_shard_at = None;
         self.last_original = None;
         self.model = None;
@@ -414,7 +438,13 @@ impl Connection {
                 if let Some(c) = self.side.client_mut() {
                     c.repair.last_original = Some((h.frame_index, now));
                 }
-                self.on_original_shard(h.frame_index, now);
+                let m = h.parity as usize;
+                let trailing_row =
+                    h.trailing() && h.shard_index as usize + trailing_parity(k, m) >= k + m;
+                if trailing_row {
+                    self.on_trailing_row(h.frame_index, now);
+                }
+                self.on_original_shard(h.frame_index, trailing_row, now);
             }
         }
     }

@@ -2,9 +2,13 @@
 //! frame's shard shows the gap in the frame indices, holds it in the reassembler and asks the
 //! host for it whole (rounds of repair rows per block).
 //!
+//! A trailing row of the newest frame that arrives before any shard of the frame after it
+//! shows that frame lost whole as well (the host sends those rows right behind it).
+//!
 //! Owns when such a frame is asked for (after the reorder window, or at once when its trailing
-//! rows are not due) and when it is asked again. Must never ask for a frame a newer frame has
-//! not shown, nor one past its repair deadline.
+//! rows are not due) and when it is asked again. Must never ask for a frame that neither a
+//! newer frame nor a trailing row of the frame before has shown, nor one past its repair
+//! deadline.
 
 use std::time::Instant;
 
@@ -34,7 +38,11 @@ impl Connection {
             return;
         };
         let mut unseen = std::mem::take(&mut c.repair.unseen);
-        c.reassembler.unseen_into(window, None, &mut unseen);
+        // A frame a trailing row showed lost whole lies past the newest: listed as if the
+        // frame after it were arriving.
+        let implied = c.repair.implied_gap();
+        c.reassembler
+            .unseen_into(window, implied.map(|i| i.wrapping_add(1)), &mut unseen);
         c.repair.gaps.retain(|g| unseen.contains(&g.0));
         for &index in &unseen {
             let r = &mut c.repair;
@@ -51,11 +59,17 @@ impl Connection {
                         continue;
                     }
                     r.gap_done(index);
+                    // It would have arrived a frame interval before the frame that showed the
+                    // gap, or just before the trailing row that did.
                     let early = now - noticed;
-                    let (origin, give_up) = (
-                        origin.checked_sub(early).unwrap_or(origin),
-                        give_up.checked_sub(early).unwrap_or(give_up),
-                    );
+                    let (origin, give_up) = if implied == Some(index) {
+                        (noticed, noticed + (give_up - origin))
+                    } else {
+                        (
+                            origin.checked_sub(early).unwrap_or(origin),
+                            give_up.checked_sub(early).unwrap_or(give_up),
+                        )
+                    };
                     if !c.reassembler.await_frame(index, give_up) {
                         continue;
                     }
@@ -90,6 +104,32 @@ impl Connection {
             }
         }
         c.repair.unseen = unseen;
+    }
+
+    /// Client: a trailing row of frame `index` arrived (taken or not). The host sends a
+    /// frame's trailing rows right behind the next frame's datagrams, so while `index` is the
+    /// newest frame seen, every datagram of the next one was lost (or is reordered): it is held
+    /// and timed as a gap now, a frame interval before the frame after it would show the gap
+    /// — if the loss model gives its own trailing rows at least
+    /// [`EARLY_ASK_RISK`](super::EARLY_ASK_RISK) of failing to rebuild it (otherwise those
+    /// rows are its chance, as for any gap before a trailing frame).
+    pub(super) fn on_trailing_row(&mut self, index: u32, now: Instant) {
+        if !self.cfg.repair || self.link.is_none() {
+            return;
+        }
+        let (_, origin, give_up) = self.whole_frame_window(now);
+        let Some(c) = self.side.client_mut() else {
+            return;
+        };
+        let r = &mut c.repair;
+        let next = index.wrapping_add(1);
+        if r.newest != Some(index) || r.implied == Some(next) || !r.whole_risky() {
+            return;
+        }
+        r.implied = Some(next);
+        if c.reassembler.await_frame(next, now + (give_up - origin)) {
+            r.gap_noticed(next, now);
+        }
     }
 
     /// Client: before a video body is pushed, holds the frames it shows lost whole (see

@@ -21,7 +21,8 @@
 //!   reordering is seen the window is 0 and a hole counts as soon as [`DUP_THRESH`] originals
 //!   arrived above it, or after a quarter RTT (at most [`REORDER_BASE_MAX`]). Every original shard
 //!   that fills a hole shows how long reordering kept it: the window grows to 1.25 × that plus
-//!   a quarter RTT, capped at half the repair deadline, and decays by 1 % per frame delivered
+//!   a quarter RTT, capped at half the repair deadline (a frame first seen by one of its trailing
+//!   rows, sent behind the next frame by design, is not reordered), and decays by 1 % per frame delivered
 //!   while no reordering is seen (forgotten once below a quarter RTT). The stall windows never
 //!   go below it. Why: a frame delivered backwards (a middlebox, a bonded or multipath link)
 //!   otherwise looked like dozens of lost shards the moment its first datagram arrived, and
@@ -85,14 +86,18 @@ impl Connection {
     /// Client: an original shard of frame `index` arrived. It extends the frame's measured
     /// silences; if the frame was asked for on the stall path, that request was spurious (the
     /// shards were late, not lost): counted once per frame, and the stall windows grow.
-    pub(super) fn on_original_shard(&mut self, index: u32, now: Instant) {
+    pub(super) fn on_original_shard(&mut self, index: u32, trailing_row: bool, now: Instant) {
         let Some(c) = self.side.client_mut() else {
             return;
         };
         if let Some(p) = c.repair.gaps.iter().position(|g| g.0 == index) {
-            // A frame that a newer one overtook: reordering, as a hole filled late is.
+            // A frame that a newer one overtook: reordering, as a hole filled late is — unless
+            // what came is one of its trailing rows, which the host sends behind the next
+            // frame's datagrams: its data was lost, nothing was reordered.
             let (_, noticed, _) = c.repair.gaps.remove(p).expect("found");
-            self.on_reordering(now.saturating_duration_since(noticed));
+            if !trailing_row {
+                self.on_reordering(now.saturating_duration_since(noticed));
+            }
         }
         let Some(c) = self.side.client_mut() else {
             return;
