@@ -411,19 +411,18 @@ impl Connection {
         let Ok((h, _)) = VideoHeader::decode(body) else {
             return;
         };
+        // The frame's data shards over all its blocks.
+        let n = (h.frame_len as usize).div_ceil(h.shard_size.max(1) as usize);
         if taken && let Some(c) = self.side.client_mut() {
             c.repair.last_shard_at = Some(now);
             let newest = &mut c.repair.newest;
-            if newest.is_none_or(|n| seq_diff(h.frame_index, n) > 0) {
+            if newest.is_none_or(|i| seq_diff(h.frame_index, i) > 0) {
                 *newest = Some(h.frame_index);
                 c.repair.newest_trailing = h.trailing();
-                c.repair.newest_shape = (h.block_count == 1).then(|| {
-                    let k = (h.frame_len as usize).div_ceil(h.shard_size.max(1) as usize);
-                    (k.min(u16::MAX as usize) as u16, h.parity)
-                });
+                c.repair.newest_shape =
+                    (h.block_count == 1).then(|| (n.min(u16::MAX as usize) as u16, h.parity));
             }
         }
-        let n = (h.frame_len as usize).div_ceil(h.shard_size.max(1) as usize);
         let Some(layout) = BlockLayout::checked(n, h.block_count as usize) else {
             return;
         };
@@ -640,11 +639,17 @@ impl Connection {
             };
             let (moved_on, long_stall) = Self::stall_view_of(&c.repair, &f, long_stall);
             let run_ended = c.repair.run_ended(&f);
-            let risky: Vec<u16> = needs
-                .iter()
-                .filter(|n| c.repair.early_risk(n.k, n.parity, n.short_if_no_more))
-                .map(|n| n.block)
-                .collect();
+            // Blocks whose trailing rows are too likely to fail (only a trailing frame whose
+            // own datagrams ended can ask early, see `data_ended` below).
+            let risky: Vec<u16> = if f.trailing && run_ended {
+                needs
+                    .iter()
+                    .filter(|n| c.repair.early_risk(n.k, n.parity, n.short_if_no_more))
+                    .map(|n| n.block)
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let r = &mut c.repair;
             let pos = match r.tracked.iter().position(|t| t.index == index) {
                 Some(p) => p,
