@@ -438,6 +438,16 @@ mod tests {
             .collect()
     }
 
+    /// The sequence numbers of the packets among `outs`, in order.
+    fn played(outs: &[AudioOutput]) -> Vec<u64> {
+        outs.iter()
+            .filter_map(|o| match o {
+                AudioOutput::Packet(p) => Some(p.seq),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn run(bodies: &[Vec<u8>], rx: &mut AudioReceiver, t0: Instant) -> Vec<AudioOutput> {
         let mut outs = Vec::new();
         for (i, b) in bodies.iter().enumerate() {
@@ -493,13 +503,7 @@ mod tests {
                 duration_us: 30_000
             }
         );
-        let seqs: Vec<u64> = outs
-            .iter()
-            .filter_map(|o| match o {
-                AudioOutput::Packet(p) => Some(p.seq),
-                _ => None,
-            })
-            .collect();
+        let seqs = played(&outs);
         let want: Vec<u64> = (0..20).filter(|s| !(4..7).contains(s)).collect();
         assert_eq!(seqs, want);
         assert_eq!(rx.stats().lost, 3);
@@ -561,14 +565,12 @@ mod tests {
         }
         rx.handle_timeout(t0 + Duration::from_secs(10));
         outs.extend(std::iter::from_fn(|| rx.poll()));
-        let played: Vec<u64> = outs
-            .iter()
-            .filter_map(|o| match o {
-                AudioOutput::Packet(p) => Some(p.seq),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(played, (0..96).collect::<Vec<u64>>(), "{:?}", rx.stats());
+        assert_eq!(
+            played(&outs),
+            (0..96).collect::<Vec<u64>>(),
+            "{:?}",
+            rx.stats()
+        );
         assert!(rx.stats().recovered >= 9, "{:?}", rx.stats());
     }
 }
