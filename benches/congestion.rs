@@ -579,15 +579,13 @@ fn main() {
             }
         }
     }
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load: Vec<&str> = load.split_whitespace().take(3).collect();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let _ = writeln!(
         md,
         "\nCommand: `cargo bench --features testing --bench congestion` (arguments: `{}`); \
          {cores} CPUs, load average at the end {}; run in {:.0} s.",
         std::env::args().skip(1).collect::<Vec<_>>().join(" "),
-        load.join(" "),
+        g2g::report::load_average(),
         started.elapsed().as_secs_f64()
     );
     if let Err(e) = std::fs::write(&o.out, &md) {

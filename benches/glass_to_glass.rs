@@ -179,7 +179,6 @@ fn main() {
 
     let table = report::markdown(&rows);
     println!("\n{table}");
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let lag = report::Percentiles::of(
         rows.iter()
             .flat_map(|r| r.measured().iter().map(|f| f.source_lag_ms()))
@@ -191,10 +190,7 @@ fn main() {
          its PTS because the machine was busy) over all rows p50 / p99: {}\n",
         rows.len(),
         started.elapsed().as_secs_f64(),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" "),
+        report::load_average(),
         lag.map_or("–".into(), |p| format!("{:.1} / {:.1} ms", p.p50, p.p99)),
     );
     for p in [&o.out, &o.svg].into_iter().chain(o.csv.as_ref()) {

@@ -759,16 +759,12 @@ fn main() {
         );
     }
 
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let _ = writeln!(
         doc,
         "Loss on both directions of the relay (independently seeded). Run in {:.0} s; load \
          average at the end: {}.",
         started.elapsed().as_secs_f64(),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        g2g::report::load_average()
     );
     println!("\n{doc}");
     if let Some(dir) = o.out.parent().filter(|d| !d.as_os_str().is_empty()) {

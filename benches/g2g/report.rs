@@ -303,3 +303,14 @@ pub fn write_svg(rows: &[RowResult], title: &str, path: &Path) -> Result<(), Box
     root.present()?;
     Ok(())
 }
+
+/// The machine's load average over 1, 5 and 15 minutes as `/proc/loadavg` gives it ("0.42 0.66
+/// 0.64"; empty where it cannot be read): what each bench writes beside its numbers.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}

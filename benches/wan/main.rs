@@ -272,8 +272,7 @@ fn main() {
             rows.push(row);
         }
     }
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    let load = g2g::report::load_average();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -323,7 +322,7 @@ fn main() {
         } else {
             String::new()
         },
-        load.join(" "),
+        load,
         started.elapsed().as_secs_f64(),
     );
     doc.push_str(&table(&o, &rows));
