@@ -3,7 +3,8 @@
 //!
 //! Owns the Reed-Solomon coder and block layout ([`coder`]), the client's loss estimator and
 //! loss model ([`lossmodel`]), the one loss report the client sends ([`report`]), the host's
-//! FEC controller ([`adaptive`]) and the repair messages and history ([`repair`]). It never
+//! FEC controller ([`adaptive`]), the repair messages and history ([`repair`]) and the
+//! cross-frame (streaming) code with its joint decoder ([`window`]). It never
 //! sends, schedules or paces anything (the session does) and never parses a datagram's clear
 //! header.
 
@@ -12,3 +13,4 @@ pub mod coder;
 pub mod lossmodel;
 pub mod repair;
 pub mod report;
+pub mod window;
