@@ -44,6 +44,9 @@ pub(crate) const VIDEO_FLAG_KEYFRAME: u8 = 0x01;
 /// (`packetizer::TrailingParity`); only frames of one block of at most
 /// `fec::MAX_TRAILING_K` data shards carry it.
 pub(crate) const VIDEO_FLAG_TRAILING: u8 = 0x02;
+/// A trailing row shared over a window of frames (`media::shared_rows`): its shard bytes are
+/// the window's extension, then the row. Only on a flagged trailing frame's trailing rows.
+pub(crate) const VIDEO_FLAG_WINDOW: u8 = 0x04;
 
 /// FEC scheme identifier for the Reed-Solomon GF(2^8) coder.
 pub(crate) const FEC_SCHEME_RS8: u8 = 1;
@@ -316,6 +319,11 @@ impl VideoHeader {
     /// Whether part of the frame's parity trails behind the next frame ([`VIDEO_FLAG_TRAILING`]).
     pub fn trailing(&self) -> bool {
         self.flags & VIDEO_FLAG_TRAILING != 0
+    }
+
+    /// Whether this is a trailing row shared over a window of frames ([`VIDEO_FLAG_WINDOW`]).
+    pub fn window(&self) -> bool {
+        self.flags & VIDEO_FLAG_WINDOW != 0
     }
 }
 

@@ -23,6 +23,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::protocol::fec::coder::{BlockLayout, FecCoder, FecError, ParityTable, trailing_parity};
+use crate::protocol::media::shared_rows::{WINDOW_EXT_MAX, WindowHistory};
 use crate::protocol::media::timing::FrameTiming;
 use crate::protocol::security::crypto::Aead;
 use crate::protocol::wire::{
@@ -269,7 +270,13 @@ impl Packetizer {
         if max_shard < 16 {
             return Err(PacketizeError::MtuTooSmall);
         }
-        let n = len.div_ceil(max_shard);
+        let mut n = len.div_ceil(max_shard);
+        // A frame whose rows trail sends them as window rows (`shared_rows`), as long as the
+        // window's longest shard plus its extension: its shards leave room for that.
+        let room = max_shard - WINDOW_EXT_MAX;
+        if parity.trailing(n, 1) > 0 || parity.trailing(len.div_ceil(room), 1) > 0 {
+            n = len.div_ceil(room);
+        }
         let layout = BlockLayout::for_shards(n);
         let parity_total: usize = (0..layout.blocks)
             .map(|b| parity.parity(layout.data_in_block(b)))
@@ -458,6 +465,8 @@ struct HeldRows {
 #[derive(Default)]
 pub(crate) struct TrailingParity {
     held: VecDeque<HeldRows>,
+    /// The frames the next frames' rows share a window with.
+    window: WindowHistory,
     /// Frames whose rows were dropped unsent (too many held, or too old).
     pub dropped: u64,
 }
@@ -472,15 +481,22 @@ impl TrailingParity {
         if d.trailing == 0 {
             return;
         }
+        // Own rows when no window can be formed (or, never expected, the coder refuses it).
+        let (buf, datagram_len) = self
+            .window
+            .window_rows(d)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| (d.trailing().to_vec(), d.datagram_len));
         if self.held.len() == MAX_HELD_FRAMES {
             self.held.pop_front();
             self.dropped += 1;
         }
         self.held.push_back(HeldRows {
             frame_index: d.frame_index,
-            datagram_len: d.datagram_len,
+            datagram_len,
             count: d.trailing,
-            buf: d.trailing().to_vec(),
+            buf,
             at: now,
         });
     }
@@ -540,6 +556,7 @@ impl TrailingParity {
     /// Forgets every held row (a new session starts).
     pub(crate) fn clear(&mut self) {
         self.held.clear();
+        self.window.clear();
     }
 }
 

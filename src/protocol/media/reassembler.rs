@@ -29,14 +29,18 @@
 
 use std::time::{Duration, Instant};
 
-use crate::protocol::fec::coder::{BlockLayout, FecCoder, MAX_SHARDS_PER_BLOCK, MAX_TRAILING_K};
+use crate::protocol::fec::coder::{
+    BlockLayout, FecCoder, MAX_SHARDS_PER_BLOCK, MAX_TRAILING_K, trailing_parity,
+};
 use crate::protocol::fec::repair::MAX_REPAIR_ROWS;
 use crate::protocol::media::packetizer::MAX_FRAME_BYTES;
+use crate::protocol::media::shared_rows::WindowExt;
 use crate::protocol::media::timing::FrameTiming;
 use crate::protocol::wire::{VideoHeader, WireError, seq_diff};
 
 mod memory;
 mod needs;
+mod window;
 pub use needs::{BlockNeed, FrameNeed};
 
 /// Longest a complete keyframe waits for the frame just before it, whose trailing parity
@@ -160,6 +164,9 @@ pub struct ReassemblerStats {
 struct Block {
     m: u16,
     received: [u64; 4],
+    /// Which received shard indices are window rows (`window`): not rows of this block's
+    /// own code.
+    shared: [u64; 4],
     data_count: u16,
     total_count: u16,
     /// Parity shards, original and repair (index `k + i` at `i · shard_size`); grows to the
@@ -181,6 +188,12 @@ impl Block {
     }
     fn set(&mut self, i: usize) {
         self.received[i / 64] |= 1 << (i % 64);
+    }
+    fn is_shared(&self, i: usize) -> bool {
+        self.shared[i / 64] & (1 << (i % 64)) != 0
+    }
+    fn set_shared(&mut self, i: usize) {
+        self.shared[i / 64] |= 1 << (i % 64);
     }
     /// The lowest shard index not received.
     fn first_missing(&self) -> usize {
@@ -217,6 +230,8 @@ struct Slot {
     /// Set by [`Reassembler::set_deadline`]: give up at this instant instead of by the
     /// reorder window.
     deadline: Option<Instant>,
+    /// Window rows this frame sent (`window`), kept until it leaves.
+    window_rows: Vec<window::WindowRow>,
 }
 
 impl Slot {
@@ -246,6 +261,8 @@ pub struct Reassembler {
     /// The longest a hole filled by a reordered original had been open, since the last
     /// [`Reassembler::take_reordering`].
     reordering: Option<Duration>,
+    /// Delivered trailing frames later frames' window rows may name.
+    retained: window::RetainedFrames,
     stats: ReassemblerStats,
 }
 
@@ -262,6 +279,7 @@ impl Reassembler {
             lost_since_delivery: false,
             now: None,
             reordering: None,
+            retained: Default::default(),
             stats: ReassemblerStats::default(),
         }
     }
@@ -279,6 +297,7 @@ impl Reassembler {
         self.out.clear();
         self.lost_since_delivery = false;
         self.reordering = None;
+        self.retained.clear();
         self.stats.memory_in_use = 0;
     }
 
@@ -358,11 +377,26 @@ impl Reassembler {
     fn push_inner(&mut self, body: &[u8], now: Instant) -> Result<(), Rejected> {
         let (h, shard) = VideoHeader::decode(body).map_err(Rejected::Invalid)?;
         let inv = |what| Rejected::Invalid(WireError::Limit(what));
+        // A window row's bytes: the window's extension, then the row (its longest shard).
+        let (window, shard) = if h.window() {
+            let (ext, row) = WindowExt::decode(shard).map_err(Rejected::Invalid)?;
+            let longest = ext
+                .older
+                .iter()
+                .map(|f| f.shard_size)
+                .fold(h.shard_size, u16::max);
+            if !h.trailing() || row.len() != longest as usize {
+                return Err(inv("window row"));
+            }
+            (Some(ext), row)
+        } else {
+            (None, shard)
+        };
         // Limits that need no state.
         if h.frame_len == 0 || h.frame_len as usize > self.cfg.max_frame_bytes {
             return Err(inv("frame length"));
         }
-        if h.shard_size == 0 || shard.len() != h.shard_size as usize {
+        if h.shard_size == 0 || (window.is_none() && shard.len() != h.shard_size as usize) {
             return Err(inv("shard size"));
         }
         if h.fec_scheme != self.coder.scheme() {
@@ -391,6 +425,11 @@ impl Reassembler {
         // other claims rows no host sends, and would only hold the client's repair back.
         if h.trailing() && (layout.blocks != 1 || k > MAX_TRAILING_K) {
             return Err(inv("trailing parity"));
+        }
+        // Window rows are the frame's trailing rows, nothing else.
+        let trailing_rows = trailing_parity(k, m);
+        if window.is_some() && (si < k || si >= k + m || si + trailing_rows < k + m) {
+            return Err(inv("window row index"));
         }
 
         // Ordering against what was delivered.
@@ -427,6 +466,10 @@ impl Reassembler {
             None => self.new_slot(&h, layout, n, now)?,
         };
 
+        if let Some(ext) = window {
+            let row = si + trailing_rows - (k + m);
+            return self.push_window_row(pos, m, si, row, ext, shard, now);
+        }
         let shard_size = h.shard_size as usize;
         // Per-block state, allocated lazily for parity only.
         {
@@ -522,7 +565,7 @@ impl Reassembler {
             let total = k + blk.parity.len() / shard_size;
             let mut present = [false; MAX_SHARDS_PER_BLOCK];
             for (i, p) in present.iter_mut().enumerate().take(total) {
-                *p = blk.has(i);
+                *p = blk.has(i) && !blk.is_shared(i);
             }
             let data = &mut slot.data[first * shard_size..(first + k) * shard_size];
             let missing = k - blk.data_count as usize;
@@ -569,6 +612,7 @@ impl Reassembler {
             .map(|_| Block {
                 m: u16::MAX,
                 received: [0; 4],
+                shared: [0; 4],
                 data_count: 0,
                 total_count: 0,
                 parity: Vec::new(),
@@ -601,6 +645,7 @@ impl Reassembler {
                 .iter()
                 .find(|a| a.0 == h.frame_index)
                 .map(|a| a.1),
+            window_rows: Vec::new(),
         });
         self.awaited.retain(|a| a.0 != h.frame_index);
         self.stats.memory_in_use += bytes;
@@ -694,6 +739,10 @@ impl Reassembler {
     }
 
     fn deliver(&mut self, mut s: Slot) {
+        if s.trailing {
+            self.retained
+                .keep(s.index, s.frame_len, s.shard_size as usize, &s.data);
+        }
         s.data.truncate(s.frame_len as usize);
         self.stats.frames_delivered += 1;
         let discont = std::mem::take(&mut self.lost_since_delivery);

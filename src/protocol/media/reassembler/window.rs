@@ -1,0 +1,292 @@
+//! The reassembler's window rows (`media::shared_rows`): trailing rows shared over a frame and
+//! the trailing frames just before it, kept with the frame that sent them, and the joint solve
+//! that rebuilds every incomplete trailing frame their rows (and the frames' own rows)
+//! determine.
+//!
+//! Window rows take part in a block's bookkeeping as its trailing rows did (the shard index
+//! marks them received, so the repair logic sees when they came) but never count towards the
+//! block's own Reed-Solomon shards: a block the solve cannot rebuild yet looks to the repair
+//! logic as if its rows had been lost, and is asked for. Delivered trailing frames are kept
+//! (at most [`RETAINED`]) while later frames' rows may name them.
+//!
+//! Must never: trust a row's window against frames it contradicts (such a row is skipped),
+//! solve more than [`MAX_SHARDS_PER_BLOCK`] unknowns at once, or keep a row past its frame.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use super::{Reassembler, Rejected, Slot};
+use crate::protocol::fec::coder::MAX_SHARDS_PER_BLOCK;
+use crate::protocol::fec::window::{Column, Equations};
+use crate::protocol::media::shared_rows::{MAX_WINDOW_FRAMES, OlderFrame, WindowExt};
+use crate::protocol::wire::WireError;
+
+/// Delivered trailing frames kept for the rows of the frames after them.
+pub(super) const RETAINED: usize = MAX_WINDOW_FRAMES - 1;
+
+/// A window row, kept with the frame that sent it.
+pub(super) struct WindowRow {
+    /// Row number in the window's code.
+    row: usize,
+    older: Vec<OlderFrame>,
+    bytes: Vec<u8>,
+}
+
+/// A delivered trailing frame: its data shards, zero-padded, back to back.
+pub(super) struct Retained {
+    index: u32,
+    frame_len: u32,
+    shard_size: usize,
+    data: Vec<u8>,
+}
+
+/// Retained frames, oldest first.
+#[derive(Default)]
+pub(super) struct RetainedFrames(VecDeque<Retained>);
+
+impl RetainedFrames {
+    /// Keeps a delivered trailing frame (`data` padded to whole shards).
+    pub(super) fn keep(&mut self, index: u32, frame_len: u32, shard_size: usize, data: &[u8]) {
+        if self.0.len() == RETAINED {
+            self.0.pop_front();
+        }
+        self.0.push_back(Retained {
+            index,
+            frame_len,
+            shard_size,
+            data: data.to_vec(),
+        });
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn get(&self, index: u32) -> Option<&Retained> {
+        self.0.iter().find(|r| r.index == index)
+    }
+}
+
+/// The columns of frame `f` of layout `layout` in a window row: its data shards known (in
+/// flight and received or rebuilt, or retained) or unknowns (numbered into `ids`; a frame
+/// never seen or given up is all unknowns). `None` when the frame contradicts the layout.
+fn columns<'a>(
+    slots: &'a [Slot],
+    retained: &'a RetainedFrames,
+    ids: &mut Vec<(u32, usize)>,
+    f: u32,
+    layout: OlderFrame,
+) -> Option<Vec<Column<'a>>> {
+    let ss = layout.shard_size as usize;
+    let k = layout.data_shards();
+    let mut id_of = |j: usize| match ids.iter().position(|&x| x == (f, j)) {
+        Some(i) => i,
+        None => {
+            ids.push((f, j));
+            ids.len() - 1
+        }
+    };
+    if let Some(s) = slots.iter().find(|s| s.index == f) {
+        if s.frame_len != layout.frame_len
+            || s.shard_size != layout.shard_size
+            || s.layout.blocks != 1
+        {
+            return None;
+        }
+        let blk = &s.blocks[0];
+        return Some(
+            (0..k)
+                .map(|j| {
+                    if blk.done || blk.has(j) {
+                        Column::Known(&s.data[j * ss..(j + 1) * ss])
+                    } else {
+                        Column::Unknown(id_of(j))
+                    }
+                })
+                .collect(),
+        );
+    }
+    if let Some(r) = retained.get(f) {
+        if r.frame_len != layout.frame_len || r.shard_size != ss {
+            return None;
+        }
+        return Some(
+            (0..k)
+                .map(|j| Column::Known(&r.data[j * ss..(j + 1) * ss]))
+                .collect(),
+        );
+    }
+    Some((0..k).map(|j| Column::Unknown(id_of(j))).collect())
+}
+
+impl Reassembler {
+    /// Takes a window row of the frame in slot `pos` (its header checked like any shard's).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn push_window_row(
+        &mut self,
+        pos: usize,
+        m: usize,
+        si: usize,
+        row: usize,
+        ext: WindowExt,
+        bytes: &[u8],
+        now: Instant,
+    ) -> Result<(), Rejected> {
+        let index = self.slots[pos].index;
+        {
+            let slot = &self.slots[pos];
+            let blk = &slot.blocks[0];
+            if blk.m != u16::MAX && blk.m as usize != m {
+                return Err(Rejected::Invalid(WireError::Limit(
+                    "parity count differs within block",
+                )));
+            }
+            if blk.has(si) {
+                return Err(Rejected::Duplicate);
+            }
+            // A complete frame's rows still serve the older frames of its window.
+            let helps_older = (1..=ext.older.len() as u32).any(|back| {
+                self.slots
+                    .iter()
+                    .any(|s| s.index == index.wrapping_sub(back) && !s.complete())
+            });
+            if blk.done && !helps_older {
+                return Err(Rejected::Duplicate);
+            }
+        }
+        let need = bytes.len() + ext.older.len() * std::mem::size_of::<OlderFrame>();
+        if !self.make_room(need, pos) {
+            return Err(Rejected::Memory);
+        }
+        let pos = self
+            .slots
+            .iter()
+            .position(|s| s.index == index)
+            .ok_or(Rejected::Memory)?;
+        let slot = &mut self.slots[pos];
+        slot.bytes += need;
+        self.stats.memory_in_use += need;
+        self.stats.memory_peak = self.stats.memory_peak.max(self.stats.memory_in_use);
+        slot.last_activity = now;
+        let blk = &mut slot.blocks[0];
+        blk.m = m as u16;
+        blk.set(si);
+        blk.set_shared(si);
+        blk.originals += 1;
+        if blk.highest == u16::MAX || si as u16 > blk.highest {
+            blk.highest = si as u16;
+        }
+        if blk.highest as usize + 1 == blk.originals as usize {
+            blk.gap_since = None;
+        } else {
+            blk.gap_since.get_or_insert(now);
+        }
+        slot.window_rows.push(WindowRow {
+            row,
+            older: ext.older,
+            bytes: bytes.to_vec(),
+        });
+        self.solve_windows();
+        Ok(())
+    }
+
+    /// Rebuilds what the window rows in flight determine (see the module docs).
+    pub(super) fn solve_windows(&mut self) {
+        if !self.slots.iter().any(|s| s.trailing && !s.complete())
+            || self.slots.iter().all(|s| s.window_rows.is_empty())
+        {
+            return;
+        }
+        // Unknowns, as (frame index, data shard).
+        let mut ids: Vec<(u32, usize)> = Vec::new();
+        let solved = {
+            let (slots, retained) = (&self.slots, &self.retained);
+            // Each equation: its columns, row number, bytes.
+            let mut eqs: Vec<(Vec<Column<'_>>, usize, &[u8])> = Vec::new();
+            let mut len = 0usize;
+            for s in slots {
+                if !s.trailing || s.layout.blocks != 1 {
+                    continue;
+                }
+                let own = OlderFrame {
+                    frame_len: s.frame_len,
+                    shard_size: s.shard_size,
+                };
+                let ss = s.shard_size as usize;
+                let blk = &s.blocks[0];
+                // The frame's own Reed-Solomon rows (with its data, and repair rows), while
+                // it is incomplete.
+                if !blk.done {
+                    let k = s.layout.data_in_block(0);
+                    for (i, bytes) in blk.parity.chunks_exact(ss.max(1)).enumerate() {
+                        if blk.has(k + i)
+                            && !blk.is_shared(k + i)
+                            && let Some(cols) = columns(slots, retained, &mut ids, s.index, own)
+                        {
+                            len = len.max(ss);
+                            eqs.push((cols, i, bytes));
+                        }
+                    }
+                }
+                for w in &s.window_rows {
+                    let mut cols = Vec::new();
+                    let mut ok = true;
+                    for (back, layout) in w.older.iter().enumerate().rev() {
+                        let f = s.index.wrapping_sub(back as u32 + 1);
+                        match columns(slots, retained, &mut ids, f, *layout) {
+                            Some(c) => cols.extend(c),
+                            None => ok = false,
+                        }
+                    }
+                    match columns(slots, retained, &mut ids, s.index, own) {
+                        Some(c) => cols.extend(c),
+                        None => ok = false,
+                    }
+                    if ok {
+                        len = len.max(w.bytes.len());
+                        eqs.push((cols, w.row, &w.bytes));
+                    }
+                }
+            }
+            if ids.is_empty() || ids.len() > MAX_SHARDS_PER_BLOCK {
+                return;
+            }
+            let Ok(mut system) = Equations::new(ids.len(), len) else {
+                return;
+            };
+            for (cols, row, bytes) in &eqs {
+                if system.push_row(cols, *row, bytes).is_err() {
+                    break;
+                }
+            }
+            system.solve()
+        };
+        for (i, value) in solved.into_iter().enumerate() {
+            let (f, j) = ids[i];
+            let Some(value) = value else { continue };
+            let Some(slot) = self.slots.iter_mut().find(|s| s.index == f) else {
+                continue;
+            };
+            let ss = slot.shard_size as usize;
+            let blk = &mut slot.blocks[0];
+            if blk.done || blk.has(j) || value.len() < ss {
+                continue;
+            }
+            slot.data[j * ss..(j + 1) * ss].copy_from_slice(&value[..ss]);
+            blk.set(j);
+            blk.data_count += 1;
+            blk.total_count += 1;
+            slot.recovered += 1;
+            self.stats.shards_recovered += 1;
+            let k = slot.layout.data_in_block(0);
+            if blk.data_count as usize == k {
+                blk.done = true;
+                let freed = blk.parity.len();
+                blk.parity = Vec::new();
+                slot.bytes -= freed;
+                self.stats.memory_in_use -= freed;
+                slot.blocks_done += 1;
+            }
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Trailing rows shared over a window of frames (`docs/PROTOCOL.md` §9.4): the host side and
+//! the wire extension.
+//!
+//! A small frame's trailing rows (those it sends behind the next frame,
+//! [`trailing_parity`](crate::protocol::fec::coder::trailing_parity)) are not rows of its own
+//! block but window rows ([`crate::protocol::fec::window`]) over the frame and up to
+//! [`MAX_WINDOW_FRAMES`]` − 1` trailing frames just before it (consecutive indices), so each row
+//! protects three frames: a burst that takes one frame's data and its rows is rebuilt from the
+//! next frames' rows, one or two frame intervals later, instead of a repair round trip later.
+//! The rows keep their frame's header and shard index (the client's repair bookkeeping sees
+//! them where it saw the frame's own trailing rows) with [`VIDEO_FLAG_WINDOW`] set; the shard
+//! bytes are a [`WindowExt`] naming the older frames' layouts, then the row, as long as the
+//! window's longest shard.
+//!
+//! Must never: name a frame the host did not send just before, or make a datagram longer than
+//! the frame's own shard plus [`WINDOW_EXT_MAX`].
+
+use std::collections::VecDeque;
+
+use crate::protocol::fec::coder::{FecError, MAX_TRAILING_K};
+use crate::protocol::fec::window::encode_window_rows;
+use crate::protocol::media::packetizer::Datagrams;
+use crate::protocol::wire::{HEADER_LEN, VIDEO_HEADER_LEN, VideoHeader, WireError};
+
+pub(crate) use crate::protocol::wire::VIDEO_FLAG_WINDOW;
+
+/// Frames a window spans at most (the frame and two before it): parity spanning about three
+/// frames is where a streaming code's gain lies (Tambur, NSDI 2023), and on the 30 ms WAN path
+/// the third frame's rows still land within one RTT + two frame intervals of the first
+/// (`cargo bench --bench streaming_code`, `docs/wan_protection.md`).
+pub(crate) const MAX_WINDOW_FRAMES: usize = 3;
+
+/// Largest [`WindowExt`] on the wire: a count byte and 6 bytes per older frame.
+pub(crate) const WINDOW_EXT_MAX: usize = 1 + 6 * (MAX_WINDOW_FRAMES - 1);
+
+/// An older frame of a window, as a row names it: enough to lay out its data shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OlderFrame {
+    /// Its access unit's length.
+    pub frame_len: u32,
+    /// Its shard size.
+    pub shard_size: u16,
+}
+
+impl OlderFrame {
+    /// Its data shards.
+    pub(crate) fn data_shards(&self) -> usize {
+        (self.frame_len as usize).div_ceil(self.shard_size.max(1) as usize)
+    }
+}
+
+/// The extension a window row carries before its bytes: the older frames of its window, the
+/// frame just before the row's first (index − 1, then index − 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WindowExt {
+    pub older: Vec<OlderFrame>,
+}
+
+impl WindowExt {
+    /// Bytes on the wire.
+    pub(crate) fn len(&self) -> usize {
+        1 + 6 * self.older.len()
+    }
+
+    /// Writes the extension into the first [`WindowExt::len`] bytes of `out`.
+    pub(crate) fn encode(&self, out: &mut [u8]) {
+        out[0] = self.older.len() as u8;
+        for (i, f) in self.older.iter().enumerate() {
+            let o = &mut out[1 + 6 * i..7 + 6 * i];
+            o[..4].copy_from_slice(&f.frame_len.to_be_bytes());
+            o[4..].copy_from_slice(&f.shard_size.to_be_bytes());
+        }
+    }
+
+    /// Parses the extension at the start of a window row's shard bytes; returns it and the
+    /// row. Checks the layout and that every older frame could trail (one block of at most
+    /// [`MAX_TRAILING_K`] data shards); lengths against the frames are the reassembler's.
+    pub(crate) fn decode(buf: &[u8]) -> Result<(WindowExt, &[u8]), WireError> {
+        let count = *buf.first().ok_or(WireError::Truncated)? as usize;
+        if count == 0 || count >= MAX_WINDOW_FRAMES {
+            return Err(WireError::Limit("window frames"));
+        }
+        let need = 1 + 6 * count;
+        if buf.len() < need {
+            return Err(WireError::Truncated);
+        }
+        let older: Vec<OlderFrame> = (0..count)
+            .map(|i| {
+                let o = &buf[1 + 6 * i..7 + 6 * i];
+                OlderFrame {
+                    frame_len: u32::from_be_bytes([o[0], o[1], o[2], o[3]]),
+                    shard_size: u16::from_be_bytes([o[4], o[5]]),
+                }
+            })
+            .collect();
+        if older
+            .iter()
+            .any(|f| f.frame_len == 0 || f.shard_size == 0 || f.data_shards() > MAX_TRAILING_K)
+        {
+            return Err(WireError::Limit("window frame layout"));
+        }
+        Ok((WindowExt { older }, &buf[need..]))
+    }
+}
+
+/// A trailing frame the host sent, kept for the windows of the frames after it.
+struct Recent {
+    index: u32,
+    frame_len: u32,
+    shard_size: usize,
+    /// Its data shards, zero-padded, back to back.
+    data: Vec<u8>,
+}
+
+/// Host: the last trailing frames' data shards, and the window rows of each new one.
+#[derive(Default)]
+pub(crate) struct WindowHistory {
+    recent: VecDeque<Recent>,
+}
+
+impl WindowHistory {
+    /// The trailing datagrams of `d` (packetized, parity encoded, headers written) as window
+    /// rows over `d` and the trailing frames sent just before it: the datagrams back to back
+    /// and their length. `None` when no frame just before it trailed (its own rows go as they
+    /// are). Keeps `d`'s data for the frames after it either way.
+    pub(crate) fn window_rows(
+        &mut self,
+        d: &Datagrams,
+    ) -> Result<Option<(Vec<u8>, usize)>, FecError> {
+        let t = d.trailing_count();
+        if t == 0 {
+            return Ok(None);
+        }
+        let index = d.frame_index();
+        let shard = d.shard_size();
+        let k = d.data_count();
+        let mut own = Vec::with_capacity(k * shard);
+        for i in 0..k {
+            own.extend_from_slice(d.data_shard(i));
+        }
+        // The run of trailing frames just before this one, newest first.
+        let older: Vec<&Recent> = self
+            .recent
+            .iter()
+            .rev()
+            .enumerate()
+            .take_while(|(i, r)| r.index == index.wrapping_sub(*i as u32 + 1))
+            .map(|(_, r)| r)
+            .take(MAX_WINDOW_FRAMES - 1)
+            .collect();
+        let out = if older.is_empty() {
+            None
+        } else {
+            let ext = WindowExt {
+                older: older
+                    .iter()
+                    .map(|r| OlderFrame {
+                        frame_len: r.frame_len,
+                        shard_size: r.shard_size as u16,
+                    })
+                    .collect(),
+            };
+            let row_len = older.iter().map(|r| r.shard_size).fold(shard, usize::max);
+            let frames: Vec<Vec<&[u8]>> = older
+                .iter()
+                .rev()
+                .map(|r| r.data.chunks_exact(r.shard_size).collect())
+                .chain(std::iter::once(own.chunks_exact(shard).collect()))
+                .collect();
+            let frames: Vec<&[&[u8]]> = frames.iter().map(|f| f.as_slice()).collect();
+            let mut rows = vec![vec![0u8; row_len]; t];
+            {
+                let mut views: Vec<&mut [u8]> = rows.iter_mut().map(|r| r.as_mut_slice()).collect();
+                encode_window_rows(&frames, 0, &mut views)?;
+            }
+            let tag = d.datagram_len() - HEADER_LEN - VIDEO_HEADER_LEN - shard;
+            let dlen = HEADER_LEN + VIDEO_HEADER_LEN + ext.len() + row_len + tag;
+            let mut buf = vec![0u8; t * dlen];
+            let trailing = d.trailing();
+            let old_len = d.datagram_len();
+            for (i, row) in rows.iter().enumerate() {
+                let src = &trailing[i * old_len..(i + 1) * old_len];
+                let dst = &mut buf[i * dlen..(i + 1) * dlen];
+                dst[..HEADER_LEN].copy_from_slice(&src[..HEADER_LEN]);
+                let (mut vh, _) =
+                    VideoHeader::decode(&src[HEADER_LEN..]).map_err(|_| FecError::Coder)?;
+                vh.flags |= VIDEO_FLAG_WINDOW;
+                vh.encode(&mut dst[HEADER_LEN..HEADER_LEN + VIDEO_HEADER_LEN]);
+                let body = &mut dst[HEADER_LEN + VIDEO_HEADER_LEN..];
+                ext.encode(body);
+                body[ext.len()..ext.len() + row_len].copy_from_slice(row);
+            }
+            Some((buf, dlen))
+        };
+        if self.recent.len() == MAX_WINDOW_FRAMES - 1 {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(Recent {
+            index,
+            frame_len: d.frame_len() as u32,
+            shard_size: shard,
+            data: own,
+        });
+        Ok(out)
+    }
+
+    /// Forgets every frame (a new session starts).
+    pub(crate) fn clear(&mut self) {
+        self.recent.clear();
+    }
+}
