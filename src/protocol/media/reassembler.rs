@@ -586,6 +586,11 @@ impl Reassembler {
             self.stats.memory_in_use -= freed;
             slot.blocks_done += 1;
         }
+        // Its data may be what later frames' window rows wait for, and its own rows may
+        // complete what its window rows began.
+        if slot.trailing && (blk.done || !slot.window_rows.is_empty()) {
+            self.solve_windows();
+        }
         Ok(())
     }
 

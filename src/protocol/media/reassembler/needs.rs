@@ -182,7 +182,7 @@ impl Reassembler {
                 continue;
             }
             let k = s.layout.data_in_block(b);
-            let received = blk.total_count as usize;
+            let received = blk.total_count as usize + self.usable_window_rows(s);
             let short_if_no_more = k.saturating_sub(received);
             let short_now = if blk.highest == u16::MAX || blk.m == u16::MAX {
                 0

@@ -62,7 +62,7 @@ impl RetainedFrames {
         self.0.clear();
     }
 
-    fn get(&self, index: u32) -> Option<&Retained> {
+    pub(super) fn get(&self, index: u32) -> Option<&Retained> {
         self.0.iter().find(|r| r.index == index)
     }
 }
@@ -188,6 +188,22 @@ impl Reassembler {
         });
         self.solve_windows();
         Ok(())
+    }
+
+    /// Window rows of `s` counted as received towards its block: those whose older frames
+    /// are all in flight or retained (a frame in flight but incomplete is being rebuilt or
+    /// repaired itself). A row naming a frame given up or never seen cannot rebuild anything
+    /// alone: the block is asked for as if it had been lost.
+    pub(super) fn usable_window_rows(&self, s: &Slot) -> usize {
+        s.window_rows
+            .iter()
+            .filter(|w| {
+                (1..=w.older.len() as u32).all(|back| {
+                    let f = s.index.wrapping_sub(back);
+                    self.slots.iter().any(|o| o.index == f) || self.retained.get(f).is_some()
+                })
+            })
+            .count()
     }
 
     /// Rebuilds what the window rows in flight determine (see the module docs).
