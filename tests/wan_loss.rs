@@ -576,6 +576,17 @@ fn four_small_frames_after(
     bursts: (f64, f64),
     drop: fn(usize, usize) -> bool,
 ) -> (Vec<Option<Duration>>, Stats, Stats) {
+    four_small_frames_with(seed, bursts, drop, false)
+}
+
+/// [`four_small_frames_after`], with every datagram the client sends lost too when
+/// `back_path_lost` (no repair request reaches the host).
+fn four_small_frames_with(
+    seed: u64,
+    bursts: (f64, f64),
+    drop: fn(usize, usize) -> bool,
+    back_path_lost: bool,
+) -> (Vec<Option<Duration>>, Stats, Stats) {
     let mut sim = wan(seed, bursts.0, bursts.1, SMALL);
     for n in &mut sim.nodes {
         n.link.bursts = None;
@@ -588,7 +599,10 @@ fn four_small_frames_after(
     let seen = Rc::new(Cell::new(0usize));
     let (s, n) = (sending.clone(), seen.clone());
     sim.drop_script = Some(Box::new(move |from, bytes| {
-        if from != HOST || !Header::decode(bytes).is_ok_and(|(h, _)| h.kind == Kind::Video) {
+        if from != HOST {
+            return back_path_lost;
+        }
+        if !Header::decode(bytes).is_ok_and(|(h, _)| h.kind == Kind::Video) {
             return false;
         }
         let i = n.get();
@@ -674,6 +688,35 @@ fn a_small_frame_lost_whole_is_asked_for_when_the_rows_behind_it_arrive() {
     });
     // One way, the request's way and the answer's, a few ms of pacing and the reorder base.
     frame_1_repaired_within(&ages, &c0, &c1, 3 * ONE_WAY + Duration::from_millis(8));
+}
+
+/// A burst that takes a small frame's data whole and, a frame later, all but one of the rows
+/// it sends behind the next frame leaves the frame to the rows of the frames after it: rows are
+/// shared over a window of three frames (PROTOCOL §9.4), so the next frame's rows, one frame
+/// interval later, rebuild it byte-exact with no repair at all (every datagram the client
+/// sends is lost here). With rows of its own frame only, nothing but a repair round trip could
+/// rebuild it, and the back path carries none: it was given up.
+#[test]
+fn a_small_frame_whose_data_and_rows_are_lost_is_rebuilt_from_the_next_frames_rows() {
+    let (ages, c0, c1) = four_small_frames_with(
+        49,
+        (0.02, 0.20),
+        |frame, i| match frame {
+            1 => i < 7,
+            2 => i >= 8,
+            _ => false,
+        },
+        true,
+    );
+    let age = ages[1].expect("frame 1 delivered");
+    // Frame 2's rows leave behind frame 3's data, two frame intervals after frame 1.
+    let within = ONE_WAY + 2 * FRAME_INTERVAL + Duration::from_millis(8);
+    assert!(age <= within, "frame 1 took {age:?}");
+    assert_eq!(c1.frames_lost, c0.frames_lost);
+    assert!(c1.fec_recovered >= c0.fec_recovered + 7);
+    for (i, a) in ages.iter().enumerate() {
+        assert!(a.is_some_and(|a| a <= ON_TIME), "frame {i}: {a:?}");
+    }
 }
 
 /// Frame 1 was repaired (a request went out, nothing was given up) and delivered within

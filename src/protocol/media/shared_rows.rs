@@ -209,3 +209,99 @@ impl WindowHistory {
         self.recent.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::protocol::fec::coder::{ParityTable, ReedSolomon8};
+    use crate::protocol::media::packetizer::{FrameParams, Packetizer, TrailingParity};
+    use crate::protocol::media::reassembler::{Output, Reassembler, ReassemblerConfig};
+    use crate::protocol::security::crypto::PlainAead;
+    use crate::protocol::wire::Header;
+
+    /// Three small frames in a row: the third one's trailing rows are window rows over all
+    /// three (flagged, naming the two before), no datagram exceeds the MTU even when a frame's
+    /// shards are as long as the window allows, and with the third frame's data lost its rows
+    /// alone rebuild it at a client that has the first two.
+    #[test]
+    fn consecutive_small_frames_share_their_trailing_rows_and_fit_the_mtu() {
+        let mtu = 1400;
+        let mut p = Packetizer::new(mtu, Box::new(ReedSolomon8::new()));
+        let mut table = ParityTable::from_percent(100);
+        table.set_trailing(MAX_TRAILING_K);
+        let max = Packetizer::max_shard(mtu, 0);
+        // The middle frame fills four shards of the largest size a window allows.
+        let lens = [5_000usize, 4 * (max - WINDOW_EXT_MAX), 3_000];
+        let frames: Vec<Vec<u8>> = lens
+            .iter()
+            .enumerate()
+            .map(|(f, &n)| (0..n).map(|i| (i * 7 + f * 31) as u8).collect())
+            .collect();
+        let mut held = TrailingParity::new();
+        let t0 = Instant::now();
+        let mut datagrams = Vec::new();
+        let mut pn = 1;
+        for (i, f) in frames.iter().enumerate() {
+            let prm = FrameParams {
+                frame_index: 7 + i as u32,
+                keyframe: false,
+                fec_percent: 100,
+                session_id: 1,
+                first_packet_number: pn,
+                sealed: false,
+                tag_len: 0,
+                timing: Default::default(),
+            };
+            let mut out = Datagrams::new();
+            p.packetize_with(f, &prm, &table, &mut out).unwrap();
+            p.encode_recorded_parity(&mut out).unwrap();
+            assert!(out.trailing_count() > 0, "frame {i} trails");
+            assert!(out.shard_size() <= max - WINDOW_EXT_MAX);
+            pn += out.len() as u64;
+            held.release(prm.frame_index, t0, &mut pn, &PlainAead, |d| {
+                datagrams.push((i, d.to_vec()))
+            });
+            for d in out.iter() {
+                datagrams.push((i, d.to_vec()));
+            }
+            held.hold(&out, t0);
+        }
+        held.release(10, t0, &mut pn, &PlainAead, |d| {
+            datagrams.push((3, d.to_vec()))
+        });
+        let mut windows = Vec::new();
+        for (_, d) in &datagrams {
+            assert!(d.len() <= mtu, "{} bytes", d.len());
+            let (_, body) = Header::decode(d).unwrap();
+            let (h, rest) = VideoHeader::decode(body).unwrap();
+            if h.window() {
+                let (ext, _) = WindowExt::decode(rest).unwrap();
+                windows.push((h.frame_index, ext.older.len()));
+            }
+        }
+        // Frame 7 had no trailing frame before it: its own rows. Frame 8 shares with 7, frame 9
+        // with 8 and 7.
+        assert!(windows.iter().all(|&(f, _)| f != 7));
+        assert!(windows.contains(&(8, 1)) && windows.contains(&(9, 2)));
+        // The client: frames 7 and 8 whole, frame 9's data lost, its rows arrive.
+        let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
+        for (_, d) in &datagrams {
+            let (_, body) = Header::decode(d).unwrap();
+            let (h, _) = VideoHeader::decode(body).unwrap();
+            let k = (h.frame_len as usize).div_ceil(h.shard_size as usize);
+            if h.frame_index == 9 && (h.shard_index as usize) < k {
+                continue;
+            }
+            let _ = r.push(body, t0);
+        }
+        let got: Vec<Vec<u8>> = std::iter::from_fn(|| r.poll())
+            .filter_map(|o| match o {
+                Output::Frame(f) => Some(f.data),
+                Output::Lost { .. } => None,
+            })
+            .collect();
+        assert_eq!(got, frames);
+    }
+}
