@@ -10,19 +10,29 @@
 //! (at most [`RETAINED`]) while later frames' rows may name them.
 //!
 //! Must never: trust a row's window against frames it contradicts (such a row is skipped),
-//! solve more than [`MAX_SHARDS_PER_BLOCK`] unknowns at once, or keep a row past its frame.
+//! solve more than [`MAX_SOLVE_UNKNOWNS`] unknowns or [`MAX_SOLVE_WORK`] at once, or keep a row
+//! past its frame.
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::{Reassembler, Rejected, Slot};
-use crate::protocol::fec::coder::MAX_SHARDS_PER_BLOCK;
 use crate::protocol::fec::window::{Column, Equations};
 use crate::protocol::media::shared_rows::{MAX_WINDOW_FRAMES, OlderFrame, WindowExt};
 use crate::protocol::wire::WireError;
 
 /// Delivered trailing frames kept for the rows of the frames after them.
 pub(super) const RETAINED: usize = MAX_WINDOW_FRAMES - 1;
+
+/// Most unknowns one solve takes: three windows' worth of 16-shard frames with room to spare
+/// (a burst leaves a few frames incomplete at once, ~30 unknowns).
+const MAX_SOLVE_UNKNOWNS: usize = 64;
+
+/// Most work one solve may cost, in GF(2^8) multiply-adds (equations × unknowns × (unknowns
+/// + bytes)): ~30 M, a few ms at worst. Real windows cost ~1 M (24 rows over 28 unknowns of
+/// 1,400 bytes); an authenticated but hostile host naming huge shards cannot make each
+/// datagram cost more.
+const MAX_SOLVE_WORK: usize = 1 << 25;
 
 /// A window row, kept with the frame that sent it.
 pub(super) struct WindowRow {
@@ -264,7 +274,8 @@ impl Reassembler {
                     }
                 }
             }
-            if ids.is_empty() || ids.len() > MAX_SHARDS_PER_BLOCK {
+            let work = eqs.len() * ids.len() * (ids.len() + len);
+            if ids.is_empty() || ids.len() > MAX_SOLVE_UNKNOWNS || work > MAX_SOLVE_WORK {
                 return;
             }
             let Ok(mut system) = Equations::new(ids.len(), len) else {
