@@ -4,10 +4,11 @@
 //! determine.
 //!
 //! Window rows take part in a block's bookkeeping as its trailing rows did (the shard index
-//! marks them received, so the repair logic sees when they came) but never count towards the
-//! block's own Reed-Solomon shards: a block the solve cannot rebuild yet looks to the repair
-//! logic as if its rows had been lost, and is asked for. Delivered trailing frames are kept
-//! (at most [`RETAINED`]) while later frames' rows may name them.
+//! marks them received, so the repair logic sees when they came) but are never rows of the
+//! block's own Reed-Solomon decode. Towards what the block still needs (`needs`) a row counts
+//! while every frame it names is in flight or kept ([`Reassembler::usable_window_rows`]); a row
+//! naming a frame given up counts as lost, and the block is asked for. Delivered trailing
+//! frames are kept (at most [`RETAINED`]) while later frames' rows may name them.
 //!
 //! Must never: trust a row's window against frames it contradicts (such a row is skipped),
 //! solve more than [`MAX_SOLVE_UNKNOWNS`] unknowns or [`MAX_SOLVE_WORK`] at once, or keep a row
@@ -28,8 +29,8 @@ pub(super) const RETAINED: usize = MAX_WINDOW_FRAMES - 1;
 /// (a burst leaves a few frames incomplete at once, ~30 unknowns).
 const MAX_SOLVE_UNKNOWNS: usize = 64;
 
-/// Most work one solve may cost, in GF(2^8) multiply-adds (equations × unknowns × (unknowns
-/// + bytes)): ~30 M, a few ms at worst. Real windows cost ~1 M (24 rows over 28 unknowns of
+/// Most work one solve may cost, in GF(2^8) multiply-adds (equations × unknowns × the
+/// unknowns and bytes of each equation): ~30 M, a few ms at worst. Real windows cost ~1 M (24 rows over 28 unknowns of
 /// 1,400 bytes); an authenticated but hostile host naming huge shards cannot make each
 /// datagram cost more.
 const MAX_SOLVE_WORK: usize = 1 << 25;
