@@ -107,11 +107,15 @@ const STALL_WATCH: usize = 16;
 /// The host answers the part of a request's totals it has not served, so a copy that arrives
 /// after its original costs one tiny datagram and no repair bytes. A burst counted in
 /// datagrams (mean length 5 at 2 % / 20 %) takes all of `1 + n` with ≈ 0.09 × 0.8^n: 2.4 %
-/// with 6 copies, 0.8 % with 12 — a second round at 20 Mbit/s lands past the freeze budget,
-/// and ~30 frames a 20 s row need a round (`wan_table`: 99.94 % → 99.98 % on time at
-/// 20 Mbit/s, 2 % / 20 %). Twelve 41-byte datagrams 1 ms apart cost the back path ~40 kbit/s
-/// at the 4 Mbit/s stream's ~10 requests a second.
-const REQUEST_COPIES: u8 = 12;
+/// with 6 copies, 0.13 % with 20. A 720p stream at 20 Mbit/s needs ~30 repair rounds in a
+/// 20 s row, and one that fails costs a second round, past the freeze budget: with 12 copies
+/// one run in three had such a freeze, with 20 (and [`REPAIR_TARGET`] 1e-3) none of four
+/// (`docs/wan_protection.md`). Copies stop once the frame completes, so 20 copies 1 ms apart
+/// cost the back path ~20 ms of 41-byte datagrams per request (~60 kbit/s at the 4 Mbit/s
+/// stream's ~10 requests a second).
+///
+/// [`REPAIR_TARGET`]: crate::protocol::fec::adaptive::REPAIR_TARGET
+const REQUEST_COPIES: u8 = 20;
 
 /// Bounds of the spacing between copies of a request (a 64th of the RTT between them): apart
 /// enough that a short burst on the back path does not take every copy, close enough that
