@@ -19,31 +19,13 @@
 //! intervals (`docs/wan_protection.md`). Decoding is the real joint decoder
 //! (`protocol::fec::window::Equations`) over the exact Reed-Solomon rows the coder sends.
 //!
-//! Run: `cargo bench --bench streaming_code -- [--frames N] [--seed S]`.
+//! Run: `cargo bench --features testing --bench streaming_code -- [--frames N] [--seed S]`.
 
 use std::time::Instant;
 
 use gstpunktfunk::protocol::fec::coder::parity_rows;
 use gstpunktfunk::protocol::fec::window::{Column, Equations, encode_window_rows};
-
-/// SplitMix64: deterministic, seedable, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use gstpunktfunk::testkit::rng::Rng;
 
 /// Gilbert-Elliott loss counted in datagrams: every datagram in the bad state is lost.
 struct Bursts {
@@ -55,9 +37,9 @@ struct Bursts {
 impl Bursts {
     fn lost(&mut self, rng: &mut Rng) -> bool {
         self.bad = if self.bad {
-            rng.unit() >= self.leave
+            !rng.chance(self.leave)
         } else {
-            rng.unit() < self.enter
+            rng.chance(self.enter)
         };
         self.bad
     }
@@ -263,14 +245,16 @@ fn run(
     seed: u64,
     co: &Coefficients,
 ) -> Outcome {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut path = Bursts {
         enter,
         leave,
         bad: false,
     };
-    let mut ks_rng = Rng(seed ^ 0x5eed);
-    let ks: Vec<usize> = (0..frames).map(|_| 5 + ks_rng.below(5)).collect();
+    let mut ks_rng = Rng::new(seed ^ 0x5eed);
+    let ks: Vec<usize> = (0..frames)
+        .map(|_| 5 + (ks_rng.next_u64() % 5) as usize)
+        .collect();
     let mut s: Vec<Sent> = Vec::with_capacity(frames);
     let mut rows = 0;
     for (n, &k) in ks.iter().enumerate() {
@@ -331,7 +315,7 @@ fn costs(rng: &mut Rng) -> (f64, f64) {
     let frames: Vec<Vec<Vec<u8>>> = (0..3)
         .map(|_| {
             (0..7)
-                .map(|_| (0..LEN).map(|_| rng.next() as u8).collect())
+                .map(|_| (0..LEN).map(|_| rng.next_u64() as u8).collect())
                 .collect()
         })
         .collect();
@@ -385,7 +369,7 @@ fn main() {
         }
     }
     let co = Coefficients::new();
-    let (encode, solve) = costs(&mut Rng(seed));
+    let (encode, solve) = costs(&mut Rng::new(seed));
     println!(
         "Cost, three 7-shard frames of 1,200-byte shards: encoding a window's 8 rows {encode:.1} µs; \
          rebuilding a frame lost whole from them (7 unknowns, 8 rows) {solve:.1} µs\n"

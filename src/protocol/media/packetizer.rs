@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::protocol::fec::coder::{BlockLayout, FecCoder, FecError, ParityTable, trailing_parity};
-use crate::protocol::media::shared_rows::{WINDOW_EXT_MAX, WindowHistory};
+use crate::protocol::media::shared_rows::{Packetized, WINDOW_EXT_MAX, WindowHistory};
 use crate::protocol::media::timing::FrameTiming;
 use crate::protocol::security::crypto::Aead;
 use crate::protocol::wire::{
@@ -482,9 +482,18 @@ impl TrailingParity {
             return;
         }
         // Own rows when no window can be formed (or, never expected, the coder refuses it).
+        let packetized = Packetized {
+            index: d.frame_index,
+            frame_len: d.frame_len,
+            shard_size: d.shard_size,
+            data: (0..d.data_count).map(|i| d.data_shard(i)).collect(),
+            trailing: d.trailing(),
+            trailing_count: d.trailing,
+            datagram_len: d.datagram_len,
+        };
         let (buf, datagram_len) = self
             .window
-            .window_rows(d)
+            .window_rows(&packetized)
             .ok()
             .flatten()
             .unwrap_or_else(|| (d.trailing().to_vec(), d.datagram_len));

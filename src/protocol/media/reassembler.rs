@@ -196,6 +196,19 @@ impl Block {
     fn set_shared(&mut self, i: usize) {
         self.shared[i / 64] |= 1 << (i % 64);
     }
+    /// Counts original shard `si` (data or first-send parity) arrived at `now`.
+    fn note_original(&mut self, si: usize, now: Instant) {
+        self.originals += 1;
+        if self.highest == u16::MAX || si as u16 > self.highest {
+            self.highest = si as u16;
+        }
+        // Every original at or below `highest` that has not arrived is a hole.
+        if self.highest as usize + 1 == self.originals as usize {
+            self.gap_since = None;
+        } else {
+            self.gap_since.get_or_insert(now);
+        }
+    }
     /// The lowest shard index not received.
     fn first_missing(&self) -> usize {
         let mut i = 0;
@@ -537,16 +550,7 @@ impl Reassembler {
         blk.m = m as u16;
         blk.set(si);
         if si < k + m {
-            blk.originals += 1;
-            if blk.highest == u16::MAX || si as u16 > blk.highest {
-                blk.highest = si as u16;
-            }
-            // Every original at or below `highest` that has not arrived is a hole.
-            if blk.highest as usize + 1 == blk.originals as usize {
-                blk.gap_since = None;
-            } else {
-                blk.gap_since.get_or_insert(now);
-            }
+            blk.note_original(si, now);
         }
         blk.total_count += 1;
         if si < k {

@@ -19,7 +19,6 @@ use std::collections::VecDeque;
 
 use crate::protocol::fec::coder::{FecError, MAX_TRAILING_K};
 use crate::protocol::fec::window::encode_window_rows;
-use crate::protocol::media::packetizer::Datagrams;
 use crate::protocol::wire::{HEADER_LEN, VIDEO_HEADER_LEN, VideoHeader, WireError};
 
 pub(crate) use crate::protocol::wire::VIDEO_FLAG_WINDOW;
@@ -27,7 +26,7 @@ pub(crate) use crate::protocol::wire::VIDEO_FLAG_WINDOW;
 /// Frames a window spans at most (the frame and two before it): parity spanning about three
 /// frames is where a streaming code's gain lies (Tambur, NSDI 2023), and on the 30 ms WAN path
 /// the third frame's rows still land within one RTT + two frame intervals of the first
-/// (`cargo bench --bench streaming_code`, `docs/wan_protection.md`).
+/// (`cargo bench --features testing --bench streaming_code`, `docs/wan_protection.md`).
 pub(crate) const MAX_WINDOW_FRAMES: usize = 3;
 
 /// Largest [`WindowExt`] on the wire: a count byte and 6 bytes per older frame.
@@ -103,6 +102,21 @@ impl WindowExt {
     }
 }
 
+/// A frame just packetized, as its window rows need it (the packetizer's datagrams, taken
+/// apart so this module needs nothing of the packetizer's).
+pub(crate) struct Packetized<'a> {
+    pub index: u32,
+    pub frame_len: usize,
+    pub shard_size: usize,
+    /// Its data shards, zero-padded.
+    pub data: Vec<&'a [u8]>,
+    /// Its trailing datagrams, back to back, headers written and parity encoded.
+    pub trailing: &'a [u8],
+    pub trailing_count: usize,
+    /// Length of each of its datagrams.
+    pub datagram_len: usize,
+}
+
 /// A trailing frame the host sent, kept for the windows of the frames after it.
 struct Recent {
     index: u32,
@@ -125,19 +139,15 @@ impl WindowHistory {
     /// are). Keeps `d`'s data for the frames after it either way.
     pub(crate) fn window_rows(
         &mut self,
-        d: &Datagrams,
+        d: &Packetized<'_>,
     ) -> Result<Option<(Vec<u8>, usize)>, FecError> {
-        let t = d.trailing_count();
+        let t = d.trailing_count;
         if t == 0 {
             return Ok(None);
         }
-        let index = d.frame_index();
-        let shard = d.shard_size();
-        let k = d.data_count();
-        let mut own = Vec::with_capacity(k * shard);
-        for i in 0..k {
-            own.extend_from_slice(d.data_shard(i));
-        }
+        let index = d.index;
+        let shard = d.shard_size;
+        let own: Vec<u8> = d.data.concat();
         // The run of trailing frames just before this one, newest first.
         let older: Vec<&Recent> = self
             .recent
@@ -173,11 +183,11 @@ impl WindowHistory {
                 let mut views: Vec<&mut [u8]> = rows.iter_mut().map(|r| r.as_mut_slice()).collect();
                 encode_window_rows(&frames, 0, &mut views)?;
             }
-            let tag = d.datagram_len() - HEADER_LEN - VIDEO_HEADER_LEN - shard;
+            let tag = d.datagram_len - HEADER_LEN - VIDEO_HEADER_LEN - shard;
             let dlen = HEADER_LEN + VIDEO_HEADER_LEN + ext.len() + row_len + tag;
             let mut buf = vec![0u8; t * dlen];
-            let trailing = d.trailing();
-            let old_len = d.datagram_len();
+            let trailing = d.trailing;
+            let old_len = d.datagram_len;
             for (i, row) in rows.iter().enumerate() {
                 let src = &trailing[i * old_len..(i + 1) * old_len];
                 let dst = &mut buf[i * dlen..(i + 1) * dlen];
@@ -197,7 +207,7 @@ impl WindowHistory {
         }
         self.recent.push_back(Recent {
             index,
-            frame_len: d.frame_len() as u32,
+            frame_len: d.frame_len as u32,
             shard_size: shard,
             data: own,
         });
@@ -216,7 +226,7 @@ mod tests {
 
     use super::*;
     use crate::protocol::fec::coder::{ParityTable, ReedSolomon8};
-    use crate::protocol::media::packetizer::{FrameParams, Packetizer, TrailingParity};
+    use crate::protocol::media::packetizer::{Datagrams, FrameParams, Packetizer, TrailingParity};
     use crate::protocol::media::reassembler::{Output, Reassembler, ReassemblerConfig};
     use crate::protocol::security::crypto::PlainAead;
     use crate::protocol::wire::Header;

@@ -183,15 +183,7 @@ impl Reassembler {
         blk.m = m as u16;
         blk.set(si);
         blk.set_shared(si);
-        blk.originals += 1;
-        if blk.highest == u16::MAX || si as u16 > blk.highest {
-            blk.highest = si as u16;
-        }
-        if blk.highest as usize + 1 == blk.originals as usize {
-            blk.gap_since = None;
-        } else {
-            blk.gap_since.get_or_insert(now);
-        }
+        blk.note_original(si, now);
         slot.window_rows.push(WindowRow {
             row,
             older: ext.older,

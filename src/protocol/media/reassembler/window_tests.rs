@@ -71,6 +71,13 @@ fn data(i: u32, j: usize) -> Vec<u8> {
     body(&header(i, j, 0), &shards(i)[j])
 }
 
+/// Every data shard of frame `i`.
+fn push_whole(r: &mut Reassembler, i: u32, now: Instant) {
+    for j in 0..K {
+        r.push(&data(i, j), now).unwrap();
+    }
+}
+
 fn frames_out(r: &mut Reassembler) -> Vec<(u32, Vec<u8>)> {
     std::iter::from_fn(|| r.poll())
         .filter_map(|o| match o {
@@ -91,9 +98,7 @@ fn window_rows_rebuild_a_frame_from_the_frames_delivered_before_it() {
     let mut r = reassembler();
     let now = Instant::now();
     for i in 0..2 {
-        for j in 0..K {
-            r.push(&data(i, j), now).unwrap();
-        }
+        push_whole(&mut r, i, now);
     }
     r.push(&data(2, 0), now).unwrap();
     r.push(&data(2, 3), now).unwrap();
@@ -116,13 +121,9 @@ fn window_rows_rebuild_a_frame_from_the_frames_delivered_before_it() {
 fn a_complete_frames_rows_rebuild_the_incomplete_frame_before_it() {
     let mut r = reassembler();
     let now = Instant::now();
-    for j in 0..K {
-        r.push(&data(0, j), now).unwrap();
-    }
+    push_whole(&mut r, 0, now);
     r.push(&data(1, 2), now).unwrap();
-    for j in 0..K {
-        r.push(&data(2, j), now).unwrap();
-    }
+    push_whole(&mut r, 2, now);
     assert_eq!(frames_out(&mut r).len(), 1);
     for row in 0..3 {
         r.push(&window_row(2, 2, row), now).unwrap();
@@ -136,9 +137,7 @@ fn a_complete_frames_rows_rebuild_the_incomplete_frame_before_it() {
 fn malformed_window_rows_are_refused() {
     let mut r = reassembler();
     let now = Instant::now();
-    for j in 0..K {
-        r.push(&data(0, j), now).unwrap();
-    }
+    push_whole(&mut r, 0, now);
     let good = window_row(1, 1, 0);
     let ext_at = VIDEO_HEADER_LEN;
     let bad = |f: &dyn Fn(&mut Vec<u8>)| {
@@ -181,9 +180,7 @@ fn malformed_window_rows_are_refused() {
 fn a_row_contradicting_a_known_frame_rebuilds_nothing() {
     let mut r = reassembler();
     let now = Instant::now();
-    for j in 0..K {
-        r.push(&data(0, j), now).unwrap();
-    }
+    push_whole(&mut r, 0, now);
     for j in 0..K - 1 {
         r.push(&data(1, j), now).unwrap();
     }
