@@ -480,10 +480,6 @@ impl Reassembler {
             None => self.new_slot(&h, layout, n, now)?,
         };
 
-        if let Some(ext) = window {
-            let row = si + trailing_rows - (k + m);
-            return self.push_window_row(pos, m, si, row, ext, shard, now);
-        }
         let shard_size = h.shard_size as usize;
         // Per-block state, allocated lazily for parity only.
         {
@@ -501,9 +497,17 @@ impl Reassembler {
                     self.reordering = Some(self.reordering.map_or(age, |r| r.max(age)));
                 }
             }
-            if blk.done || blk.has(si) {
+            // A complete frame's window rows still serve the older frames of their window.
+            let serves_older = window
+                .as_ref()
+                .is_some_and(|ext| self.serves_older(slot.index, ext));
+            if blk.has(si) || (blk.done && !serves_older) {
                 return Err(Rejected::Duplicate);
             }
+        }
+        if let Some(ext) = window {
+            let row = si + trailing_rows - (k + m);
+            return self.push_window_row(pos, m, si, row, ext, shard, now);
         }
         let parity_len = self.slots[pos].blocks[b].parity.len();
         if si >= k && parity_len < (si - k + 1) * shard_size {

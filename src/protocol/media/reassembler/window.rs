@@ -20,7 +20,6 @@ use std::time::Instant;
 use super::{Reassembler, Rejected, Slot};
 use crate::protocol::fec::window::{Column, Equations};
 use crate::protocol::media::shared_rows::{MAX_WINDOW_FRAMES, OlderFrame, WindowExt};
-use crate::protocol::wire::WireError;
 
 /// Delivered trailing frames kept for the rows of the frames after them.
 pub(super) const RETAINED: usize = MAX_WINDOW_FRAMES - 1;
@@ -131,7 +130,20 @@ fn columns<'a>(
 }
 
 impl Reassembler {
-    /// Takes a window row of the frame in slot `pos` (its header checked like any shard's).
+    /// Whether an older frame of the window of frame `index`'s row is still incomplete in
+    /// flight (the row may rebuild it, though `index` itself is complete).
+    pub(super) fn serves_older(&self, index: u32, ext: &WindowExt) -> bool {
+        (1..=ext.older.len() as u32).any(|back| {
+            self.slots
+                .iter()
+                .any(|s| s.index == index.wrapping_sub(back) && !s.complete())
+        })
+    }
+
+    /// Takes a window row of the frame in slot `pos`, its header and block checked like any
+    /// shard's (not a duplicate; on a complete frame only if it [`serves_older`] frames).
+    ///
+    /// [`serves_older`]: Reassembler::serves_older
     #[allow(clippy::too_many_arguments)]
     pub(super) fn push_window_row(
         &mut self,
@@ -144,27 +156,6 @@ impl Reassembler {
         now: Instant,
     ) -> Result<(), Rejected> {
         let index = self.slots[pos].index;
-        {
-            let slot = &self.slots[pos];
-            let blk = &slot.blocks[0];
-            if blk.m != u16::MAX && blk.m as usize != m {
-                return Err(Rejected::Invalid(WireError::Limit(
-                    "parity count differs within block",
-                )));
-            }
-            if blk.has(si) {
-                return Err(Rejected::Duplicate);
-            }
-            // A complete frame's rows still serve the older frames of its window.
-            let helps_older = (1..=ext.older.len() as u32).any(|back| {
-                self.slots
-                    .iter()
-                    .any(|s| s.index == index.wrapping_sub(back) && !s.complete())
-            });
-            if blk.done && !helps_older {
-                return Err(Rejected::Duplicate);
-            }
-        }
         let need = bytes.len() + ext.older.len() * std::mem::size_of::<OlderFrame>();
         if !self.make_room(need, pos) {
             return Err(Rejected::Memory);
