@@ -23,8 +23,7 @@
 
 use std::time::Instant;
 
-use gstpunktfunk::protocol::fec::coder::parity_rows;
-use gstpunktfunk::protocol::fec::window::{Column, Equations, encode_window_rows};
+use gstpunktfunk::protocol::fec::window::{Column, Equations, RowTables, encode_window_rows};
 use gstpunktfunk::testkit::rng::Rng;
 
 /// Gilbert-Elliott loss counted in datagrams: every datagram in the bad state is lost.
@@ -155,30 +154,8 @@ struct Sent {
     shared: Vec<bool>,
 }
 
-/// Row coefficients per window size `K` (rows 0..16), computed once.
-struct Coefficients(Vec<Vec<u8>>);
-
-impl Coefficients {
-    fn new() -> Self {
-        Coefficients(
-            (0..=64)
-                .map(|k| {
-                    if k == 0 {
-                        Vec::new()
-                    } else {
-                        parity_rows(k, 16).unwrap()
-                    }
-                })
-                .collect(),
-        )
-    }
-    fn row(&self, k: usize, r: usize) -> &[u8] {
-        &self.0[k][r * k..(r + 1) * k]
-    }
-}
-
 /// Whether frame `n`'s data is determined by the data and rows of frames up to `upto`.
-fn rebuilt(s: &[Sent], sch: &Scheme, n: usize, upto: usize, co: &Coefficients) -> bool {
+fn rebuilt(s: &[Sent], sch: &Scheme, n: usize, upto: usize, co: &mut RowTables) -> bool {
     if s[n].data.iter().all(|&d| d) {
         return true;
     }
@@ -211,7 +188,8 @@ fn rebuilt(s: &[Sent], sch: &Scheme, n: usize, upto: usize, co: &Coefficients) -
     for f in n.saturating_sub(w - 1)..=upto {
         let own: Vec<Column<'static>> = (0..s[f].k).map(|j| column(f, j)).collect();
         for (r, _) in s[f].own.iter().enumerate().filter(|(_, a)| **a) {
-            eq.push_coefficients(co.row(s[f].k, r), &own, &[]).unwrap();
+            eq.push_coefficients(co.row(s[f].k, r).unwrap(), &own, &[])
+                .unwrap();
         }
         if s[f].shared.iter().any(|&a| a) {
             let first = (f + 1).saturating_sub(w);
@@ -221,7 +199,8 @@ fn rebuilt(s: &[Sent], sch: &Scheme, n: usize, upto: usize, co: &Coefficients) -
                 .collect();
             let k = cols.len();
             for (r, _) in s[f].shared.iter().enumerate().filter(|(_, a)| **a) {
-                eq.push_coefficients(co.row(k, r), &cols, &[]).unwrap();
+                eq.push_coefficients(co.row(k, r).unwrap(), &cols, &[])
+                    .unwrap();
             }
         }
     }
@@ -243,7 +222,7 @@ fn run(
     leave: f64,
     frames: usize,
     seed: u64,
-    co: &Coefficients,
+    co: &mut RowTables,
 ) -> Outcome {
     let mut rng = Rng::new(seed);
     let mut path = Bursts {
@@ -332,7 +311,6 @@ fn costs(rng: &mut Rng) -> (f64, f64) {
         encode_window_rows(&views, 0, &mut out).unwrap();
     }
     let encode = t.elapsed().as_secs_f64() * 1e6 / reps as f64;
-    let co = parity_rows(21, 8).unwrap();
     let t = Instant::now();
     for _ in 0..reps {
         let cols: Vec<Column<'_>> = (0..21)
@@ -345,8 +323,10 @@ fn costs(rng: &mut Rng) -> (f64, f64) {
             })
             .collect();
         let mut eq = Equations::new(7, LEN).unwrap();
+        // As the client's reassembler does: the code's rows computed once per solve.
+        let mut tables = RowTables::default();
         for (r, row) in rows.iter().enumerate() {
-            eq.push_coefficients(&co[r * 21..(r + 1) * 21], &cols, row)
+            eq.push_coefficients(tables.row(21, r).unwrap(), &cols, row)
                 .unwrap();
         }
         let solved = eq.solve();
@@ -368,7 +348,7 @@ fn main() {
             other => eprintln!("ignored argument {other}"),
         }
     }
-    let co = Coefficients::new();
+    let mut co = RowTables::default();
     let (encode, solve) = costs(&mut Rng::new(seed));
     println!(
         "Cost, three 7-shard frames of 1,200-byte shards: encoding a window's 8 rows {encode:.1} µs; \
@@ -384,7 +364,7 @@ fn main() {
     let per = |x: usize| x as f64 * 1200.0 / frames as f64;
     for (enter, leave) in [(0.02, 0.20), (0.01, 0.30)] {
         for sch in SCHEMES {
-            let o = run(sch, enter, leave, frames, seed, &co);
+            let o = run(sch, enter, leave, frames, seed, &mut co);
             println!(
                 "| {:.0} % / {:.0} % | {} | {:.0} % | {:.1} | {:.2} | {:.2} |",
                 enter * 100.0,

@@ -65,6 +65,33 @@ fn xor_mul(c: u8, input: &[u8], out: &mut [u8]) {
     }
 }
 
+/// The rows of the window codes one solve (or one simulation) uses: [`parity_rows`] per
+/// window size, computed once and grown when a later row is asked for (row `r` of a code does
+/// not depend on how many rows were computed). Building a matrix costs `O(k² · rows)`; a solve
+/// that rebuilt it for every equation spent more on that than on the elimination.
+#[derive(Debug, Default)]
+pub struct RowTables(Vec<(usize, usize, Vec<u8>)>);
+
+impl RowTables {
+    /// Row `r` of the code over `k` data shards (`k` coefficients).
+    pub fn row(&mut self, k: usize, r: usize) -> Result<&[u8], FecError> {
+        let i = match self.0.iter().position(|t| t.0 == k) {
+            Some(i) => i,
+            None => {
+                self.0.push((k, 0, Vec::new()));
+                self.0.len() - 1
+            }
+        };
+        let t = &mut self.0[i];
+        if r >= t.1 {
+            let rows = (r + 1).max(2 * t.1);
+            t.2 = parity_rows(k, rows)?;
+            t.1 = rows;
+        }
+        Ok(&t.2[r * k..(r + 1) * k])
+    }
+}
+
 /// Linear equations over GF(2^8) whose unknowns are missing data shards of `len` bytes.
 #[derive(Debug, Clone)]
 pub struct Equations {
@@ -113,7 +140,7 @@ impl Equations {
     }
 
     /// [`Equations::push_row`] with the row's coefficients given (row `r` of
-    /// [`parity_rows`]`(columns.len(), ·)`, which callers that push many rows keep).
+    /// [`parity_rows`]`(columns.len(), ·)`, from [`RowTables`] where many rows are pushed).
     pub fn push_coefficients(
         &mut self,
         coeffs: &[u8],

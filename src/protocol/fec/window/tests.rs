@@ -225,3 +225,14 @@ fn bad_input_is_refused_not_a_panic() {
         Err(FecError::Coder)
     );
 }
+
+#[test]
+fn row_tables_give_the_coders_rows_and_grow_on_demand() {
+    let mut t = RowTables::default();
+    let want = parity_rows(21, 12).unwrap();
+    for r in [3, 0, 11, 5] {
+        assert_eq!(t.row(21, r).unwrap(), &want[r * 21..(r + 1) * 21]);
+    }
+    assert_eq!(t.row(7, 2).unwrap(), &parity_rows(7, 3).unwrap()[14..21]);
+    assert_eq!(t.row(300, 0).err(), Some(FecError::BadParameters));
+}

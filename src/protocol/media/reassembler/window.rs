@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::{Reassembler, Rejected, Slot};
-use crate::protocol::fec::window::{Column, Equations};
+use crate::protocol::fec::window::{Column, Equations, RowTables};
 use crate::protocol::media::shared_rows::{MAX_WINDOW_FRAMES, OlderFrame, WindowExt};
 
 /// Delivered trailing frames kept for the rows of the frames after them.
@@ -265,8 +265,12 @@ impl Reassembler {
             let Ok(mut system) = Equations::new(ids.len(), len) else {
                 return;
             };
+            let mut tables = RowTables::default();
             for (cols, row, bytes) in &eqs {
-                if system.push_row(cols, *row, bytes).is_err() {
+                let pushed = tables
+                    .row(cols.len(), *row)
+                    .and_then(|c| system.push_coefficients(c, cols, bytes));
+                if pushed.is_err() {
                     break;
                 }
             }
