@@ -224,17 +224,18 @@ impl Reassembler {
                 };
                 let ss = s.shard_size as usize;
                 let blk = &s.blocks[0];
+                // The frame's own columns, the same in every row that names it.
+                let Some(own_cols) = columns(slots, retained, &mut ids, s.index, own) else {
+                    continue;
+                };
                 // The frame's own Reed-Solomon rows (with its data, and repair rows), while
                 // it is incomplete.
                 if !blk.done {
                     let k = s.layout.data_in_block(0);
                     for (i, bytes) in blk.parity.chunks_exact(ss.max(1)).enumerate() {
-                        if blk.has(k + i)
-                            && !blk.is_shared(k + i)
-                            && let Some(cols) = columns(slots, retained, &mut ids, s.index, own)
-                        {
+                        if blk.has(k + i) && !blk.is_shared(k + i) {
                             len = len.max(ss);
-                            eqs.push((cols, i, bytes));
+                            eqs.push((own_cols.clone(), i, bytes));
                         }
                     }
                 }
@@ -248,10 +249,7 @@ impl Reassembler {
                             None => ok = false,
                         }
                     }
-                    match columns(slots, retained, &mut ids, s.index, own) {
-                        Some(c) => cols.extend(c),
-                        None => ok = false,
-                    }
+                    cols.extend_from_slice(&own_cols);
                     if ok {
                         len = len.max(w.bytes.len());
                         eqs.push((cols, w.row, &w.bytes));
