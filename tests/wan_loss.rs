@@ -50,7 +50,14 @@ pub struct Run {
 /// A session over the WAN path (bursts `enter`/`leave` both ways, seeded), connected on a
 /// clean path and warmed up for a second of lossy streaming of `len`-byte frames.
 fn wan(seed: u64, enter: f64, leave: f64, len: usize) -> Sim {
-    let (h, c) = passphrase_pair();
+    let (mut h, mut c) = passphrase_pair();
+    if std::env::var_os("WAN_TRACE").is_some() {
+        for x in [&mut h, &mut c] {
+            x.encrypt = false;
+            x.passphrase = None;
+            x.allow_unauthenticated = true;
+        }
+    }
     let mut sim = Sim::new(seed);
     assert_eq!(sim.add(addr(1), h), HOST);
     assert_eq!(sim.add(addr(2), c), CLIENT);
@@ -475,6 +482,10 @@ fn wan_late_frames() {
     } else {
         SMALL
     };
+    let late_after = std::env::var("WAN_LATE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(ON_TIME, Duration::from_millis);
     for (enter, leave) in [(0.02, 0.20), (0.01, 0.30)] {
         for seed in [11u64, 12, 13] {
             let mut sim = wan(seed, enter, leave, len);
@@ -491,7 +502,7 @@ fn wan_late_frames() {
                         let age = f.complete_at.saturating_duration_since(s);
                         let held = prev_complete == Some(f.complete_at);
                         prev_complete = Some(f.complete_at);
-                        if age > ON_TIME {
+                        if age > late_after {
                             late.push((
                                 f.index,
                                 age.as_millis(),
@@ -520,10 +531,61 @@ fn wan_late_frames() {
             );
             for l in late.iter().filter(|l| !l.4) {
                 println!("  {l:?}");
+                if std::env::var_os("WAN_TRACE").is_some() {
+                    trace_frame(&sim, l.0);
+                }
             }
             println!("  + {} held behind", late.iter().filter(|l| l.4).count());
         }
     }
+}
+
+/// Prints every datagram of frame `index` (host: shard index, sent, arrived, relative to its
+/// first datagram) and the client's datagrams meanwhile (unencrypted sessions only).
+fn trace_frame(sim: &Sim, index: u32) {
+    use gstpunktfunk::protocol::wire::VideoHeader;
+    let mine: Vec<usize> = (0..sim.sent.len())
+        .filter(|&i| {
+            let s = &sim.sent[i];
+            s.from == HOST
+                && Header::decode(&s.bytes).is_ok_and(|(h, body)| {
+                    h.kind == Kind::Video
+                        && VideoHeader::decode(body).is_ok_and(|(v, _)| v.frame_index == index)
+                })
+        })
+        .collect();
+    let Some(&first) = mine.first() else { return };
+    let t0 = sim.sent[first].depart;
+    let ms = |t: Instant| (t - t0).as_secs_f64() * 1e3;
+    let last = *mine.last().unwrap();
+    let end = sim.sent[last].depart + Duration::from_millis(5);
+    let mut line = String::new();
+    for i in first..sim.sent.len() {
+        let s = &sim.sent[i];
+        if s.depart > end {
+            break;
+        }
+        let arr = s
+            .arrive
+            .map_or("LOST".to_string(), |a| format!("{:.1}", ms(a)));
+        if s.from == HOST {
+            if !mine.contains(&i) {
+                continue;
+            }
+            let (_, body) = Header::decode(&s.bytes).unwrap();
+            let (v, _) = VideoHeader::decode(body).unwrap();
+            line.push_str(&format!(
+                " [{}{} {:.1}>{}]",
+                v.shard_index,
+                if v.trailing() { "t" } else { "" },
+                ms(s.depart),
+                arr
+            ));
+        } else {
+            line.push_str(&format!(" <C {:.1}>{}>", ms(s.depart), arr));
+        }
+    }
+    println!("    {line}");
 }
 
 /// A burst on the back path that takes a repair request and its next three copies (each copy

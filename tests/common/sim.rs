@@ -166,6 +166,10 @@ pub struct Sent {
     pub from: usize,
     pub to: SocketAddr,
     pub bytes: Vec<u8>,
+    /// When it left.
+    pub depart: Instant,
+    /// When it arrived (`None`: lost on the link).
+    pub arrive: Option<Instant>,
 }
 
 pub struct Sim {
@@ -291,7 +295,10 @@ impl Sim {
             from,
             to,
             bytes: bytes.clone(),
+            depart,
+            arrive: None,
         });
+        let sent = self.sent.len() - 1;
         let loss = self.nodes[from].link.loss;
         if loss > 0.0 && self.random() < loss {
             return;
@@ -329,6 +336,7 @@ impl Sim {
             at = last.map_or(at, |l| at.max(l));
             *last = Some(at);
         }
+        self.sent[sent].arrive = Some(at);
         self.inject_at(at, self.nodes[from].addr, to, bytes);
     }
 

@@ -109,6 +109,13 @@ pub struct ParityTable {
 /// shards) can, and holding its rows would only delay their repair.
 pub(crate) const MAX_TRAILING_K: usize = 16;
 
+/// Largest paired frame ([`ParityTable::pairs`]): a 720p frame at 20 Mbit/s and 60 fps has
+/// ~35 data shards and twice that at its largest P-frames; a window of two such frames and the
+/// newer one's rows stays within one Reed-Solomon block of [`MAX_SHARDS_PER_BLOCK`] shards
+/// (80 + 80 + 80 < 256), and its solve within the reassembler's bounds. Keyframes are larger
+/// and keep their own rows.
+pub(crate) const MAX_PAIRED_K: usize = 80;
+
 /// How many of the `m` parity rows of a one-block frame of `k` data shards trail behind the
 /// next frame's datagrams: `min(m, k + 1)`; the rest (`m − k − 1`, when positive) follow the
 /// frame's own data. A burst that takes the frame's data whole then leaves `k + 1` rows on
@@ -152,6 +159,18 @@ impl ParityTable {
     /// (when it has at least two rows).
     pub fn trails(&self, k: usize) -> bool {
         k >= 1 && k <= self.trail_max_k as usize
+    }
+
+    /// Whether a frame of `data_shards` shards (in `blocks` blocks) is a *paired* frame: on a
+    /// path where small frames trail (PROTOCOL §9.4), one block of more than
+    /// [`MAX_TRAILING_K`] and at most [`MAX_PAIRED_K`] data shards, with parity. Its rows go right behind its data as window
+    /// rows over it and the paired frame before it.
+    pub fn pairs(&self, data_shards: usize, blocks: usize) -> bool {
+        blocks == 1
+            && self.trail_max_k > 0
+            && data_shards > MAX_TRAILING_K
+            && data_shards <= MAX_PAIRED_K
+            && self.parity(data_shards) > 0
     }
 
     /// Parity rows of a frame of `data_shards` shards (in `blocks` blocks) that trail behind

@@ -78,8 +78,11 @@ pub struct Datagrams {
     timing: FrameTiming,
     /// Parity shards of each block, as packetized (what [`Packetizer::encode_parity`] fills).
     block_parity: Vec<u8>,
-    /// Parity datagrams after the first `count` that travel behind the next frame.
+    /// Parity datagrams after the first `count` that travel behind the next frame (or right
+    /// behind this one, when `paired`).
     trailing: usize,
+    /// A paired frame ([`ParityTable::pairs`]).
+    paired: bool,
 }
 
 impl Datagrams {
@@ -198,8 +201,12 @@ pub struct Plan {
     pub layout: BlockLayout,
     /// Datagrams sent with the frame, data and parity.
     pub count: usize,
-    /// Parity datagrams that trail behind the next frame (not in `count`).
+    /// Parity datagrams held out of `count`: they trail behind the next frame, or, for a
+    /// paired frame, follow right behind its own data as window rows.
     pub trailing: usize,
+    /// A paired frame ([`ParityTable::pairs`]): its `trailing` rows are all its parity and
+    /// leave right behind it.
+    pub paired: bool,
 }
 
 /// What the session tells the packetizer about a frame.
@@ -273,21 +280,29 @@ impl Packetizer {
         let mut n = len.div_ceil(max_shard);
         // A frame whose rows trail sends them as window rows (`shared_rows`), as long as the
         // window's longest shard plus its extension: its shards leave room for that.
+        // So does a paired frame (its rows follow it at once).
         let room = max_shard - WINDOW_EXT_MAX;
-        if parity.trailing(n, 1) > 0 || parity.trailing(len.div_ceil(room), 1) > 0 {
+        let windowed = |n: usize| parity.trailing(n, 1) > 0 || parity.pairs(n, 1);
+        if windowed(n) || windowed(len.div_ceil(room)) {
             n = len.div_ceil(room);
         }
         let layout = BlockLayout::for_shards(n);
         let parity_total: usize = (0..layout.blocks)
             .map(|b| parity.parity(layout.data_in_block(b)))
             .sum();
-        let trailing = parity.trailing(n, layout.blocks);
+        let paired = parity.pairs(n, layout.blocks);
+        let trailing = if paired {
+            parity_total
+        } else {
+            parity.trailing(n, layout.blocks)
+        };
         Ok(Plan {
             data_shards: n,
             shard: len.div_ceil(n),
             layout,
             count: n + parity_total - trailing,
             trailing,
+            paired,
         })
     }
 
@@ -319,11 +334,13 @@ impl Packetizer {
             layout,
             count,
             trailing,
+            paired,
         } = self.plan_with(frame.len(), parity, p.tag_len)?;
         let dlen = HEADER_LEN + VIDEO_HEADER_LEN + shard + p.tag_len;
         out.datagram_len = dlen;
         out.count = count;
         out.trailing = trailing;
+        out.paired = paired;
         out.data_count = n;
         out.shard_size = shard;
         out.frame_index = p.frame_index;
@@ -339,7 +356,11 @@ impl Packetizer {
 
         let flags = if p.sealed { FLAG_SEALED } else { 0 };
         let video_flags = if p.keyframe { VIDEO_FLAG_KEYFRAME } else { 0 }
-            | if trailing > 0 { VIDEO_FLAG_TRAILING } else { 0 };
+            | if trailing > 0 && !paired {
+                VIDEO_FLAG_TRAILING
+            } else {
+                0
+            };
         let mut vh = VideoHeader {
             frame_index: p.frame_index,
             frame_len: frame.len() as u32,
@@ -454,6 +475,8 @@ pub(crate) const MAX_TRAILING_AGE: Duration = Duration::from_millis(100);
 /// One frame's trailing rows, unsealed.
 struct HeldRows {
     frame_index: u32,
+    /// A paired frame's rows: released right behind the frame itself.
+    follows: bool,
     datagram_len: usize,
     count: usize,
     buf: Vec<u8>,
@@ -483,6 +506,7 @@ impl TrailingParity {
         }
         // Own rows when no window can be formed (or, never expected, the coder refuses it).
         let packetized = Packetized {
+            paired: d.paired,
             index: d.frame_index,
             frame_len: d.frame_len,
             shard_size: d.shard_size,
@@ -503,6 +527,7 @@ impl TrailingParity {
         }
         self.held.push_back(HeldRows {
             frame_index: d.frame_index,
+            follows: d.paired,
             datagram_len,
             count: d.trailing,
             buf,
@@ -521,8 +546,8 @@ impl TrailingParity {
         self.held.back().map(|h| h.at)
     }
 
-    /// Releases the rows of every frame before `frame_index` (the frame just sent), oldest
-    /// first: each datagram is numbered from `*next_pn` on (advanced), sealed with `aead` and
+    /// Releases the rows of every frame before `frame_index` (the frame just sent), and its
+    /// own if it is a paired frame, oldest first: each datagram is numbered from `*next_pn` on (advanced), sealed with `aead` and
     /// handed to `emit`. Rows older than [`MAX_TRAILING_AGE`] are dropped. Returns the
     /// datagrams emitted.
     pub(crate) fn release(
@@ -535,7 +560,8 @@ impl TrailingParity {
     ) -> usize {
         let mut sent = 0;
         while let Some(f) = self.held.front() {
-            if seq_diff(frame_index, f.frame_index) <= 0 {
+            let d = seq_diff(frame_index, f.frame_index);
+            if d < 0 || (d == 0 && !f.follows) {
                 break;
             }
             let mut f = self.held.pop_front().expect("front exists");
@@ -722,10 +748,14 @@ mod tests {
         let later = t0 + MAX_TRAILING_AGE + Duration::from_millis(1);
         assert_eq!(held.release(20, later, &mut pn, &PlainAead, |_| {}), 0);
         assert_eq!((held.frames_held(), held.dropped), (0, 5));
-        // Large frames keep their parity with them.
-        let big = vec![1u8; 40_000];
-        let plan = p.plan_with(big.len(), &table, 0).unwrap();
-        assert_eq!(plan.trailing, 0);
+        // Large frames are paired: all their rows held, to follow them at once; frames past
+        // a pair's size (keyframes) keep their parity with them.
+        let plan = p.plan_with(40_000, &table, 0).unwrap();
+        assert!(plan.paired);
+        assert_eq!(plan.trailing, table.parity(plan.data_shards));
+        assert_eq!(plan.count, plan.data_shards);
+        let plan = p.plan_with(200_000, &table, 0).unwrap();
+        assert_eq!((plan.paired, plan.trailing), (false, 0));
     }
 
     #[test]

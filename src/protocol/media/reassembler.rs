@@ -30,7 +30,7 @@
 use std::time::{Duration, Instant};
 
 use crate::protocol::fec::coder::{
-    BlockLayout, FecCoder, MAX_SHARDS_PER_BLOCK, MAX_TRAILING_K, trailing_parity,
+    BlockLayout, FecCoder, MAX_PAIRED_K, MAX_SHARDS_PER_BLOCK, MAX_TRAILING_K, trailing_parity,
 };
 use crate::protocol::fec::repair::MAX_REPAIR_ROWS;
 use crate::protocol::media::packetizer::MAX_FRAME_BYTES;
@@ -275,8 +275,12 @@ pub struct Reassembler {
     /// The longest a hole filled by a reordered original had been open, since the last
     /// [`Reassembler::take_reordering`].
     reordering: Option<Duration>,
-    /// Delivered trailing frames later frames' window rows may name.
+    /// Delivered trailing (and, once windows are in use, pairable) frames later frames'
+    /// window rows may name.
     retained: window::RetainedFrames,
+    /// A window row arrived: the host shares rows over frames, so delivered frames that may
+    /// be paired are retained too.
+    windows_seen: bool,
     stats: ReassemblerStats,
 }
 
@@ -294,6 +298,7 @@ impl Reassembler {
             now: None,
             reordering: None,
             retained: Default::default(),
+            windows_seen: false,
             stats: ReassemblerStats::default(),
         }
     }
@@ -312,6 +317,7 @@ impl Reassembler {
         self.lost_since_delivery = false;
         self.reordering = None;
         self.retained.clear();
+        self.windows_seen = false;
         self.stats.memory_in_use = 0;
     }
 
@@ -399,7 +405,7 @@ impl Reassembler {
                 .iter()
                 .map(|f| f.shard_size)
                 .fold(h.shard_size, u16::max);
-            if !h.trailing() || row.len() != longest as usize {
+            if row.len() != longest as usize {
                 return Err(inv("window row"));
             }
             (Some(ext), row)
@@ -440,10 +446,30 @@ impl Reassembler {
         if h.trailing() && (layout.blocks != 1 || k > MAX_TRAILING_K) {
             return Err(inv("trailing parity"));
         }
-        // Window rows are the frame's trailing rows, nothing else.
-        let trailing_rows = trailing_parity(k, m);
-        if window.is_some() && (si < k || si >= k + m || si + trailing_rows < k + m) {
-            return Err(inv("window row index"));
+        // Window rows are a trailing frame's trailing rows over the trailing frames before it,
+        // or a paired frame's rows (all of them, sent with it) over the paired frame before it.
+        let held_rows = if h.trailing() {
+            trailing_parity(k, m)
+        } else {
+            m
+        };
+        if let Some(ext) = &window {
+            let fits = if h.trailing() {
+                ext.older.iter().all(|f| f.data_shards() <= MAX_TRAILING_K)
+            } else {
+                let pairable = |k: usize| k > MAX_TRAILING_K && k <= MAX_PAIRED_K;
+                layout.blocks == 1
+                    && pairable(k)
+                    && ext.older.len() == 1
+                    && pairable(ext.older[0].data_shards())
+                    && ext.older[0].data_shards() + k + m <= MAX_SHARDS_PER_BLOCK
+            };
+            if !fits {
+                return Err(inv("window layout"));
+            }
+            if si < k || si >= k + m || si + held_rows < k + m {
+                return Err(inv("window row index"));
+            }
         }
 
         // Ordering against what was delivered.
@@ -506,7 +532,7 @@ impl Reassembler {
             }
         }
         if let Some(ext) = window {
-            let row = si + trailing_rows - (k + m);
+            let row = si + held_rows - (k + m);
             return self.push_window_row(pos, m, si, row, ext, shard, now);
         }
         let parity_len = self.slots[pos].blocks[b].parity.len();
@@ -597,7 +623,8 @@ impl Reassembler {
         }
         // Its data may be what later frames' window rows wait for, and its own rows may
         // complete what its window rows began.
-        if slot.trailing && (blk.done || !slot.window_rows.is_empty()) {
+        let windowed = slot.layout.blocks == 1 && (blk.done || !slot.window_rows.is_empty());
+        if windowed && self.slots.iter().any(|s| !s.window_rows.is_empty()) {
             self.solve_windows();
         }
         Ok(())

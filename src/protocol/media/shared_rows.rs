@@ -17,7 +17,7 @@
 
 use std::collections::VecDeque;
 
-use crate::protocol::fec::coder::{FecError, MAX_TRAILING_K};
+use crate::protocol::fec::coder::{FecError, MAX_PAIRED_K, MAX_SHARDS_PER_BLOCK};
 use crate::protocol::fec::window::encode_window_rows;
 use crate::protocol::wire::{HEADER_LEN, VIDEO_HEADER_LEN, VideoHeader, WireError};
 
@@ -72,8 +72,9 @@ impl WindowExt {
     }
 
     /// Parses the extension at the start of a window row's shard bytes; returns it and the
-    /// row. Checks the layout and that every older frame could trail (one block of at most
-    /// [`MAX_TRAILING_K`] data shards); lengths against the frames are the reassembler's.
+    /// row. Checks the layout and that every older frame could share a window (one block of
+    /// at most [`MAX_PAIRED_K`] data shards); which frames may share one, and lengths against
+    /// the frames, are the reassembler's.
     pub(crate) fn decode(buf: &[u8]) -> Result<(WindowExt, &[u8]), WireError> {
         let count = *buf.first().ok_or(WireError::Truncated)? as usize;
         if count == 0 || count >= MAX_WINDOW_FRAMES {
@@ -94,7 +95,7 @@ impl WindowExt {
             .collect();
         if older
             .iter()
-            .any(|f| f.frame_len == 0 || f.shard_size == 0 || f.data_shards() > MAX_TRAILING_K)
+            .any(|f| f.frame_len == 0 || f.shard_size == 0 || f.data_shards() > MAX_PAIRED_K)
         {
             return Err(WireError::Limit("window frame layout"));
         }
@@ -105,6 +106,8 @@ impl WindowExt {
 /// A frame just packetized, as its window rows need it (the packetizer's datagrams, taken
 /// apart so this module needs nothing of the packetizer's).
 pub(crate) struct Packetized<'a> {
+    /// A paired frame (its held rows are all its parity, and follow it at once).
+    pub paired: bool,
     pub index: u32,
     pub frame_len: usize,
     pub shard_size: usize,
@@ -119,6 +122,8 @@ pub(crate) struct Packetized<'a> {
 
 /// A trailing frame the host sent, kept for the windows of the frames after it.
 struct Recent {
+    /// A paired frame (else a trailing one): windows never mix the two.
+    paired: bool,
     index: u32,
     frame_len: u32,
     shard_size: usize,
@@ -148,15 +153,23 @@ impl WindowHistory {
         let index = d.index;
         let shard = d.shard_size;
         let own: Vec<u8> = d.data.concat();
-        // The run of trailing frames just before this one, newest first.
+        // The run of frames of its kind just before this one, newest first: up to two
+        // trailing frames, or the one paired frame before a paired frame (whose window must
+        // stay one Reed-Solomon block: columns and rows at most MAX_SHARDS_PER_BLOCK).
+        let span = if d.paired { 1 } else { MAX_WINDOW_FRAMES - 1 };
         let older: Vec<&Recent> = self
             .recent
             .iter()
             .rev()
             .enumerate()
-            .take_while(|(i, r)| r.index == index.wrapping_sub(*i as u32 + 1))
+            .take_while(|(i, r)| {
+                r.index == index.wrapping_sub(*i as u32 + 1) && r.paired == d.paired
+            })
             .map(|(_, r)| r)
-            .take(MAX_WINDOW_FRAMES - 1)
+            .take(span)
+            .filter(|r| {
+                !d.paired || r.data.len() / r.shard_size + d.data.len() + t <= MAX_SHARDS_PER_BLOCK
+            })
             .collect();
         let out = if older.is_empty() {
             None
@@ -206,6 +219,7 @@ impl WindowHistory {
             self.recent.pop_front();
         }
         self.recent.push_back(Recent {
+            paired: d.paired,
             index,
             frame_len: d.frame_len as u32,
             shard_size: shard,
@@ -225,7 +239,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::protocol::fec::coder::{ParityTable, ReedSolomon8};
+    use crate::protocol::fec::coder::{MAX_TRAILING_K, ParityTable, ReedSolomon8};
     use crate::protocol::media::packetizer::{Datagrams, FrameParams, Packetizer, TrailingParity};
     use crate::protocol::media::reassembler::{Output, Reassembler, ReassemblerConfig};
     use crate::protocol::security::crypto::PlainAead;

@@ -3,6 +3,7 @@
 //! out of order or one that is incomplete.
 
 use super::{Frame, Output, Reassembler, Slot};
+use crate::protocol::fec::coder::{MAX_PAIRED_K, MAX_TRAILING_K};
 use crate::protocol::wire::seq_diff;
 
 impl Reassembler {
@@ -92,7 +93,14 @@ impl Reassembler {
     }
 
     pub(super) fn deliver(&mut self, mut s: Slot) {
-        if s.trailing {
+        // Later frames' window rows may name it: a trailing frame, or a frame that may be
+        // paired once windows are in use.
+        if s.trailing
+            || (self.windows_seen
+                && s.layout.blocks == 1
+                && s.layout.data_in_block(0) > MAX_TRAILING_K
+                && s.layout.data_in_block(0) <= MAX_PAIRED_K)
+        {
             self.retained
                 .keep(s.index, s.frame_len, s.shard_size as usize, &s.data);
         }

@@ -18,21 +18,82 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::{Reassembler, Rejected, Slot};
+use crate::protocol::fec::coder::MAX_PAIRED_K;
 use crate::protocol::fec::window::{Column, Equations, RowTables};
 use crate::protocol::media::shared_rows::{MAX_WINDOW_FRAMES, OlderFrame, WindowExt};
 
 /// Delivered trailing frames kept for the rows of the frames after them.
 pub(super) const RETAINED: usize = MAX_WINDOW_FRAMES - 1;
 
-/// Most unknowns one solve takes: three windows' worth of 16-shard frames with room to spare
-/// (a burst leaves a few frames incomplete at once, ~30 unknowns).
-const MAX_SOLVE_UNKNOWNS: usize = 64;
+/// Most unknowns one solve takes: two paired frames of [`MAX_PAIRED_K`] shards, or several
+/// windows of 16-shard frames (a burst leaves a few frames incomplete at once, ~30 unknowns).
+const MAX_SOLVE_UNKNOWNS: usize = 2 * MAX_PAIRED_K;
 
 /// Most work one solve may cost, in GF(2^8) multiply-adds (equations × unknowns × the
 /// unknowns and bytes of each equation): ~30 M, a few ms at worst. Real windows cost ~1 M (24 rows over 28 unknowns of
 /// 1,400 bytes); an authenticated but hostile host naming huge shards cannot make each
 /// datagram cost more.
 const MAX_SOLVE_WORK: usize = 1 << 25;
+
+/// The equations worth solving and the unknowns they involve (`kept[id]`): those of the
+/// groups of unknowns (joined by the equations that name them together) with at least as many
+/// equations as unknowns. A group with fewer determines nothing yet, however many equations
+/// the others have, and solving it costs as much as solving them: a paired frame's rows are
+/// solved once they can rebuild it, not on each row as it arrives. Equations without
+/// unknowns are dropped.
+#[allow(clippy::type_complexity)]
+fn solvable<'a>(
+    eqs: Vec<(Vec<Column<'a>>, usize, &'a [u8])>,
+    unknowns: usize,
+) -> (Vec<(Vec<Column<'a>>, usize, &'a [u8])>, Vec<bool>) {
+    let mut parent: Vec<usize> = (0..unknowns).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    let first_unknown = |cols: &[Column<'_>]| {
+        cols.iter().find_map(|c| match c {
+            Column::Unknown(u) => Some(*u),
+            Column::Known(_) => None,
+        })
+    };
+    for (cols, _, _) in &eqs {
+        let Some(a) = first_unknown(cols) else {
+            continue;
+        };
+        for c in cols {
+            if let Column::Unknown(u) = c {
+                let (ra, rb) = (root(&mut parent, a), root(&mut parent, *u));
+                parent[ra] = rb;
+            }
+        }
+    }
+    let mut count = vec![(0usize, 0usize); unknowns];
+    for u in 0..unknowns {
+        let r = root(&mut parent, u);
+        count[r].0 += 1;
+    }
+    for (cols, _, _) in &eqs {
+        if let Some(a) = first_unknown(cols) {
+            let r = root(&mut parent, a);
+            count[r].1 += 1;
+        }
+    }
+    let kept: Vec<bool> = (0..unknowns)
+        .map(|u| {
+            let c = count[root(&mut parent, u)];
+            c.1 >= c.0
+        })
+        .collect();
+    let eqs = eqs
+        .into_iter()
+        .filter(|(cols, _, _)| first_unknown(cols).is_some_and(|a| kept[a]))
+        .collect();
+    (eqs, kept)
+}
 
 /// A window row, kept with the frame that sent it.
 pub(super) struct WindowRow {
@@ -175,6 +236,7 @@ impl Reassembler {
         blk.set(si);
         blk.set_shared(si);
         blk.note_original(si, now);
+        self.windows_seen = true;
         slot.window_rows.push(WindowRow {
             row,
             older: ext.older,
@@ -202,7 +264,10 @@ impl Reassembler {
 
     /// Rebuilds what the window rows in flight determine (see the module docs).
     pub(super) fn solve_windows(&mut self) {
-        if !self.slots.iter().any(|s| s.trailing && !s.complete())
+        if !self
+            .slots
+            .iter()
+            .any(|s| s.layout.blocks == 1 && !s.complete())
             || self.slots.iter().all(|s| s.window_rows.is_empty())
         {
             return;
@@ -211,11 +276,23 @@ impl Reassembler {
         let mut ids: Vec<(u32, usize)> = Vec::new();
         let solved = {
             let (slots, retained) = (&self.slots, &self.retained);
+            // Frames some window row in flight names.
+            let named = |i: u32| {
+                slots.iter().any(|s| {
+                    s.window_rows
+                        .iter()
+                        .any(|w| (1..=w.older.len() as u32).any(|b| s.index.wrapping_sub(b) == i))
+                })
+            };
+            // A frame never seen (or given up) cannot be rebuilt (nothing says what it was):
+            // rows naming one determine nothing else.
+            let present = |f: u32| slots.iter().any(|s| s.index == f) || retained.get(f).is_some();
             // Each equation: its columns, row number, bytes.
             let mut eqs: Vec<(Vec<Column<'_>>, usize, &[u8])> = Vec::new();
-            let mut len = 0usize;
             for s in slots {
-                if !s.trailing || s.layout.blocks != 1 {
+                if s.layout.blocks != 1
+                    || !(s.trailing || !s.window_rows.is_empty() || named(s.index))
+                {
                     continue;
                 }
                 let own = OlderFrame {
@@ -234,7 +311,6 @@ impl Reassembler {
                     let k = s.layout.data_in_block(0);
                     for (i, bytes) in blk.parity.chunks_exact(ss.max(1)).enumerate() {
                         if blk.has(k + i) && !blk.is_shared(k + i) {
-                            len = len.max(ss);
                             eqs.push((own_cols.clone(), i, bytes));
                         }
                     }
@@ -245,34 +321,55 @@ impl Reassembler {
                     for (back, layout) in w.older.iter().enumerate().rev() {
                         let f = s.index.wrapping_sub(back as u32 + 1);
                         match columns(slots, retained, &mut ids, f, *layout) {
-                            Some(c) => cols.extend(c),
-                            None => ok = false,
+                            Some(c) if present(f) => cols.extend(c),
+                            _ => ok = false,
                         }
                     }
                     cols.extend_from_slice(&own_cols);
                     if ok {
-                        len = len.max(w.bytes.len());
                         eqs.push((cols, w.row, &w.bytes));
                     }
                 }
             }
-            let work = eqs.len() * ids.len() * (ids.len() + len);
-            if ids.is_empty() || ids.len() > MAX_SOLVE_UNKNOWNS || work > MAX_SOLVE_WORK {
+            let (eqs, kept) = solvable(eqs, ids.len());
+            let len = eqs.iter().map(|e| e.2.len()).max().unwrap_or(0);
+            let unknowns = kept.iter().filter(|&&k| k).count();
+            let work = eqs.len() * unknowns * (unknowns + len);
+            if unknowns == 0 || unknowns > MAX_SOLVE_UNKNOWNS || work > MAX_SOLVE_WORK {
                 return;
             }
-            let Ok(mut system) = Equations::new(ids.len(), len) else {
+            // Unknowns renumbered over the groups kept.
+            let mut renum = vec![usize::MAX; ids.len()];
+            let mut back = Vec::with_capacity(unknowns);
+            for (i, _) in kept.iter().enumerate().filter(|(_, k)| **k) {
+                renum[i] = back.len();
+                back.push(i);
+            }
+            let Ok(mut system) = Equations::new(unknowns, len) else {
                 return;
             };
             let mut tables = RowTables::default();
             for (cols, row, bytes) in &eqs {
+                let cols: Vec<Column<'_>> = cols
+                    .iter()
+                    .map(|c| match c {
+                        Column::Unknown(u) => Column::Unknown(renum[*u]),
+                        known => *known,
+                    })
+                    .collect();
                 let pushed = tables
                     .row(cols.len(), *row)
-                    .and_then(|c| system.push_coefficients(c, cols, bytes));
+                    .and_then(|c| system.push_coefficients(c, &cols, bytes));
                 if pushed.is_err() {
                     break;
                 }
             }
-            system.solve()
+            let values = system.solve();
+            let mut solved = vec![None; ids.len()];
+            for (v, i) in values.into_iter().zip(back) {
+                solved[i] = v;
+            }
+            solved
         };
         for (i, value) in solved.into_iter().enumerate() {
             let (f, j) = ids[i];
