@@ -494,14 +494,26 @@ fn wan_late_frames() {
             let mut sent_at = HashMap::new();
             let mut late = Vec::new();
             let mut prev_complete = None;
+            let mut prev_index = None;
             let mut collect = |sim: &mut Sim, sent_at: &HashMap<[u8; 16], Instant>| {
                 for e in sim.take_events(CLIENT) {
+                    if let Event::FramesLost { count } = &e {
+                        println!("  LOST {count} after {prev_index:?}");
+                        if let Some(p) = prev_index
+                            && std::env::var_os("WAN_TRACE").is_some()
+                        {
+                            trace_frame(sim, p);
+                            trace_frame(sim, p + 1);
+                            trace_frame(sim, p + 2);
+                        }
+                    }
                     if let Event::Frame(f) = e {
                         let key: [u8; 16] = f.data[..16].try_into().unwrap();
                         let s = sent_at[&key];
                         let age = f.complete_at.saturating_duration_since(s);
                         let held = prev_complete == Some(f.complete_at);
                         prev_complete = Some(f.complete_at);
+                        prev_index = Some(f.index);
                         if age > late_after {
                             late.push((
                                 f.index,
@@ -514,8 +526,18 @@ fn wan_late_frames() {
                     }
                 }
             };
+            let mix = std::env::var_os("WAN_MIX").is_some();
             for i in 0..3600u32 {
-                let data = frame_bytes(len, u64::from(i));
+                // WAN_MIX: an encoder's sizes, a keyframe of 4 frames' size every 120 frames
+                // and P-frames from a fifth to twice the mean.
+                let n = if !mix {
+                    len
+                } else if i % 120 == 0 {
+                    4 * len
+                } else {
+                    len / 5 + (len * ((i as usize * 7919) % 17)) / 9
+                };
+                let data = frame_bytes(n, u64::from(i));
                 sent_at.insert(data[..16].try_into().unwrap(), sim.now);
                 sim.send_frame(HOST, &data, i % 120 == 0);
                 sim.run_for(FRAME_INTERVAL);
@@ -574,10 +596,23 @@ fn trace_frame(sim: &Sim, index: u32) {
             }
             let (_, body) = Header::decode(&s.bytes).unwrap();
             let (v, _) = VideoHeader::decode(body).unwrap();
+            if i == first {
+                line.push_str(&format!(
+                    " k={} m={} f={:x}",
+                    (v.frame_len as usize).div_ceil(v.shard_size as usize),
+                    v.parity,
+                    v.flags
+                ));
+            }
             line.push_str(&format!(
                 " [{}{} {:.1}>{}]",
                 v.shard_index,
-                if v.trailing() { "t" } else { "" },
+                match (v.trailing(), v.window()) {
+                    (true, true) => "tw",
+                    (true, false) => "t",
+                    (false, true) => "w",
+                    _ => "",
+                },
                 ms(s.depart),
                 arr
             ));

@@ -468,7 +468,7 @@ impl RepairHistory {
             frame_len: d.frame_len(),
             shard_size: shard,
             keyframe: d.keyframe(),
-            trailing: d.trailing_count() > 0,
+            trailing: d.trailing_count() > 0 && !d.paired(),
             timing: d.timing(),
             layout,
             parity: d.block_parity().to_vec(),

@@ -159,6 +159,10 @@ impl Datagrams {
         let dlen = self.datagram_len;
         &self.buf[self.count * dlen..(self.count + self.trailing) * dlen]
     }
+    /// Whether it is a paired frame (its held rows follow it at once, PROTOCOL §9.4).
+    pub(crate) fn paired(&self) -> bool {
+        self.paired
+    }
     /// The payload of data shard `i` (`i < data_count()`), padding included.
     pub(crate) fn data_shard(&self, i: usize) -> &[u8] {
         let off = i * self.datagram_len + HEADER_LEN + VIDEO_HEADER_LEN;

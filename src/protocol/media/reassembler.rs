@@ -454,16 +454,13 @@ impl Reassembler {
             m
         };
         if let Some(ext) = &window {
-            let fits = if h.trailing() {
-                ext.older.iter().all(|f| f.data_shards() <= MAX_TRAILING_K)
-            } else {
-                let pairable = |k: usize| k > MAX_TRAILING_K && k <= MAX_PAIRED_K;
-                layout.blocks == 1
-                    && pairable(k)
-                    && ext.older.len() == 1
-                    && pairable(ext.older[0].data_shards())
-                    && ext.older[0].data_shards() + k + m <= MAX_SHARDS_PER_BLOCK
-            };
+            let older: usize = ext.older.iter().map(|f| f.data_shards()).sum();
+            let fits = older + k + m <= MAX_SHARDS_PER_BLOCK
+                && (h.trailing()
+                    || (layout.blocks == 1
+                        && k > MAX_TRAILING_K
+                        && k <= MAX_PAIRED_K
+                        && ext.older.len() == 1));
             if !fits {
                 return Err(inv("window layout"));
             }

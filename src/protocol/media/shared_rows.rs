@@ -122,8 +122,6 @@ pub(crate) struct Packetized<'a> {
 
 /// A trailing frame the host sent, kept for the windows of the frames after it.
 struct Recent {
-    /// A paired frame (else a trailing one): windows never mix the two.
-    paired: bool,
     index: u32,
     frame_len: u32,
     shard_size: usize,
@@ -153,22 +151,22 @@ impl WindowHistory {
         let index = d.index;
         let shard = d.shard_size;
         let own: Vec<u8> = d.data.concat();
-        // The run of frames of its kind just before this one, newest first: up to two
-        // trailing frames, or the one paired frame before a paired frame (whose window must
-        // stay one Reed-Solomon block: columns and rows at most MAX_SHARDS_PER_BLOCK).
+        // The run of windowed frames (trailing or paired) just before this one, newest
+        // first: up to two behind a trailing frame, one behind a paired frame, as long as the
+        // window and its rows stay one Reed-Solomon block (MAX_SHARDS_PER_BLOCK shards).
         let span = if d.paired { 1 } else { MAX_WINDOW_FRAMES - 1 };
+        let mut shards = d.data.len() + t;
         let older: Vec<&Recent> = self
             .recent
             .iter()
             .rev()
             .enumerate()
-            .take_while(|(i, r)| {
-                r.index == index.wrapping_sub(*i as u32 + 1) && r.paired == d.paired
-            })
+            .take_while(|(i, r)| r.index == index.wrapping_sub(*i as u32 + 1))
             .map(|(_, r)| r)
             .take(span)
-            .filter(|r| {
-                !d.paired || r.data.len() / r.shard_size + d.data.len() + t <= MAX_SHARDS_PER_BLOCK
+            .take_while(|r| {
+                shards += r.data.len() / r.shard_size;
+                shards <= MAX_SHARDS_PER_BLOCK
             })
             .collect();
         let out = if older.is_empty() {
@@ -219,7 +217,6 @@ impl WindowHistory {
             self.recent.pop_front();
         }
         self.recent.push_back(Recent {
-            paired: d.paired,
             index,
             frame_len: d.frame_len as u32,
             shard_size: shard,

@@ -3,7 +3,7 @@
 //! out of order or one that is incomplete.
 
 use super::{Frame, Output, Reassembler, Slot};
-use crate::protocol::fec::coder::{MAX_PAIRED_K, MAX_TRAILING_K};
+use crate::protocol::fec::coder::MAX_PAIRED_K;
 use crate::protocol::wire::seq_diff;
 
 impl Reassembler {
@@ -98,7 +98,6 @@ impl Reassembler {
         if s.trailing
             || (self.windows_seen
                 && s.layout.blocks == 1
-                && s.layout.data_in_block(0) > MAX_TRAILING_K
                 && s.layout.data_in_block(0) <= MAX_PAIRED_K)
         {
             self.retained

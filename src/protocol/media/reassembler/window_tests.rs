@@ -160,9 +160,24 @@ fn malformed_window_rows_are_refused() {
             body(&h, &good[VIDEO_HEADER_LEN..])
         }),
         (
-            "an older frame of 17 shards",
-            bad(&|b| b[ext_at + 1..ext_at + 5].copy_from_slice(&(17 * SHARD as u32).to_be_bytes())),
+            "an older frame of 81 shards",
+            bad(&|b| b[ext_at + 1..ext_at + 5].copy_from_slice(&(81 * SHARD as u32).to_be_bytes())),
         ),
+        ("a window past one Reed-Solomon block", {
+            // Two older frames of 80 shards and a frame of 4 with 100 rows: 264 shards.
+            let mut h = header(1, K + 99, VIDEO_FLAG_WINDOW);
+            h.parity = 100;
+            let older = OlderFrame {
+                frame_len: 80 * SHARD as u32,
+                shard_size: SHARD as u16,
+            };
+            let ext = WindowExt {
+                older: vec![older; 2],
+            };
+            let mut payload = vec![0u8; ext.len() + SHARD];
+            ext.encode(&mut payload);
+            body(&h, &payload)
+        }),
         ("a truncated extension", bad(&|b| b.truncate(ext_at + 3))),
     ];
     for (what, b) in &cases {
