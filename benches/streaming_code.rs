@@ -286,14 +286,15 @@ fn run(
     o
 }
 
-/// Host and client cost of a window of three 7-shard frames of 1,200-byte shards: encoding
-/// its 8 rows, and rebuilding the newest frame lost whole from its 8 rows with the two frames
-/// before it known (the most a frame costs the client). Returns µs per window, per solve.
-fn costs(rng: &mut Rng) -> (f64, f64) {
+/// Host and client cost of a window of `w` frames of `k` shards of 1,200 bytes with `m` rows:
+/// encoding its rows, and rebuilding the newest frame's last `lost` data shards from the first
+/// `pushed` of its rows with the frames before it known (the reassembler pushes as many
+/// independent rows as there are unknowns). Returns µs per window, per solve.
+fn costs(rng: &mut Rng, w: usize, k: usize, m: usize, lost: usize, pushed: usize) -> (f64, f64) {
     const LEN: usize = 1200;
-    let frames: Vec<Vec<Vec<u8>>> = (0..3)
+    let frames: Vec<Vec<Vec<u8>>> = (0..w)
         .map(|_| {
-            (0..7)
+            (0..k)
                 .map(|_| (0..LEN).map(|_| rng.next_u64() as u8).collect())
                 .collect()
         })
@@ -303,34 +304,39 @@ fn costs(rng: &mut Rng) -> (f64, f64) {
         .map(|f| f.iter().map(|s| s.as_slice()).collect())
         .collect();
     let views: Vec<&[&[u8]]> = views.iter().map(|v| v.as_slice()).collect();
-    let mut rows = vec![vec![0u8; LEN]; 8];
-    let reps = 2000;
+    let mut rows = vec![vec![0u8; LEN]; m];
+    let reps = (40_000 / (m * w * k)).max(20);
     let t = Instant::now();
     for _ in 0..reps {
         let mut out: Vec<&mut [u8]> = rows.iter_mut().map(|v| v.as_mut_slice()).collect();
         encode_window_rows(&views, 0, &mut out).unwrap();
     }
     let encode = t.elapsed().as_secs_f64() * 1e6 / reps as f64;
+    let cols_total = w * k;
+    let first_lost = cols_total - lost;
     let t = Instant::now();
     for _ in 0..reps {
-        let cols: Vec<Column<'_>> = (0..21)
+        let cols: Vec<Column<'_>> = (0..cols_total)
             .map(|c| {
-                if c >= 14 {
-                    Column::Unknown(c - 14)
+                if c >= first_lost {
+                    Column::Unknown(c - first_lost)
                 } else {
-                    Column::Known(&frames[c / 7][c % 7])
+                    Column::Known(&frames[c / k][c % k])
                 }
             })
             .collect();
-        let mut eq = Equations::new(7, LEN).unwrap();
+        let mut eq = Equations::new(lost, LEN).unwrap();
         // As the client's reassembler does: the code's rows computed once per solve.
         let mut tables = RowTables::default();
-        for (r, row) in rows.iter().enumerate() {
-            eq.push_coefficients(tables.row(21, r).unwrap(), &cols, row)
+        for (r, row) in rows.iter().enumerate().take(pushed) {
+            eq.push_coefficients(tables.row(cols_total, r).unwrap(), &cols, row)
                 .unwrap();
         }
         let solved = eq.solve();
-        assert_eq!(solved[6].as_deref(), Some(frames[2][6].as_slice()));
+        assert_eq!(
+            solved[lost - 1].as_deref(),
+            Some(frames[w - 1][k - 1].as_slice())
+        );
     }
     let solve = t.elapsed().as_secs_f64() * 1e6 / reps as f64;
     (encode, solve)
@@ -349,10 +355,19 @@ fn main() {
         }
     }
     let mut co = RowTables::default();
-    let (encode, solve) = costs(&mut Rng::new(seed));
+    let (encode, solve) = costs(&mut Rng::new(seed), 3, 7, 8, 7, 8);
     println!(
         "Cost, three 7-shard frames of 1,200-byte shards: encoding a window's 8 rows {encode:.1} µs; \
-         rebuilding a frame lost whole from them (7 unknowns, 8 rows) {solve:.1} µs\n"
+         rebuilding a frame lost whole from them (7 unknowns, 8 rows) {solve:.1} µs"
+    );
+    // A paired 720p frame (~35 data shards, as many rows) against its own rows.
+    let (own, _) = costs(&mut Rng::new(seed), 1, 35, 35, 5, 35);
+    let (encode, solve) = costs(&mut Rng::new(seed), 2, 35, 35, 5, 30);
+    let (_, solve_min) = costs(&mut Rng::new(seed), 2, 35, 35, 5, 5);
+    println!(
+        "Cost, a paired frame of 35 shards after one of 35: encoding its 35 rows {encode:.1} µs \
+         (its own rows: {own:.1} µs); rebuilding 5 lost data shards from the 30 rows that \
+         arrived {solve:.1} µs (from 5 of them, as the reassembler picks: {solve_min:.1} µs)\n"
     );
     println!(
         "{frames} frames of 5–9 data datagrams a path, seed {seed}; per 1,200 frames (a 20 s row at 60 fps)\n"

@@ -816,6 +816,97 @@ fn a_small_frame_whose_data_and_rows_are_lost_is_rebuilt_from_the_next_frames_ro
     }
 }
 
+/// Streams four large frames from a host with as much parity as data (on this path each
+/// is a paired frame, PROTOCOL §9.4): frame 1 loses every datagram it sends from its sixth
+/// on (most of its data and every row: far past what its own parity rebuilds), frame 2 is
+/// lost whole when `next_lost`, and every datagram the client sends is lost when
+/// `back_path_lost`. Returns each frame's age when delivered and the client's stats before
+/// and after.
+fn large_frames_through_a_burst(
+    seed: u64,
+    next_lost: bool,
+    back_path_lost: bool,
+) -> (Vec<Option<Duration>>, Stats, Stats) {
+    let (h, c) = full_parity_host();
+    let mut sim = connected_on_a_delayed_path(seed, h, c, LARGE);
+    let c0 = sim.conn(CLIENT).stats();
+    let sending = Rc::new(Cell::new(usize::MAX));
+    let seen = Rc::new(Cell::new(0usize));
+    let (s, n) = (sending.clone(), seen.clone());
+    sim.drop_script = Some(Box::new(move |from, bytes| {
+        if from != HOST {
+            return back_path_lost;
+        }
+        if !Header::decode(bytes).is_ok_and(|(h, _)| h.kind == Kind::Video) {
+            return false;
+        }
+        let k = n.get();
+        n.set(k + 1);
+        match s.get() {
+            1 => k >= 5,
+            2 => next_lost,
+            _ => false,
+        }
+    }));
+    let frames: Vec<Vec<u8>> = (0..4).map(|i| frame_bytes(LARGE, 600 + i)).collect();
+    let mut sent = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        sending.set(i);
+        seen.set(0);
+        sent.push(sim.now);
+        sim.send_frame(HOST, f, false).expect("connected");
+        sending.set(usize::MAX);
+        sim.run_for(FRAME_INTERVAL);
+    }
+    sim.run_for(Duration::from_millis(400));
+    let mut ages = vec![None; frames.len()];
+    for e in sim.take_events(CLIENT) {
+        if let Event::Frame(f) = e
+            && let Some(i) = frames.iter().position(|x| *x == f.data)
+        {
+            ages[i] = Some(f.complete_at.saturating_duration_since(sent[i]));
+        }
+    }
+    (ages, c0, sim.conn(CLIENT).stats())
+}
+
+/// A large frame that a burst hits far past its own parity is rebuilt, byte-exact, by the rows
+/// of the large frame after it (a paired frame's rows cover it and the frame before, PROTOCOL
+/// §9.4): one frame interval later, with no repair (every datagram the client sends is lost).
+/// With rows of its own frame only, nothing but a repair round trip could rebuild it, and the
+/// back path carries none: it was given up.
+#[test]
+fn a_large_frame_lost_past_its_parity_is_rebuilt_from_the_next_frames_rows() {
+    let (ages, c0, c1) = large_frames_through_a_burst(51, false, true);
+    let age = ages[1].expect("frame 1 delivered");
+    let within = ONE_WAY + FRAME_INTERVAL + Duration::from_millis(8);
+    assert!(age <= within, "frame 1 took {age:?}");
+    assert_eq!(c1.frames_lost, c0.frames_lost);
+    assert!(c1.fec_recovered >= c0.fec_recovered + 25);
+    for (i, a) in ages.iter().enumerate() {
+        assert!(a.is_some_and(|a| a <= ON_TIME), "frame {i}: {a:?}");
+    }
+}
+
+/// The same frame, with the frame after it lost whole (its rows with it), is repaired: the
+/// repair rows of a paired frame are its own rows, on a frame the client knows is not
+/// trailing (they once carried the trailing flag, the client refused them, and the frame was
+/// given up).
+#[test]
+fn a_large_frame_lost_past_its_parity_and_the_next_frame_are_repaired() {
+    let (ages, c0, c1) = large_frames_through_a_burst(52, true, false);
+    let age = ages[1].expect("frame 1 delivered");
+    // One way, the request's way and the answer's, a few ms of pacing and stall window.
+    assert!(
+        age <= 3 * ONE_WAY + Duration::from_millis(12),
+        "took {age:?}"
+    );
+    assert!(c1.repair_requests > c0.repair_requests);
+    assert_eq!(c1.frames_lost, c0.frames_lost);
+    // Frame 2, lost whole, is asked for once frame 3 shows: every frame arrives.
+    assert!(ages.iter().all(|a| a.is_some()), "{ages:?}");
+}
+
 /// Frame 1 was repaired (a request went out, nothing was given up) and delivered within
 /// `within` of its send; every frame within the budget.
 fn frame_1_repaired_within(ages: &[Option<Duration>], c0: &Stats, c1: &Stats, within: Duration) {

@@ -17,6 +17,11 @@
 //! repair request would take a round trip. Every shard of such a frame carries
 //! [`VIDEO_FLAG_TRAILING`], so the client knows to wait for them before asking for repair.
 //!
+//! A paired frame (a larger one-block frame on the same paths, [`ParityTable::pairs`]) holds
+//! all its parity in [`TrailingParity`] too, but its rows leave right behind its own datagrams
+//! (the driver releases them once the frame is out): held only so that they can be sent as
+//! rows shared with the frame before it (`shared_rows`), in datagrams of their own length.
+//!
 //! Must never: delay a data shard, or hold more than [`MAX_HELD_FRAMES`] frames' rows.
 
 use std::collections::VecDeque;

@@ -1,16 +1,23 @@
-//! Trailing rows shared over a window of frames (`docs/PROTOCOL.md` §9.4): the host side and
-//! the wire extension.
+//! Rows shared over a window of frames (`docs/PROTOCOL.md` §9.4): the host side and the wire
+//! extension.
 //!
-//! A small frame's trailing rows (those it sends behind the next frame,
-//! [`trailing_parity`](crate::protocol::fec::coder::trailing_parity)) are not rows of its own
-//! block but window rows ([`crate::protocol::fec::window`]) over the frame and up to
-//! [`MAX_WINDOW_FRAMES`]` − 1` trailing frames just before it (consecutive indices), so each row
-//! protects three frames: a burst that takes one frame's data and its rows is rebuilt from the
-//! next frames' rows, one or two frame intervals later, instead of a repair round trip later.
+//! Two kinds of frame hold their rows back ([`TrailingParity`](super::packetizer::TrailingParity))
+//! and send them as window rows ([`crate::protocol::fec::window`]) over themselves and the
+//! *windowed* frames (those that held rows too) just before them, consecutive indices only:
+//! - a small frame's trailing rows (sent behind the next frame,
+//!   [`trailing_parity`](crate::protocol::fec::coder::trailing_parity)) span it and up to
+//!   [`MAX_WINDOW_FRAMES`]` − 1` frames before it, so each row protects three frames: a burst
+//!   that takes one frame's data and its rows is rebuilt from the next frames' rows, one or two
+//!   frame intervals later, instead of a repair round trip later;
+//! - a paired frame's rows ([`ParityTable::pairs`](crate::protocol::fec::coder::ParityTable::pairs):
+//!   a large one-block frame, all its parity, sent right behind its data) span it and the one
+//!   frame before it: a burst longer than a large frame's parity is rebuilt from the next
+//!   frame's rows, one frame interval later.
+//!
 //! The rows keep their frame's header and shard index (the client's repair bookkeeping sees
-//! them where it saw the frame's own trailing rows) with [`VIDEO_FLAG_WINDOW`] set; the shard
-//! bytes are a [`WindowExt`] naming the older frames' layouts, then the row, as long as the
-//! window's longest shard.
+//! them where it saw the frame's own rows) with [`VIDEO_FLAG_WINDOW`] set; the shard bytes are
+//! a [`WindowExt`] naming the older frames' layouts, then the row, as long as the window's
+//! longest shard. A window and its rows stay within one Reed-Solomon block.
 //!
 //! Must never: name a frame the host did not send just before, or make a datagram longer than
 //! the frame's own shard plus [`WINDOW_EXT_MAX`].
@@ -120,7 +127,7 @@ pub(crate) struct Packetized<'a> {
     pub datagram_len: usize,
 }
 
-/// A trailing frame the host sent, kept for the windows of the frames after it.
+/// A windowed frame the host sent, kept for the windows of the frames after it.
 struct Recent {
     index: u32,
     frame_len: u32,
@@ -129,7 +136,7 @@ struct Recent {
     data: Vec<u8>,
 }
 
-/// Host: the last trailing frames' data shards, and the window rows of each new one.
+/// Host: the last windowed frames' data shards, and the window rows of each new one.
 #[derive(Default)]
 pub(crate) struct WindowHistory {
     recent: VecDeque<Recent>,
@@ -324,5 +331,101 @@ mod tests {
             })
             .collect();
         assert_eq!(got, frames);
+    }
+
+    /// Two large frames and a small one on a path where small frames trail: the large ones are
+    /// paired frames, all their parity held and released right behind each (the second's
+    /// rows window rows over both, flagged window and not trailing); the small frame's
+    /// trailing rows share a window with both. A client that lost a third of the first frame
+    /// and every one of its rows rebuilds it from the second frame's rows, byte-exact.
+    #[test]
+    fn large_frames_pair_their_rows_and_the_next_frames_rows_rebuild_a_lost_one() {
+        let mtu = 1400;
+        let mut p = Packetizer::new(mtu, Box::new(ReedSolomon8::new()));
+        let mut table = ParityTable::from_percent(50);
+        table.set_trailing(MAX_TRAILING_K);
+        let lens = [40_000usize, 38_000, 5_000];
+        let frames: Vec<Vec<u8>> = lens
+            .iter()
+            .enumerate()
+            .map(|(f, &n)| (0..n).map(|i| (i * 11 + f * 29) as u8).collect())
+            .collect();
+        let mut held = TrailingParity::new();
+        let t0 = Instant::now();
+        let mut datagrams = Vec::new();
+        let mut pn = 1;
+        for (i, f) in frames.iter().enumerate() {
+            let prm = FrameParams {
+                frame_index: 7 + i as u32,
+                keyframe: false,
+                fec_percent: 50,
+                session_id: 1,
+                first_packet_number: pn,
+                sealed: false,
+                tag_len: 0,
+                timing: Default::default(),
+            };
+            let mut out = Datagrams::new();
+            p.packetize_with(f, &prm, &table, &mut out).unwrap();
+            p.encode_recorded_parity(&mut out).unwrap();
+            let paired = i < 2;
+            assert_eq!(out.paired(), paired, "frame {i}");
+            if paired {
+                // Only the data goes with the frame; all its rows are held.
+                assert_eq!(out.len(), out.data_count());
+                assert_eq!(out.trailing_count(), table.parity(out.data_count()));
+            }
+            pn += out.len() as u64;
+            for d in out.iter() {
+                datagrams.push((i, d.to_vec()));
+            }
+            held.hold(&out, t0);
+            // The driver, once the frame is out: a paired frame's rows follow at once.
+            let sent = held.release(prm.frame_index, t0, &mut pn, &PlainAead, |d| {
+                datagrams.push((i, d.to_vec()))
+            });
+            if paired {
+                assert_eq!(sent, out.trailing_count());
+            } else {
+                assert_eq!(sent, 0);
+            }
+        }
+        held.release(10, t0, &mut pn, &PlainAead, |d| {
+            datagrams.push((3, d.to_vec()))
+        });
+        let mut windows = Vec::new();
+        for (_, d) in &datagrams {
+            assert!(d.len() <= mtu, "{} bytes", d.len());
+            let (_, body) = Header::decode(d).unwrap();
+            let (h, rest) = VideoHeader::decode(body).unwrap();
+            assert_eq!(h.trailing(), h.frame_index == 9);
+            if h.window() {
+                let (ext, _) = WindowExt::decode(rest).unwrap();
+                windows.push((h.frame_index, ext.older.len()));
+            }
+        }
+        // Frame 7 had no windowed frame before it: its own rows. Frame 8 pairs with 7, and
+        // frame 9's trailing rows span both.
+        assert!(windows.iter().all(|&(f, _)| f != 7));
+        assert!(windows.contains(&(8, 1)));
+        assert!(windows.contains(&(9, 2)));
+        // The client: frame 7 keeps 20 of its ~30 data shards and none of its rows.
+        let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
+        for (_, d) in &datagrams {
+            let (_, body) = Header::decode(d).unwrap();
+            let (h, _) = VideoHeader::decode(body).unwrap();
+            if h.frame_index == 7 && h.shard_index >= 20 {
+                continue;
+            }
+            let _ = r.push(body, t0);
+        }
+        let got: Vec<Vec<u8>> = std::iter::from_fn(|| r.poll())
+            .filter_map(|o| match o {
+                Output::Frame(f) => Some(f.data),
+                Output::Lost { .. } => None,
+            })
+            .collect();
+        assert_eq!(got, frames);
+        assert!(r.stats().shards_recovered >= 8);
     }
 }
