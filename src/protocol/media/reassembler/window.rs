@@ -22,7 +22,7 @@ use std::time::Instant;
 use reed_solomon_erasure::galois_8;
 
 use super::{Reassembler, Rejected, Slot};
-use crate::protocol::fec::coder::MAX_PAIRED_K;
+use crate::protocol::fec::coder::{MAX_PAIRED_K, MAX_SHARDS_PER_BLOCK};
 use crate::protocol::fec::window::{Column, Equations, RowTables};
 use crate::protocol::media::shared_rows::{MAX_WINDOW_FRAMES, OlderFrame, WindowExt};
 
@@ -39,17 +39,18 @@ const MAX_SOLVE_UNKNOWNS: usize = 2 * MAX_PAIRED_K;
 /// datagram cost more.
 const MAX_SOLVE_WORK: usize = 1 << 25;
 
-/// The equations worth solving and the unknowns they involve (`kept[id]`): those of the
-/// groups of unknowns (joined by the equations that name them together) with at least as many
-/// equations as unknowns. A group with fewer determines nothing yet, however many equations
-/// the others have, and solving it costs as much as solving them: a paired frame's rows are
-/// solved once they can rebuild it, not on each row as it arrives. Equations without
-/// unknowns are dropped.
-#[allow(clippy::type_complexity)]
-fn solvable<'a>(
-    eqs: Vec<(Vec<Column<'a>>, usize, &'a [u8])>,
-    unknowns: usize,
-) -> (Vec<(Vec<Column<'a>>, usize, &'a [u8])>, Vec<bool>) {
+/// Of the `picked` equations (independent, see [`independent`]), those worth solving with their
+/// bytes, and the unknowns they involve (`kept[id]`): the groups of unknowns (joined by the
+/// equations that name them together) in which at least one unknown is `determined`. A group
+/// with none determines nothing yet, and pushing its rows costs as much as the others': a
+/// paired frame's rows are solved once they can rebuild something, not on each row as it
+/// arrives, and a frame that waits for more rows does not hold up one that is solvable.
+fn worth_solving(
+    eqs: &[(Vec<Column<'_>>, usize, &[u8])],
+    picked: &[usize],
+    determined: &[bool],
+) -> (Vec<usize>, Vec<bool>) {
+    let unknowns = determined.len();
     let mut parent: Vec<usize> = (0..unknowns).collect();
     fn root(parent: &mut [usize], mut i: usize) -> usize {
         while parent[i] != i {
@@ -58,45 +59,59 @@ fn solvable<'a>(
         }
         i
     }
-    let first_unknown = |cols: &[Column<'_>]| {
-        cols.iter().find_map(|c| match c {
-            Column::Unknown(u) => Some(*u),
-            Column::Known(_) => None,
-        })
+    let unknowns_of = |cols: &[Column<'_>]| -> Vec<usize> {
+        cols.iter()
+            .filter_map(|c| match c {
+                Column::Unknown(u) => Some(*u),
+                Column::Known(_) => None,
+            })
+            .collect()
     };
-    for (cols, _, _) in &eqs {
-        let Some(a) = first_unknown(cols) else {
-            continue;
-        };
-        for c in cols {
-            if let Column::Unknown(u) = c {
-                let (ra, rb) = (root(&mut parent, a), root(&mut parent, *u));
-                parent[ra] = rb;
-            }
+    for &i in picked {
+        let us = unknowns_of(&eqs[i].0);
+        for w in us.windows(2) {
+            let (ra, rb) = (root(&mut parent, w[0]), root(&mut parent, w[1]));
+            parent[ra] = rb;
         }
     }
-    let mut count = vec![(0usize, 0usize); unknowns];
-    for u in 0..unknowns {
-        let r = root(&mut parent, u);
-        count[r].0 += 1;
-    }
-    for (cols, _, _) in &eqs {
-        if let Some(a) = first_unknown(cols) {
-            let r = root(&mut parent, a);
-            count[r].1 += 1;
+    let mut useful = vec![false; unknowns];
+    for (u, &d) in determined.iter().enumerate() {
+        if d {
+            let r = root(&mut parent, u);
+            useful[r] = true;
         }
     }
     let kept: Vec<bool> = (0..unknowns)
-        .map(|u| {
-            let c = count[root(&mut parent, u)];
-            c.1 >= c.0
-        })
+        .map(|u| useful[root(&mut parent, u)])
         .collect();
-    let eqs = eqs
-        .into_iter()
-        .filter(|(cols, _, _)| first_unknown(cols).is_some_and(|a| kept[a]))
+    let rows = picked
+        .iter()
+        .copied()
+        .filter(|&i| unknowns_of(&eqs[i].0).first().is_some_and(|&u| kept[u]))
         .collect();
-    (eqs, kept)
+    (rows, kept)
+}
+
+/// Which unknowns the `picked` equations determine, from their coefficients alone.
+fn determined(
+    eqs: &[(Vec<Column<'_>>, usize, &[u8])],
+    picked: &[usize],
+    unknowns: usize,
+    tables: &mut RowTables,
+) -> Vec<bool> {
+    let Ok(mut system) = Equations::new(unknowns, 0) else {
+        return vec![false; unknowns];
+    };
+    for &i in picked {
+        let (cols, row, _) = &eqs[i];
+        let pushed = tables
+            .row(cols.len(), *row)
+            .and_then(|c| system.push_coefficients(c, cols, &[]));
+        if pushed.is_err() {
+            return vec![false; unknowns];
+        }
+    }
+    system.solve().iter().map(Option::is_some).collect()
 }
 
 /// The equations worth pushing, by index into `eqs`: in order, each one independent (over the
@@ -338,9 +353,6 @@ impl Reassembler {
                         .any(|w| (1..=w.older.len() as u32).any(|b| s.index.wrapping_sub(b) == i))
                 })
             };
-            // A frame never seen (or given up) cannot be rebuilt (nothing says what it was):
-            // rows naming one determine nothing else.
-            let present = |f: u32| slots.iter().any(|s| s.index == f) || retained.get(f).is_some();
             // Each equation: its columns, row number, bytes.
             let mut eqs: Vec<(Vec<Column<'_>>, usize, &[u8])> = Vec::new();
             for s in slots {
@@ -375,8 +387,8 @@ impl Reassembler {
                     for (back, layout) in w.older.iter().enumerate().rev() {
                         let f = s.index.wrapping_sub(back as u32 + 1);
                         match columns(slots, retained, &mut ids, f, *layout) {
-                            Some(c) if present(f) => cols.extend(c),
-                            _ => ok = false,
+                            Some(c) => cols.extend(c),
+                            None => ok = false,
                         }
                     }
                     cols.extend_from_slice(&own_cols);
@@ -385,10 +397,21 @@ impl Reassembler {
                     }
                 }
             }
-            let (eqs, kept) = solvable(eqs, ids.len());
-            let len = eqs.iter().map(|e| e.2.len()).max().unwrap_or(0);
+            // Coefficients first (no bytes): the independent rows, and what they determine.
+            if ids.is_empty() || ids.len() > MAX_SHARDS_PER_BLOCK {
+                return;
+            }
+            let mut tables = RowTables::default();
+            let all: Vec<usize> = (0..ids.len()).collect();
+            let picked = independent(&eqs, &all, ids.len(), &mut tables);
+            let determined = determined(&eqs, &picked, ids.len(), &mut tables);
+            if !determined.contains(&true) {
+                return;
+            }
+            let (rows, kept) = worth_solving(&eqs, &picked, &determined);
+            let len = rows.iter().map(|&i| eqs[i].2.len()).max().unwrap_or(0);
             let unknowns = kept.iter().filter(|&&k| k).count();
-            let work = eqs.len() * unknowns * (unknowns + len);
+            let work = rows.len() * unknowns * (unknowns + len);
             if unknowns == 0 || unknowns > MAX_SOLVE_UNKNOWNS || work > MAX_SOLVE_WORK {
                 return;
             }
@@ -402,9 +425,7 @@ impl Reassembler {
             let Ok(mut system) = Equations::new(unknowns, len) else {
                 return;
             };
-            let mut tables = RowTables::default();
-            let picked = independent(&eqs, &renum, unknowns, &mut tables);
-            for (cols, row, bytes) in picked.into_iter().map(|i| &eqs[i]) {
+            for (cols, row, bytes) in rows.into_iter().map(|i| &eqs[i]) {
                 let cols: Vec<Column<'_>> = cols
                     .iter()
                     .map(|c| match c {

@@ -210,3 +210,23 @@ fn a_row_contradicting_a_known_frame_rebuilds_nothing() {
     );
     assert_eq!(r.stats().shards_recovered, 0);
 }
+
+/// A frame its rows determine is rebuilt even while a later frame whose rows name it still
+/// lacks rows of its own: the solve takes what the rows determine, not only groups of
+/// unknowns that have as many rows as unknowns (frame 1's one unknown and frame 2's three,
+/// joined by frame 2's row, have two rows between them).
+#[test]
+fn a_frame_its_rows_determine_is_rebuilt_while_a_later_frame_lacks_rows() {
+    let mut r = reassembler();
+    let now = Instant::now();
+    push_whole(&mut r, 0, now);
+    for j in 0..K - 1 {
+        r.push(&data(1, j), now).unwrap();
+    }
+    r.push(&data(2, 0), now).unwrap();
+    r.push(&window_row(2, 2, 0), now).unwrap();
+    assert_eq!(frames_out(&mut r).len(), 1);
+    r.push(&window_row(1, 1, 0), now).unwrap();
+    assert_eq!(frames_out(&mut r), [(1, frame(1))]);
+    assert_eq!(r.stats().shards_recovered, 1);
+}
