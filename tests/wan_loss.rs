@@ -473,7 +473,13 @@ fn a_complete_small_frame_is_pushed_without_waiting_for_its_trailing_parity() {
 
 /// Diagnostic: the late frames of the 4 Mbit/s rows (20 Mbit/s with `WAN_LATE_LARGE` set),
 /// each with its age, when its first shard arrived, the data shards FEC rebuilt and whether
-/// it completed with the frame before it (held), and the client's datagrams a second.
+/// it completed with the frame before it (held), and the client's datagrams a second; frames
+/// given up, with the frame delivered before them. `WAN_LATE_MS` sets what counts as late
+/// (default: the 110 ms budget); `WAN_MIX` sends encoder-like sizes (a keyframe four times the
+/// mean every 120 frames, other frames from a fifth to twice the mean); `WAN_TRACE` runs the
+/// session unencrypted and prints every datagram of each late or lost frame (shard index,
+/// `t` trailing / `w` window flags, departure > arrival in ms from its first datagram) and the
+/// client's datagrams meanwhile.
 #[test]
 #[ignore]
 fn wan_late_frames() {

@@ -95,13 +95,15 @@ pub fn parity_for(k: usize, percent: u8) -> usize {
 /// Parity shards per block size: entry `k` is the `m` a block of `k` data shards gets. The
 /// packetizer takes one per frame, so blocks of different `k` get different `m` (the
 /// target-driven controller fills it from the loss model; fixed and adaptive shares are
-/// [`ParityTable::from_percent`]). Copying it is 257 bytes.
+/// [`ParityTable::from_percent`]). Copying it is 258 bytes.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ParityTable {
     m: [u8; MAX_SHARDS_PER_BLOCK + 1],
     /// Frames of one block of at most this many data shards send part of their parity behind
     /// the next frame ([`trailing_parity`]); 0: none.
     trail_max_k: u8,
+    /// No frame pairs ([`ParityTable::pairs`]), whatever `trail_max_k` says.
+    no_pairs: bool,
 }
 
 /// Largest block whose parity may trail behind the next frame: a small frame cannot protect
@@ -146,13 +148,24 @@ impl ParityTable {
         for (k, v) in m.iter_mut().enumerate() {
             *v = parity_for(k, percent) as u8;
         }
-        ParityTable { m, trail_max_k: 0 }
+        ParityTable {
+            m,
+            trail_max_k: 0,
+            no_pairs: false,
+        }
     }
 
     /// Frames of one block of at most `k` data shards (capped at [`MAX_TRAILING_K`]) send
     /// part of their parity behind the next frame; 0 turns it off.
     pub(crate) fn set_trailing(&mut self, k: usize) {
         self.trail_max_k = k.min(MAX_TRAILING_K) as u8;
+    }
+
+    /// Lets large frames pair where small ones trail (the default), or not: while congestion
+    /// control paces frames evenly at a bottleneck, a paired frame's rows, which leave in one
+    /// run behind its data, would stand in the queue as a burst.
+    pub(crate) fn set_pairing(&mut self, on: bool) {
+        self.no_pairs = !on;
     }
 
     /// Whether a one-block frame of `k` data shards sends its parity behind the next frame
@@ -167,6 +180,7 @@ impl ParityTable {
     /// rows over it and the paired frame before it.
     pub fn pairs(&self, data_shards: usize, blocks: usize) -> bool {
         blocks == 1
+            && !self.no_pairs
             && self.trail_max_k > 0
             && data_shards > MAX_TRAILING_K
             && data_shards <= MAX_PAIRED_K

@@ -765,6 +765,15 @@ mod tests {
         assert_eq!(plan.count, plan.data_shards);
         let plan = p.plan_with(200_000, &table, 0).unwrap();
         assert_eq!((plan.paired, plan.trailing), (false, 0));
+        // Nor while congestion control paces frames evenly (the session turns pairing off).
+        let mut paced = table.clone();
+        paced.set_pairing(false);
+        let plan = p.plan_with(40_000, &paced, 0).unwrap();
+        assert_eq!((plan.paired, plan.trailing), (false, 0));
+        assert_eq!(
+            plan.count,
+            plan.data_shards + paced.parity(plan.data_shards)
+        );
     }
 
     #[test]

@@ -142,6 +142,12 @@ impl HostCongestion {
         }
     }
 
+    /// Whether congestion control paces frames at its estimate now (the path limits the
+    /// stream).
+    pub(super) fn paces(&self) -> bool {
+        self.pacing_rate_bps != 0
+    }
+
     /// The estimator's configuration for a new session.
     fn bwe_config(&self, cfg: &super::Config) -> BweConfig {
         let max = if self.max_bps > 0 {

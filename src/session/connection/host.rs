@@ -161,11 +161,14 @@ impl Connection {
             return Ok(None);
         };
         let seal = link.seal.clone();
-        let parity = if keyframe {
+        let mut parity = if keyframe {
             keyframe_parity(host.fec.parity_table())
         } else {
             host.fec.parity_table().clone()
         };
+        // Where the path limits the stream, frames are spread evenly at the estimate: no
+        // paired frame's rows leave as one run behind its data.
+        parity.set_pairing(!host.congestion.paces());
         let plan = packetizer
             .plan_with(len, &parity, seal.tag_len())
             .map_err(Error::Packetize)?;
