@@ -697,6 +697,23 @@ fn four_small_frames_with(
     }
     sim.run_for(Duration::from_millis(50));
     sim.take_events(CLIENT);
+    let frames: Vec<Vec<u8>> = (0..4).map(|i| frame_bytes(SMALL, 700 + i)).collect();
+    let settle = Duration::from_millis(300);
+    stream_with_drops(&mut sim, &frames, drop, back_path_lost, settle)
+}
+
+/// Streams `frames` one frame interval apart, then `settle`; `drop(frame being sent, video
+/// datagram of that send)` says which of the host's video datagrams are lost (each send: the
+/// frame's own datagrams, then the rows that follow it), and every datagram the client sends is
+/// lost when `back_path_lost`. Returns each frame's age when delivered (from its send) and the
+/// client's stats before and after.
+fn stream_with_drops(
+    sim: &mut Sim,
+    frames: &[Vec<u8>],
+    drop: impl Fn(usize, usize) -> bool + 'static,
+    back_path_lost: bool,
+    settle: Duration,
+) -> (Vec<Option<Duration>>, Stats, Stats) {
     let c0 = sim.conn(CLIENT).stats();
     let sending = Rc::new(Cell::new(usize::MAX));
     let seen = Rc::new(Cell::new(0usize));
@@ -712,7 +729,6 @@ fn four_small_frames_with(
         n.set(i + 1);
         s.get() != usize::MAX && drop(s.get(), i)
     }));
-    let frames: Vec<Vec<u8>> = (0..4).map(|i| frame_bytes(SMALL, 700 + i)).collect();
     let mut sent = Vec::new();
     for (i, f) in frames.iter().enumerate() {
         sending.set(i);
@@ -722,7 +738,7 @@ fn four_small_frames_with(
         sending.set(usize::MAX);
         sim.run_for(FRAME_INTERVAL);
     }
-    sim.run_for(Duration::from_millis(300));
+    sim.run_for(settle);
     let mut ages = vec![None; frames.len()];
     for e in sim.take_events(CLIENT) {
         if let Event::Frame(f) = e
@@ -835,45 +851,19 @@ fn large_frames_through_a_burst(
 ) -> (Vec<Option<Duration>>, Stats, Stats) {
     let (h, c) = full_parity_host();
     let mut sim = connected_on_a_delayed_path(seed, h, c, LARGE);
-    let c0 = sim.conn(CLIENT).stats();
-    let sending = Rc::new(Cell::new(usize::MAX));
-    let seen = Rc::new(Cell::new(0usize));
-    let (s, n) = (sending.clone(), seen.clone());
-    sim.drop_script = Some(Box::new(move |from, bytes| {
-        if from != HOST {
-            return back_path_lost;
-        }
-        if !Header::decode(bytes).is_ok_and(|(h, _)| h.kind == Kind::Video) {
-            return false;
-        }
-        let k = n.get();
-        n.set(k + 1);
-        match s.get() {
-            1 => k >= 5,
-            2 => next_lost,
-            _ => false,
-        }
-    }));
     let frames: Vec<Vec<u8>> = (0..4).map(|i| frame_bytes(LARGE, 600 + i)).collect();
-    let mut sent = Vec::new();
-    for (i, f) in frames.iter().enumerate() {
-        sending.set(i);
-        seen.set(0);
-        sent.push(sim.now);
-        sim.send_frame(HOST, f, false).expect("connected");
-        sending.set(usize::MAX);
-        sim.run_for(FRAME_INTERVAL);
-    }
-    sim.run_for(Duration::from_millis(400));
-    let mut ages = vec![None; frames.len()];
-    for e in sim.take_events(CLIENT) {
-        if let Event::Frame(f) = e
-            && let Some(i) = frames.iter().position(|x| *x == f.data)
-        {
-            ages[i] = Some(f.complete_at.saturating_duration_since(sent[i]));
-        }
-    }
-    (ages, c0, sim.conn(CLIENT).stats())
+    let drop = move |frame, i| match frame {
+        1 => i >= 5,
+        2 => next_lost,
+        _ => false,
+    };
+    stream_with_drops(
+        &mut sim,
+        &frames,
+        drop,
+        back_path_lost,
+        Duration::from_millis(400),
+    )
 }
 
 /// A large frame that a burst hits far past its own parity is rebuilt, byte-exact, by the rows

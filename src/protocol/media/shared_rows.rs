@@ -249,6 +249,65 @@ mod tests {
     use crate::protocol::security::crypto::PlainAead;
     use crate::protocol::wire::Header;
 
+    /// Frames of these lengths, each of its own bytes.
+    fn frames_of(lens: &[usize], salt: usize) -> Vec<Vec<u8>> {
+        lens.iter()
+            .enumerate()
+            .map(|(f, &n)| (0..n).map(|i| (i * 7 + f * salt) as u8).collect())
+            .collect()
+    }
+
+    fn params(frame_index: u32, fec_percent: u8, first_packet_number: u64) -> FrameParams {
+        FrameParams {
+            frame_index,
+            keyframe: false,
+            fec_percent,
+            session_id: 1,
+            first_packet_number,
+            sealed: false,
+            tag_len: 0,
+            timing: Default::default(),
+        }
+    }
+
+    /// Every window row's (frame, older frames in its window); every datagram within `mtu`.
+    fn windows_in(datagrams: &[(usize, Vec<u8>)], mtu: usize) -> Vec<(u32, usize)> {
+        let mut windows = Vec::new();
+        for (_, d) in datagrams {
+            assert!(d.len() <= mtu, "{} bytes", d.len());
+            let (_, body) = Header::decode(d).unwrap();
+            let (h, rest) = VideoHeader::decode(body).unwrap();
+            if h.window() {
+                let (ext, _) = WindowExt::decode(rest).unwrap();
+                windows.push((h.frame_index, ext.older.len()));
+            }
+        }
+        windows
+    }
+
+    /// What a client delivers from `datagrams`, less those `lost` names; and its reassembler.
+    fn delivered(
+        datagrams: &[(usize, Vec<u8>)],
+        lost: impl Fn(&VideoHeader) -> bool,
+    ) -> (Vec<Vec<u8>>, Reassembler) {
+        let t0 = Instant::now();
+        let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
+        for (_, d) in datagrams {
+            let (_, body) = Header::decode(d).unwrap();
+            let (h, _) = VideoHeader::decode(body).unwrap();
+            if !lost(&h) {
+                let _ = r.push(body, t0);
+            }
+        }
+        let got = std::iter::from_fn(|| r.poll())
+            .filter_map(|o| match o {
+                Output::Frame(f) => Some(f.data),
+                Output::Lost { .. } => None,
+            })
+            .collect();
+        (got, r)
+    }
+
     /// Three small frames in a row: the third one's trailing rows are window rows over all
     /// three (flagged, naming the two before), no datagram exceeds the MTU even when a frame's
     /// shards are as long as the window allows, and with the third frame's data lost its rows
@@ -262,26 +321,13 @@ mod tests {
         let max = Packetizer::max_shard(mtu, 0);
         // The middle frame fills four shards of the largest size a window allows.
         let lens = [5_000usize, 4 * (max - WINDOW_EXT_MAX), 3_000];
-        let frames: Vec<Vec<u8>> = lens
-            .iter()
-            .enumerate()
-            .map(|(f, &n)| (0..n).map(|i| (i * 7 + f * 31) as u8).collect())
-            .collect();
+        let frames = frames_of(&lens, 31);
         let mut held = TrailingParity::new();
         let t0 = Instant::now();
         let mut datagrams = Vec::new();
         let mut pn = 1;
         for (i, f) in frames.iter().enumerate() {
-            let prm = FrameParams {
-                frame_index: 7 + i as u32,
-                keyframe: false,
-                fec_percent: 100,
-                session_id: 1,
-                first_packet_number: pn,
-                sealed: false,
-                tag_len: 0,
-                timing: Default::default(),
-            };
+            let prm = params(7 + i as u32, 100, pn);
             let mut out = Datagrams::new();
             p.packetize_with(f, &prm, &table, &mut out).unwrap();
             p.encode_recorded_parity(&mut out).unwrap();
@@ -299,37 +345,16 @@ mod tests {
         held.release(10, t0, &mut pn, &PlainAead, |d| {
             datagrams.push((3, d.to_vec()))
         });
-        let mut windows = Vec::new();
-        for (_, d) in &datagrams {
-            assert!(d.len() <= mtu, "{} bytes", d.len());
-            let (_, body) = Header::decode(d).unwrap();
-            let (h, rest) = VideoHeader::decode(body).unwrap();
-            if h.window() {
-                let (ext, _) = WindowExt::decode(rest).unwrap();
-                windows.push((h.frame_index, ext.older.len()));
-            }
-        }
+        let windows = windows_in(&datagrams, mtu);
         // Frame 7 had no trailing frame before it: its own rows. Frame 8 shares with 7, frame 9
         // with 8 and 7.
         assert!(windows.iter().all(|&(f, _)| f != 7));
         assert!(windows.contains(&(8, 1)) && windows.contains(&(9, 2)));
         // The client: frames 7 and 8 whole, frame 9's data lost, its rows arrive.
-        let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
-        for (_, d) in &datagrams {
-            let (_, body) = Header::decode(d).unwrap();
-            let (h, _) = VideoHeader::decode(body).unwrap();
+        let (got, _) = delivered(&datagrams, |h| {
             let k = (h.frame_len as usize).div_ceil(h.shard_size as usize);
-            if h.frame_index == 9 && (h.shard_index as usize) < k {
-                continue;
-            }
-            let _ = r.push(body, t0);
-        }
-        let got: Vec<Vec<u8>> = std::iter::from_fn(|| r.poll())
-            .filter_map(|o| match o {
-                Output::Frame(f) => Some(f.data),
-                Output::Lost { .. } => None,
-            })
-            .collect();
+            h.frame_index == 9 && (h.shard_index as usize) < k
+        });
         assert_eq!(got, frames);
     }
 
@@ -344,27 +369,13 @@ mod tests {
         let mut p = Packetizer::new(mtu, Box::new(ReedSolomon8::new()));
         let mut table = ParityTable::from_percent(50);
         table.set_trailing(MAX_TRAILING_K);
-        let lens = [40_000usize, 38_000, 5_000];
-        let frames: Vec<Vec<u8>> = lens
-            .iter()
-            .enumerate()
-            .map(|(f, &n)| (0..n).map(|i| (i * 11 + f * 29) as u8).collect())
-            .collect();
+        let frames = frames_of(&[40_000, 38_000, 5_000], 29);
         let mut held = TrailingParity::new();
         let t0 = Instant::now();
         let mut datagrams = Vec::new();
         let mut pn = 1;
         for (i, f) in frames.iter().enumerate() {
-            let prm = FrameParams {
-                frame_index: 7 + i as u32,
-                keyframe: false,
-                fec_percent: 50,
-                session_id: 1,
-                first_packet_number: pn,
-                sealed: false,
-                tag_len: 0,
-                timing: Default::default(),
-            };
+            let prm = params(7 + i as u32, 50, pn);
             let mut out = Datagrams::new();
             p.packetize_with(f, &prm, &table, &mut out).unwrap();
             p.encode_recorded_parity(&mut out).unwrap();
@@ -393,16 +404,11 @@ mod tests {
         held.release(10, t0, &mut pn, &PlainAead, |d| {
             datagrams.push((3, d.to_vec()))
         });
-        let mut windows = Vec::new();
+        let windows = windows_in(&datagrams, mtu);
         for (_, d) in &datagrams {
-            assert!(d.len() <= mtu, "{} bytes", d.len());
             let (_, body) = Header::decode(d).unwrap();
-            let (h, rest) = VideoHeader::decode(body).unwrap();
+            let (h, _) = VideoHeader::decode(body).unwrap();
             assert_eq!(h.trailing(), h.frame_index == 9);
-            if h.window() {
-                let (ext, _) = WindowExt::decode(rest).unwrap();
-                windows.push((h.frame_index, ext.older.len()));
-            }
         }
         // Frame 7 had no windowed frame before it: its own rows. Frame 8 pairs with 7, and
         // frame 9's trailing rows span both.
@@ -410,21 +416,7 @@ mod tests {
         assert!(windows.contains(&(8, 1)));
         assert!(windows.contains(&(9, 2)));
         // The client: frame 7 keeps 20 of its ~30 data shards and none of its rows.
-        let mut r = Reassembler::new(ReassemblerConfig::default(), Box::new(ReedSolomon8::new()));
-        for (_, d) in &datagrams {
-            let (_, body) = Header::decode(d).unwrap();
-            let (h, _) = VideoHeader::decode(body).unwrap();
-            if h.frame_index == 7 && h.shard_index >= 20 {
-                continue;
-            }
-            let _ = r.push(body, t0);
-        }
-        let got: Vec<Vec<u8>> = std::iter::from_fn(|| r.poll())
-            .filter_map(|o| match o {
-                Output::Frame(f) => Some(f.data),
-                Output::Lost { .. } => None,
-            })
-            .collect();
+        let (got, r) = delivered(&datagrams, |h| h.frame_index == 7 && h.shard_index >= 20);
         assert_eq!(got, frames);
         assert!(r.stats().shards_recovered >= 8);
     }
