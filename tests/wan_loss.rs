@@ -903,6 +903,27 @@ fn a_large_frame_lost_past_its_parity_and_the_next_frame_are_repaired() {
     assert!(ages.iter().all(|a| a.is_some()), "{ages:?}");
 }
 
+/// A burst that takes a small frame's tail and what is sent right after it (the trailing rows
+/// of the frame before) leaves nothing to show that the frame's datagrams ended until the next
+/// frame's arrive, a frame interval later. A frame's own datagrams leave together, so silence
+/// as long as a stalled frame's ends its run too: with its trailing rows and the next frame's
+/// rows lost as well, it is asked for then and repaired within one way + that silence + one
+/// RTT. (Asked for only once the next frame showed, it landed a frame interval later.)
+#[test]
+fn a_small_frame_whose_tail_a_burst_took_is_asked_for_before_the_next_frame_shows() {
+    let (ages, c0, c1) = four_small_frames_with(
+        53,
+        (0.02, 0.20),
+        |frame, i| match frame {
+            1 => i >= 2,
+            2 | 3 => i >= 7,
+            _ => false,
+        },
+        false,
+    );
+    frame_1_repaired_within(&ages, &c0, &c1, 3 * ONE_WAY + Duration::from_millis(12));
+}
+
 /// Frame 1 was repaired (a request went out, nothing was given up) and delivered within
 /// `within` of its send; every frame within the budget.
 fn frame_1_repaired_within(ages: &[Option<Duration>], c0: &Stats, c1: &Stats, within: Duration) {

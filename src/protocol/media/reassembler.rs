@@ -18,7 +18,7 @@
 //! still in progress (until that completes or times out); a complete keyframe does not wait —
 //! everything older is given up, since the keyframe restarts decoding anyway — except for up
 //! to [`KEYFRAME_TRAILING_WAIT`] while the frame just before it is incomplete and flagged
-//! trailing (its parity rows travel right behind the keyframe). There is no jitter buffer and
+//! trailing, or not seen at all (its parity rows travel right behind the keyframe). There is no jitter buffer and
 //! no timer on the lossless path.
 //!
 //! A frame of which no shard arrived is given up as soon as a later frame is ready, unless the
@@ -357,8 +357,8 @@ impl Reassembler {
 
     /// Until when a complete keyframe waits for the frame just before it: that frame is
     /// incomplete and keeps parity behind the next frame — behind this keyframe — so its
-    /// trailing rows arrive right after the keyframe's own datagrams. `None` when no keyframe
-    /// waits. Bounded by [`KEYFRAME_TRAILING_WAIT`] after the keyframe's newest shard.
+    /// trailing rows arrive right after the keyframe's own datagrams; or nothing of it arrived
+    /// yet (lost whole, its rows may still come). `None` when no keyframe waits. Bounded by [`KEYFRAME_TRAILING_WAIT`] after the keyframe's newest shard.
     fn keyframe_held_until(&self) -> Option<Instant> {
         let floor = self.floor?;
         let kf = self
@@ -366,11 +366,17 @@ impl Reassembler {
             .iter()
             .filter(|s| s.keyframe && s.complete() && s.index != floor)
             .min_by_key(|s| seq_diff(s.index, floor))?;
-        let before = self
+        let until = kf.last_activity + KEYFRAME_TRAILING_WAIT;
+        match self
             .slots
             .iter()
-            .find(|s| s.index == kf.index.wrapping_sub(1))?;
-        (before.trailing && !before.complete()).then(|| kf.last_activity + KEYFRAME_TRAILING_WAIT)
+            .find(|s| s.index == kf.index.wrapping_sub(1))
+        {
+            Some(before) => (before.trailing && !before.complete()).then_some(until),
+            // Nothing of it arrived yet: a frame lost whole is first seen by the rows it
+            // keeps behind the next frame, which arrive right after this keyframe's own.
+            None => Some(until),
+        }
     }
 
     /// Gives up frames whose window passed and delivers what that unblocks.

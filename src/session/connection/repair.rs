@@ -17,7 +17,9 @@
 //!   [`REQUEST_COPIES`] more times, RTT / 64 apart (1–4 ms), while its frame is incomplete: the
 //!   back path loses in bursts too, and the host serves a copy nothing new;
 //! - a frame flagged trailing asks early: once its own run of datagrams ended (an original
-//!   shard of another frame came after its newest, plus the reorder window) and before any of
+//!   shard of another frame came after its newest, plus the reorder window; or none of its
+//!   shards came for [`LONG_STALL`], as scaled — its datagrams leave together, and a burst that
+//!   took its tail may have taken what followed too) and before any of
 //!   its trailing rows came, the data shards it lacks are asked for at once if the client's
 //!   loss model gives its trailing rows at least [`EARLY_ASK_RISK`] of failing to rebuild them
 //!   (a request sent once the rows failed lands a frame interval later, past a WAN budget);
@@ -520,6 +522,7 @@ impl Connection {
             // Work that changes state: the end of the round (asks afresh), the stall of a
             // frame with no round open (asks what it lacks), or a hole not yet asked for
             // outliving the reorder window.
+            let silent_end = f.last_activity + long_stall;
             let (moved_on, long_stall) = Self::stall_view_of(&c.repair, &f, long_stall);
             let mut at = match (t.round_start, moved_on) {
                 (Some(s), _) => s + round,
@@ -530,13 +533,17 @@ impl Connection {
             // (`check_repair`), before its trailing rows are due.
             if f.trailing
                 && t.round_start.is_none()
-                && c.repair.run_ended(&f)
                 && needs.iter().any(|n| {
                     n.highest_original.is_none_or(|h| h < n.k)
                         && c.repair.early_risk(n.k, n.parity, n.short_if_no_more)
                 })
             {
-                at = at.min(f.last_activity + reorder);
+                let ended = if c.repair.run_ended(&f) {
+                    f.last_activity + reorder
+                } else {
+                    silent_end
+                };
+                at = at.min(ended);
             }
             for n in &needs {
                 // Only a hole that can still be asked for (a block whose totals reached the
@@ -650,8 +657,9 @@ impl Connection {
                 c.repair.needs = needs;
                 continue;
             };
+            let silent_end = f.last_activity + long_stall;
             let (moved_on, long_stall) = Self::stall_view_of(&c.repair, &f, long_stall);
-            let run_ended = c.repair.run_ended(&f);
+            let run_ended = c.repair.run_ended(&f) || now >= silent_end;
             // Blocks whose trailing rows are too likely to fail (only a trailing frame whose
             // own datagrams ended can ask early, see `data_ended` below).
             let risky: Vec<u16> = if f.trailing && run_ended {

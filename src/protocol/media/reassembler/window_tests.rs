@@ -1,9 +1,11 @@
+use std::time::Duration;
+
 use super::*;
 use crate::protocol::fec::coder::ReedSolomon8;
 use crate::protocol::fec::window::encode_window_rows;
 use crate::protocol::media::shared_rows::{OlderFrame, WindowExt};
 use crate::protocol::wire::{
-    FEC_SCHEME_RS8, VIDEO_FLAG_TRAILING, VIDEO_FLAG_WINDOW, VIDEO_HEADER_LEN,
+    FEC_SCHEME_RS8, VIDEO_FLAG_KEYFRAME, VIDEO_FLAG_TRAILING, VIDEO_FLAG_WINDOW, VIDEO_HEADER_LEN,
 };
 
 const K: usize = 4;
@@ -229,4 +231,29 @@ fn a_frame_its_rows_determine_is_rebuilt_while_a_later_frame_lacks_rows() {
     r.push(&window_row(1, 1, 0), now).unwrap();
     assert_eq!(frames_out(&mut r), [(1, frame(1))]);
     assert_eq!(r.stats().shards_recovered, 1);
+}
+
+/// A complete keyframe waits a few milliseconds for the frame just before it even when nothing
+/// of that frame arrived yet: lost whole, it is first seen by the rows it keeps behind the
+/// keyframe, which arrive right after the keyframe's own datagrams. (Given up as soon as the
+/// keyframe completed, it was lost although its rows came 2 ms later.)
+#[test]
+fn a_keyframe_waits_for_the_rows_of_the_frame_before_it_lost_whole() {
+    let mut r = reassembler();
+    let now = Instant::now();
+    push_whole(&mut r, 0, now);
+    // As the session does when a newer frame's shards show a gap.
+    assert!(r.await_frame(1, now + Duration::from_millis(200)));
+    for (j, s) in shards(2).iter().enumerate() {
+        r.push(&body(&header(2, j, VIDEO_FLAG_KEYFRAME), s), now)
+            .unwrap();
+    }
+    r.handle_timeout(now + Duration::from_millis(1));
+    assert_eq!(frames_out(&mut r), [(0, frame(0))]);
+    let later = now + Duration::from_millis(2);
+    for row in 0..K {
+        r.push(&window_row(1, 1, row), later).unwrap();
+    }
+    assert_eq!(frames_out(&mut r), [(1, frame(1)), (2, frame(2))]);
+    assert_eq!(r.stats().frames_lost, 0);
 }
