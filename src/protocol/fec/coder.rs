@@ -118,6 +118,13 @@ pub(crate) const MAX_TRAILING_K: usize = 16;
 /// and keep their own rows.
 pub(crate) const MAX_PAIRED_K: usize = 80;
 
+/// Whether a one-block frame of `k` data shards has a paired frame's size (too large to trail,
+/// at most [`MAX_PAIRED_K`]): the host pairs only such frames, the client takes paired rows
+/// only on them.
+pub(crate) fn pairable(k: usize) -> bool {
+    k > MAX_TRAILING_K && k <= MAX_PAIRED_K
+}
+
 /// How many of the `m` parity rows of a one-block frame of `k` data shards trail behind the
 /// next frame's datagrams: `min(m, k + 1)`; the rest (`m − k − 1`, when positive) follow the
 /// frame's own data. A burst that takes the frame's data whole then leaves `k + 1` rows on
@@ -182,8 +189,7 @@ impl ParityTable {
         blocks == 1
             && !self.no_pairs
             && self.trail_max_k > 0
-            && data_shards > MAX_TRAILING_K
-            && data_shards <= MAX_PAIRED_K
+            && pairable(data_shards)
             && self.parity(data_shards) > 0
     }
 

@@ -30,7 +30,7 @@
 use std::time::{Duration, Instant};
 
 use crate::protocol::fec::coder::{
-    BlockLayout, FecCoder, MAX_PAIRED_K, MAX_SHARDS_PER_BLOCK, MAX_TRAILING_K, trailing_parity,
+    BlockLayout, FecCoder, MAX_SHARDS_PER_BLOCK, MAX_TRAILING_K, pairable, trailing_parity,
 };
 use crate::protocol::fec::repair::MAX_REPAIR_ROWS;
 use crate::protocol::media::packetizer::MAX_FRAME_BYTES;
@@ -462,11 +462,7 @@ impl Reassembler {
         if let Some(ext) = &window {
             let older: usize = ext.older.iter().map(|f| f.data_shards()).sum();
             let fits = older + k + m <= MAX_SHARDS_PER_BLOCK
-                && (h.trailing()
-                    || (layout.blocks == 1
-                        && k > MAX_TRAILING_K
-                        && k <= MAX_PAIRED_K
-                        && ext.older.len() == 1));
+                && (h.trailing() || (layout.blocks == 1 && pairable(k) && ext.older.len() == 1));
             if !fits {
                 return Err(inv("window layout"));
             }

@@ -8,9 +8,10 @@
 //! own Reed-Solomon decode. Towards what the block still needs (`needs`) a row counts while
 //! every frame it names is in flight or kept ([`Reassembler::usable_window_rows`]); a row
 //! naming a frame given up counts as lost, and the block is asked for. Delivered windowed
-//! frames are kept (at most [`RETAINED`]) while later frames' rows may name them. A solve takes
-//! only the groups of unknowns that have as many rows as unknowns, so a paired frame's rows
-//! cost one solve once they can rebuild it, not one per row.
+//! frames are kept (at most [`RETAINED`]) while later frames' rows may name them. A solve works
+//! on coefficients first and pushes bytes only for the groups of unknowns in which something is
+//! determined, so a paired frame's rows cost one byte solve once they can rebuild it, not one
+//! per row.
 //!
 //! Must never: trust a row's window against frames it contradicts (such a row is skipped),
 //! solve more than [`MAX_SOLVE_UNKNOWNS`] unknowns or [`MAX_SOLVE_WORK`] at once, or keep a row
@@ -115,14 +116,13 @@ fn determined(
 }
 
 /// The equations worth pushing, by index into `eqs`: in order, each one independent (over the
-/// unknowns, renumbered by `renum`) of those picked before it, until every unknown has one.
+/// `unknowns`) of those picked before it, until every unknown has one.
 /// The others only repeat what the picked ones say, and pushing one costs folding every known
 /// column of its window: a paired frame that lost 5 data shards holds ~30 rows over ~65 known
 /// shards, where 5 rows are enough. Coefficients only: ~unknowns² per equation.
 #[allow(clippy::type_complexity)]
 fn independent(
     eqs: &[(Vec<Column<'_>>, usize, &[u8])],
-    renum: &[usize],
     unknowns: usize,
     tables: &mut RowTables,
 ) -> Vec<usize> {
@@ -139,7 +139,7 @@ fn independent(
         let mut v = vec![0u8; unknowns];
         for (&c, col) in coeffs.iter().zip(cols) {
             if let Column::Unknown(u) = col
-                && let Some(x) = renum.get(*u).and_then(|&r| v.get_mut(r))
+                && let Some(x) = v.get_mut(*u)
             {
                 *x = c;
             }
@@ -402,8 +402,7 @@ impl Reassembler {
                 return;
             }
             let mut tables = RowTables::default();
-            let all: Vec<usize> = (0..ids.len()).collect();
-            let picked = independent(&eqs, &all, ids.len(), &mut tables);
+            let picked = independent(&eqs, ids.len(), &mut tables);
             let determined = determined(&eqs, &picked, ids.len(), &mut tables);
             if !determined.contains(&true) {
                 return;
